@@ -1,0 +1,245 @@
+"""
+The server's files: append-only record logs and the active-user log.
+
+Records of one reactor turn are written together, then (with C{fsync})
+flushed to stable storage once for the whole batch (group commit); only then
+are the acknowledgements that depend on them released (L{Journal.when_durable}).
+Every record reaches the operating system in a single C{write} on a file
+opened with C{O_APPEND}, so a crash of the process never tears one, and a
+concurrent appender never interleaves with one.
+"""
+
+import os
+
+from twisted.logger import Logger
+
+log = Logger()
+
+SEPARATOR = "; "
+# Readers split on the first three "; "; characters that would end a line in
+# any common reader (str.splitlines) must not reach a record.
+_LINE_BREAKS = {c: " " for c in (list(range(0x00, 0x09)) + list(range(0x0A, 0x20)) + [0x7F, 0x85, 0x2028, 0x2029])}
+
+
+def single_line(text: str) -> str:
+    """Replace control characters and line breaks so that C{text} stays one record."""
+    if text.isprintable():
+        return text
+    return text.translate(_LINE_BREAKS)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def recover_last_seq(path: str) -> int:
+    """
+    Return the last SEQ of a record log, or 0 for a missing or empty one.
+
+    A trailing partial line (from a power cut during a write that was never
+    acknowledged) is cut off, so the next record starts on a line of its own.
+    """
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return 0
+    try:
+        size = os.fstat(fd).st_size
+        block = 65536 + 4096
+        end = size
+        tail = b""
+        while end > 0:
+            start = max(0, end - block)
+            tail = os.pread(fd, end - start, start) + tail
+            end = start
+            if tail.count(b"\n") >= 2 or start == 0:
+                lines = tail.split(b"\n")
+                if not tail.endswith(b"\n"):
+                    cut = size - len(lines[-1])
+                    log.warn("{path}: cutting off a partial last line of {n} bytes", path=path, n=size - cut)
+                    os.ftruncate(fd, cut)
+                    size = cut
+                lines.pop()  # the empty string after the last newline, or the cut part
+                complete = lines[1:] if start > 0 else lines
+                for line in reversed(complete):
+                    seq = line.split(b";", 1)[0]
+                    if seq.isdigit():
+                        return int(seq)
+                if start == 0:
+                    return 0
+                tail = lines[0]
+                end = start
+                # keep scanning backwards: the complete lines held no SEQ
+        return 0
+    finally:
+        os.close(fd)
+
+
+class RecordLog:
+    """
+    One append-only file of C{SEQ; TIMESTAMP; AUTHOR; MESSAGE} records whose
+    numbering continues across restarts.
+    """
+
+    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal")
+
+    def __init__(self, path: str, journal: "Journal"):
+        self.path = path
+        self._journal = journal
+        self.last_seq = recover_last_seq(path)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._pending: list[bytes] = []
+
+    def append(self, timestamp: str, author: str, message: str) -> int:
+        seq = self.last_seq + 1
+        self.last_seq = seq
+        record = f"{seq}{SEPARATOR}{timestamp}{SEPARATOR}{author}{SEPARATOR}{single_line(message)}\n"
+        if not self._pending:
+            self._journal.mark(self)
+        self._pending.append(record.encode("utf-8", "surrogateescape"))
+        return seq
+
+    def write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending:
+            _write_all(self._fd, b"".join(pending))
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        self.write_pending()
+        os.close(self._fd)
+
+
+def replace_file_atomically(path: str, data: bytes, durable: bool) -> None:
+    """Write C{data} to a temporary file beside C{path}, then rename it over C{path}."""
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        _write_all(fd, data)
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if durable:
+        dirfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+class ActiveUserLog:
+    """
+    C{userlog.txt}: C{SEQ; TIMESTAMP; USERNAME; CLIENT_IP; CLIENT_UDP_PORT},
+    exactly the users active now, numbered 1, 2, 3, ...
+
+    A login appends one line. A logout must renumber the lines after it, so
+    it marks the file for one atomic rewrite at the end of the turn, however
+    many logouts the turn holds.
+    """
+
+    def __init__(self, path: str, journal: "Journal"):
+        self.path = path
+        self._journal = journal
+        self._entries: dict[str, str] = {}  # username -> the line without SEQ, login order
+        self._appends: list[bytes] = []
+        self._rewrite = False
+        replace_file_atomically(path, b"", journal.durable)  # at start-up nobody is active
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+
+    def add(self, username: str, timestamp: str, ip: str, udp_port: int) -> None:
+        entry = f"{timestamp}{SEPARATOR}{username}{SEPARATOR}{ip}{SEPARATOR}{udp_port}\n"
+        self._entries[username] = entry
+        if not self._rewrite:
+            if not self._appends:
+                self._journal.mark(self)
+            self._appends.append(f"{len(self._entries)}{SEPARATOR}{entry}".encode())
+
+    def remove(self, username: str) -> None:
+        if self._entries.pop(username, None) is None:
+            return
+        if not self._rewrite and not self._appends:
+            self._journal.mark(self)
+        self._rewrite = True
+        self._appends.clear()
+
+    def render(self) -> bytes:
+        return "".join(
+            f"{seq}{SEPARATOR}{entry}" for seq, entry in enumerate(self._entries.values(), 1)
+        ).encode()
+
+    def write_pending(self) -> None:
+        if self._rewrite:
+            self._rewrite = False
+            replace_file_atomically(self.path, self.render(), self._journal.durable)
+            os.close(self._fd)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        elif self._appends:
+            appends, self._appends = self._appends, []
+            _write_all(self._fd, b"".join(appends))
+
+    def sync(self) -> None:
+        os.fsync(self._fd)
+
+    def close(self) -> None:
+        self.write_pending()
+        os.close(self._fd)
+
+
+class Journal:
+    """
+    Writes the pending records of every log once per reactor turn, then runs
+    the callbacks waiting for them to be durable.
+
+    @param durable: flush to stable storage (C{fsync}) before acknowledging.
+    """
+
+    def __init__(self, clock, durable: bool = False):
+        self.clock = clock
+        self.durable = durable
+        self._dirty: list = []
+        self._waiting: list = []
+        self._call = None
+
+    @property
+    def pending(self) -> bool:
+        return self._call is not None
+
+    def mark(self, log_file) -> None:
+        """C{log_file} has records to write in this turn's batch."""
+        self._dirty.append(log_file)
+        self._schedule()
+
+    def when_durable(self, callback) -> None:
+        """Call C{callback()} once everything written so far is on disk."""
+        self._waiting.append(callback)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._call is None:
+            self._call = self.clock.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+        dirty, self._dirty = self._dirty, []
+        waiting, self._waiting = self._waiting, []
+        for log_file in dirty:
+            log_file.write_pending()
+        if self.durable:
+            for log_file in dirty:
+                log_file.sync()
+        for callback in waiting:
+            try:
+                callback()
+            except Exception:
+                log.failure("while acknowledging a durable write")

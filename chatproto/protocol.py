@@ -1,0 +1,320 @@
+"""
+The line protocol front end (SPEC.md section 4): one L{ChatLineProtocol}
+per TCP connection over the shared L{Chat} realm.
+
+Each command is one method, found by name: C{login_LOGIN} before login,
+C{cmd_<name>} for C{/name} after it, so a user who has not logged in simply
+has no chat handlers.
+"""
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from .chat import Chat
+from .errors import ChatError, LoginFailed, UsageError
+
+log = Logger()
+
+MAX_LINE = 65536
+DEFAULT_MAX_OUTPUT = 1024 * 1024
+WELCOME = "Welcome to chatproto!"
+INVALID_COMMAND = "Error. Invalid command!"
+
+USAGE = {
+    "LOGIN": "LOGIN USERNAME PASSWORD UDP_PORT",
+    "msgto": "/msgto USERNAME MESSAGE",
+    "activeuser": "/activeuser",
+    "creategroup": "/creategroup GROUPNAME USERNAME [USERNAME ...]",
+    "joingroup": "/joingroup GROUPNAME",
+    "groupmsg": "/groupmsg GROUPNAME MESSAGE",
+    "p2pvideo": "/p2pvideo USERNAME FILENAME",
+    "logout": "/logout",
+}
+
+
+def usage(command: str) -> UsageError:
+    return UsageError(f"Usage: {USAGE[command]}")
+
+
+def split_args(args: str, command: str, count: int) -> list[str]:
+    """Exactly C{count} whitespace-separated arguments, or a usage error."""
+    parts = args.split()
+    if len(parts) != count:
+        raise usage(command)
+    return parts
+
+
+def split_message(args: str, command: str) -> tuple[str, str]:
+    """C{NAME MESSAGE}: the message is the rest of the line, spaces kept."""
+    parts = args.split(None, 1)
+    if len(parts) != 2 or not parts[1].strip():
+        raise usage(command)
+    return parts[0], parts[1]
+
+
+@implementer(IPushProducer)
+class OutputBound:
+    """
+    Tells how much output waits unsent for a client that does not read.
+
+    The transport pauses its producer when its buffer is full and resumes it
+    once the buffer has drained; whatever is written in between is counted.
+    """
+
+    __slots__ = ("paused", "queued")
+
+    def __init__(self):
+        self.paused = False
+        self.queued = 0
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self):
+        pass
+
+
+class ChatLineProtocol(LineReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE
+
+    def __init__(self, chat: Chat, max_output: int = DEFAULT_MAX_OUTPUT):
+        self.chat = chat
+        self.max_output = max_output
+        self.user = None
+        self._prefix = "login_"
+        self._held = None  # output waiting for the journal, in order
+        self._discarding = False  # inside an over-long line
+        self._after_long_line = None
+        self._output = OutputBound()
+
+    # Connection
+
+    def connectionMade(self):
+        self.transport.registerProducer(self._output, True)
+
+    def connectionLost(self, reason):
+        self._held = None
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
+        factory = self.factory
+        if factory is not None:
+            factory.connections.discard(self)
+
+    # Output
+
+    def _write(self, data: bytes) -> None:
+        if self._held is not None:
+            self._held.append(data)
+            return
+        self.transport.write(data)
+        if self._output.paused:
+            self._output.queued += len(data)
+            if self._output.queued > self.max_output:
+                self._drop_slow_reader()
+
+    def _reply(self, tag: bytes, text: str) -> None:
+        data = tag + text.encode("utf-8", "surrogateescape") + b"\n" if text else tag.rstrip() + b"\n"
+        # A reply never overtakes a log write made before it: wait for the
+        # journal's batch when one is pending.
+        if self._held is None and self.chat.journal.pending:
+            self._held = []
+            self.chat.journal.when_durable(self._release)
+        self._write(data)
+
+    def ok(self, text: str = "") -> None:
+        self._reply(b"OK ", text)
+
+    def err(self, text: str) -> None:
+        self._reply(b"ERR ", text)
+
+    def data(self, text: str) -> None:
+        self._write(b"DATA " + text.encode("utf-8", "surrogateescape") + b"\n")
+
+    def deliver(self, delivery) -> None:
+        """The session interface: the realm hands us a message or notice."""
+        self._write(delivery.line)
+
+    def notice(self, text: str) -> None:
+        self._write(b"NOTICE " + text.encode("utf-8", "surrogateescape") + b"\n")
+
+    def _release(self) -> None:
+        held, self._held = self._held, None
+        if held and self.transport is not None and self.connected:
+            for data in held:
+                self._write(data)
+
+    def _drop_slow_reader(self) -> None:
+        log.info("Dropping {peer}: more than {limit} bytes of output unread",
+                 peer=self.transport.getPeer(), limit=self.max_output)
+        self.transport.write(b"NOTICE Disconnected: too much output waiting unread\n")
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
+        self.transport.abortConnection()
+
+    # Input
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._discarding:
+            end = data.find(self.delimiter)
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1:]
+        LineReceiver.dataReceived(self, data)
+        while self._after_long_line is not None and not self._discarding:
+            rest, self._after_long_line = self._after_long_line, None
+            LineReceiver.dataReceived(self, rest)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # LineReceiver hands over the long line and everything buffered after
+        # it; keep the session, answer once, and go on after the long line.
+        self.err("Line too long")
+        end = line.find(self.delimiter)
+        if end < 0:
+            self._discarding = True
+        else:
+            self._after_long_line = line[end + 1:]
+
+    def lineReceived(self, line: bytes) -> None:
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.err("Invalid UTF-8")
+            return
+        command, _, args = text.lstrip().partition(" ")
+        try:
+            self.dispatch(command, args)
+        except ChatError as e:
+            self.err(e.text)
+        except Exception:
+            log.failure("handling {command!r} from {user}", command=command, user=self.user_name)
+            self.err("Server error")
+
+    @property
+    def user_name(self):
+        return self.user.name if self.user is not None else None
+
+    def dispatch(self, command: str, args: str) -> None:
+        if self.user is None:
+            handler = getattr(self, "login_" + command, None) if command.isalpha() else None
+            if handler is None:
+                raise ChatError("Please log in first")
+        else:
+            name = command[1:]
+            handler = None
+            if command.startswith("/") and name.isalnum() and name.isascii():
+                handler = getattr(self, "cmd_" + name, None)
+            if handler is None:
+                raise ChatError(INVALID_COMMAND)
+        handler(args)
+
+    # Before login
+
+    def login_LOGIN(self, args: str) -> None:
+        username, password, udp_port = split_args(args, "LOGIN", 3)
+        if not udp_port.isdigit() or not 0 < int(udp_port) < 65536:
+            raise usage("LOGIN")
+        ip = self.transport.getPeer().host
+        d = self.chat.login(username, password, ip, int(udp_port), self)
+        d.addCallbacks(self._logged_in, self._login_refused)
+        if not d.called:
+            # A slow password check: keep the next lines for after it.
+            self.pauseProducing()
+            d.addBoth(lambda _: self.resumeProducing())
+
+    def _logged_in(self, user) -> None:
+        if not self.connected:
+            self.chat.logout(user)
+            return
+        self.user = user
+        self.ok(WELCOME)
+
+    def _login_refused(self, failure) -> None:
+        failure.trap(LoginFailed)
+        if self.connected:
+            self.err(failure.value.text)
+
+    # After login: one method per command
+
+    def cmd_msgto(self, args: str) -> None:
+        username, message = split_message(args, "msgto")
+        timestamp = self.chat.send_private(self.user, username, message)
+        self.ok(f"message sent at {timestamp}.")
+
+    def cmd_activeuser(self, args: str) -> None:
+        split_args(args, "activeuser", 0)
+        others = self.chat.other_active_users(self.user)
+        if not others:
+            self.ok("no other active user")
+            return
+        for other in others:
+            self.data(f"{other.name}, {other.ip}, {other.udp_port}, active since {other.since}.")
+        self.ok()
+
+    def cmd_creategroup(self, args: str) -> None:
+        self._create_group(args, "creategroup", broadcast=False)
+
+    def _create_group(self, args: str, command: str, broadcast: bool) -> None:
+        parts = args.split()
+        if len(parts) < 2:
+            raise usage(command)
+        group = self.chat.create_group(self.user, parts[0], parts[1:], broadcast)
+        kind = "Broadcast group" if broadcast else "Group chat room"
+        self.ok(f"{kind} has been created, room name: {group.name}, "
+                f"users in this room: {' '.join(group.members)}")
+
+    def cmd_joingroup(self, args: str) -> None:
+        (name,) = split_args(args, "joingroup", 1)
+        group = self.chat.join_group(self.user, name)
+        self.ok(f"Joined the group chat: {group.name} successfully.")
+
+    def cmd_groupmsg(self, args: str) -> None:
+        name, message = split_message(args, "groupmsg")
+        self.chat.group_message(self.user, name, message)
+        self.ok("Group chat message sent.")
+
+    def cmd_p2pvideo(self, args: str) -> None:
+        username, _filename = split_args(args, "p2pvideo", 2)
+        peer = self.chat.peer_address(self.user, username)
+        self._write(f"PEER {peer.name} {peer.ip} {peer.udp_port}\n".encode())
+        self.ok()
+
+    def cmd_logout(self, args: str) -> None:
+        split_args(args, "logout", 0)
+        user, self.user = self.user, None
+        self.chat.logout(user)
+        self.ok(f"Bye, {user.name}!")
+        self.pauseProducing()  # nothing after /logout is read
+        if self._held is not None:
+            self.chat.journal.when_durable(self.transport.loseConnection)
+        else:
+            self.transport.loseConnection()
+
+
+class ChatServerFactory(ServerFactory):
+    """Builds one L{ChatLineProtocol} per connection over the shared realm."""
+
+    noisy = False
+
+    def __init__(self, chat: Chat, max_output: int = DEFAULT_MAX_OUTPUT):
+        self.chat = chat
+        self.max_output = max_output
+        self.connections: set[ChatLineProtocol] = set()
+
+    def buildProtocol(self, addr):
+        protocol = ChatLineProtocol(self.chat, self.max_output)
+        protocol.factory = self
+        self.connections.add(protocol)
+        return protocol

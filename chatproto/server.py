@@ -1,0 +1,116 @@
+"""
+C{python -m chatproto.server PORT ATTEMPTS}: the server, started by hand.
+"""
+
+import os
+import sys
+
+from twisted.python import usage
+
+from .app import (AttemptsError, build_service, parse_attempts, parse_port, parse_size,
+                  ready_line)
+from .protocol import DEFAULT_MAX_OUTPUT
+
+USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
+         "[--data-dir DIR] [--max-output BYTES] [--fsync] PORT ATTEMPTS")
+
+
+class ServerOptions(usage.Options):
+    optParameters = [
+        ["interface", None, "", "listen on this address only (default: all interfaces)"],
+        ["credentials", None, "credentials.txt", "the accounts file"],
+        ["data-dir", None, ".", "where userlog.txt and the message logs are written"],
+        ["max-output", None, str(DEFAULT_MAX_OUTPUT),
+         "bytes of unsent output a client may have before it is disconnected"],
+    ]
+    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
+
+    def parseArgs(self, port, attempts):
+        self["port"] = parse_port(port)
+        self["attempts"] = parse_attempts(attempts)
+
+    def postOptions(self):
+        self["max-output"] = parse_size(self["max-output"])
+        if not os.path.isdir(self["data-dir"]):
+            raise usage.UsageError(f"no such directory: {self['data-dir']}")
+
+    def opt_help(self):
+        print(USAGE)
+        print(self.__str__().split("\n", 1)[1])
+        sys.exit(0)
+
+
+def listen_description(port: int, interface: str) -> str:
+    description = f"tcp:{port}"
+    if interface:
+        description += ":interface=" + interface.replace(":", r"\:")
+    return description
+
+
+FLAGS = {"--fsync", "--help", "-h", "--version"}
+
+
+def options_first(argv: list[str]) -> list[str]:
+    """Let options follow the positional arguments too (getopt stops at the first of them)."""
+    options, positional = [], []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--":
+            positional.extend(args)
+        elif arg.startswith("-") and len(arg) > 1 and not arg.lstrip("-").isdigit():
+            options.append(arg)
+            if arg not in FLAGS and "=" not in arg:
+                value = next(args, None)
+                if value is not None:
+                    options.append(value)
+        else:
+            positional.append(arg)
+    return options + positional
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    options = ServerOptions()
+    try:
+        options.parseOptions(options_first(argv))
+    except AttemptsError as e:
+        print(e, file=sys.stderr)
+        sys.exit(2)
+    except usage.UsageError as e:
+        print(f"{USAGE} ({e})", file=sys.stderr)
+        sys.exit(2)
+
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    status = {"code": 0}
+
+    def listening(address):
+        print(ready_line(address), flush=True)
+
+    def listen_failed(failure):
+        print(f"Error: cannot listen on port {options['port']}: {failure.getErrorMessage()}",
+              file=sys.stderr, flush=True)
+        status["code"] = 1
+        reactor.stop()
+
+    top, chat_service = build_service(
+        listen_description(options["port"], options["interface"]),
+        options["credentials"], options["data-dir"], options["attempts"],
+        listening, listen_failed, durable=options["fsync"],
+        max_output=options["max-output"], reactor=reactor,
+    )
+    try:
+        chat_service.load()
+    except OSError as e:
+        print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
+        sys.exit(1)
+    top.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
+    reactor.run()
+    sys.exit(status["code"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""
+Server timestamps: local time as C{%d %b %Y %H:%M:%S} with English month
+names whatever the locale (SPEC.md).
+"""
+
+import time
+
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_timestamp(seconds: float) -> str:
+    t = time.localtime(seconds)
+    return (
+        f"{t.tm_mday:02d} {MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    )
+
+
+class Timestamper:
+    """
+    Formats the clock's current second, once per second: every message on the
+    hot path needs a timestamp, and most share their second with the last one.
+    """
+
+    __slots__ = ("_clock", "_second", "_text")
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._second = None
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(self._clock.seconds())
+        if second != self._second:
+            self._second = second
+            self._text = format_timestamp(second)
+        return self._text
