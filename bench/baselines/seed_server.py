@@ -110,8 +110,10 @@ class State:
 
     def rewrite_userlog(self):
         with open(self.path("userlog.txt"), "w", encoding="utf-8") as f:
-            for seq, u in enumerate(self.active, 1):
-                f.write(f"{seq}; {u.login_time}; {u.name}; {u.ip}; {u.udp_port}\n")
+            f.writelines(
+                f"{seq}; {u.login_time}; {u.name}; {u.ip}; {u.udp_port}\n"
+                for seq, u in enumerate(self.active, 1)
+            )
 
 
 class ClientThread(threading.Thread):
