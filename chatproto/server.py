@@ -90,7 +90,9 @@ def main(argv=None) -> None:
         print(ready_line(address), flush=True)
 
     def listen_failed(failure):
-        print(f"Error: cannot listen on port {options['port']}: {failure.getErrorMessage()}",
+        reason = getattr(failure.value, "socketError", None)
+        reason = getattr(reason, "strerror", None) or failure.getErrorMessage()
+        print(f"Error: cannot listen on port {options['port']}: {reason}",
               file=sys.stderr, flush=True)
         status["code"] = 1
         reactor.stop()
@@ -106,7 +108,7 @@ def main(argv=None) -> None:
     except OSError as e:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
-    top.startService()
+    reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()
     sys.exit(status["code"])
