@@ -1,0 +1,359 @@
+"""
+Run every benchmark against every server, side by side, and print one table.
+
+    python bench/run_all.py            # full run (a few minutes)
+    python bench/run_all.py --quick    # about a minute
+    python bench/run_all.py --smoke    # seconds; what CI runs
+    python bench/run_all.py --write-doc   # also update docs/PERFORMANCE.md
+
+Each (scenario, server) pair gets a fresh server process (ours, the seed-design
+threaded baseline, twistd words) in a temporary directory with a generated
+credentials file, on 127.0.0.1, port 0. See bench/loadgen.py for what is
+measured and how.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import loadgen
+import servers
+from twisted.internet import defer, task
+
+PROFILES = {
+    "smoke": {
+        "private": {"pairs_per_worker": 2, "window": 8, "warmup": 0.2, "duration": 0.5},
+        "fanout": {"members": 20, "repeats": 3, "warmup": 1},
+        "idle": {"levels": [50, 100]},
+        "logins": {"n": 100},
+    },
+    "quick": {
+        "private": {"pairs_per_worker": 20, "window": 32, "warmup": 0.5, "duration": 3.0},
+        "fanout": {"members": 1000, "repeats": 10, "warmup": 2},
+        "idle": {"levels": [1000, 5000]},
+        "logins": {"n": 2000},
+    },
+    "full": {
+        "private": {"pairs_per_worker": 20, "window": 32, "warmup": 1.0, "duration": 10.0},
+        "fanout": {"members": 1000, "repeats": 50, "warmup": 3},
+        "idle": {"levels": [1000, 5000, 10000]},
+        "logins": {"n": 10000},
+    },
+}
+
+ORDER = ["ours", "seed", "words"]
+
+
+def rows_for(profile: dict):
+    """(label, scenario, getter, unit format, better) for each row of the table."""
+    members = profile["fanout"]["members"]
+    rows = [
+        ("private msgs/s", "private", lambda r: r["msgs_per_s"], "{:,.0f}", "higher"),
+        ("private p50 latency ms", "private", lambda r: r["p50_ms"], "{:.2f}", "lower"),
+        ("private p99 latency ms", "private", lambda r: r["p99_ms"], "{:.2f}", "lower"),
+        ("private server CPU us/msg", "private", lambda r: r["cpu_us_per_msg"], "{:.2f}",
+         "lower"),
+        ("private server CPU %", "private", lambda r: r["server_cpu_pct"], "{:.0f}", None),
+        (f"fan-out {members}: p50 ms", "fanout", lambda r: r["p50_ms"], "{:.2f}", "lower"),
+        (f"fan-out {members}: p99 ms", "fanout", lambda r: r["p99_ms"], "{:.2f}", "lower"),
+        (f"fan-out {members}: server CPU us/delivery", "fanout",
+         lambda r: r["cpu_us_per_delivery"], "{:.2f}", "lower"),
+    ]
+    for level in profile["idle"]["levels"]:
+        rows.append((f"idle RSS KiB/client @{level:,}", "idle",
+                     lambda r, lv=level: _idle(r, lv), "{:.2f}", "lower"))
+    rows += [
+        ("logins/s", "logins", lambda r: r["logins_per_s"], "{:,.0f}", "higher"),
+        ("server CPU us/login", "logins", lambda r: r["cpu_us_per_login"], "{:.1f}", "lower"),
+        ("logouts/s", "logins", lambda r: r["logouts_per_s"], "{:,.0f}", "higher"),
+        ("server CPU us/logout", "logins", lambda r: r["cpu_us_per_logout"], "{:.1f}",
+         "lower"),
+    ]
+    return rows
+
+
+def _idle(result, level):
+    entry = result["levels"].get(level) or result["levels"].get(str(level))
+    if entry is None:
+        return None
+    if entry["held"] < level:
+        raise ValueError(f"held only {entry['held']:,}")
+    return entry["kib_per_client"]
+
+
+def build_table(results: dict, profile: dict, kinds: list):
+    """A list of rows of cells (strings), the first row the header."""
+    labels = [servers.SERVERS[k][0] for k in kinds]
+    header = ["metric", *labels]
+    baselines = [k for k in kinds if k != "ours"] if "ours" in kinds else []
+    header += [f"ours vs {servers.SERVERS[k][0]}" for k in baselines]
+    table = [header]
+    for label, scenario, get, fmt, better in rows_for(profile):
+        values, cells = {}, [label]
+        for kind in kinds:
+            result = results.get(kind, {}).get(scenario)
+            if result is None:
+                cells.append("-")
+                continue
+            if "error" in result:
+                cells.append("error")
+                continue
+            try:
+                value = get(result)
+            except (KeyError, ValueError) as e:
+                cells.append(str(e) if isinstance(e, ValueError) else "-")
+                continue
+            values[kind] = value
+            cells.append("-" if value is None else fmt.format(value))
+        for base in baselines:
+            ours, other = values.get("ours"), values.get(base)
+            if better is None or not ours or not other:
+                cells.append("")
+            elif better == "higher":
+                cells.append(f"{ours / other:.2f}x")
+            else:
+                cells.append(f"{other / ours:.2f}x")
+        table.append(cells)
+    return table
+
+
+def render(table, markdown=False) -> str:
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    lines = []
+    for n, row in enumerate(table):
+        cells = [c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                 enumerate(zip(row, widths))]
+        if markdown:
+            lines.append("| " + " | ".join(cells) + " |")
+            if n == 0:
+                lines.append("|" + "|".join(
+                    "-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|")
+        else:
+            lines.append("  ".join(cells).rstrip())
+            if n == 0:
+                lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def goals(results: dict, profile: dict) -> list:
+    """The issue-8 goals, each as (text, measured, met) where they can be checked."""
+    ours = results.get("ours", {})
+
+    def get(kind, scenario, key):
+        r = results.get(kind, {}).get(scenario)
+        return None if not r or "error" in r else r.get(key)
+
+    out = []
+    p_ours = get("ours", "private", "msgs_per_s")
+    p_words = get("words", "private", "msgs_per_s")
+    p_seed = get("seed", "private", "msgs_per_s")
+    if p_ours and p_words:
+        out.append(("private msgs/s >= 2x twistd words", f"{p_ours / p_words:.2f}x",
+                    p_ours >= 2 * p_words))
+    if p_ours and p_seed:
+        out.append(("private msgs/s >= 3x threaded baseline", f"{p_ours / p_seed:.2f}x",
+                    p_ours >= 3 * p_seed))
+    cpu = get("ours", "private", "cpu_us_per_msg")
+    if cpu:
+        out.append(("private <= 4 us server CPU/msg while logging", f"{cpu:.2f} us",
+                    cpu <= 4))
+    cpu = get("ours", "fanout", "cpu_us_per_delivery")
+    members = profile["fanout"]["members"]
+    if cpu:
+        out.append((f"fan-out ({members}) <= 5 us CPU/delivery", f"{cpu:.2f} us", cpu <= 5))
+    p99 = get("ours", "fanout", "p99_ms")
+    if p99:
+        out.append((f"fan-out ({members}) p99 <= 50 ms", f"{p99:.1f} ms", p99 <= 50))
+    idle = ours.get("idle")
+    if idle and "error" not in idle:
+        top = max(profile["idle"]["levels"])
+        entry = idle["levels"].get(top) or idle["levels"].get(str(top))
+        if entry and entry["held"] >= top:
+            out.append((f"{top:,} idle clients <= 2 KiB RSS each",
+                        f"{entry['kib_per_client']:.2f} KiB", entry["kib_per_client"] <= 2))
+    rate = get("ours", "logins", "logins_per_s")
+    if rate:
+        out.append((">= 10,000 logins/s", f"{rate:,.0f}/s", rate >= 10000))
+    return out
+
+
+def machine() -> dict:
+    import twisted
+
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "twisted": twisted.__version__,
+        "kernel": platform.release(),
+    }
+
+
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def write_doc(path: str, text: str) -> None:
+    """Replace the generated block of C{path} (between the markers), keep the rest."""
+    block = f"{BEGIN}\n{text.rstrip()}\n{END}"
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = "# Performance\n\n"
+    if BEGIN in old and END in old:
+        head, rest = old.split(BEGIN, 1)
+        new = head + block + rest.split(END, 1)[1]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(new)
+    os.replace(tmp, path)
+
+
+def report(results, profile_name, profile, kinds, workers) -> tuple:
+    table = build_table(results, profile, kinds)
+    m = machine()
+    errors = [(k, s, r["error"]) for k, rs in results.items() for s, r in rs.items()
+              if "error" in r]
+    checks = goals(results, profile)
+    text = [render(table), ""]
+    if checks:
+        text.append("Goals (issue 8):")
+        text += [f"  [{'x' if met else ' '}] {goal}: {value}" for goal, value, met in checks]
+    for kind, scenario, error in errors:
+        text.append(f"ERROR {kind} {scenario}: {error}")
+    md = [
+        (f"Measured {m['date']} with `python bench/run_all.py"
+         f"{'' if profile_name == 'full' else ' --' + profile_name}` "
+         f"({workers} load-generator processes) on {m['nproc']} x {m['cpu']}, "
+         f"Linux {m['kernel']}, Python {m['python']}, Twisted {m['twisted']}."),
+        "",
+        render(table, markdown=True),
+        "",
+        ("Ratios are improvement factors: above 1 means ours is better (faster, or less "
+         "CPU/latency/memory)."),
+    ]
+    if checks:
+        md += ["", "Goals of issue 8:", ""]
+        md += [f"- [{'x' if met else ' '}] {goal}: **{value}**" for goal, value, met in checks]
+    for kind, scenario, error in errors:
+        md.append(f"\nERROR {kind} {scenario}: `{error}`")
+    return "\n".join(text), "\n".join(md), bool(errors)
+
+
+def save_json(path: str, obj) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+
+
+async def run(reactor, args):
+    profile_name = "smoke" if args.smoke else "quick" if args.quick else "full"
+    profile = json.loads(json.dumps(PROFILES[profile_name]))
+    kinds = [k for k in ORDER if k in args.servers.split(",")]
+    if "ours" in kinds and not servers.ours_available():
+        print("chatproto/server.py not found: skipping 'ours'", file=sys.stderr)
+        kinds.remove("ours")
+    scenarios = [s for s in ("private", "fanout", "idle", "logins")
+                 if s in args.scenarios.split(",")]
+    workers = args.workers
+    n_accounts = max(
+        2 * profile["private"]["pairs_per_worker"] * workers,
+        profile["fanout"]["members"] + 1,
+        max(profile["idle"]["levels"]),
+        profile["logins"]["n"],
+    ) + 10
+    top = tempfile.mkdtemp(prefix="chatbench-")
+    credentials = os.path.join(top, "credentials.txt")
+    loadgen.write_credentials(credentials, n_accounts)
+    results: dict = {k: {} for k in kinds}
+    try:
+        for scenario in scenarios:
+            for kind in kinds:
+                label = servers.SERVERS[kind][0]
+                print(f"[{time.strftime('%H:%M:%S')}] {scenario} / {label} ...",
+                      file=sys.stderr, flush=True)
+                data_dir = os.path.join(top, f"{kind}-{scenario}")
+                server = pool = None
+                try:
+                    server = await servers.start(reactor, kind, data_dir, credentials)
+                    pool = loadgen.WorkerPool(reactor, workers)
+                    target = loadgen.Target(label, server.dialect, server.host, server.port,
+                                            server.pid)
+                    result = await loadgen.SCENARIOS[scenario](reactor, target, pool,
+                                                                **profile[scenario])
+                except Exception as e:  # noqa: BLE001 - reported in the table, run goes on
+                    result = {"error": f"{type(e).__name__}: {e}"}
+                finally:
+                    if pool is not None:
+                        await pool.stop()
+                    if server is not None:
+                        await server.stop(reactor)
+                results[kind][scenario] = result
+                print(f"    {json.dumps(result)[:300]}", file=sys.stderr, flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            print(f"server directories kept in {top}", file=sys.stderr)
+    text, md, failed = report(results, profile_name, profile, kinds, workers)
+    print(text, flush=True)
+    if args.json:
+        save_json(args.json, {"machine": machine(), "profile": profile_name,
+                              "results": results})
+    if args.write_doc:
+        write_doc(args.doc, md)
+        print(f"updated {args.doc}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--smoke", action="store_true", help="seconds-long version (CI)")
+    size.add_argument("--quick", action="store_true", help="about a minute")
+    parser.add_argument("--servers", default="ours,seed,words",
+                        help="comma-separated subset of ours,seed,words")
+    parser.add_argument("--scenarios", default="private,fanout,idle,logins")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                        help="load-generator processes (default: one per core)")
+    parser.add_argument("--json", help="also write the raw results to this file")
+    parser.add_argument("--write-doc", action="store_true",
+                        help="update the generated block of docs/PERFORMANCE.md")
+    parser.add_argument("--doc", default=os.path.join(servers.REPO, "docs", "PERFORMANCE.md"))
+    parser.add_argument("--keep", action="store_true", help="keep the servers' directories")
+    args = parser.parse_args(argv)
+    loadgen.raise_nofile()
+    status = []
+
+    async def go(reactor):
+        status.append(await run(reactor, args))
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
+    except SystemExit as e:
+        if e.code:
+            raise
+    return status[0] if status else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

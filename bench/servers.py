@@ -1,0 +1,130 @@
+"""
+Start and stop the servers under test, each as a subprocess on 127.0.0.1 with
+a port it picks itself (port 0) and its files in a directory of its own.
+
+- C{ours}: C{python -m chatproto.server 0 5 --interface 127.0.0.1 --data-dir D
+  --credentials F}
+- C{seed}: C{bench/baselines/seed_server.py}, same arguments (benchmark only)
+- C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
+
+Each prints C{Server listening on ADDR:PORT} when ready. The open-file limit
+is raised in this process first, and the servers inherit it.
+"""
+
+import os
+import re
+import sys
+
+from twisted.internet import defer, protocol, task
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(BENCH)
+READY = re.compile(rb"Server listening on ([0-9.]+):(\d+)")
+
+SERVERS = {
+    # name: (label, dialect)
+    "ours": ("ours", "chat"),
+    "seed": ("seed-threaded", "chat"),
+    "words": ("twistd-words", "irc"),
+}
+
+
+def command(kind: str, data_dir: str, credentials: str):
+    """(argv, env) to start server C{kind}."""
+    env = dict(os.environ)
+    common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
+              "--credentials", credentials]
+    if kind == "ours":
+        env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        return [sys.executable, "-m", "chatproto.server", *common], env
+    if kind == "seed":
+        return [sys.executable, os.path.join(BENCH, "baselines", "seed_server.py"), *common], env
+    if kind == "words":
+        env["WORDS_PORT"] = "0"
+        env["WORDS_INTERFACE"] = "127.0.0.1"
+        return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+                "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
+                "-y", os.path.join(BENCH, "baselines", "words.tac")], env
+    raise ValueError(f"unknown server {kind!r}")
+
+
+def ours_available() -> bool:
+    return os.path.exists(os.path.join(REPO, "chatproto", "server.py"))
+
+
+class ServerFailed(Exception):
+    pass
+
+
+class ServerProcess(protocol.ProcessProtocol):
+    def __init__(self, log_path: str):
+        self.log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.ready = defer.Deferred()
+        self.ended = defer.Deferred()
+        self.out = b""
+
+    def outReceived(self, data):
+        os.write(self.log, data)
+        if not self.ready.called:
+            self.out += data
+            m = READY.search(self.out)
+            if m:
+                self.ready.callback((m.group(1).decode(), int(m.group(2))))
+
+    def processEnded(self, reason):
+        os.close(self.log)
+        if not self.ready.called:
+            self.ready.errback(ServerFailed(f"server exited before it was ready: {reason.value}"))
+        self.ended.callback(reason.value)
+
+
+class RunningServer:
+    def __init__(self, kind, proc, transport, host, port, data_dir):
+        self.kind = kind
+        self.label, self.dialect = SERVERS[kind]
+        self.proc = proc
+        self.transport = transport
+        self.pid = transport.pid
+        self.host = host
+        self.port = port
+        self.data_dir = data_dir
+
+    async def stop(self, reactor, grace: float = 10.0):
+        """SIGTERM, then SIGKILL after C{grace} seconds."""
+        if self.transport.pid is None:
+            return
+        self.transport.signalProcess("TERM")
+        timer = task.deferLater(reactor, grace, lambda: None)
+        await defer.DeferredList([self.proc.ended, timer], fireOnOneCallback=True,
+                                 consumeErrors=True)
+        if not self.proc.ended.called and self.transport.pid is not None:
+            self.transport.signalProcess("KILL")
+        if not timer.called:
+            timer.cancel()
+        await self.proc.ended
+
+
+def tail(path: str, size: int = 2000) -> str:
+    with open(path, "rb") as f:
+        return f.read()[-size:].decode("utf-8", "replace")
+
+
+async def start(reactor, kind: str, data_dir: str, credentials: str,
+                timeout: float = 30.0) -> RunningServer:
+    os.makedirs(data_dir, exist_ok=True)
+    argv, env = command(kind, data_dir, credentials)
+    log_path = os.path.join(data_dir, "server-output.log")
+    proc = ServerProcess(log_path)
+    err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=REPO,
+                                         childFDs={0: "w", 1: "r", 2: err})
+    finally:
+        os.close(err)
+    try:
+        host, port = await proc.ready.addTimeout(timeout, reactor)
+    except Exception as e:  # noqa: BLE001 - any failure: kill it, show its output
+        if transport.pid is not None:
+            transport.signalProcess("KILL")
+        raise ServerFailed(f"{kind}: {e}\n{tail(log_path)}") from None
+    return RunningServer(kind, proc, transport, host, port, data_dir)
