@@ -1,0 +1,627 @@
+"""
+Tests for L{chatproto.transfer}: two endpoints joined by an in-memory network
+that can lose, duplicate, reorder and corrupt datagrams, on a L{task.Clock}.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import shutil
+import struct
+import tempfile
+
+from twisted.internet import task
+from twisted.internet.testing import FakeDatagramTransport
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatproto import transfer
+from chatproto.transfer import TransferEndpoint, TransferFailed
+
+ALICE = ("127.0.0.1", 5001)
+BOB = ("127.0.0.1", 5002)
+MALLORY = ("127.0.0.1", 6666)
+
+
+class Listener:
+    """Records what the client would be told."""
+
+    def __init__(self):
+        self.received = []
+        self.failed = []
+        self.progress = []
+
+    def transfer_received(self, presenter, basename, final_path):
+        self.received.append((presenter, basename, final_path))
+
+    def transfer_failed(self, direction, peer_name, basename, reason):
+        self.failed.append((direction, peer_name, basename, reason))
+
+    def transfer_progress(self, tid, direction, basename, done, total, rate):
+        self.progress.append((tid, direction, basename, done, total, rate))
+
+
+class Wire:
+    """A datagram transport that hands what is written to the L{Network}."""
+
+    def __init__(self, network, address):
+        self.network = network
+        self.address = address
+
+    def write(self, datagram, addr):
+        self.network.queue.append((self.address, addr, bytes(datagram)))
+
+
+class Network:
+    """
+    Datagrams in flight between endpoints; C{tamper} decides the fate of each
+    one (a list of datagrams to deliver instead: none, one, several, changed).
+    """
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.endpoints = {}
+        self.queue = []
+        self.tamper = None
+        self.shuffle = None  # a Random to reorder each batch with
+        self.delivered = 0
+
+    def attach(self, address, endpoint):
+        self.endpoints[address] = endpoint
+        endpoint.makeConnection(Wire(self, address))
+
+    def deliver(self):
+        batch, self.queue = self.queue, []
+        if self.shuffle is not None:
+            self.shuffle.shuffle(batch)
+        for source, destination, datagram in batch:
+            copies = [datagram]
+            if self.tamper is not None:
+                copies = self.tamper(source, destination, datagram)
+            for copy in copies:
+                endpoint = self.endpoints.get(destination)
+                if endpoint is not None:
+                    self.delivered += 1
+                    endpoint.datagramReceived(copy, source)
+
+    def run(self, until, limit=120.0):
+        """Deliver and advance the clock until C{until()} or C{limit} seconds."""
+        deadline = self.clock.seconds() + limit
+        while not until():
+            if self.queue:
+                self.deliver()
+                continue
+            calls = self.clock.getDelayedCalls()
+            if not calls:
+                return
+            when = min(call.getTime() for call in calls)
+            if when > deadline:
+                return
+            self.clock.advance(max(0.0, when - self.clock.seconds()))
+
+
+def temporary_directory(case):
+    """A fresh directory removed after the test (not under the working directory)."""
+    path = tempfile.mkdtemp(prefix="chatproto-transfer-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def kind(datagram):
+    return datagram[2] if datagram[:2] == transfer.MAGIC else None
+
+
+def chunk_index(datagram):
+    return struct.unpack_from("!I", datagram, transfer.HEADER.size)[0]
+
+
+class TransferTestsMixin:
+    chunk_size = 1024
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.network = Network(self.clock)
+        self.addCleanup(self.assertNoTimers)  # after every endpoint stopped
+        self.root = FilePath(temporary_directory(self))
+        self.outbox = self.root.child("alice")
+        self.inbox = self.root.child("bob")
+        self.outbox.makedirs()
+        self.inbox.makedirs()
+        self.alice_listener = Listener()
+        self.bob_listener = Listener()
+        self.alice = self.endpoint(self.outbox, self.alice_listener, ALICE)
+        self.bob = self.endpoint(self.inbox, self.bob_listener, BOB)
+
+    def endpoint(self, directory, listener, address, **kwargs):
+        kwargs.setdefault("loss", 0.0)
+        kwargs.setdefault("chunk_size", self.chunk_size)
+        endpoint = TransferEndpoint(directory.path, listener, clock=self.clock, **kwargs)
+        self.network.attach(address, endpoint)
+        self.addCleanup(endpoint.stop)
+        return endpoint
+
+    def assertNoTimers(self):
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def make_file(self, name, size, seed=1, directory=None):
+        data = random.Random(seed).randbytes(size)
+        path = (directory or self.outbox).child(name)
+        path.setContent(data)
+        return path.path, data
+
+    def send(self, name="clip.mp4", size=50_000, seed=1, sender=None, peer=BOB, **kwargs):
+        """Start a transfer; return (deferred's outcome list, the file's bytes)."""
+        path, data = self.make_file(name, size, seed)
+        outcome = []
+        d = (sender or self.alice).send_file(path, "alice", peer, **kwargs)
+        d.addBoth(outcome.append)
+        return outcome, data
+
+    def inbox_files(self):
+        return sorted(child.basename() for child in self.inbox.children())
+
+    def assertDelivered(self, outcome, data, name="clip.mp4"):
+        self.assertEqual(outcome, [name])
+        self.assertEqual(self.inbox.child("alice_" + name).getContent(), data)
+        self.assertIn(
+            ("alice", name, self.inbox.child("alice_" + name).path), self.bob_listener.received
+        )
+
+
+class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
+    """Files arrive intact whatever the network does to the datagrams."""
+
+    def test_inOrder(self):
+        outcome, data = self.send(size=100_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(self.inbox_files(), ["alice_clip.mp4"])
+        self.assertEqual(self.alice_listener.failed + self.bob_listener.failed, [])
+
+    def test_lastChunkShort(self):
+        outcome, data = self.send(size=10 * 1024 + 17)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+
+    def test_emptyFile(self):
+        outcome, _data = self.send(size=0)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, b"")
+
+    def test_reordered(self):
+        self.network.shuffle = random.Random(7)
+        outcome, data = self.send(size=200_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+
+    def test_duplicated(self):
+        self.network.tamper = lambda source, destination, datagram: [datagram, datagram]
+        outcome, data = self.send(size=100_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(
+            self.bob_listener.received,
+            [("alice", "clip.mp4", self.inbox.child("alice_clip.mp4").path)],
+        )
+
+    def test_lost(self):
+        """A fifth of the datagrams lost both ways, announce and confirmation included."""
+        rng = random.Random(3)
+        self.network.tamper = lambda s, d, datagram: [] if rng.random() < 0.2 else [datagram]
+        outcome, data = self.send(size=300_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+
+    def test_lossyReorderedDuplicated(self):
+        rng = random.Random(11)
+
+        def tamper(source, destination, datagram):
+            r = rng.random()
+            return [] if r < 0.1 else [datagram, datagram] if r < 0.2 else [datagram]
+
+        self.network.tamper = tamper
+        self.network.shuffle = random.Random(5)
+        outcome, data = self.send(size=300_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+
+    def test_firstAndLastChunksLost(self):
+        """The head and the tail of the file lost twice each are sent again."""
+        losses = {0: 2, 9: 2}
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.DATA:
+                index = chunk_index(datagram)
+                if losses.get(index):
+                    losses[index] -= 1
+                    return []
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, data = self.send(size=10 * 1024)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(losses, {0: 0, 9: 0})
+
+    def test_lossSimulation(self):
+        """The endpoint's own loss option drops what it sends, and it recovers."""
+        self.alice.loss = 0.1
+        self.bob.loss = 0.1
+        self.alice.rng = random.Random(1)
+        self.bob.rng = random.Random(2)
+        outcome, data = self.send(size=200_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertGreater(self.alice.dropped, 0)
+        self.assertGreater(self.bob.dropped, 0)
+
+    def test_replacesOlderFile(self):
+        self.inbox.child("alice_clip.mp4").setContent(b"old")
+        outcome, data = self.send(size=5000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(self.inbox_files(), ["alice_clip.mp4"])
+
+    def test_concurrent(self):
+        """Two files each way at once."""
+        first, data1 = self.send("one.bin", 120_000, seed=1)
+        second, data2 = self.send("two.bin", 80_000, seed=2)
+        path, data3 = self.make_file("three.bin", 90_000, seed=3, directory=self.inbox)
+        third = []
+        self.bob.send_file(path, "bob", ALICE).addBoth(third.append)
+        self.network.run(lambda: first and second and third)
+        self.assertEqual((first, second, third), (["one.bin"], ["two.bin"], ["three.bin"]))
+        self.assertEqual(self.inbox.child("alice_one.bin").getContent(), data1)
+        self.assertEqual(self.inbox.child("alice_two.bin").getContent(), data2)
+        self.assertEqual(self.outbox.child("bob_three.bin").getContent(), data3)
+        self.assertEqual(
+            sorted(self.bob_listener.received),
+            [
+                ("alice", "one.bin", self.inbox.child("alice_one.bin").path),
+                ("alice", "two.bin", self.inbox.child("alice_two.bin").path),
+            ],
+        )
+        self.assertEqual(
+            self.alice_listener.received,
+            [("bob", "three.bin", self.outbox.child("bob_three.bin").path)],
+        )
+
+    def test_progress(self):
+        """Progress is reported on both sides, at most four times a second."""
+        rng = random.Random(3)
+
+        def slow(source, destination, datagram):
+            self.clock.advance(0.01)
+            return [] if rng.random() < 0.05 else [datagram]
+
+        self.network.tamper = slow
+        outcome, data = self.send(size=200_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        for listener, direction in ((self.alice_listener, "send"), (self.bob_listener, "receive")):
+            reports = [p for p in listener.progress if p[1] == direction]
+            self.assertTrue(reports)
+            for tid, _, name, done, total, rate in reports:
+                self.assertEqual((name, total), ("clip.mp4", 200_000))
+                self.assertTrue(0 <= done <= total)
+                self.assertGreaterEqual(rate, 0)
+            self.assertLessEqual(len(reports), 4 * self.clock.seconds() + 1)
+
+
+class FailureTests(TransferTestsMixin, SynchronousTestCase):
+    """Transfers that cannot complete leave no file behind and say why."""
+
+    def assertNothingStored(self):
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_corruptChunk(self):
+        """A chunk changed in transit fails the checksum: failure on both sides."""
+        corrupted = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.DATA and chunk_index(datagram) == 3 and not corrupted:
+                changed = bytearray(datagram)
+                changed[-1] ^= 0xFF
+                corrupted.append(True)
+                return [bytes(changed)]
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertNothingStored()
+        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        outcome[0].trap(TransferFailed)
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertEqual(
+            self.alice_listener.failed, [("send", "127.0.0.1:5002", "clip.mp4", reason)]
+        )
+        self.assertEqual(self.bob_listener.received, [])
+
+    def test_receiverStalls(self):
+        """The receiver goes silent: the presenter gives up after the idle timeout."""
+        accepted = []
+
+        def tamper(source, destination, datagram):
+            if source == BOB and accepted:
+                return []
+            if kind(datagram) == transfer.ACCEPT:
+                accepted.append(self.clock.seconds())
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, _data = self.send(size=100_000, peer_name="bob")
+        self.network.run(lambda: outcome, limit=9.9)
+        self.assertEqual(outcome, [])
+        self.network.run(lambda: outcome)
+        self.assertAlmostEqual(self.clock.seconds() - accepted[0], 10.0, places=6)
+        reason = "no answer from the receiver for 10 seconds"
+        outcome[0].trap(TransferFailed)
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.alice_listener.failed, [("send", "bob", "clip.mp4", reason)])
+        # the presenter's notice reaches the receiver, who removes its temp file
+        self.network.run(lambda: self.bob_listener.failed)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertNothingStored()
+
+    def test_presenterStalls(self):
+        """The presenter goes silent: the receiver gives up and removes its temp file."""
+        sent = []
+
+        def tamper(source, destination, datagram):
+            if source == ALICE and kind(datagram) == transfer.DATA:
+                sent.append(datagram)
+                if len(sent) > 5:
+                    return []
+            return [datagram]
+
+        self.network.tamper = tamper
+        self.alice.idle_timeout = 1000  # the presenter outlives the receiver here
+        outcome, _data = self.send(size=100_000)
+        self.network.run(lambda: len(sent) > 5)
+        last = self.clock.seconds()
+        self.assertEqual(len(self.inbox_files()), 1)  # the temp file, hidden
+        self.assertTrue(self.inbox_files()[0].startswith(".alice_clip.mp4."))
+        self.network.run(lambda: self.bob_listener.failed, limit=20)
+        self.assertAlmostEqual(self.clock.seconds() - last, 10.0, places=6)
+        reason = "no data from alice for 10 seconds"
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertNothingStored()
+        self.network.run(lambda: outcome)
+        outcome[0].trap(TransferFailed)
+        self.assertEqual(outcome[0].value.reason, reason)
+
+    def test_noReceiver(self):
+        """Nobody answers the announcement at all."""
+        outcome, _data = self.send(size=1000, peer=("127.0.0.1", 9), peer_name="carol")
+        self.network.run(lambda: outcome)
+        self.assertEqual(self.clock.seconds(), 10.0)
+        outcome[0].trap(TransferFailed)
+        self.assertEqual(
+            self.alice_listener.failed,
+            [("send", "carol", "clip.mp4", "no answer from the receiver for 10 seconds")],
+        )
+
+    def test_cancel(self):
+        """Cancelling the Deferred tells the receiver, who removes its temp file."""
+        outcome, _data = self.send(size=100_000)
+        self.network.run(lambda: self.inbox_files())
+        d = next(iter(self.alice._outgoing.values())).deferred
+        d.cancel()
+        self.network.run(lambda: self.bob_listener.failed)
+        outcome[0].trap(TransferFailed)
+        reason = "the presenter cancelled the transfer"
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertNothingStored()
+
+    def test_stopRemovesTempFiles(self):
+        outcome, _data = self.send(size=100_000)
+        self.network.run(lambda: self.inbox_files())
+        self.bob.stop()
+        self.assertNothingStored()
+        self.network.run(lambda: outcome)
+        outcome[0].trap(TransferFailed)
+        self.assertEqual(outcome[0].value.reason, "the receiver stopped")
+
+    def test_stopFailsOutgoing(self):
+        outcome, _data = self.send(size=100_000)
+        self.network.run(lambda: self.inbox_files())
+        self.alice.stop()
+        outcome[0].trap(TransferFailed)
+        self.network.run(lambda: self.bob_listener.failed)
+        self.assertEqual(
+            self.bob_listener.failed, [("receive", "alice", "clip.mp4", "the presenter stopped")]
+        )
+        self.assertNothingStored()
+
+    def test_missingFile(self):
+        d = self.alice.send_file(self.outbox.child("nope").path, "alice", BOB)
+        failure = self.failureResultOf(d, TransferFailed)
+        self.assertIn("nope", failure.value.reason)
+
+
+class SecurityTests(TransferTestsMixin, SynchronousTestCase):
+    """Nobody but the accepted presenter can write, and only inside the directory."""
+
+    def announce(self, presenter, basename, tid=1234, size=10, source=MALLORY):
+        presenter = presenter.encode("utf-8") if isinstance(presenter, str) else presenter
+        basename = basename.encode("utf-8") if isinstance(basename, str) else basename
+        datagram = (
+            transfer.HEADER.pack(transfer.MAGIC, transfer.ANNOUNCE, tid)
+            + transfer.ANNOUNCE_BODY.pack(
+                size, 1024, hashlib.sha256(b"x" * size).digest(), len(presenter), len(basename)
+            )
+            + presenter
+            + basename
+        )
+        self.bob.datagramReceived(datagram, source)
+
+    def sent_to(self, address):
+        return [d for s, dest, d in self.network.queue if dest == address]
+
+    def test_escapingNamesRefused(self):
+        names = [
+            ("alice", "../evil"),
+            ("alice", "a/b"),
+            ("alice", "a\\b"),
+            ("alice", ".."),
+            ("alice", "."),
+            ("alice", ""),
+            ("alice", "x\x00y"),
+            ("alice", "bell\x07"),
+            ("alice", "x" * 250),
+            ("../alice", "f"),
+            ("al ice", "f"),
+            ("", "f"),
+            (".alice", "f"),
+            ("a/b", "f"),
+            ("a" * 65, "f"),
+            ("alice", b"\xff\xfe"),
+        ]
+        for number, (presenter, basename) in enumerate(names):
+            self.announce(presenter, basename, tid=number)
+        self.assertEqual(self.inbox_files(), [])
+        self.assertEqual(self.root.child("evil").exists(), False)
+        self.assertEqual(len(self.bob_listener.failed), len(names))
+        for direction, presenter, basename, reason in self.bob_listener.failed:
+            self.assertEqual(direction, "receive")
+            self.assertTrue(reason.startswith("the receiver refused the file: "), reason)
+            self.assertTrue((presenter + basename).isprintable())
+        replies = self.sent_to(MALLORY)
+        self.assertEqual(len(replies), len(names))
+        self.assertEqual({kind(d) for d in replies}, {transfer.FAIL})
+
+    def test_sendRefusesBadNames(self):
+        path, _data = self.make_file("ok", 10)
+        self.failureResultOf(self.alice.send_file(path, "../alice", BOB), TransferFailed)
+        self.failureResultOf(self.alice.send_file(path, "", BOB), TransferFailed)
+        self.failureResultOf(self.alice.send_file(self.outbox.path + "/", "alice", BOB))
+
+    def test_plainNamesAccepted(self):
+        self.announce("Hans-Jürgen", "My Holiday (2).mp4", size=10)
+        [(_, _, reply)] = self.network.queue
+        self.assertEqual(kind(reply), transfer.ACCEPT)
+
+    def test_injectedDataIgnored(self):
+        """Data with the right transfer id from another address changes nothing."""
+        outcome, data = self.send(size=20_000)
+        tids = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.DATA and not tids:
+                tid = transfer.HEADER.unpack_from(datagram)[2]
+                tids.append(tid)
+                for chunk in range(20):
+                    forged = bytearray(datagram)
+                    struct.pack_into("!II", forged, transfer.HEADER.size, chunk, 1000 + chunk)
+                    forged[transfer.DATA_HEADER.size :] = b"\x00" * (
+                        len(forged) - transfer.DATA_HEADER.size
+                    )
+                    self.bob.datagramReceived(bytes(forged), MALLORY)
+                # a forged confirmation and failure to the presenter
+                self.alice.datagramReceived(
+                    transfer.HEADER.pack(transfer.MAGIC, transfer.DONE, tid), MALLORY
+                )
+                self.alice.datagramReceived(
+                    transfer.HEADER.pack(transfer.MAGIC, transfer.FAIL, tid) + b"boo", MALLORY
+                )
+            return [datagram]
+
+        self.network.tamper = tamper
+        self.network.run(lambda: outcome)
+        self.assertTrue(tids)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(self.sent_to(MALLORY), [])
+
+    def test_unknownTransferIgnored(self):
+        """Data, acknowledgements and garbage for transfers nobody accepted are ignored."""
+        transport = FakeDatagramTransport()
+        endpoint = TransferEndpoint(self.inbox.path, Listener(), clock=self.clock, loss=0.0)
+        endpoint.makeConnection(transport)
+        self.addCleanup(endpoint.stop)
+        for datagram in [
+            transfer.DATA_HEADER.pack(transfer.MAGIC, transfer.DATA, 99, 0, 1, 0) + b"x" * 10,
+            transfer.HEADER.pack(transfer.MAGIC, transfer.ACK, 99) + b"\x00" * 20,
+            transfer.HEADER.pack(transfer.MAGIC, transfer.DONE, 99),
+            transfer.HEADER.pack(transfer.MAGIC, transfer.FAIL, 99) + b"x",
+            transfer.HEADER.pack(transfer.MAGIC, transfer.ACCEPT, 99),
+            transfer.HEADER.pack(transfer.MAGIC, 77, 99),
+            b"",
+            b"CT",
+            b"garbage that is long enough to have a header",
+            transfer.HEADER.pack(transfer.MAGIC, transfer.ANNOUNCE, 5) + b"short",
+        ]:
+            endpoint.datagramReceived(datagram, MALLORY)
+        self.assertEqual(transport.written, [])
+        self.assertEqual(self.inbox_files(), [])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class OptionTests(SynchronousTestCase):
+    def make(self, **kwargs):
+        return TransferEndpoint(temporary_directory(self), Listener(), clock=task.Clock(), **kwargs)
+
+    def setEnvironment(self, value):
+        old = os.environ.get(transfer.LOSS_ENVIRONMENT_VARIABLE)
+        if value is None:
+            os.environ.pop(transfer.LOSS_ENVIRONMENT_VARIABLE, None)
+        else:
+            os.environ[transfer.LOSS_ENVIRONMENT_VARIABLE] = value
+
+        def restore():
+            if old is None:
+                os.environ.pop(transfer.LOSS_ENVIRONMENT_VARIABLE, None)
+            else:
+                os.environ[transfer.LOSS_ENVIRONMENT_VARIABLE] = old
+
+        self.addCleanup(restore)
+
+    def test_lossFromEnvironment(self):
+        self.setEnvironment("0.05")
+        self.assertEqual(self.make().loss, 0.05)
+        self.assertEqual(self.make(loss=0.0).loss, 0.0)
+
+    def test_noLossByDefault(self):
+        self.setEnvironment(None)
+        self.assertIsNone(self.make().loss)
+
+    def test_badLoss(self):
+        for value in ("abc", "1.5", "-0.1", "nan"):
+            self.setEnvironment(value)
+            self.assertRaises(ValueError, self.make)
+        self.assertRaises(ValueError, self.make, loss=2)
+
+    def test_lossDropsSends(self):
+        """With loss=1 nothing reaches the transport."""
+        transport = FakeDatagramTransport()
+        endpoint = self.make(loss=1.0, rng=random.Random(0))
+        endpoint.makeConnection(transport)
+        endpoint._write(b"x", BOB)
+        self.assertEqual(transport.written, [])
+        self.assertEqual(endpoint.dropped, 1)
+
+    def test_badChunkSize(self):
+        self.assertRaises(ValueError, self.make, chunk_size=100)
+        self.assertRaises(ValueError, self.make, chunk_size=70_000)
+
+    def test_sendAfterStop(self):
+        endpoint = self.make()
+        endpoint.stop()
+        d = endpoint.send_file(__file__, "alice", BOB)
+        self.failureResultOf(d, TransferFailed)
+
+
+class RealisticChunkTests(TransferTestsMixin, SynchronousTestCase):
+    """The default chunk size and a file of several chunks, with loss."""
+
+    chunk_size = transfer.DEFAULT_CHUNK_SIZE
+
+    def test_lossy(self):
+        rng = random.Random(9)
+        self.network.tamper = lambda s, d, datagram: [] if rng.random() < 0.05 else [datagram]
+        outcome, data = self.send(size=3 * 1024 * 1024 + 5)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
