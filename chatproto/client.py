@@ -10,6 +10,7 @@ waits on a sleep).
 """
 
 import os
+import re
 import sys
 
 from twisted.internet import defer, protocol
@@ -22,6 +23,15 @@ COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", 
 COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): "
 USAGE = "Usage: python -m chatproto.client SERVER_IP SERVER_PORT UDP_PORT"
 CONNECTION_LOST = "Connection to the server was lost."
+# Server lines that name users and groups, remembered for tab completion.
+_NAMES_IN = [re.compile(p) for p in (
+    r"^(?P<user>\S+), \S+, \d+, active since ",
+    r"^\d\d \w{3} \d{4} [\d:]{8}, (?:(?P<group>[^\s,]+), )?(?P<user>[^\s,:]+): ",
+    r"invited to the group chat (?P<group>\S+) by (?P<user>\S+)\.",
+    r"^(?P<user>\S+) has left the group chat (?P<group>\S+)\.$",
+    r"room name: (?P<group>\S+), users in this room: (?P<users>.*)$",
+    r"^Joined the group chat: (?P<group>\S+) successfully\.$",
+)]
 
 # What to ask next after a refused login.
 _ASK_USERNAME = {errors.INVALID_USERNAME, errors.ALREADY_LOGGED_IN}
@@ -75,6 +85,7 @@ class ChatClient:
         self._peer = None
         self._pending_file = None
         self._exiting = False
+        self._seen_names: set[str] = set()
         console.attach(self)
 
     # From the server connection
@@ -84,6 +95,7 @@ class ChatClient:
         self._ask_username()
 
     def server_line(self, tag: str, text: str) -> None:
+        self._note_names(text)
         if tag in ("MSG", "NOTICE"):
             self.console.show(text)
         elif tag == "DATA":
@@ -96,6 +108,19 @@ class ChatClient:
             self._final(tag == "OK", text)
         else:
             self.console.show(f"{tag} {text}".strip())
+
+    def _note_names(self, text: str) -> None:
+        for pattern in _NAMES_IN:
+            found = pattern.search(text)
+            if found:
+                names = found.groupdict()
+                self._seen_names.update(n for n in (names.get("user"), names.get("group")) if n)
+                self._seen_names.update((names.get("users") or "").split())
+                return
+
+    def completion_candidates(self) -> list[str]:
+        """For tab completion: the commands, then the users and groups seen so far."""
+        return COMMANDS + sorted(self._seen_names - {self.username})
 
     def server_lost(self) -> None:
         self.server = None

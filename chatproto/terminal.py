@@ -1,0 +1,608 @@
+"""
+The client's console when stdin is a terminal: a line editor built on
+C{twisted.conch.insults} and C{twisted.conch.recvline}, as
+C{twisted.conch.stdio} uses them.
+
+The bottom of the screen is the I{live area}: the progress lines of running
+transfers, the prompt when it is too long to share a row with the typing
+(SPEC's command prompt), and the input line. Everything the client shows is
+printed I{above} the live area, which is then drawn again, so a message
+arriving while the user types never garbles the half-typed line and the
+cursor stays where it was. The input line never wraps: it scrolls
+horizontally, so the live area's height is always known.
+
+Keys: Left/Right, Home/End (also Ctrl-A/Ctrl-E), Up/Down through the history
+(also Ctrl-P/Ctrl-N), Backspace, Delete, Ctrl-U (delete to the start),
+Ctrl-K (delete to the end), Ctrl-W (delete the word before the cursor),
+Ctrl-L (redraw), Tab (complete a command, an active user's or a group's name;
+twice lists the choices), Ctrl-C or Ctrl-D (on an empty line) to leave.
+
+Input escape sequences are parsed by C{insults.ServerProtocol}; output goes
+through its C{ITerminalTransport} methods. The terminal is in raw mode while
+the console runs and is restored when it closes, when stdin goes away, and
+at interpreter exit, whatever ended the client.
+"""
+
+import atexit
+import codecs
+import os
+import signal
+import sys
+import textwrap
+import unicodedata
+
+from twisted.conch import recvline
+from twisted.conch.insults import insults
+from twisted.internet import defer
+
+#: How often a changing progress line is drawn again, at most (seconds).
+PROGRESS_INTERVAL = 0.1
+#: A prompt wider than this fraction of the screen gets rows of its own.
+_LONG_PROMPT = 0.5
+#: The input prompt under a prompt that got rows of its own.
+SHORT_PROMPT = "> "
+
+
+def cell_width(text: str) -> int:
+    """Screen columns C{text} takes (wide East Asian characters take two)."""
+    width = 0
+    for ch in text:
+        if unicodedata.combining(ch):
+            continue
+        width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return width
+
+
+def truncate(text: str, columns: int) -> str:
+    """The longest start of C{text} that fits in C{columns} screen columns."""
+    out = []
+    used = 0
+    for ch in text:
+        w = cell_width(ch)
+        if used + w > columns:
+            break
+        out.append(ch)
+        used += w
+    return "".join(out)
+
+
+def printable(text: str) -> str:
+    """
+    C{text} with every control character (which could move the cursor or
+    reprogram the terminal) shown in caret notation instead, tabs as spaces.
+    """
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch == "\t":
+            out.append("    ")
+        elif code < 0x20 or code == 0x7F:
+            out.append("^" + chr(code ^ 0x40))
+        elif 0x80 <= code < 0xA0:
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class RawTerminal:
+    """
+    Puts the terminal on C{fd} in raw input mode and restores it, once, at
+    the first of L{restore}, or interpreter exit.
+
+    Output processing stays on, so a stray C{print} still starts its lines at
+    the left margin.
+    """
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self._saved = None
+
+    def enter(self) -> None:
+        import termios
+        import tty
+
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setraw(self.fd, termios.TCSANOW)
+        attrs = termios.tcgetattr(self.fd)
+        attrs[1] |= termios.OPOST | getattr(termios, "ONLCR", 0)
+        termios.tcsetattr(self.fd, termios.TCSANOW, attrs)
+        atexit.register(self.restore)
+
+    def restore(self) -> None:
+        import termios
+
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        atexit.unregister(self.restore)
+        try:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+        except (termios.error, OSError, ValueError):
+            pass
+
+    def size(self) -> tuple[int, int]:
+        try:
+            size = os.get_terminal_size(self.fd)
+        except OSError:
+            return 80, 24
+        return size.columns or 80, size.lines or 24
+
+
+class ChatLineEditor(recvline.HistoricRecvLine):
+    """
+    The line editor and the painter of the live area.
+
+    C{lineBuffer} holds one item per character (its UTF-8 bytes), so the
+    inherited cursor and history bookkeeping count characters, not bytes.
+    """
+
+    width = 80
+    height = 24
+    terminal = None
+
+    def __init__(self, console: "TerminalConsole"):
+        self.console = console
+        self.prompt_text: str | None = None
+        self.secret = False
+        self.progress_lines: dict[str, str] = {}
+        self.typed_ahead: list[str] = []
+        self._live_rows = 0
+        self._scroll = 0
+        self._dirty = False
+        self._last_tab = None
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    # Set up
+
+    def connectionMade(self):
+        super().connectionMade()
+        t = self.terminal
+        self.keyHandlers.update({
+            b"\x01": self.handle_HOME,       # Ctrl-A
+            b"\x02": self.handle_LEFT,       # Ctrl-B
+            b"\x03": self.handle_INTERRUPT,  # Ctrl-C
+            b"\x04": self.handle_EOF,        # Ctrl-D
+            b"\x05": self.handle_END,        # Ctrl-E
+            b"\x06": self.handle_RIGHT,      # Ctrl-F
+            b"\x08": self.handle_BACKSPACE,  # Ctrl-H
+            b"\x0b": self.handle_KILL_END,   # Ctrl-K
+            b"\x0c": self.handle_REDRAW,     # Ctrl-L
+            b"\x0e": self.handle_DOWN,       # Ctrl-N
+            b"\x10": self.handle_UP,         # Ctrl-P
+            b"\x15": self.handle_KILL_START,  # Ctrl-U
+            b"\x17": self.handle_KILL_WORD,  # Ctrl-W
+            t.BACKSPACE: self.handle_BACKSPACE,
+            t.TAB: self.handle_TAB,
+        })
+        self.paint()
+
+    def initializeScreen(self):
+        # RecvLine resets the whole screen; a chat client keeps what the
+        # shell showed and draws only its live area.
+        self.mode = "insert"
+
+    def terminalSize(self, width, height):
+        self.width = max(width, 10)
+        self.height = max(height, 2)
+        self.paint()
+
+    # The console's operations
+
+    def show(self, text: str) -> None:
+        self.paint(above=text.split("\n"))
+
+    def prompt(self, text: str, secret: bool) -> None:
+        self.prompt_text = text
+        self.secret = secret
+        if self.typed_ahead:
+            self._deliver(self.typed_ahead.pop(0))
+            return
+        self.paint()
+
+    def progress(self, key: str, text: str | None) -> bool:
+        """Record a progress line; True when the screen must be painted now."""
+        if text is None:
+            return self.progress_lines.pop(key, None) is not None
+        self.progress_lines[key] = text
+        return False
+
+    def clear(self) -> None:
+        """Erase the live area, leaving the cursor at the left of its first row."""
+        if self.terminal is None:
+            return
+        self._erase_live_area()
+        self._live_rows = 0
+
+    # Keys
+
+    def keystrokeReceived(self, keyID, modifier):
+        if modifier is not None:
+            return  # Alt-something: nothing bound.
+        if isinstance(keyID, bytes) and keyID >= b"\x80":
+            for ch in self._decoder.decode(keyID):
+                self.characterReceived(ch.encode("utf-8"), False)
+            return
+        self._decoder.reset()
+        handler = self.keyHandlers.get(keyID)
+        if handler is not None:
+            handler()
+        elif isinstance(keyID, bytes) and b" " <= keyID < b"\x7f":
+            self.characterReceived(keyID, False)
+
+    def characterReceived(self, ch, moreCharactersComing):
+        self.lineBuffer.insert(self.lineBufferIndex, ch)
+        self.lineBufferIndex += 1
+        self._dirty = True
+
+    def flush(self) -> None:
+        """Draw the input line if keys changed it (once per chunk of input)."""
+        if self._dirty:
+            self.paint_input()
+
+    def handle_LEFT(self):
+        if self.lineBufferIndex > 0:
+            self.lineBufferIndex -= 1
+            self._dirty = True
+
+    def handle_RIGHT(self):
+        if self.lineBufferIndex < len(self.lineBuffer):
+            self.lineBufferIndex += 1
+            self._dirty = True
+
+    def handle_HOME(self):
+        self.lineBufferIndex = 0
+        self._dirty = True
+
+    def handle_END(self):
+        self.lineBufferIndex = len(self.lineBuffer)
+        self._dirty = True
+
+    def handle_BACKSPACE(self):
+        if self.lineBufferIndex > 0:
+            self.lineBufferIndex -= 1
+            del self.lineBuffer[self.lineBufferIndex]
+            self._dirty = True
+
+    def handle_DELETE(self):
+        if self.lineBufferIndex < len(self.lineBuffer):
+            del self.lineBuffer[self.lineBufferIndex]
+            self._dirty = True
+
+    def handle_INSERT(self):
+        pass  # Always insert: typeover is a surprise in a chat line.
+
+    def handle_KILL_START(self):
+        del self.lineBuffer[: self.lineBufferIndex]
+        self.lineBufferIndex = 0
+        self._dirty = True
+
+    def handle_KILL_END(self):
+        del self.lineBuffer[self.lineBufferIndex:]
+        self._dirty = True
+
+    def handle_KILL_WORD(self):
+        end = self.lineBufferIndex
+        start = end
+        while start > 0 and self.lineBuffer[start - 1] == b" ":
+            start -= 1
+        while start > 0 and self.lineBuffer[start - 1] != b" ":
+            start -= 1
+        del self.lineBuffer[start:end]
+        self.lineBufferIndex = start
+        self._dirty = True
+
+    def handle_UP(self):
+        if not self.secret:
+            super().handle_UP()
+            self._dirty = True
+
+    def handle_DOWN(self):
+        if not self.secret:
+            super().handle_DOWN()
+            self.lineBufferIndex = len(self.lineBuffer)
+            self._dirty = True
+
+    def _deliverBuffer(self, buf):
+        # The history holds whole lines of UTF-8: one buffer item per character.
+        self.lineBuffer = [ch.encode("utf-8") for ch in buf.decode("utf-8", "replace")]
+        self.lineBufferIndex = len(self.lineBuffer)
+
+    def handle_REDRAW(self):
+        self.terminal.eraseDisplay()
+        self.terminal.cursorHome()
+        self._live_rows = 0
+        self.paint()
+
+    def handle_INTERRUPT(self):
+        self.console.user_quit()
+
+    def handle_EOF(self):
+        if self.lineBuffer:
+            self.handle_DELETE()
+        else:
+            self.console.user_quit()
+
+    def handle_RETURN(self):
+        line = self.text()
+        if self.secret:
+            echo = self.prompt_text or ""
+        else:
+            if line and (not self.historyLines or self.historyLines[-1] != line.encode("utf-8")):
+                self.historyLines.append(line.encode("utf-8"))
+            echo = self._input_prompt() + line
+        self.historyPosition = len(self.historyLines)
+        self.lineBuffer = []
+        self.lineBufferIndex = 0
+        self._scroll = 0
+        self._last_tab = None
+        waiting = self.prompt_text is not None
+        self.prompt_text = None
+        self.secret = False
+        self.paint(above=[echo])
+        if waiting:
+            self._deliver(line)
+        else:
+            self.typed_ahead.append(line)
+
+    def _deliver(self, line: str) -> None:
+        self.prompt_text = None
+        self.secret = False
+        self.console.line_entered(line)
+        if self.prompt_text is None:
+            self.paint()
+
+    # Completion
+
+    def handle_TAB(self):
+        if self.secret:
+            return
+        before = self.text()[: self.lineBufferIndex]
+        start = before.rfind(" ") + 1
+        word = before[start:]
+        first = not before[:start].strip()
+        matches = sorted({
+            c for c in self.console.completion_candidates()
+            if c.startswith(word) and c.startswith("/") == first
+        })
+        if not matches:
+            return
+        common = os.path.commonprefix(matches)
+        if len(matches) == 1:
+            common += " "
+        if len(common) > len(word):
+            self._insert(common[len(word):])
+            self._last_tab = None
+            return
+        state = (self.text(), self.lineBufferIndex)
+        if self._last_tab == state:
+            self.paint(above=["  ".join(matches)])
+        self._last_tab = state
+
+    def _insert(self, text: str) -> None:
+        for ch in text:
+            if ch == " " and self.lineBufferIndex < len(self.lineBuffer) \
+                    and self.lineBuffer[self.lineBufferIndex] == b" ":
+                self.lineBufferIndex += 1
+                continue
+            self.characterReceived(ch.encode("utf-8"), True)
+
+    # Drawing
+
+    def text(self) -> str:
+        return b"".join(self.lineBuffer).decode("utf-8", "replace")
+
+    def _prompt_is_long(self) -> bool:
+        return (self.prompt_text is not None
+                and cell_width(self.prompt_text) > self.width * _LONG_PROMPT)
+
+    def _input_prompt(self) -> str:
+        if self.prompt_text is None:
+            return ""
+        return SHORT_PROMPT if self._prompt_is_long() else printable(self.prompt_text)
+
+    def _live_rows_text(self) -> list[str]:
+        columns = self.width - 1
+        rows = [truncate(printable(text), columns) for text in self.progress_lines.values()]
+        limit = max(0, self.height - 2)
+        if len(rows) > limit:
+            rows = rows[: max(0, limit - 1)] + [f"(and {len(rows) - limit + 1} more transfers)"]
+            rows = rows[:limit]
+        if self._prompt_is_long():
+            rows += textwrap.wrap(printable(self.prompt_text), columns, drop_whitespace=False) \
+                or [""]
+        return rows
+
+    def _erase_live_area(self) -> None:
+        t = self.terminal
+        if self._live_rows:
+            t.cursorUp(self._live_rows)
+        t.write(b"\r")
+        t.eraseToDisplayEnd()
+
+    def paint(self, above=()) -> None:
+        """Draw C{above} (lines to keep) and then the live area afresh."""
+        if self.terminal is None:
+            return
+        self._erase_live_area()
+        t = self.terminal
+        for line in above:
+            t.write(printable(line) + "\n")
+        rows = self._live_rows_text()
+        for row in rows:
+            t.write(row + "\n")
+        self._live_rows = len(rows)
+        self.paint_input()
+
+    def paint_input(self) -> None:
+        """Draw the input row (the cursor is on it) and put the cursor in place."""
+        self._dirty = False
+        if self.terminal is None:
+            return
+        t = self.terminal
+        prompt = self._input_prompt()
+        chars = [] if self.secret else [b.decode("utf-8", "replace") for b in self.lineBuffer]
+        index = 0 if self.secret else self.lineBufferIndex
+        avail = max(1, self.width - 1 - cell_width(prompt))
+        widths = [cell_width(ch) for ch in chars]
+        before = [0]  # before[i]: the columns of chars[:i]
+        for w in widths:
+            before.append(before[-1] + w)
+        # Scroll so that the cursor is visible, and use the room there is.
+        scroll = min(self._scroll, index)
+        while before[index] - before[scroll] >= avail:
+            scroll += 1
+        while scroll > 0 and before[-1] - before[scroll - 1] < avail:
+            scroll -= 1
+        self._scroll = scroll
+        end = scroll
+        while end < len(chars) and before[end + 1] - before[scroll] <= avail:
+            end += 1
+        shown = chars[scroll:end]
+        t.write(b"\r")
+        t.write(prompt + printable("".join(shown)))
+        t.eraseToLineEnd()
+        back = before[end] - before[index]
+        if back:
+            t.cursorBackward(back)
+
+
+class TerminalConsole(insults.ServerProtocol):
+    """
+    The console for a terminal, connected to C{stdio.StandardIO}; same
+    interface as L{chatproto.console.LineConsole}.
+
+    @param raw_terminal: what puts the terminal in raw mode and restores it
+        (a L{RawTerminal} on stdin by default; None for none, as in tests).
+    @param clock: schedules the progress line's redraws.
+    @param size: (columns, rows) when there is no real terminal to ask.
+    """
+
+    def __init__(self, raw_terminal="stdin", clock=None, size=None):
+        super().__init__()
+        if raw_terminal == "stdin":
+            raw_terminal = RawTerminal(sys.__stdin__.fileno())
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.raw_terminal = raw_terminal
+        self.clock = clock
+        self.client = None
+        self.editor = ChatLineEditor(self)
+        if size is not None:
+            self.editor.width, self.editor.height = size
+        self._progress_call = None
+        self._closing = False
+        self._closed = defer.Deferred()
+        self._old_winch = None
+
+    def attach(self, client) -> None:
+        self.client = client
+
+    # Connection to the terminal
+
+    def connectionMade(self):
+        if self.raw_terminal is not None:
+            self.raw_terminal.enter()
+            self.editor.width, self.editor.height = self.raw_terminal.size()
+            self._watch_size()
+        self.terminalProtocol = self.editor
+        self.editor.makeConnection(self)
+
+    def dataReceived(self, data):
+        super().dataReceived(data)
+        if self.terminalProtocol is not None:
+            self.editor.flush()
+
+    def connectionLost(self, reason):
+        self._restore()
+        try:
+            super().connectionLost(reason)
+        finally:
+            if not self._closing:
+                self._closing = True
+                if self.client is not None:
+                    self.client.input_ended()
+            if not self._closed.called:
+                self._closed.callback(None)
+
+    def loseConnection(self):
+        # ServerProtocol's resets (clears) the whole terminal: not ours to wipe.
+        self.transport.loseConnection()
+
+    def _watch_size(self) -> None:
+        if not hasattr(signal, "SIGWINCH"):
+            return
+        reactor = self.clock
+
+        def resized(signum, frame):
+            reactor.callFromThread(self._resized)
+
+        try:
+            self._old_winch = signal.signal(signal.SIGWINCH, resized)
+        except ValueError:  # not the main thread
+            self._old_winch = None
+
+    def _resized(self) -> None:
+        if self.raw_terminal is not None and not self._closing:
+            self.editor.terminalSize(*self.raw_terminal.size())
+
+    def _restore(self) -> None:
+        if self._old_winch is not None:
+            signal.signal(signal.SIGWINCH, self._old_winch)
+            self._old_winch = None
+        if self.raw_terminal is not None:
+            self.raw_terminal.restore()
+
+    # The console interface (see chatproto.console)
+
+    def show(self, text: str) -> None:
+        if not self._closing:
+            self.editor.show(text)
+
+    def prompt(self, text: str, secret: bool = False) -> None:
+        if not self._closing:
+            self.editor.prompt(text, secret)
+
+    def progress(self, key: str, text: str | None) -> None:
+        if self._closing:
+            return
+        if self.editor.progress(key, text):
+            self.editor.paint()
+        elif text is not None and self._progress_call is None:
+            self._progress_call = self.clock.callLater(PROGRESS_INTERVAL, self._progress_tick)
+
+    def _progress_tick(self) -> None:
+        self._progress_call = None
+        self.editor.paint()
+
+    def close(self) -> defer.Deferred:
+        if self._closing:
+            return self._closed
+        self._closing = True
+        if self._progress_call is not None:
+            if self._progress_call.active():
+                self._progress_call.cancel()
+            self._progress_call = None
+        if self.transport is not None and self.connected:
+            self.editor.clear()
+            self._restore()
+            self.transport.loseConnection()
+        else:
+            self._restore()
+            self._closed.callback(None)
+        return self._closed
+
+    # From the editor to the client
+
+    def line_entered(self, text: str) -> None:
+        if self.client is not None:
+            self.client.line_entered(text)
+
+    def user_quit(self) -> None:
+        """Ctrl-C, or Ctrl-D on an empty line: leave (the server logs us out)."""
+        if self.client is not None and not self._closing:
+            self.client.input_ended()
+
+    def completion_candidates(self) -> list[str]:
+        candidates = getattr(self.client, "completion_candidates", None)
+        return list(candidates()) if candidates is not None else []
