@@ -21,7 +21,8 @@ from . import errors
 COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", "/p2pvideo",
             "/logout"]
 COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): "
-USAGE = "Usage: python -m chatproto.client SERVER_IP SERVER_PORT UDP_PORT"
+USAGE = "Usage: python -m chatproto.client [--p2p-timeout SECONDS] SERVER_IP SERVER_PORT UDP_PORT"
+DEFAULT_P2P_TIMEOUT = 10.0
 CONNECTION_LOST = "Connection to the server was lost."
 # Server lines that name users and groups, remembered for tab completion.
 _NAMES_IN = [re.compile(p) for p in (
@@ -230,7 +231,7 @@ class ChatClient:
         if self.transfers is None:
             self.console.show("P2P transfer is not available in this client.")
             return
-        d = self.transfers.send_file(filename, self.username, (ip, port))
+        d = self.transfers.send_file(filename, self.username, (ip, port), peer_name=name)
 
         def uploaded(_):
             self.console.progress(basename, None)
@@ -281,13 +282,27 @@ def _readable_file(path: str) -> bool:
 
 
 def parse_arguments(argv: list[str]):
+    """C{[--p2p-timeout SECONDS] SERVER_IP SERVER_PORT UDP_PORT}."""
+    argv = list(argv)
+    timeout = DEFAULT_P2P_TIMEOUT
+    for i, arg in enumerate(argv):
+        if arg.startswith("--p2p-timeout"):
+            value = arg.partition("=")[2] if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else "")
+            del argv[i:i + (1 if "=" in arg else 2)]
+            try:
+                timeout = float(value)
+            except ValueError:
+                timeout = 0
+            if not 0 < timeout <= 3600:
+                raise ValueError(f"invalid --p2p-timeout: {value!r}")
+            break
     if len(argv) != 3:
         raise ValueError("wrong number of arguments")
     host, server_port, udp_port = argv
     for value in (server_port, udp_port):
         if not value.isdigit() or not 0 < int(value) < 65536:
             raise ValueError(f"invalid port: {value!r}")
-    return host, int(server_port), int(udp_port)
+    return host, int(server_port), int(udp_port), timeout
 
 
 def make_console():
@@ -305,7 +320,7 @@ def make_console():
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     try:
-        host, server_port, udp_port = parse_arguments(argv)
+        host, server_port, udp_port, p2p_timeout = parse_arguments(argv)
     except ValueError as e:
         print(f"{USAGE} ({e})", file=sys.stderr)
         sys.exit(2)
@@ -323,7 +338,7 @@ def main(argv=None) -> None:
     console, kind = make_console()
     client = ChatClient(console, udp_port, on_exit)
     try:
-        client.transfers = start_transfers(reactor, udp_port, client)
+        client.transfers = start_transfers(reactor, udp_port, client, p2p_timeout)
     except CannotListenError as e:
         print(f"Error: cannot use UDP port {udp_port}: {e.socketError}", file=sys.stderr)
         sys.exit(1)
@@ -346,7 +361,7 @@ def main(argv=None) -> None:
     sys.exit(status["code"])
 
 
-def start_transfers(reactor, udp_port: int, client):
+def start_transfers(reactor, udp_port: int, client, idle_timeout: float = 10.0):
     """Bind the UDP port where peers send us files (raises CannotListenError)."""
     try:
         from .transfer import TransferEndpoint
@@ -355,7 +370,7 @@ def start_transfers(reactor, udp_port: int, client):
 
         reactor.listenUDP(udp_port, DatagramProtocol())
         return None
-    endpoint = TransferEndpoint(os.getcwd(), client, clock=reactor)
+    endpoint = TransferEndpoint(os.getcwd(), client, clock=reactor, idle_timeout=idle_timeout)
     reactor.listenUDP(udp_port, endpoint)
     return endpoint
 

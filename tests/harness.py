@@ -165,11 +165,11 @@ class ClientProcess:
 
     PROMPT = "Enter one of the following commands ("
 
-    def __init__(self, host, port, udp_port, cwd=None, env=None):
+    def __init__(self, host, port, udp_port, cwd=None, env=None, args=()):
         self.cwd = cwd or tempfile.mkdtemp(prefix="chatproto-client-")
         self.udp_port = udp_port
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chatproto.client", host, str(port), str(udp_port)],
+            [sys.executable, "-m", "chatproto.client", *args, host, str(port), str(udp_port)],
             cwd=self.cwd, env=child_env(env),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
