@@ -50,11 +50,44 @@ def parse_size(value: str) -> int:
     return int(value)
 
 
+# Flood limits, shared by the twistd plugin and C{python -m chatproto.server}.
+LIMIT_OPTIONS = [
+    ["rate-limit", None, "0", "commands a second allowed per connection on average (0: no limit)"],
+    ["rate-burst", None, "0", "commands a connection may send at once (default: twice the rate)"],
+    ["max-connections", None, "0", "connections allowed at once (0: no cap)"],
+    ["max-connections-per-ip", None, "0", "connections allowed at once from one address (0: no cap)"],
+]
+
+
+def _count(name: str, value: str) -> int:
+    if not value.isdigit():
+        raise usage.UsageError(f"invalid --{name}: {value!r} (an integer, 0 or more)")
+    return int(value)
+
+
+def parse_limits(options) -> dict:
+    """The flood limits of C{options} as L{ChatServerFactory} keyword arguments."""
+    try:
+        rate = float(options["rate-limit"])
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):
+        raise usage.UsageError(
+            f"invalid --rate-limit: {options['rate-limit']!r} (commands a second, 0 or more)")
+    return {
+        "rate_limit": rate,
+        "rate_burst": _count("rate-burst", options["rate-burst"]),
+        "max_connections": _count("max-connections", options["max-connections"]),
+        "max_connections_per_ip": _count("max-connections-per-ip", options["max-connections-per-ip"]),
+    }
+
+
 class ChatService(service.Service):
     """Owns the L{Chat} realm: loads accounts at start, flushes and closes at stop."""
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
-                 durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT):
+                 durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None):
+        self.limits = limits or {}
         self.credentials_path = credentials_path
         self.data_dir = data_dir
         self.attempts = attempts
@@ -70,7 +103,7 @@ class ChatService(service.Service):
         """Read the accounts and open the logs; raise OSError when they cannot be."""
         accounts = CredentialsFile(self.credentials_path).load()
         self.chat = Chat(accounts, self.data_dir, self.clock, self.attempts, durable=self.durable)
-        self.factory = ChatServerFactory(self.chat, self.max_output)
+        self.factory = ChatServerFactory(self.chat, self.max_output, **self.limits)
         return self.factory
 
     def startService(self):
@@ -153,12 +186,13 @@ def ready_line(address) -> str:
 
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
-                  on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None):
+                  on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
+                  limits=None):
     if reactor is None:
         from twisted.internet import reactor
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor,
-                               durable=durable, max_output=max_output)
+                               durable=durable, max_output=max_output, limits=limits)
     chat_service.setServiceParent(top)
     endpoint = endpoints.serverFromString(reactor, listen)
     ListeningService(endpoint, lambda: chat_service.factory, on_listening, on_error).setServiceParent(top)
@@ -177,10 +211,12 @@ class Options(usage.Options):
         ["data-dir", "d", ".", "where userlog.txt and the message logs are written"],
         ["max-output", None, str(DEFAULT_MAX_OUTPUT),
          "bytes of unsent output a client may have before it is disconnected"],
+        *LIMIT_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
 
     def postOptions(self):
+        self["limits"] = parse_limits(self)
         if self["port"] is not None and self["listen"] is not None:
             raise usage.UsageError("give --port or --listen, not both")
         if self["listen"] is None:
@@ -209,6 +245,7 @@ def makeService(options):
     top, chat_service = build_service(
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
+        limits=options["limits"],
     )
     chat_service.load()
     return top

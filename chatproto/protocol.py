@@ -8,7 +8,7 @@ has no chat handlers.
 """
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
@@ -81,9 +81,57 @@ class OutputBound:
         pass
 
 
+TOO_MANY_COMMANDS = "Too many commands; slow down"
+
+
+def default_burst(rate: float) -> int:
+    """Twice a second's worth of commands, at least one."""
+    return max(1, int(2 * rate))
+
+
+class CommandRate:
+    """
+    A token bucket for one connection's commands: C{rate} a second on
+    average, bursts of up to C{burst}. Refilled from the clock's timestamps
+    on each line; no timer runs for it.
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float):
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def allow(self, now: float) -> bool:
+        """Take one token if there is one."""
+        elapsed = max(0.0, now - self._last)  # a wall clock may step back
+        self._last = now
+        tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
+
+
+class Refusal(Protocol):
+    """Tells a connection over the caps why it is refused, then closes it."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def connectionMade(self):
+        self.transport.write(b"ERR " + self.text.encode("utf-8") + b"\n")
+        self.transport.loseConnection()
+
+
 class ChatLineProtocol(LineReceiver):
     delimiter = b"\n"
-    MAX_LENGTH = MAX_LINE
+    MAX_LENGTH = MAX_LINE + 1  # room for the "\r" of a "\r\n" delimiter
+    rate = None  # a CommandRate when the server limits commands
+    _dropped = False  # disconnected for not reading its output
 
     def __init__(self, chat: Chat, max_output: int = DEFAULT_MAX_OUTPUT):
         self.chat = chat
@@ -107,13 +155,15 @@ class ChatLineProtocol(LineReceiver):
             self.chat.logout(user)
         factory = self.factory
         if factory is not None:
-            factory.connections.discard(self)
+            factory.forget(self)
 
     # Output
 
     def _write(self, data: bytes) -> None:
         if self._held is not None:
             self._held.append(data)
+            return
+        if self._dropped:
             return
         self.transport.write(data)
         if self._output.paused:
@@ -155,6 +205,7 @@ class ChatLineProtocol(LineReceiver):
     def _drop_slow_reader(self) -> None:
         log.info("Dropping {peer}: more than {limit} bytes of output unread",
                  peer=self.transport.getPeer(), limit=self.max_output)
+        self._dropped = True
         self.transport.write(b"NOTICE Disconnected: too much output waiting unread\n")
         if self.user is not None:
             user, self.user = self.user, None
@@ -186,12 +237,21 @@ class ChatLineProtocol(LineReceiver):
             self._after_long_line = line[end + 1:]
 
     def lineReceived(self, line: bytes) -> None:
+        # Every line takes a token, invalid ones too; the two framing errors
+        # still come first.
+        allowed = self.rate is None or self.rate.allow(self.chat.clock.seconds())
         if line.endswith(b"\r"):
             line = line[:-1]
+        if len(line) > MAX_LINE:
+            self.err("Line too long")
+            return
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             self.err("Invalid UTF-8")
+            return
+        if not allowed:
+            self.err(TOO_MANY_COMMANDS)
             return
         command, _, args = text.lstrip().partition(" ")
         try:
@@ -304,17 +364,57 @@ class ChatLineProtocol(LineReceiver):
 
 
 class ChatServerFactory(ServerFactory):
-    """Builds one L{ChatLineProtocol} per connection over the shared realm."""
+    """
+    Builds one L{ChatLineProtocol} per connection over the shared realm.
+
+    @param rate_limit: commands a second allowed per connection on average
+        (0: no limit), in bursts of up to C{rate_burst}.
+    @param max_connections: connections allowed at once (0: no cap).
+    @param max_connections_per_ip: connections allowed at once from one
+        address (0: no cap).
+    """
 
     noisy = False
 
-    def __init__(self, chat: Chat, max_output: int = DEFAULT_MAX_OUTPUT):
+    def __init__(self, chat: Chat, max_output: int = DEFAULT_MAX_OUTPUT, rate_limit: float = 0.0,
+                 rate_burst: int = 0, max_connections: int = 0, max_connections_per_ip: int = 0):
         self.chat = chat
         self.max_output = max_output
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst or default_burst(rate_limit)
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.connections: set[ChatLineProtocol] = set()
+        self._per_host: dict[str, int] = {}
 
     def buildProtocol(self, addr):
+        host = getattr(addr, "host", None)
+        if self.max_connections and len(self.connections) >= self.max_connections:
+            log.info("Refusing {addr}: {n} connections already", addr=addr, n=len(self.connections))
+            return Refusal("Too many connections to this server; try again later")
+        per_ip = self.max_connections_per_ip
+        if per_ip and host is not None and self._per_host.get(host, 0) >= per_ip:
+            log.info("Refusing {addr}: too many connections from it", addr=addr)
+            return Refusal(f"Too many connections from {host}; try again later")
         protocol = ChatLineProtocol(self.chat, self.max_output)
         protocol.factory = self
+        if self.rate_limit > 0:
+            protocol.rate = CommandRate(self.rate_limit, self.rate_burst, self.chat.clock.seconds())
+        protocol.host = host
         self.connections.add(protocol)
+        if host is not None:
+            self._per_host[host] = self._per_host.get(host, 0) + 1
         return protocol
+
+    def forget(self, protocol: ChatLineProtocol) -> None:
+        """C{protocol}'s connection is gone: it no longer counts toward the caps."""
+        if protocol not in self.connections:
+            return
+        self.connections.discard(protocol)
+        host = getattr(protocol, "host", None)
+        if host is not None:
+            left = self._per_host.get(host, 0) - 1
+            if left > 0:
+                self._per_host[host] = left
+            else:
+                self._per_host.pop(host, None)

@@ -7,12 +7,21 @@ import sys
 
 from twisted.python import usage
 
-from .app import (AttemptsError, build_service, parse_attempts, parse_port, parse_size,
-                  ready_line)
+from .app import (
+    LIMIT_OPTIONS,
+    AttemptsError,
+    build_service,
+    parse_attempts,
+    parse_limits,
+    parse_port,
+    parse_size,
+    ready_line,
+)
 from .protocol import DEFAULT_MAX_OUTPUT
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
-         "[--data-dir DIR] [--max-output BYTES] [--fsync] PORT ATTEMPTS")
+         "[--data-dir DIR] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
+         "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
 
 
 class ServerOptions(usage.Options):
@@ -22,6 +31,7 @@ class ServerOptions(usage.Options):
         ["data-dir", None, ".", "where userlog.txt and the message logs are written"],
         ["max-output", None, str(DEFAULT_MAX_OUTPUT),
          "bytes of unsent output a client may have before it is disconnected"],
+        *LIMIT_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
 
@@ -31,6 +41,7 @@ class ServerOptions(usage.Options):
 
     def postOptions(self):
         self["max-output"] = parse_size(self["max-output"])
+        self["limits"] = parse_limits(self)
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
@@ -101,7 +112,7 @@ def main(argv=None) -> None:
         listen_description(options["port"], options["interface"]),
         options["credentials"], options["data-dir"], options["attempts"],
         listening, listen_failed, durable=options["fsync"],
-        max_output=options["max-output"], reactor=reactor,
+        max_output=options["max-output"], reactor=reactor, limits=options["limits"],
     )
     try:
         chat_service.load()
