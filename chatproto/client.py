@@ -234,22 +234,23 @@ class ChatClient:
         d = self.transfers.send_file(filename, self.username, (ip, port), peer_name=name)
 
         def uploaded(_):
-            self.console.progress(basename, None)
+            self.console.progress(f"send:{basename}", None)
             self.console.show(f"{basename} has been uploaded")
 
         def failed(failure):
-            self.console.progress(basename, None)
+            self.console.progress(f"send:{basename}", None)
             reason = getattr(failure.value, "reason", None) or failure.getErrorMessage()
             self.console.show(f"Sending {basename} to {name} failed: {reason}")
 
         d.addCallbacks(uploaded, failed)
 
     def transfer_received(self, presenter: str, basename: str, final_path: str) -> None:
-        self.console.progress(f"{presenter}/{basename}", None)
+        self.console.progress(f"receive:{basename}", None)
         self.console.show(f"A file ({basename}) has been received from {presenter}")
 
     def transfer_failed(self, direction: str, peer_name: str, basename: str, reason: str) -> None:
         if direction == "receive":
+            self.console.progress(f"receive:{basename}", None)
             self.console.show(f"Receiving {basename} from {peer_name} failed: {reason}")
         # A failed send is reported through send_file's Deferred.
 
@@ -257,7 +258,7 @@ class ChatClient:
         percent = 100.0 * done / total if total else 100.0
         verb = "Sending" if direction == "send" else "Receiving"
         self.console.progress(
-            f"{direction}:{transfer_id}",
+            f"{direction}:{basename}",  # the key under which the end removes it
             f"{verb} {basename}: {percent:5.1f}% ({done / 1048576:.1f}/{total / 1048576:.1f} MiB,"
             f" {rate / 1048576:.1f} MiB/s)",
         )

@@ -533,3 +533,39 @@ class WithChatClientTests(TerminalTestCase):
         rows = self.look().text()
         self.assertEqual(rows[-1], client_module.CONNECTION_LOST)
         self.assertFalse(self.raw.raw)
+
+    def test_transfer_progress_lines_end_with_the_transfer(self):
+        from twisted.internet import defer
+
+        sends = []
+
+        class Transfers:
+            def send_file(self, filename, username, address, **kwargs):
+                sends.append(defer.Deferred())
+                return sends[-1]
+
+            def stop(self):
+                pass
+
+        self.chat.transfers = Transfers()
+        self.chat.file_exists = lambda path: True
+        self.login()
+        self.type(b"/p2pvideo Hans clip.mp4\r")
+        self.chat.server_line("PEER", "Hans 127.0.0.1 7000")
+        self.chat.server_line("OK", "")
+        self.chat.transfer_progress(1, "send", "clip.mp4", 512, 1024, 2048)
+        self.chat.transfer_progress(2, "receive", "talk.mp4", 1 << 20, 4 << 20, 1 << 20)
+        self.clock.advance(PROGRESS_INTERVAL)
+        rows = self.look().text()
+        self.assertIn("Sending clip.mp4:  50.0% (0.0/0.0 MiB, 0.0 MiB/s)", rows)
+        self.assertIn("Receiving talk.mp4:  25.0% (1.0/4.0 MiB, 1.0 MiB/s)", rows)
+        sends[0].callback(None)
+        self.chat.transfer_received("Hans", "talk.mp4", "/tmp/Hans_talk.mp4")
+        rows = self.look().text()
+        self.assertNotIn("Sending", "\n".join(rows))
+        self.assertNotIn("Receiving", "\n".join(rows))
+        uploaded = rows.index("clip.mp4 has been uploaded")
+        self.assertEqual(rows[uploaded + 1], "A file (talk.mp4) has been received from Hans")
+        self.assertTrue(rows[uploaded + 2].startswith("Enter one of the following commands"))
+        self.assertEqual(rows[-1], ">")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
