@@ -253,6 +253,7 @@ class _Outgoing:
         self.sent_packets = 0
         self.retransmitted = 0
         self.start = clock.seconds()
+        self.timeline = {"start": self.start}  # when each phase began (diagnostics)
         self.last_heard = self.start
         self.progress_at = self.start
         self.progress_bytes = 0
@@ -290,6 +291,7 @@ class _Outgoing:
         self.hash = None
         self.state = "announcing"
         now = self.clock.seconds()
+        self.timeline["announced"] = now
         self.last_heard = now
         self.start = now
         self.progress_at = now
@@ -312,6 +314,7 @@ class _Outgoing:
         if self.state != "announcing":
             return
         self.state = "sending"
+        self.timeline["accepted"] = self.clock.seconds()
         self.rwnd = max(MIN_WINDOW, rwnd)
         self.retry_timer.cancel()
         self._pump()
@@ -409,6 +412,8 @@ class _Outgoing:
             elif self.next_new < self.nchunks:
                 chunk = self.next_new
                 self.next_new += 1
+                if self.next_new == self.nchunks:
+                    self.timeline["all sent"] = self.clock.seconds()
             else:
                 break
             self._send_chunk(chunk)
@@ -489,6 +494,7 @@ class _Outgoing:
 
     def _close(self, state: str) -> None:
         self.state = state
+        self.timeline[state] = self.clock.seconds()
         self.idle_timer.cancel()
         self.retry_timer.cancel()
         if self.hash_call is not None and self.hash_call.active():
