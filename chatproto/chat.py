@@ -10,17 +10,25 @@ through the session object it passed at login (anything with C{deliver}).
 import os
 import re
 
-from twisted.cred.credentials import UsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from . import errors
-from .accounts import CredentialsFile, CredentialsFileChecker, UnknownUser, WrongPassword
+from .accounts import CredentialsFile, UnknownUser, WrongPassword
 from .errors import ChatError, LoginFailed, NoSuchUser, NotActive
 from .journal import ActiveUserLog, Journal, RecordLog, single_line
 from .lockout import LoginLockout
+from .passwords import (
+    AccountNotInFile,
+    PasswordChecker,
+    Passwords,
+    check_new_password,
+    rewrite_credentials,
+)
+from .records import NoSuchRecord, NotAuthor, delete_record
 from .store import MemoryStore
 from .timestamps import Timestamper
 
@@ -132,7 +140,8 @@ class Chat:
         self.userlog = ActiveUserLog(os.path.join(data_dir, USERLOG), self.journal)
         self.messagelog = RecordLog(os.path.join(data_dir, MESSAGELOG), self.journal)
         self._group_logs: dict[str, RecordLog] = {}
-        self.portal = Portal(self, [CredentialsFileChecker(accounts)])
+        self.passwords = Passwords(clock)
+        self.portal = Portal(self, [PasswordChecker(accounts, self.passwords)])
 
     # Login and logout
 
@@ -299,6 +308,87 @@ class Chat:
             except Exception:
                 # One broken member must not stop the others' deliveries.
                 log.failure("delivering to {username}", username=username)
+
+    # Beyond the seed (SPEC.md section 6)
+
+    def leave_group(self, user: ActiveUser, name: str) -> Group:
+        """
+        Leave a group (or decline its invitation). The other joined active
+        members are told when a joined member leaves; a group with no
+        members left is removed, its log kept (a new group of that name
+        continues its numbering).
+        """
+        group = self.store.group(name)
+        if group is None:
+            raise ChatError("The group chat does not exist.")
+        if user.name not in group.members:
+            raise ChatError("You are not in this group chat.")
+        joined = group.members.pop(user.name)
+        if not group.members:
+            self.store.remove_group(group)
+        elif joined:
+            self._fan_out(group, Delivery("NOTICE", f"{user.name} has left the group chat {group.name}."),
+                          user.name)
+        return group
+
+    def change_password(self, user: ActiveUser, current: str, new: str) -> defer.Deferred:
+        """
+        Check C{current} through the login checker, then store C{new} hashed.
+        Fires with None, or fails with L{ChatError}. A wrong C{current}
+        counts toward the lockout like a failed login; while the account is
+        blocked its password cannot be changed.
+        """
+        username = user.name
+        if self.lockout.is_blocked(username):
+            return defer.fail(ChatError(errors.ACCOUNT_BLOCKED))
+        try:
+            check_new_password(new)
+        except ChatError:
+            return defer.fail()
+        checker = self.portal.checkers[IUsernamePassword]
+        d = checker.requestAvatarId(UsernamePassword(username, current))
+        d.addCallbacks(lambda _: self.passwords.hash(new), self._password_refused,
+                       errbackArgs=(username,))
+        d.addCallback(self._store_password, username)
+        return d
+
+    def _password_refused(self, failure, username: str):
+        failure.trap(WrongPassword, UnknownUser)
+        self.lockout.record_failure(username)
+        raise ChatError(errors.CURRENT_INCORRECT)
+
+    def _store_password(self, secret: str, username: str) -> None:
+        if self.lockout.is_blocked(username):  # blocked while the hash was computed
+            raise ChatError(errors.ACCOUNT_BLOCKED)
+        try:
+            rewrite_credentials(self.accounts.path, username, secret)
+        except AccountNotInFile:
+            raise ChatError("Your account is no longer in the credentials file; "
+                            "the password was not changed.") from None
+        self.accounts.secrets[username] = secret
+        self.lockout.record_success(username)
+
+    def delete_message(self, user: ActiveUser, seq: int) -> None:
+        """Mark private message C{seq} deleted, if C{user} wrote it."""
+        self._delete_record(self.messagelog, user, seq)
+
+    def delete_group_message(self, user: ActiveUser, name: str, seq: int) -> Group:
+        """Mark message C{seq} of a group deleted, if C{user} wrote it; tell the members."""
+        group = self.store.group(name)
+        if group is None:
+            raise ChatError("The group chat does not exist.")
+        if self._delete_record(group.log, user, seq):
+            self._fan_out(group, Delivery("NOTICE", f"{user.name} deleted message {seq} in {group.name}."),
+                          user.name)
+        return group
+
+    def _delete_record(self, record_log: RecordLog, user: ActiveUser, seq: int) -> bool:
+        try:
+            return delete_record(record_log, seq, user.name)
+        except NoSuchRecord:
+            raise ChatError(f"No message {seq}.") from None
+        except NotAuthor:
+            raise ChatError("You can only delete your own messages.") from None
 
     # Shutdown
 

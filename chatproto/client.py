@@ -19,7 +19,8 @@ from twisted.protocols.basic import LineReceiver
 from . import errors
 
 COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", "/p2pvideo",
-            "/logout"]
+            "/leavegroup", "/changepassword", "/deletemsg", "/deletegroupmsg", "/createbroadcast",
+            "/help", "/logout"]
 COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): "
 USAGE = "Usage: python -m chatproto.client [--p2p-timeout SECONDS] SERVER_IP SERVER_PORT UDP_PORT"
 DEFAULT_P2P_TIMEOUT = 10.0
@@ -192,6 +193,9 @@ class ChatClient:
             self._ask_command()
             return
         words = line.split()
+        if words == ["/changepassword"]:
+            self._ask_current_password()
+            return
         if words[0] == "/p2pvideo" and len(words) == 3:
             filename = words[2]
             if not self.file_exists(filename):
@@ -203,6 +207,42 @@ class ChatClient:
         self._state = "waiting"
         self._last_command = words[0]
         self.server.send(line)
+
+    # /changepassword: three prompts, then one wire line
+
+    def _ask_current_password(self) -> None:
+        self._state = "current_password"
+        self.console.prompt("Current password: ", secret=True)
+
+    def _entered_current_password(self, text: str) -> None:
+        self._passwords = [text.strip("\r\n")]
+        self._state = "new_password"
+        self.console.prompt("New password: ", secret=True)
+
+    def _entered_new_password(self, text: str) -> None:
+        self._passwords.append(text.strip("\r\n"))
+        self._state = "repeat_password"
+        self.console.prompt("Repeat new password: ", secret=True)
+
+    def _entered_repeat_password(self, text: str) -> None:
+        (current, new), self._passwords = self._passwords, None
+        problem = None
+        if text.strip("\r\n") != new:
+            problem = errors.NEW_MISMATCH
+        elif not new:
+            problem = errors.EMPTY_PASSWORD
+        elif any(c.isspace() for c in new):
+            problem = errors.HAS_WHITESPACE
+        elif not current or any(c.isspace() for c in current):
+            problem = errors.CURRENT_INCORRECT  # no account has such a password
+        if problem is not None:
+            self.console.show(problem)
+            self._ask_command()
+            return
+        self._peer = None
+        self._state = "waiting"
+        self._last_command = "/changepassword"
+        self.server.send(f"/changepassword {current} {new}")
 
     def _final(self, ok: bool, text: str) -> None:
         if self._state == "logging_in":

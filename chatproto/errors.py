@@ -38,3 +38,11 @@ ALREADY_LOGGED_IN = "This account is already logged in"
 
 class LoginFailed(ChatError):
     """A login was refused; C{text} is one of the five texts above."""
+
+
+# /changepassword (SPEC.md section 6); the client checks the new password too.
+PASSWORD_CHANGED = "Your password has been changed."
+CURRENT_INCORRECT = "Current password is incorrect."
+NEW_MISMATCH = "The new passwords do not match."
+HAS_WHITESPACE = "A password cannot contain whitespace."
+EMPTY_PASSWORD = "A password cannot be empty."

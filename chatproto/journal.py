@@ -110,6 +110,12 @@ class RecordLog:
     def sync(self) -> None:
         os.fsync(self._fd)
 
+    def reopen(self) -> None:
+        """Append to the file now at C{path}: it was replaced (see L{chatproto.records})."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.close(self._fd)
+        self._fd = fd
+
     def close(self) -> None:
         self.write_pending()
         os.close(self._fd)

@@ -14,7 +14,7 @@ from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from .chat import Chat
-from .errors import ChatError, LoginFailed, UsageError
+from .errors import HAS_WHITESPACE, PASSWORD_CHANGED, ChatError, LoginFailed, UsageError
 
 log = Logger()
 
@@ -31,6 +31,12 @@ USAGE = {
     "joingroup": "/joingroup GROUPNAME",
     "groupmsg": "/groupmsg GROUPNAME MESSAGE",
     "p2pvideo": "/p2pvideo USERNAME FILENAME",
+    "leavegroup": "/leavegroup GROUPNAME",
+    "changepassword": "/changepassword CURRENT NEW",
+    "deletemsg": "/deletemsg SEQ",
+    "deletegroupmsg": "/deletegroupmsg GROUPNAME SEQ",
+    "createbroadcast": "/createbroadcast GROUPNAME USERNAME [USERNAME ...]",
+    "help": "/help",
     "logout": "/logout",
 }
 
@@ -45,6 +51,13 @@ def split_args(args: str, command: str, count: int) -> list[str]:
     if len(parts) != count:
         raise usage(command)
     return parts
+
+
+def parse_seq(text: str, command: str) -> int:
+    """A record's SEQ: a positive decimal number, or a usage error."""
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise usage(command)
+    return int(text)
 
 
 def split_message(args: str, command: str) -> tuple[str, str]:
@@ -350,6 +363,71 @@ class ChatLineProtocol(LineReceiver):
         peer = self.chat.peer_address(self.user, username)
         self._write(f"PEER {peer.name} {peer.ip} {peer.udp_port}\n".encode())
         self.ok()
+
+    # Beyond the seed (SPEC.md section 6)
+
+    def cmd_leavegroup(self, args: str) -> None:
+        (name,) = split_args(args, "leavegroup", 1)
+        group = self.chat.leave_group(self.user, name)
+        self.ok(f"You have left the group chat {group.name}.")
+
+    def cmd_changepassword(self, args: str) -> None:
+        parts = args.split()
+        if len(parts) > 2:
+            raise ChatError(HAS_WHITESPACE)  # in CURRENT or NEW: either way no password
+        if len(parts) != 2:
+            raise usage("changepassword")
+        current, new = parts
+        d = self.chat.change_password(self.user, current, new)
+        self._answer_later(d, lambda _: self.ok(PASSWORD_CHANGED))
+
+    def cmd_deletemsg(self, args: str) -> None:
+        (seq,) = split_args(args, "deletemsg", 1)
+        seq = parse_seq(seq, "deletemsg")
+        self.chat.delete_message(self.user, seq)
+        self.ok(f"Message {seq} deleted.")
+
+    def cmd_deletegroupmsg(self, args: str) -> None:
+        name, seq = split_args(args, "deletegroupmsg", 2)
+        seq = parse_seq(seq, "deletegroupmsg")
+        self.chat.delete_group_message(self.user, name, seq)
+        self.ok(f"Message {seq} deleted.")
+
+    def cmd_createbroadcast(self, args: str) -> None:
+        self._create_group(args, "createbroadcast", broadcast=True)
+
+    def cmd_help(self, args: str) -> None:
+        split_args(args, "help", 0)
+        for command, form in USAGE.items():
+            if getattr(self, "cmd_" + command, None) is not None:
+                self.data(form)
+        self.ok()
+
+    def _answer_later(self, d, on_success) -> None:
+        """
+        Reply when C{d} fires: C{on_success(result)}, or C{ERR} with a
+        L{ChatError}'s text. Lines that arrive meanwhile wait, so replies
+        stay in order.
+        """
+
+        def failed(failure):
+            if failure.check(ChatError):
+                self.err(failure.value.text)
+            else:
+                log.failure("handling a command from {user}", failure, user=self.user_name)
+                self.err("Server error")
+
+        answered = []
+
+        def answer(result, reply):
+            answered.append(True)
+            if self.connected:
+                reply(result)
+
+        d.addCallbacks(answer, answer, callbackArgs=(on_success,), errbackArgs=(failed,))
+        if not answered:  # (d.called is no guide: d may wait on a chained Deferred)
+            self.pauseProducing()
+            d.addBoth(lambda _: self.resumeProducing())
 
     def cmd_logout(self, args: str) -> None:
         split_args(args, "logout", 0)

@@ -1,0 +1,148 @@
+"""
+Deleting a record of an append-only message log (C{/deletemsg},
+C{/deletegroupmsg}): its MESSAGE field becomes C{[deleted]}; SEQ, timestamp
+and author stay, and so does every other byte of the file.
+
+The file is rewritten atomically (temporary file, flushed, renamed over the
+log), so a crash leaves the old log or the new one. No line appended
+concurrently is lost:
+
+- in this process every append goes through the log's L{RecordLog}, and
+  runs on the reactor thread like the rewrite; the records of the current
+  turn are written first, so they are in the copy, and the log then appends
+  to the new file (L{RecordLog.reopen});
+- another process that appends to a log must hold an exclusive C{flock} on
+  it while it writes, and reopen the path when, once it holds the lock, its
+  descriptor no longer names the file at that path: the rewrite holds the
+  same lock on the old file from the read until the rename.
+"""
+
+import fcntl
+import mmap
+import os
+import tempfile
+
+from .journal import SEPARATOR
+
+DELETED = "[deleted]"
+
+
+class NoSuchRecord(Exception):
+    """No record has this SEQ."""
+
+
+class NotAuthor(Exception):
+    """The record was written by someone else."""
+
+
+def find_record(data, seq: int) -> tuple[int, int] | None:
+    """
+    Return C{(start, end)} of the line of record C{seq} in C{data} (bytes or
+    an mmap), without its newline, or None.
+    """
+    prefix = f"{seq};".encode()
+    if data[:len(prefix)] == prefix:
+        start = 0
+    else:
+        start = data.find(b"\n" + prefix)
+        if start < 0:
+            return None
+        start += 1
+    end = data.find(b"\n", start)
+    return start, (len(data) if end < 0 else end)
+
+
+def deleted_line(line: bytes, author: str) -> bytes | None:
+    """
+    The record C{line} with its MESSAGE replaced, or None when it needs no
+    change (deleted already). Raise L{NotAuthor} or L{NoSuchRecord} (a line
+    that is no record).
+    """
+    sep = SEPARATOR.encode()
+    fields = line.split(sep, 3)
+    if len(fields) != 4:
+        raise NoSuchRecord()
+    if fields[2] != author.encode("utf-8", "surrogateescape"):
+        raise NotAuthor()
+    if fields[3] == DELETED.encode():
+        return None
+    return sep.join(fields[:3] + [DELETED.encode()])
+
+
+def delete_record(record_log, seq: int, author: str) -> bool:
+    """
+    Mark record C{seq} of C{record_log} (a L{chatproto.journal.RecordLog})
+    deleted, if C{author} wrote it. Return False when it was deleted already.
+    Raise L{NoSuchRecord} or L{NotAuthor}; the file is unchanged then.
+    """
+    if not 0 < seq <= record_log.last_seq:
+        raise NoSuchRecord()
+    # This turn's records are in the file before it is copied.
+    record_log.write_pending()
+    path = os.path.realpath(record_log.path)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        size = os.fstat(fd).st_size
+        if size == 0:
+            raise NoSuchRecord()
+        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as data:
+            found = find_record(data, seq)
+            if found is None:
+                raise NoSuchRecord()
+            start, end = found
+            line = deleted_line(data[start:end], author)
+            if line is None:
+                return False
+            with memoryview(data) as view:
+                write_file_atomically(path, [view[:start], line, view[end:]])
+    finally:
+        os.close(fd)  # releases the lock, after the rename
+    record_log.reopen()
+    return True
+
+
+def write_file_atomically(path: str, parts) -> None:
+    """
+    Replace the file at C{path} (following a symbolic link) with the
+    concatenation of C{parts} (bytes-like): written to a temporary file in the
+    same directory, given the old file's permissions, flushed to disk, then
+    renamed over it. A crash at any moment leaves the old file or the new
+    one, never a mix or a truncation.
+    """
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    tmp_fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=directory)
+    try:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            os.fchmod(tmp_fd, st.st_mode & 0o7777)
+            try:
+                os.fchown(tmp_fd, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(tmp_fd, view):]
+        os.fsync(tmp_fd)
+        os.close(tmp_fd)
+        tmp_fd = -1
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp_fd >= 0:
+            os.close(tmp_fd)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dirfd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
