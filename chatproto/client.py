@@ -367,14 +367,16 @@ def main(argv=None) -> None:
         sys.exit(2)
 
     from twisted.internet import endpoints, reactor, stdio
-    from twisted.internet.error import CannotListenError
+    from twisted.internet.error import CannotListenError, ReactorNotRunning
 
     status = {"code": 0}
 
     def on_exit(code):
         status["code"] = code
-        if reactor.running:
+        try:
             reactor.stop()
+        except ReactorNotRunning:  # already stopping (a signal) or never started
+            pass
 
     console, kind = make_console()
     client = ChatClient(console, udp_port, on_exit)

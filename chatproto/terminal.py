@@ -39,6 +39,8 @@ from twisted.internet import defer
 PROGRESS_INTERVAL = 0.1
 #: A prompt wider than this fraction of the screen gets rows of its own.
 _LONG_PROMPT = 0.5
+#: How long a signalled shutdown waits for the terminal's last output (seconds).
+SHUTDOWN_WAIT = 2.0
 #: The input prompt under a prompt that got rows of its own.
 SHORT_PROMPT = "> "
 
@@ -494,6 +496,7 @@ class TerminalConsole(insults.ServerProtocol):
         self._closing = False
         self._closed = defer.Deferred()
         self._old_winch = None
+        self._shutdown_trigger = None
 
     def attach(self, client) -> None:
         self.client = client
@@ -505,6 +508,10 @@ class TerminalConsole(insults.ServerProtocol):
             self.raw_terminal.enter()
             self.editor.width, self.editor.height = self.raw_terminal.size()
             self._watch_size()
+            if hasattr(self.clock, "addSystemEventTrigger"):
+                # SIGINT/SIGTERM stop the reactor: leave as Ctrl-C does.
+                self._shutdown_trigger = self.clock.addSystemEventTrigger(
+                    "before", "shutdown", self._reactor_stopping)
         self.terminalProtocol = self.editor
         self.editor.makeConnection(self)
 
@@ -546,7 +553,25 @@ class TerminalConsole(insults.ServerProtocol):
         if self.raw_terminal is not None and not self._closing:
             self.editor.terminalSize(*self.raw_terminal.size())
 
+    def _reactor_stopping(self) -> defer.Deferred:
+        """Shutdown waits (a little) until the terminal has been left tidy."""
+        self._shutdown_trigger = None
+        self.user_quit()
+        done = defer.Deferred()
+
+        def closed(result):
+            if not done.called:
+                done.callback(None)
+            return result
+
+        self._closed.addBoth(closed)
+        done.addTimeout(SHUTDOWN_WAIT, self.clock, onTimeoutCancel=lambda *_: None)
+        return done
+
     def _restore(self) -> None:
+        if self._shutdown_trigger is not None:
+            self.clock.removeSystemEventTrigger(self._shutdown_trigger)
+            self._shutdown_trigger = None
         if self._old_winch is not None:
             signal.signal(signal.SIGWINCH, self._old_winch)
             self._old_winch = None

@@ -12,6 +12,7 @@ with a timeout.
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -262,5 +263,18 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         os.write(screen.fd, b"\x03")
         self.assertEqual(self.wait_exit(screen), 0)
         self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
+        self.assertNotIn("Traceback", screen.text())
+        self.assertEqual(self.server.read("userlog.txt"), "")
+
+    def test_sigterm_leaves_a_tidy_terminal(self):
+        screen = self.spawn_client()
+        self.login(screen, "luke", "jedi*knight")
+        os.write(screen.fd, b"half typed")
+        screen.wait_for_cursor_line("> half typed")
+        self.process.send_signal(signal.SIGTERM)
+        self.assertEqual(self.wait_exit(screen), 0)
+        self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
+        screen.wait_for(lambda: "half typed" not in screen.text(), "the live area erased")
+        self.assertEqual(screen.cursor_line(), "")
         self.assertNotIn("Traceback", screen.text())
         self.assertEqual(self.server.read("userlog.txt"), "")

@@ -14,7 +14,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto import client as client_module
 from chatproto.client import COMMAND_PROMPT, ChatClient
-from chatproto.terminal import PROGRESS_INTERVAL, TerminalConsole, cell_width, printable
+from chatproto.terminal import (
+    PROGRESS_INTERVAL,
+    SHUTDOWN_WAIT,
+    TerminalConsole,
+    cell_width,
+    printable,
+)
 
 UP, DOWN, RIGHT, LEFT = b"\x1b[A", b"\x1b[B", b"\x1b[C", b"\x1b[D"
 HOME, END, DELETE = b"\x1b[H", b"\x1b[F", b"\x1b[3~"
@@ -442,6 +448,60 @@ class ExitTests(TerminalTestCase):
         console = TerminalConsole(raw_terminal=None, clock=self.clock)
         console.show("nothing to draw on")
         self.successResultOf(console.close())
+
+
+class FakeReactor(Clock):
+    def __init__(self):
+        super().__init__()
+        self.triggers = {}
+
+    def addSystemEventTrigger(self, phase, event, f, *args):
+        key = object()
+        self.triggers[key] = (phase, event, f)
+        return key
+
+    def removeSystemEventTrigger(self, key):
+        del self.triggers[key]
+
+
+class SignalTests(TerminalTestCase):
+    """SIGINT/SIGTERM stop the reactor: the console leaves as for Ctrl-C."""
+
+    def setUp(self):
+        super().setUp()
+        self.reactor = FakeReactor()
+        self.console = TerminalConsole(raw_terminal=self.raw, clock=self.reactor)
+        self.console.attach(self.client)
+        self.client.input_ended = self.console.close
+        self.transport = StringTransport()
+        self.console.makeConnection(self.transport)
+
+    def shutdown(self):
+        [key] = self.reactor.triggers
+        phase, event, f = self.reactor.triggers.pop(key)  # fired: gone
+        self.assertEqual((phase, event), ("before", "shutdown"))
+        return f()
+
+    def test_shutdown_waits_for_the_tidy_terminal(self):
+        self.console.prompt("> ")
+        self.type(b"half")
+        d = self.shutdown()
+        self.assertFalse(self.raw.raw)
+        self.assertEqual(self.look().text(), [])
+        self.assertNoResult(d)
+        self.console.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(d)
+        self.assertEqual(self.reactor.triggers, {})
+        self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+    def test_shutdown_waits_a_little_only(self):
+        d = self.shutdown()
+        self.reactor.advance(SHUTDOWN_WAIT)
+        self.successResultOf(d)
+
+    def test_close_removes_the_trigger(self):
+        self.console.close()
+        self.assertEqual(self.reactor.triggers, {})
 
 
 class NarrowTerminalTests(TerminalTestCase):
