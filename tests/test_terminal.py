@@ -5,18 +5,21 @@ on the screen and where the cursor is, as twisted.conch's own recvline
 tests do. No reactor: progress redraws run on a task.Clock.
 """
 
+import sys
+
 from twisted.conch.insults import helper, insults
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from chatproto import client as client_module
 from chatproto.client import COMMAND_PROMPT, ChatClient
 from chatproto.terminal import (
     PROGRESS_INTERVAL,
     SHUTDOWN_WAIT,
+    RawTerminal,
     TerminalConsole,
     cell_width,
     printable,
@@ -629,3 +632,45 @@ class WithChatClientTests(TerminalTestCase):
         self.assertTrue(rows[uploaded + 2].startswith("Enter one of the following commands"))
         self.assertEqual(rows[-1], ">")
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class RawTerminalTests(SynchronousTestCase):
+    """RawTerminal on a real pseudo-terminal (no process, no reactor)."""
+
+    def setUp(self):
+        try:
+            import fcntl
+            import termios
+        except ImportError:
+            raise SkipTest("needs POSIX terminals") from None
+        import os
+
+        self.termios = termios
+        master, self.slave = os.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, self.slave)
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ,
+                    (33).to_bytes(2, sys.byteorder) + (101).to_bytes(2, sys.byteorder) + bytes(4))
+
+    def test_enter_and_restore(self):
+        termios = self.termios
+        original = termios.tcgetattr(self.slave)
+        raw = RawTerminal(self.slave)
+        raw.enter()
+        iflag, oflag, _cflag, lflag = termios.tcgetattr(self.slave)[:4]
+        self.assertFalse(lflag & (termios.ECHO | termios.ICANON | termios.ISIG))
+        self.assertFalse(iflag & termios.IXON)
+        self.assertTrue(oflag & termios.OPOST)  # a stray print still starts at the margin
+        self.assertEqual(raw.size(), (101, 33))
+        raw.restore()
+        self.assertEqual(termios.tcgetattr(self.slave), original)
+        raw.restore()  # once only: a later change is not undone
+        self.assertEqual(termios.tcgetattr(self.slave), original)
+
+    def test_size_without_terminal(self):
+        import os
+
+        read, write = os.pipe()
+        self.addCleanup(os.close, read)
+        self.addCleanup(os.close, write)
+        self.assertEqual(RawTerminal(read).size(), (80, 24))
