@@ -129,12 +129,14 @@ INITIAL_WINDOW = 16  # chunks in flight before the first acknowledgement
 MIN_WINDOW = 2
 DEFAULT_RECEIVE_WINDOW = 64  # chunks, when the socket's buffer size is unknown
 SOCKET_BUFFER = 4 * 1024 * 1024  # asked for with SO_RCVBUF / SO_SNDBUF
+BUFFER_SHARE = 0.7  # of the receive buffer that the windows may fill
 REORDER_THRESHOLD = 3  # a chunk is lost once 3 later packets arrived
 LOSS_TOLERANCE = 0.15  # per-round loss fraction taken as random, not congestion
 ACK_EVERY = 8  # data packets per acknowledgement
 ACK_DELAY = 0.005  # seconds before a lone packet is acknowledged
 MIN_RTO, MAX_RTO, INITIAL_RTO = 0.05, 2.0, 0.25
-ANNOUNCE_RETRY = 0.25  # first interval between announcements (doubles to MAX_RTO)
+MIN_TAIL_PROBE = 0.01
+ANNOUNCE_RETRY = 0.1  # first interval between announcements (doubles to MAX_RTO)
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
 PROGRESS_INTERVAL = 0.25
 HASH_SLICE = 4 * 1024 * 1024  # bytes hashed per reactor turn before announcing
@@ -241,6 +243,7 @@ class _Outgoing:
         self.highest_acked = 0  # highest packet number the receiver saw
         self.cum = 0  # chunks below this one all arrived
         self.probe_seq = 0  # packets before this one are lost once it is acknowledged
+        self.tail_probed = False
         self.cwnd = float(INITIAL_WINDOW)
         self.ssthresh = float("inf")
         self.rwnd = DEFAULT_RECEIVE_WINDOW
@@ -336,6 +339,7 @@ class _Outgoing:
         newly = highest - self.highest_acked
         if newly > 0:
             self.highest_acked = highest
+            self.tail_probed = False
             rtt = ((_micros(now) - echo) & 0xFFFFFFFF) / 1e6
             if rtt < MAX_RTO:
                 if self.srtt is None:
@@ -417,8 +421,14 @@ class _Outgoing:
             else:
                 break
             self._send_chunk(chunk)
-        if self.next_seq - 1 > self.highest_acked and not self.retry_timer.active:
-            self.retry_timer.set(self.clock.seconds() + self.rto)
+        if self.next_seq - 1 > self.highest_acked:
+            if self.next_new == self.nchunks and not retransmit and not self.tail_probed:
+                # the tail: if its last packets are lost nothing would reveal
+                # it, so probe soon after the acknowledgements stop
+                delay = self.rto if self.srtt is None else max(2 * self.srtt, MIN_TAIL_PROBE)
+                self.retry_timer.set(self.clock.seconds() + min(delay, self.rto))
+            elif not self.retry_timer.active:
+                self.retry_timer.set(self.clock.seconds() + self.rto)
 
     def _send_chunk(self, chunk: int) -> None:
         offset = chunk * self.chunk_size
@@ -452,10 +462,13 @@ class _Outgoing:
             if self.next_new < self.nchunks:
                 self._pump()
             return
-        # nothing acknowledged for a whole RTO: congestion or a lost tail
-        self.cwnd = max(float(MIN_WINDOW), self.cwnd / 2)
-        self.ssthresh = self.cwnd
-        self.rto = min(MAX_RTO, self.rto * 2)
+        if self.next_new == self.nchunks and not self.tail_probed:
+            self.tail_probed = True  # a tail loss probe: no penalty yet
+        else:
+            # nothing acknowledged for a whole RTO: congestion or a blackout
+            self.cwnd = max(float(MIN_WINDOW), self.cwnd / 2)
+            self.ssthresh = self.cwnd
+            self.rto = min(MAX_RTO, self.rto * 2)
         probe = self.next_new - 1
         if self.retransmit:
             probe = self.retransmit.popleft()
@@ -853,9 +866,11 @@ class TransferEndpoint(DatagramProtocol):
         if self._receive_buffer is None:
             window = DEFAULT_RECEIVE_WINDOW
         else:
-            # Linux reports twice what it accounts data against; each datagram
-            # also costs its own bookkeeping.
-            window = int(self._receive_buffer * 0.6) // (self.chunk_size + 1024)
+            # what a datagram costs in the buffer on Linux (measured): small
+            # ones take a power-of-two allocation, large ones ~1.2 KiB extra
+            size = self.chunk_size + DATA_HEADER.size
+            cost = size + 1200 if size >= 16384 else 2 * size + 512
+            window = int(self._receive_buffer * BUFFER_SHARE) // cost
         return max(MIN_WINDOW, min(0xFFFF, window // active))
 
     def _write(self, datagram, addr) -> None:
