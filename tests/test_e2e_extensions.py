@@ -4,15 +4,18 @@ processes over loopback for /leavegroup, /changepassword, /deletemsg,
 /deletegroupmsg, /createbroadcast and /help.
 """
 
+import os
 import re
 import socket
+import subprocess
+import sys
 import time
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from chatproto.accounts import parse_credentials, password_matches
 
-from .harness import E2EMixin, ServerProcess
+from .harness import TIMEOUT, E2EMixin, ServerProcess, child_env, free_udp_port
 
 TS = r"\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}"
 SENT = re.compile("^message sent at")
@@ -220,3 +223,50 @@ class ChangePasswordTests(E2EMixin, SynchronousTestCase):
         # The second change checks a bcrypt hash and makes one: two slow steps.
         self.assertGreater(hashing, 0.2)
         self.assertLess(max(latencies), 0.15, latencies)
+
+
+class TerminalChangePasswordTests(E2EMixin, SynchronousTestCase):
+    """The three password prompts in a real pseudo-terminal: nothing typed is shown."""
+
+    def test_passwords_not_echoed(self):
+        try:
+            import fcntl
+            import termios
+        except ImportError:
+            raise SkipTest("needs a POSIX pseudo-terminal") from None
+        from .test_e2e_pty import COLUMNS, ROWS, ScreenReader
+
+        server = self.start_server()
+        master, slave = os.openpty()
+        self.addCleanup(os.close, master)
+        self.addCleanup(os.close, slave)
+        fcntl.ioctl(slave, termios.TIOCSWINSZ,
+                    ROWS.to_bytes(2, sys.byteorder) + COLUMNS.to_bytes(2, sys.byteorder) + bytes(4))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatproto.client", server.host, str(server.port),
+             str(free_udp_port())],
+            stdin=slave, stdout=slave, stderr=slave, cwd=server.data_dir,
+            env=child_env({"TERM": "xterm"}), start_new_session=True,
+        )
+
+        def stop():
+            if process.poll() is None:
+                process.kill()
+            process.wait(TIMEOUT)
+
+        self.addCleanup(stop)
+        screen = ScreenReader(master, COLUMNS, ROWS)
+        for prompt, typed in [("Username: ", "Yoda"), ("Password: ", "wise@!man")]:
+            screen.wait_for_cursor_line(prompt)
+            os.write(master, typed.encode() + b"\r")
+        screen.wait_for_text("Welcome to chatproto!")
+        screen.wait_for_cursor_line("> ")
+        os.write(master, b"/changepassword\r")
+        for prompt, typed in [("Current password: ", "wise@!man"), ("New password: ", "Dag0bah"),
+                              ("Repeat new password: ", "Dag0bah")]:
+            screen.wait_for_cursor_line(prompt)
+            os.write(master, typed.encode() + b"\r")
+        screen.wait_for_text("Your password has been changed.")
+        self.assertNotIn("wise@!man", screen.text())
+        self.assertNotIn("Dag0bah", screen.text())
+        self.assertNotIn(b"Dag0bah", bytes(screen.log))
