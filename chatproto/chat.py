@@ -354,6 +354,10 @@ class Chat:
 
     def _password_refused(self, failure, username: str):
         failure.trap(WrongPassword, UnknownUser)
+        if self.lockout.is_blocked(username):
+            # Blocked by a concurrent check while this one ran (in a thread):
+            # a failure now counts for nothing.
+            raise ChatError(errors.ACCOUNT_BLOCKED)
         self.lockout.record_failure(username)
         raise ChatError(errors.CURRENT_INCORRECT)
 

@@ -384,6 +384,38 @@ class ChangePasswordTests(SynchronousTestCase):
         self.f.clock.advance(0)  # the userlog line is written before the OK
         self.assertEqual(c.output()[:2], ["OK Welcome to chatproto!", "DATA /msgto USERNAME MESSAGE"])
 
+    def test_block_during_a_slow_check(self):
+        """
+        Two checks of a hashed password run at once (a login and a change);
+        the login's failure blocks the account: the change's failure must not
+        count again (nor start a second block timer).
+        """
+        self.yoda.send("/changepassword wise@!man hashed")  # now a bcrypt hash
+        pending = []
+
+        def run(f, *args):
+            d = defer.Deferred()
+            pending.append((d, f, args))
+            return d
+
+        self.f.chat.passwords._run = run
+        self.yoda.protocol.dataReceived(b"/changepassword wrong1 new\n")
+        logins = [self.f.connect() for _ in range(3)]
+        for c in logins:
+            c.protocol.dataReceived(b"LOGIN Yoda wrong 6000\n")
+        for d, f, args in pending[1:]:
+            d.callback(f(*args))
+        self.f.clock.advance(0)
+        self.assertEqual([c.output() for c in logins], [
+            ["ERR Invalid Password. Please try again"], ["ERR Invalid Password. Please try again"],
+            ["ERR Invalid Password. Your account has been blocked. Please try again later"]])
+        d, f, args = pending[0]
+        d.callback(f(*args))
+        self.assertEqual(self.yoda.output(), [BLOCKED])
+        self.assertEqual(len(self.f.clock.getDelayedCalls()), 1)
+        self.f.clock.advance(10)
+        self.assertEqual(self.f.clock.getDelayedCalls(), [])
+
     def test_hashing_failure_is_a_server_error(self):
         self.f.chat.passwords._run = lambda f, *args: defer.fail(RuntimeError("boom"))
         self.assertEqual(self.yoda.send("/changepassword wise@!man new"), ["ERR Server error"])
