@@ -25,6 +25,7 @@ at interpreter exit, whatever ended the client.
 
 import atexit
 import codecs
+import functools
 import os
 import signal
 import sys
@@ -47,6 +48,8 @@ SHORT_PROMPT = "> "
 
 def cell_width(text: str) -> int:
     """Screen columns C{text} takes (wide East Asian characters take two)."""
+    if text.isascii():
+        return len(text)
     width = 0
     for ch in text:
         if unicodedata.combining(ch):
@@ -73,6 +76,8 @@ def printable(text: str) -> str:
     C{text} with every control character (which could move the cursor or
     reprogram the terminal) shown in caret notation instead, tabs as spaces.
     """
+    if text.isprintable():
+        return text
     out = []
     for ch in text:
         code = ord(ch)
@@ -85,6 +90,12 @@ def printable(text: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+@functools.lru_cache(maxsize=16)
+def _wrapped(text: str, columns: int) -> list[str]:
+    """C{text} in rows of at most C{columns} (the long prompt's rows)."""
+    return textwrap.wrap(printable(text), columns, drop_whitespace=False) or [""]
 
 
 class RawTerminal:
@@ -411,8 +422,7 @@ class ChatLineEditor(recvline.HistoricRecvLine):
             rows = rows[: max(0, limit - 1)] + [f"(and {len(rows) - limit + 1} more transfers)"]
             rows = rows[:limit]
         if self._prompt_is_long():
-            rows += textwrap.wrap(printable(self.prompt_text), columns, drop_whitespace=False) \
-                or [""]
+            rows += _wrapped(self.prompt_text, columns)
         return rows
 
     def _erase_live_area(self) -> None:
