@@ -164,6 +164,7 @@ class ChatLineEditor(recvline.HistoricRecvLine):
         self._scroll = 0
         self._dirty = False
         self._last_tab = None
+        self._after_cr = False
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     # Set up
@@ -237,6 +238,9 @@ class ChatLineEditor(recvline.HistoricRecvLine):
                 self.characterReceived(ch.encode("utf-8"), False)
             return
         self._decoder.reset()
+        after_cr, self._after_cr = self._after_cr, keyID == b"\r"
+        if keyID == b"\n" and after_cr:
+            return  # CR LF (a pasted Windows line) is one Enter
         handler = self.keyHandlers.get(keyID)
         if handler is not None:
             handler()

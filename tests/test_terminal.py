@@ -213,6 +213,14 @@ class EditingTests(TerminalTestCase):
         self.type(UP + b"!\r")
         self.assertEqual(self.client.entered[-1], "héllowörld!")
 
+    def test_pasted_lines(self):
+        self.type(b"one\r\ntwo\rthree\n\n")
+        self.console.prompt("> ")
+        self.console.prompt("> ")
+        self.console.prompt("> ")
+        self.console.prompt("> ")
+        self.assertEqual(self.client.entered, ["one", "two", "three", ""])
+
     def test_split_utf8_sequence(self):
         self.console.prompt("> ")
         data = "é".encode()
