@@ -28,7 +28,7 @@ import struct
 from array import array
 from collections import deque
 
-from twisted.internet import defer, error
+from twisted.internet import abstract, defer, error
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
@@ -75,10 +75,10 @@ def check_presenter(presenter: str) -> str | None:
     """
     Return why C{presenter} cannot prefix a file name, or L{None} if it can.
 
-    A plain name is 1 to 64 printable characters without whitespace or path
-    separators, not starting with a dot.
+    A plain name is 1 to 64 bytes (UTF-8) of printable characters without
+    whitespace or path separators, not starting with a dot.
     """
-    if not presenter or len(presenter) > MAX_PRESENTER:
+    if not presenter or len(presenter.encode("utf-8", "surrogatepass")) > MAX_PRESENTER:
         return "the presenter's name is empty or too long"
     if not presenter.isprintable() or any(c.isspace() for c in presenter):
         return "the presenter's name is not plain"
@@ -134,9 +134,10 @@ REORDER_THRESHOLD = 3  # a chunk is lost once 3 later packets arrived
 LOSS_TOLERANCE = 0.15  # per-round loss fraction taken as random, not congestion
 ACK_EVERY = 8  # data packets per acknowledgement
 ACK_DELAY = 0.005  # seconds before a lone packet is acknowledged
-MIN_RTO, MAX_RTO, INITIAL_RTO = 0.05, 2.0, 0.25
+MIN_RTO, MAX_RTO, INITIAL_RTO = 0.05, 1.0, 0.25
 MIN_TAIL_PROBE = 0.01
-ANNOUNCE_RETRY = 0.1  # first interval between announcements (doubles to MAX_RTO)
+ANNOUNCE_RETRY = 0.1  # first interval between announcements (doubles up to 1 s)
+MAX_ANNOUNCE_RETRY = 1.0
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
 PROGRESS_INTERVAL = 0.25
 HASH_SLICE = 4 * 1024 * 1024  # bytes hashed per reactor turn before announcing
@@ -243,7 +244,10 @@ class _Outgoing:
         self.highest_acked = 0  # highest packet number the receiver saw
         self.cum = 0  # chunks below this one all arrived
         self.probe_seq = 0  # packets before this one are lost once it is acknowledged
+        self.flight_base = 0  # packets up to this one no longer count as in flight
         self.tail_probed = False
+        self.holes = []  # the missing ranges of the freshest ACK
+        self.hi = 0  # and its "hi"
         self.cwnd = float(INITIAL_WINDOW)
         self.ssthresh = float("inf")
         self.rwnd = DEFAULT_RECEIVE_WINDOW
@@ -304,7 +308,7 @@ class _Outgoing:
     def _send_announce(self) -> None:
         self.endpoint._write(self.announce, self.peer)
         self.retry_timer.set(self.clock.seconds() + self.announce_interval)
-        self.announce_interval = min(MAX_RTO, self.announce_interval * 2)
+        self.announce_interval = min(MAX_ANNOUNCE_RETRY, self.announce_interval * 2)
 
     # -- datagrams from the receiver ------------------------------------------
 
@@ -337,6 +341,10 @@ class _Outgoing:
         self.rwnd = max(MIN_WINDOW, rwnd)
         self.cum = max(self.cum, cum)
         newly = highest - self.highest_acked
+        fresh = newly >= 0
+        if fresh:
+            self.hi = hi
+            holes = self.holes = []
         if newly > 0:
             self.highest_acked = highest
             self.tail_probed = False
@@ -369,6 +377,8 @@ class _Outgoing:
                 break
             offset += RANGE.size
             end = min(end, self.next_new)
+            if fresh and start < end:
+                holes.append((start, end))
             for chunk in range(start, end):
                 seq = last_sent[chunk]
                 if chunk not in queued and seq and (seq <= lost_before or (seq < probe <= highest)):
@@ -406,7 +416,8 @@ class _Outgoing:
     def _pump(self) -> None:
         window = min(int(self.cwnd), self.rwnd)
         retransmit = self.retransmit
-        while self.next_seq - 1 - self.highest_acked < window:
+        base = max(self.highest_acked, self.flight_base)
+        while self.next_seq - 1 - base < window:
             if retransmit:
                 chunk = retransmit.popleft()
                 self.queued.discard(chunk)
@@ -421,14 +432,16 @@ class _Outgoing:
             else:
                 break
             self._send_chunk(chunk)
-        if self.next_seq - 1 > self.highest_acked:
-            if self.next_new == self.nchunks and not retransmit and not self.tail_probed:
-                # the tail: if its last packets are lost nothing would reveal
-                # it, so probe soon after the acknowledgements stop
-                delay = self.rto if self.srtt is None else max(2 * self.srtt, MIN_TAIL_PROBE)
-                self.retry_timer.set(self.clock.seconds() + min(delay, self.rto))
-            elif not self.retry_timer.active:
-                self.retry_timer.set(self.clock.seconds() + self.rto)
+        # The timer stays armed until DONE: it recovers lost tails, lost
+        # retransmissions and lost acknowledgements alike.
+        now = self.clock.seconds()
+        if self.next_new == self.nchunks and not retransmit and not self.tail_probed:
+            # the tail: if its last packets are lost nothing would reveal it,
+            # so probe soon after the acknowledgements stop
+            delay = self.rto if self.srtt is None else max(2 * self.srtt, MIN_TAIL_PROBE)
+            self.retry_timer.set(now + min(delay, self.rto))
+        elif not self.retry_timer.active:
+            self.retry_timer.set(now + self.rto)
 
     def _send_chunk(self, chunk: int) -> None:
         offset = chunk * self.chunk_size
@@ -452,15 +465,14 @@ class _Outgoing:
         self.endpoint._write(buf, self.peer)
 
     def _retry(self) -> None:
-        """The retransmission timer: announce again, or probe after silence."""
+        """
+        The retransmission timer: announce again; or, after a silence, take
+        everything in flight and every missing chunk as lost and probe.
+        """
         if self.state == "announcing":
             self._send_announce()
             return
         if self.state != "sending":
-            return
-        if self.next_seq - 1 <= self.highest_acked and not self.retransmit:
-            if self.next_new < self.nchunks:
-                self._pump()
             return
         if self.next_new == self.nchunks and not self.tail_probed:
             self.tail_probed = True  # a tail loss probe: no penalty yet
@@ -469,14 +481,21 @@ class _Outgoing:
             self.cwnd = max(float(MIN_WINDOW), self.cwnd / 2)
             self.ssthresh = self.cwnd
             self.rto = min(MAX_RTO, self.rto * 2)
-        probe = self.next_new - 1
-        if self.retransmit:
-            probe = self.retransmit.popleft()
-            self.queued.discard(probe)
-        if probe >= 0:
+        self.flight_base = self.next_seq - 1
+        self.probe_seq = self.next_seq
+        queued, retransmit = self.queued, self.retransmit
+        for start, end in self.holes:
+            for chunk in range(max(start, self.cum), end):
+                if chunk not in queued:
+                    queued.add(chunk)
+                    retransmit.append(chunk)
+        self._pump()
+        if (self.hi < self.next_new or not self.holes) and self.next_new:
+            # the receiver's answer to the last chunk sent reveals any gap
+            # below it, or repeats a lost DONE
             self.probe_seq = self.next_seq
             self.retransmitted += 1
-            self._send_chunk(probe)
+            self._send_chunk(self.next_new - 1)
         self.retry_timer.set(self.clock.seconds() + self.rto)
 
     # -- the end ------------------------------------------------------------------
@@ -913,6 +932,8 @@ class TransferEndpoint(DatagramProtocol):
         if peer_name is None:
             peer_name = f"{peer[0]}:{peer[1]}"
         why = check_presenter(presenter) or check_basename(basename)
+        if not (abstract.isIPAddress(peer[0]) or abstract.isIPv6Address(peer[0])):
+            why = f"{peer[0]} is not an IP address"
         if self._stopped:
             why = "the transfer endpoint is stopped"
         if why is not None:

@@ -12,6 +12,8 @@ import shutil
 import struct
 import tempfile
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet import task
 from twisted.internet.testing import FakeDatagramTransport
 from twisted.python.filepath import FilePath
@@ -244,6 +246,25 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.network.run(lambda: outcome)
         self.assertDelivered(outcome, data)
         self.assertEqual(losses, {0: 0, 9: 0})
+
+    def test_confirmationLost(self):
+        """The acknowledgements and the first DONE are lost: the presenter probes."""
+        dropped = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.ACK or (
+                kind(datagram) == transfer.DONE and transfer.DONE not in dropped
+            ):
+                dropped.append(kind(datagram))
+                return []
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, data = self.send(size=30 * 1024)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertIn(transfer.DONE, dropped)
+        self.assertEqual(len(self.bob_listener.received), 1)
 
     def test_lossSimulation(self):
         """The endpoint's own loss option drops what it sends, and it recovers."""
@@ -479,6 +500,7 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
             (".alice", "f"),
             ("a/b", "f"),
             ("a" * 65, "f"),
+            ("é" * 33, "f"),
             ("alice", b"\xff\xfe"),
         ]
         for number, (presenter, basename) in enumerate(names):
@@ -499,6 +521,10 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
         self.failureResultOf(self.alice.send_file(path, "../alice", BOB), TransferFailed)
         self.failureResultOf(self.alice.send_file(path, "", BOB), TransferFailed)
         self.failureResultOf(self.alice.send_file(self.outbox.path + "/", "alice", BOB))
+        failure = self.failureResultOf(
+            self.alice.send_file(path, "alice", ("localhost", 5002)), TransferFailed
+        )
+        self.assertEqual(failure.value.reason, "localhost is not an IP address")
 
     def test_plainNamesAccepted(self):
         self.announce("Hans-Jürgen", "My Holiday (2).mp4", size=10)
@@ -625,3 +651,57 @@ class RealisticChunkTests(TransferTestsMixin, SynchronousTestCase):
         outcome, data = self.send(size=3 * 1024 * 1024 + 5)
         self.network.run(lambda: outcome)
         self.assertDelivered(outcome, data)
+
+
+class PropertyTests(SynchronousTestCase):
+    """Whatever the network does (short of silence), the file arrives intact."""
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        size=st.integers(0, 40_000),
+        chunk_size=st.sampled_from([512, 1000, 4096]),
+        loss=st.floats(0, 0.3),
+        duplication=st.floats(0, 0.3),
+        seed=st.integers(0, 2**32 - 1),
+        reorder=st.booleans(),
+    )
+    def test_alwaysIntact(self, size, chunk_size, loss, duplication, seed, reorder):
+        clock = task.Clock()
+        network = Network(clock)
+        rng = random.Random(seed)
+        network.tamper = lambda s, d, datagram: (
+            [] if rng.random() < loss else [datagram] * (2 if rng.random() < duplication else 1)
+        )
+        if reorder:
+            network.shuffle = random.Random(seed + 1)
+        root = tempfile.mkdtemp(prefix="chatproto-transfer-")
+        endpoints = []
+        try:
+            listeners = Listener(), Listener()
+            for address, listener in zip((ALICE, BOB), listeners):
+                os.mkdir(os.path.join(root, str(address[1])))
+                endpoint = TransferEndpoint(
+                    os.path.join(root, str(address[1])),
+                    listener,
+                    clock=clock,
+                    loss=0.0,
+                    chunk_size=chunk_size,
+                )
+                network.attach(address, endpoint)
+                endpoints.append(endpoint)
+            data = random.Random(seed).randbytes(size)
+            source = os.path.join(root, "5001", "f.bin")
+            with open(source, "wb") as f:
+                f.write(data)
+            outcome = []
+            endpoints[0].send_file(source, "alice", BOB).addBoth(outcome.append)
+            network.run(lambda: outcome)
+            self.assertEqual(outcome, ["f.bin"])
+            with open(os.path.join(root, "5002", "alice_f.bin"), "rb") as f:
+                self.assertEqual(f.read(), data)
+            self.assertEqual(os.listdir(os.path.join(root, "5002")), ["alice_f.bin"])
+        finally:
+            for endpoint in endpoints:
+                endpoint.stop()
+            shutil.rmtree(root, True)
+        self.assertEqual(clock.getDelayedCalls(), [])
