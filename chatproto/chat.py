@@ -168,6 +168,10 @@ class Chat:
         if failure.check(UnknownUser):
             raise LoginFailed(errors.INVALID_USERNAME)
         if failure.check(WrongPassword):
+            if self.lockout.is_blocked(username):
+                # A concurrent check ended in a block while this one ran: the
+                # account is blocked, and a failure now counts for nothing.
+                raise LoginFailed(errors.ACCOUNT_BLOCKED)
             if self.lockout.record_failure(username):
                 raise LoginFailed(errors.BLOCKED_NOW)
             raise LoginFailed(errors.INVALID_PASSWORD)
