@@ -393,7 +393,7 @@ def main(argv=None) -> None:
         def failed(failure):
             print(f"Error: cannot connect to {host}:{server_port}: {failure.getErrorMessage()}",
                   file=sys.stderr)
-            on_exit(1)
+            client.exit(1)  # closes the console too (a terminal is restored)
 
         d.addErrback(failed)
 

@@ -141,7 +141,7 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
             raise SkipTest("needs a POSIX pseudo-terminal")
         self.server = self.start_server()
 
-    def spawn_client(self) -> ScreenReader:
+    def spawn_client(self, port=None) -> ScreenReader:
         master, slave = os.openpty()
         self.addCleanup(os.close, master)
         self.addCleanup(os.close, slave)
@@ -151,7 +151,8 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.slave = slave
         self.original_modes = termios.tcgetattr(slave)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chatproto.client", self.server.host, str(self.server.port),
+            [sys.executable, "-m", "chatproto.client", self.server.host,
+             str(port or self.server.port),
              str(free_udp_port())],
             stdin=slave, stdout=slave, stderr=slave, cwd=self.server.data_dir,
             env=child_env({"TERM": "xterm"}), start_new_session=True,
@@ -278,3 +279,14 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.assertEqual(screen.cursor_line(), "")
         self.assertNotIn("Traceback", screen.text())
         self.assertEqual(self.server.read("userlog.txt"), "")
+
+    def test_no_server_one_line_exit_one(self):
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]  # bound, never listening: refused
+            screen = self.spawn_client(port)
+            self.assertEqual(self.wait_exit(screen), 1)
+        screen.wait_for_text("Error: cannot connect to 127.0.0.1:")
+        self.assertEqual(screen.text().count("Error:"), 1)
+        self.assertNotIn("Traceback", screen.text())
+        self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
