@@ -17,12 +17,16 @@ concurrently is lost:
   same lock on the old file from the read until the rename.
 """
 
-import fcntl
 import mmap
 import os
 import tempfile
 
 from .journal import SEPARATOR
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock for other processes
+    fcntl = None
 
 DELETED = "[deleted]"
 
@@ -82,7 +86,8 @@ def delete_record(record_log, seq: int, author: str) -> bool:
     path = os.path.realpath(record_log.path)
     fd = os.open(path, os.O_RDONLY)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
         if size == 0:
             raise NoSuchRecord()
