@@ -255,10 +255,19 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.assertNotIn("Traceback", screen.text())
         self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
 
-    def test_ctrl_c_logs_out(self):
+    def test_resize_then_ctrl_c_logs_out(self):
         screen = self.spawn_client()
         self.login(screen, "leia", "alderaan")
-        os.write(screen.fd, b"/activeuser\r")
+        os.write(screen.fd, b"/activeuser")
+        # The window shrinks: the prompt's rows are drawn again to fit.
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ,
+                    (ROWS).to_bytes(2, sys.byteorder) + (50).to_bytes(2, sys.byteorder) + bytes(4))
+        self.process.send_signal(signal.SIGWINCH)
+        screen.wait_for(
+            lambda: any(line.startswith("Enter one of the following commands")
+                        and len(line) < 50 for line in screen.lines()),
+            "the prompt rewrapped")
+        os.write(screen.fd, b"\r")
         screen.wait_for_text("no other active user")
         screen.wait_for_cursor_line("> ")
         os.write(screen.fd, b"\x03")
