@@ -97,10 +97,9 @@ def delete_record(record_log, seq: int, author: str) -> bool:
                 raise NoSuchRecord()
             start, end = found
             line = deleted_line(data[start:end], author)
-            if line is None:
-                return False
-            with memoryview(data) as view:
-                write_file_atomically(path, [view[:start], line, view[end:]])
+        if line is None:
+            return False
+        write_file_atomically(path, [(fd, 0, start), line, (fd, end, size - end)])
     finally:
         os.close(fd)  # releases the lock, after the rename
     record_log.reopen()
@@ -110,7 +109,8 @@ def delete_record(record_log, seq: int, author: str) -> bool:
 def write_file_atomically(path: str, parts) -> None:
     """
     Replace the file at C{path} (following a symbolic link) with the
-    concatenation of C{parts} (bytes-like): written to a temporary file in the
+    concatenation of C{parts}: bytes, or C{(fd, offset, length)} for that
+    range of another file. They are written to a temporary file in the
     same directory, given the old file's permissions, flushed to disk, then
     renamed over it. A crash at any moment leaves the old file or the new
     one, never a mix or a truncation.
@@ -131,9 +131,10 @@ def write_file_atomically(path: str, parts) -> None:
             except PermissionError:
                 pass
         for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(tmp_fd, view):]
+            if isinstance(part, tuple):
+                _copy_range(*part, tmp_fd)
+            else:
+                _write_all(tmp_fd, part)
         os.fsync(tmp_fd)
         os.close(tmp_fd)
         tmp_fd = -1
@@ -151,3 +152,19 @@ def write_file_atomically(path: str, parts) -> None:
         os.fsync(dirfd)
     finally:
         os.close(dirfd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _copy_range(src: int, offset: int, length: int, dst: int, chunk: int = 1 << 20) -> None:
+    end = offset + length
+    while offset < end:
+        data = os.pread(src, min(chunk, end - offset), offset)
+        if not data:
+            raise OSError(f"file shrank while copying it (at byte {offset})")
+        _write_all(dst, data)
+        offset += len(data)

@@ -581,6 +581,25 @@ class RecordFileTests(SynchronousTestCase):
             self.assertEqual(f.read(), f"1; t; a; first\n2; t; b; {DELETED}\n3; t; a; {DELETED}\n"
                                        "4; t; a; fourth\n")
 
+    def test_failed_rewrite_changes_nothing(self):
+        import chatproto.records
+
+        log = RecordLog(self.path, Journal(self.clock))
+        self.addCleanup(log.close)
+        log.append("t", "a", "first")
+        self.clock.advance(0)
+
+        def full(fd):
+            raise OSError(28, "No space left on device")
+
+        self.patch(chatproto.records.os, "fsync", full)
+        self.assertRaises(OSError, delete_record, log, 1, "a")
+        self.assertEqual(os.listdir(self.dir), ["m.txt"])  # no temporary file left
+        log.append("t", "a", "second")
+        self.clock.advance(0)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "1; t; a; first\n2; t; a; second\n")
+
     def test_log_continues_after_restart(self):
         log = RecordLog(self.path, Journal(self.clock))
         log.append("t", "a", "first")
