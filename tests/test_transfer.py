@@ -10,6 +10,8 @@ import os
 import random
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
@@ -705,3 +707,31 @@ class PropertyTests(SynchronousTestCase):
                 endpoint.stop()
             shutil.rmtree(root, True)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class RealSocketSmokeTests(SynchronousTestCase):
+    """
+    C{bench/bench_transfer.py --smoke}: two real endpoints in two processes over
+    loopback, lossless and with 5% loss, files compared byte for byte. Figures
+    are not checked (CI machines are noisy); an error or a corrupt file is.
+    """
+
+    def test_benchSmoke(self):
+        bench = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            "bench",
+            "bench_transfer.py",
+        )
+        env = {k: v for k, v in os.environ.items() if k != transfer.LOSS_ENVIRONMENT_VARIABLE}
+        result = subprocess.run(
+            [sys.executable, bench, "--smoke"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertEqual(len(result.stdout.splitlines()), 5, result.stdout)
+        self.assertEqual(result.stdout.count("intact"), 2, result.stdout)
+        self.assertNotIn("ERROR", result.stdout)
