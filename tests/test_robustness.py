@@ -549,3 +549,40 @@ class FloodEndToEndTests(EndToEndMixin, SynchronousTestCase):
         self.assertEqual(replies.count(f"ERR {errors.INVALID_PASSWORD}"), 2, replies)
         self.assertEqual(replies.count(f"ERR {errors.ACCOUNT_BLOCKED}"), 2, replies)
 
+
+
+class LimitOptionsTests(SynchronousTestCase):
+    """The flood limits are options of both C{python -m chatproto.server} and C{twistd chat}."""
+
+    def test_server_and_twistd_options(self):
+        from twisted.python import usage
+
+        from chatproto.app import Options
+        from chatproto.server import ServerOptions, options_first
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        credentials = os.path.join(directory, "credentials.txt")
+        with open(credentials, "w") as f:
+            f.write("Yoda wise@!man\n")
+        limits = ["--rate-limit", "2.5", "--rate-burst", "4", "--max-connections", "100",
+                  "--max-connections-per-ip", "3"]
+        expected = {"rate_limit": 2.5, "rate_burst": 4, "max_connections": 100,
+                    "max_connections_per_ip": 3}
+        server = ServerOptions()
+        server.parseOptions(options_first(["0", "3", "--data-dir", directory, *limits]))
+        self.assertEqual(server["limits"], expected)
+        twistd = Options()
+        twistd.parseOptions(["--credentials", credentials, "--data-dir", directory, *limits])
+        self.assertEqual(twistd["limits"], expected)
+        defaults = ServerOptions()
+        defaults.parseOptions(["--data-dir", directory, "0", "3"])
+        self.assertEqual(defaults["limits"], {"rate_limit": 0.0, "rate_burst": 0, "max_connections": 0,
+                                              "max_connections_per_ip": 0})
+        for bad in (["--rate-limit", "x"], ["--rate-limit", "-1"], ["--rate-limit", "nan"],
+                    ["--rate-limit", "inf"], ["--max-connections", "-1"],
+                    ["--max-connections-per-ip", "2.5"], ["--rate-burst", "many"]):
+            self.assertRaises(usage.UsageError, ServerOptions().parseOptions,
+                              ["--data-dir", directory, *bad, "0", "3"])
+            self.assertRaises(usage.UsageError, Options().parseOptions,
+                              ["--credentials", credentials, "--data-dir", directory, *bad])
