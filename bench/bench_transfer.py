@@ -39,7 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from chatproto import transfer
+from chatproto import transfer  # noqa: E402 - after the sys.path line
 
 MiB = 1024 * 1024
 

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import errno
 import random
 import socket
+import stat
 import struct
 from array import array
 from collections import deque
@@ -176,9 +178,7 @@ class _Timer:
         self.deadline = deadline
         call = self._call
         if call is None:
-            self._call = self._clock.callLater(
-                max(0.0, deadline - self._clock.seconds()), self._fire
-            )
+            self._call = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), self._fire)
         elif deadline < call.getTime():
             call.reset(max(0.0, deadline - self._clock.seconds()))
 
@@ -228,7 +228,11 @@ class _Outgoing:
         self.clock = clock
         self.chunk_size = endpoint.chunk_size
         self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        self.size = os.fstat(self.fd).st_size
+        info = os.fstat(self.fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(self.fd)
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        self.size = info.st_size
         self.nchunks = -(-self.size // self.chunk_size)
         self.hash = hashlib.sha256()
         self.hashed = 0
@@ -289,9 +293,7 @@ class _Outgoing:
         name = self.basename.encode("utf-8")
         self.announce = (
             HEADER.pack(MAGIC, ANNOUNCE, self.tid)
-            + ANNOUNCE_BODY.pack(
-                self.size, self.chunk_size, self.hash.digest(), len(presenter), len(name)
-            )
+            + ANNOUNCE_BODY.pack(self.size, self.chunk_size, self.hash.digest(), len(presenter), len(name))
             + presenter
             + name
         )
@@ -407,9 +409,7 @@ class _Outgoing:
         done = min(self.size, self.cum * self.chunk_size)
         rate = (done - self.progress_bytes) / (now - self.progress_at)
         self.progress_at, self.progress_bytes = now, done
-        self.endpoint._notify(
-            "transfer_progress", self.tid, "send", self.basename, done, self.size, rate
-        )
+        self.endpoint._notify("transfer_progress", self.tid, "send", self.basename, done, self.size, rate)
 
     # -- sending ----------------------------------------------------------------
 
@@ -449,9 +449,7 @@ class _Outgoing:
         buf = bytearray(DATA_HEADER.size + length)
         seq = self.next_seq
         self.next_seq = seq + 1
-        DATA_HEADER.pack_into(
-            buf, 0, MAGIC, DATA, self.tid, chunk, seq, _micros(self.clock.seconds())
-        )
+        DATA_HEADER.pack_into(buf, 0, MAGIC, DATA, self.tid, chunk, seq, _micros(self.clock.seconds()))
         try:
             got = os.preadv(self.fd, [memoryview(buf)[DATA_HEADER.size :]], offset)
         except OSError as e:
@@ -586,8 +584,7 @@ class _Incoming:
             self._finish()
         else:
             self.endpoint._write(
-                HEADER.pack(MAGIC, ACCEPT, self.tid)
-                + ACCEPT_BODY.pack(self.endpoint._receive_window()),
+                HEADER.pack(MAGIC, ACCEPT, self.tid) + ACCEPT_BODY.pack(self.endpoint._receive_window()),
                 self.peer,
             )
 
@@ -639,7 +636,11 @@ class _Incoming:
             if chunk == self.cum:
                 self.hash.update(payload)
                 self.cum += 1
-                self._catch_up()
+                try:
+                    self._catch_up()
+                except OSError as e:
+                    self.fail(f"cannot read the file back: {e.strerror}")
+                    return
             if self.count == self.nchunks:
                 self._finish()
                 return
@@ -698,12 +699,14 @@ class _Incoming:
         done = min(self.size, self.count * self.chunk_size)
         rate = (done - self.progress_bytes) / (now - self.progress_at)
         self.progress_at, self.progress_bytes = now, done
-        self.endpoint._notify(
-            "transfer_progress", self.tid, "receive", self.basename, done, self.size, rate
-        )
+        self.endpoint._notify("transfer_progress", self.tid, "receive", self.basename, done, self.size, rate)
 
     def _finish(self) -> None:
-        self._catch_up()
+        try:
+            self._catch_up()
+        except OSError as e:
+            self.fail(f"cannot read the file back: {e.strerror}")
+            return
         digest = self.hash.digest()
         self._close_file()
         if digest != self.expected:
@@ -731,9 +734,7 @@ class _Incoming:
         reply = _encode_fail(self.tid, reason)
         self._settle("failed", reply if tell_peer else b"")
         if notify:
-            self.endpoint._notify(
-                "transfer_failed", "receive", self.presenter, self.basename, reason
-            )
+            self.endpoint._notify("transfer_failed", "receive", self.presenter, self.basename, reason)
 
     def _settle(self, state: str, reply: bytes) -> None:
         """Keep answering late datagrams with C{reply} for a while, then forget."""
@@ -901,7 +902,7 @@ class TransferEndpoint(DatagramProtocol):
             return
         try:
             transport.write(datagram, addr)
-        except (OSError, error.MessageLengthError) as e:
+        except (OSError, error.MessageLengthError, error.InvalidAddressError) as e:
             # a full socket buffer: the datagram is lost, and recovered as such
             log.debug("UDP write to {addr} failed: {e}", addr=addr, e=e)
 
@@ -1040,9 +1041,7 @@ class TransferEndpoint(DatagramProtocol):
             why = "the chunk size is out of range"
         if why is None and -(-size // chunk_size) > 0xFFFFFFFF:
             why = "the file is too large"
-        if why is None and sum(t.state == "receiving" for t in self._incoming.values()) >= (
-            MAX_INCOMING
-        ):
+        if why is None and sum(t.state == "receiving" for t in self._incoming.values()) >= (MAX_INCOMING):
             why = "too many transfers at once"
         if why is not None:
             return self._refuse(key, presenter, basename, why)
@@ -1057,6 +1056,4 @@ class TransferEndpoint(DatagramProtocol):
         addr, tid = key
         reason = f"the receiver refused the file: {why}"
         self._write(_encode_fail(tid, reason), addr)
-        self._notify(
-            "transfer_failed", "receive", _printable(presenter, 64), _printable(basename), reason
-        )
+        self._notify("transfer_failed", "receive", _printable(presenter, 64), _printable(basename), reason)

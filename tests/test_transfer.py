@@ -169,9 +169,7 @@ class TransferTestsMixin:
     def assertDelivered(self, outcome, data, name="clip.mp4"):
         self.assertEqual(outcome, [name])
         self.assertEqual(self.inbox.child("alice_" + name).getContent(), data)
-        self.assertIn(
-            ("alice", name, self.inbox.child("alice_" + name).path), self.bob_listener.received
-        )
+        self.assertIn(("alice", name, self.inbox.child("alice_" + name).path), self.bob_listener.received)
 
 
 class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
@@ -326,7 +324,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         for listener, direction in ((self.alice_listener, "send"), (self.bob_listener, "receive")):
             reports = [p for p in listener.progress if p[1] == direction]
             self.assertTrue(reports)
-            for tid, _, name, done, total, rate in reports:
+            for _tid, _, name, done, total, rate in reports:
                 self.assertEqual((name, total), ("clip.mp4", 200_000))
                 self.assertTrue(0 <= done <= total)
                 self.assertGreaterEqual(rate, 0)
@@ -359,9 +357,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         outcome[0].trap(TransferFailed)
         self.assertEqual(outcome[0].value.reason, reason)
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
-        self.assertEqual(
-            self.alice_listener.failed, [("send", "127.0.0.1:5002", "clip.mp4", reason)]
-        )
+        self.assertEqual(self.alice_listener.failed, [("send", "127.0.0.1:5002", "clip.mp4", reason)])
         self.assertEqual(self.bob_listener.received, [])
 
     def test_receiverStalls(self):
@@ -460,6 +456,11 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         )
         self.assertNothingStored()
 
+    def test_directory(self):
+        d = self.alice.send_file(self.outbox.path, "alice", BOB)
+        failure = self.failureResultOf(d, TransferFailed)
+        self.assertEqual(failure.value.reason, "File alice cannot be read: not a regular file")
+
     def test_missingFile(self):
         d = self.alice.send_file(self.outbox.child("nope").path, "alice", BOB)
         failure = self.failureResultOf(d, TransferFailed)
@@ -545,14 +546,10 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
                 for chunk in range(20):
                     forged = bytearray(datagram)
                     struct.pack_into("!II", forged, transfer.HEADER.size, chunk, 1000 + chunk)
-                    forged[transfer.DATA_HEADER.size :] = b"\x00" * (
-                        len(forged) - transfer.DATA_HEADER.size
-                    )
+                    forged[transfer.DATA_HEADER.size :] = b"\x00" * (len(forged) - transfer.DATA_HEADER.size)
                     self.bob.datagramReceived(bytes(forged), MALLORY)
                 # a forged confirmation and failure to the presenter
-                self.alice.datagramReceived(
-                    transfer.HEADER.pack(transfer.MAGIC, transfer.DONE, tid), MALLORY
-                )
+                self.alice.datagramReceived(transfer.HEADER.pack(transfer.MAGIC, transfer.DONE, tid), MALLORY)
                 self.alice.datagramReceived(
                     transfer.HEADER.pack(transfer.MAGIC, transfer.FAIL, tid) + b"boo", MALLORY
                 )
