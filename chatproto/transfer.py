@@ -786,6 +786,15 @@ def _mkstemp(directory: str, name: str):
     return fd, path
 
 
+def _free_space(directory: str) -> float:
+    """Bytes available in C{directory}'s file system (infinite if unknown)."""
+    try:
+        info = os.statvfs(directory)
+    except (AttributeError, OSError):
+        return float("inf")
+    return info.f_bavail * info.f_frsize
+
+
 def _loss_from_environment() -> float | None:
     text = os.environ.get(LOSS_ENVIRONMENT_VARIABLE, "").strip()
     if not text:
@@ -1041,8 +1050,10 @@ class TransferEndpoint(DatagramProtocol):
             why = "the chunk size is out of range"
         if why is None and -(-size // chunk_size) > 0xFFFFFFFF:
             why = "the file is too large"
-        if why is None and sum(t.state == "receiving" for t in self._incoming.values()) >= (MAX_INCOMING):
+        if why is None and sum(t.state == "receiving" for t in self._incoming.values()) >= MAX_INCOMING:
             why = "too many transfers at once"
+        if why is None and size > _free_space(self.directory):
+            why = f"not enough disk space for {size / 1048576:.1f} MiB"
         if why is not None:
             return self._refuse(key, presenter, basename, why)
         try:

@@ -476,7 +476,7 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
         datagram = (
             transfer.HEADER.pack(transfer.MAGIC, transfer.ANNOUNCE, tid)
             + transfer.ANNOUNCE_BODY.pack(
-                size, 1024, hashlib.sha256(b"x" * size).digest(), len(presenter), len(basename)
+                size, 1024, hashlib.sha256(b"x" * min(size, 10)).digest(), len(presenter), len(basename)
             )
             + presenter
             + basename
@@ -518,6 +518,14 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
         replies = self.sent_to(MALLORY)
         self.assertEqual(len(replies), len(names))
         self.assertEqual({kind(d) for d in replies}, {transfer.FAIL})
+
+    def test_tooLargeRefused(self):
+        """A file larger than the free disk space is refused before anything is allocated."""
+        self.announce("alice", "huge.bin", size=2**41)  # 2 TiB
+        self.assertEqual(self.inbox_files(), [])
+        [(_, _, _, reason)] = self.bob_listener.failed
+        self.assertTrue(reason.startswith("the receiver refused the file: not enough disk space"), reason)
+        self.assertEqual([kind(d) for d in self.sent_to(MALLORY)], [transfer.FAIL])
 
     def test_sendRefusesBadNames(self):
         path, _data = self.make_file("ok", 10)
