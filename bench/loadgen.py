@@ -63,11 +63,55 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of every thread of C{pid}, from C{/proc/PID/stat}."""
+def cpu_times(pid: int) -> tuple:
+    """(utime, stime) in seconds, summed over every thread of C{pid}, from C{/proc/PID/stat}."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rpartition(b")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+def cpu_seconds(pid: int) -> float:
+    return sum(cpu_times(pid))
+
+
+class CpuMeter:
+    """CPU time of a server and of the load generator's processes over an interval."""
+
+    def __init__(self, server_pid: int, generator_pids=()):
+        self.server_pid = server_pid
+        self.generator_pids = list(generator_pids)
+        self.start()
+
+    def _read(self):
+        gen = 0.0
+        for pid in self.generator_pids:
+            try:
+                gen += cpu_seconds(pid)
+            except OSError:
+                pass
+        return cpu_times(self.server_pid), gen, time.monotonic()
+
+    def start(self):
+        self._t0 = self._read()
+        self._t1 = None
+
+    def stop(self):
+        self._t1 = self._read()
+        return self
+
+    def report(self, count: int, unit: str) -> dict:
+        """Server CPU us per unit, plus user/sys split and CPU percentages."""
+        (u0, s0), g0, w0 = self._t0
+        (u1, s1), g1, w1 = self._t1
+        cpu = (u1 - u0) + (s1 - s0)
+        wall = w1 - w0
+        return {
+            f"cpu_us_per_{unit}": cpu * 1e6 / count if count else None,
+            "server_cpu_pct": 100 * cpu / wall if wall else None,
+            "server_sys_share_pct": 100 * (s1 - s0) / cpu if cpu else None,
+            "generator_cpu_pct": 100 * (g1 - g0) / wall if wall else None,
+            "cpu_ticks": round(cpu * CLOCK_TICKS),
+        }
 
 
 def rss_bytes(pid: int) -> int:
@@ -230,6 +274,10 @@ class Client(protocol.Protocol):
         self.first_error = None
         self.pair = None
         self.worker = None
+
+    def connectionMade(self):
+        # An interactive client: no Nagle delay on what it sends.
+        self.transport.setTcpNoDelay(True)
 
     def dataReceived(self, data):
         buf = self.buf + data if self.buf else data
@@ -685,21 +733,19 @@ async def run_private(reactor, target: Target, pool: WorkerPool, pairs_per_worke
          "t_start": t_start, "t_measure": t_measure, "t_end": t_end}
         for u in users], timeout=duration + warmup + 60)
     await _sleep_until(reactor, t_measure)
-    cpu0, gen0, w0 = cpu_seconds(target.pid), sum(map(cpu_seconds, pool.pids)), time.monotonic()
+    meter = CpuMeter(target.pid, pool.pids)
     await _sleep_until(reactor, t_end)
-    cpu1, gen1, w1 = cpu_seconds(target.pid), sum(map(cpu_seconds, pool.pids)), time.monotonic()
+    meter.stop()
     replies = await work
     count = sum(r["count"] for r in replies)
     lat = merge_samples([(r["lat_us"], r["weight"]) for r in replies])
     errors = sum(r["errors"] for r in replies)
-    wall = w1 - w0
+    wall = (t_end - t_measure) / 1e9
     return {
         "msgs_per_s": count / wall,
         "p50_ms": _ms(percentile(lat, 1, 0.50)),
         "p99_ms": _ms(percentile(lat, 1, 0.99)),
-        "cpu_us_per_msg": (cpu1 - cpu0) * 1e6 / count if count else None,
-        "server_cpu_pct": 100 * (cpu1 - cpu0) / wall,
-        "generator_cpu_pct": 100 * (gen1 - gen0) / wall,
+        **meter.report(count, "msg"),
         "messages": count,
         "errors": errors,
         "first_error": next((r["first_error"] for r in replies if r["first_error"]), None),
@@ -742,10 +788,10 @@ async def run_fanout(reactor, target: Target, pool: WorkerPool, members=1000, re
         for w in pool.workers:
             w.on_event = on_event
         latencies = []
-        cpu0 = None
+        meter = None
         for k in range(warmup + repeats):
             if k == warmup:
-                cpu0 = cpu_seconds(target.pid)
+                meter = CpuMeter(target.pid, pool.pids)
             waiting[k] = defer.Deferred().addTimeout(60, reactor)
             t_send = time.monotonic_ns()
             ack = sender.expect(d.group_ack, d.group_line(group, t_send, k))
@@ -753,7 +799,7 @@ async def run_fanout(reactor, target: Target, pool: WorkerPool, members=1000, re
             await ack
             if k >= warmup:
                 latencies.append((t_last - t_send) / 1e6)
-        cpu1 = cpu_seconds(target.pid)
+        meter.stop()
     finally:
         sender.transport.loseConnection()
     latencies.sort()
@@ -764,8 +810,7 @@ async def run_fanout(reactor, target: Target, pool: WorkerPool, members=1000, re
         "p50_ms": percentile(latencies, 1, 0.50),
         "p99_ms": percentile(latencies, 1, 0.99),
         "max_ms": latencies[-1] if latencies else None,
-        "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / deliveries,
-        "deliveries_per_s": deliveries / sum(latencies) * 1e3 if latencies else None,
+        **meter.report(deliveries, "delivery"),
     }
 
 
@@ -804,26 +849,21 @@ async def run_logins(reactor, target: Target, pool: WorkerPool, n=10000) -> dict
         {"host": target.host, "port": target.port, "dialect": target.dialect, "n": len(u),
          "concurrency": 32}
         for u in parts], timeout=900), "connect")
-    cpu0 = cpu_seconds(target.pid)
+    meter = CpuMeter(target.pid, pool.pids)
     replies = await pool.each("login_go", [{"users": u} for u in parts], timeout=600)
-    cpu1 = cpu_seconds(target.pid)
+    meter.stop()
     ok = sum(r["ok"] for r in replies)
     _check_login(replies, "login")
     wall = (max(r["t_last"] for r in replies) - min(r["t_first"] for r in replies)) / 1e9
-    out = {
-        "logins": ok,
-        "logins_per_s": ok / wall,
-        "cpu_us_per_login": (cpu1 - cpu0) * 1e6 / ok,
-    }
+    out = {"logins": ok, "logins_per_s": ok / wall,
+           **{"login_" + k: v for k, v in meter.report(ok, "login").items()}}
+    meter = CpuMeter(target.pid, pool.pids)
     replies = await pool.all("logout_go", timeout=600)
-    cpu2 = cpu_seconds(target.pid)
+    meter.stop()
     done = sum(r["n"] for r in replies)
     wall = (max(r["t_last"] for r in replies) - min(r["t_first"] for r in replies)) / 1e9
-    out.update({
-        "logouts": done,
-        "logouts_per_s": done / wall if wall > 0 else None,
-        "cpu_us_per_logout": (cpu2 - cpu1) * 1e6 / done if done else None,
-    })
+    out.update({"logouts": done, "logouts_per_s": done / wall if wall > 0 else None,
+                **{"logout_" + k: v for k, v in meter.report(done, "logout").items()}})
     return out
 
 

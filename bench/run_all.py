@@ -51,6 +51,15 @@ PROFILES = {
 
 ORDER = ["ours", "seed", "words"]
 
+# With --repeat, the run kept for each (scenario, server) is the best by this
+# measure (the machine is shared: the best run is the least disturbed one).
+PRIMARY = {
+    "private": lambda r: r["msgs_per_s"],
+    "fanout": lambda r: -r["p50_ms"],
+    "idle": lambda r: len(r["levels"]),
+    "logins": lambda r: r["logins_per_s"],
+}
+
 
 def rows_for(profile: dict):
     """(label, scenario, getter, unit format, better) for each row of the table."""
@@ -72,9 +81,9 @@ def rows_for(profile: dict):
                      lambda r, lv=level: _idle(r, lv), "{:.2f}", "lower"))
     rows += [
         ("logins/s", "logins", lambda r: r["logins_per_s"], "{:,.0f}", "higher"),
-        ("server CPU us/login", "logins", lambda r: r["cpu_us_per_login"], "{:.1f}", "lower"),
+        ("server CPU us/login", "logins", lambda r: r["login_cpu_us_per_login"], "{:.1f}", "lower"),
         ("logouts/s", "logins", lambda r: r["logouts_per_s"], "{:,.0f}", "higher"),
-        ("server CPU us/logout", "logins", lambda r: r["cpu_us_per_logout"], "{:.1f}",
+        ("server CPU us/logout", "logins", lambda r: r["logout_cpu_us_per_logout"], "{:.1f}",
          "lower"),
     ]
     return rows
@@ -229,13 +238,16 @@ def write_doc(path: str, text: str) -> None:
     os.replace(tmp, path)
 
 
-def report(results, profile_name, profile, kinds, workers) -> tuple:
+def report(results, profile_name, profile, kinds, workers, load=(), repeat=1) -> tuple:
     table = build_table(results, profile, kinds)
     m = machine()
     errors = [(k, s, r["error"]) for k, rs in results.items() for s, r in rs.items()
               if "error" in r]
     checks = goals(results, profile)
     text = [render(table), ""]
+    if load:
+        text.insert(0, f"load average {' -> '.join(f'{x:.1f}' for x in load)}; "
+                       f"best of {repeat} run(s) per cell")
     if checks:
         text.append("Goals (issue 8):")
         text += [f"  [{'x' if met else ' '}] {goal}: {value}" for goal, value, met in checks]
@@ -243,9 +255,11 @@ def report(results, profile_name, profile, kinds, workers) -> tuple:
         text.append(f"ERROR {kind} {scenario}: {error}")
     md = [
         (f"Measured {m['date']} with `python bench/run_all.py"
-         f"{'' if profile_name == 'full' else ' --' + profile_name}` "
+         f"{'' if profile_name == 'full' else ' --' + profile_name}"
+         f"{'' if repeat == 1 else f' --repeat {repeat}'}` "
          f"({workers} load-generator processes) on {m['nproc']} x {m['cpu']}, "
-         f"Linux {m['kernel']}, Python {m['python']}, Twisted {m['twisted']}."),
+         f"Linux {m['kernel']}, Python {m['python']}, Twisted {m['twisted']}; "
+         f"load average {' -> '.join(f'{x:.1f}' for x in load)} (the machine is shared)."),
         "",
         render(table, markdown=True),
         "",
@@ -265,9 +279,35 @@ def save_json(path: str, obj) -> None:
         json.dump(obj, f, indent=2)
 
 
+async def run_one(reactor, kind, scenario, profile, data_dir, credentials, workers) -> dict:
+    """One scenario against a fresh server of kind C{kind}; errors become the result."""
+    label = servers.SERVERS[kind][0]
+    print(f"[{time.strftime('%H:%M:%S')}] {scenario} / {label} ...", file=sys.stderr,
+          flush=True)
+    server = pool = None
+    try:
+        server = await servers.start(reactor, kind, data_dir, credentials)
+        pool = loadgen.WorkerPool(reactor, workers)
+        target = loadgen.Target(label, server.dialect, server.host, server.port, server.pid)
+        result = await loadgen.SCENARIOS[scenario](reactor, target, pool, **profile[scenario])
+    except Exception as e:  # noqa: BLE001 - reported in the table, the run goes on
+        result = {"error": f"{type(e).__name__}: {e}"}
+    finally:
+        if pool is not None:
+            await pool.stop()
+        if server is not None:
+            await server.stop(reactor)
+    print(f"    {json.dumps(result)[:400]}", file=sys.stderr, flush=True)
+    return result
+
+
 async def run(reactor, args):
     profile_name = "smoke" if args.smoke else "quick" if args.quick else "full"
     profile = json.loads(json.dumps(PROFILES[profile_name]))
+    for item in args.set:
+        key, _, value = item.partition("=")
+        scenario, _, name = key.partition(".")
+        profile[scenario][name] = json.loads(value)
     kinds = [k for k in ORDER if k in args.servers.split(",")]
     if "ours" in kinds and not servers.ours_available():
         print("chatproto/server.py not found: skipping 'ours'", file=sys.stderr)
@@ -285,36 +325,26 @@ async def run(reactor, args):
     credentials = os.path.join(top, "credentials.txt")
     loadgen.write_credentials(credentials, n_accounts)
     results: dict = {k: {} for k in kinds}
+    load = [os.getloadavg()[0]]
     try:
-        for scenario in scenarios:
-            for kind in kinds:
-                label = servers.SERVERS[kind][0]
-                print(f"[{time.strftime('%H:%M:%S')}] {scenario} / {label} ...",
-                      file=sys.stderr, flush=True)
-                data_dir = os.path.join(top, f"{kind}-{scenario}")
-                server = pool = None
-                try:
-                    server = await servers.start(reactor, kind, data_dir, credentials)
-                    pool = loadgen.WorkerPool(reactor, workers)
-                    target = loadgen.Target(label, server.dialect, server.host, server.port,
-                                            server.pid)
-                    result = await loadgen.SCENARIOS[scenario](reactor, target, pool,
-                                                                **profile[scenario])
-                except Exception as e:  # noqa: BLE001 - reported in the table, run goes on
-                    result = {"error": f"{type(e).__name__}: {e}"}
-                finally:
-                    if pool is not None:
-                        await pool.stop()
-                    if server is not None:
-                        await server.stop(reactor)
+        runs = [(n, s, k) for n in range(args.repeat) for s in scenarios for k in kinds]
+        for n, scenario, kind in runs:
+            data_dir = os.path.join(top, f"{kind}-{scenario}-{n}")
+            result = await run_one(reactor, kind, scenario, profile, data_dir, credentials,
+                                   workers)
+            old = results[kind].get(scenario)
+            if old is None or "error" in old or (
+                    "error" not in result
+                    and PRIMARY[scenario](result) > PRIMARY[scenario](old)):
                 results[kind][scenario] = result
-                print(f"    {json.dumps(result)[:300]}", file=sys.stderr, flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(top, ignore_errors=True)
         else:
             print(f"server directories kept in {top}", file=sys.stderr)
-    text, md, failed = report(results, profile_name, profile, kinds, workers)
+    load.append(os.getloadavg()[0])
+    text, md, failed = report(results, profile_name, profile, kinds, workers, load,
+                              args.repeat)
     print(text, flush=True)
     if args.json:
         save_json(args.json, {"machine": machine(), "profile": profile_name,
@@ -335,6 +365,10 @@ def main(argv=None) -> int:
     parser.add_argument("--scenarios", default="private,fanout,idle,logins")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="load-generator processes (default: one per core)")
+    parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=JSON",
+                        help="override a profile value, e.g. --set private.window=64")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run everything N times (interleaved), keep the best run of each")
     parser.add_argument("--json", help="also write the raw results to this file")
     parser.add_argument("--write-doc", action="store_true",
                         help="update the generated block of docs/PERFORMANCE.md")
