@@ -309,7 +309,7 @@ class Chat:
                 continue
             try:
                 member.session.deliver(delivery)
-            except Exception:
+            except Exception:  # noqa: BLE001
                 # One broken member must not stop the others' deliveries.
                 log.failure("delivering to {username}", username=username)
 

@@ -98,9 +98,7 @@ class ChatClient:
 
     def server_line(self, tag: str, text: str) -> None:
         self._note_names(text)
-        if tag in ("MSG", "NOTICE"):
-            self.console.show(text)
-        elif tag == "DATA":
+        if tag in ("MSG", "NOTICE") or tag == "DATA":
             self.console.show(text)
         elif tag == "PEER":
             fields = text.split()
@@ -378,7 +376,7 @@ def main(argv=None) -> None:
         except ReactorNotRunning:  # already stopping (a signal) or never started
             pass
 
-    console, kind = make_console()
+    console, _kind = make_console()
     client = ChatClient(console, udp_port, on_exit)
     try:
         client.transfers = start_transfers(reactor, udp_port, client, p2p_timeout)

@@ -18,7 +18,7 @@ log = Logger()
 SEPARATOR = "; "
 # Readers split on the first three "; "; characters that would end a line in
 # any common reader (str.splitlines) must not reach a record.
-_LINE_BREAKS = {c: " " for c in (list(range(0x00, 0x09)) + list(range(0x0A, 0x20)) + [0x7F, 0x85, 0x2028, 0x2029])}
+_LINE_BREAKS = {c: " " for c in (list(range(0x09)) + list(range(0x0A, 0x20)) + [0x7F, 0x85, 0x2028, 0x2029])}
 
 
 def single_line(text: str) -> str:
@@ -59,7 +59,8 @@ def recover_last_seq(path: str) -> int:
                 lines = tail.split(b"\n")
                 if not tail.endswith(b"\n"):
                     cut = size - len(lines[-1])
-                    log.warn("{path}: cutting off a partial last line of {n} bytes", path=path, n=size - cut)
+                    log.warn("{path}: cutting off a partial last line of {n} bytes",
+                                path=path, n=size - cut)
                     os.ftruncate(fd, cut)
                     size = cut
                 lines.pop()  # the empty string after the last newline, or the cut part
@@ -247,5 +248,5 @@ class Journal:
         for callback in waiting:
             try:
                 callback()
-            except Exception:
+            except Exception:  # noqa: BLE001 - one failed acknowledgement must not stop the rest
                 log.failure("while acknowledging a durable write")

@@ -17,7 +17,7 @@ class LoginLockout:
     """
 
     def __init__(self, clock: IReactorTime, attempts: int, block_seconds: float = BLOCK_SECONDS):
-        if not 1 <= attempts:
+        if not attempts >= 1:
             raise ValueError("attempts must be at least 1")
         self.clock = clock
         self.attempts = attempts

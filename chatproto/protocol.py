@@ -271,7 +271,7 @@ class ChatLineProtocol(LineReceiver):
             self.dispatch(command, args)
         except ChatError as e:
             self.err(e.text)
-        except Exception:
+        except Exception:  # noqa: BLE001 - answered and logged; the session goes on
             log.failure("handling {command!r} from {user}", command=command, user=self.user_name)
             self.err("Server error")
 

@@ -82,6 +82,32 @@ class OutputReader:
             except queue.Empty:
                 continue
 
+    def expect_each(self, *patterns, timeout=TIMEOUT) -> None:
+        """Wait until each pattern has matched a line of its own, in any order."""
+        deadline = time.monotonic() + timeout
+        waiting = list(patterns)
+        i = self._seen
+        while True:
+            while i < len(self.lines) and waiting:
+                line = self.lines[i]
+                i += 1
+                for pattern in waiting:
+                    if _match(pattern, line):
+                        waiting.remove(pattern)
+                        break
+            if not waiting:
+                self._seen = i
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"{self.name}: no lines matching {waiting!r}; output so far:\n"
+                                     + "\n".join(self.lines[-40:]))
+            try:
+                if self._pull(remaining) is None:
+                    raise AssertionError(f"{self.name}: output ended before {waiting!r}")
+            except queue.Empty:
+                continue
+
     def rest(self, timeout=TIMEOUT) -> list[str]:
         """All remaining lines until the stream ends."""
         deadline = time.monotonic() + timeout

@@ -48,7 +48,7 @@ class FakeTransfers:
     def __init__(self):
         self.sends = []
 
-    def send_file(self, path, presenter, peer):
+    def send_file(self, path, presenter, peer, peer_name=None):
         d = defer.Deferred()
         self.sends.append((path, presenter, peer, d))
         return d

@@ -37,10 +37,11 @@ class P2PVideoTests(E2EMixin, SynchronousTestCase):
         digest = write_random_file(os.path.join(yoda.cwd, "clip.mp4"), size)
         yoda.command("/p2pvideo Hans clip.mp4")
         # Both keep chatting while the file travels.
-        hans.command("/msgto Yoda still here", re.compile("^message sent at"))
-        yoda.expect(re.compile(rf"^{TS}, Hans: still here$"))
-        yoda.expect("clip.mp4 has been uploaded", timeout=timeout)
-        hans.expect("A file (clip.mp4) has been received from Yoda", timeout=timeout)
+        hans.send("/msgto Yoda still here")
+        hans.stdout.expect_each(re.compile("^message sent at"),
+                                "A file (clip.mp4) has been received from Yoda", timeout=timeout)
+        yoda.stdout.expect_each(re.compile(rf"^{TS}, Hans: still here$"), "clip.mp4 has been uploaded",
+                                timeout=timeout)
         received = os.path.join(hans.cwd, "Yoda_clip.mp4")
         self.assertEqual(sha256_of(received), digest)
         self.assertEqual(sorted(os.listdir(hans.cwd)), ["Yoda_clip.mp4"])  # no temporary file left

@@ -1,6 +1,5 @@
 """The line protocol over StringTransport, with time on a task.Clock."""
 
-import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
