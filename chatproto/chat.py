@@ -9,6 +9,7 @@ through the session object it passed at login (anything with C{deliver}).
 
 import os
 import re
+from collections import OrderedDict
 
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
@@ -36,6 +37,7 @@ log = Logger()
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 USERLOG = "userlog.txt"
+MAX_OPEN_GROUP_LOGS = 64
 MESSAGELOG = "messagelog.txt"
 
 
@@ -139,7 +141,10 @@ class Chat:
         self.journal = Journal(clock, durable)
         self.userlog = ActiveUserLog(os.path.join(data_dir, USERLOG), self.journal)
         self.messagelog = RecordLog(os.path.join(data_dir, MESSAGELOG), self.journal)
-        self._group_logs: dict[str, RecordLog] = {}
+        # Logs of the groups that exist; of those, the most recently used
+        # MAX_OPEN_GROUP_LOGS keep a file descriptor (most recent last).
+        self._group_logs: set[RecordLog] = set()
+        self._open_group_logs: OrderedDict[RecordLog, None] = OrderedDict()
         self.passwords = Passwords(clock)
         self.portal = Portal(self, [PasswordChecker(accounts, self.passwords)])
 
@@ -233,13 +238,29 @@ class Chat:
     # Groups
 
     def _group_log(self, name: str) -> RecordLog:
-        # Logs stay open once used: a group re-created under the same name
+        # A log left by an earlier group of this name is kept: RecordLog
         # continues its numbering.
-        group_log = self._group_logs.get(name)
-        if group_log is None:
-            group_log = RecordLog(os.path.join(self.data_dir, group_log_name(name)), self.journal)
-            self._group_logs[name] = group_log
+        group_log = RecordLog(os.path.join(self.data_dir, group_log_name(name)), self.journal)
+        self._group_logs.add(group_log)
+        self._used(group_log)
         return group_log
+
+    def _used(self, group_log: RecordLog) -> None:
+        open_logs = self._open_group_logs
+        if group_log in open_logs:
+            open_logs.move_to_end(group_log)
+            return
+        open_logs[group_log] = None
+        if len(open_logs) > MAX_OPEN_GROUP_LOGS:
+            # Its group still exists; the log just gives back its descriptor.
+            oldest, _ = open_logs.popitem(last=False)
+            oldest.release()
+
+    def _remove_group(self, group: Group) -> None:
+        self.store.remove_group(group)
+        self._group_logs.discard(group.log)
+        self._open_group_logs.pop(group.log, None)
+        group.log.close()
 
     def create_group(self, owner: ActiveUser, name: str, usernames: list[str],
                      broadcast: bool = False) -> Group:
@@ -295,6 +316,7 @@ class Chat:
         message = single_line(message)
         timestamp = self.timestamps.now()
         group.log.append(timestamp, sender.name, message)
+        self._used(group.log)
         self._fan_out(group, Delivery("MSG", f"{timestamp}, {group.name}, {sender.name}: {message}"),
                       sender.name)
         return group
@@ -329,7 +351,7 @@ class Chat:
             raise ChatError("You are not in this group chat.")
         joined = group.members.pop(user.name)
         if not group.members:
-            self.store.remove_group(group)
+            self._remove_group(group)
         elif joined:
             self._fan_out(group, Delivery("NOTICE", f"{user.name} has left the group chat {group.name}."),
                           user.name)
@@ -403,5 +425,5 @@ class Chat:
     def close(self) -> None:
         self.lockout.stop()
         self.journal.flush()
-        for log_file in [self.userlog, self.messagelog, *self._group_logs.values()]:
+        for log_file in [self.userlog, self.messagelog, *self._group_logs]:
             log_file.close()

@@ -91,8 +91,13 @@ class RecordLog:
         self.path = path
         self._journal = journal
         self.last_seq = recover_last_seq(path)
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = None
+        self._open()
         self._pending: list[bytes] = []
+
+    def _open(self) -> int:
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        return self._fd
 
     def append(self, timestamp: str, author: str, message: str) -> int:
         seq = self.last_seq + 1
@@ -106,20 +111,35 @@ class RecordLog:
     def write_pending(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
-            _write_all(self._fd, b"".join(pending))
+            fd = self._fd if self._fd is not None else self._open()
+            _write_all(fd, b"".join(pending))
 
     def sync(self) -> None:
-        os.fsync(self._fd)
+        if self._fd is not None:
+            os.fsync(self._fd)
 
     def reopen(self) -> None:
         """Append to the file now at C{path}: it was replaced (see L{chatproto.records})."""
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.close(self._fd)
-        self._fd = fd
+        old = self._fd
+        if old is not None:  # a released log opens the new file at its next write
+            self._open()
+            os.close(old)
+
+    def release(self) -> None:
+        """
+        Give the file descriptor back (many groups, few of them busy); the
+        next write opens the file again. Records already written are made as
+        durable as the journal promises first.
+        """
+        self.write_pending()
+        if self._fd is not None:
+            if self._journal.durable:
+                os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
 
     def close(self) -> None:
-        self.write_pending()
-        os.close(self._fd)
+        self.release()
 
 
 def replace_file_atomically(path: str, data: bytes, durable: bool) -> None:

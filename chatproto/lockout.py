@@ -30,6 +30,8 @@ class LoginLockout:
 
     def record_failure(self, username: str) -> bool:
         """Count one failure; return True when this one blocks the account."""
+        if username in self._blocks:
+            return True  # already blocked: the running countdown stands
         count = self._failures.get(username, 0) + 1
         if count < self.attempts:
             self._failures[username] = count

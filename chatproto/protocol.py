@@ -71,10 +71,12 @@ def split_message(args: str, command: str) -> tuple[str, str]:
 @implementer(IPushProducer)
 class OutputBound:
     """
-    Tells how much output waits unsent for a client that does not read.
+    Tells when output waits unsent for a client that does not keep up.
 
     The transport pauses its producer when its buffer is full and resumes it
-    once the buffer has drained; whatever is written in between is counted.
+    once the buffer has drained. While paused, the protocol measures what is
+    really unsent (L{unsent_bytes}); for a transport that cannot tell, it
+    counts what was written since the pause.
     """
 
     __slots__ = ("paused", "queued")
@@ -92,6 +94,17 @@ class OutputBound:
 
     def stopProducing(self):
         pass
+
+
+def unsent_bytes(transport) -> int | None:
+    """
+    Bytes waiting in the write buffer of a Twisted file-descriptor transport
+    (TCP), or None for a transport that does not expose it (TLS, test doubles).
+    """
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return None
 
 
 TOO_MANY_COMMANDS = "Too many commands; slow down"
@@ -180,8 +193,12 @@ class ChatLineProtocol(LineReceiver):
             return
         self.transport.write(data)
         if self._output.paused:
-            self._output.queued += len(data)
-            if self._output.queued > self.max_output:
+            # A reader that keeps up, however slowly, keeps its backlog short.
+            unsent = unsent_bytes(self.transport)
+            if unsent is None:
+                self._output.queued += len(data)
+                unsent = self._output.queued
+            if unsent > self.max_output:
                 self._drop_slow_reader()
 
     def _reply(self, tag: bytes, text: str) -> None:

@@ -137,3 +137,16 @@ class JournalTests(SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(synced, [True, "ack"])  # one flush for the whole turn
         log.close()
+
+
+class LockoutWhileBlockedTests(SynchronousTestCase):
+    def test_failure_during_a_block_keeps_one_countdown(self):
+        clock = task.Clock()
+        lockout = LoginLockout(clock, attempts=1)
+        self.assertTrue(lockout.record_failure("Yoda"))
+        clock.advance(5)
+        self.assertTrue(lockout.record_failure("Yoda"))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(5)
+        self.assertFalse(lockout.is_blocked("Yoda"))
+        self.assertEqual(clock.getDelayedCalls(), [])

@@ -253,3 +253,72 @@ class TimestampTests(SynchronousTestCase):
 
         text = format_timestamp(1654119004)
         self.assertRegex(text, r"^01 Jun 2022 \d{2}:\d{2}:04$")
+
+
+class GroupLogDescriptorTests(SynchronousTestCase):
+    def test_many_groups_hold_a_bounded_number_of_descriptors(self):
+        import os
+
+        from chatproto import chat
+
+        self.patch(chat, "MAX_OPEN_GROUP_LOGS", 3)
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        before = len(os.listdir("/proc/self/fd"))
+        for i in range(10):
+            yoda.send(f"/creategroup G{i} Hans")
+            hans.send(f"/joingroup G{i}")
+        self.assertLessEqual(len(os.listdir("/proc/self/fd")) - before, 3)
+        # Every group still logs, in order, with its own numbering.
+        for i in (0, 9, 0):
+            self.assertEqual(yoda.send(f"/groupmsg G{i} hello {i}"), ["OK Group chat message sent."])
+        self.assertEqual([line.split("; ")[0] for line in f.read("G0_messageLog.txt").splitlines()], ["1", "2"])
+        self.assertEqual(len(f.read("G9_messageLog.txt").splitlines()), 1)
+
+    def test_removed_group_closes_its_log_and_a_new_one_continues_it(self):
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        yoda.send("/creategroup Jedi Hans")
+        yoda.send("/groupmsg Jedi one")
+        hans.send("/leavegroup Jedi")
+        self.assertEqual(yoda.send("/leavegroup Jedi"), ["OK You have left the group chat Jedi."])
+        self.assertEqual(f.chat.store.groups(), [])
+        yoda.send("/creategroup Jedi Hans")
+        yoda.send("/groupmsg Jedi two")
+        self.assertEqual([line.split("; ")[0] for line in f.read("Jedi_messageLog.txt").splitlines()], ["1", "2"])
+
+
+class SlowButReadingClientTests(SynchronousTestCase):
+    def test_a_reader_that_keeps_up_is_not_dropped(self):
+        from twisted.internet.testing import StringTransport
+
+        class BufferedTransport(StringTransport):
+            """Exposes the write buffer the way Twisted's TCP transport does."""
+
+            dataBuffer = b""
+            offset = 0
+            _tempDataLen = 0
+
+            def write(self, data):
+                super().write(data)
+                self._tempDataLen += len(data)
+
+        f = ChatFixture(self, max_output=100_000)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.connect()
+        hans.transport = BufferedTransport()
+        hans.protocol.makeConnection(hans.transport)
+        hans.send("LOGIN Hans falcon*solo 6001")
+        hans.transport.producer.pauseProducing()  # the buffer is past its mark ...
+        message = "/msgto Hans " + "x" * 1000
+        for _ in range(500):  # ... but Hans reads: what is unsent stays near 50 KB
+            yoda.send(message)
+            if hans.transport._tempDataLen > 50_000:
+                hans.transport._tempDataLen -= 1050
+        self.assertFalse(hans.transport.disconnected)
+        self.assertRegex(yoda.send("/msgto Hans still there?")[0], "^OK message sent")
+        hans.transport._tempDataLen = 100_001  # now it stops reading
+        yoda.send(message)
+        self.assertTrue(hans.transport.disconnected)
