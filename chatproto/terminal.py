@@ -384,7 +384,7 @@ class ChatLineEditor(recvline.HistoricRecvLine):
         })
         if not matches:
             return
-        common = os.path.commonprefix(matches)
+        common = os.path.commonprefix(matches)  # noqa: RUF071 - completing characters is what is wanted
         if len(matches) == 1:
             common += " "
         if len(common) > len(word):

@@ -112,7 +112,7 @@ class GroupExtensionTests(E2EMixin, SynchronousTestCase):
         self.yoda.send("\n".join(f"/deletemsg {i + 1}" for i in range(10)))
         for i in range(10):
             self.yoda.expect(f"Message {i + 1} deleted.")
-        for i in range(burst):
+        for _ in range(burst):
             self.hans.expect(SENT)
         self.hans.expect_prompt()
         lines = self.server.read("messagelog.txt").splitlines()
