@@ -26,6 +26,9 @@ SERVERS = {
     "ours": ("ours", "chat"),
     "seed": ("seed-threaded", "chat"),
     "words": ("twistd-words", "irc"),
+    # An experiment, not a baseline: ours with the profile's suggested changes
+    # monkeypatched in (bench/experiments/hotpath_server.py).
+    "ours-hotpath": ("ours+hotpath", "chat"),
 }
 
 
@@ -37,6 +40,9 @@ def command(kind: str, data_dir: str, credentials: str):
     if kind == "ours":
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         return [sys.executable, "-m", "chatproto.server", *common], env
+    if kind == "ours-hotpath":
+        script = os.path.join(BENCH, "experiments", "hotpath_server.py")
+        return [sys.executable, script, *common], env
     if kind == "seed":
         return [sys.executable, os.path.join(BENCH, "baselines", "seed_server.py"), *common], env
     if kind == "words":
