@@ -51,14 +51,15 @@ LOSS_ENVIRONMENT_VARIABLE = "CHATPROTO_TEST_UDP_LOSS"
 # --- the datagram format (docs/TRANSFER.md) ------------------------------------
 
 MAGIC = b"CT"
-ANNOUNCE, ACCEPT, DATA, ACK, DONE, FAIL = 1, 2, 3, 4, 5, 6
+ANNOUNCE, ACCEPT, DATA, ACK, DONE, FAIL, HASH = 1, 2, 3, 4, 5, 6, 7
 
 HEADER = struct.Struct("!2sBQ")  # magic, type, transfer id
-ANNOUNCE_BODY = struct.Struct("!QI32sBH")  # size, chunk size, sha256, len(presenter), len(name)
+ANNOUNCE_BODY = struct.Struct("!QIBH")  # size, chunk size, len(presenter), len(name)
 ACCEPT_BODY = struct.Struct("!H")  # receive window (chunks)
 DATA_HEADER = struct.Struct("!2sBQIII")  # header + chunk index, packet number, timestamp (us)
 ACK_BODY = struct.Struct("!IIIIHH")  # highest packet, its timestamp, cum, hi, window, n ranges
 RANGE = struct.Struct("!II")  # a run of missing chunks [start, end)
+HASH_BODY = struct.Struct("!32s")  # the file's SHA-256, sent once every chunk was sent
 
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
 MAX_CHUNK_SIZE = MAX_DATAGRAM - DATA_HEADER.size
@@ -142,7 +143,6 @@ ANNOUNCE_RETRY = 0.1  # first interval between announcements (doubles up to 1 s)
 MAX_ANNOUNCE_RETRY = 1.0
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
 PROGRESS_INTERVAL = 0.25
-HASH_SLICE = 4 * 1024 * 1024  # bytes hashed per reactor turn before announcing
 MAX_INCOMING = 32  # concurrent incoming transfers
 
 
@@ -234,10 +234,23 @@ class _Outgoing:
             raise IsADirectoryError(errno.EISDIR, "not a regular file")
         self.size = info.st_size
         self.nchunks = -(-self.size // self.chunk_size)
+        # hashed as each chunk is sent for the first time (in order): the
+        # SHA-256 is sent at the end (HASH), so hashing overlaps sending
         self.hash = hashlib.sha256()
-        self.hashed = 0
-        self.state = "hashing"
-        self.announce = b""
+        self.digest = None
+        self.hash_seq = 0  # the next packet number when the HASH was last sent
+        self.state = "starting"
+        presenter_bytes = presenter.encode("utf-8")
+        name = basename.encode("utf-8")
+        self.announce = (
+            HEADER.pack(MAGIC, ANNOUNCE, tid)
+            + ANNOUNCE_BODY.pack(self.size, self.chunk_size, len(presenter_bytes), len(name))
+            + presenter_bytes
+            + name
+        )
+        # one datagram buffer, reused: the transport sends synchronously
+        self.buffer = bytearray(DATA_HEADER.size + min(self.chunk_size, self.size))
+        self.view = memoryview(self.buffer)
         self.announce_interval = ANNOUNCE_RETRY
         # sending
         self.next_new = 0  # first chunk never sent
@@ -270,34 +283,12 @@ class _Outgoing:
         self.progress_bytes = 0
         self.idle_timer = _Timer(clock, self._idle)
         self.retry_timer = _Timer(clock, self._retry)
-        self.hash_call = clock.callLater(0, self._hash_slice)
+        self.start_call = clock.callLater(0, self._start)
 
     # -- before the transfer ------------------------------------------------
 
-    def _hash_slice(self) -> None:
-        self.hash_call = None
-        try:
-            data = os.pread(self.fd, HASH_SLICE, self.hashed)
-        except OSError as e:
-            self.fail(f"cannot read {self.basename}: {e.strerror}", tell_peer=False)
-            return
-        self.hash.update(data)
-        self.hashed += len(data)
-        if len(data) == HASH_SLICE and self.hashed < self.size:
-            self.hash_call = self.clock.callLater(0, self._hash_slice)
-            return
-        if self.hashed != self.size:
-            self.fail(f"{self.basename} changed while it was being read", tell_peer=False)
-            return
-        presenter = self.presenter.encode("utf-8")
-        name = self.basename.encode("utf-8")
-        self.announce = (
-            HEADER.pack(MAGIC, ANNOUNCE, self.tid)
-            + ANNOUNCE_BODY.pack(self.size, self.chunk_size, self.hash.digest(), len(presenter), len(name))
-            + presenter
-            + name
-        )
-        self.hash = None
+    def _start(self) -> None:
+        self.start_call = None
         self.state = "announcing"
         now = self.clock.seconds()
         self.timeline["announced"] = now
@@ -400,8 +391,13 @@ class _Outgoing:
             self.round_lost = 0
         if newly > 0:
             self.retry_timer.push(now + self.rto)
+        if cum == self.nchunks and self.digest is not None and highest >= self.hash_seq:
+            # every chunk arrived, and a packet sent after the HASH too, yet no
+            # DONE: the HASH was lost
+            self._send_hash()
         self._pump()
-        self._progress(now)
+        if self.state == "sending":
+            self._progress(now)
 
     def _progress(self, now: float) -> None:
         if now - self.progress_at < PROGRESS_INTERVAL:
@@ -427,11 +423,18 @@ class _Outgoing:
             elif self.next_new < self.nchunks:
                 chunk = self.next_new
                 self.next_new += 1
-                if self.next_new == self.nchunks:
-                    self.timeline["all sent"] = self.clock.seconds()
+                if not self._send_chunk(chunk, first=True):
+                    return
+                continue
             else:
                 break
-            self._send_chunk(chunk)
+            if not self._send_chunk(chunk):
+                return
+        if self.next_new == self.nchunks and self.digest is None:
+            self.digest = self.hash.digest()
+            self.hash = None
+            self.timeline["all sent"] = self.clock.seconds()
+            self._send_hash()
         # The timer stays armed until DONE: it recovers lost tails, lost
         # retransmissions and lost acknowledgements alike.
         now = self.clock.seconds()
@@ -443,24 +446,35 @@ class _Outgoing:
         elif not self.retry_timer.active:
             self.retry_timer.set(now + self.rto)
 
-    def _send_chunk(self, chunk: int) -> None:
+    def _send_chunk(self, chunk: int, first: bool = False) -> bool:
+        """Read and send one chunk (hashing it if C{first}); C{False} if the transfer failed."""
         offset = chunk * self.chunk_size
         length = min(self.chunk_size, self.size - offset)
-        buf = bytearray(DATA_HEADER.size + length)
+        end = DATA_HEADER.size + length
+        view = self.view
         seq = self.next_seq
         self.next_seq = seq + 1
-        DATA_HEADER.pack_into(buf, 0, MAGIC, DATA, self.tid, chunk, seq, _micros(self.clock.seconds()))
+        stamp = _micros(self.clock.seconds())
+        DATA_HEADER.pack_into(self.buffer, 0, MAGIC, DATA, self.tid, chunk, seq, stamp)
         try:
-            got = os.preadv(self.fd, [memoryview(buf)[DATA_HEADER.size :]], offset)
+            got = os.preadv(self.fd, [view[DATA_HEADER.size : end]], offset)
         except OSError as e:
             self.fail(f"cannot read {self.basename}: {e.strerror}")
-            return
+            return False
         if got != length:
             self.fail(f"{self.basename} changed while it was being sent")
-            return
+            return False
+        if first:
+            self.hash.update(view[DATA_HEADER.size : end])
         self.last_sent[chunk] = seq
         self.sent_packets += 1
-        self.endpoint._write(buf, self.peer)
+        self.endpoint._write(view[:end], self.peer)
+        return True
+
+    def _send_hash(self) -> None:
+        """The SHA-256 of every chunk as first sent; repeated until DONE."""
+        self.hash_seq = self.next_seq
+        self.endpoint._write(HEADER.pack(MAGIC, HASH, self.tid) + HASH_BODY.pack(self.digest), self.peer)
 
     def _retry(self) -> None:
         """
@@ -488,12 +502,17 @@ class _Outgoing:
                     queued.add(chunk)
                     retransmit.append(chunk)
         self._pump()
+        if self.state != "sending":
+            return
+        if self.digest is not None:
+            self._send_hash()  # it may have been lost (before the probe: see acked)
         if (self.hi < self.next_new or not self.holes) and self.next_new:
             # the receiver's answer to the last chunk sent reveals any gap
             # below it, or repeats a lost DONE
             self.probe_seq = self.next_seq
             self.retransmitted += 1
-            self._send_chunk(self.next_new - 1)
+            if not self._send_chunk(self.next_new - 1):
+                return
         self.retry_timer.set(self.clock.seconds() + self.rto)
 
     # -- the end ------------------------------------------------------------------
@@ -515,7 +534,7 @@ class _Outgoing:
     def fail(self, reason: str, tell_peer: bool = True, notify: bool = True) -> None:
         if self.state in ("done", "failed"):
             return
-        if tell_peer and self.state != "hashing":
+        if tell_peer and self.state != "starting":
             self.endpoint._write(_encode_fail(self.tid, reason), self.peer)
         self._close("failed")
         if notify:
@@ -527,9 +546,9 @@ class _Outgoing:
         self.timeline[state] = self.clock.seconds()
         self.idle_timer.cancel()
         self.retry_timer.cancel()
-        if self.hash_call is not None and self.hash_call.active():
-            self.hash_call.cancel()
-        self.hash_call = None
+        if self.start_call is not None and self.start_call.active():
+            self.start_call.cancel()
+        self.start_call = None
         if self.fd is not None:
             os.close(self.fd)
             self.fd = None
@@ -539,7 +558,7 @@ class _Outgoing:
 class _Incoming:
     """The receiver's side of one transfer."""
 
-    def __init__(self, endpoint, key, presenter, basename, size, chunk_size, sha256):
+    def __init__(self, endpoint, key, presenter, basename, size, chunk_size):
         self.endpoint = endpoint
         self.key = key
         self.peer, self.tid = key
@@ -547,7 +566,7 @@ class _Incoming:
         self.basename = basename
         self.size = size
         self.chunk_size = chunk_size
-        self.expected = sha256
+        self.expected = None  # the SHA-256, once the presenter sent it (HASH)
         self.nchunks = -(-size // chunk_size)
         clock = endpoint.clock
         self.clock = clock
@@ -580,13 +599,24 @@ class _Incoming:
             pass  # a sparse preallocation is only a hint
 
     def accept(self) -> None:
-        if self.nchunks == 0:
+        self.endpoint._write(
+            HEADER.pack(MAGIC, ACCEPT, self.tid) + ACCEPT_BODY.pack(self.endpoint._receive_window()),
+            self.peer,
+        )
+
+    def hashed(self, data: bytes) -> None:
+        """The presenter's SHA-256 (the first one counts: it is sent once every chunk was)."""
+        self.heard()
+        if self.state != "receiving":
+            self._repeat_reply()
+            return
+        if self.expected is None:
+            try:
+                (self.expected,) = HASH_BODY.unpack_from(data, HEADER.size)
+            except struct.error:
+                return
+        if self.count == self.nchunks:
             self._finish()
-        else:
-            self.endpoint._write(
-                HEADER.pack(MAGIC, ACCEPT, self.tid) + ACCEPT_BODY.pack(self.endpoint._receive_window()),
-                self.peer,
-            )
 
     def announced_again(self) -> None:
         self.heard()
@@ -642,8 +672,10 @@ class _Incoming:
                     self.fail(f"cannot read the file back: {e.strerror}")
                     return
             if self.count == self.nchunks:
-                self._finish()
-                return
+                if self.expected is not None:
+                    self._finish()
+                    return
+                ack_now = True  # all here: the HASH is late, or lost
         self.unacked += 1
         if ack_now or self.unacked >= self.ack_every:
             self.send_ack()
@@ -862,6 +894,7 @@ class TransferEndpoint(DatagramProtocol):
             ACK: self._on_ack,
             DONE: self._on_done,
             FAIL: self._on_fail,
+            HASH: self._on_hash,
         }
 
     # -- the socket ---------------------------------------------------------------
@@ -1027,6 +1060,11 @@ class TransferEndpoint(DatagramProtocol):
         if incoming is not None:
             incoming.fail(_decode_reason(data), tell_peer=False)
 
+    def _on_hash(self, data, addr, tid) -> None:
+        incoming = self._incoming.get((addr, tid))
+        if incoming is not None:
+            incoming.hashed(data)
+
     def _on_announce(self, data, addr, tid) -> None:
         key = (addr, tid)
         existing = self._incoming.get(key)
@@ -1034,7 +1072,7 @@ class TransferEndpoint(DatagramProtocol):
             existing.announced_again()
             return
         try:
-            size, chunk_size, sha256, plen, nlen = ANNOUNCE_BODY.unpack_from(data, HEADER.size)
+            size, chunk_size, plen, nlen = ANNOUNCE_BODY.unpack_from(data, HEADER.size)
         except struct.error:
             return
         start = HEADER.size + ANNOUNCE_BODY.size
@@ -1057,7 +1095,7 @@ class TransferEndpoint(DatagramProtocol):
         if why is not None:
             return self._refuse(key, presenter, basename, why)
         try:
-            transfer = _Incoming(self, key, presenter, basename, size, chunk_size, sha256)
+            transfer = _Incoming(self, key, presenter, basename, size, chunk_size)
         except OSError as e:
             return self._refuse(key, presenter, basename, f"cannot create the file: {e.strerror}")
         self._incoming[key] = transfer

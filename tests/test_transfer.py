@@ -5,7 +5,6 @@ that can lose, duplicate, reorder and corrupt datagrams, on a L{task.Clock}.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 import shutil
@@ -266,6 +265,58 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertIn(transfer.DONE, dropped)
         self.assertEqual(len(self.bob_listener.received), 1)
 
+    def test_hashLost(self):
+        """The SHA-256 comes after the chunks; lost three times, it is sent again."""
+        lost = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.HASH and len(lost) < 3:
+                lost.append(self.clock.seconds())
+                return []
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, data = self.send(size=30 * 1024)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(len(lost), 3)
+
+    def test_noFileBeforeHash(self):
+        """Every chunk arrived but not the SHA-256: nothing is stored yet."""
+        held = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.HASH:
+                held.append(datagram)
+                return []
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, data = self.send(size=30 * 1024)
+        self.network.run(lambda: len(held) >= 2)
+        (incoming,) = self.bob._incoming.values()
+        self.assertEqual(incoming.count, incoming.nchunks)
+        self.assertEqual(outcome, [])
+        self.assertEqual(len(self.inbox_files()), 1)
+        self.assertTrue(self.inbox_files()[0].startswith(".alice_clip.mp4."))
+        self.network.tamper = None
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+
+    def test_emptyFileWaitsForHash(self):
+        """Even an empty file is stored only once its SHA-256 came and matched."""
+        kinds = []
+
+        def tamper(source, destination, datagram):
+            kinds.append(kind(datagram))
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, _data = self.send(size=0)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, b"")
+        self.assertEqual(kinds, [transfer.ANNOUNCE, transfer.ACCEPT, transfer.HASH, transfer.DONE])
+
     def test_lossSimulation(self):
         """The endpoint's own loss option drops what it sends, and it recovers."""
         self.alice.loss = 0.1
@@ -359,6 +410,62 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
         self.assertEqual(self.alice_listener.failed, [("send", "127.0.0.1:5002", "clip.mp4", reason)])
         self.assertEqual(self.bob_listener.received, [])
+
+    def test_wrongHash(self):
+        """A SHA-256 that does not match what arrived fails the transfer on both sides."""
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.HASH:
+                changed = bytearray(datagram)
+                changed[-1] ^= 1
+                return [bytes(changed)]
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertNothingStored()
+        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+
+    def test_fileChangedBeforeResend(self):
+        """
+        The file changes after a chunk was first sent (and hashed) and before
+        it is resent: the receiver's SHA-256 differs, nothing is stored.
+        """
+        path = []
+        lost = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.DATA and chunk_index(datagram) == 2 and not lost:
+                lost.append(True)
+                with open(path[0], "r+b") as f:
+                    f.seek(2 * 1024)
+                    f.write(b"changed")
+                return []
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, _data = self.send(size=20_000)
+        path.append(self.outbox.child("clip.mp4").path)
+        self.network.run(lambda: outcome)
+        self.assertTrue(lost)
+        self.assertNothingStored()
+        self.assertEqual(outcome[0].value.reason, "the file was corrupted in transit (SHA-256 mismatch)")
+
+    def test_fileShrunk(self):
+        """The file shrinks while it is being sent: the presenter says so."""
+        path, _data = self.make_file("clip.mp4", 20_000)
+        outcome = []
+        self.alice.send_file(path, "alice", BOB).addBoth(outcome.append)
+        os.truncate(path, 5000)
+        self.network.run(lambda: outcome)
+        reason = "clip.mp4 changed while it was being sent"
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.network.run(lambda: self.bob_listener.failed)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertNothingStored()
 
     def test_receiverStalls(self):
         """The receiver goes silent: the presenter gives up after the idle timeout."""
@@ -475,9 +582,7 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
         basename = basename.encode("utf-8") if isinstance(basename, str) else basename
         datagram = (
             transfer.HEADER.pack(transfer.MAGIC, transfer.ANNOUNCE, tid)
-            + transfer.ANNOUNCE_BODY.pack(
-                size, 1024, hashlib.sha256(b"x" * min(size, 10)).digest(), len(presenter), len(basename)
-            )
+            + transfer.ANNOUNCE_BODY.pack(size, 1024, len(presenter), len(basename))
             + presenter
             + basename
         )
@@ -556,6 +661,10 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
                     struct.pack_into("!II", forged, transfer.HEADER.size, chunk, 1000 + chunk)
                     forged[transfer.DATA_HEADER.size :] = b"\x00" * (len(forged) - transfer.DATA_HEADER.size)
                     self.bob.datagramReceived(bytes(forged), MALLORY)
+                # a forged SHA-256 to the receiver
+                self.bob.datagramReceived(
+                    transfer.HEADER.pack(transfer.MAGIC, transfer.HASH, tid) + b"\x00" * 32, MALLORY
+                )
                 # a forged confirmation and failure to the presenter
                 self.alice.datagramReceived(transfer.HEADER.pack(transfer.MAGIC, transfer.DONE, tid), MALLORY)
                 self.alice.datagramReceived(
@@ -581,6 +690,7 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
             transfer.HEADER.pack(transfer.MAGIC, transfer.DONE, 99),
             transfer.HEADER.pack(transfer.MAGIC, transfer.FAIL, 99) + b"x",
             transfer.HEADER.pack(transfer.MAGIC, transfer.ACCEPT, 99),
+            transfer.HEADER.pack(transfer.MAGIC, transfer.HASH, 99) + b"\x00" * 32,
             transfer.HEADER.pack(transfer.MAGIC, 77, 99),
             b"",
             b"CT",
