@@ -29,7 +29,7 @@ from twisted.internet import defer, task, utils
 
 LOADS = {
     "private": {"pairs_per_worker": 20, "window": 32, "warmup": 2.0, "duration": 12.0},
-    "fanout": {"members": 1000, "repeats": 150, "warmup": 5},
+    "fanout": {"members": 1000, "repeats": 600, "warmup": 5},
 }
 
 
