@@ -27,6 +27,8 @@ import random
 import socket
 import stat
 import struct
+import threading
+from queue import SimpleQueue
 from array import array
 from collections import deque
 
@@ -144,6 +146,9 @@ MAX_ANNOUNCE_RETRY = 1.0
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
 PROGRESS_INTERVAL = 0.25
 MAX_INCOMING = 32  # concurrent incoming transfers
+WORKER_BATCH = 1024 * 1024  # bytes of chunks handed over to a receiver's worker thread at a time
+WORKER_QUEUE = 4 * 1024 * 1024  # bytes of chunks queued for the worker, at most
+READ_BACK = 1024 * 1024  # bytes read back (and hashed) at a time when a gap fills
 
 
 def _micros(seconds: float) -> int:
@@ -578,7 +583,18 @@ class _Incoming:
         self.count = 0
         self.cum = 0  # the chunks below cum all arrived and are hashed
         self.hi = 0  # one more than the highest chunk that arrived
-        self.hash = hashlib.sha256()
+        self.hash = hashlib.sha256()  # the worker thread's, until it ends
+        self.error = None  # set by the worker thread: why writing or reading back failed
+        self.cancelled = False
+        self.jobs = SimpleQueue()
+        self.queued = 0  # jobs put (by the reactor thread)
+        self.done = 0  # jobs run (by the worker thread)
+        self.batch = []  # jobs not yet handed over to the worker
+        self.batch_size = max(1, WORKER_BATCH // chunk_size)
+        self.queue_limit = max(2, WORKER_QUEUE // WORKER_BATCH)  # batches
+        self.room = threading.Event()
+        self.room.set()
+        self.thread = None
         self.highest_seq = 0
         self.echo = 0
         self.unacked = 0
@@ -597,6 +613,9 @@ class _Incoming:
             os.ftruncate(fd, size)
         except OSError:
             pass  # a sparse preallocation is only a hint
+        if self.nchunks:
+            self.thread = threading.Thread(target=self._work, name=f"transfer-{self.tid:016x}", daemon=True)
+            self.thread.start()
 
     def accept(self) -> None:
         self.endpoint._write(
@@ -651,11 +670,8 @@ class _Incoming:
             self.duplicates += 1
             ack_now = True  # the presenter is probing or lags behind
         else:
-            payload = memoryview(data)[DATA_HEADER.size :]
-            try:
-                os.pwrite(self.fd, payload, offset)
-            except OSError as e:
-                self.fail(f"cannot write the file: {e.strerror}")
+            if self.error is not None:
+                self.fail(self.error)
                 return
             received[chunk] = 1
             self.count += 1
@@ -664,13 +680,18 @@ class _Incoming:
             if chunk >= self.hi:
                 self.hi = chunk + 1
             if chunk == self.cum:
-                self.hash.update(payload)
-                self.cum += 1
-                try:
-                    self._catch_up()
-                except OSError as e:
-                    self.fail(f"cannot read the file back: {e.strerror}")
-                    return
+                # this chunk and those that arrived ahead of it are now contiguous
+                cum = received.find(0, chunk + 1)
+                self.cum = cum = self.nchunks if cum < 0 else cum
+                job = (data, offset, True, chunk + 1, cum)
+            else:
+                job = (data, offset, False, 0, 0)
+            # writing and hashing run in the worker thread (both release the
+            # GIL), a batch at a time: few hand-overs between the threads
+            batch = self.batch
+            batch.append(job)
+            if len(batch) >= self.batch_size:
+                self._hand_over()
             if self.count == self.nchunks:
                 if self.expected is not None:
                     self._finish()
@@ -684,14 +705,100 @@ class _Incoming:
         if now - self.progress_at >= PROGRESS_INTERVAL:
             self._progress(now)
 
-    def _catch_up(self) -> None:
-        """Hash the chunks that arrived ahead of order and are now contiguous."""
-        received, nchunks = self.received, self.nchunks
-        while self.cum < nchunks and received[self.cum]:
-            offset = self.cum * self.chunk_size
-            length = min(self.chunk_size, self.size - offset)
-            self.hash.update(os.pread(self.fd, length, offset))
-            self.cum += 1
+    # -- the worker thread: writes and hashes, in arrival order ----------------
+
+    def _hand_over(self) -> None:
+        """Queue the batch for the worker; wait if it is too far behind (back pressure)."""
+        batch, self.batch = self.batch, []
+        if not batch:
+            return
+        self.queued += 1
+        self.jobs.put(batch)
+        if self.queued - self.done > self.queue_limit:
+            room = self.room
+            room.clear()
+            if self.queued - self.done > self.queue_limit:
+                room.wait()
+
+    def _work(self) -> None:
+        """
+        Run batches of jobs C{(datagram, offset, extends, read back from, to)}.
+        Write every datagram's chunk at its C{offset} (contiguous ones with
+        one C{pwritev}); then, in order, hash the chunks that extend the
+        contiguous prefix, each followed by the chunks C{[from, to)} that had
+        arrived ahead of it, read back from the file.  C{None} ends the thread.
+        """
+        jobs, room = self.jobs, self.room
+        limit = self.queue_limit // 2
+        while True:
+            batch = jobs.get()
+            if batch is None:
+                return
+            if self.error is None and not self.cancelled:
+                try:
+                    self._write_batch(batch)
+                    self._hash_batch(batch)
+                except OSError as e:
+                    self.error = e.strerror
+                except Exception as e:  # noqa: BLE001 - the reactor thread reports it
+                    self.error = f"cannot write the file: {e!r}"
+            self.done += 1
+            if not room.is_set() and self.queued - self.done <= limit:
+                room.set()
+
+    def _write_batch(self, batch) -> None:
+        fd, header = self.fd, DATA_HEADER.size
+        run, run_offset, run_end = [], 0, -1
+        for data, offset, _extends, _start, _end in batch + [(b"", -2, False, 0, 0)]:
+            if offset != run_end or len(run) >= 512:
+                if run:
+                    expected = run_end - run_offset
+                    try:
+                        written = os.pwritev(fd, run, run_offset)
+                    except OSError as e:
+                        raise OSError(e.errno, f"cannot write the file: {e.strerror}") from None
+                    if written != expected:
+                        raise OSError(errno.ENOSPC, "cannot write the file: no space left on device")
+                run, run_offset, run_end = [], offset, offset
+            payload = memoryview(data)[header:]
+            run.append(payload)
+            run_end += len(payload)
+
+    def _hash_batch(self, batch) -> None:
+        fd, digest, chunk_size, size = self.fd, self.hash, self.chunk_size, self.size
+        header = DATA_HEADER.size
+        pending = []  # consecutive payloads to hash in one update
+        for data, _offset, extends, start, end in batch:
+            if not extends:
+                continue
+            pending.append(memoryview(data)[header:])
+            if start == end:
+                continue
+            digest.update(b"".join(pending))
+            pending = []
+            position, stop = start * chunk_size, min(size, end * chunk_size)
+            while position < stop:
+                try:
+                    piece = os.pread(fd, min(READ_BACK, stop - position), position)
+                except OSError as e:
+                    raise OSError(e.errno, f"cannot read the file back: {e.strerror}") from None
+                if not piece:
+                    raise OSError(errno.EIO, "cannot read the file back: it is shorter")
+                digest.update(piece)
+                position += len(piece)
+        if pending:
+            digest.update(b"".join(pending))
+
+    def _stop_worker(self, cancel: bool) -> None:
+        """Let the worker finish (or skip, if C{cancel}) what is queued, and end it."""
+        if self.thread is None:
+            return
+        self.cancelled = cancel
+        self._hand_over()
+        self.jobs.put(None)
+        self.room.set()
+        self.thread.join()
+        self.thread = None
 
     def send_ack(self) -> None:
         if self.state != "receiving":
@@ -734,10 +841,9 @@ class _Incoming:
         self.endpoint._notify("transfer_progress", self.tid, "receive", self.basename, done, self.size, rate)
 
     def _finish(self) -> None:
-        try:
-            self._catch_up()
-        except OSError as e:
-            self.fail(f"cannot read the file back: {e.strerror}")
+        self._stop_worker(cancel=False)
+        if self.error is not None:
+            self.fail(self.error)
             return
         digest = self.hash.digest()
         self._close_file()
@@ -761,6 +867,7 @@ class _Incoming:
     def fail(self, reason: str, tell_peer: bool = True, notify: bool = True) -> None:
         if self.state != "receiving":
             return
+        self._stop_worker(cancel=True)
         self._close_file()
         self._remove_temp()
         reply = _encode_fail(self.tid, reason)

@@ -5,6 +5,7 @@ that can lose, duplicate, reorder and corrupt datagrams, on a L{task.Clock}.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import shutil
@@ -382,6 +383,26 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
             self.assertLessEqual(len(reports), 4 * self.clock.seconds() + 1)
 
 
+class SmallBatchDeliveryTests(DeliveryTests):
+    """
+    The same, with the receiver's worker thread handed 3 chunks at a time and
+    at most 2 batches queued: many hand-overs, read-backs and waits for room.
+    """
+
+    def setUp(self):
+        self.patch(transfer, "WORKER_BATCH", 3 * self.chunk_size)
+        self.patch(transfer, "WORKER_QUEUE", 6 * self.chunk_size)
+        super().setUp()
+
+    def test_batching(self):
+        outcome, data = self.send(size=100 * 1024)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        (incoming,) = [t for t in self.bob._incoming.values()]
+        self.assertEqual(incoming.queued, 34)  # 100 chunks, 3 at a time
+        self.assertEqual(incoming.done, 34)
+
+
 class FailureTests(TransferTestsMixin, SynchronousTestCase):
     """Transfers that cannot complete leave no file behind and say why."""
 
@@ -464,6 +485,21 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         reason = "clip.mp4 changed while it was being sent"
         self.assertEqual(outcome[0].value.reason, reason)
         self.network.run(lambda: self.bob_listener.failed)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertNothingStored()
+
+    def test_writeError(self):
+        """The receiver's worker thread cannot write: both sides are told, nothing is left."""
+        self.patch(transfer, "WORKER_BATCH", 2 * self.chunk_size)
+
+        def pwritev(fd, buffers, offset):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        self.patch(transfer.os, "pwritev", pwritev)
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        reason = "cannot write the file: No space left on device"
+        self.assertEqual(outcome[0].value.reason, reason)
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
         self.assertNothingStored()
 
