@@ -29,7 +29,7 @@ def attempts_error(value) -> str:
 
 def parse_attempts(value: str) -> int:
     """ATTEMPTS: an integer from 1 to 5 (SPEC.md), or L{usage.UsageError}."""
-    if not value.isdigit() or not 1 <= int(value) <= 5:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 5:
         raise AttemptsError(attempts_error(value))
     return int(value)
 
@@ -39,13 +39,13 @@ class AttemptsError(usage.UsageError):
 
 
 def parse_port(value: str) -> int:
-    if not value.isdigit() or not 0 <= int(value) <= 65535:
+    if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= 65535:
         raise usage.UsageError(f"invalid port: {value!r} (an integer from 0 to 65535)")
     return int(value)
 
 
 def parse_size(value: str) -> int:
-    if not value.isdigit() or int(value) < 1024:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1024:
         raise usage.UsageError(f"invalid size: {value!r} (a number of bytes, at least 1024)")
     return int(value)
 
@@ -60,7 +60,7 @@ LIMIT_OPTIONS = [
 
 
 def _count(name: str, value: str) -> int:
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise usage.UsageError(f"invalid --{name}: {value!r} (an integer, 0 or more)")
     return int(value)
 

@@ -25,6 +25,7 @@ COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): 
 USAGE = "Usage: python -m chatproto.client [--p2p-timeout SECONDS] SERVER_IP SERVER_PORT UDP_PORT"
 DEFAULT_P2P_TIMEOUT = 10.0
 CONNECTION_LOST = "Connection to the server was lost."
+SHUTDOWN_NOTICE = "Server shutting down"
 # Server lines that name users and groups, remembered for tab completion.
 _NAMES_IN = [re.compile(p) for p in (
     r"^(?P<user>\S+), \S+, \d+, active since ",
@@ -87,6 +88,7 @@ class ChatClient:
         self._peer = None
         self._pending_file = None
         self._exiting = False
+        self._told_shutdown = False
         self._seen_names: set[str] = set()
         console.attach(self)
 
@@ -98,11 +100,13 @@ class ChatClient:
 
     def server_line(self, tag: str, text: str) -> None:
         self._note_names(text)
-        if tag in ("MSG", "NOTICE") or tag == "DATA":
+        if tag in ("MSG", "NOTICE", "DATA"):
+            if tag == "NOTICE" and text == SHUTDOWN_NOTICE:
+                self._told_shutdown = True
             self.console.show(text)
         elif tag == "PEER":
             fields = text.split()
-            if len(fields) == 3 and fields[2].isdigit():
+            if len(fields) == 3 and fields[2].isascii() and fields[2].isdigit():
                 self._peer = (fields[0], fields[1], int(fields[2]))
         elif tag in ("OK", "ERR"):
             self._final(tag == "OK", text)
@@ -125,7 +129,8 @@ class ChatClient:
     def server_lost(self) -> None:
         self.server = None
         if not self._exiting:
-            self.console.show(CONNECTION_LOST)
+            if not self._told_shutdown:  # one line says the server went away
+                self.console.show(CONNECTION_LOST)
             self.exit(1)
 
     # From the console
@@ -339,7 +344,7 @@ def parse_arguments(argv: list[str]):
         raise ValueError("wrong number of arguments")
     host, server_port, udp_port = argv
     for value in (server_port, udp_port):
-        if not value.isdigit() or not 0 < int(value) < 65536:
+        if not (value.isascii() and value.isdigit()) or not 0 < int(value) < 65536:
             raise ValueError(f"invalid port: {value!r}")
     return host, int(server_port), int(udp_port), timeout
 

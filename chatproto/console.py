@@ -89,6 +89,9 @@ class LineConsole(LineReceiver):
         self.show("Error. That line is too long.")
 
     def readConnectionLost(self) -> None:
+        if self._buffer:  # a last line without its newline is a line all the same
+            rest, self._buffer = self._buffer, b""
+            self.lineReceived(rest)
         self._ended = True
         self._pump()
 

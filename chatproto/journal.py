@@ -18,7 +18,7 @@ log = Logger()
 SEPARATOR = "; "
 # Readers split on the first three "; "; characters that would end a line in
 # any common reader (str.splitlines) must not reach a record.
-_LINE_BREAKS = {c: " " for c in (list(range(0x09)) + list(range(0x0A, 0x20)) + [0x7F, 0x85, 0x2028, 0x2029])}
+_LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
 def single_line(text: str) -> str:

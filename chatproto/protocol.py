@@ -234,6 +234,7 @@ class ChatLineProtocol(LineReceiver):
         log.info("Dropping {peer}: more than {limit} bytes of output unread",
                  peer=self.transport.getPeer(), limit=self.max_output)
         self._dropped = True
+        self.pauseProducing()  # nothing more it sent is read
         self.transport.write(b"NOTICE Disconnected: too much output waiting unread\n")
         if self.user is not None:
             user, self.user = self.user, None
@@ -333,7 +334,7 @@ class ChatLineProtocol(LineReceiver):
 
     def login_LOGIN(self, args: str) -> None:
         username, password, udp_port = split_args(args, "LOGIN", 3)
-        if not udp_port.isdigit() or not 0 < int(udp_port) < 65536:
+        if not (udp_port.isascii() and udp_port.isdigit()) or not 0 < int(udp_port) < 65536:
             raise usage("LOGIN")
         ip = self.transport.getPeer().host
         d = self.chat.login(username, password, ip, int(udp_port), self)

@@ -165,3 +165,29 @@ class ClientTests(SynchronousTestCase):
         self.client.input_ended()
         self.assertEqual(self.exits, [0])
         self.assertTrue(self.console.closed)
+
+
+class LineConsoleTests(SynchronousTestCase):
+    def test_last_line_without_newline_is_entered(self):
+        from twisted.internet.testing import StringTransport
+
+        from chatproto.console import LineConsole
+
+        entered = []
+
+        class Client:
+            def line_entered(self, text):
+                entered.append(text)
+                console.prompt("next: ")
+
+            def input_ended(self):
+                entered.append(None)
+
+        console = LineConsole(interactive=False)
+        console.attach(Client())
+        console.makeConnection(StringTransport())
+        console.prompt("Username: ")
+        console.dataReceived(b"Yoda\n/msgto Hans hi")
+        console.readConnectionLost()
+        self.assertEqual(entered, ["Yoda", "/msgto Hans hi", None])
+        self.assertEqual(console.transport.value(), b"Username: \nnext: \nnext: \n")

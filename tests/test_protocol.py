@@ -17,6 +17,7 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(c.send("/msgto Hans hi"), ["ERR Please log in first"])
         self.assertEqual(c.send("LOGIN Yoda"), ["ERR Usage: LOGIN USERNAME PASSWORD UDP_PORT"])
         self.assertEqual(c.send("LOGIN Yoda wise@!man port"), ["ERR Usage: LOGIN USERNAME PASSWORD UDP_PORT"])
+        self.assertEqual(c.send("LOGIN Yoda wise@!man ²"), ["ERR Usage: LOGIN USERNAME PASSWORD UDP_PORT"])
         self.assertEqual(c.send("LOGIN Yoda wise@!man 6000"), ["OK Welcome to chatproto!"])
 
     def test_order_of_checks_and_lockout(self):
@@ -244,6 +245,8 @@ class SlowReaderTests(SynchronousTestCase):
             yoda.send(message)
         self.assertTrue(hans.transport.disconnected)
         self.assertEqual(yoda.send("/msgto Hans hi"), ["ERR Hans is not active"])
+        hans.send("LOGIN Hans falcon*solo 6001")  # still in flight from a dropped client: not read
+        self.assertIsNone(f.chat.store.active_user("Hans"))
         self.assertNotIn("Hans", f.read("userlog.txt"))
 
 
