@@ -82,6 +82,29 @@ def parse_limits(options) -> dict:
     }
 
 
+LOCK_FILE = ".chatproto.lock"
+
+
+class DataDirectoryInUse(OSError):
+    """Another server holds the data directory: two would tear each other's files."""
+
+
+def lock_data_directory(data_dir: str) -> int:
+    """Hold an exclusive lock on the data directory for as long as the returned descriptor is open."""
+    import fcntl
+
+    path = os.path.join(data_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirectoryInUse(
+            f"the data directory {os.path.abspath(data_dir)} is in use by another chatproto server"
+        ) from None
+    return fd
+
+
 class ChatService(service.Service):
     """Owns the L{Chat} realm: loads accounts at start, flushes and closes at stop."""
 
@@ -98,9 +121,14 @@ class ChatService(service.Service):
         self.clock = clock
         self.chat = None
         self.factory = None
+        self._lock = None
 
     def load(self) -> ChatServerFactory:
-        """Read the accounts and open the logs; raise OSError when they cannot be."""
+        """
+        Lock the data directory, read the accounts and open the logs; raise
+        L{DataDirectoryInUse} or OSError when they cannot be.
+        """
+        self._lock = lock_data_directory(self.data_dir)
         accounts = CredentialsFile(self.credentials_path).load()
         self.chat = Chat(accounts, self.data_dir, self.clock, self.attempts, durable=self.durable)
         self.factory = ChatServerFactory(self.chat, self.max_output, **self.limits)
@@ -136,6 +164,9 @@ class ChatService(service.Service):
                     protocol.transport.abortConnection()
             if self.chat is not None:
                 self.chat.close()
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
 
         return d.addBoth(close)
 
@@ -247,5 +278,8 @@ def makeService(options):
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"],
     )
-    chat_service.load()
+    try:
+        chat_service.load()
+    except OSError as e:
+        raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
     return top

@@ -10,6 +10,7 @@ from twisted.python import usage
 from .app import (
     LIMIT_OPTIONS,
     AttemptsError,
+    DataDirectoryInUse,
     build_service,
     parse_attempts,
     parse_limits,
@@ -79,6 +80,24 @@ def options_first(argv: list[str]) -> list[str]:
     return options + positional
 
 
+def server_log_observer(observer):
+    """
+    The server's own events, and warnings and errors from anything; not
+    Twisted's informational chatter ("Main loop terminated.", port opened),
+    so that a failure to start is one line.
+    """
+    from twisted.logger import FilteringLogObserver, LogLevel, PredicateResult
+
+    def predicate(event):
+        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+            return PredicateResult.yes
+        if str(event.get("log_namespace", "")).startswith("chatproto"):
+            return PredicateResult.yes
+        return PredicateResult.no
+
+    return FilteringLogObserver(observer, [predicate])
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     options = ServerOptions()
@@ -94,7 +113,8 @@ def main(argv=None) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([server_log_observer(textFileLogObserver(sys.stderr))],
+                                     redirectStandardIO=False)
     status = {"code": 0}
 
     def listening(address):
@@ -116,6 +136,9 @@ def main(argv=None) -> None:
     )
     try:
         chat_service.load()
+    except DataDirectoryInUse as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(1)
     except OSError as e:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)

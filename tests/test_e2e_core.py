@@ -197,24 +197,39 @@ class ServerLifecycleTests(E2EMixin, SynchronousTestCase):
             self.assertEqual(f.readline(), b"ERR Line too long\n")
             self.assertEqual(f.readline(), b"OK no other active user\n")
 
-    def test_port_in_use(self):
+    def run_second_server(self, port, data_dir, credentials):
+        import subprocess
+        import sys
+
+        from .harness import child_env
+
+        return subprocess.run(
+            [sys.executable, "-m", "chatproto.server", str(port), "3", "--interface", "127.0.0.1",
+             "--data-dir", data_dir, "--credentials", credentials],
+            env=child_env(), capture_output=True, timeout=20, cwd=data_dir,
+        )
+
+    def test_data_directory_held_by_one_server(self):
         server = self.start_server()
-        other = None
-        try:
-            import subprocess
-            import sys
+        yoda = self.login("Yoda", "wise@!man")
+        before = server.read("userlog.txt")
+        other = self.run_second_server(0, server.data_dir, server.credentials)
+        self.assertEqual(other.returncode, 1)
+        self.assertEqual(other.stderr.decode().strip(),
+                         f"Error: the data directory {server.data_dir} is in use by another chatproto server")
+        self.assertEqual(server.read("userlog.txt"), before)  # the live server's files untouched
+        yoda.command("/activeuser", "no other active user")
 
-            from .harness import child_env
+    def test_port_in_use(self):
+        import tempfile
 
-            other = subprocess.run(
-                [sys.executable, "-m", "chatproto.server", str(server.port), "3", "--interface", "127.0.0.1",
-                 "--data-dir", server.data_dir, "--credentials", server.credentials],
-                env=child_env(), capture_output=True, timeout=20, cwd=server.data_dir,
-            )
-        finally:
-            pass
+        server = self.start_server()
+        elsewhere = tempfile.mkdtemp(prefix="chatproto-e2e-")
+        self.addCleanup(__import__("shutil").rmtree, elsewhere, True)
+        other = self.run_second_server(server.port, elsewhere, server.credentials)
         self.assertEqual(other.returncode, 1)
         self.assertIn(str(server.port), other.stderr.decode())
+        self.assertEqual(len(other.stderr.decode().strip().splitlines()), 1, other.stderr)
         self.assertNotIn("Traceback", other.stderr.decode())
 
 
