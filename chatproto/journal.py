@@ -35,6 +35,13 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def _truncate(fd: int, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+    except OSError:
+        log.failure("Cannot cut a partial write off")
+
+
 def recover_last_seq(path: str) -> int:
     """
     Return the last SEQ of a record log, or 0 for a missing or empty one.
@@ -112,7 +119,15 @@ class RecordLog:
         pending, self._pending = self._pending, []
         if pending:
             fd = self._fd if self._fd is not None else self._open()
-            _write_all(fd, b"".join(pending))
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, b"".join(pending))
+            except OSError:
+                # Never leave a torn record; the numbers of the lost records
+                # are given out again.
+                self.last_seq -= len(pending)
+                _truncate(fd, size)
+                raise
 
     def sync(self) -> None:
         if self._fd is not None:
@@ -148,12 +163,19 @@ def replace_file_atomically(path: str, data: bytes, durable: bool) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        _write_all(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            _write_all(fd, data)
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     if durable:
         dirfd = os.open(directory, os.O_RDONLY)
         try:
@@ -178,6 +200,7 @@ class ActiveUserLog:
         self._entries: dict[str, str] = {}  # username -> the line without SEQ, login order
         self._appends: list[bytes] = []
         self._rewrite = False
+        self._marked = False  # in the journal's batch
         replace_file_atomically(path, b"", journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
@@ -185,17 +208,20 @@ class ActiveUserLog:
         entry = f"{timestamp}{SEPARATOR}{username}{SEPARATOR}{ip}{SEPARATOR}{udp_port}\n"
         self._entries[username] = entry
         if not self._rewrite:
-            if not self._appends:
-                self._journal.mark(self)
             self._appends.append(f"{len(self._entries)}{SEPARATOR}{entry}".encode())
+        self._mark()
 
     def remove(self, username: str) -> None:
         if self._entries.pop(username, None) is None:
             return
-        if not self._rewrite and not self._appends:
-            self._journal.mark(self)
         self._rewrite = True
         self._appends.clear()
+        self._mark()
+
+    def _mark(self) -> None:
+        if not self._marked:
+            self._marked = True
+            self._journal.mark(self)
 
     def render(self) -> bytes:
         return "".join(
@@ -203,14 +229,25 @@ class ActiveUserLog:
         ).encode()
 
     def write_pending(self) -> None:
+        self._marked = False
         if self._rewrite:
             self._rewrite = False
-            replace_file_atomically(self.path, self.render(), self._journal.durable)
+            try:
+                replace_file_atomically(self.path, self.render(), self._journal.durable)
+            except OSError:
+                self._rewrite = True  # the old file stands; the next change rewrites it
+                raise
             os.close(self._fd)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         elif self._appends:
             appends, self._appends = self._appends, []
-            _write_all(self._fd, b"".join(appends))
+            size = os.fstat(self._fd).st_size
+            try:
+                _write_all(self._fd, b"".join(appends))
+            except OSError:
+                _truncate(self._fd, size)
+                self._rewrite = True
+                raise
 
     def sync(self) -> None:
         os.fsync(self._fd)
@@ -245,7 +282,11 @@ class Journal:
         self._schedule()
 
     def when_durable(self, callback) -> None:
-        """Call C{callback()} once everything written so far is on disk."""
+        """
+        Call C{callback(failed)} once everything written so far is on disk:
+        C{failed} is the set of logs whose records of this batch could not
+        be written (a full disk), so that their acknowledgements become errors.
+        """
         self._waiting.append(callback)
         self._schedule()
 
@@ -260,13 +301,19 @@ class Journal:
             self._call = None
         dirty, self._dirty = self._dirty, []
         waiting, self._waiting = self._waiting, []
+        failed = set()
         for log_file in dirty:
-            log_file.write_pending()
-        if self.durable:
-            for log_file in dirty:
-                log_file.sync()
+            try:
+                log_file.write_pending()
+                if self.durable:
+                    log_file.sync()
+            except OSError:
+                # This log's records of the batch are not written (and any
+                # part of them is cut off again); the others go on.
+                log.failure("Cannot write {path}", path=log_file.path)
+                failed.add(log_file)
         for callback in waiting:
             try:
-                callback()
+                callback(failed)
             except Exception:  # noqa: BLE001 - one failed acknowledgement must not stop the rest
                 log.failure("while acknowledging a durable write")

@@ -22,6 +22,8 @@ MAX_LINE = 65536
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 WELCOME = "Welcome to chatproto!"
 INVALID_COMMAND = "Error. Invalid command!"
+NOT_SAVED = "Server error: the message could not be saved"
+NOT_SAVED_LOGIN = "Server error: the login could not be recorded. Please try again later"
 
 USAGE = {
     "LOGIN": "LOGIN USERNAME PASSWORD UDP_PORT",
@@ -224,10 +226,27 @@ class ChatLineProtocol(LineReceiver):
     def notice(self, text: str) -> None:
         self._write(b"NOTICE " + text.encode("utf-8", "surrogateescape") + b"\n")
 
-    def _release(self) -> None:
+    def ok_logged(self, record_log, text: str, failure: str, undo=None) -> None:
+        """
+        Answer C{OK text} once the record just appended to C{record_log} is
+        on disk; if it cannot be written, C{ERR failure} instead (after
+        C{undo()}).
+        """
+        self._reply(b"OK ", text)  # starts holding: the record is pending
+        if self._held:
+            self._held[-1] = (record_log, self._held[-1], b"ERR " + failure.encode() + b"\n", undo)
+
+    def _release(self, failed=frozenset()) -> None:
         held, self._held = self._held, None
         if held and self.transport is not None and self.connected:
             for data in held:
+                if type(data) is tuple:
+                    record_log, ok_line, err_line, undo = data
+                    data = ok_line
+                    if record_log in failed:
+                        data = err_line
+                        if undo is not None:
+                            undo()
                 self._write(data)
 
     def _drop_slow_reader(self) -> None:
@@ -349,7 +368,12 @@ class ChatLineProtocol(LineReceiver):
             self.chat.logout(user)
             return
         self.user = user
-        self.ok(WELCOME)
+        self.ok_logged(self.chat.userlog, WELCOME, NOT_SAVED_LOGIN, undo=self._login_not_recorded)
+
+    def _login_not_recorded(self) -> None:
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
 
     def _login_refused(self, failure) -> None:
         failure.trap(LoginFailed)
@@ -361,7 +385,7 @@ class ChatLineProtocol(LineReceiver):
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
         timestamp = self.chat.send_private(self.user, username, message)
-        self.ok(f"message sent at {timestamp}.")
+        self.ok_logged(self.chat.messagelog, f"message sent at {timestamp}.", NOT_SAVED)
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
@@ -392,8 +416,8 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_groupmsg(self, args: str) -> None:
         name, message = split_message(args, "groupmsg")
-        self.chat.group_message(self.user, name, message)
-        self.ok("Group chat message sent.")
+        group = self.chat.group_message(self.user, name, message)
+        self.ok_logged(group.log, "Group chat message sent.", NOT_SAVED)
 
     def cmd_p2pvideo(self, args: str) -> None:
         username, _filename = split_args(args, "p2pvideo", 2)
@@ -473,7 +497,7 @@ class ChatLineProtocol(LineReceiver):
         self.ok(f"Bye, {user.name}!")
         self.pauseProducing()  # nothing after /logout is read
         if self._held is not None:
-            self.chat.journal.when_durable(self.transport.loseConnection)
+            self.chat.journal.when_durable(lambda _failed: self.transport.loseConnection())
         else:
             self.transport.loseConnection()
 

@@ -70,7 +70,7 @@ class JournalTests(SynchronousTestCase):
         acked = []
         log.append("01 Jun 2022 21:30:04", "Yoda", "one")
         log.append("01 Jun 2022 21:30:04", "Yoda", "two; with; semicolons")
-        journal.when_durable(lambda: acked.append(read(self.path("m.txt"))))
+        journal.when_durable(lambda failed: acked.append(read(self.path("m.txt"))))
         self.assertEqual(acked, [])
         self.clock.advance(0)
         self.assertEqual(acked, ["1; 01 Jun 2022 21:30:04; Yoda; one\n"
@@ -133,7 +133,7 @@ class JournalTests(SynchronousTestCase):
         log = CountingLog(self.path("m.txt"), journal)
         log.append("t", "a", "x")
         log.append("t", "a", "y")
-        journal.when_durable(lambda: synced.append("ack"))
+        journal.when_durable(lambda failed: synced.append("ack"))
         self.clock.advance(0)
         self.assertEqual(synced, [True, "ack"])  # one flush for the whole turn
         log.close()

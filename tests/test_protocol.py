@@ -325,3 +325,54 @@ class SlowButReadingClientTests(SynchronousTestCase):
         hans.transport._tempDataLen = 100_001  # now it stops reading
         yoda.send(message)
         self.assertTrue(hans.transport.disconnected)
+
+
+class DiskFullTests(SynchronousTestCase):
+    """A record that cannot be written is never acknowledged, never torn, and wedges nobody."""
+
+    def setUp(self):
+        self.f = ChatFixture(self)
+        self.yoda = self.f.login("Yoda", "wise@!man")
+        self.hans = self.f.login("Hans", "falcon*solo")
+
+    def fail_writes(self, times=1):
+        import errno
+
+        from chatproto import journal
+
+        real = journal._write_all
+        calls = {"left": times}
+
+        def write_part_then_fail(fd, data):
+            if calls["left"] <= 0:
+                return real(fd, data)
+            calls["left"] -= 1
+            real(fd, data[: len(data) // 2])  # a torn write, as a full disk leaves it
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(journal, "_write_all", write_part_then_fail)
+
+    def test_message_not_written_is_not_acknowledged(self):
+        self.fail_writes()
+        self.yoda.protocol.dataReceived(b"/msgto Hans lost\n")
+        self.hans.protocol.dataReceived(b"/activeuser\n")  # same turn, another session
+        self.f.clock.advance(0)
+        self.assertEqual(self.yoda.output(), ["ERR Server error: the message could not be saved"])
+        self.assertEqual(self.hans.output()[-1], "OK")
+        self.assertEqual(self.f.read("messagelog.txt"), "")
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        # The disk has room again: numbering goes on from the last record written.
+        self.assertRegex(self.yoda.send("/msgto Hans kept")[0], "^OK message sent at")
+        self.assertRegex(self.f.read("messagelog.txt"), r"^1; .*; Yoda; kept\n$")
+        self.assertEqual(self.hans.send("/activeuser")[-1], "OK")
+
+    def test_login_not_recorded_is_refused(self):
+        self.fail_writes()
+        leia = self.f.connect()
+        self.assertEqual(leia.send("LOGIN leia alderaan 6002"),
+                         ["ERR Server error: the login could not be recorded. Please try again later"])
+        self.flushLoggedErrors(OSError)
+        self.assertIsNone(self.f.chat.store.active_user("leia"))
+        self.assertEqual(leia.send("LOGIN leia alderaan 6002"), ["OK Welcome to chatproto!"])
+        self.assertEqual([line.split("; ")[2] for line in self.f.read("userlog.txt").splitlines()],
+                         ["Yoda", "Hans", "leia"])
