@@ -151,8 +151,10 @@ class ChatService(service.Service):
                 self.chat.logout(user)
             lost = defer.Deferred()
             protocol.connectionLost = _chain(protocol.connectionLost, lost)
-            protocol.transport.loseConnection()
+            protocol.close_when_sent()
             waiting.append(lost)
+        if self.factory is not None:
+            self.factory.output.flush()  # the logs, then every connection's notice
         d = defer.DeferredList(waiting)
         timeout = self.clock.callLater(SHUTDOWN_GRACE_SECONDS, d.cancel) if waiting else None
 

@@ -271,6 +271,7 @@ class Journal:
         self._dirty: list = []
         self._waiting: list = []
         self._call = None
+        self.after_flush: list = []  # called at the end of every flush (the output batch)
 
     @property
     def pending(self) -> bool:
@@ -317,3 +318,5 @@ class Journal:
                 callback(failed)
             except Exception:  # noqa: BLE001 - one failed acknowledgement must not stop the rest
                 log.failure("while acknowledging a durable write")
+        for callback in self.after_flush:
+            callback()

@@ -369,6 +369,7 @@ class ChangePasswordTests(SynchronousTestCase):
         while pending:
             d, f, args = pending.pop(0)
             d.callback(f(*args))
+        self.f.clock.advance(0)  # replies go out at the end of the turn
         lines = self.yoda.output()
         self.assertEqual(lines[0], "OK Your password has been changed.")
         self.assertEqual(lines[1], "DATA /msgto USERNAME MESSAGE")
@@ -411,6 +412,7 @@ class ChangePasswordTests(SynchronousTestCase):
             ["ERR Invalid Password. Your account has been blocked. Please try again later"]])
         d, f, args = pending[0]
         d.callback(f(*args))
+        self.f.clock.advance(0)  # the reply goes out at the end of the turn
         self.assertEqual(self.yoda.output(), [BLOCKED])
         self.assertEqual(len(self.f.clock.getDelayedCalls()), 1)
         self.f.clock.advance(10)
@@ -498,7 +500,9 @@ class DeleteMessageTests(SynchronousTestCase):
         self.yoda.protocol.dataReceived(b"/deletemsg 1\n")
         self.assertEqual(self.yoda.transport.value(), b"")
         self.f.clock.advance(0)
-        self.assertEqual(self.yoda.output(), ["ERR You can only delete your own messages."])
+        # Hans's second message (delivered in the same turn) and then the reply.
+        self.assertEqual(self.yoda.output()[-2:], ["MSG 01 Jun 2022 21:30:04, Hans: y",
+                                                   "ERR You can only delete your own messages."])
 
 
 class DeleteGroupMessageTests(SynchronousTestCase):
