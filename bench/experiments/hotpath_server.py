@@ -129,11 +129,17 @@ def _init(self, *args, **kwargs):
     _original_init(self, *args, **kwargs)
 
 
-cp.ChatLineProtocol.__init__ = _init
-cp.ChatLineProtocol._out = None
-cp.ChatLineProtocol._write = _write
-cp.ChatLineProtocol._drop_slow_reader = _drop_slow_reader
-cp.ChatLineProtocol.dispatch = _dispatch
+# chatproto took these changes in ebdaa34 ("Hot path: ..."): patch only older trees.
+ALREADY_APPLIED = "_out" in cp.ChatLineProtocol.__init__.__code__.co_names
+if ALREADY_APPLIED:
+    print("hotpath_server: chatproto already has these changes; running it unpatched",
+          file=sys.stderr)
+else:
+    cp.ChatLineProtocol.__init__ = _init
+    cp.ChatLineProtocol._out = None
+    cp.ChatLineProtocol._write = _write
+    cp.ChatLineProtocol._drop_slow_reader = _drop_slow_reader
+    cp.ChatLineProtocol.dispatch = _dispatch
 
 if __name__ == "__main__":
     from chatproto.server import main
