@@ -23,8 +23,18 @@ MAX_LINE = 65536
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 WELCOME = "Welcome to chatproto!"
 INVALID_COMMAND = "Error. Invalid command!"
-NOT_SAVED = "Server error: the message could not be saved"
-NOT_SAVED_LOGIN = "Server error: the login could not be recorded. Please try again later"
+WELCOME_LINE = f"OK {WELCOME}\n".encode()
+GROUP_SENT_LINE = b"OK Group chat message sent.\n"
+NOT_SAVED_LINE = b"ERR Server error: the message could not be saved\n"
+NOT_SAVED_LOGIN_LINE = b"ERR Server error: the login could not be recorded. Please try again later\n"
+_sent_at = ["", b""]  # the last timestamp and its reply: most messages share their second
+
+
+def sent_at_line(timestamp: str) -> bytes:
+    """C{OK message sent at TIMESTAMP.}, formatted once a second."""
+    if _sent_at[0] is not timestamp:
+        _sent_at[:] = [timestamp, f"OK message sent at {timestamp}.\n".encode()]
+    return _sent_at[1]
 
 USAGE = {
     "LOGIN": "LOGIN USERNAME PASSWORD UDP_PORT",
@@ -321,15 +331,16 @@ class ChatLineProtocol(LineReceiver):
     def notice(self, text: str) -> None:
         self._write(b"NOTICE " + text.encode("utf-8", "surrogateescape") + b"\n")
 
-    def ok_logged(self, record_log, text: str, failure: str, undo=None) -> None:
+    def ok_logged(self, record_log, ok_line: bytes, err_line: bytes, undo=None) -> None:
         """
-        Answer C{OK text} once the record just appended to C{record_log} is
-        on disk; if it cannot be written, C{ERR failure} instead (after
+        Answer C{ok_line} once the record just appended to C{record_log} is
+        on disk; if it cannot be written, C{err_line} instead (after
         C{undo()}).
         """
-        self._reply(b"OK ", text)  # starts holding: the record is pending
-        if self._held:
-            self._held[-1] = (record_log, self._held[-1], b"ERR " + failure.encode() + b"\n", undo)
+        if self._held is None:
+            self._held = []
+            self.chat.journal.when_durable(self._release)
+        self._held.append((record_log, ok_line, err_line, undo))
 
     def _release(self, failed=frozenset()) -> None:
         held, self._held = self._held, None
@@ -460,7 +471,7 @@ class ChatLineProtocol(LineReceiver):
             self.chat.logout(user)
             return
         self.user = user
-        self.ok_logged(self.chat.userlog, WELCOME, NOT_SAVED_LOGIN, undo=self._login_not_recorded)
+        self.ok_logged(self.chat.userlog, WELCOME_LINE, NOT_SAVED_LOGIN_LINE, undo=self._login_not_recorded)
 
     def _login_not_recorded(self) -> None:
         if self.user is not None:
@@ -477,7 +488,7 @@ class ChatLineProtocol(LineReceiver):
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
         timestamp = self.chat.send_private(self.user, username, message)
-        self.ok_logged(self.chat.messagelog, f"message sent at {timestamp}.", NOT_SAVED)
+        self.ok_logged(self.chat.messagelog, sent_at_line(timestamp), NOT_SAVED_LINE)
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
@@ -509,7 +520,7 @@ class ChatLineProtocol(LineReceiver):
     def cmd_groupmsg(self, args: str) -> None:
         name, message = split_message(args, "groupmsg")
         group = self.chat.group_message(self.user, name, message)
-        self.ok_logged(group.log, "Group chat message sent.", NOT_SAVED)
+        self.ok_logged(group.log, GROUP_SENT_LINE, NOT_SAVED_LINE)
 
     def cmd_p2pvideo(self, args: str) -> None:
         username, _filename = split_args(args, "p2pvideo", 2)
