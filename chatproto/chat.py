@@ -101,9 +101,6 @@ class Group:
         self.log = log_file
         self.broadcast = broadcast
 
-    def joined(self) -> list[str]:
-        return [name for name, joined in self.members.items() if joined]
-
 
 class LoginMind:
     """What the front end tells the realm about a connection logging in."""

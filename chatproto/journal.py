@@ -10,6 +10,7 @@ concurrent appender never interleaves with one.
 """
 
 import os
+import tempfile
 
 from twisted.logger import Logger
 
@@ -157,23 +158,47 @@ class RecordLog:
         self.release()
 
 
-def replace_file_atomically(path: str, data: bytes, durable: bool) -> None:
-    """Write C{data} to a temporary file beside C{path}, then rename it over C{path}."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+def write_file_atomically(path: str, parts, durable: bool = True) -> None:
+    """
+    Replace the file at C{path} (following a symbolic link) with the
+    concatenation of C{parts}: bytes, or C{(fd, offset, length)} for that
+    range of another file. They are written to a temporary file in the
+    same directory, given the old file's permissions, flushed to disk
+    (unless not C{durable}: then a crash of the process, not of the machine,
+    is what it survives), then renamed over it. A crash at any moment leaves
+    the old file or the new one, never a mix or a truncation.
+    """
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    tmp_fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=directory)
     try:
         try:
-            _write_all(fd, data)
-            if durable:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None:
+            os.fchmod(tmp_fd, st.st_mode & 0o7777)
+            try:
+                os.fchown(tmp_fd, st.st_uid, st.st_gid)
+            except PermissionError:
+                pass
+        for part in parts:
+            if isinstance(part, tuple):
+                _copy_range(*part, tmp_fd)
+            else:
+                _write_all(tmp_fd, part)
+        if durable:
+            os.fsync(tmp_fd)
+        os.close(tmp_fd)
+        tmp_fd = -1
         os.replace(tmp, path)
-    except OSError:
+    except BaseException:
+        if tmp_fd >= 0:
+            os.close(tmp_fd)
         try:
             os.unlink(tmp)
-        except OSError:
+        except FileNotFoundError:
             pass
         raise
     if durable:
@@ -182,6 +207,16 @@ def replace_file_atomically(path: str, data: bytes, durable: bool) -> None:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+
+
+def _copy_range(src: int, offset: int, length: int, dst: int, chunk: int = 1 << 20) -> None:
+    end = offset + length
+    while offset < end:
+        data = os.pread(src, min(chunk, end - offset), offset)
+        if not data:
+            raise OSError(f"file shrank while copying it (at byte {offset})")
+        _write_all(dst, data)
+        offset += len(data)
 
 
 class ActiveUserLog:
@@ -201,7 +236,7 @@ class ActiveUserLog:
         self._appends: list[bytes] = []
         self._rewrite = False
         self._marked = False  # in the journal's batch
-        replace_file_atomically(path, b"", journal.durable)  # at start-up nobody is active
+        write_file_atomically(path, [b""], journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
     def add(self, username: str, timestamp: str, ip: str, udp_port: int) -> None:
@@ -233,7 +268,7 @@ class ActiveUserLog:
         if self._rewrite:
             self._rewrite = False
             try:
-                replace_file_atomically(self.path, self.render(), self._journal.durable)
+                write_file_atomically(self.path, [self.render()], self._journal.durable)
             except OSError:
                 self._rewrite = True  # the old file stands; the next change rewrites it
                 raise

@@ -25,7 +25,7 @@ from .accounts import (
     password_matches,
 )
 from .errors import EMPTY_PASSWORD, HAS_WHITESPACE, ChatError
-from .records import write_file_atomically
+from .journal import write_file_atomically
 
 HASH_ROUNDS = 12
 HASH_PREFIXES = ("$2a$", "$2b$", "$2y$")

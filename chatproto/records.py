@@ -19,9 +19,8 @@ concurrently is lost:
 
 import mmap
 import os
-import tempfile
 
-from .journal import SEPARATOR
+from .journal import SEPARATOR, write_file_atomically
 
 try:
     import fcntl
@@ -104,67 +103,3 @@ def delete_record(record_log, seq: int, author: str) -> bool:
         os.close(fd)  # releases the lock, after the rename
     record_log.reopen()
     return True
-
-
-def write_file_atomically(path: str, parts) -> None:
-    """
-    Replace the file at C{path} (following a symbolic link) with the
-    concatenation of C{parts}: bytes, or C{(fd, offset, length)} for that
-    range of another file. They are written to a temporary file in the
-    same directory, given the old file's permissions, flushed to disk, then
-    renamed over it. A crash at any moment leaves the old file or the new
-    one, never a mix or a truncation.
-    """
-    path = os.path.realpath(path)
-    directory = os.path.dirname(path)
-    tmp_fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                   dir=directory)
-    try:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        if st is not None:
-            os.fchmod(tmp_fd, st.st_mode & 0o7777)
-            try:
-                os.fchown(tmp_fd, st.st_uid, st.st_gid)
-            except PermissionError:
-                pass
-        for part in parts:
-            if isinstance(part, tuple):
-                _copy_range(*part, tmp_fd)
-            else:
-                _write_all(tmp_fd, part)
-        os.fsync(tmp_fd)
-        os.close(tmp_fd)
-        tmp_fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp_fd >= 0:
-            os.close(tmp_fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dirfd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
-
-
-def _copy_range(src: int, offset: int, length: int, dst: int, chunk: int = 1 << 20) -> None:
-    end = offset + length
-    while offset < end:
-        data = os.pread(src, min(chunk, end - offset), offset)
-        if not data:
-            raise OSError(f"file shrank while copying it (at byte {offset})")
-        _write_all(dst, data)
-        offset += len(data)
