@@ -1,0 +1,73 @@
+"""
+The server in this process on the real reactor, over real loopback sockets
+(pytest-twisted drives the reactor): what the protocol and the journal do
+together with real TCP transports, including the write-through path.
+"""
+
+import os
+import re
+import shutil
+
+import pytest_twisted
+from twisted.internet import defer, endpoints, protocol, reactor
+from twisted.protocols.basic import LineReceiver
+
+from chatproto.app import ChatService
+
+from .harness import DEMO_CREDENTIALS
+
+
+class WireClient(LineReceiver):
+    delimiter = b"\n"
+
+    def connectionMade(self):
+        self.lines = defer.DeferredQueue()
+
+    def lineReceived(self, line):
+        self.lines.put(line.decode())
+
+    @defer.inlineCallbacks
+    def command(self, line, count=1):
+        self.sendLine(line.encode())
+        replies = []
+        for _ in range(count):
+            replies.append((yield self.lines.get()))
+        return replies
+
+
+@pytest_twisted.inlineCallbacks
+def test_messages_and_fan_out_over_real_sockets(tmp_path):
+    credentials = tmp_path / "credentials.txt"
+    shutil.copy(DEMO_CREDENTIALS, credentials)
+    service = ChatService(str(credentials), str(tmp_path), 3, clock=reactor)
+    factory = service.load()
+    service.startService()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    clients = []
+    try:
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        for name, password in (("Yoda", "wise@!man"), ("Hans", "falcon*solo"), ("leia", "alderaan")):
+            client = yield endpoint.connect(protocol.Factory.forProtocol(WireClient))
+            clients.append(client)
+            assert (yield client.command(f"LOGIN {name} {password} 6000")) == ["OK Welcome to chatproto!"]
+        yoda, hans, leia = clients
+
+        reply = yield yoda.command("/msgto Hans over a real socket")
+        assert re.fullmatch(r"OK message sent at .+\.", reply[0])
+        assert (yield hans.lines.get()).endswith(", Yoda: over a real socket")
+        # The record was on disk before the acknowledgement.
+        with open(os.path.join(tmp_path, "messagelog.txt")) as f:
+            assert f.read().endswith("; Yoda; over a real socket\n")
+
+        yield yoda.command("/creategroup Jedi Hans leia")
+        for member in (hans, leia):
+            assert (yield member.lines.get()).startswith("NOTICE You have been invited")
+            assert (yield member.command("/joingroup Jedi")) == ["OK Joined the group chat: Jedi successfully."]
+        assert (yield yoda.command("/groupmsg Jedi to all")) == ["OK Group chat message sent."]
+        for member in (hans, leia):
+            assert (yield member.lines.get()).endswith(", Jedi, Yoda: to all")
+    finally:
+        for client in clients:
+            client.transport.loseConnection()
+        yield port.stopListening()
+        yield service.stopService()
