@@ -38,6 +38,7 @@ from twisted.logger import Logger
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_FILE_SIZE",
     "LOSS_ENVIRONMENT_VARIABLE",
     "TransferEndpoint",
     "TransferFailed",
@@ -115,6 +116,14 @@ def final_name(presenter: str, basename: str) -> str:
     return f"{presenter}_{basename}"
 
 
+def _size_text(size: float) -> str:
+    """C{size} bytes for a person: C{16 GiB}, C{78.4 GiB}, C{512 bytes}."""
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f}".removesuffix(".0") + " " + unit
+    return f"{size:g} bytes"
+
+
 def _printable(text: str, limit: int = MAX_REASON) -> str:
     """C{text} with anything a terminal could interpret replaced."""
     return "".join(c if c.isprintable() else "?" for c in text[:limit])
@@ -146,6 +155,11 @@ MAX_ANNOUNCE_RETRY = 1.0
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
 PROGRESS_INTERVAL = 0.25
 MAX_INCOMING = 32  # concurrent incoming transfers
+MAX_INCOMING_PER_PEER = 4  # concurrent incoming transfers from one IP address
+DEFAULT_MAX_FILE_SIZE = 16 * 1024**3  # the largest file accepted, unless configured
+MAX_AHEAD = 1 << 18  # chunks tracked beyond the contiguous prefix (> 2 x the largest window)
+TRACK_TRIM = 4096  # chunks of the prefix dropped from the tracking at a time
+MAX_SETTLED = 1024  # finished incoming transfers remembered (to answer late datagrams)
 WORKER_BATCH = 1024 * 1024  # bytes of chunks handed over to a receiver's worker thread at a time
 WORKER_QUEUE = 4 * 1024 * 1024  # bytes of chunks queued for the worker, at most
 READ_BACK = 1024 * 1024  # bytes read back (and hashed) at a time when a gap fills
@@ -579,7 +593,13 @@ class _Incoming:
         fd, self.temp_path = _mkstemp(endpoint.directory, final_name(presenter, basename))
         self.fd = fd
         self.state = "receiving"
-        self.received = bytearray(self.nchunks)
+        # Which chunks arrived: the chunks below cum all did; received[i]
+        # says whether chunk base + i did, for base <= cum.  It grows only as
+        # chunks really arrive, at most MAX_AHEAD beyond cum, and forgets the
+        # prefix as cum advances: an announcement alone allocates nothing,
+        # whatever size it claims (docs/TRANSFER.md, Security).
+        self.received = bytearray()
+        self.base = 0
         self.count = 0
         self.cum = 0  # the chunks below cum all arrived and are hashed
         self.hi = 0  # one more than the highest chunk that arrived
@@ -609,13 +629,14 @@ class _Incoming:
         self.ack_timer = _Timer(clock, self.send_ack)
         self.expire_timer = _Timer(clock, self._expire)
         self.idle_timer.set(self.start + endpoint.idle_timeout)
-        try:
-            os.ftruncate(fd, size)
-        except OSError:
-            pass  # a sparse preallocation is only a hint
-        if self.nchunks:
-            self.thread = threading.Thread(target=self._work, name=f"transfer-{self.tid:016x}", daemon=True)
-            self.thread.start()
+        # Nothing is preallocated (no ftruncate to the announced size) and the
+        # worker thread starts with the first batch of data.
+
+    def remaining(self) -> int:
+        """Bytes of disk space this transfer may still need (its reservation)."""
+        if self.state != "receiving":
+            return 0
+        return max(0, self.size - self.count * self.chunk_size)
 
     def accept(self) -> None:
         self.endpoint._write(
@@ -666,26 +687,52 @@ class _Incoming:
             self.echo = stamp
         ack_now = False
         received = self.received
-        if received[chunk]:
+        cum = self.cum
+        index = chunk - self.base
+        if chunk == cum and self.hi == cum:
+            # the usual case, in order with nothing ahead: nothing to track
+            job = (data, offset, True, chunk + 1, chunk + 1)
+            self.cum = self.hi = self.base = chunk + 1
+            if received:
+                del received[:]
+        elif index < 0 or (index < len(received) and received[index]):
+            job = None
             self.duplicates += 1
             ack_now = True  # the presenter is probing or lags behind
+        elif chunk - cum >= MAX_AHEAD:
+            # Too far ahead of the contiguous prefix to be tracked (never with
+            # an honest presenter: MAX_AHEAD is over twice the largest window):
+            # dropped, as if lost. The ACK lists every chunk up to the limit
+            # that did not arrive as missing, the one the prefix waits for first.
+            job = None
+            self.hi = max(self.hi, min(self.nchunks, cum + MAX_AHEAD))
+            ack_now = True
         else:
-            if self.error is not None:
-                self.fail(self.error)
-                return
-            received[chunk] = 1
-            self.count += 1
+            if index >= len(received):
+                # grow (doubling) up to the chunk, never beyond cum + MAX_AHEAD
+                limit = min(self.nchunks, cum + MAX_AHEAD) - self.base
+                received.extend(bytes(min(limit, max(index + 1, 2 * len(received), 256)) - len(received)))
+            received[index] = 1
             if chunk > self.hi:
                 ack_now = True  # a new gap: tell the presenter at once
             if chunk >= self.hi:
                 self.hi = chunk + 1
-            if chunk == self.cum:
+            if chunk == cum:
                 # this chunk and those that arrived ahead of it are now contiguous
-                cum = received.find(0, chunk + 1)
-                self.cum = cum = self.nchunks if cum < 0 else cum
+                base = self.base
+                cum = received.find(0, index + 1)
+                self.cum = cum = base + (len(received) if cum < 0 else cum)
                 job = (data, offset, True, chunk + 1, cum)
+                if cum - base >= TRACK_TRIM:
+                    del received[: cum - base]  # cheap: a bytearray drops its head in place
+                    self.base = cum
             else:
                 job = (data, offset, False, 0, 0)
+        if job is not None:
+            if self.error is not None:
+                self.fail(self.error)
+                return
+            self.count += 1
             # writing and hashing run in the worker thread (both release the
             # GIL), a batch at a time: few hand-overs between the threads
             batch = self.batch
@@ -712,6 +759,9 @@ class _Incoming:
         batch, self.batch = self.batch, []
         if not batch:
             return
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._work, name=f"transfer-{self.tid:016x}", daemon=True)
+            self.thread.start()
         self.queued += 1
         self.jobs.put(batch)
         if self.queued - self.done > self.queue_limit:
@@ -791,10 +841,13 @@ class _Incoming:
 
     def _stop_worker(self, cancel: bool) -> None:
         """Let the worker finish (or skip, if C{cancel}) what is queued, and end it."""
-        if self.thread is None:
-            return
         self.cancelled = cancel
+        if cancel and self.thread is None:
+            self.batch = []  # nothing was handed over: nothing to undo
+            return
         self._hand_over()
+        if self.thread is None:
+            return  # no data ever came
         self.jobs.put(None)
         self.room.set()
         self.thread.join()
@@ -805,19 +858,27 @@ class _Incoming:
             return
         self.unacked = 0
         self.ack_timer.cancel()
-        ranges = []
-        received = self.received
-        start = self.cum
-        hi = self.hi
-        while start < hi and len(ranges) < MAX_RANGES:
-            start = received.find(0, start, hi)
-            if start < 0:
+        # the missing runs in [cum, hi), as flat start, end pairs relative to base
+        bounds = []
+        find = self.received.find
+        base = self.base
+        start = self.cum - base
+        hi = self.hi - base
+        tracked = len(self.received)  # the chunks from there to hi did not arrive
+        limit = 2 * MAX_RANGES
+        while start < hi and len(bounds) < limit:
+            found = find(0, start, hi)
+            if found < 0:
+                if tracked < hi:
+                    bounds += (max(start, tracked), hi)
                 break
-            end = received.find(1, start, hi)
+            end = find(1, found, hi)
             if end < 0:
                 end = hi
-            ranges.append(RANGE.pack(start, end))
+            bounds += (found, end)
             start = end
+        if base:
+            bounds = [bound + base for bound in bounds]
         window = self.endpoint._receive_window()
         self.ack_every = max(1, min(ACK_EVERY, window // 4))
         self.endpoint._write(
@@ -826,11 +887,11 @@ class _Incoming:
                 self.highest_seq,
                 self.echo,
                 self.cum,
-                hi,
+                self.hi,
                 window,
-                len(ranges),
+                len(bounds) // 2,
             )
-            + b"".join(ranges),
+            + struct.pack(f"!{len(bounds)}I", *bounds),
             self.peer,
         )
 
@@ -885,6 +946,7 @@ class _Incoming:
         self.reply = reply
         self._repeat_reply(force=True)
         self.expire_timer.set(self.clock.seconds() + self.endpoint.idle_timeout)
+        self.endpoint._remember_settled(self.key)
 
     def _repeat_reply(self, force: bool = False) -> None:
         now = self.clock.seconds()
@@ -893,14 +955,15 @@ class _Incoming:
             self.endpoint._write(self.reply, self.peer)
 
     def _expire(self) -> None:
+        self.expire_timer.cancel()
         self.endpoint._incoming.pop(self.key, None)
+        self.endpoint._settled.pop(self.key, None)
 
     def stop(self) -> None:
         self.fail("the receiver stopped", notify=False)
         self.idle_timer.cancel()
         self.ack_timer.cancel()
-        self.expire_timer.cancel()
-        self.endpoint._incoming.pop(self.key, None)
+        self._expire()
 
     def _close_file(self) -> None:
         if self.fd is not None:
@@ -966,6 +1029,8 @@ class TransferEndpoint(DatagramProtocol):
         C{CHATPROTO_TEST_UDP_LOSS}, unset means none.
     @param rng: a L{random.Random} for the loss simulation and transfer ids.
     @param chunk_size: bytes of file data per datagram.
+    @param max_file_size: the largest file accepted from a peer, in bytes
+        (16 GiB by default); L{None}: only the free disk space limits it.
     """
 
     def __init__(
@@ -977,11 +1042,14 @@ class TransferEndpoint(DatagramProtocol):
         loss: float | None = None,
         rng: random.Random | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
     ):
         if clock is None:
             from twisted.internet import reactor as clock
         if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
+        if max_file_size is not None and max_file_size < 0:
+            raise ValueError("max_file_size must be a number of bytes, or None")
         self.directory = directory
         self.listener = listener
         self.clock = clock
@@ -990,10 +1058,12 @@ class TransferEndpoint(DatagramProtocol):
         self.rng = rng if rng is not None else random.Random()
         self._ids = rng if rng is not None else random.SystemRandom()
         self.chunk_size = chunk_size
+        self.max_file_size = max_file_size
         self.dropped = 0  # datagrams dropped by the loss simulation
         self._receive_buffer = None  # bytes, once known from the socket
         self._outgoing: dict[int, _Outgoing] = {}
         self._incoming: dict[tuple, _Incoming] = {}
+        self._settled: dict[tuple, None] = {}  # keys of finished incoming transfers, oldest first
         self._stopped = False
         self._handlers = {
             ANNOUNCE: self._on_announce,
@@ -1195,10 +1265,19 @@ class TransferEndpoint(DatagramProtocol):
             why = "the chunk size is out of range"
         if why is None and -(-size // chunk_size) > 0xFFFFFFFF:
             why = "the file is too large"
-        if why is None and sum(t.state == "receiving" for t in self._incoming.values()) >= MAX_INCOMING:
-            why = "too many transfers at once"
-        if why is None and size > _free_space(self.directory):
-            why = f"not enough disk space for {size / 1048576:.1f} MiB"
+        limit = self.max_file_size
+        if why is None and limit is not None and size > limit:
+            why = f"the file is too large ({_size_text(size)}; the limit is {_size_text(limit)})"
+        if why is None:
+            # Every commitment is bounded: the number of transfers (in all and
+            # per IP address) and the disk space, reserved across them all.
+            receiving = [t for t in self._incoming.values() if t.state == "receiving"]
+            if len(receiving) >= MAX_INCOMING:
+                why = "too many transfers at once"
+            elif sum(t.peer[0] == addr[0] for t in receiving) >= MAX_INCOMING_PER_PEER:
+                why = f"too many transfers at once from {_printable(str(addr[0]), 64)}"
+            elif size > _free_space(self.directory) - sum(t.remaining() for t in receiving):
+                why = f"not enough disk space for {size / 1048576:.1f} MiB"
         if why is not None:
             return self._refuse(key, presenter, basename, why)
         try:
@@ -1207,6 +1286,17 @@ class TransferEndpoint(DatagramProtocol):
             return self._refuse(key, presenter, basename, f"cannot create the file: {e.strerror}")
         self._incoming[key] = transfer
         transfer.accept()
+
+    def _remember_settled(self, key) -> None:
+        """Answer late datagrams of at most MAX_SETTLED finished transfers: forget the oldest."""
+        settled = self._settled
+        settled[key] = None
+        while len(settled) > MAX_SETTLED:
+            oldest = self._incoming.get(next(iter(settled)))
+            if oldest is None:
+                settled.pop(next(iter(settled)))
+            else:
+                oldest._expire()
 
     def _refuse(self, key, presenter, basename, why) -> None:
         addr, tid = key

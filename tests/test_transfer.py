@@ -13,6 +13,8 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
+import tracemalloc
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -662,6 +664,7 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
 
     def test_tooLargeRefused(self):
         """A file larger than the free disk space is refused before anything is allocated."""
+        self.bob.max_file_size = None  # only the disk space limits it
         self.announce("alice", "huge.bin", size=2**41)  # 2 TiB
         self.assertEqual(self.inbox_files(), [])
         [(_, _, _, reason)] = self.bob_listener.failed
@@ -737,6 +740,219 @@ class SecurityTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(transport.written, [])
         self.assertEqual(self.inbox_files(), [])
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class FloodTests(SynchronousTestCase):
+    """
+    Unsolicited announcements cost the receiver almost nothing until data
+    arrives, and what it commits is bounded: transfers in all and per IP
+    address, the disk space (reserved across every transfer), the file size.
+    """
+
+    def setUp(self):
+        self.clock = task.Clock()
+        self.directory = temporary_directory(self)
+        self.listener = Listener()
+        self.transport = FakeDatagramTransport()
+        self.free = 2**60  # what _free_space says
+        self.patch(transfer, "_free_space", lambda directory: self.free)
+        self.endpoint = self.make()
+
+    def make(self, **kwargs):
+        kwargs.setdefault("loss", 0.0)
+        endpoint = TransferEndpoint(self.directory, self.listener, clock=self.clock, **kwargs)
+        endpoint.makeConnection(self.transport)
+        self.addCleanup(endpoint.stop)
+        return endpoint
+
+    def announce(self, tid, size, source=MALLORY, chunk_size=512, endpoint=None):
+        datagram = (
+            transfer.HEADER.pack(transfer.MAGIC, transfer.ANNOUNCE, tid)
+            + transfer.ANNOUNCE_BODY.pack(size, chunk_size, 5, 8)
+            + b"alicehuge.bin"
+        )
+        (endpoint or self.endpoint).datagramReceived(datagram, source)
+        address, reply = self.transport.written[-1][1], self.transport.written[-1][0]
+        self.assertEqual(address, source)
+        return kind(reply)
+
+    def data(self, tid, chunk, seq, payload, source=MALLORY):
+        datagram = transfer.DATA_HEADER.pack(transfer.MAGIC, transfer.DATA, tid, chunk, seq, 0) + payload
+        self.endpoint.datagramReceived(datagram, source)
+
+    def reasons(self):
+        return [reason for _direction, _peer, _name, reason in self.listener.failed]
+
+    def test_hugeAnnouncementsAllocateLittle(self):
+        """
+        8 announcements of 1 TiB in chunks of 512 bytes (2**31 chunks each),
+        accepted: no per-chunk state, no preallocated file, no thread.
+        """
+        self.endpoint.max_file_size = None
+        threads = threading.active_count()
+        tracemalloc.start()
+        self.addCleanup(tracemalloc.stop)
+        for number in range(8):
+            source = (f"10.0.0.{number // 4 + 1}", 4000 + number)
+            self.assertEqual(self.announce(number, 2**40, source), transfer.ACCEPT)
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        self.assertLess(peak, 256 * 1024)  # was 2 GiB per announcement
+        self.assertEqual(threading.active_count(), threads)
+        incoming = list(self.endpoint._incoming.values())
+        self.assertEqual(len(incoming), 8)
+        for t in incoming:
+            self.assertEqual((t.nchunks, len(t.received), t.thread), (2**31, 0, None))
+        parts = [os.stat(os.path.join(self.directory, name)) for name in os.listdir(self.directory)]
+        self.assertEqual([(p.st_size, p.st_blocks) for p in parts], [(0, 0)] * 8)
+
+    def test_trackingGrowsWithData(self):
+        """Chunk state grows with the chunks that arrive, never beyond MAX_AHEAD past the prefix."""
+        self.endpoint.max_file_size = None
+        self.announce(1, 2**40)
+        (incoming,) = self.endpoint._incoming.values()
+        self.data(1, 1000, 1, b"x" * 512)
+        self.assertEqual(len(incoming.received), 1001)
+        self.data(1, transfer.MAX_AHEAD, 2, b"x" * 512)  # one past the limit
+        self.data(1, 2**31 - 1, 3, b"x" * 512)  # the last chunk
+        self.assertEqual(len(incoming.received), 1001)  # neither was kept
+        self.assertEqual((incoming.count, incoming.cum, incoming.hi), (1, 0, transfer.MAX_AHEAD))
+        # the ACK (at once: a gap, then too far) lists what is missing up to the limit
+        ack = self.transport.written[-1][0]
+        self.assertEqual(kind(ack), transfer.ACK)
+        _seq, _echo, cum, hi, _window, nranges = transfer.ACK_BODY.unpack_from(ack, transfer.HEADER.size)
+        ranges = [
+            transfer.RANGE.unpack_from(ack, transfer.HEADER.size + transfer.ACK_BODY.size + 8 * i)
+            for i in range(nranges)
+        ]
+        self.assertEqual((cum, hi, ranges), (0, transfer.MAX_AHEAD, [(0, 1000), (1001, transfer.MAX_AHEAD)]))
+        self.data(1, transfer.MAX_AHEAD - 1, 4, b"x" * 512)
+        self.assertEqual(len(incoming.received), transfer.MAX_AHEAD)
+        self.assertEqual(incoming.count, 2)
+
+    def test_reservedAcrossTransfers(self):
+        """The free space is shared: an announcement must fit in what the others left."""
+        self.free = 100 * 1048576
+        self.assertEqual(self.announce(1, 60 * 1048576, ("10.0.0.1", 1)), transfer.ACCEPT)
+        self.assertEqual(self.announce(2, 50 * 1048576, ("10.0.0.2", 1)), transfer.FAIL)
+        self.assertEqual(self.announce(3, 40 * 1048576, ("10.0.0.3", 1)), transfer.ACCEPT)
+        self.assertEqual(self.announce(4, 1, ("10.0.0.4", 1)), transfer.FAIL)
+        self.assertEqual(
+            self.reasons(),
+            [
+                "the receiver refused the file: not enough disk space for 50.0 MiB",
+                "the receiver refused the file: not enough disk space for 0.0 MiB",
+            ],
+        )
+        # a transfer that ends releases its reservation
+        self.endpoint.datagramReceived(
+            transfer.HEADER.pack(transfer.MAGIC, transfer.FAIL, 1) + b"bye", ("10.0.0.1", 1)
+        )
+        self.assertEqual(self.announce(5, 50 * 1048576, ("10.0.0.5", 1)), transfer.ACCEPT)
+        # what arrived is no longer reserved (the disk's free space shows it)
+        incoming = self.endpoint._incoming[(("10.0.0.5", 1), 5)]
+        self.assertEqual(incoming.remaining(), 50 * 1048576)
+        incoming.count = 10
+        self.assertEqual(incoming.remaining(), 50 * 1048576 - 10 * 512)
+
+    def test_perPeerLimit(self):
+        """At most MAX_INCOMING_PER_PEER transfers at once from one IP address, whatever the port."""
+        for port in range(transfer.MAX_INCOMING_PER_PEER):
+            self.assertEqual(self.announce(port, 1000, ("10.0.0.1", 7000 + port)), transfer.ACCEPT)
+        self.assertEqual(self.announce(99, 1000, ("10.0.0.1", 7999)), transfer.FAIL)
+        self.assertEqual(
+            self.reasons(), ["the receiver refused the file: too many transfers at once from 10.0.0.1"]
+        )
+        self.assertEqual(self.announce(100, 1000, ("10.0.0.2", 7000)), transfer.ACCEPT)
+        # a repeated announcement of an accepted transfer is still answered
+        self.assertEqual(self.announce(0, 1000, ("10.0.0.1", 7000)), transfer.ACCEPT)
+
+    def test_globalLimit(self):
+        for number in range(transfer.MAX_INCOMING):
+            source = (f"10.0.{number}.1", 7000)
+            self.assertEqual(self.announce(number, 1000, source), transfer.ACCEPT)
+        self.assertEqual(self.announce(99, 1000, ("10.1.0.1", 7000)), transfer.FAIL)
+        self.assertEqual(self.reasons(), ["the receiver refused the file: too many transfers at once"])
+        self.assertEqual(len(os.listdir(self.directory)), transfer.MAX_INCOMING)
+
+    def test_maxFileSize(self):
+        """Larger than max_file_size (16 GiB by default): refused, with the limit."""
+        self.assertEqual(self.endpoint.max_file_size, 16 * 2**30)
+        self.assertEqual(self.announce(1, 16 * 2**30 + 1), transfer.FAIL)
+        self.assertEqual(self.announce(2, 16 * 2**30, ("10.0.0.1", 1)), transfer.ACCEPT)
+        small = self.make(max_file_size=1000)
+        self.assertEqual(self.announce(3, 1001, endpoint=small), transfer.FAIL)
+        self.assertEqual(self.announce(4, 1000, endpoint=small), transfer.ACCEPT)
+        reasons = [
+            "the receiver refused the file: the file is too large (16 GiB; the limit is 16 GiB)",
+            "the receiver refused the file: the file is too large (1001 bytes; the limit is 1000 bytes)",
+        ]
+        self.assertEqual(self.reasons(), reasons)
+        fail = self.transport.written[-2][0]
+        self.assertEqual(kind(fail), transfer.FAIL)
+        self.assertEqual(transfer._decode_reason(fail), reasons[1])
+        self.assertRaises(ValueError, self.make, max_file_size=-1)
+
+    def test_settledForgotten(self):
+        """Finished transfers are remembered (to answer late datagrams) up to MAX_SETTLED."""
+        self.patch(transfer, "MAX_SETTLED", 3)
+        for number in range(6):
+            source = ("10.0.0.1", 7000 + number)
+            self.assertEqual(self.announce(number, 1000, source), transfer.ACCEPT)
+            self.endpoint.datagramReceived(
+                transfer.HEADER.pack(transfer.MAGIC, transfer.FAIL, number) + b"bye", source
+            )
+        self.assertEqual(sorted(tid for _addr, tid in self.endpoint._incoming), [3, 4, 5])
+        self.assertEqual(sorted(tid for _addr, tid in self.endpoint._settled), [3, 4, 5])
+        self.assertEqual(len(self.clock.getDelayedCalls()), 3)  # their expiry
+        self.clock.advance(10)
+        self.assertEqual((self.endpoint._incoming, self.endpoint._settled), ({}, {}))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SenderRefusedTests(TransferTestsMixin, SynchronousTestCase):
+    """What the presenter is told when the receiver refuses a file."""
+
+    def test_tooLargeForReceiver(self):
+        self.bob.max_file_size = 40_000
+        outcome, _data = self.send(size=50_000)
+        self.network.run(lambda: outcome)
+        [failure] = outcome
+        reason = "the receiver refused the file: the file is too large (48.8 KiB; the limit is 39.1 KiB)"
+        self.assertEqual(failure.value.reason, reason)
+        self.assertEqual(self.alice_listener.failed, [("send", "127.0.0.1:5002", "clip.mp4", reason)])
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertEqual(self.inbox_files(), [])
+
+
+class SmallTrackingTests(DeliveryTests):
+    """
+    The delivery tests with the chunk tracking at its limits: MAX_AHEAD below
+    the window (chunks too far ahead are dropped and resent), the prefix
+    forgotten every 4 chunks.
+    """
+
+    def setUp(self):
+        self.patch(transfer, "MAX_AHEAD", 8)
+        self.patch(transfer, "TRACK_TRIM", 4)
+        super().setUp()
+
+    def test_trackingStaysSmall(self):
+        sizes = []
+        original = transfer._Incoming.data
+
+        def data(incoming, datagram):
+            original(incoming, datagram)
+            if incoming.received is not None:
+                sizes.append(len(incoming.received))
+
+        self.patch(transfer._Incoming, "data", data)
+        rng = random.Random(3)
+        self.network.tamper = lambda s, d, datagram: [] if rng.random() < 0.1 else [datagram]
+        outcome, data_ = self.send(size=300 * 1024)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data_)
+        self.assertLessEqual(max(sizes), 4 + 8)
 
 
 class OptionTests(SynchronousTestCase):
