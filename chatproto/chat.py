@@ -249,9 +249,12 @@ class Chat:
             return
         open_logs[group_log] = None
         if len(open_logs) > MAX_OPEN_GROUP_LOGS:
-            # Its group still exists; the log just gives back its descriptor.
-            oldest, _ = open_logs.popitem(last=False)
-            oldest.release()
+            # The least recently used log with nothing waiting gives back its
+            # descriptor (its group still exists); none is flushed here.
+            for candidate in open_logs:
+                if candidate.release():
+                    del open_logs[candidate]
+                    break
 
     def _remove_group(self, group: Group) -> None:
         self.store.remove_group(group)

@@ -141,21 +141,27 @@ class RecordLog:
             self._open()
             os.close(old)
 
-    def release(self) -> None:
+    def release(self) -> bool:
         """
         Give the file descriptor back (many groups, few of them busy); the
-        next write opens the file again. Records already written are made as
-        durable as the journal promises first.
+        next write opens the file again. Only a log with nothing waiting for
+        the journal's batch can: what it wrote is as durable as the journal
+        promises already. Return whether it did.
         """
+        if self._pending:
+            return False
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        return True
+
+    def close(self) -> None:
         self.write_pending()
         if self._fd is not None:
             if self._journal.durable:
                 os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-
-    def close(self) -> None:
-        self.release()
 
 
 def write_file_atomically(path: str, parts, durable: bool = True) -> None:
