@@ -24,6 +24,7 @@ DEFAULT_MAX_OUTPUT = 1024 * 1024
 WELCOME = "Welcome to chatproto!"
 INVALID_COMMAND = "Error. Invalid command!"
 WELCOME_LINE = f"OK {WELCOME}\n".encode()
+NO_OTHER_ACTIVE_USER = b"OK no other active user\n"
 GROUP_SENT_LINE = b"OK Group chat message sent.\n"
 NOT_SAVED_LINE = b"ERR Server error: the message could not be saved\n"
 NOT_SAVED_LOGIN_LINE = b"ERR Server error: the login could not be recorded. Please try again later\n"
@@ -307,7 +308,9 @@ class ChatLineProtocol(LineReceiver):
             self.transport.loseConnection()
 
     def _reply(self, tag: bytes, text: str) -> None:
-        data = tag + text.encode("utf-8", "surrogateescape") + b"\n" if text else tag.rstrip() + b"\n"
+        self._reply_line(tag + text.encode("utf-8", "surrogateescape") + b"\n" if text else tag.rstrip() + b"\n")
+
+    def _reply_line(self, data: bytes) -> None:
         # A reply never overtakes a log write made before it: wait for the
         # journal's batch when one is pending.
         if self._held is None and self.chat.journal.pending:
@@ -494,7 +497,7 @@ class ChatLineProtocol(LineReceiver):
         split_args(args, "activeuser", 0)
         others = self.chat.other_active_users(self.user)
         if not others:
-            self.ok("no other active user")
+            self._reply_line(NO_OTHER_ACTIVE_USER)
             return
         for other in others:
             self.data(f"{other.name}, {other.ip}, {other.udp_port}, active since {other.since}.")
