@@ -308,7 +308,10 @@ class ChatLineProtocol(LineReceiver):
             self.transport.loseConnection()
 
     def _reply(self, tag: bytes, text: str) -> None:
-        self._reply_line(tag + text.encode("utf-8", "surrogateescape") + b"\n" if text else tag.rstrip() + b"\n")
+        if text:
+            self._reply_line(tag + text.encode("utf-8", "surrogateescape") + b"\n")
+        else:
+            self._reply_line(tag.rstrip() + b"\n")
 
     def _reply_line(self, data: bytes) -> None:
         # A reply never overtakes a log write made before it: wait for the
