@@ -11,7 +11,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from .accounts import CredentialsFile
-from .chat import Chat
+from .chat import MESSAGELOG, USERLOG, Chat
 from .protocol import DEFAULT_MAX_OUTPUT, ChatServerFactory
 
 log = Logger()
@@ -85,6 +85,28 @@ def parse_limits(options) -> dict:
 LOCK_FILE = ".chatproto.lock"
 
 
+def is_server_file(name: str) -> bool:
+    return name in (USERLOG, MESSAGELOG) or name.endswith("_messageLog.txt")
+
+
+def remove_stale_temporaries(directory: str, owned) -> None:
+    """Remove C{.NAME.XXXXXXXX.tmp} files (L{write_file_atomically}'s) of the files C{owned(NAME)}."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(".") and name.endswith(".tmp")):
+            continue
+        target = name[1:-len(".tmp")].rsplit(".", 1)[0]
+        if owned(target):
+            try:
+                os.unlink(os.path.join(directory, name))
+                log.info("Removed {name}, left by an interrupted rewrite", name=name)
+            except OSError:
+                pass
+
+
 class DataDirectoryInUse(OSError):
     """Another server holds the data directory: two would tear each other's files."""
 
@@ -129,6 +151,10 @@ class ChatService(service.Service):
         L{DataDirectoryInUse} or OSError when they cannot be.
         """
         self._lock = lock_data_directory(self.data_dir)
+        # Temporary files of rewrites cut short by a crash: nobody else writes here now.
+        remove_stale_temporaries(self.data_dir, is_server_file)
+        credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
+        remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
         accounts = CredentialsFile(self.credentials_path).load()
         self.chat = Chat(accounts, self.data_dir, self.clock, self.attempts, durable=self.durable)
         self.factory = ChatServerFactory(self.chat, self.max_output, **self.limits)

@@ -150,3 +150,28 @@ class LockoutWhileBlockedTests(SynchronousTestCase):
         clock.advance(5)
         self.assertFalse(lockout.is_blocked("Yoda"))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class StaleTemporaryFileTests(SynchronousTestCase):
+    def test_interrupted_rewrites_are_cleaned_at_start(self):
+        import shutil
+
+        from chatproto.app import ChatService
+
+        d = tempfile.mkdtemp()
+        self.addCleanup(shutil.rmtree, d)
+        with open(os.path.join(d, "credentials.txt"), "w") as f:
+            f.write("Yoda wise@!man\n")
+        stale = [".credentials.txt.k3j4h5.tmp", ".messagelog.txt.a1b2c3.tmp", ".Jedi_messageLog.txt.x9y8z7.tmp",
+                 ".userlog.txt.q1w2e3.tmp"]
+        kept = [".notes.txt.abcdef.tmp", "credentials.txt", "holiday.tmp"]
+        for name in stale + kept[:1] + kept[2:]:
+            with open(os.path.join(d, name), "w") as f:
+                f.write("partial")
+        service = ChatService(os.path.join(d, "credentials.txt"), d, 3, clock=task.Clock())
+        service.load()
+        self.addCleanup(os.close, service._lock)
+        self.addCleanup(service.chat.close)
+        names = set(os.listdir(d))
+        self.assertFalse(names & set(stale))
+        self.assertTrue(set(kept) <= names)
