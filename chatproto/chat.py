@@ -143,6 +143,7 @@ class Chat:
         self._group_logs: set[RecordLog] = set()
         self._open_group_logs: OrderedDict[RecordLog, None] = OrderedDict()
         self.passwords = Passwords(clock)
+        self.journal.after_flush.append(self._trim_group_logs)
         self.portal = Portal(self, [PasswordChecker(accounts, self.passwords)])
 
     # Login and logout
@@ -249,18 +250,33 @@ class Chat:
             return
         open_logs[group_log] = None
         if len(open_logs) > MAX_OPEN_GROUP_LOGS:
-            # The least recently used log with nothing waiting gives back its
-            # descriptor (its group still exists); none is flushed here.
-            for candidate in open_logs:
-                if candidate.release():
-                    del open_logs[candidate]
-                    break
+            self._trim_group_logs()
+
+    def _trim_group_logs(self) -> None:
+        """
+        The least recently used logs with nothing waiting give back their
+        descriptors (their groups still exist); none is flushed here. Runs
+        after every journal flush too, for logs that were busy before it.
+        """
+        open_logs = self._open_group_logs
+        if len(open_logs) <= MAX_OPEN_GROUP_LOGS:
+            return
+        for candidate in list(open_logs):
+            if candidate.release():
+                del open_logs[candidate]
+                if len(open_logs) <= MAX_OPEN_GROUP_LOGS:
+                    return
 
     def _remove_group(self, group: Group) -> None:
         self.store.remove_group(group)
         self._group_logs.discard(group.log)
         self._open_group_logs.pop(group.log, None)
-        group.log.close()
+        try:
+            group.log.close()
+        except OSError:
+            # Its last records are lost: the journal turns their
+            # acknowledgements into errors. The group is gone all the same.
+            log.failure("closing {path}", path=group.log.path)
 
     def create_group(self, owner: ActiveUser, name: str, usernames: list[str],
                      broadcast: bool = False) -> Group:

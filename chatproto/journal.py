@@ -119,15 +119,18 @@ class RecordLog:
     def write_pending(self) -> None:
         pending, self._pending = self._pending, []
         if pending:
-            fd = self._fd if self._fd is not None else self._open()
-            size = os.fstat(fd).st_size
+            size = None
             try:
+                fd = self._fd if self._fd is not None else self._open()
+                size = os.fstat(fd).st_size
                 _write_all(fd, b"".join(pending))
             except OSError:
                 # Never leave a torn record; the numbers of the lost records
-                # are given out again.
+                # are given out again, and their acknowledgements become errors.
                 self.last_seq -= len(pending)
-                _truncate(fd, size)
+                if size is not None:
+                    _truncate(fd, size)
+                self._journal.note_failure(self)
                 raise
 
     def sync(self) -> None:
@@ -156,12 +159,14 @@ class RecordLog:
         return True
 
     def close(self) -> None:
-        self.write_pending()
-        if self._fd is not None:
-            if self._journal.durable:
+        try:
+            self.write_pending()
+            if self._fd is not None and self._journal.durable:
                 os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
 
 def write_file_atomically(path: str, parts, durable: bool = True) -> None:
@@ -313,6 +318,7 @@ class Journal:
         self._waiting: list = []
         self._call = None
         self.after_flush: list = []  # called at the end of every flush (the output batch)
+        self._failed: set = set()
 
     @property
     def pending(self) -> bool:
@@ -321,6 +327,15 @@ class Journal:
     def mark(self, log_file) -> None:
         """C{log_file} has records to write in this turn's batch."""
         self._dirty.append(log_file)
+        self._schedule()
+
+    def note_failure(self, log_file) -> None:
+        """
+        Records of C{log_file} waiting for this batch were lost by a write
+        made outside L{flush} (a rewrite or a close): their acknowledgements
+        become errors at the next flush.
+        """
+        self._failed.add(log_file)
         self._schedule()
 
     def when_durable(self, callback) -> None:
@@ -349,15 +364,21 @@ class Journal:
                 log_file.write_pending()
                 if self.durable:
                     log_file.sync()
-            except OSError:
+            except Exception:  # noqa: BLE001 - an OSError, mostly; the other logs go on
                 # This log's records of the batch are not written (and any
-                # part of them is cut off again); the others go on.
+                # part of them is cut off again).
                 log.failure("Cannot write {path}", path=log_file.path)
                 failed.add(log_file)
+        if self._failed:  # records lost by a write outside this flush (see note_failure)
+            failed |= self._failed
+            self._failed = set()
         for callback in waiting:
             try:
                 callback(failed)
             except Exception:  # noqa: BLE001 - one failed acknowledgement must not stop the rest
                 log.failure("while acknowledging a durable write")
         for callback in self.after_flush:
-            callback()
+            try:
+                callback()
+            except Exception:  # noqa: BLE001
+                log.failure("after a journal flush")

@@ -170,7 +170,11 @@ class OutputBatch:
             return
         dirty, self._dirty = self._dirty, []
         for protocol in dirty:
-            protocol.send_output()
+            try:
+                protocol.send_output()
+            except Exception:  # noqa: BLE001 - one broken connection must not stop the others' output
+                protocol._out = None
+                log.failure("sending output to {peer}", peer=getattr(protocol, "host", None))
 
     def stop(self) -> None:
         self.flush()
@@ -257,7 +261,12 @@ class ChatLineProtocol(LineReceiver):
         self.transport.registerProducer(self._output, True)
 
     def connectionLost(self, reason):
+        # Protocol never clears `connected`; every "is it still there?" check
+        # (a login or a password check that ends later, held output) reads it.
+        self.connected = 0
+        self._dropped = True
         self._held = None
+        self._out = None
         if self.user is not None:
             user, self.user = self.user, None
             self.chat.logout(user)
@@ -384,6 +393,8 @@ class ChatLineProtocol(LineReceiver):
         if self._busyReceiving:
             self._buffer += data
             return
+        if self._dropped:
+            return  # gone, or dropped for not reading: nothing more it sent is acted on
         self._busyReceiving = True
         try:
             self._buffer += data
@@ -406,6 +417,9 @@ class ChatLineProtocol(LineReceiver):
                         self.err("Line too long")
                     else:
                         self.lineReceived(line)
+                if self.paused:  # the last line paused: what follows waits for its reply
+                    self._buffer = rest + self._buffer
+                    return
                 if len(rest) > self.MAX_LENGTH:
                     self.err("Line too long")
                     self._discarding = True

@@ -376,3 +376,88 @@ class DiskFullTests(SynchronousTestCase):
         self.assertEqual(leia.send("LOGIN leia alderaan 6002"), ["OK Welcome to chatproto!"])
         self.assertEqual([line.split("; ")[2] for line in self.f.read("userlog.txt").splitlines()],
                          ["Yoda", "Hans", "leia"])
+
+
+class LateAnswerTests(SynchronousTestCase):
+    """Answers that come after the connection is gone, or after a pause."""
+
+    def setUp(self):
+        from twisted.internet import defer
+
+        self.f = ChatFixture(self)
+        yoda = self.f.login("Yoda", "wise@!man")
+        yoda.send("/changepassword wise@!man hashed")  # checks of a hash run "in a thread"
+        yoda.send("/logout")
+        self.pending = []
+
+        def run(function, *args):
+            d = defer.Deferred()
+            self.pending.append((d, function, args))
+            return d
+
+        self.f.chat.passwords._run = run
+
+    def finish_checks(self):
+        while self.pending:
+            d, function, args = self.pending.pop(0)
+            d.callback(function(*args))
+        self.f.clock.advance(0)
+
+    def test_login_that_ends_after_the_connection_is_gone(self):
+        c = self.f.connect()
+        c.protocol.dataReceived(b"LOGIN Yoda hashed 6000\n")
+        c.protocol.connectionLost(None)
+        self.finish_checks()
+        self.assertIsNone(self.f.chat.store.active_user("Yoda"))
+        self.assertNotIn("Yoda", self.f.read("userlog.txt"))
+        self.assertEqual(self.f.connect().send("LOGIN Yoda hashed 6001"), [])  # checked "in a thread" again
+        self.finish_checks()
+
+    def test_long_rest_waits_for_the_paused_reply(self):
+        c = self.f.connect()
+        c.protocol.dataReceived(b"LOGIN Yoda hashed 6000\n" + b"x" * 70000)
+        self.f.clock.advance(0)
+        self.assertEqual(c.output(), [])
+        self.finish_checks()
+        self.assertEqual(c.output(), ["OK Welcome to chatproto!", "ERR Line too long"])
+
+
+class FailureIsolationTests(SynchronousTestCase):
+    def setUp(self):
+        self.f = ChatFixture(self)
+        self.yoda = self.f.login("Yoda", "wise@!man")
+        self.hans = self.f.login("Hans", "falcon*solo")
+
+    def test_write_failure_outside_the_batch_turns_earlier_acks_into_errors(self):
+        import errno
+
+        from chatproto import journal
+
+        def fail(fd, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(journal, "_write_all", fail)
+        out = self.yoda.send_raw(b"/msgto Hans one\n/deletemsg 1\n")
+        self.assertEqual(out, ["ERR Server error: the message could not be saved", "ERR Server error"])
+        self.assertEqual(self.f.read("messagelog.txt"), "")
+        self.flushLoggedErrors(OSError)
+
+    def test_one_broken_connection_does_not_stop_the_others_output(self):
+        def broken(data):
+            raise RuntimeError("broken transport")
+
+        self.hans.transport.write = broken
+        self.assertRegex(self.yoda.send("/msgto Hans hi")[0], "^OK message sent at")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.yoda.send("/activeuser")[-1], "OK")
+        self.assertRegex(self.yoda.send("/msgto Hans again")[0], "^OK message sent at")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_descriptors_trimmed_after_a_busy_turn(self):
+        from chatproto import chat
+
+        self.patch(chat, "MAX_OPEN_GROUP_LOGS", 3)
+        for i in range(10):
+            self.yoda.send(f"/creategroup G{i} Hans")
+        self.yoda.send_raw(b"".join(f"/groupmsg G{i} hi\n".encode() for i in range(10)))
+        self.assertLessEqual(len(self.f.chat._open_group_logs), 3)
