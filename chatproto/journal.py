@@ -17,6 +17,7 @@ from twisted.logger import Logger
 log = Logger()
 
 SEPARATOR = "; "
+RETRY_SECONDS = 1.0  # after a failed userlog.txt write
 # Readers split on the first three "; "; characters that would end a line in
 # any common reader (str.splitlines) must not reach a record.
 _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
@@ -247,6 +248,7 @@ class ActiveUserLog:
         self._appends: list[bytes] = []
         self._rewrite = False
         self._marked = False  # in the journal's batch
+        self._retry = None  # a later rewrite after a failed one
         write_file_atomically(path, [b""], journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
@@ -281,7 +283,8 @@ class ActiveUserLog:
             try:
                 write_file_atomically(self.path, [self.render()], self._journal.durable)
             except OSError:
-                self._rewrite = True  # the old file stands; the next change rewrites it
+                self._rewrite = True  # the old file stands
+                self._retry_later()
                 raise
             os.close(self._fd)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
@@ -293,12 +296,21 @@ class ActiveUserLog:
             except OSError:
                 _truncate(self._fd, size)
                 self._rewrite = True
+                self._retry_later()
                 raise
+
+    def _retry_later(self) -> None:
+        # Not at once (a full disk would spin the reactor), but not only at
+        # the next login or logout either: the file must come right by itself.
+        if self._retry is None or not self._retry.active():
+            self._retry = self._journal.clock.callLater(RETRY_SECONDS, self._mark)
 
     def sync(self) -> None:
         os.fsync(self._fd)
 
     def close(self) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
         self.write_pending()
         os.close(self._fd)
 

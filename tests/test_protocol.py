@@ -461,3 +461,28 @@ class FailureIsolationTests(SynchronousTestCase):
             self.yoda.send(f"/creategroup G{i} Hans")
         self.yoda.send_raw(b"".join(f"/groupmsg G{i} hi\n".encode() for i in range(10)))
         self.assertLessEqual(len(self.f.chat._open_group_logs), 3)
+
+
+class UserlogRetryTests(SynchronousTestCase):
+    def test_failed_userlog_rewrite_is_retried_by_itself(self):
+        import errno
+
+        from chatproto import journal
+
+        f = ChatFixture(self)
+        f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        original = journal.write_file_atomically
+
+        def fail(path, parts, durable=True):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        self.patch(journal, "write_file_atomically", fail)
+        hans.send("/logout")  # the rewrite that drops Hans fails
+        self.flushLoggedErrors(OSError)
+        self.assertIn("; Hans; ", f.read("userlog.txt"))
+        self.patch(journal, "write_file_atomically", original)  # the disk has room again
+        f.clock.advance(journal.RETRY_SECONDS)  # nobody logs in or out meanwhile
+        f.clock.advance(0)
+        self.assertEqual([line.split("; ")[2] for line in f.read("userlog.txt").splitlines()], ["Yoda"])
+        self.assertEqual(f.clock.getDelayedCalls(), [])
