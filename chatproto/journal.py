@@ -315,6 +315,35 @@ class ActiveUserLog:
         os.close(self._fd)
 
 
+class EndOfTurn:
+    """
+    Calls C{function} once, at the end of the current reactor turn, however
+    often it is asked to during the turn (C{callLater(0)} on the clock).
+    """
+
+    __slots__ = ("_call", "_clock", "_function")
+
+    def __init__(self, clock, function):
+        self._clock = clock
+        self._function = function
+        self._call = None
+
+    @property
+    def pending(self) -> bool:
+        return self._call is not None
+
+    def schedule(self) -> None:
+        if self._call is None:
+            self._call = self._clock.callLater(0, self._function)
+
+    def cancel(self) -> None:
+        """The work is being done now: no later call for it."""
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+
+
 class Journal:
     """
     Writes the pending records of every log once per reactor turn, then runs
@@ -328,13 +357,13 @@ class Journal:
         self.durable = durable
         self._dirty: list = []
         self._waiting: list = []
-        self._call = None
+        self._turn = EndOfTurn(clock, self.flush)
         self.after_flush: list = []  # called at the end of every flush (the output batch)
         self._failed: set = set()
 
     @property
     def pending(self) -> bool:
-        return self._call is not None
+        return self._turn.pending
 
     def mark(self, log_file) -> None:
         """C{log_file} has records to write in this turn's batch."""
@@ -360,14 +389,10 @@ class Journal:
         self._schedule()
 
     def _schedule(self) -> None:
-        if self._call is None:
-            self._call = self.clock.callLater(0, self.flush)
+        self._turn.schedule()
 
     def flush(self) -> None:
-        if self._call is not None:
-            if self._call.active():
-                self._call.cancel()
-            self._call = None
+        self._turn.cancel()
         dirty, self._dirty = self._dirty, []
         waiting, self._waiting = self._waiting, []
         failed = set()

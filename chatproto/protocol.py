@@ -15,6 +15,7 @@ from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from .chat import Chat
+from .journal import EndOfTurn
 from .errors import HAS_WHITESPACE, PASSWORD_CHANGED, ChatError, LoginFailed, UsageError
 
 log = Logger()
@@ -149,22 +150,17 @@ class OutputBatch:
     """
 
     def __init__(self, clock, journal):
-        self.clock = clock
         self.journal = journal
         self._dirty: list = []
-        self._call = None
+        self._turn = EndOfTurn(clock, self.flush)
         journal.after_flush.append(self.flush)
 
     def add(self, protocol) -> None:
         self._dirty.append(protocol)
-        if self._call is None:
-            self._call = self.clock.callLater(0, self.flush)
+        self._turn.schedule()
 
     def flush(self) -> None:
-        if self._call is not None:
-            if self._call.active():
-                self._call.cancel()
-            self._call = None
+        self._turn.cancel()
         if self.journal.pending:
             self.journal.flush()  # which ends by calling this again
             return
