@@ -363,6 +363,11 @@ def make_console():
 
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--help"], ["-h"]):
+        print(USAGE)
+        print("  UDP_PORT: where this client receives files from other clients (/p2pvideo)")
+        print("  --p2p-timeout SECONDS: give a silent transfer up after this long (default 10)")
+        sys.exit(0)
     try:
         host, server_port, udp_port, p2p_timeout = parse_arguments(argv)
     except ValueError as e:

@@ -270,3 +270,7 @@ class ArgumentTests(SynchronousTestCase):
                                 env=child_env(), capture_output=True, timeout=20, text=True)
         self.assertEqual(result.returncode, 2)
         self.assertTrue(result.stderr.startswith("Usage: "))
+        result = subprocess.run([sys.executable, "-m", "chatproto.client", "--help"],
+                                env=child_env(), capture_output=True, timeout=20, text=True)
+        self.assertEqual(result.returncode, 0)
+        self.assertTrue(result.stdout.startswith("Usage: python -m chatproto.client"))
