@@ -100,17 +100,7 @@ def main(argv=None) -> int:
                                                       "profile-stacks.txt"))
     args = parser.parse_args(argv)
     loadgen.raise_nofile()
-    status = []
-
-    async def go(reactor):
-        status.append(await run(reactor, args))
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
-    except SystemExit as e:
-        if e.code:
-            raise
-    return status[0] if status else 1
+    return servers.react_main(run, args)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import loadgen
 import servers
-from twisted.internet import defer, task
 
 PROFILES = {
     "smoke": {
@@ -378,17 +377,7 @@ def main(argv=None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the servers' directories")
     args = parser.parse_args(argv)
     loadgen.raise_nofile()
-    status = []
-
-    async def go(reactor):
-        status.append(await run(reactor, args))
-
-    try:
-        task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
-    except SystemExit as e:
-        if e.code:
-            raise
-    return status[0] if status else 1
+    return servers.react_main(run, args)
 
 
 if __name__ == "__main__":

@@ -134,3 +134,20 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
             transport.signalProcess("KILL")
         raise ServerFailed(f"{kind}: {e}\n{tail(log_path)}") from None
     return RunningServer(kind, proc, transport, host, port, data_dir)
+
+
+def react_main(run, args) -> int:
+    """Run the coroutine C{run(reactor, args)} under the reactor; return its exit status."""
+    from twisted.internet import defer, task
+
+    status = []
+
+    async def go(reactor):
+        status.append(await run(reactor, args))
+
+    try:
+        task.react(lambda reactor: defer.ensureDeferred(go(reactor)))
+    except SystemExit as e:
+        if e.code:
+            raise
+    return status[0] if status else 1
