@@ -55,7 +55,7 @@ def command(kind: str, data_dir: str, credentials: str):
 
 
 def ours_available() -> bool:
-    return os.path.exists(os.path.join(REPO, "chatproto", "server.py"))
+    return os.path.exists(os.path.join(REPO, "chatproto", "server", "__init__.py"))
 
 
 class ServerFailed(Exception):

@@ -171,7 +171,7 @@ class LineConsoleTests(SynchronousTestCase):
     def test_last_line_without_newline_is_entered(self):
         from twisted.internet.testing import StringTransport
 
-        from chatproto.console import LineConsole
+        from chatproto.client.console import LineConsole
 
         entered = []
 

@@ -156,7 +156,7 @@ class StaleTemporaryFileTests(SynchronousTestCase):
     def test_interrupted_rewrites_are_cleaned_at_start(self):
         import shutil
 
-        from chatproto.app import ChatService
+        from chatproto.server.app import ChatService
 
         d = tempfile.mkdtemp()
         self.addCleanup(shutil.rmtree, d)

@@ -12,7 +12,7 @@ import pytest_twisted
 from twisted.internet import defer, endpoints, protocol, reactor
 from twisted.protocols.basic import LineReceiver
 
-from chatproto.app import ChatService
+from chatproto.server.app import ChatService
 
 from .harness import DEMO_CREDENTIALS
 

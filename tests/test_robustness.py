@@ -557,7 +557,7 @@ class LimitOptionsTests(SynchronousTestCase):
     def test_server_and_twistd_options(self):
         from twisted.python import usage
 
-        from chatproto.app import Options
+        from chatproto.server.app import Options
         from chatproto.server import ServerOptions, options_first
 
         directory = os.path.abspath(self.mktemp())

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from chatproto import client as client_module
 from chatproto.client import COMMAND_PROMPT, ChatClient
-from chatproto.terminal import (
+from chatproto.client.terminal import (
     PROGRESS_INTERVAL,
     SHUTDOWN_WAIT,
     RawTerminal,

@@ -1,5 +1,5 @@
 from twisted.application.service import ServiceMaker
 
 chat = ServiceMaker(
-    "chatproto", "chatproto.app", "chatproto: multi-user messaging service", "chat"
+    "chatproto", "chatproto.server.app", "chatproto: multi-user messaging service", "chat"
 )

@@ -16,7 +16,7 @@ import sys
 from twisted.internet import defer, protocol
 from twisted.protocols.basic import LineReceiver
 
-from . import errors
+from .. import errors
 
 COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", "/p2pvideo",
             "/leavegroup", "/changepassword", "/deletemsg", "/deletegroupmsg", "/createbroadcast",
@@ -415,7 +415,7 @@ def main(argv=None) -> None:
 def start_transfers(reactor, udp_port: int, client, idle_timeout: float = 10.0):
     """Bind the UDP port where peers send us files (raises CannotListenError)."""
     try:
-        from .transfer import TransferEndpoint
+        from ..transfer import TransferEndpoint
     except ImportError:
         from twisted.internet.protocol import DatagramProtocol
 

@@ -10,9 +10,9 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
-from .accounts import CredentialsFile
-from .chat import MESSAGELOG, USERLOG, Chat
-from .protocol import DEFAULT_MAX_OUTPUT, ChatServerFactory
+from ..accounts import CredentialsFile
+from ..chat import MESSAGELOG, USERLOG, Chat
+from ..protocol import DEFAULT_MAX_OUTPUT, ChatServerFactory
 
 log = Logger()
 

@@ -18,7 +18,7 @@ from .app import (
     parse_size,
     ready_line,
 )
-from .protocol import DEFAULT_MAX_OUTPUT
+from ..protocol import DEFAULT_MAX_OUTPUT
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
          "[--data-dir DIR] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
