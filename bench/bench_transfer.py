@@ -57,7 +57,12 @@ def apply_tuning() -> None:
     """BENCH_TRANSFER_TUNE="ACK_EVERY=16,INITIAL_WINDOW=32" overrides constants (experiments)."""
     for item in filter(None, os.environ.get("BENCH_TRANSFER_TUNE", "").split(",")):
         name, value = item.split("=")
-        setattr(transfer, name, type(getattr(transfer, name))(value))
+        modules = [m for m in vars(transfer).values() if getattr(m, "__name__", "").startswith("chatproto.transfer.")]
+        owners = [m for m in modules if hasattr(m, name)]
+        if not owners:
+            raise SystemExit(f"BENCH_TRANSFER_TUNE: no constant {name} in chatproto.transfer")
+        for module in owners:  # every module that imported it has its own binding
+            setattr(module, name, type(getattr(module, name))(value))
 
 
 apply_tuning()

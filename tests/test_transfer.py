@@ -24,6 +24,8 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto import transfer
+from chatproto.transfer import endpoint as endpoint_module
+from chatproto.transfer import incoming as incoming_module
 from chatproto.transfer import TransferEndpoint, TransferFailed
 
 ALICE = ("127.0.0.1", 5001)
@@ -392,8 +394,8 @@ class SmallBatchDeliveryTests(DeliveryTests):
     """
 
     def setUp(self):
-        self.patch(transfer, "WORKER_BATCH", 3 * self.chunk_size)
-        self.patch(transfer, "WORKER_QUEUE", 6 * self.chunk_size)
+        self.patch(incoming_module, "WORKER_BATCH", 3 * self.chunk_size)
+        self.patch(incoming_module, "WORKER_QUEUE", 6 * self.chunk_size)
         super().setUp()
 
     def test_batching(self):
@@ -492,12 +494,12 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
 
     def test_writeError(self):
         """The receiver's worker thread cannot write: both sides are told, nothing is left."""
-        self.patch(transfer, "WORKER_BATCH", 2 * self.chunk_size)
+        self.patch(incoming_module, "WORKER_BATCH", 2 * self.chunk_size)
 
         def pwritev(fd, buffers, offset):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-        self.patch(transfer.os, "pwritev", pwritev)
+        self.patch(incoming_module.os, "pwritev", pwritev)
         outcome, _data = self.send(size=20_000)
         self.network.run(lambda: outcome)
         reason = "cannot write the file: No space left on device"
@@ -755,7 +757,7 @@ class FloodTests(SynchronousTestCase):
         self.listener = Listener()
         self.transport = FakeDatagramTransport()
         self.free = 2**60  # what _free_space says
-        self.patch(transfer, "_free_space", lambda directory: self.free)
+        self.patch(incoming_module, "free_space", lambda directory: self.free)
         self.endpoint = self.make()
 
     def make(self, **kwargs):
@@ -813,10 +815,10 @@ class FloodTests(SynchronousTestCase):
         (incoming,) = self.endpoint._incoming.values()
         self.data(1, 1000, 1, b"x" * 512)
         self.assertEqual(len(incoming.received), 1001)
-        self.data(1, transfer.MAX_AHEAD, 2, b"x" * 512)  # one past the limit
+        self.data(1, incoming_module.MAX_AHEAD, 2, b"x" * 512)  # one past the limit
         self.data(1, 2**31 - 1, 3, b"x" * 512)  # the last chunk
         self.assertEqual(len(incoming.received), 1001)  # neither was kept
-        self.assertEqual((incoming.count, incoming.cum, incoming.hi), (1, 0, transfer.MAX_AHEAD))
+        self.assertEqual((incoming.count, incoming.cum, incoming.hi), (1, 0, incoming_module.MAX_AHEAD))
         # the ACK (at once: a gap, then too far) lists what is missing up to the limit
         ack = self.transport.written[-1][0]
         self.assertEqual(kind(ack), transfer.ACK)
@@ -825,9 +827,9 @@ class FloodTests(SynchronousTestCase):
             transfer.RANGE.unpack_from(ack, transfer.HEADER.size + transfer.ACK_BODY.size + 8 * i)
             for i in range(nranges)
         ]
-        self.assertEqual((cum, hi, ranges), (0, transfer.MAX_AHEAD, [(0, 1000), (1001, transfer.MAX_AHEAD)]))
-        self.data(1, transfer.MAX_AHEAD - 1, 4, b"x" * 512)
-        self.assertEqual(len(incoming.received), transfer.MAX_AHEAD)
+        self.assertEqual((cum, hi, ranges), (0, incoming_module.MAX_AHEAD, [(0, 1000), (1001, incoming_module.MAX_AHEAD)]))
+        self.data(1, incoming_module.MAX_AHEAD - 1, 4, b"x" * 512)
+        self.assertEqual(len(incoming.received), incoming_module.MAX_AHEAD)
         self.assertEqual(incoming.count, 2)
 
     def test_reservedAcrossTransfers(self):
@@ -857,7 +859,7 @@ class FloodTests(SynchronousTestCase):
 
     def test_perPeerLimit(self):
         """At most MAX_INCOMING_PER_PEER transfers at once from one IP address, whatever the port."""
-        for port in range(transfer.MAX_INCOMING_PER_PEER):
+        for port in range(endpoint_module.MAX_INCOMING_PER_PEER):
             self.assertEqual(self.announce(port, 1000, ("10.0.0.1", 7000 + port)), transfer.ACCEPT)
         self.assertEqual(self.announce(99, 1000, ("10.0.0.1", 7999)), transfer.FAIL)
         self.assertEqual(
@@ -868,12 +870,12 @@ class FloodTests(SynchronousTestCase):
         self.assertEqual(self.announce(0, 1000, ("10.0.0.1", 7000)), transfer.ACCEPT)
 
     def test_globalLimit(self):
-        for number in range(transfer.MAX_INCOMING):
+        for number in range(endpoint_module.MAX_INCOMING):
             source = (f"10.0.{number}.1", 7000)
             self.assertEqual(self.announce(number, 1000, source), transfer.ACCEPT)
         self.assertEqual(self.announce(99, 1000, ("10.1.0.1", 7000)), transfer.FAIL)
         self.assertEqual(self.reasons(), ["the receiver refused the file: too many transfers at once"])
-        self.assertEqual(len(os.listdir(self.directory)), transfer.MAX_INCOMING)
+        self.assertEqual(len(os.listdir(self.directory)), endpoint_module.MAX_INCOMING)
 
     def test_maxFileSize(self):
         """Larger than max_file_size (16 GiB by default): refused, with the limit."""
@@ -890,12 +892,12 @@ class FloodTests(SynchronousTestCase):
         self.assertEqual(self.reasons(), reasons)
         fail = self.transport.written[-2][0]
         self.assertEqual(kind(fail), transfer.FAIL)
-        self.assertEqual(transfer._decode_reason(fail), reasons[1])
+        self.assertEqual(transfer.decode_reason(fail), reasons[1])
         self.assertRaises(ValueError, self.make, max_file_size=-1)
 
     def test_settledForgotten(self):
         """Finished transfers are remembered (to answer late datagrams) up to MAX_SETTLED."""
-        self.patch(transfer, "MAX_SETTLED", 3)
+        self.patch(endpoint_module, "MAX_SETTLED", 3)
         for number in range(6):
             source = ("10.0.0.1", 7000 + number)
             self.assertEqual(self.announce(number, 1000, source), transfer.ACCEPT)
@@ -933,20 +935,20 @@ class SmallTrackingTests(DeliveryTests):
     """
 
     def setUp(self):
-        self.patch(transfer, "MAX_AHEAD", 8)
-        self.patch(transfer, "TRACK_TRIM", 4)
+        self.patch(incoming_module, "MAX_AHEAD", 8)
+        self.patch(incoming_module, "TRACK_TRIM", 4)
         super().setUp()
 
     def test_trackingStaysSmall(self):
         sizes = []
-        original = transfer._Incoming.data
+        original = incoming_module.Incoming.data
 
         def data(incoming, datagram):
             original(incoming, datagram)
             if incoming.received is not None:
                 sizes.append(len(incoming.received))
 
-        self.patch(transfer._Incoming, "data", data)
+        self.patch(incoming_module.Incoming, "data", data)
         rng = random.Random(3)
         self.network.tamper = lambda s, d, datagram: [] if rng.random() < 0.1 else [datagram]
         outcome, data_ = self.send(size=300 * 1024)
