@@ -14,9 +14,9 @@ import threading
 from queue import SimpleQueue
 
 from .base import ACK_DELAY, PROGRESS_INTERVAL, Timer
-from .names import final_name
-from .wire import ACCEPT, ACCEPT_BODY, ACK, ACK_BODY, DATA_HEADER, DONE, HASH_BODY, HEADER, MAGIC
-from .wire import MAX_RANGES, encode_fail
+from .names import final_name, store_received
+from .wire import ACCEPT, ACCEPT_BODY, ACK, ACK_BODY, DATA_HEADER, DONE, HASH_BODY, HEADER, HOLD
+from .wire import MAX_RANGES, TAG_SIZE, encode_fail
 
 ACK_EVERY = 8  # data packets per acknowledgement
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
@@ -27,14 +27,164 @@ WORKER_QUEUE = 4 * 1024 * 1024  # bytes of chunks queued for the worker, at most
 READ_BACK = 1024 * 1024  # bytes read back (and hashed) at a time when a gap fills
 
 
+class Offer:
+    """
+    A transfer the server told this client of (C{OFFER}): its id, keys,
+    presenter, the presenter's IP address and the file's base name, and what
+    to do when it is announced (C{decision}: C{"accept"}, C{"ask"} the user,
+    C{"refuse"}).  Only its presenter's authenticated ANNOUNCE starts it.
+
+    States: C{offered} (nothing heard yet), C{asking} (announced; the user
+    decides), C{accepted} (an L{Incoming} runs it), C{refused} (its FAIL is
+    repeated to late announcements).  An offer not announced within
+    C{offer_timeout}, or not decided within C{ask_timeout}, is given up.
+    """
+
+    def __init__(self, endpoint, keys, presenter, presenter_ip, basename, decision):
+        self.endpoint = endpoint
+        self.keys = keys
+        self.tid = keys.tid
+        self.presenter = presenter
+        self.presenter_ip = presenter_ip
+        self.basename = basename
+        self.decision = decision
+        self.state = "offered"
+        self.peer = None  # (IP, port) of its first authenticated ANNOUNCE
+        self.size = self.chunk_size = None
+        self.incoming = None
+        self.reply = b""
+        self.replied_at = -1.0
+        clock = endpoint.clock
+        self.clock = clock
+        self.timer = Timer(clock, self._expire)
+        self.timer.set(clock.seconds() + endpoint.offer_timeout)
+
+    def announced(self, body: bytes, addr) -> None:
+        """An authenticated ANNOUNCE (without its tag) from C{addr}."""
+        if self.incoming is not None:
+            if addr == self.peer:
+                self.incoming.announced_again()
+            return
+        if self.state == "refused":
+            self._repeat_reply()
+            return
+        if self.peer is not None and addr != self.peer:
+            return
+        endpoint = self.endpoint
+        parsed = endpoint._parse_announce(body)
+        if parsed is None:
+            return  # authenticated but malformed: nothing to answer
+        size, chunk_size, presenter, basename = parsed
+        self.peer = addr
+        if presenter != self.presenter or basename != self.basename:
+            self.refuse("the announcement does not match the server's offer")
+            return
+        why = endpoint._check_announce(size, chunk_size)
+        if why is not None:
+            self.refuse(why)
+            return
+        self.size, self.chunk_size = size, chunk_size
+        if self.decision == "refuse":
+            self.refuse("it does not accept files", notify=False)  # the client said so at the OFFER
+        elif self.decision == "ask":
+            if self.state == "offered":
+                self.state = "asking"
+                self.timer.set(self.clock.seconds() + endpoint.ask_timeout)
+                endpoint._notify("transfer_offered", self.tid, self.presenter, self.basename, size)
+            if self.state == "asking":
+                endpoint._write(self.keys.seal(HOLD), addr)
+        else:
+            self.accept()
+
+    def accept(self) -> bool:
+        """Start receiving (the user said yes, or no question was asked); C{False} if too late."""
+        if self.state not in ("offered", "asking"):
+            return False
+        self.decision = "accept"
+        if self.peer is None:
+            return True  # accepted before it was announced
+        endpoint = self.endpoint
+        why = endpoint._check_load(self.size, self.peer)
+        if why is not None:
+            self.refuse(why)
+            return True
+        try:
+            incoming = Incoming(endpoint, self, self.peer, self.size, self.chunk_size)
+        except OSError as e:
+            self.refuse(f"cannot create the file: {e.strerror}")
+            return True
+        self.state = "accepted"
+        self.timer.cancel()
+        self.incoming = incoming
+        endpoint._incoming[self.tid] = incoming
+        incoming.accept()
+        return True
+
+    def refuse(self, why: str, notify: bool = True) -> None:
+        """Tell the presenter (if it announced) and the listener; answer later announcements alike."""
+        if self.state in ("accepted", "refused"):
+            return
+        self.state = "refused"
+        reason = f"the receiver refused the file: {why}"
+        self.reply = encode_fail(self.keys, reason)
+        if self.peer is not None:
+            self._repeat_reply(force=True)
+        # remembered a while, to answer a presenter that did not hear it
+        self.timer.set(self.clock.seconds() + self.endpoint.idle_timeout)
+        if notify:
+            self.endpoint._notify("transfer_failed", "receive", self.presenter, self.basename, reason)
+
+    def presenter_failed(self, reason: str) -> None:
+        if self.incoming is not None:
+            self.incoming.fail(reason, tell_peer=False)
+        elif self.state in ("offered", "asking"):
+            self.state = "refused"
+            self.timer.set(self.clock.seconds() + self.endpoint.idle_timeout)
+            self.endpoint._notify("transfer_failed", "receive", self.presenter, self.basename, reason)
+
+    def _repeat_reply(self, force: bool = False) -> None:
+        now = self.clock.seconds()
+        if self.reply and self.peer is not None and (force or now - self.replied_at >= REPLY_INTERVAL):
+            self.replied_at = now
+            self.endpoint._write(self.reply, self.peer)
+
+    def _expire(self) -> None:
+        endpoint = self.endpoint
+        if self.state == "offered" and self.decision != "refuse":
+            seconds = endpoint.offer_timeout
+            reason = f"no data from {self.presenter} for {seconds:g} seconds"
+            endpoint._notify("transfer_failed", "receive", self.presenter, self.basename, reason)
+        elif self.state == "asking":
+            seconds = endpoint.ask_timeout
+            self.refuse(f"not accepted within {seconds:g} seconds", notify=False)
+            reason = f"you did not accept it within {seconds:g} seconds"
+            endpoint._notify("transfer_failed", "receive", self.presenter, self.basename, reason)
+            return  # refuse() set the timer: forgotten once it fires again
+        if self.incoming is None:
+            endpoint._offers.pop(self.tid, None)
+
+    def stop(self) -> None:
+        self.timer.cancel()
+        if self.incoming is not None:
+            self.incoming.stop()
+        elif self.state == "asking":
+            self.reply = encode_fail(self.keys, "the receiver stopped")
+            self._repeat_reply(force=True)
+        self.state = "refused"
+        self.endpoint._offers.pop(self.tid, None)
+
+
 class Incoming:
     """The receiver's side of one transfer."""
 
-    def __init__(self, endpoint, key, presenter, basename, size, chunk_size):
+    def __init__(self, endpoint, offer, peer, size, chunk_size):
         self.endpoint = endpoint
-        self.key = key
-        self.peer, self.tid = key
-        self.presenter = presenter
+        self.offer = offer
+        self.keys = offer.keys
+        self.key = self.tid = offer.tid
+        self.peer = peer
+        self.presenter = presenter = offer.presenter
+        basename = offer.basename
         self.basename = basename
         self.size = size
         self.chunk_size = chunk_size
@@ -42,7 +192,7 @@ class Incoming:
         self.nchunks = -(-size // chunk_size)
         clock = endpoint.clock
         self.clock = clock
-        self.final_path = os.path.join(endpoint.directory, final_name(presenter, basename))
+        self.final_path = None  # chosen when the file is stored (never over a file not ours)
         fd, self.temp_path = mkstemp(endpoint.directory, final_name(presenter, basename))
         self.fd = fd
         self.state = "receiving"
@@ -93,7 +243,7 @@ class Incoming:
 
     def accept(self) -> None:
         self.endpoint._write(
-            HEADER.pack(MAGIC, ACCEPT, self.tid) + ACCEPT_BODY.pack(self.endpoint._receive_window()),
+            self.keys.seal(ACCEPT, ACCEPT_BODY.pack(self.endpoint._receive_window())),
             self.peer,
         )
 
@@ -112,7 +262,8 @@ class Incoming:
             self._finish()
 
     def announced_again(self) -> None:
-        self.heard()
+        # not heard(): an announcement alone does not keep a transfer alive
+        # (one that never sends data times out, docs/TRANSFER.md)
         if self.state == "receiving":
             self.accept()
         else:
@@ -132,7 +283,7 @@ class Incoming:
             return
         chunk_size = self.chunk_size
         offset = chunk * chunk_size
-        length = len(data) - DATA_HEADER.size
+        length = len(data) - DATA_HEADER.size - TAG_SIZE
         if length != min(chunk_size, self.size - offset):
             return  # malformed
         if seq > self.highest_seq:
@@ -252,7 +403,7 @@ class Incoming:
     def _write_batch(self, batch) -> None:
         fd, header = self.fd, DATA_HEADER.size
         run, run_offset, run_end = [], 0, -1
-        for data, offset, _extends, _start, _end in batch + [(b"", -2, False, 0, 0)]:
+        for data, offset, _extends, _start, _end in batch + [(bytes(TAG_SIZE), -2, False, 0, 0)]:
             if offset != run_end or len(run) >= 512:
                 if run:
                     expected = run_end - run_offset
@@ -263,7 +414,7 @@ class Incoming:
                     if written != expected:
                         raise OSError(errno.ENOSPC, "cannot write the file: no space left on device")
                 run, run_offset, run_end = [], offset, offset
-            payload = memoryview(data)[header:]
+            payload = memoryview(data)[header:-TAG_SIZE]
             run.append(payload)
             run_end += len(payload)
 
@@ -274,7 +425,7 @@ class Incoming:
         for data, _offset, extends, start, end in batch:
             if not extends:
                 continue
-            pending.append(memoryview(data)[header:])
+            pending.append(memoryview(data)[header:-TAG_SIZE])
             if start == end:
                 continue
             digest.update(b"".join(pending))
@@ -335,16 +486,11 @@ class Incoming:
         window = self.endpoint._receive_window()
         self.ack_every = max(1, min(ACK_EVERY, window // 4))
         self.endpoint._write(
-            HEADER.pack(MAGIC, ACK, self.tid)
-            + ACK_BODY.pack(
-                self.highest_seq,
-                self.echo,
-                self.cum,
-                self.hi,
-                window,
-                len(bounds) // 2,
-            )
-            + struct.pack(f"!{len(bounds)}I", *bounds),
+            self.keys.seal(
+                ACK,
+                ACK_BODY.pack(self.highest_seq, self.echo, self.cum, self.hi, window, len(bounds) // 2)
+                + struct.pack(f"!{len(bounds)}I", *bounds),
+            ),
             self.peer,
         )
 
@@ -366,12 +512,13 @@ class Incoming:
             self.fail("the file was corrupted in transit (SHA-256 mismatch)")
             return
         try:
-            os.replace(self.temp_path, self.final_path)
+            directory = self.endpoint.directory
+            self.final_path = store_received(directory, self.temp_path, self.presenter, self.basename)
         except OSError as e:
             self._remove_temp()
             self.fail(f"cannot store the file: {e.strerror}")
             return
-        self._settle("done", HEADER.pack(MAGIC, DONE, self.tid))
+        self._settle("done", self.keys.seal(DONE))
         self.endpoint._notify("transfer_received", self.presenter, self.basename, self.final_path)
 
     def _idle(self) -> None:
@@ -384,7 +531,7 @@ class Incoming:
         self._stop_worker(cancel=True)
         self._close_file()
         self._remove_temp()
-        reply = encode_fail(self.tid, reason)
+        reply = encode_fail(self.keys, reason)
         self._settle("failed", reply if tell_peer else b"")
         if notify:
             self.endpoint._notify("transfer_failed", "receive", self.presenter, self.basename, reason)
@@ -411,6 +558,7 @@ class Incoming:
         self.expire_timer.cancel()
         self.endpoint._incoming.pop(self.key, None)
         self.endpoint._settled.pop(self.key, None)
+        self.endpoint._offers.pop(self.key, None)
 
     def stop(self) -> None:
         self.fail("the receiver stopped", notify=False)

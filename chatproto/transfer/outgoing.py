@@ -12,7 +12,7 @@ from collections import deque
 
 from .base import ACK_DELAY, DEFAULT_RECEIVE_WINDOW, MIN_WINDOW, PROGRESS_INTERVAL, Timer, TransferFailed
 from .wire import ACK_BODY, ANNOUNCE, ANNOUNCE_BODY, DATA, DATA_HEADER, HASH, HASH_BODY, HEADER, MAGIC
-from .wire import MAX_RANGES, RANGE, encode_fail, micros
+from .wire import MAX_RANGES, RANGE, TAG_SIZE, encode_fail, micros
 
 INITIAL_WINDOW = 16  # chunks in flight before the first acknowledgement
 REORDER_THRESHOLD = 3  # a chunk is lost once 3 later packets arrived
@@ -26,9 +26,10 @@ MAX_ANNOUNCE_RETRY = 1.0
 class Outgoing:
     """The presenter's side of one transfer."""
 
-    def __init__(self, endpoint, tid, path, basename, presenter, peer, peer_name, deferred):
+    def __init__(self, endpoint, keys, path, basename, presenter, peer, peer_name, deferred):
         self.endpoint = endpoint
-        self.tid = tid
+        self.keys = keys  # seal what goes to the receiver, check what comes back
+        self.tid = keys.tid
         self.path = path
         self.basename = basename
         self.presenter = presenter
@@ -53,16 +54,16 @@ class Outgoing:
         self.state = "starting"
         presenter_bytes = presenter.encode("utf-8")
         name = basename.encode("utf-8")
-        self.announce = (
-            HEADER.pack(MAGIC, ANNOUNCE, tid)
-            + ANNOUNCE_BODY.pack(self.size, self.chunk_size, len(presenter_bytes), len(name))
+        self.announce = (  # sealed anew (a new number) each time it is sent
+            ANNOUNCE_BODY.pack(self.size, self.chunk_size, len(presenter_bytes), len(name))
             + presenter_bytes
             + name
         )
         # one datagram buffer, reused: the transport sends synchronously
-        self.buffer = bytearray(DATA_HEADER.size + min(self.chunk_size, self.size))
+        self.buffer = bytearray(DATA_HEADER.size + min(self.chunk_size, self.size) + TAG_SIZE)
         self.view = memoryview(self.buffer)
         self.announce_interval = ANNOUNCE_RETRY
+        self.held = False  # the receiver's user is asked (HOLD)
         # sending
         self.next_new = 0  # first chunk never sent
         self.next_seq = 1  # packet number of the next data packet
@@ -110,7 +111,7 @@ class Outgoing:
         self._send_announce()
 
     def _send_announce(self) -> None:
-        self.endpoint._write(self.announce, self.peer)
+        self.endpoint._write(self.keys.seal(ANNOUNCE, self.announce), self.peer)
         self.retry_timer.set(self.clock.seconds() + self.announce_interval)
         self.announce_interval = min(MAX_ANNOUNCE_RETRY, self.announce_interval * 2)
 
@@ -120,6 +121,15 @@ class Outgoing:
         now = self.clock.seconds()
         self.last_heard = now
         self.idle_timer.push(now + self.endpoint.idle_timeout)
+
+    def hold(self) -> None:
+        """The receiver asks its user: keep announcing (slowly) until ACCEPT, FAIL or silence."""
+        if self.state != "announcing":
+            return
+        self.announce_interval = MAX_ANNOUNCE_RETRY
+        if not self.held:
+            self.held = True
+            self.endpoint._notify("transfer_held", self.tid, self.peer_name, self.basename)
 
     def accepted(self, rwnd: int) -> None:
         if self.state != "announcing":
@@ -266,7 +276,8 @@ class Outgoing:
         seq = self.next_seq
         self.next_seq = seq + 1
         stamp = micros(self.clock.seconds())
-        DATA_HEADER.pack_into(self.buffer, 0, MAGIC, DATA, self.tid, chunk, seq, stamp)
+        number = self.keys.next_number()
+        DATA_HEADER.pack_into(self.buffer, 0, MAGIC, DATA, self.tid, number, chunk, seq, stamp)
         try:
             got = os.preadv(self.fd, [view[DATA_HEADER.size : end]], offset)
         except OSError as e:
@@ -279,13 +290,13 @@ class Outgoing:
             self.hash.update(view[DATA_HEADER.size : end])
         self.last_sent[chunk] = seq
         self.sent_packets += 1
-        self.endpoint._write(view[:end], self.peer)
+        self.endpoint._write(view[: self.keys.seal_into(view, end)], self.peer)
         return True
 
     def _send_hash(self) -> None:
         """The SHA-256 of every chunk as first sent; repeated until DONE."""
         self.hash_seq = self.next_seq
-        self.endpoint._write(HEADER.pack(MAGIC, HASH, self.tid) + HASH_BODY.pack(self.digest), self.peer)
+        self.endpoint._write(self.keys.seal(HASH, HASH_BODY.pack(self.digest)), self.peer)
 
     def _retry(self) -> None:
         """
@@ -346,7 +357,7 @@ class Outgoing:
         if self.state in ("done", "failed"):
             return
         if tell_peer and self.state != "starting":
-            self.endpoint._write(encode_fail(self.tid, reason), self.peer)
+            self.endpoint._write(encode_fail(self.keys, reason), self.peer)
         self._close("failed")
         if notify:
             self.endpoint._notify("transfer_failed", "send", self.peer_name, self.basename, reason)
