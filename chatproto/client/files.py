@@ -23,8 +23,8 @@ DEFAULT_POLICY = "all"
 COMMANDS = ("/accept", "/reject")
 OPTION = "--accept-files"
 OPTION_HELP = (
-    "  --accept-files all|ask|none: files other users send you (/p2pvideo): take them all (default),"
-    " ask each time (/accept N or /reject N), or refuse them all"
+    "  --accept-files all|ask|none: files other users send you (/p2pvideo): take them all\n"
+    "      (default), ask each time (answer /accept N or /reject N), or refuse them all"
 )
 _DECISIONS = {"all": "accept", "ask": "ask", "none": "refuse"}
 
@@ -105,7 +105,7 @@ class FileTransfers:
 
     def offer_line(self, text: str) -> None:
         """C{OFFER TRANSFER_ID SECRET PRESENTER PRESENTER_IP FILENAME}: a file is coming to us."""
-        fields = text.split(" ", 4)
+        fields = text.split(None, 4)
         if len(fields) != 5:
             self.show(f"Ignored a malformed file offer from the server: {printable(text, 200)}")
             return

@@ -65,10 +65,11 @@ class Offer:
             if addr == self.peer:
                 self.incoming.announced_again()
             return
-        if self.state == "refused":
-            self._repeat_reply()
-            return
         if self.peer is not None and addr != self.peer:
+            return
+        if self.state == "refused":
+            self.peer = addr  # refused before it was announced: answer its presenter
+            self._repeat_reply()
             return
         endpoint = self.endpoint
         parsed = endpoint._parse_announce(body)
