@@ -18,7 +18,6 @@ class TransferFailed(Exception):
         self.reason = reason
 
 
-
 class Timer:
     """
     A deadline on a clock that can be pushed later cheaply.

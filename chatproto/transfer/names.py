@@ -38,7 +38,7 @@ def check_basename(basename: str) -> str | None:
     Return why C{basename} is not a safe base name, or L{None} if it is.
 
     Refused: empty, C{.} or C{..}, path separators, NUL and other control
-    characters, more than 200 bytes of UTF-8.
+    characters, more than 190 bytes of UTF-8 (so that PRESENTER_BASENAME fits in 255).
     """
     if basename in ("", ".", ".."):
         return "the file name is empty"
