@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import tempfile
 
+import pytest
 import pytest_twisted
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
@@ -17,6 +18,8 @@ from chatproto.core.interfaces import GroupRecord
 from chatproto.storage.ledger import Ledger
 from chatproto.storage.memory import MemoryDatabase
 from chatproto.storage.model import DatabaseError
+from chatproto.storage.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
+from chatproto.storage.postgres import PostgresDatabase
 from chatproto.storage.sqlite import SCHEMA_VERSION, SQLiteDatabase
 
 T = "01 Jun 2022 21:30:04"
@@ -34,7 +37,7 @@ class StorageContract:
         self.clock = task.Clock()
         self.database = self.make_database(self.dir)
         self.ledger = Ledger(self.database, self.dir, self.clock)
-        self.addCleanup(self.ledger.close)
+        self.addCleanup(lambda: self.ledger.close())
 
     def durable(self, d):
         self.clock.advance(0)
@@ -182,3 +185,51 @@ def test_sqlite_worker_thread_commits_in_order_on_the_real_reactor(tmp_path):
         assert [m.text for m in history] == [f"g{i}" for i in range(100)]
     finally:
         yield ledger.close()
+
+
+@pytest.mark.usefixtures("postgres_class")
+class PostgresStorageTests(StorageContract, SynchronousTestCase):
+    def make_database(self, directory):
+        if not hasattr(self, "_url"):
+            self._url = self.postgres.fresh_database()
+        return PostgresDatabase(self._url).open()
+
+    def test_records_the_database_has_beyond_a_file_are_appended_to_it(self):
+        SQLiteStorageTests.test_records_the_database_has_beyond_a_file_are_appended_to_it(self)
+
+    def test_newer_schema_refused_and_untouched(self):
+        self.ledger.close()
+        import psycopg
+
+        with psycopg.connect(self._url, autocommit=True) as db:
+            db.execute("UPDATE meta SET value = %s WHERE key = 'schema_version'", (str(PG_SCHEMA_VERSION + 1),))
+        with self.assertRaises(DatabaseError) as raised:
+            PostgresDatabase(self._url).open()
+        self.assertIn("newer than this server's", str(raised.exception))
+
+    def test_unreachable_database(self):
+        url = self._url.rsplit(":", 1)[0] + ":1/nothing"
+        with self.assertRaises(DatabaseError) as raised:
+            PostgresDatabase(url).open()
+        self.assertIn("cannot open the database", str(raised.exception))
+
+    def test_seqs_allocated_by_the_database_for_two_writers(self):
+        other = PostgresDatabase(self._url).open()
+        self.addCleanup(other.close)
+        ops = [("msg", "Jedi", None, T, 1.0, "Yoda", None, "a"), ("msg", "Jedi", None, T, 1.0, "Yoda", None, "b")]
+        first = self.successResultOf(self.database.commit(ops))
+        second = self.successResultOf(other.commit(ops[:1]))
+        self.assertEqual([seq for seq, _pos in first + second], [1, 2, 3])
+        self.assertLess(first[1][1], second[0][1])  # positions rise too
+        # A given SEQ moves the counter on: the next allocated one follows it.
+        self.successResultOf(other.commit([("msg", "Jedi", 10, T, 1.0, "Yoda", None, "c")]))
+        self.assertEqual(self.successResultOf(self.database.commit(ops[:1])), [(11, first[1][1] + 3)])
+        since = self.successResultOf(self.database.messages_since(first[0][1], ["nobody"], ["Jedi"]))
+        self.assertEqual([m.seq for _pos, m in since], [2, 3, 10, 11])
+
+    def test_checked_delete(self):
+        self.successResultOf(self.database.commit([("msg", "", None, T, 1.0, "Yoda", "Hans", "x")]))
+        self.assertEqual(self.successResultOf(self.database.delete_checked("", 1, "Hans")), "not-author")
+        self.assertEqual(self.successResultOf(self.database.delete_checked("", 2, "Yoda")), "none")
+        self.assertEqual(self.successResultOf(self.database.delete_checked("", 1, "Yoda")), "deleted")
+        self.assertEqual(self.successResultOf(self.database.delete_checked("", 1, "Yoda")), "already")

@@ -1,0 +1,366 @@
+"""
+The shared database: PostgreSQL through psycopg 3.
+
+At start-up the schema is migrated on the calling thread with a plain
+connection (under an advisory lock, so that nodes starting together migrate
+once). From then on every batch (one transaction per reactor turn) and every
+read runs, in order, on one worker thread with its own connection; a
+connection that broke is opened again for the next call, so the service
+resumes by itself once PostgreSQL is back (the calls in between fail, and
+their changes are reported C{not-saved}: nothing is acknowledged that was
+not committed).
+
+SEQs: a batch's messages may come with their SEQ (one server: the text logs
+number them) or without (a cluster node: C{None}); then PostgreSQL gives
+them, from one counter row per log updated inside the batch's transaction,
+so several nodes appending to the same log never take the same SEQ. The
+counter follows given SEQs too. Every message also gets a global position
+(C{pos}), which cluster nodes catch up by.
+"""
+
+import threading
+
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
+
+from ..core.events import GROUP, PRIVATE, Message
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, peers_key
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - an optional dependency
+    psycopg = None
+
+# Each entry migrates the schema from version i to i + 1; never edit one that shipped.
+MIGRATIONS = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE messages (
+        log TEXT NOT NULL,            -- '' for private messages, else the group's log name
+        seq BIGINT NOT NULL,
+        pos BIGINT GENERATED ALWAYS AS IDENTITY,  -- global position, for catching up
+        timestamp TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT,               -- private messages
+        peers TEXT,                   -- private: both names, sorted, for the conversation index
+        text TEXT NOT NULL,
+        PRIMARY KEY (log, seq)
+    );
+    CREATE INDEX messages_by_peers ON messages (peers, seq) WHERE peers IS NOT NULL;
+    CREATE UNIQUE INDEX messages_by_pos ON messages (pos);
+    CREATE TABLE log_counters (log TEXT PRIMARY KEY, last BIGINT NOT NULL);
+    CREATE TABLE groups (
+        key TEXT PRIMARY KEY,         -- the name folded to lower case
+        name TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        broadcast BOOLEAN NOT NULL
+    );
+    CREATE TABLE members (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- membership order
+        group_key TEXT NOT NULL REFERENCES groups (key) ON DELETE CASCADE,
+        username TEXT NOT NULL,
+        joined BOOLEAN NOT NULL,
+        UNIQUE (group_key, username)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+_MIGRATION_LOCK = 0x63686174  # pg_advisory_xact_lock key: "chat"
+
+_COLUMNS = "log, seq, timestamp, time, sender, recipient, text"
+
+
+def connection_info(url: str) -> str:
+    """The URL without any password, for logs and errors."""
+    try:
+        info = psycopg.conninfo.conninfo_to_dict(url)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as given, minus nothing
+        return url
+    info.pop("password", None)
+    return " ".join(f"{k}={v}" for k, v in sorted(info.items()))
+
+
+class PostgresDatabase:
+    """
+    @param url: C{postgresql://USER[:PASSWORD]@HOST:PORT/DBNAME}.
+    @param reactor: for the worker thread's results; None runs every call on
+        the calling thread (unit tests on a Clock).
+    @param durable: C{synchronous_commit} on (the default of PostgreSQL);
+        without it commits do not wait for the WAL flush (C{--fsync} off).
+    """
+
+    def __init__(self, url: str, reactor=None, durable: bool = False):
+        if psycopg is None:
+            raise DatabaseError("--database postgresql://... needs psycopg 3: pip install 'psycopg[binary]'")
+        self.url = url
+        self.reactor = reactor
+        self.durable = durable
+        self._db = None
+        self._pool = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return connection_info(self.url)
+
+    def _connect(self):
+        db = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+        if not self.durable:
+            db.execute("SET synchronous_commit = off")
+        return db
+
+    # Start-up
+
+    def open(self) -> "PostgresDatabase":
+        try:
+            db = self._connect()
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot open the database {self.name}: {_why(e)}") from None
+        try:
+            with db.transaction():
+                db.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+                self._migrate(db)
+        except psycopg.Error as e:
+            db.close()
+            raise DatabaseError(f"cannot open the database {self.name}: {_why(e)}") from None
+        except DatabaseError:
+            db.close()
+            raise
+        self._db = db
+        if self.reactor is not None:
+            self._pool = ThreadPool(1, 1, name="chatproto-postgres")
+            self._pool.start()
+        return self
+
+    def _migrate(self, db) -> None:
+        has_meta = db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0]
+        version = 0
+        if has_meta:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"the database {self.name} has schema version {version}, newer than this "
+                f"server's {SCHEMA_VERSION}: run a newer chatproto")
+        for step in range(version, SCHEMA_VERSION):
+            db.execute(MIGRATIONS[step])
+        if version != SCHEMA_VERSION:
+            db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
+
+    def groups(self) -> list[GroupRecord]:
+        return self._groups(self._connection())
+
+    def _groups(self, db) -> list[GroupRecord]:
+        groups = {}
+        for key, name, owner, broadcast in db.execute("SELECT key, name, owner, broadcast FROM groups"):
+            groups[key] = GroupRecord(key, name, owner, bool(broadcast), [])
+        for key, username, joined in db.execute(
+                "SELECT group_key, username, joined FROM members ORDER BY id"):
+            if key in groups:
+                groups[key].members.append([username, bool(joined)])
+        return list(groups.values())
+
+    def last_seq(self, log: str) -> int:
+        row = self._connection().execute("SELECT MAX(seq) FROM messages WHERE log = %s", (log,)).fetchone()
+        return row[0] or 0
+
+    def messages_after(self, log: str, seq: int) -> list[Message]:
+        return [_message(row) for row in self._connection().execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE log = %s AND seq > %s ORDER BY seq", (log, seq))]
+
+    # Run time: everything in order on the worker thread
+
+    def _connection(self):
+        if self._db is None or self._db.closed or self._db.broken:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            try:
+                self._db = self._connect()
+            except psycopg.Error as e:
+                raise DatabaseError(f"cannot reach the database {self.name}: {_why(e)}") from None
+        return self._db
+
+    def _guarded(self, function, *args):
+        with self._lock:
+            try:
+                return function(self._connection(), *args)
+            except psycopg.OperationalError as e:
+                # The connection may be gone: open a new one next time.
+                if self._db is not None and (self._db.closed or self._db.broken):
+                    self._db.close()
+                    self._db = None
+                raise DatabaseError(f"the database {self.name}: {_why(e)}") from None
+
+    def _run(self, function, *args) -> defer.Deferred:
+        if self._pool is None:
+            return defer.maybeDeferred(self._guarded, function, *args)
+        return threads.deferToThreadPool(self.reactor, self._pool, self._guarded, function, *args)
+
+    def commit(self, ops) -> defer.Deferred:
+        """Commit one batch; fire with the C{(seq, pos)} of each of its messages, in order."""
+        return self._run(_commit, ops)
+
+    def commit_now(self, ops) -> list:
+        """Commit on the calling thread (start-up, before the worker takes over)."""
+        return self._guarded(_commit, ops)
+
+    def private_history(self, a, b, limit, before=None) -> defer.Deferred:
+        return self._run(_history, "peers", peers_key(a, b), limit, before)
+
+    def group_history(self, log, limit, before=None) -> defer.Deferred:
+        return self._run(_history, "log", log, limit, before)
+
+    def reload_groups(self) -> defer.Deferred:
+        """Every group, read again (a cluster node that may have missed changes)."""
+        return self._run(lambda db: self._groups(db))
+
+    def delete_checked(self, log, seq, author) -> defer.Deferred:
+        """
+        Mark a message deleted if C{author} wrote it, in its own transaction;
+        fire with C{"deleted"}, C{"already"}, C{"none"} or C{"not-author"}.
+        """
+        return self._run(_delete_checked, log, seq, author)
+
+    def messages_since(self, pos: int, usernames, logs, limit: int = 10000) -> defer.Deferred:
+        """
+        Messages after position C{pos} (oldest first) to any of C{usernames}
+        (private) or in any of C{logs} (groups): what a node cut off from the
+        bus missed. Fires with a list of C{(pos, Message)}.
+        """
+        return self._run(_messages_since, pos, list(usernames), list(logs), limit)
+
+    def last_pos(self) -> defer.Deferred:
+        return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
+
+    def close(self) -> defer.Deferred:
+        if self._pool is None:
+            d = defer.maybeDeferred(self._close)
+        else:
+            d = threads.deferToThreadPool(self.reactor, self._pool, self._close)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+
+            def stop(result):
+                pool.stop()
+                return result
+
+            d.addBoth(stop)
+        return d
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                db, self._db = self._db, None
+                db.close()
+
+    def __repr__(self):
+        return f"<PostgresDatabase {self.name}>"
+
+
+def _why(error) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+_INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq, pos")
+
+
+def _commit(db, ops) -> list:
+    results = []
+    with db.transaction():
+        cursor = db.cursor()
+        # SEQs to allocate: one counter update per log in the batch.
+        wanted: dict[str, int] = {}
+        for op in ops:
+            if op[0] == "msg" and op[2] is None:
+                wanted[op[1]] = wanted.get(op[1], 0) + 1
+        next_seq = {}
+        for log_name in sorted(wanted):  # a fixed order: no deadlock between nodes
+            n = wanted[log_name]
+            last = cursor.execute(
+                "INSERT INTO log_counters AS c (log, last) VALUES (%s, "
+                "  COALESCE((SELECT MAX(seq) FROM messages WHERE log = %s), 0) + %s) "
+                "ON CONFLICT (log) DO UPDATE SET last = c.last + %s RETURNING last",
+                (log_name, log_name, n, n)).fetchone()[0]
+            next_seq[log_name] = last - n + 1
+        given: dict[str, int] = {}
+        for op in ops:
+            kind = op[0]
+            if kind == "msg":
+                _, log_name, seq, timestamp, time, sender, recipient, text = op
+                if seq is None:
+                    seq = next_seq[log_name]
+                    next_seq[log_name] = seq + 1
+                else:
+                    given[log_name] = max(given.get(log_name, 0), seq)
+                peers = peers_key(sender, recipient) if log_name == PRIVATE_LOG and recipient is not None else None
+                row = cursor.execute(_INSERT_MESSAGE,
+                                     (log_name, seq, timestamp, time, sender, recipient, peers, text)).fetchone()
+                results.append((row[0], row[1]))
+            elif kind == "del":
+                cursor.execute("UPDATE messages SET text = '[deleted]' WHERE log = %s AND seq = %s", op[1:])
+            elif kind == "group":
+                cursor.execute("INSERT INTO groups (key, name, owner, broadcast) VALUES (%s, %s, %s, %s) "
+                               "ON CONFLICT (key) DO NOTHING", op[1:])
+            elif kind == "member":
+                cursor.execute(
+                    "INSERT INTO members (group_key, username, joined) "
+                    "SELECT %s, %s, %s WHERE EXISTS (SELECT 1 FROM groups WHERE key = %s) "
+                    "ON CONFLICT (group_key, username) DO UPDATE SET joined = excluded.joined",
+                    (op[1], op[2], bool(op[3]), op[1]))
+            elif kind == "unmember":
+                cursor.execute("DELETE FROM members WHERE group_key = %s AND username = %s", op[1:])
+            elif kind == "ungroup":
+                cursor.execute("DELETE FROM groups WHERE key = %s", op[1:])
+            else:
+                raise ValueError(f"unknown operation {kind!r}")
+        for log_name, seq in sorted(given.items()):  # the counter follows given SEQs
+            cursor.execute(
+                "INSERT INTO log_counters AS c (log, last) VALUES (%s, %s) "
+                "ON CONFLICT (log) DO UPDATE SET last = GREATEST(c.last, excluded.last)", (log_name, seq))
+    return results
+
+
+def _history(db, column, value, limit, before):
+    query = f"SELECT {_COLUMNS} FROM messages WHERE {column} = %s"
+    args = [value]
+    if before is not None:
+        query += " AND seq < %s"
+        args.append(before)
+    query += " ORDER BY seq DESC LIMIT %s"
+    args.append(limit)
+    rows = db.execute(query, args).fetchall()
+    rows.reverse()
+    return [_message(row) for row in rows]
+
+
+def _delete_checked(db, log, seq, author) -> str:
+    with db.transaction():
+        row = db.execute("SELECT sender, text FROM messages WHERE log = %s AND seq = %s FOR UPDATE",
+                         (log, seq)).fetchone()
+        if row is None:
+            return "none"
+        if row[0] != author:
+            return "not-author"
+        if row[1] == "[deleted]":
+            return "already"
+        db.execute("UPDATE messages SET text = '[deleted]' WHERE log = %s AND seq = %s", (log, seq))
+        return "deleted"
+
+
+def _messages_since(db, pos, usernames, logs, limit):
+    rows = db.execute(
+        f"SELECT pos, {_COLUMNS} FROM messages WHERE pos > %s AND "
+        "((log = '' AND recipient = ANY(%s)) OR log = ANY(%s)) ORDER BY pos LIMIT %s",
+        (pos, usernames, logs, limit)).fetchall()
+    return [(row[0], _message(row[1:])) for row in rows]
+
+
+def _message(row) -> Message:
+    log, seq, timestamp, time, sender, recipient, text = row
+    if log == PRIVATE_LOG:
+        return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
+    return Message(GROUP, seq, timestamp, time, sender, None, log, text)
