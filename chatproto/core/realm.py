@@ -119,6 +119,10 @@ class ChatRealm:
         self.checker = PasswordChecker(accounts, self.passwords)
         self.portal = Portal(self, [self.checker])
         self._active: dict[str, User] = {}  # login order
+        # Everyone active, for lookups: this process's users; a cluster node
+        # (chatproto.cluster) puts a view of every node's users here.
+        self._everyone = self._active
+        self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
         self._watchers: set[User] = set()  # sessions that want presence events
         self.observers: list = []  # callables told of every event (metrics, tests)
@@ -193,12 +197,16 @@ class ChatRealm:
         # login may have happened meanwhile.
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
-        if username in self._active:
+        if username in self._everyone:
             raise AlreadyLoggedIn(username)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
         self._active[username] = user  # at once: a concurrent login sees it
-        d = self.storage.user_logged_in(username, since, session.ip, session.udp_port)
+        if self.cluster is None:
+            d = self.storage.user_logged_in(username, since, session.ip, session.udp_port)
+        else:  # claimed on every node first
+            d = self.cluster.claim(user).addCallback(
+                lambda _: self.storage.user_logged_in(username, since, session.ip, session.udp_port))
 
         def recorded(_):
             if getattr(session, "wants_presence", False):
@@ -207,6 +215,9 @@ class ChatRealm:
             return IChatUser, user, lambda: self.logout(user)
 
         def not_recorded(failure):
+            if failure.check(LoginFailed):  # a cluster's refusal
+                self._forget(user)
+                return failure
             log.warn("Cannot record the login of {username}: {why}", username=username,
                      why=failure.getErrorMessage())
             self._forget(user)
@@ -220,6 +231,8 @@ class ChatRealm:
         del self._active[user.name]
         self._watchers.discard(user)
         user.gone = True
+        if self.cluster is not None:
+            self.cluster.release(user)
         return True
 
     def logout(self, user: User) -> defer.Deferred:
@@ -236,9 +249,11 @@ class ChatRealm:
                 self._deliver(watcher, event)
 
     def active_user(self, username: str) -> User | None:
-        return self._active.get(username)
+        return self._everyone.get(username)
 
     def active_users(self) -> list[User]:
+        if self.cluster is not None:
+            return sorted(self._everyone.values(), key=lambda user: user.since_time)
         return list(self._active.values())
 
     def account_names(self) -> list[str]:
@@ -252,7 +267,7 @@ class ChatRealm:
     def _recipient(self, sender: User, username: str, to_self: str) -> User:
         if username == sender.name:
             raise ChatError(to_self)
-        recipient = self._active.get(username)
+        recipient = self._everyone.get(username)
         if recipient is None:
             if not self.is_account(username):
                 raise ChatError(errors.NO_SUCH_USER, name=username)
@@ -323,7 +338,7 @@ class ChatRealm:
         return group
 
     def _joined_members(self, group: Group, but: str):
-        active = self._active
+        active = self._everyone
         for username, joined in group.members.items():
             if joined and username != but:
                 member = active.get(username)
@@ -351,7 +366,7 @@ class ChatRealm:
             for username in usernames:
                 if username == owner.name or username in invited:
                     continue
-                if username not in self._active:
+                if username not in self._everyone:
                     if not self.is_account(username):
                         raise ChatError(errors.NO_SUCH_USER, name=username)
                     raise ChatError(errors.NOT_ACTIVE, name=username)
@@ -372,7 +387,7 @@ class ChatRealm:
             timestamp, now = self._now()
             invitation = Invited(name, owner.name, timestamp, now)
             for username in invited:
-                member = self._active.get(username)
+                member = self._everyone.get(username)
                 if member is not None:
                     self._deliver(member, invitation)
             log.info("{owner} created the group {name}", owner=owner.name, name=name)
@@ -424,7 +439,7 @@ class ChatRealm:
         d = self.storage.set_member(group.key, username, False)
 
         def saved(_):
-            member = self._active.get(username)
+            member = self._everyone.get(username)
             if member is not None:
                 timestamp, now = self._now()
                 self._deliver(member, Invited(group.name, user.name, timestamp, now))

@@ -12,7 +12,9 @@ from .options import (
     COMMON_OPTIONS,
     LIMIT_OPTIONS,
     AttemptsError,
+    check_cluster,
     parse_attempts,
+    parse_cluster,
     parse_database,
     parse_limits,
     parse_port,
@@ -20,7 +22,7 @@ from .options import (
 )
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
-         "[--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
+         "[--data-dir DIR] [--database URL] [--cluster redis://HOST:PORT] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
          "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
 
 
@@ -40,6 +42,8 @@ class ServerOptions(usage.Options):
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
         self["database"] = parse_database(self["database"])
+        self["cluster"] = parse_cluster(self["cluster"])
+        check_cluster(self)
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
@@ -154,7 +158,7 @@ def main(argv=None) -> None:
         options["credentials"], options["data-dir"], options["attempts"],
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
-        database=options["database"],
+        database=options["database"], cluster=options["cluster"],
     )
     try:
         chat_service.load()

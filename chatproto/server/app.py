@@ -27,10 +27,13 @@ from ..storage.sqlite import SQLiteDatabase
 from .datadir import DataDirectoryInUse, is_server_file, lock_data_directory, remove_stale_temporaries
 from .options import (
     COMMON_OPTIONS,
+    check_cluster,
     DEFAULT_DATABASE,
     LIMIT_OPTIONS,
     database_path,
+    is_postgres,
     parse_attempts,
+    parse_cluster,
     parse_database,
     parse_limits,
     parse_port,
@@ -71,9 +74,13 @@ def line_ready_line(address) -> str:
 ready_line = line_ready_line
 
 
-def open_database(url: str, data_dir: str, reactor, durable: bool):
+def open_database(url: str, data_dir: str, reactor, durable: bool, node=None):
     if url == "memory:":
         return MemoryDatabase().open()
+    if is_postgres(url):
+        from ..storage.postgres import PostgresDatabase
+
+        return PostgresDatabase(url, reactor=reactor, durable=durable, node=node).open()
     path = database_path(url, data_dir)
     return SQLiteDatabase(path, reactor=reactor, durable=durable).open()
 
@@ -83,8 +90,10 @@ class ChatService(service.Service):
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
                  durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
-                 database: str = DEFAULT_DATABASE):
+                 database: str = DEFAULT_DATABASE, cluster=None):
         self.limits = limits or {}
+        self.cluster = cluster  # (host, port, db) of Redis: one node of a cluster
+        self.bus = None
         self.credentials_path = credentials_path
         self.data_dir = data_dir
         self.attempts = attempts
@@ -113,9 +122,12 @@ class ChatService(service.Service):
             remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
             accounts = CredentialsFile(self.credentials_path).load()
             reactor = self.clock if hasattr(self.clock, "callFromThread") else None
-            database = open_database(self.database_url, self.data_dir, reactor, self.durable)
-            self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
-            self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+            if self.cluster is None:
+                database = open_database(self.database_url, self.data_dir, reactor, self.durable)
+                self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
+                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+            else:
+                self._load_node(accounts, reactor)
             self.chat.start()
         except BaseException:
             os.close(self._lock)
@@ -123,6 +135,20 @@ class ChatService(service.Service):
             raise
         log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
                  database=self.database_url)
+
+    def _load_node(self, accounts, reactor) -> None:
+        """One node of a cluster: PostgreSQL gives the SEQs, Redis carries presence and deliveries."""
+        import secrets
+
+        from ..cluster.bus import ClusterBus
+        from ..cluster.ledger import ClusterLedger
+
+        node = secrets.token_hex(6)
+        database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
+        self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
+        self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
         factory = ChatServerFactory(self.chat, self.max_output, **self.limits)
@@ -132,6 +158,8 @@ class ChatService(service.Service):
     def startService(self):
         if self.chat is None:
             self.load()
+        if self.bus is not None:
+            self.bus.start(self.clock)
         super().startService()
 
     def stopService(self):
@@ -163,6 +191,9 @@ class ChatService(service.Service):
                 if protocol.connected:
                     protocol.transport.abortConnection()
             closed = self.chat.close() if self.chat is not None else defer.succeed(None)
+            if self.bus is not None:
+                bus = self.bus
+                closed.addBoth(lambda result: bus.stop().addBoth(lambda _: result))
 
             def unlock(result):
                 if self._lock is not None:
@@ -217,7 +248,7 @@ class ListeningService(service.Service):
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None, database: str = DEFAULT_DATABASE, front_ends=()):
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None):
     """
     The whole server: the chat service, the line protocol on C{listen}, and
     each extra L{FrontEnd}. C{on_listening(front_end, address)} is called as
@@ -227,7 +258,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
         from twisted.internet import reactor
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
-                               max_output=max_output, limits=limits, database=database)
+                               max_output=max_output, limits=limits, database=database, cluster=cluster)
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
@@ -264,6 +295,8 @@ class Options(usage.Options):
         self["attempts"] = parse_attempts(self["attempts"])
         self["max-output"] = parse_size(self["max-output"])
         self["database"] = parse_database(self["database"])
+        self["cluster"] = parse_cluster(self["cluster"])
+        check_cluster(self)
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
         if not os.access(self["credentials"], os.R_OK):
@@ -285,7 +318,7 @@ def makeService(options):
     top, chat_service = build_service(
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
-        limits=options["limits"], database=options["database"],
+        limits=options["limits"], database=options["database"], cluster=options["cluster"],
     )
     try:
         chat_service.load()

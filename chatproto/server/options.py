@@ -71,14 +71,55 @@ DEFAULT_DATABASE = "sqlite:chatproto.db"
 
 
 def parse_database(value: str) -> str:
-    """C{sqlite:PATH}, C{memory:} (nothing kept across restarts) or, later, C{postgresql://...}."""
+    """
+    C{sqlite:PATH}, C{memory:} (nothing kept across restarts) or
+    C{postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME} (shared by the nodes of a cluster).
+    """
     if value.startswith("sqlite:") and len(value) > len("sqlite:"):
         return value
     if value == "memory:":
         return value
     if value.startswith(("postgresql://", "postgres://")):
-        raise usage.UsageError("--database postgresql://... needs the cluster support, not built yet")
-    raise usage.UsageError(f"invalid --database: {value!r} (sqlite:PATH or memory:)")
+        from urllib.parse import urlsplit
+
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError when it is not a number
+        except ValueError:
+            parts = None
+        if parts is None or not parts.hostname or not parts.path.strip("/"):
+            raise usage.UsageError(
+                f"invalid --database: {value!r} (postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME)")
+        return value
+    raise usage.UsageError(
+        f"invalid --database: {value!r} (sqlite:PATH, memory: or postgresql://USER@HOST[:PORT]/DBNAME)")
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def parse_cluster(value: str | None):
+    """C{redis://HOST[:PORT][/DB]} as (host, port, db), or None when not given."""
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port or 6379
+        db = int(parts.path.strip("/") or 0)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme != "redis" or not parts.hostname or db < 0:
+        raise usage.UsageError(f"invalid --cluster: {value!r} (redis://HOST[:PORT][/DB])")
+    return parts.hostname, port, db
+
+
+def check_cluster(options) -> None:
+    """--cluster needs a shared database."""
+    if options["cluster"] is not None and not is_postgres(options["database"]):
+        raise usage.UsageError("--cluster needs --database postgresql://... (shared by every node)")
 
 
 def database_path(url: str, data_dir: str) -> str:
@@ -90,7 +131,9 @@ COMMON_OPTIONS = [
     ["credentials", "c", "credentials.txt", "the accounts file"],
     ["data-dir", "d", ".", "where userlog.txt, the message logs and the database are written"],
     ["database", None, DEFAULT_DATABASE,
-     "sqlite:PATH (relative to the data directory) or memory: (nothing kept)"],
+     "sqlite:PATH (relative to the data directory), memory: (nothing kept) or "
+     "postgresql://USER[:PASSWORD]@HOST[:PORT]/DBNAME"],
+    ["cluster", None, None, "redis://HOST[:PORT][/DB]: be one node of a cluster (needs --database postgresql://)"],
     ["max-output", None, str(1024 * 1024),
      "bytes of unsent output a client may have before it is disconnected"],
 ]

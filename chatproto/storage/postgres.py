@@ -45,6 +45,7 @@ MIGRATIONS = [
         recipient TEXT,               -- private messages
         peers TEXT,                   -- private: both names, sorted, for the conversation index
         text TEXT NOT NULL,
+        node TEXT,                    -- the cluster node that committed it (NULL: one server)
         PRIMARY KEY (log, seq)
     );
     CREATE INDEX messages_by_peers ON messages (peers, seq) WHERE peers IS NOT NULL;
@@ -90,12 +91,13 @@ class PostgresDatabase:
         without it commits do not wait for the WAL flush (C{--fsync} off).
     """
 
-    def __init__(self, url: str, reactor=None, durable: bool = False):
+    def __init__(self, url: str, reactor=None, durable: bool = False, node: str | None = None):
         if psycopg is None:
             raise DatabaseError("--database postgresql://... needs psycopg 3: pip install 'psycopg[binary]'")
         self.url = url
         self.reactor = reactor
         self.durable = durable
+        self.node = node  # a cluster node's id, kept with each message it commits
         self._db = None
         self._pool = None
         self._lock = threading.Lock()
@@ -201,11 +203,11 @@ class PostgresDatabase:
 
     def commit(self, ops) -> defer.Deferred:
         """Commit one batch; fire with the C{(seq, pos)} of each of its messages, in order."""
-        return self._run(_commit, ops)
+        return self._run(_commit, ops, self.node)
 
     def commit_now(self, ops) -> list:
         """Commit on the calling thread (start-up, before the worker takes over)."""
-        return self._guarded(_commit, ops)
+        return self._guarded(_commit, ops, self.node)
 
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._run(_history, "peers", peers_key(a, b), limit, before)
@@ -230,7 +232,7 @@ class PostgresDatabase:
         (private) or in any of C{logs} (groups): what a node cut off from the
         bus missed. Fires with a list of C{(pos, Message)}.
         """
-        return self._run(_messages_since, pos, list(usernames), list(logs), limit)
+        return self._run(_messages_since, pos, list(usernames), list(logs), limit, self.node)
 
     def last_pos(self) -> defer.Deferred:
         return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
@@ -264,11 +266,11 @@ def _why(error) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-_INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
-                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq, pos")
+_INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text, node) "
+                   "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq, pos")
 
 
-def _commit(db, ops) -> list:
+def _commit(db, ops, node=None) -> list:
     results = []
     with db.transaction():
         cursor = db.cursor()
@@ -298,7 +300,7 @@ def _commit(db, ops) -> list:
                     given[log_name] = max(given.get(log_name, 0), seq)
                 peers = peers_key(sender, recipient) if log_name == PRIVATE_LOG and recipient is not None else None
                 row = cursor.execute(_INSERT_MESSAGE,
-                                     (log_name, seq, timestamp, time, sender, recipient, peers, text)).fetchone()
+                                     (log_name, seq, timestamp, time, sender, recipient, peers, text, node)).fetchone()
                 results.append((row[0], row[1]))
             elif kind == "del":
                 cursor.execute("UPDATE messages SET text = '[deleted]' WHERE log = %s AND seq = %s", op[1:])
@@ -351,11 +353,11 @@ def _delete_checked(db, log, seq, author) -> str:
         return "deleted"
 
 
-def _messages_since(db, pos, usernames, logs, limit):
+def _messages_since(db, pos, usernames, logs, limit, node):
     rows = db.execute(
-        f"SELECT pos, {_COLUMNS} FROM messages WHERE pos > %s AND "
+        f"SELECT pos, {_COLUMNS} FROM messages WHERE pos > %s AND (%s::text IS NULL OR node IS DISTINCT FROM %s) AND "
         "((log = '' AND recipient = ANY(%s)) OR log = ANY(%s)) ORDER BY pos LIMIT %s",
-        (pos, usernames, logs, limit)).fetchall()
+        (pos, node, node, usernames, logs, limit)).fetchall()
     return [(row[0], _message(row[1:])) for row in rows]
 
 

@@ -125,6 +125,14 @@ class RecordLog:
             raise ValueError(f"{self.path}: record {seq} after {self.last_seq}")
         self.append(timestamp, author, message)
 
+    def append_numbered(self, seq: int, timestamp: str, author: str, message: str) -> None:
+        """Queue a record numbered by a cluster's database: SEQs rise, with gaps
+        (the records other nodes handled)."""
+        if seq <= self.last_seq:
+            raise ValueError(f"{self.path}: record {seq} after {self.last_seq}")
+        self.last_seq = seq - 1
+        self.append(timestamp, author, message)
+
     def write_pending(self) -> None:
         pending, self._pending = self._pending, []
         if pending:

@@ -1,0 +1,148 @@
+"""
+A cluster node's storage: PostgreSQL gives the SEQs, the node's text files
+follow.
+
+Several nodes append to the same logs, so a SEQ cannot come from one node's
+files: each batch goes to PostgreSQL first (one transaction, SEQs from the
+per-log counter rows), and once it is committed the node appends the
+records it handled to its own text files with the database's SEQs (rising,
+with gaps where other nodes wrote). A change is acknowledged once it is
+committed; a text file that cannot be written then is only logged (the
+database has the record). There is nothing to reconcile at start-up: a
+file never holds a record the database lacks.
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from ..core import errors
+from ..core.errors import ChatError
+from ..storage.ledger import Ledger
+from ..storage.model import PRIVATE_LOG
+from ..storage.records import NoSuchRecord, NotAuthor, delete_record
+
+log = Logger()
+
+
+class ClusterLedger(Ledger):
+    """
+    @param database: an opened L{PostgresDatabase} (with this node's id).
+    @ivar on_group_change: called with each committed group operation
+        (the bus tells the other nodes).
+    @ivar on_committed: called with the C{(log, seq, pos)} of each committed message.
+    """
+
+    on_group_change = None
+    on_committed = None
+
+    def _open(self) -> None:
+        self._groups = self.database.groups()
+        self.last_pos = 0
+        self._messages_this_turn = 0
+
+    def flush(self) -> None:
+        self._turn.cancel()
+        self._messages_this_turn = 0
+        failed = self.logs.write()  # userlog.txt and deletions of this turn
+        ops, self._ops = self._ops, []
+        waiting, self._waiting = self._waiting, []
+        reads, self._reads = self._reads, []
+        if failed:
+            for d, text_log, _result in waiting:
+                if text_log in failed:
+                    d.errback(ChatError(errors.NOT_SAVED))
+            waiting = [entry for entry in waiting if entry[1] not in failed]
+        if ops:
+            committed = self.database.commit([op for _log, op in ops])
+            committed.addCallbacks(self._cluster_committed, self._not_committed,
+                                   callbackArgs=(ops, waiting), errbackArgs=(waiting,))
+        else:
+            self._committed(None, waiting)
+        for read in reads:
+            read()
+
+    def _cluster_committed(self, allocated, ops, waiting) -> None:
+        positions = iter(allocated)
+        committed = []
+        for text_log, op in ops:
+            if op[0] == "msg":
+                seq, pos = next(positions)
+                _, log_name, _none, timestamp, _time, sender, _recipient, text = op
+                if text_log is not None:
+                    try:
+                        text_log.append_numbered(seq, timestamp, sender, text)
+                    except ValueError:
+                        log.warn("{path}: record {seq} out of order, not written", path=text_log.path, seq=seq)
+                self.last_pos = max(self.last_pos, pos)
+                committed.append((log_name, seq, pos))
+            elif self.on_group_change is not None:
+                self.on_group_change(op)
+        if committed:
+            if self.logs.write():
+                log.warn("A text log could not be written; the database has its records")
+            if self.on_committed is not None:
+                self.on_committed(committed)
+        for d, _log, result in waiting:
+            if isinstance(result, _Pending):
+                result = result.seq_of(allocated)
+            d.callback(result)
+
+    def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
+        op = ("msg", PRIVATE_LOG, None, timestamp, time, sender, recipient, text)
+        return self._message(self.logs.messagelog, op)
+
+    def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
+        op = ("msg", log_name, None, timestamp, time, sender, None, text)
+        return self._message(self.logs.group_log(log_name), op)
+
+    def _message(self, text_log, op) -> defer.Deferred:
+        index = self._messages_this_turn
+        self._messages_this_turn += 1
+        d = defer.Deferred()
+        self._ops.append((text_log, op))
+        self._waiting.append((d, None, _Pending(index)))
+        self._turn.schedule()
+        return d
+
+    def delete_message(self, log_name, seq, author) -> defer.Deferred:
+        """Checked by the database (another node may have written it), then in this node's file."""
+        db_log = PRIVATE_LOG if log_name is None else log_name
+
+        def checked(outcome):
+            if outcome == "none":
+                raise ChatError(errors.NO_SUCH_MESSAGE, seq=seq)
+            if outcome == "not-author":
+                raise ChatError(errors.NOT_AUTHOR, seq=seq)
+            if outcome == "already":
+                return False
+            text_log = self.logs.messagelog if log_name is None else self.logs.group_log(log_name)
+            try:
+                delete_record(text_log, seq, author)
+            except (NoSuchRecord, NotAuthor):
+                pass  # another node handled it: its file has it
+            except OSError:
+                log.failure("Cannot rewrite {path}", path=text_log.path)
+            return True
+
+        def failed(failure):
+            if failure.check(ChatError):
+                return failure
+            log.failure("Cannot delete a message", failure)
+            raise ChatError(errors.NOT_SAVED)
+
+        return self._read(self.database.delete_checked, db_log, seq, author).addCallbacks(checked, failed)
+
+    def reload_groups(self) -> defer.Deferred:
+        return self.database.reload_groups()
+
+
+class _Pending:
+    """The result of a message change: its SEQ, known once committed."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def seq_of(self, allocated):
+        return allocated[self.index][0]

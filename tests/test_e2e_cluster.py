@@ -1,0 +1,95 @@
+"""
+SPEC.md section 10 end to end: real nodes on a private Redis and PostgreSQL,
+real clients on each node.
+"""
+
+import re
+import shutil
+import tempfile
+
+import pytest
+from twisted.trial.unittest import SynchronousTestCase
+
+from .harness import DEMO_CREDENTIALS, ServerProcess
+
+TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
+JOINED = re.compile(r"Cluster: node \w+ joined")
+
+
+@pytest.fixture(scope="class")
+def cluster_servers(request, postgres_server, redis_binary):
+    directory = tempfile.mkdtemp(prefix="chatproto-redis-")
+    redis = redis_binary(directory).start()
+    request.cls.redis = redis
+    request.cls.postgres = postgres_server
+    yield
+    redis.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.mark.usefixtures("cluster_servers")
+class ClusterTests(SynchronousTestCase):
+    def setUp(self):
+        self.database = self.postgres.fresh_database()
+        self.shared = tempfile.mkdtemp(prefix="chatproto-cluster-")
+        self.addCleanup(shutil.rmtree, self.shared, True)
+        self.credentials = shutil.copy(DEMO_CREDENTIALS, self.shared)
+        # A fresh Redis database number per test would need more; flush instead.
+        import socket
+
+        with socket.create_connection(("127.0.0.1", self.redis.port)) as s:
+            s.sendall(b"FLUSHALL\r\n")
+            assert s.recv(100).startswith(b"+OK")
+
+    def node(self, attempts=3):
+        server = ServerProcess(attempts=attempts, credentials=self.credentials, extra_args=(
+            "--database", self.database, "--cluster", self.redis.url))
+        self.addCleanup(server.cleanup)
+        server.stdout.expect(JOINED)
+        return server
+
+    def login(self, server, username, password):
+        client = server.client()
+        self.addCleanup(client.cleanup)
+        client.login(username, password)
+        return client
+
+    def test_two_nodes_behave_as_one_server(self):
+        a, b = self.node(), self.node()
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/activeuser", re.compile(r"^Yoda, 127\.0\.0\.1, \d+, active since"))
+        yoda.command("/activeuser", re.compile(r"^Hans, 127\.0\.0\.1, \d+, active since"))
+        hans.command("/msgto Yoda hello from B", re.compile("^message sent at"))
+        yoda.expect(re.compile(rf"^{TS}, Hans: hello from B$"))
+        yoda.command("/msgto Hans and back", re.compile("^message sent at"))
+        hans.expect(re.compile(rf"^{TS}, Yoda: and back$"))
+        # Already logged in, whichever node.
+        again = a.client()
+        self.addCleanup(again.cleanup)
+        again.expect("Username: ")
+        again.send("Hans")
+        again.expect("Password: ")
+        again.send("falcon*solo")
+        again.expect("This account is already logged in")
+        # Groups: created on A, joined on B, fan-out both ways, history from either node.
+        leia = self.login(b, "leia", "alderaan")
+        yoda.command("/activeuser", re.compile(r"^Hans, "), re.compile(r"^leia, "))
+        yoda.command("/creategroup Jedi Hans leia", re.compile("^Group chat room has been created"))
+        hans.expect(re.compile("invited to the group chat Jedi"))
+        hans.command("/joingroup Jedi", "Joined the group chat: Jedi successfully.")
+        yoda.expect("Hans has joined the group chat Jedi.")
+        leia.command("/joingroup Jedi", "Joined the group chat: Jedi successfully.")
+        yoda.command("/groupmsg Jedi Do or do not", "Group chat message sent.")
+        hans.expect(re.compile(rf"^{TS}, Jedi, Yoda: Do or do not$"))
+        leia.expect(re.compile(rf"^{TS}, Jedi, Yoda: Do or do not$"))
+        hans.command("/groupmsg Jedi there is no try", "Group chat message sent.")
+        yoda.expect(re.compile(rf"^{TS}, Jedi, Hans: there is no try$"))
+        leia.command("/grouphistory Jedi", re.compile(rf"^#1 {TS}, Jedi, Yoda: Do or do not$"),
+                     re.compile(rf"^#2 {TS}, Jedi, Hans: there is no try$"))
+        yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: hello from B$"),
+                     re.compile(rf"^#2 {TS}, Yoda: and back$"))
+        # Each node's files hold what it handled, with the database's SEQs.
+        self.assertRegex(a.read("messagelog.txt"), rf"^2; {TS}; Yoda; and back\n$")
+        self.assertRegex(b.read("messagelog.txt"), rf"^1; {TS}; Hans; hello from B\n$")
+        self.assertRegex(b.read("Jedi_messageLog.txt"), rf"^2; {TS}; Hans; there is no try\n$")
