@@ -6,6 +6,7 @@ real clients on each node.
 import re
 import shutil
 import tempfile
+import time
 
 import pytest
 from twisted.trial.unittest import SynchronousTestCase
@@ -93,3 +94,60 @@ class ClusterTests(SynchronousTestCase):
         self.assertRegex(a.read("messagelog.txt"), rf"^2; {TS}; Yoda; and back\n$")
         self.assertRegex(b.read("messagelog.txt"), rf"^1; {TS}; Hans; hello from B\n$")
         self.assertRegex(b.read("Jedi_messageLog.txt"), rf"^2; {TS}; Hans; there is no try\n$")
+
+    def try_login(self, server, username, password, expected):
+        client = server.client()
+        self.addCleanup(client.cleanup)
+        client.expect("Username: ")
+        client.send(username)
+        client.expect("Password: ")
+        client.send(password)
+        client.expect(expected)
+        return client
+
+    def test_lockout_counted_across_nodes(self):
+        a, b = self.node(attempts=2), self.node(attempts=2)
+        self.try_login(a, "Yoda", "wrong", "Invalid Password. Please try again")
+        self.try_login(b, "Yoda", "wrong", "Invalid Password. Your account has been blocked. Please try again later")
+        self.try_login(a, "Yoda", "wise@!man",
+                       "Your account is blocked due to multiple login failures. Please try again later")
+
+    def test_a_killed_node_s_users_are_inactive_within_15_seconds(self):
+        a, b, c = self.node(), self.node(), self.node()
+        self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        leia = self.login(c, "leia", "alderaan")
+        hans.command("/activeuser", re.compile(r"^Yoda, "), re.compile(r"^leia, "))
+        killed = time.monotonic()
+        a.kill()
+        for node in (b, c):
+            node.stdout.expect(re.compile(r"Cluster: node \w+ is gone; 1 users inactive"), timeout=15)
+        self.assertLess(time.monotonic() - killed, 15)
+        hans.command("/activeuser", re.compile(r"^leia, "))
+        leia.command("/msgto Yoda still there?", "Yoda is not active")
+        # Yoda can log in again elsewhere at once.
+        yoda = self.login(c, "Yoda", "wise@!man")
+        hans.command("/msgto Yoda welcome back", re.compile("^message sent at"))
+        yoda.expect(re.compile(rf"^{TS}, Hans: welcome back$"))
+
+    def test_redis_restarted_mid_traffic(self):
+        a, b = self.node(), self.node()
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/activeuser", re.compile(r"^Yoda, "))
+        hans.command("/msgto Yoda before", re.compile("^message sent at"))
+        yoda.expect(re.compile(rf"^{TS}, Hans: before$"))
+        self.redis.stop()
+        a.stderr.expect(re.compile("lost Redis"))
+        b.stderr.expect(re.compile("lost Redis"))
+        # Acknowledged while the bus is down: it is in PostgreSQL.
+        hans.command("/msgto Yoda during", re.compile("^message sent at"))
+        self.redis.start()
+        a.stdout.expect(re.compile("reconnected to Redis"), timeout=30)
+        b.stdout.expect(re.compile("reconnected to Redis"), timeout=30)
+        yoda.expect(re.compile(rf"^{TS}, Hans: during$"))  # caught up from PostgreSQL
+        hans.command("/msgto Yoda after", re.compile("^message sent at"))
+        yoda.expect(re.compile(rf"^{TS}, Hans: after$"))
+        yoda.command("/activeuser", re.compile(r"^Hans, "))
+        yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: before$"),
+                     re.compile(rf"^#2 {TS}, Hans: during$"), re.compile(rf"^#3 {TS}, Hans: after$"))

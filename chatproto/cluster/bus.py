@@ -27,8 +27,8 @@ from ..turns import EndOfTurn
 
 log = Logger()
 
-HEARTBEAT = 3.0
-ALIVE = 10  # a node silent this long is dead: its users go within ALIVE + HEARTBEAT seconds
+HEARTBEAT = 2.0
+ALIVE = 6  # a node silent this long is dead: its users go within ALIVE + HEARTBEAT seconds
 SEEN = 10000  # messages remembered, so that a catch-up does not deliver one twice
 COMMAND_TIMEOUT = 5
 
@@ -319,7 +319,16 @@ class ClusterBus:
         if not self.up:
             return
         try:
-            yield self.redis.set(self.prefix + "alive:" + self.node, "1", expire=ALIVE)
+            before = yield self.redis.execute_command("SET", self.prefix + "alive:" + self.node, "1",
+                                                      "EX", str(ALIVE), "GET")
+            if before is None:
+                # This node was taken for dead (a long pause): its users were removed.
+                log.warn("Cluster: this node was taken for dead; registering its users again")
+                for user in list(self.realm._active.values()):
+                    yield self._register(user)
+                local = [self._entry(user) for user in self.realm._active.values()]
+                if local:
+                    yield self.tell_all({"t": "on", "u": local})
             for node in {user.node for user in self.remote.values()}:
                 alive = yield self.redis.exists(self.prefix + "alive:" + node)
                 if not alive:
@@ -329,7 +338,8 @@ class ClusterBus:
                     if removed:
                         log.info("Cluster: node {node} is gone; {n} users inactive", node=node,
                                  n=len(removed))
-                        yield self._publish(self.all_channel, {"t": "off", "n": node, "u": removed})
+                        yield self._publish(self.all_channel, {"t": "off", "n": node, "u": removed,
+                                                               "gone": True})
                     for name in [n for n, u in self.remote.items() if u.node == node]:
                         self._remote_off(name, node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
@@ -357,7 +367,9 @@ class ClusterBus:
         def claimed(ok):
             if not ok:
                 raise LoginFailed(errors.ALREADY_LOGGED_IN)
-            self.tell_all({"t": "on", "u": [self._entry(user)]})
+            # Waiting for Redis's reply means every node has been sent the news
+            # before the user is welcomed.
+            return self.tell_all({"t": "on", "u": [self._entry(user)]})
 
         def failed(failure):
             if failure.check(LoginFailed):
@@ -440,11 +452,11 @@ class ClusterBus:
         d.addErrback(lambda f: log.warn("Cluster: cannot publish: {why}", why=f.getErrorMessage()))
         return d
 
-    def tell_all(self, payload) -> None:
+    def tell_all(self, payload) -> defer.Deferred:
         if not self.up:
-            return
+            return defer.succeed(None)
         payload["n"] = self.node
-        self._publish(self.all_channel, payload)
+        return self._publish(self.all_channel, payload)
 
     def _first_time(self, message) -> bool:
         key = (message.group or "", message.seq)
@@ -475,6 +487,8 @@ class ClusterBus:
         elif kind == "off":
             for name in payload["u"]:
                 self._remote_off(name, node)
+            if payload.get("gone"):
+                log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=len(payload["u"]))
         elif kind == "group":
             self._group_change(payload["op"])
         elif kind == "fail":

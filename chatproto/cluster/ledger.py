@@ -72,7 +72,8 @@ class ClusterLedger(Ledger):
                     try:
                         text_log.append_numbered(seq, timestamp, sender, text)
                     except ValueError:
-                        log.warn("{path}: record {seq} out of order, not written", path=text_log.path, seq=seq)
+                        log.warn("{path}: record {seq} out of order, not written",
+                                 path=text_log.path, seq=seq)
                 self.last_pos = max(self.last_pos, pos)
                 committed.append((log_name, seq, pos))
             elif self.on_group_change is not None:

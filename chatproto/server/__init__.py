@@ -22,7 +22,8 @@ from .options import (
 )
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
-         "[--data-dir DIR] [--database URL] [--cluster redis://HOST:PORT] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
+         "[--data-dir DIR] [--database URL] "
+         "[--cluster redis://HOST:PORT] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
          "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
 
 

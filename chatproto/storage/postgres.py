@@ -298,9 +298,10 @@ def _commit(db, ops, node=None) -> list:
                     next_seq[log_name] = seq + 1
                 else:
                     given[log_name] = max(given.get(log_name, 0), seq)
-                peers = peers_key(sender, recipient) if log_name == PRIVATE_LOG and recipient is not None else None
-                row = cursor.execute(_INSERT_MESSAGE,
-                                     (log_name, seq, timestamp, time, sender, recipient, peers, text, node)).fetchone()
+                private = log_name == PRIVATE_LOG and recipient is not None
+                peers = peers_key(sender, recipient) if private else None
+                row = cursor.execute(_INSERT_MESSAGE, (log_name, seq, timestamp, time, sender, recipient,
+                                                       peers, text, node)).fetchone()
                 results.append((row[0], row[1]))
             elif kind == "del":
                 cursor.execute("UPDATE messages SET text = '[deleted]' WHERE log = %s AND seq = %s", op[1:])
@@ -355,8 +356,9 @@ def _delete_checked(db, log, seq, author) -> str:
 
 def _messages_since(db, pos, usernames, logs, limit, node):
     rows = db.execute(
-        f"SELECT pos, {_COLUMNS} FROM messages WHERE pos > %s AND (%s::text IS NULL OR node IS DISTINCT FROM %s) AND "
-        "((log = '' AND recipient = ANY(%s)) OR log = ANY(%s)) ORDER BY pos LIMIT %s",
+        f"SELECT pos, {_COLUMNS} FROM messages WHERE pos > %s "
+        "AND (%s::text IS NULL OR node IS DISTINCT FROM %s) "
+        "AND ((log = '' AND recipient = ANY(%s)) OR log = ANY(%s)) ORDER BY pos LIMIT %s",
         (pos, node, node, usernames, logs, limit)).fetchall()
     return [(row[0], _message(row[1:])) for row in rows]
 
