@@ -151,3 +151,18 @@ class ClusterTests(SynchronousTestCase):
         yoda.command("/activeuser", re.compile(r"^Hans, "))
         yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: before$"),
                      re.compile(rf"^#2 {TS}, Hans: during$"), re.compile(rf"^#3 {TS}, Hans: after$"))
+
+    def test_postgresql_unreachable_then_back(self):
+        a, b = self.node(), self.node()
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/activeuser", re.compile(r"^Yoda, "))
+        self.postgres.local.stop("fast")
+        try:
+            # Nothing is acknowledged that is not committed: a clear error instead.
+            hans.command("/msgto Yoda lost?", "Server error: the message could not be saved")
+        finally:
+            self.postgres.local.start()
+        hans.command("/msgto Yoda back", re.compile("^message sent at"))
+        yoda.expect(re.compile(rf"^{TS}, Hans: back$"))
+        yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: back$"))

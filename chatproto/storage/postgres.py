@@ -19,6 +19,7 @@ counter follows given SEQs too. Every message also gets a global position
 """
 
 import threading
+import time
 
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
@@ -67,6 +68,7 @@ MIGRATIONS = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+IDLE_CHECK_SECONDS = 1.0
 _MIGRATION_LOCK = 0x63686174  # pg_advisory_xact_lock key: "chat"
 
 _COLUMNS = "log, seq, timestamp, time, sender, recipient, text"
@@ -101,6 +103,7 @@ class PostgresDatabase:
         self._db = None
         self._pool = None
         self._lock = threading.Lock()
+        self._last_used = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -187,6 +190,16 @@ class PostgresDatabase:
 
     def _guarded(self, function, *args):
         with self._lock:
+            now = time.monotonic()
+            if now - self._last_used > IDLE_CHECK_SECONDS and self._db is not None:
+                # Idle for a while: PostgreSQL may have restarted. Find out before
+                # a batch does, so that it does not fail for a connection that died idle.
+                try:
+                    self._db.execute("SELECT 1")
+                except psycopg.Error:
+                    self._db.close()
+                    self._db = None
+            self._last_used = now
             try:
                 return function(self._connection(), *args)
             except psycopg.OperationalError as e:
