@@ -188,6 +188,7 @@ class ClusterBus:
         endpoint = endpoints.TCP4ClientEndpoint(reactor, self.host, self.port, timeout=5)
         commands = txredisapi.RedisFactory(f"{self.host}:{self.port}", self.db, 1, isLazy=True,
                                            replyTimeout=COMMAND_TIMEOUT)
+        commands.protocol = _Commands
         commands.startConnecting(endpoint)
         self._commands = commands
         self.redis = commands.handler
@@ -530,8 +531,15 @@ class ClusterBus:
             groups.pop(op[1], None)
 
 
+class _Commands(txredisapi.RedisProtocol):
+    def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
+        return super().connectionMade()
+
+
 class _Subscriber(txredisapi.SubscriberProtocol):
     def connectionMade(self):
+        self.transport.setTcpNoDelay(True)
         d = super().connectionMade()
         self.whenConnected().addCallback(lambda _: self.factory.bus._subscribed(self))
         return d

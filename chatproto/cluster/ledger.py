@@ -38,28 +38,69 @@ class ClusterLedger(Ledger):
     def _open(self) -> None:
         self._groups = self.database.groups()
         self.last_pos = 0
-        self._messages_this_turn = 0
+        self._messages_this_turn = 0  # messages in the pending batch
+        self._in_flight = False
+        self._landings: list = []  # Deferreds fired once nothing is in flight
 
     def flush(self) -> None:
+        """
+        Commit what is pending in one transaction; while one is in flight the
+        next turns' changes wait and go together in the next one (the batch
+        grows with the load instead of the queue of transactions).
+        """
         self._turn.cancel()
-        self._messages_this_turn = 0
-        failed = self.logs.write()  # userlog.txt and deletions of this turn
+        if self._in_flight:
+            return  # flushed again when the commit in flight is done
+        failed = self.logs.write()  # userlog.txt and deletions
         ops, self._ops = self._ops, []
         waiting, self._waiting = self._waiting, []
         reads, self._reads = self._reads, []
+        self._messages_this_turn = 0
         if failed:
             for d, text_log, _result in waiting:
                 if text_log in failed:
                     d.errback(ChatError(errors.NOT_SAVED))
             waiting = [entry for entry in waiting if entry[1] not in failed]
         if ops:
+            self._in_flight = True
             committed = self.database.commit([op for _log, op in ops])
             committed.addCallbacks(self._cluster_committed, self._not_committed,
                                    callbackArgs=(ops, waiting), errbackArgs=(waiting,))
+            committed.addBoth(self._landed)
         else:
             self._committed(None, waiting)
         for read in reads:
             read()
+
+    def _landed(self, _) -> None:
+        self._in_flight = False
+        if self._ops or self._waiting or self._reads:
+            self.flush()
+        if not self._in_flight:
+            landings, self._landings = self._landings, []
+            for d in landings:
+                d.callback(None)
+
+    @defer.inlineCallbacks
+    def close(self):
+        """Commit everything pending (waiting for a commit in flight), then close."""
+        if self._closed:
+            return
+        self._closed = True
+        self.flush()
+        if self._in_flight:
+            d = defer.Deferred()
+            self._landings.append(d)
+            yield d
+        self.logs.close()
+        yield self.database.close()
+
+    def _read(self, function, *args) -> defer.Deferred:
+        if not (self._turn.pending or self._ops or self._waiting):
+            return function(*args)
+        d = defer.Deferred()
+        self._reads.append(lambda: function(*args).chainDeferred(d))
+        return d
 
     def _cluster_committed(self, allocated, ops, waiting) -> None:
         positions = iter(allocated)
