@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chatproto.cluster.local import LocalPostgres, LocalRedis  # noqa: E402
+from chatproto.cluster.local import LocalPostgres, LocalRedis
 
 TICK = os.sysconf("SC_CLK_TCK")
 GROUP = "Fans"
@@ -101,6 +101,14 @@ class Cluster:
                 "redis": cpu_seconds(self.redis.process.pid),
                 "postgres": sum(cpu_seconds(pid) for pid in self.postgres_pids())}
 
+    def rss(self) -> int:
+        """Resident bytes of every node together."""
+        total = 0
+        for process in self.nodes:
+            with open(f"/proc/{process.pid}/statm") as f:
+                total += int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return total
+
     def stop(self) -> None:
         for process in self.nodes:
             process.terminate()
@@ -163,7 +171,7 @@ async def scenario_private(cluster, clients, pairs, messages, window=200):
         for i in range(per):
             sender.send(f"/msgto {receiver.name} t={time.perf_counter():.6f}")
             if i - (sender.acks - base_acks) >= window:
-                await sender.until(lambda: i - (sender.acks - base_acks) < window // 2)
+                await sender.until(lambda i=i: i - (sender.acks - base_acks) < window // 2)
         await sender.until(lambda: sender.acks - base_acks >= per)
         await receiver.until(lambda: receiver.received - base_received >= per)
 
@@ -201,7 +209,7 @@ async def scenario_fanout(cluster, sender, members, messages):
     before = cluster.cpu()
     bases = [m.received for m in members]
     start = time.perf_counter()
-    for i in range(messages):
+    for _ in range(messages):
         sender.send(f"/groupmsg {GROUP} t={time.perf_counter():.6f}")
     await sender.until(lambda: sender.acks >= messages)
     for member, base in zip(members, bases):
@@ -220,12 +228,13 @@ async def bench(nodes: int, messages: int, fanout: int, rate: int):
     users = max(fanout, 200)
     cluster = Cluster(nodes, users, fanout)
     try:
+        rss_before = cluster.rss()
         clients = []
         for i in range(users):
             client = Client(f"u{i}")
             await client.connect(cluster.ports[i % nodes])  # spread over every node
             clients.append(client)
-        results = {}
+        results = {"rss_per_user": (cluster.rss() - rss_before) / users}
         # Disjoint pairs (a client waits for one thing at a time), u0 kept for the fan-out.
         pool = {j: [c for i, c in enumerate(clients) if i and i % nodes == j] for j in range(nodes)}
         same = [(pool[k % nodes].pop(), pool[k % nodes].pop()) for k in range(10)]
@@ -251,8 +260,8 @@ def main():
     parser.add_argument("--rate", type=int, default=2000, help="paced cross-node messages a second")
     args = parser.parse_args()
     print("| nodes | same-node µs/msg (nodes+Redis) | PG µs/msg | cross-node µs/msg (nodes+Redis) | PG µs/msg "
-          "| fan-out µs/delivery (nodes+Redis) | cross-node p50 / p99 ms (at msgs/s) |")
-    print("|---|---|---|---|---|---|---|")
+          "| fan-out µs/delivery (nodes+Redis) | cross-node p50 / p99 ms (at msgs/s) | RSS per user (all nodes) |")
+    print("|---|---|---|---|---|---|---|---|")
     for n in [int(x) for x in args.nodes.split(",")]:
         r = asyncio.run(bench(n, args.messages, args.fanout, args.rate))
         same, fan = r["same"], r["fanout"]
@@ -260,9 +269,10 @@ def main():
         lat = r.get("latency")
         print(f"| {n} | {same['us_nodes_redis']:.0f} ({same['rate']:.0f}/s) | {same['us_postgres']:.0f} | "
               + (f"{cross['us_nodes_redis']:.0f} ({cross['rate']:.0f}/s) | {cross['us_postgres']:.0f} | "
-                 if cross else "– | – | ")
+                 if cross else "- | - | ")
               + f"{fan['us_nodes_redis']:.1f} ({fan['rate']:.0f}/s) | "
-              + (f"{lat[0]:.1f} / {lat[1]:.1f} ({lat[2]:.0f}/s) |" if lat else "– |"), flush=True)
+              + (f"{lat[0]:.1f} / {lat[1]:.1f} ({lat[2]:.0f}/s) |" if lat else "- |")
+              + f" {r['rss_per_user'] / 1024:.1f} KiB |", flush=True)
 
 
 if __name__ == "__main__":
