@@ -166,3 +166,22 @@ class ClusterTests(SynchronousTestCase):
         hans.command("/msgto Yoda back", re.compile("^message sent at"))
         yoda.expect(re.compile(rf"^{TS}, Hans: back$"))
         yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: back$"))
+
+    def test_deleted_through_another_node_and_a_clean_stop(self):
+        a, b = self.node(), self.node()
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/activeuser", re.compile(r"^Yoda, "))
+        yoda.command("/msgto Hans oops", re.compile("^message sent at"))
+        hans.expect(re.compile(rf"^{TS}, Yoda: oops$"))
+        yoda.send("/logout")
+        yoda.expect(re.compile("^Bye"))
+        yoda = self.login(b, "Yoda", "wise@!man")  # now on the other node
+        yoda.command("/deletemsg 1", "Message 1 deleted.")
+        hans.command("/history Yoda", re.compile(rf"^#1 {TS}, Yoda: \[deleted\]$"))
+        self.assertRegex(a.read("messagelog.txt"), rf"^1; {TS}; Yoda; \[deleted\]\n$")
+        # A node stopped cleanly takes its users with it at once.
+        leia = self.login(a, "leia", "alderaan")
+        leia.command("/activeuser", re.compile(r"^Hans, "), re.compile(r"^Yoda, "))
+        self.assertEqual(b.stop(), 0)
+        leia.command("/activeuser", "no other active user")

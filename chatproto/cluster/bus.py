@@ -183,6 +183,8 @@ class ClusterBus:
         old.stop()
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
+        self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
+            {"t": "deleted", "log": log_name, "seq": seq, "by": author})
 
     def start(self, reactor) -> None:
         endpoint = endpoints.TCP4ClientEndpoint(reactor, self.host, self.port, timeout=5)
@@ -492,6 +494,8 @@ class ClusterBus:
                 log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=len(payload["u"]))
         elif kind == "group":
             self._group_change(payload["op"])
+        elif kind == "deleted":  # the record may be in this node's file
+            self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"])
         elif kind == "fail":
             LoginLockout.record_failure(self.realm.lockout, payload["u"])
         elif kind == "ok":

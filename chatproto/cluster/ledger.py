@@ -12,6 +12,8 @@ database has the record). There is nothing to reconcile at start-up: a
 file never holds a record the database lacks.
 """
 
+import os
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -20,6 +22,7 @@ from ..core.errors import ChatError
 from ..storage.ledger import Ledger
 from ..storage.model import PRIVATE_LOG
 from ..storage.records import NoSuchRecord, NotAuthor, delete_record
+from ..storage.textlogs import group_log_name
 
 log = Logger()
 
@@ -34,6 +37,7 @@ class ClusterLedger(Ledger):
 
     on_group_change = None
     on_committed = None
+    on_deleted = None  # called with (log name or None, seq, author) deleted in another node's file
 
     def _open(self) -> None:
         self._groups = self.database.groups()
@@ -157,13 +161,8 @@ class ClusterLedger(Ledger):
                 raise ChatError(errors.NOT_AUTHOR, seq=seq)
             if outcome == "already":
                 return False
-            text_log = self.logs.messagelog if log_name is None else self.logs.group_log(log_name)
-            try:
-                delete_record(text_log, seq, author)
-            except (NoSuchRecord, NotAuthor):
-                pass  # another node handled it: its file has it
-            except OSError:
-                log.failure("Cannot rewrite {path}", path=text_log.path)
+            if not self.delete_in_file(log_name, seq, author) and self.on_deleted is not None:
+                self.on_deleted(log_name, seq, author)  # another node handled it: its file has it
             return True
 
         def failed(failure):
@@ -173,6 +172,20 @@ class ClusterLedger(Ledger):
             raise ChatError(errors.NOT_SAVED)
 
         return self._read(self.database.delete_checked, db_log, seq, author).addCallbacks(checked, failed)
+
+    def delete_in_file(self, log_name, seq, author) -> bool:
+        """Mark a record deleted in this node's file; False when the file does not have it."""
+        if log_name is not None and not os.path.exists(
+                os.path.join(self.logs.data_dir, group_log_name(log_name))):
+            return False
+        text_log = self.logs.messagelog if log_name is None else self.logs.group_log(log_name)
+        try:
+            delete_record(text_log, seq, author)
+        except (NoSuchRecord, NotAuthor):
+            return False
+        except OSError:
+            log.failure("Cannot rewrite {path}", path=text_log.path)
+        return True
 
     def reload_groups(self) -> defer.Deferred:
         return self.database.reload_groups()
