@@ -233,3 +233,51 @@ class PostgresStorageTests(StorageContract, SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.database.delete_checked("", 2, "Yoda")), "none")
         self.assertEqual(self.successResultOf(self.database.delete_checked("", 1, "Yoda")), "deleted")
         self.assertEqual(self.successResultOf(self.database.delete_checked("", 1, "Yoda")), "already")
+
+
+@pytest.mark.usefixtures("postgres_class")
+class ClusterLedgerTests(SynchronousTestCase):
+    """Two nodes' ledgers on one PostgreSQL: the database numbers, each node's files follow."""
+
+    def setUp(self):
+        from chatproto.cluster.ledger import ClusterLedger
+
+        url = self.postgres.fresh_database()
+        self.clock = task.Clock()
+        self.dirs, self.ledgers = [], []
+        for node in ("A", "B"):
+            directory = tempfile.mkdtemp(prefix=f"chatproto-node{node}-")
+            self.addCleanup(shutil.rmtree, directory, True)
+            ledger = ClusterLedger(PostgresDatabase(url, node=node).open(), directory, self.clock)
+            self.addCleanup(ledger.close)
+            self.dirs.append(directory)
+            self.ledgers.append(ledger)
+
+    def read(self, i, name):
+        with open(os.path.join(self.dirs[i], name)) as f:
+            return f.read()
+
+    def test_seqs_interleave_and_each_file_holds_its_own(self):
+        a, b = self.ledgers
+        first = a.append_private("Yoda", "Hans", T, 1.0, "a1")
+        second = b.append_private("Hans", "Yoda", T, 2.0, "b1")
+        third = a.append_private("Yoda", "Hans", T, 3.0, "a2")
+        self.clock.advance(0)
+        seqs = [self.successResultOf(d) for d in (first, second, third)]
+        self.assertEqual(sorted(seqs), [1, 2, 3])
+        seq_b = seqs[1]
+        self.assertEqual(self.read(1, "messagelog.txt"), f"{seq_b}; {T}; Hans; b1\n")
+        self.assertEqual([line.split("; ")[3] for line in self.read(0, "messagelog.txt").splitlines()],
+                         ["a1", "a2"])
+        history = self.successResultOf(b.private_history("Yoda", "Hans", 10))
+        self.assertEqual(sorted(m.text for m in history), ["a1", "a2", "b1"])
+
+    def test_the_second_creation_of_a_group_is_refused(self):
+        a, b = self.ledgers
+        won = a.save_group(GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True], ["luke", False]]))
+        lost = b.save_group(GroupRecord("jedi", "JEDI", "Hans", False, [["Hans", True], ["leia", False]]))
+        self.clock.advance(0)
+        self.successResultOf(won)
+        self.assertEqual(self.failureResultOf(lost).value.code, "group-exists")
+        groups = a.database.groups()
+        self.assertEqual(groups, [GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True], ["luke", False]])])

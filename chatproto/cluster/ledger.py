@@ -108,6 +108,7 @@ class ClusterLedger(Ledger):
 
     def _cluster_committed(self, allocated, ops, waiting) -> None:
         positions = iter(allocated)
+        refused = getattr(allocated, "refused_groups", set())
         committed = []
         for text_log, op in ops:
             if op[0] == "msg":
@@ -121,7 +122,8 @@ class ClusterLedger(Ledger):
                                  path=text_log.path, seq=seq)
                 self.last_pos = max(self.last_pos, pos)
                 committed.append((log_name, seq, pos))
-            elif self.on_group_change is not None:
+            elif self.on_group_change is not None and not (
+                    op[0] in ("group", "member") and op[1] in refused):
                 self.on_group_change(op)
         if committed:
             if self.logs.write():
@@ -131,6 +133,11 @@ class ClusterLedger(Ledger):
         for d, _log, result in waiting:
             if isinstance(result, _Pending):
                 result = result.seq_of(allocated)
+            elif isinstance(result, _Creation):
+                if result.key in refused:  # another node created it first
+                    d.errback(ChatError(errors.GROUP_EXISTS, name=result.name))
+                    continue
+                result = None
             d.callback(result)
 
     def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
@@ -173,6 +180,17 @@ class ClusterLedger(Ledger):
 
         return self._read(self.database.delete_checked, db_log, seq, author).addCallbacks(checked, failed)
 
+    def save_group(self, record) -> defer.Deferred:
+        """A new group; fails with C{group-exists} when another node created it first."""
+        self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast)))
+        for username, joined in record.members:
+            self._ops.append((None, ("member", record.key, username, joined)))
+        d = defer.Deferred()
+        self._waiting.append((d, None, _Creation(record.key, record.name)))
+        self._turn.schedule()
+        return d
+
     def delete_in_file(self, log_name, seq, author) -> bool:
         """Mark a record deleted in this node's file; False when the file does not have it."""
         if log_name is not None and not os.path.exists(
@@ -201,3 +219,13 @@ class _Pending:
 
     def seq_of(self, allocated):
         return allocated[self.index][0]
+
+
+class _Creation:
+    """The result of a group's creation: refused when the name was taken meanwhile."""
+
+    __slots__ = ("key", "name")
+
+    def __init__(self, key, name):
+        self.key = key
+        self.name = name

@@ -283,8 +283,16 @@ _INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, rec
                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING seq, pos")
 
 
+class Committed(list):
+    """The C{(seq, pos)} of each message of a batch, in order; C{refused_groups}: the keys of
+    the groups it created that existed already (another node created them first)."""
+
+    refused_groups: set
+
+
 def _commit(db, ops, node=None) -> list:
-    results = []
+    results = Committed()
+    results.refused_groups = refused = set()
     with db.transaction():
         cursor = db.cursor()
         # SEQs to allocate: one counter update per log in the batch.
@@ -319,8 +327,13 @@ def _commit(db, ops, node=None) -> list:
             elif kind == "del":
                 cursor.execute("UPDATE messages SET text = '[deleted]' WHERE log = %s AND seq = %s", op[1:])
             elif kind == "group":
-                cursor.execute("INSERT INTO groups (key, name, owner, broadcast) VALUES (%s, %s, %s, %s) "
-                               "ON CONFLICT (key) DO NOTHING", op[1:])
+                created = cursor.execute(
+                    "INSERT INTO groups (key, name, owner, broadcast) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (key) DO NOTHING RETURNING key", op[1:]).fetchone()
+                if created is None:
+                    refused.add(op[1])
+            elif kind == "member" and op[1] in refused:
+                pass  # the members of a creation that lost: not added to the group that won
             elif kind == "member":
                 cursor.execute(
                     "INSERT INTO members (group_key, username, joined) "
