@@ -1,0 +1,88 @@
+"""--cluster and --database postgresql:// on the command line."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatproto.server.options import parse_cluster, parse_database
+
+from .harness import child_env
+
+
+class OptionTests(SynchronousTestCase):
+    def test_cluster_urls(self):
+        self.assertEqual(parse_cluster("redis://127.0.0.1:6380/2"), ("127.0.0.1", 6380, 2))
+        self.assertEqual(parse_cluster("redis://redis.local"), ("redis.local", 6379, 0))
+        self.assertIsNone(parse_cluster(None))
+        for bad in ("http://x", "redis://", "redis://h:port", "redis://h/x"):
+            with self.assertRaises(usage.UsageError):
+                parse_cluster(bad)
+
+    def test_postgres_urls(self):
+        url = "postgresql://chat:secret@127.0.0.1:5432/chat"
+        self.assertEqual(parse_database(url), url)
+        for bad in ("postgresql://", "postgresql://host", "postgresql://h:x/db"):
+            with self.assertRaises(usage.UsageError):
+                parse_database(bad)
+
+    def test_cluster_needs_a_shared_database(self):
+        result = subprocess.run(
+            [sys.executable, "-m", "chatproto.server", "--cluster", "redis://127.0.0.1:1", "0", "3"],
+            capture_output=True, text=True, env=child_env(), timeout=30)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--cluster needs --database postgresql://", result.stderr)
+        self.assertNotIn("Traceback", result.stderr)
+
+    def test_unreachable_postgres_is_one_line(self):
+        directory = tempfile.mkdtemp(prefix="chatproto-options-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        credentials = os.path.join(directory, "credentials.txt")
+        with open(credentials, "w") as f:
+            f.write("Yoda wise@!man\n")
+        result = subprocess.run(
+            [sys.executable, "-m", "chatproto.server", "--database", "postgresql://chat@127.0.0.1:1/chat",
+             "--credentials", credentials, "--data-dir", directory, "0", "3"],
+            capture_output=True, text=True, env=child_env(), timeout=30)
+        self.assertEqual(result.returncode, 1)
+        self.assertRegex(result.stderr, r"^Error: cannot open the database .*127\.0\.0\.1.*\n$")
+
+
+class DemoTests(SynchronousTestCase):
+    def test_demo_starts_two_nodes_and_stops_cleanly(self):
+        import re
+        import signal
+
+        from chatproto.cluster.local import free_port, postgres_bin, redis_bin
+
+        from .harness import ClientProcess, OutputReader
+
+        if postgres_bin() is None or redis_bin() is None:
+            raise self.skipTest("needs PostgreSQL and redis-server")
+        base = free_port()
+        while base + 1 > 65535 or base < 1024:
+            base = free_port()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "chatproto.cluster", "demo", "--nodes", "2", "--port", str(base)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
+        out = OutputReader(process.stdout, "demo")
+        try:
+            scratch = out.expect(re.compile(r"^Scratch directory: (\S+)"), timeout=60).group(1)
+            out.expect(re.compile(r"^2 nodes are up"), timeout=60)
+            out.expect(re.compile(rf"node 2: python -m chatproto.client 127\.0\.0\.1 {base + 1} "))
+            out.expect(re.compile(r"\[node2\] .*Cluster: node \w+ joined"), timeout=30)
+            client = ClientProcess("127.0.0.1", base + 1, free_port())
+            self.addCleanup(client.cleanup)
+            client.login("Yoda", "wise@!man")
+            process.send_signal(signal.SIGINT)
+            self.assertEqual(process.wait(60), 0)
+            self.assertFalse(os.path.exists(scratch))  # removed at the end
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(30)
+            process.stdout.close()
