@@ -3,6 +3,7 @@ SPEC.md section 10 end to end: real nodes on a private Redis and PostgreSQL,
 real clients on each node.
 """
 
+import os
 import re
 import shutil
 import tempfile
@@ -185,3 +186,18 @@ class ClusterTests(SynchronousTestCase):
         leia.command("/activeuser", re.compile(r"^Hans, "), re.compile(r"^Yoda, "))
         self.assertEqual(b.stop(), 0)
         leia.command("/activeuser", "no other active user")
+
+    def test_a_password_changed_on_one_node_works_on_every_node(self):
+        own = shutil.copy(DEMO_CREDENTIALS, tempfile.mkdtemp(prefix="chatproto-own-credentials-"))
+        self.addCleanup(shutil.rmtree, os.path.dirname(own), True)
+        a = self.node()
+        b = ServerProcess(credentials=own, extra_args=("--database", self.database, "--cluster", self.redis.url))
+        self.addCleanup(b.cleanup)
+        b.stdout.expect(JOINED)
+        yoda = self.login(a, "Yoda", "wise@!man")
+        yoda.command("/changepassword wise@!man newpass1", "Your password has been changed.")
+        yoda.send("/logout")
+        yoda.expect(re.compile("^Bye"))
+        self.login(b, "Yoda", "newpass1")  # b's own copy of the accounts was updated too
+        with open(own) as f:
+            self.assertNotIn("wise@!man", f.read())

@@ -183,6 +183,8 @@ class ClusterBus:
         old.stop()
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
+        self._store_secret = realm.accounts.set_secret
+        realm.accounts.set_secret = self._set_secret
         self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
             {"t": "deleted", "log": log_name, "seq": seq, "by": author})
 
@@ -348,6 +350,16 @@ class ClusterBus:
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
 
+    def _set_secret(self, username, secret):
+        """A password changed here: every node stores it too (their credentials files and memory)."""
+        d = self._store_secret(username, secret)
+
+        def stored(result):
+            self.tell_all({"t": "secret", "u": username, "s": secret})
+            return result
+
+        return d.addCallback(stored)
+
     def _forget_node(self, node):
         return self.redis.eval(FORGET_NODE, [self.presence_key, self.prefix + "users:" + node], [node])
 
@@ -494,6 +506,10 @@ class ClusterBus:
                 log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=len(payload["u"]))
         elif kind == "group":
             self._group_change(payload["op"])
+        elif kind == "secret":
+            d = self._store_secret(payload["u"], payload["s"])
+            d.addErrback(lambda f: log.warn("Cluster: cannot store the new password of {name}: {why}",
+                                            name=payload["u"], why=f.getErrorMessage()))
         elif kind == "deleted":  # the record may be in this node's file
             self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"])
         elif kind == "fail":
