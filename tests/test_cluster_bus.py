@@ -32,6 +32,10 @@ class BusTests(SynchronousTestCase):
         self.fixture = ChatFixture(self)
         self.chat = self.fixture.chat
         self.fixture.storage.last_pos = 0
+        database = self.fixture.storage.database  # PostgreSQL's lockout calls, recorded
+        self.saved_blocks = []
+        database.blocks = lambda now: [("luke", now + 5)]
+        database.save_block = lambda name, until: defer.succeed(self.saved_blocks.append(name))
         self.bus = ClusterBus(self.chat, self.fixture.storage, ("127.0.0.1", 6379, 0), self.fixture.clock,
                               node="A")
         self.bus.install()
@@ -98,3 +102,11 @@ class BusTests(SynchronousTestCase):
         self.assertEqual(connection.send("LOGIN Yoda wrong 6000"),
                          ["ERR Invalid Password. Your account has been blocked. Please try again later"])
         self.assertIn(("chatproto:0:all", {"t": "fail", "u": "Yoda", "n": "A"}), self.bus.redis.published)
+        self.assertEqual(self.saved_blocks, ["Yoda"])
+
+    def test_a_block_kept_in_postgresql_is_known_at_start(self):
+        connection = self.fixture.connect()
+        self.assertEqual(connection.send("LOGIN luke jedi*knight 6000"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+        self.fixture.clock.advance(5)
+        self.assertEqual(self.fixture.connect().send("LOGIN luke jedi*knight 6000"), ["OK Welcome to chatproto!"])

@@ -112,6 +112,10 @@ class ClusterTests(SynchronousTestCase):
         self.try_login(b, "Yoda", "wrong", "Invalid Password. Your account has been blocked. Please try again later")
         self.try_login(a, "Yoda", "wise@!man",
                        "Your account is blocked due to multiple login failures. Please try again later")
+        # The block is kept in PostgreSQL: a node started during it knows it.
+        c = self.node(attempts=2)
+        self.try_login(c, "Yoda", "wise@!man",
+                       "Your account is blocked due to multiple login failures. Please try again later")
 
     def test_a_killed_node_s_users_are_inactive_within_15_seconds(self):
         a, b, c = self.node(), self.node(), self.node()

@@ -281,3 +281,30 @@ class ClusterLedgerTests(SynchronousTestCase):
         self.assertEqual(self.failureResultOf(lost).value.code, "group-exists")
         groups = a.database.groups()
         self.assertEqual(groups, [GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True], ["luke", False]])])
+
+    def test_blocks_are_kept(self):
+        a, b = self.ledgers
+        self.successResultOf(a.database.save_block("Yoda", 100.0))
+        self.successResultOf(a.database.save_block("Hans", 50.0))
+        self.assertEqual(b.database.blocks(60.0), [("Yoda", 100.0)])
+
+
+@pytest.mark.usefixtures("postgres_class")
+class PostgresMigrationTests(SynchronousTestCase):
+    def test_a_version_1_database_is_migrated(self):
+        import psycopg
+
+        from chatproto.storage.postgres import MIGRATIONS
+
+        url = self.postgres.fresh_database()
+        with psycopg.connect(url, autocommit=True) as db:
+            db.execute(MIGRATIONS[0])
+            db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+            db.execute("INSERT INTO messages (log, seq, timestamp, time, sender, text) "
+                       "VALUES ('', 1, %s, 1.0, 'Yoda', 'kept')", (T,))
+        database = PostgresDatabase(url).open()
+        self.addCleanup(database.close)
+        self.assertEqual(database.blocks(0.0), [])
+        self.assertEqual(database.last_seq(""), 1)
+        with psycopg.connect(url) as db:
+            self.assertEqual(db.execute("SELECT value FROM meta").fetchone()[0], str(PG_SCHEMA_VERSION))

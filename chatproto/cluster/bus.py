@@ -129,7 +129,18 @@ class ClusterLockout(LoginLockout):
 
     def record_failure(self, username: str) -> bool:
         self.bus.tell_all({"t": "fail", "u": username})
-        return super().record_failure(username)
+        was_blocked = username in self._blocks
+        blocked = super().record_failure(username)
+        if blocked and not was_blocked:  # kept in PostgreSQL: a node started meanwhile knows
+            self.bus.save_block(username, self.clock.seconds() + self.block_seconds)
+        return blocked
+
+    def block_until(self, username: str, until: float) -> None:
+        """A block read from PostgreSQL at start-up."""
+        remaining = until - self.clock.seconds()
+        if remaining > 0 and username not in self._blocks:
+            self._failures.pop(username, None)
+            self._blocks[username] = self.clock.callLater(remaining, self._unblock, username)
 
     def record_success(self, username: str) -> None:
         if username in self._failures:
@@ -181,6 +192,8 @@ class ClusterBus:
         old = realm.lockout
         realm.lockout = ClusterLockout(self.clock, old.attempts, self, old.block_seconds)
         old.stop()
+        for username, until in self.ledger.database.blocks(self.clock.seconds()):
+            realm.lockout.block_until(username, until)
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
         self._store_secret = realm.accounts.set_secret
@@ -349,6 +362,11 @@ class ClusterBus:
                         self._remote_off(name, node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
+
+    def save_block(self, username, until) -> None:
+        d = self.ledger.database.save_block(username, until)
+        d.addErrback(lambda f: log.warn("Cluster: cannot keep the block of {name}: {why}",
+                                        name=username, why=f.getErrorMessage()))
 
     def _set_secret(self, username, secret):
         """A password changed here: every node stores it too (their credentials files and memory)."""

@@ -66,6 +66,12 @@ MIGRATIONS = [
         UNIQUE (group_key, username)
     );
     """,
+    """
+    CREATE TABLE blocks (             -- accounts blocked by the lockout, until when (epoch seconds)
+        username TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 IDLE_CHECK_SECONDS = 1.0
@@ -247,6 +253,14 @@ class PostgresDatabase:
         """
         return self._run(_messages_since, pos, list(usernames), list(logs), limit, self.node)
 
+    def blocks(self, now: float) -> list:
+        """The accounts blocked at C{now}: C{(username, until)} (start-up, synchronous)."""
+        return self._connection().execute(
+            "SELECT username, until FROM blocks WHERE until > %s ORDER BY username", (now,)).fetchall()
+
+    def save_block(self, username: str, until: float) -> defer.Deferred:
+        return self._run(_save_block, username, until)
+
     def last_pos(self) -> defer.Deferred:
         return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
 
@@ -351,6 +365,13 @@ def _commit(db, ops, node=None) -> list:
                 "INSERT INTO log_counters AS c (log, last) VALUES (%s, %s) "
                 "ON CONFLICT (log) DO UPDATE SET last = GREATEST(c.last, excluded.last)", (log_name, seq))
     return results
+
+
+def _save_block(db, username, until):
+    with db.transaction():
+        db.execute("DELETE FROM blocks WHERE until < %s", (until - 86400,))
+        db.execute("INSERT INTO blocks (username, until) VALUES (%s, %s) "
+                   "ON CONFLICT (username) DO UPDATE SET until = excluded.until", (username, until))
 
 
 def _history(db, column, value, limit, before):
