@@ -119,10 +119,18 @@ class ClusterTests(SynchronousTestCase):
 
     def test_a_killed_node_s_users_are_inactive_within_15_seconds(self):
         a, b, c = self.node(), self.node(), self.node()
-        self.login(a, "Yoda", "wise@!man")
+        yoda = self.login(a, "Yoda", "wise@!man")
         hans = self.login(b, "Hans", "falcon*solo")
         leia = self.login(c, "leia", "alderaan")
         hans.command("/activeuser", re.compile(r"^Yoda, "), re.compile(r"^leia, "))
+        # One group over three nodes.
+        yoda.command("/creategroup Jedi Hans leia", re.compile("^Group chat room has been created"))
+        for member in (hans, leia):
+            member.expect(re.compile("invited to the group chat Jedi"))
+            member.command("/joingroup Jedi", "Joined the group chat: Jedi successfully.")
+        leia.command("/groupmsg Jedi from node three", "Group chat message sent.")
+        for member in (yoda, hans):
+            member.expect(re.compile(rf"^{TS}, Jedi, leia: from node three$"))
         killed = time.monotonic()
         a.kill()
         for node in (b, c):
