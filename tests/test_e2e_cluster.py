@@ -178,7 +178,7 @@ class ClusterTests(SynchronousTestCase):
             self.postgres.local.start()
         hans.command("/msgto Yoda back", re.compile("^message sent at"))
         yoda.expect(re.compile(rf"^{TS}, Hans: back$"))
-        yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: back$"))
+        yoda.command("/history Hans", re.compile(rf"^#1 {TS}, Hans: back$"))  # node A's first use
 
     def test_deleted_through_another_node_and_a_clean_stop(self):
         a, b = self.node(), self.node()

@@ -18,8 +18,8 @@ counter follows given SEQs too. Every message also gets a global position
 (C{pos}), which cluster nodes catch up by.
 """
 
+import select
 import threading
-import time
 
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
@@ -74,7 +74,6 @@ MIGRATIONS = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-IDLE_CHECK_SECONDS = 1.0
 _MIGRATION_LOCK = 0x63686174  # pg_advisory_xact_lock key: "chat"
 
 _COLUMNS = "log, seq, timestamp, time, sender, recipient, text"
@@ -109,7 +108,6 @@ class PostgresDatabase:
         self._db = None
         self._pool = None
         self._lock = threading.Lock()
-        self._last_used = time.monotonic()
 
     @property
     def name(self) -> str:
@@ -196,16 +194,11 @@ class PostgresDatabase:
 
     def _guarded(self, function, *args):
         with self._lock:
-            now = time.monotonic()
-            if now - self._last_used > IDLE_CHECK_SECONDS and self._db is not None:
-                # Idle for a while: PostgreSQL may have restarted. Find out before
-                # a batch does, so that it does not fail for a connection that died idle.
-                try:
-                    self._db.execute("SELECT 1")
-                except psycopg.Error:
-                    self._db.close()
-                    self._db = None
-            self._last_used = now
+            if self._db is not None and _hung_up(self._db):
+                # PostgreSQL closed this idle connection (a restart, an administrator):
+                # open a new one instead of failing a user's command with it.
+                self._db.close()
+                self._db = None
             try:
                 return function(self._connection(), *args)
             except psycopg.OperationalError as e:
@@ -287,6 +280,16 @@ class PostgresDatabase:
 
     def __repr__(self):
         return f"<PostgresDatabase {self.name}>"
+
+
+def _hung_up(db) -> bool:
+    """Whether the server wrote to a connection with no query outstanding: only a
+    goodbye (an error before closing, or the end of the stream). One poll, no round trip."""
+    try:
+        readable, _, _ = select.select([db.fileno()], [], [], 0)
+    except (OSError, ValueError, psycopg.Error):
+        return True
+    return bool(readable)
 
 
 def _why(error) -> str:
