@@ -167,6 +167,9 @@ class ClusterBus:
         self.all_channel = prefix + "all"
         self.node_channel = prefix + "node:" + self.node
         self.remote: dict[str, RemoteUser] = {}
+        # Everyone active on every node: one dict for the realm's lookups (a ChainMap of
+        # local and remote costs 0.5 µs a lookup, 20 times a dict's).
+        self.everyone: dict = {}
         self.up = False  # subscribed and registered: claims and deliveries work
         self.ever_up = False
         self.cut_pos = 0  # the last position known when the bus was lost
@@ -188,7 +191,8 @@ class ClusterBus:
     def install(self) -> None:
         realm = self.realm
         realm.cluster = self
-        realm._everyone = collections.ChainMap(realm._active, self.remote)
+        self.everyone.update(realm._active)
+        realm._everyone = self.everyone
         old = realm.lockout
         realm.lockout = ClusterLockout(self.clock, old.attempts, self, old.block_seconds)
         old.stop()
@@ -396,6 +400,7 @@ class ClusterBus:
         """Claim C{user}'s name in the whole cluster (the realm's login)."""
         if not self.up:
             return defer.fail(LoginFailed(errors.LOGIN_NOT_RECORDED))
+        self.everyone[user.name] = user  # at once, as in the realm's _active
 
         def claimed(ok):
             if not ok:
@@ -414,6 +419,8 @@ class ClusterBus:
 
     def release(self, user) -> None:
         """C{user} logged out here (the realm's logout)."""
+        if self.everyone.get(user.name) is user:
+            del self.everyone[user.name]
         if not self.up:
             return  # re-registration after the reconnection leaves it out
         d = self.redis.eval(RELEASE, [self.presence_key, self.prefix + "users:" + self.node],
@@ -430,7 +437,8 @@ class ClusterBus:
             return
         if known is not None:
             known.gone = True
-        self.remote[name] = RemoteUser(self, name, node, ip, udp_port, since, since_time)
+        self.remote[name] = self.everyone[name] = RemoteUser(self, name, node, ip, udp_port, since,
+                                                             since_time)
         if known is None:
             timestamp, now = self.realm._now()
             self.realm._tell_watchers(events.UserOnline(name, timestamp, now), None)
@@ -440,6 +448,8 @@ class ClusterBus:
         if known is None or (node is not None and known.node != node):
             return
         del self.remote[name]
+        if self.everyone.get(name) is known:
+            del self.everyone[name]
         known.gone = True
         timestamp, now = self.realm._now()
         self.realm._tell_watchers(events.UserOffline(name, timestamp, now), None)
