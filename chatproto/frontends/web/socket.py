@@ -1,0 +1,531 @@
+"""
+The WebSocket at C{/ws}: one L{ChatSocket} per browser tab, speaking the JSON
+messages of docs/PROTOCOL.md ("WebSocket") over the core of the session its
+cookie names.
+
+Requests are objects C{{"id": N, "type": T, ...}}; each gets exactly one
+C{{"type": "reply", "id": N, "ok": ...}}. Events (messages, invitations,
+presence) arrive at any time as objects of their own C{type}.
+"""
+
+import dataclasses
+import json
+import re
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from .session import conversation_key, message_key
+from .texts import error_text, protocol_text
+
+log = Logger()
+
+MAX_TEXT = 65536  # bytes of one chat message, as a line-protocol line
+MAX_FRAME = 2 * MAX_TEXT + 4096  # characters of one JSON request (escapes included)
+MAX_BUFFERED = MAX_FRAME + 65536  # bytes read towards one request before the socket is closed
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 500
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, text: str):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+def bad(detail: str) -> BadRequest:
+    return BadRequest("bad-request", protocol_text("bad-request", detail=detail))
+
+
+@implementer(IPushProducer)
+class OutputBound:
+    """
+    Knows when the TCP transport under a WebSocket holds output unsent (it
+    pauses its producer then), and how much: what the transport's buffer
+    holds, or, where it cannot tell (TLS), what was written since the pause.
+    """
+
+    def __init__(self):
+        self.paused = False
+        self.queued = 0
+
+    def pauseProducing(self):
+        self.paused = True
+
+    def resumeProducing(self):
+        self.paused = False
+        self.queued = 0
+
+    def stopProducing(self):
+        pass
+
+
+def unsent_bytes(transport) -> int | None:
+    """Bytes waiting in a Twisted TCP transport's write buffer, or None when it cannot tell."""
+    try:
+        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+    except (AttributeError, TypeError):
+        return None
+
+
+class TokenBucket:
+    """C{rate} requests a second on average, bursts of C{burst}; refilled from the clock."""
+
+    def __init__(self, rate: float, burst: int, now: float):
+        self.rate = rate
+        self.burst = burst
+        self.tokens = float(burst)
+        self.last = now
+
+    def allow(self, now: float) -> bool:
+        elapsed = max(0.0, now - self.last)
+        self.last = now
+        self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+# JSON shapes of the core's objects
+
+
+def user_json(user) -> dict:
+    return {"name": user.name, "since": user.since}
+
+
+def group_json(info) -> dict:
+    return {
+        "name": info.name,
+        "owner": info.owner,
+        "broadcast": bool(info.broadcast),
+        "members": [{"name": name, "joined": bool(joined)} for name, joined in info.members],
+    }
+
+
+def message_json(message) -> dict:
+    return {
+        "kind": message.kind,
+        "seq": message.seq,
+        "timestamp": message.timestamp,
+        "time": message.time,
+        "sender": message.sender,
+        "recipient": getattr(message, "recipient", None),
+        "group": getattr(message, "group", None),
+        "text": message.text,
+    }
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# Core event class -> JSON type; anything else is sent as its fields under its snake_case name.
+EVENT_TYPES = {
+    "UserOnline": "user_online",
+    "UserOffline": "user_offline",
+    "MemberJoined": "member_joined",
+    "MemberLeft": "member_left",
+    "MessageDeleted": "message_deleted",
+    "Invited": "invited",
+    "ServerNotice": "notice",
+}
+NOT_FOR_BROWSERS = {"FileOffer"}  # a web session has no UDP port: the core never offers it one
+
+
+def event_json(event, unread=None) -> dict | None:
+    name = type(event).__name__
+    if name == "Message":
+        out = {"type": "message", "message": message_json(event)}
+        if unread is not None:
+            out["unread"] = unread
+        return out
+    if name in NOT_FOR_BROWSERS:
+        return None
+    out = {"type": EVENT_TYPES.get(name) or _snake(name)}
+    if dataclasses.is_dataclass(event):
+        for field in dataclasses.fields(event):
+            value = getattr(event, field.name)
+            if isinstance(value, str | int | float | bool) or value is None:
+                out[field.name] = value
+    return out
+
+
+def _string(request: dict, name: str, required=True) -> str | None:
+    value = request.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise bad(f"{name} must be a non-empty string")
+    return value
+
+
+def _clean_text(text) -> str:
+    if not isinstance(text, str):
+        raise bad("text must be a string")
+    text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
+    if not text.strip():
+        raise BadRequest("empty-message", protocol_text("empty-message"))
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT:
+        raise BadRequest("text-too-long", protocol_text("text-too-long"))
+    return text
+
+
+class ChatSocket:
+    """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
+
+    def __init__(self, factory: "ChatSocketFactory", request, session):
+        self.factory = factory
+        self.chat = factory.chat
+        self.session = session
+        self.request = request
+        self.transport = None
+        self.tcp = None
+        self.open = False
+        self.closed = False
+        self._ready = False
+        self._early: list = []
+        self._received = 0
+        self.bound = OutputBound()
+        self.rate = None
+        if factory.rate_limit > 0:
+            self.rate = TokenBucket(factory.rate_limit, factory.rate_burst, factory.clock.seconds())
+
+    # WebSocketProtocol
+
+    def negotiationStarted(self, transport) -> None:
+        self.transport = transport
+        channel = getattr(self.request, "channel", None)
+        tcp = getattr(channel, "transport", None)
+        self.tcp = tcp
+        if tcp is not None:
+            # After the upgrade the HTTP channel no longer needs to hear of a full buffer; we do.
+            try:
+                tcp.unregisterProducer()
+            except Exception:  # noqa: BLE001 - a transport without a producer registered
+                pass
+            tcp.registerProducer(self.bound, True)
+            # Count what arrives towards the next complete request: Twisted reassembles
+            # fragments without a limit, so a peer that never finishes one is closed.
+            if channel is not None and callable(getattr(channel, "dataReceived", None)):
+                inner = channel.dataReceived
+
+                def dataReceived(data, inner=inner):
+                    self._received += len(data)
+                    if self._received > MAX_BUFFERED:
+                        self._too_big()
+                        return
+                    inner(data)
+
+                channel.dataReceived = dataReceived
+
+    def negotiationFinished(self) -> None:
+        self.open = True
+        self.factory.sockets.add(self)
+        session = self.session
+        if session is None or session.ended:
+            self.send({"type": "ended", "text": "Please log in first"})
+            self.close()
+            return
+        session.attach(self)
+        self._hello()
+
+    def textMessageReceived(self, text: str) -> None:
+        self._received = 0
+        if self.closed:
+            return
+        allowed = self.rate is None or self.rate.allow(self.factory.clock.seconds())
+        if len(text) > MAX_FRAME:
+            self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
+            return
+        try:
+            request = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
+            return
+        rid = request.get("id")
+        if not (isinstance(rid, int | str) and not isinstance(rid, bool)) or (
+                isinstance(rid, str) and len(rid) > 64):
+            rid = None
+        kind = request.get("type")
+        if not allowed:
+            self._refuse(rid, "rate-limited", protocol_text("rate-limited"))
+            return
+        method = getattr(self, f"do_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
+        if method is None:
+            self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
+            return
+        if self.session is None or self.session.ended or self.session.user is None:
+            self._refuse(rid, "logged-out", "Please log in first")
+            return
+        try:
+            d = defer.maybeDeferred(method, request)
+        except BadRequest as e:
+            self._refuse(rid, e.code, e.text)
+            return
+        d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, kind))
+
+    def bytesMessageReceived(self, data) -> None:
+        self._received = 0
+        self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
+
+    def pongReceived(self, payload) -> None:
+        pass
+
+    def connectionLost(self, reason) -> None:
+        self.open = False
+        self.closed = True
+        self.factory.sockets.discard(self)
+        if self.session is not None:
+            self.session.detach(self)
+
+    # Output
+
+    def send(self, obj: dict) -> None:
+        if not self.open or self.closed or self.transport is None:
+            return
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+        self.transport.sendTextMessage(text)
+        if self.bound.paused:
+            unsent = unsent_bytes(self.tcp)
+            if unsent is None:
+                self.bound.queued += len(text) + 10
+                unsent = self.bound.queued
+            if unsent > self.factory.max_output:
+                self._drop_slow_reader()
+
+    def event(self, event, unread=None) -> None:
+        """An event of the core for this tab's session."""
+        if not self._ready:
+            self._early.append((event, unread))
+            return
+        out = event_json(event, unread)
+        if out is not None:
+            self.send(out)
+
+    def close(self, code: int = 1000) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.loseConnection(code)
+
+    def _drop_slow_reader(self) -> None:
+        log.info("Dropping a web client of {user}: more than {limit} bytes of output unread",
+                 user=self.session.username if self.session else None, limit=self.factory.max_output)
+        self.closed = True
+        if self.tcp is not None:
+            self.tcp.abortConnection()
+
+    def _too_big(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.tcp is not None:
+                self.tcp.abortConnection()
+
+    def _refuse(self, rid, code: str, text: str) -> None:
+        self.send({"type": "reply", "id": rid, "ok": False, "code": code, "error": text})
+
+    def _answer(self, result, rid) -> None:
+        reply = {"type": "reply", "id": rid, "ok": True}
+        if result:
+            reply.update(result)
+        self.send(reply)
+
+    def _failed(self, failure, rid, kind) -> None:
+        error = failure.value
+        if isinstance(error, BadRequest):
+            self._refuse(rid, error.code, error.text)
+            return
+        code = getattr(error, "code", None)
+        if not isinstance(code, str):
+            log.failure("web request {kind!r} of {user}", failure, kind=kind,
+                        user=self.session.username if self.session else None)
+            code = "server-error"
+        self._refuse(rid, code, error_text(kind, code, error))
+
+    # The state a tab starts from
+
+    def _hello(self) -> None:
+        session = self.session
+        user = session.user
+        d = self._snapshot()
+
+        def send_hello(results):
+            active, accounts, groups = results
+            if session.ended or self.closed:
+                return
+            self._ready = True
+            self.send({
+                "type": "hello",
+                "username": user.name,
+                "since": user.since,
+                "active": [user_json(u) for u in active],
+                "accounts": list(accounts),
+                "groups": [group_json(g) for g in groups],
+                "unread": dict(session.unread),
+                "limits": {"text_bytes": MAX_TEXT, "history_max": HISTORY_MAX},
+            })
+            early, self._early = self._early, []
+            for event, unread in early:
+                self.event(event, unread)
+
+        def failed(failure):
+            log.failure("web hello for {user}", failure, user=user.name)
+            self.send({"type": "error", "code": "server-error", "error": "Server error"})
+            self.close(1011)
+
+        d.addCallbacks(send_hello, failed)
+
+    # Requests: do_<type>(request) returns a dict (or a Deferred of one) merged into the reply
+
+    @property
+    def user(self):
+        return self.session.user
+
+    def _snapshot(self) -> defer.Deferred:
+        """Fires with (active users, account names, groups of this user)."""
+        d = defer.gatherResults([
+            defer.maybeDeferred(self.chat.active_users),
+            defer.maybeDeferred(self.chat.account_names),
+            defer.maybeDeferred(self.chat.groups_of, self.user.name),
+        ], consumeErrors=True)
+        return d.addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
+
+    def do_ping(self, request):
+        return {}
+
+    def do_active(self, request):
+        d = defer.maybeDeferred(self.chat.active_users)
+        return d.addCallback(lambda users: {"active": [user_json(u) for u in users]})
+
+    def do_state(self, request):
+        d = self._snapshot()
+
+        def state(results):
+            active, accounts, groups = results
+            return {"active": [user_json(u) for u in active], "accounts": list(accounts),
+                    "groups": [group_json(g) for g in groups], "unread": dict(self.session.unread)}
+
+        return d.addCallback(state)
+
+    def do_send(self, request):
+        text = _clean_text(request.get("text"))
+        to = _string(request, "to", required=False)
+        group = _string(request, "group", required=False)
+        if (to is None) == (group is None):
+            raise bad("give either to or group")
+        if to is not None:
+            d = defer.maybeDeferred(self.chat.send_private, self.user, to, text)
+        else:
+            d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
+        d.addCallback(self._sent)
+        return d
+
+    def _sent(self, message):
+        # The core does not echo a sender's own message: the session's other tabs see it here.
+        out = {"type": "message", "message": message_json(message)}
+        for socket in list(self.session.sockets):
+            if socket is not self:
+                socket.send(out)
+        return {"message": message_json(message)}
+
+    def do_history(self, request):
+        limit = request.get("limit", HISTORY_DEFAULT)
+        before = request.get("before")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= HISTORY_MAX:
+            raise bad(f"limit must be an integer from 1 to {HISTORY_MAX}")
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool) or before < 1):
+            raise bad("before must be a positive integer")
+        with_ = _string(request, "with", required=False)
+        group = _string(request, "group", required=False)
+        if (with_ is None) == (group is None):
+            raise bad("give either with or group")
+        if with_ is not None:
+            d = defer.maybeDeferred(self.chat.history, self.user, with_, limit, before=before)
+        else:
+            d = defer.maybeDeferred(self.chat.group_history, self.user, group, limit, before=before)
+        return d.addCallback(lambda messages: {"messages": [message_json(m) for m in messages]})
+
+    def _group_reply(self, info):
+        return {"group": group_json(info)}
+
+    def do_create_group(self, request):
+        name = _string(request, "name")
+        members = request.get("members")
+        if not isinstance(members, list) or not members or len(members) > 1000 or not all(
+                isinstance(m, str) and m for m in members):
+            raise bad("members must be a non-empty list of usernames")
+        broadcast = request.get("broadcast", False)
+        if not isinstance(broadcast, bool):
+            raise bad("broadcast must be true or false")
+        d = defer.maybeDeferred(self.chat.create_group, self.user, name, members, broadcast=broadcast)
+        return d.addCallback(self._group_reply)
+
+    def do_join(self, request):
+        d = defer.maybeDeferred(self.chat.join_group, self.user, _string(request, "group"))
+        return d.addCallback(self._group_reply)
+
+    def do_invite(self, request):
+        d = defer.maybeDeferred(self.chat.invite, self.user, _string(request, "group"),
+                                _string(request, "username"))
+        return d.addCallback(self._group_reply)
+
+    def do_leave(self, request):
+        d = defer.maybeDeferred(self.chat.leave_group, self.user, _string(request, "group"))
+        return d.addCallback(self._group_reply)
+
+    def do_change_password(self, request):
+        current = request.get("current")
+        new = request.get("new")
+        if not isinstance(current, str) or not isinstance(new, str) or len(current) > 1024 or len(new) > 1024:
+            raise bad("current and new must be strings")
+        d = defer.maybeDeferred(self.chat.change_password, self.user, current, new)
+        return d.addCallback(lambda _: {"text": "Your password has been changed."})
+
+    def do_delete(self, request):
+        seq = request.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise bad("seq must be a positive integer")
+        group = _string(request, "group", required=False)
+        if group is None:
+            d = defer.maybeDeferred(self.chat.delete_message, self.user, seq)
+        else:
+            d = defer.maybeDeferred(self.chat.delete_group_message, self.user, group, seq)
+        return d.addCallback(lambda _: {"text": f"Message {seq} deleted."})
+
+    def do_read(self, request):
+        kind = request.get("kind")
+        if kind not in ("user", "group"):
+            raise bad("kind must be user or group")
+        key = conversation_key(kind, _string(request, "name"))
+        self.session.mark_read(key, except_socket=self)
+        return {}
+
+
+class ChatSocketFactory:
+    """Builds a L{ChatSocket} for each WebSocket request that passed the resource's checks."""
+
+    def __init__(self, chat, store, clock, max_output: int, rate_limit: float = 0.0, rate_burst: int = 0):
+        self.chat = chat
+        self.store = store
+        self.clock = clock
+        self.max_output = max_output
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst or max(1, int(2 * rate_limit))
+        self.sockets: set = set()
+
+    def buildProtocol(self, request) -> ChatSocket:
+        session = getattr(request, "chat_session", None)
+        return ChatSocket(self, request, session)
+
+
+__all__ = ["ChatSocket", "ChatSocketFactory", "event_json", "message_key"]
