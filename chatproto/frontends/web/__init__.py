@@ -45,7 +45,7 @@ class WebFrontEnd:
         self.store = SessionStore(chat, clock, self.grace)
         self.sockets = ChatSocketFactory(chat, self.store, clock, self.max_output,
                                          self.rate_limit, self.rate_burst)
-        self.site = WebSite(build_root(self.store, self.sockets, self.origins))
+        self.site = WebSite(build_root(self.store, self.sockets, self.origins), reactor=clock)
         return self.site
 
     def ready_line(self, address) -> str:

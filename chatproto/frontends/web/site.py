@@ -17,7 +17,7 @@ import json
 import os
 
 from twisted.logger import Logger
-from twisted.web import resource, server, static
+from twisted.web import resource, server
 from twisted.web.websocket import WebSocketResource
 
 from .session import COOKIE_NAME, LoginRefused
@@ -132,56 +132,92 @@ def clear_cookie(request) -> None:
                       expires="Thu, 01 Jan 1970 00:00:00 GMT")
 
 
+def plain(request, status: int, text: str) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
+    return text.encode("utf-8") + b"\n"
+
+
+class Plain(resource.Resource):
+    """
+    A resource whose errors are plain text: an unknown child is a 404 and a
+    method it does not take a 405 (Twisted's own error pages are deprecated).
+    """
+
+    def getChild(self, path, request):
+        return _Forbidden()
+
+    def render(self, request):
+        method = request.method.decode("ascii", "replace")
+        handler = getattr(self, "render_" + method, None)
+        if handler is None and method == "HEAD":
+            handler = getattr(self, "render_GET", None)
+        if handler is None:
+            allowed = [name[len("render_"):] for name in dir(self)
+                       if name.startswith("render_") and name[len("render_"):].isupper()]
+            request.setHeader(b"Allow", ", ".join(sorted(allowed)).encode())
+            return plain(request, 405, "Method not allowed")
+        return handler(request)
+
+
 class _Forbidden(resource.Resource):
     isLeaf = True
 
     def render(self, request):
-        request.setResponseCode(404)
-        request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
-        return b"Not found\n"
+        return plain(request, 404, "Not found")
 
 
-class StaticFiles(static.File):
-    """The assets directory: files only, no directory listing."""
-
-    def directoryListing(self):
-        return _Forbidden()
-
-    def createSimilarFile(self, path):
-        f = super().createSimilarFile(path)
-        f.__class__ = StaticFiles
-        return f
+CONTENT_TYPES = {
+    ".js": b"text/javascript; charset=utf-8",
+    ".css": b"text/css; charset=utf-8",
+    ".html": b"text/html; charset=utf-8",
+    ".svg": b"image/svg+xml",
+    ".png": b"image/png",
+}
 
 
-StaticFiles.contentTypes = dict(static.File.contentTypes)
-StaticFiles.contentTypes.update({
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".html": "text/html; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".webmanifest": "application/manifest+json",
-})
-
-
-class Page(resource.Resource):
-    """GET /: the one page."""
-
+class Asset(Plain):
     isLeaf = True
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, content_type: bytes):
         super().__init__()
         self.path = path
+        self.content_type = content_type
 
     def render_GET(self, request):
         if request.postpath and request.postpath != [b""]:
             return _Forbidden().render(request)
         with open(self.path, "rb") as f:
             body = f.read()
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        request.setHeader(b"Content-Type", self.content_type)
         return body
 
+    render_HEAD = render_GET
 
-class JSONPost(resource.Resource):
+
+class StaticFiles(Plain):
+    """The assets directory: only the files it holds at start-up, no listing, no subdirectories."""
+
+    def __init__(self, directory: str):
+        super().__init__()
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            content_type = CONTENT_TYPES.get(os.path.splitext(name)[1])
+            if os.path.isfile(path) and content_type is not None:
+                self.putChild(name.encode(), Asset(path, content_type))
+
+    def render_GET(self, request):
+        return plain(request, 404, "Not found")
+
+
+class Page(Asset):
+    """GET /: the one page."""
+
+    def __init__(self, path: str):
+        super().__init__(path, CONTENT_TYPES[".html"])
+
+
+class JSONPost(Plain):
     """A same-origin JSON POST."""
 
     isLeaf = True
@@ -257,7 +293,7 @@ class Logout(JSONPost):
         return server.NOT_DONE_YET
 
 
-class SessionInfo(resource.Resource):
+class SessionInfo(Plain):
     isLeaf = True
 
     def __init__(self, store):
@@ -281,6 +317,12 @@ class ChatWebSocket(WebSocketResource):
         self.store = store
         self.origins = origins
 
+    def render(self, request):
+        if request.method != b"GET":
+            request.setHeader(b"Allow", b"GET")
+            return plain(request, 405, "Method not allowed")
+        return self.render_GET(request)
+
     def render_GET(self, request):
         if not origin_allowed(request, self.origins):
             request.setResponseCode(403)
@@ -297,7 +339,7 @@ class ChatWebSocket(WebSocketResource):
 
 def build_root(store, socket_factory, origins=(), static_dir=STATIC_DIR) -> resource.Resource:
     origins = tuple(o.lower().rstrip("/") for o in origins)
-    root = resource.Resource()
+    root = Plain()
     root.putChild(b"", Page(os.path.join(static_dir, "index.html")))
     root.putChild(b"static", StaticFiles(static_dir))
     root.putChild(b"session", SessionInfo(store))
