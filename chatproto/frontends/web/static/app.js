@@ -20,6 +20,12 @@ const state = {
 
 let connection = null;
 
+// One request over the WebSocket; rejects with {code, error} when it fails or we are not connected.
+function ask(type, fields = {}) {
+  if (!connection) return Promise.reject({ code: "disconnected", error: "Not connected to the server" });
+  return connection.request(type, fields);
+}
+
 // Conversation keys, as the server's: user:NAME (case-sensitive), group:name (case-insensitive)
 const userKey = (name) => `user:${name}`;
 const groupKey = (name) => `group:${name.toLowerCase()}`;
@@ -238,7 +244,7 @@ function applyState(data) {
 let refreshing = null;
 function refreshState() {
   if (refreshing || !connection) return;
-  refreshing = connection.request("state").then(
+  refreshing = ask("state").then(
     (reply) => {
       refreshing = null;
       applyState(reply);
@@ -351,7 +357,7 @@ async function openConversation(kind, name, { focus = true } = {}) {
 function markRead(current) {
   state.unread.delete(current.key);
   if (connection && connection.connected) {
-    connection.request("read", { kind: current.kind, name: current.name }).catch(() => {});
+    ask("read", { kind: current.kind, name: current.name }).catch(() => {});
   }
 }
 
@@ -366,7 +372,7 @@ async function loadHistory(history, current, older = false) {
   const scroller = $("scroller");
   const fromBottom = scroller.scrollHeight - scroller.scrollTop;
   try {
-    const reply = await connection.request("history", request);
+    const reply = await ask("history", request);
     addMessages(history, reply.messages);
     if (reply.messages.length < HISTORY_PAGE) history.complete = true;
     history.loaded = true;
@@ -499,14 +505,15 @@ async function sendMessage(event) {
   const request = { text };
   if (current.kind === "user") request.to = current.name;
   else request.group = current.name;
+  input.value = ""; // what is typed meanwhile is kept; a failed send gives its text back
   try {
-    const reply = await connection.request("send", request);
-    input.value = "";
+    const reply = await ask("send", request);
     const history = historyOf(messageKey(reply.message));
     if (history.loaded) addMessages(history, [reply.message]);
     if (state.current && state.current.key === current.key) renderMessages(true);
   } catch (error) {
     setText("composer-error", error.error || "The message was not sent");
+    if (!input.value && state.current && state.current.key === current.key) input.value = text;
   }
 }
 
@@ -542,7 +549,7 @@ async function createGroup(event) {
     return;
   }
   try {
-    const reply = await connection.request("create_group", {
+    const reply = await ask("create_group", {
       name, members, broadcast: $("group-broadcast").checked,
     });
     $("group-dialog").close();
@@ -560,7 +567,7 @@ async function joinGroup() {
   const current = state.current;
   if (!current || current.kind !== "group") return;
   try {
-    const reply = await connection.request("join", { group: current.name });
+    const reply = await ask("join", { group: current.name });
     state.groups.set(groupKey(reply.group.name), reply.group);
     status(`Joined the group chat: ${reply.group.name} successfully.`);
     state.histories.delete(current.key);
@@ -575,7 +582,7 @@ async function leaveGroup() {
   if (!current || current.kind !== "group") return;
   const group = state.groups.get(current.key);
   try {
-    await connection.request("leave", { group: current.name });
+    await ask("leave", { group: current.name });
     state.groups.delete(current.key);
     state.histories.delete(current.key);
     state.current = null;
@@ -596,7 +603,7 @@ async function invite(event) {
   const username = $("invite-username").value.trim();
   if (!current || !username) return;
   try {
-    const reply = await connection.request("invite", { group: current.name, username });
+    const reply = await ask("invite", { group: current.name, username });
     state.groups.set(groupKey(reply.group.name), reply.group);
     $("invite-dialog").close();
     status(`${username} has been invited to the group chat ${reply.group.name}.`);
@@ -617,7 +624,7 @@ async function changePassword(event) {
     return;
   }
   try {
-    const reply = await connection.request("change_password", { current, new: fresh });
+    const reply = await ask("change_password", { current, new: fresh });
     $("password-dialog").close();
     status(reply.text);
   } catch (error) {
