@@ -31,9 +31,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from twisted.internet import defer, protocol, task  # noqa: E402
+from twisted.internet import defer, protocol, task
 
-import loadgen  # noqa: E402
+import loadgen
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAMP = re.compile(rb"t(\d+) k0")
