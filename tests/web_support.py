@@ -46,6 +46,7 @@ class WebFixture:
         address = IPv4Address("TCP", "127.0.0.1", self.port)
         channel = self.site.buildProtocol(address)
         transport = StringTransport(peerAddress=address, hostAddress=IPv4Address("TCP", "127.0.0.1", 8080))
+        transport.protocol = channel  # as a TCP transport holds its protocol
         channel.makeConnection(transport)
         return channel, transport
 
@@ -157,7 +158,7 @@ class WSClient:
         self.write(self.ws.send(Request(host=HOST, target=path, extra_headers=headers)))
 
     def write(self, data: bytes) -> None:
-        self.channel.dataReceived(data)
+        self.transport.protocol.dataReceived(data)
         self.pump()
 
     def pump(self) -> None:
@@ -212,4 +213,4 @@ class WSClient:
 
     def drop(self) -> None:
         """The tab goes away (a reload, a closed tab)."""
-        self.channel.connectionLost(None)
+        self.transport.protocol.connectionLost(None)

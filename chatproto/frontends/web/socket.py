@@ -74,6 +74,31 @@ def unsent_bytes(transport) -> int | None:
         return None
 
 
+class _Shim:
+    """What the transport under an upgraded WebSocket delivers to (see L{ChatSocket.negotiationStarted})."""
+
+    __slots__ = ("connectionLost", "socket", "upgraded")
+
+    def __init__(self, socket, upgraded, connection_lost):
+        self.socket = socket
+        self.upgraded = upgraded
+        self.connectionLost = connection_lost
+
+    def dataReceived(self, data: bytes) -> None:
+        socket = self.socket
+        socket._received += len(data)
+        if socket._received > MAX_BUFFERED:
+            socket._too_big()
+            return
+        self.upgraded(data)
+
+    def makeConnection(self, transport) -> None:
+        pass
+
+    def connectionMade(self) -> None:
+        pass
+
+
 class TokenBucket:
     """C{rate} requests a second on average, bursts of C{burst}; refilled from the clock."""
 
@@ -200,32 +225,37 @@ class ChatSocket:
     # WebSocketProtocol
 
     def negotiationStarted(self, transport) -> None:
-        self.transport = transport
+        self.transport = transport  # the WebSocket wire protocol
         channel = getattr(self.request, "channel", None)
         tcp = getattr(channel, "transport", None)
         self.tcp = tcp
-        if tcp is not None:
-            # After the upgrade the HTTP channel no longer needs to hear of a full buffer; we do.
-            try:
-                tcp.unregisterProducer()
-            except Exception:  # noqa: BLE001 - a transport without a producer registered
-                pass
-            tcp.registerProducer(self.bound, True)
-            # Count what arrives towards the next complete request: Twisted reassembles
-            # fragments without a limit, so a peer that never finishes one is closed.
-            if channel is not None and callable(getattr(channel, "dataReceived", None)):
-                inner = channel.dataReceived
-
-                def dataReceived(data, inner=inner):
-                    self._received += len(data)
-                    if self._received > MAX_BUFFERED:
-                        self._too_big()
-                        return
-                    inner(data)
-
-                channel.dataReceived = dataReceived
+        if tcp is None:
+            return
+        # After the upgrade the HTTP channel no longer needs to hear of a full buffer; we do.
+        try:
+            tcp.unregisterProducer()
+        except Exception:  # noqa: BLE001 - a transport without a producer registered
+            pass
+        tcp.registerProducer(self.bound, True)
+        # The bytes now go to the WebSocket wire protocol through a slim shim that counts what
+        # arrives towards the next complete request (Twisted reassembles fragments without a
+        # limit). Handing the transport to the shim also frees the HTTP channel and the
+        # request, a few KiB a connection.
+        upgraded = channel.dataReceived
+        shim = _Shim(self, upgraded, channel.connectionLost)
+        for holder in ("wrappedProtocol", "protocol"):  # TLS, then plain TCP
+            current = getattr(tcp, holder, None)
+            if current is not None and (current is channel or getattr(current, "_channel", None) is channel):
+                setattr(tcp, holder, shim)
+                return
+        channel.dataReceived = shim.dataReceived
 
     def negotiationFinished(self) -> None:
+        # The upgraded request never finishes: let it (headers and all) go, it is not needed now.
+        request, self.request = self.request, None
+        requests = getattr(getattr(request, "channel", None), "requests", None)
+        if isinstance(requests, list) and request in requests:
+            requests.remove(request)
         self.open = True
         self.factory.sockets.add(self)
         session = self.session
