@@ -145,6 +145,7 @@ class HandshakeTests(SynchronousTestCase):
     def test_hello(self):
         client = self.web.ws(self.token)
         self.assertTrue(client.accepted)
+        self.assertIsInstance(client.transport.protocol, websocket._Shim)  # the HTTP channel is gone
         hello = client.next("hello")
         self.assertEqual(hello["username"], "Yoda")
         self.assertEqual([u["name"] for u in hello["active"]], ["Yoda"])
@@ -287,12 +288,12 @@ class ChatTests(SynchronousTestCase):
 
     def test_grace_after_the_last_tab_closes(self):
         self.hans.drop()
-        self.web.clock.advance(60)
+        self.web.advance(60, self.yoda)
         self.assertIn("Hans", [u.name for u in self.successResultOf(self.web.chat.active_users())])
         back = self.web.ws(self.hans.token)
         self.assertTrue(back.accepted)
         back.drop()
-        self.web.clock.advance(121)
+        self.web.advance(121, self.yoda)
         self.assertNotIn("Hans", [u.name for u in self.successResultOf(self.web.chat.active_users())])
         self.assertEqual(self.yoda.next("user_offline")["username"], "Hans")
         self.assertEqual(self.web.ws(self.hans.token).status, 401)
@@ -327,6 +328,19 @@ class LimitTests(SynchronousTestCase):
         hans.drop()
         self.assertTrue(reply["ok"])  # nobody else is slowed down
         self.assertTrue(yoda.request("ping")["ok"])
+
+    def test_a_peer_that_does_not_answer_pings_is_dropped(self):
+        web = WebFixture(self)
+        yoda = web.browser("Yoda", "wise@!man")
+        hans = web.browser("Hans", "falcon*solo")
+        web.clock.advance(websocket.PING_INTERVAL)
+        yoda.pump()  # wsproto answers the ping; hans's client never reads it
+        web.clock.advance(websocket.PING_INTERVAL)
+        self.assertTrue(hans.transport.disconnected)
+        self.assertFalse(yoda.transport.disconnecting)
+        hans.drop()
+        yoda.drop()
+        self.assertIsNone(web.frontend.sockets._pinger)  # no timer left once nobody is connected
 
     def test_rate_limit(self):
         web = WebFixture(self, rate_limit=1.0, rate_burst=3)

@@ -14,6 +14,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
     CloseConnection,
+    Ping,
     RejectConnection,
     RejectData,
     Request,
@@ -40,6 +41,15 @@ class WebFixture:
         self.frontend = WebFrontEnd("tcp:0", clock=clock, **options)
         self.site = self.frontend.factory(self.chat)
         self.port = 50000
+
+    def advance(self, seconds, *clients):
+        """Let C{seconds} pass on the clock while C{clients} keep reading (they answer pings)."""
+        step = 10.0
+        while seconds > 0:
+            self.clock.advance(min(step, seconds))
+            seconds -= step
+            for client in clients:
+                client.pump()
 
     def connect_http(self):
         self.port += 1
@@ -168,7 +178,10 @@ class WSClient:
         if not data:
             return
         self.ws.receive_data(data)
+        answers = []
         for event in self.ws.events():
+            if isinstance(event, Ping):
+                answers.append(self.ws.send(event.response()))
             if isinstance(event, AcceptConnection):
                 self.accepted = True
             elif isinstance(event, RejectConnection):
@@ -182,6 +195,8 @@ class WSClient:
                     self._text = ""
             elif isinstance(event, CloseConnection):
                 self.closed = event.code
+        for answer in answers:
+            self.write(answer)
 
     def send_raw(self, text: str) -> None:
         self.write(self.ws.send(TextMessage(text)))

@@ -55,7 +55,9 @@ class WebFrontEnd:
         """Tell every open page, log every web user out; the Deferreds of the logouts."""
         if self.store is None:
             return []
-        return self.store.shutdown(notice)
+        waiting = self.store.shutdown(notice)
+        self.sockets.stop()
+        return waiting
 
 
 __all__ = ["WebFrontEnd", "ready_line"]

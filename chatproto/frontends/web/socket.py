@@ -12,7 +12,7 @@ import dataclasses
 import json
 import re
 
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -27,6 +27,7 @@ MAX_FRAME = 2 * MAX_TEXT + 4096  # characters of one JSON request (escapes inclu
 MAX_BUFFERED = MAX_FRAME + 65536  # bytes read towards one request before the socket is closed
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 500
+PING_INTERVAL = 30.0  # seconds between pings; a socket that has not answered the last one is dropped
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
@@ -217,6 +218,7 @@ class ChatSocket:
         self._ready = False
         self._early: list = []
         self._received = 0
+        self.awaiting_pong = False
         self.bound = OutputBound()
         self.rate = None
         if factory.rate_limit > 0:
@@ -257,7 +259,7 @@ class ChatSocket:
         if isinstance(requests, list) and request in requests:
             requests.remove(request)
         self.open = True
-        self.factory.sockets.add(self)
+        self.factory.opened(self)
         session = self.session
         if session is None or session.ended:
             self.send({"type": "ended", "text": "Please log in first"})
@@ -268,6 +270,7 @@ class ChatSocket:
 
     def textMessageReceived(self, text: str) -> None:
         self._received = 0
+        self.awaiting_pong = False
         if self.closed:
             return
         allowed = self.rate is None or self.rate.allow(self.factory.clock.seconds())
@@ -308,12 +311,24 @@ class ChatSocket:
         self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
 
     def pongReceived(self, payload) -> None:
-        pass
+        self.awaiting_pong = False
+
+    def ping(self) -> None:
+        """The factory's periodic check: a peer that did not answer the last ping is gone."""
+        if self.closed or self.transport is None:
+            return
+        if self.awaiting_pong:
+            log.info("Dropping a web client of {user}: no answer to a ping",
+                     user=self.session.username if self.session else None)
+            self._too_big()
+            return
+        self.awaiting_pong = True
+        self.transport.ping(b"")
 
     def connectionLost(self, reason) -> None:
         self.open = False
         self.closed = True
-        self.factory.sockets.discard(self)
+        self.factory.closed(self)
         if self.session is not None:
             self.session.detach(self)
 
@@ -356,6 +371,7 @@ class ChatSocket:
             self.tcp.abortConnection()
 
     def _too_big(self) -> None:
+        """Drop the connection at once (too much input, or a dead peer)."""
         if not self.closed:
             self.closed = True
             if self.tcp is not None:
@@ -552,6 +568,32 @@ class ChatSocketFactory:
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst or max(1, int(2 * rate_limit))
         self.sockets: set = set()
+        self._pinger = None
+
+    def opened(self, socket) -> None:
+        self.sockets.add(socket)
+        if self._pinger is None:
+            self._pinger = task.LoopingCall(self._ping)
+            self._pinger.clock = self.clock
+            self._pinger.start(PING_INTERVAL, now=False)
+
+    def closed(self, socket) -> None:
+        self.sockets.discard(socket)
+        if not self.sockets:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._pinger is not None:
+            pinger, self._pinger = self._pinger, None
+            if pinger.running:
+                pinger.stop()
+
+    def _ping(self) -> None:
+        for socket in list(self.sockets):
+            try:
+                socket.ping()
+            except Exception:  # noqa: BLE001 - one broken socket must not stop the others' pings
+                log.failure("pinging a web client")
 
     def buildProtocol(self, request) -> ChatSocket:
         session = getattr(request, "chat_session", None)
