@@ -112,7 +112,7 @@ class LoginTests(SynchronousTestCase):
         junk = self.web.http("POST", "/login", raw_body=b"[1, 2]", headers={"Content-Type": "application/json"})
         self.assertEqual(junk.status, 400)
         self.assertEqual(self.web.http("GET", "/login").status, 405)
-        self.assertEqual(self.web.http("GET", "/session").status, 401)
+        self.assertEqual(self.web.http("GET", "/session").json(), {"ok": False})
 
     def test_logout_ends_the_session(self):
         yoda = self.web.browser("Yoda", "wise@!man")

@@ -4,7 +4,7 @@ requests that set and clear the session cookie, and the WebSocket at C{/ws}.
 
     GET  /            the page (static/index.html)
     GET  /static/...  its scripts, styles and icon
-    GET  /session     {"ok": true, "username": U} for a live session cookie, else 401
+    GET  /session     {"ok": true, "username": U} for a live session cookie, else {"ok": false}
     POST /login       {"username", "password"} -> sets the cookie, or the SPEC.md login text
     POST /logout      ends the session, clears the cookie
     GET  /ws          the WebSocket (same Origin only, a live session cookie only)
@@ -303,7 +303,7 @@ class SessionInfo(Plain):
     def render_GET(self, request):
         session = self.store.get(session_token(request))
         if session is None:
-            return json_response(request, 401, {"ok": False})
+            return json_response(request, 200, {"ok": False})
         return json_response(request, 200, {"ok": True, "username": session.user.name})
 
 

@@ -262,6 +262,10 @@ function status(text) {
 // ---------------------------------------------------------------- the lists
 
 function renderLists() {
+  // Re-rendering must not take the keyboard focus away from the list.
+  const focused = document.activeElement;
+  const keep = focused && focused.closest && focused.closest(".conversations")
+    ? { kind: focused.dataset.kind, name: focused.dataset.name } : null;
   const groups = [...state.groups.values()].sort((a, b) => a.name.localeCompare(b.name));
   const groupItems = groups.map((g) => {
     const joined = memberJoined(g, state.me);
@@ -280,6 +284,17 @@ function renderLists() {
   setText("active-count", `(${others} active)`);
   const datalist = $("account-names");
   datalist.replaceChildren(...people.map((n) => el("option", { value: n })));
+  if (keep) {
+    const again = listButton(keep.kind, keep.name);
+    if (again) again.focus();
+  }
+}
+
+function listButton(kind, name) {
+  for (const button of document.querySelectorAll(".conversations button")) {
+    if (button.dataset.kind === kind && button.dataset.name === name) return button;
+  }
+  return null;
 }
 
 function conversationItem(kind, name, label, tag, online) {
@@ -492,7 +507,26 @@ function messageItem(m) {
     el("span", { class: "meta" },
       el("span", { class: "sender", text: m.sender }), ` · ${m.timestamp} · #${m.seq}`),
     el("span", { class: "text", text: m.text }),
+    mine && !deleted
+      ? el("button", {
+        type: "button", class: "delete", text: "Delete", "aria-label": `Delete message #${m.seq}`,
+        onclick: () => deleteMessage(m),
+      })
+      : null,
   );
+}
+
+async function deleteMessage(m) {
+  const request = { seq: m.seq };
+  if (m.kind === "group") request.group = m.group;
+  try {
+    const reply = await ask("delete", request);
+    m.text = "[deleted]";
+    status(reply.text);
+    renderMessages(false);
+  } catch (error) {
+    status(error.error);
+  }
 }
 
 async function sendMessage(event) {
@@ -643,8 +677,7 @@ function back() {
   $("chat-view").classList.remove("open");
   const current = state.current;
   if (current) {
-    const button = document.querySelector(
-      `.conversations button[data-kind="${current.kind}"][data-name="${CSS.escape(current.name)}"]`);
+    const button = listButton(current.kind, current.name);
     if (button) button.focus();
   }
 }
