@@ -173,7 +173,7 @@ const EVENTS = {
     } else {
       state.unread.set(key, (state.unread.get(key) || 0) + 1);
     }
-    if (state.current && state.current.key === key) renderMessages(true);
+    showLive(key, message);
     renderLists();
   },
   read(event) {
@@ -349,7 +349,30 @@ function systemLine(key, text) {
   if (!history) return;
   const after = history.messages.length ? history.messages[history.messages.length - 1].seq : 0;
   history.system.push({ after, text });
-  if (state.current && state.current.key === key) renderMessages(true);
+  if (state.current && state.current.key === key) appendItem(systemItem(text), false);
+}
+
+// A new message in the open conversation is appended (a screen reader announces just it);
+// anything else redraws the list.
+function showLive(key, message) {
+  if (!state.current || state.current.key !== key) return;
+  const history = state.histories.get(key);
+  const last = history && history.messages[history.messages.length - 1];
+  if (!history || !history.loaded || last !== message) {
+    renderMessages(true);
+    return;
+  }
+  appendItem(messageItem(message), message.sender === state.me);
+}
+
+function appendItem(item, toBottom) {
+  const list = $("messages");
+  const scroller = $("scroller");
+  const atBottom = scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 40;
+  const empty = list.querySelector("li.no-messages");
+  if (empty) empty.remove();
+  list.append(item);
+  if (toBottom || atBottom) scroller.scrollTop = scroller.scrollHeight;
 }
 
 async function openConversation(kind, name, { focus = true } = {}) {
@@ -488,7 +511,9 @@ function renderMessages(toBottom) {
   }
   while (s < system.length) items.push(systemItem(system[s++].text));
   if (history.error) items.push(systemItem(history.error));
-  else if (history.loaded && !history.messages.length && !system.length) items.push(systemItem("No messages."));
+  else if (history.loaded && !history.messages.length && !system.length) {
+    items.push(el("li", { class: "system no-messages", text: "No messages." }));
+  }
   list.replaceChildren(...items);
   renderOlder();
   if (toBottom || atBottom) scroller.scrollTop = scroller.scrollHeight;
@@ -544,7 +569,7 @@ async function sendMessage(event) {
     const reply = await ask("send", request);
     const history = historyOf(messageKey(reply.message));
     if (history.loaded) addMessages(history, [reply.message]);
-    if (state.current && state.current.key === current.key) renderMessages(true);
+    showLive(current.key, reply.message);
   } catch (error) {
     setText("composer-error", error.error || "The message was not sent");
     if (!input.value && state.current && state.current.key === current.key) input.value = text;
