@@ -231,3 +231,31 @@ def test_history_after_a_restart(browser, cleanup):
     texts = page2.locator("#messages li .text").all_text_contents()
     assert texts == [f"before the restart {n}" for n in (1, 2, 3)]
     assert page2.errors == []
+
+
+def test_keyboard_alone_on_a_phone(browser, cleanup):
+    server = start(cleanup)
+    hans = line_client(server, cleanup, "Hans", "falcon*solo")
+    page = new_page(browser, cleanup, PHONE)
+    page.goto(server.url)
+    page.wait_for_selector("#login-username:focus")
+    page.keyboard.type("Yoda")
+    page.keyboard.press("Tab")
+    page.keyboard.type("wise@!man")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#chat-view:not([hidden])")
+    page.wait_for_selector("#people-list button[data-name=Hans] .dot.on")
+    for _ in range(20):
+        if page.evaluate("document.activeElement.dataset.name") == "Hans":
+            break
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('aria-label')") == "Hans, active"
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#composer-input:focus")
+    assert not page.is_visible("#people-list")  # a phone shows one pane at a time
+    page.keyboard.type("typed with the keyboard alone")
+    page.keyboard.press("Enter")
+    hans.expect(re.compile(r", Yoda: typed with the keyboard alone$"))
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#people-list button[data-name=Hans]:focus")
+    assert page.errors == []
