@@ -52,6 +52,8 @@ class OutputBound:
     holds, or, where it cannot tell (TLS), what was written since the pause.
     """
 
+    __slots__ = ("paused", "queued")
+
     def __init__(self):
         self.paused = False
         self.queued = 0
@@ -205,6 +207,9 @@ def _clean_text(text) -> str:
 
 class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
+
+    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "bound", "chat", "closed", "factory",
+                 "open", "rate", "request", "session", "tcp", "transport")
 
     def __init__(self, factory: "ChatSocketFactory", request, session):
         self.factory = factory
