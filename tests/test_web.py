@@ -350,3 +350,22 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(replies[-1]["error"], "Too many commands; slow down")
         web.clock.advance(1)
         self.assertTrue(yoda.request("ping")["ok"])
+
+
+class OptionTests(SynchronousTestCase):
+    def test_listen_descriptions(self):
+        from twisted.python import usage
+
+        from chatproto.frontends.web.options import web_frontend, web_listen_description
+
+        self.assertIsNone(web_listen_description({}))
+        self.assertEqual(web_listen_description({"web-port": "8080"}), "tcp:8080")
+        self.assertEqual(web_listen_description({"web-port": "0"}, "127.0.0.1"), "tcp:0:interface=127.0.0.1")
+        self.assertEqual(web_listen_description({"web-listen": "ssl:8443:privateKey=k.pem"}),
+                         "ssl:8443:privateKey=k.pem")
+        for bad in ({"web-port": "x"}, {"web-port": "70000"}, {"web-port": "1", "web-listen": "tcp:2"}):
+            self.assertRaises(usage.UsageError, web_listen_description, bad)
+        frontend = web_frontend("tcp:0", 4096, {"rate_limit": 2.0, "rate_burst": 5})
+        self.assertEqual((frontend.listen, frontend.max_output, frontend.rate_limit, frontend.rate_burst),
+                         ("tcp:0", 4096, 2.0, 5))
+        self.assertIsNone(web_frontend(None, 4096))

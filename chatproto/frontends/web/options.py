@@ -1,0 +1,42 @@
+"""
+The server options of the web front end (SPEC.md section 9), for the server
+app and the twistd plugin:
+
+    --web-port N          the browser client on TCP port N (0: a free port), same interface as the chat
+    --web-listen ENDPOINT a Twisted server endpoint: tcp:8080, ssl:8443:privateKey=key.pem:certKey=cert.pem
+"""
+
+from twisted.python import usage
+
+WEB_OPTIONS = [
+    ["web-port", None, None, "serve the browser client on this TCP port (0: any free port)"],
+    ["web-listen", None, None, "serve the browser client on a server endpoint: tcp:8080, ssl:8443:..."],
+]
+
+
+def web_listen_description(options, interface: str = "") -> str | None:
+    """The endpoint string the options ask for, None when the web client is off."""
+    port, listen = options.get("web-port"), options.get("web-listen")
+    if port is not None and listen is not None:
+        raise usage.UsageError("give --web-port or --web-listen, not both")
+    if listen is not None:
+        return listen
+    if port is None:
+        return None
+    if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+        raise usage.UsageError(f"invalid --web-port: {port!r} (an integer from 0 to 65535)")
+    description = f"tcp:{int(port)}"
+    if interface:
+        description += ":interface=" + interface.replace(":", r"\:")
+    return description
+
+
+def web_frontend(listen: str | None, max_output: int, limits: dict | None = None, clock=None):
+    """The L{WebFrontEnd} for C{listen} (None: none), with the line protocol's limits."""
+    if listen is None:
+        return None
+    from . import WebFrontEnd
+
+    limits = limits or {}
+    return WebFrontEnd(listen, max_output=max_output, rate_limit=limits.get("rate_limit", 0.0),
+                       rate_burst=limits.get("rate_burst", 0), clock=clock)
