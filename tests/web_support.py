@@ -7,7 +7,6 @@ wsproto client connection), all on one task.Clock. No sockets, no reactor.
 import json
 import re
 
-from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from wsproto import ConnectionType, WSConnection
@@ -22,7 +21,7 @@ from wsproto.events import (
 )
 
 from chatproto.frontends.web import WebFrontEnd
-from tests.web_fake import FakeChat
+from tests.support import ChatFixture
 
 HOST = "localhost:8080"
 ORIGIN = "http://localhost:8080"
@@ -31,14 +30,12 @@ ORIGIN = "http://localhost:8080"
 class WebFixture:
     """A web front end over a realm, and helpers to talk to it as a browser would."""
 
-    def __init__(self, testcase, chat=None, clock=None, **options):
+    def __init__(self, testcase, attempts=3, **options):
         self.testcase = testcase
-        if clock is None:
-            clock = task.Clock()
-            clock.advance(1654119004)
-        self.clock = clock
-        self.chat = chat if chat is not None else FakeChat(clock)
-        self.frontend = WebFrontEnd("tcp:0", clock=clock, **options)
+        self.core = ChatFixture(testcase, attempts=attempts)  # the real realm, in-memory storage
+        self.clock = self.core.clock
+        self.chat = self.core.chat
+        self.frontend = WebFrontEnd("tcp:0", clock=self.clock, **options)
         self.site = self.frontend.factory(self.chat)
         self.port = 50000
 

@@ -7,6 +7,7 @@ import sys
 
 from twisted.python import usage
 
+from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
 from .app import DatabaseError, DataDirectoryInUse, build_service
 from .options import (
     COMMON_OPTIONS,
@@ -21,7 +22,8 @@ from .options import (
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
          "[--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
-         "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
+         "[--max-connections N] [--max-connections-per-ip N] [--fsync] [--web-port N | --web-listen ENDPOINT] "
+         "PORT ATTEMPTS")
 
 
 class ServerOptions(usage.Options):
@@ -29,6 +31,7 @@ class ServerOptions(usage.Options):
         ["interface", None, "", "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *WEB_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
 
@@ -40,6 +43,7 @@ class ServerOptions(usage.Options):
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
         self["database"] = parse_database(self["database"])
+        self["web-listen"] = web_listen_description(self, self["interface"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
@@ -140,6 +144,7 @@ def main(argv=None) -> None:
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
         database=options["database"],
+        front_ends=web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
     try:
         chat_service.load()

@@ -19,6 +19,7 @@ from ..core.realm import ChatRealm
 from ..frontends.line.protocol import ChatServerFactory
 from ..frontends.line.texts import SHUTDOWN_NOTICE
 from ..frontends.output import DEFAULT_MAX_OUTPUT
+from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
 from ..storage.credentials import CredentialsFile
 from ..storage.ledger import Ledger
 from ..storage.memory import MemoryDatabase
@@ -251,11 +252,13 @@ class Options(usage.Options):
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *WEB_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
 
     def postOptions(self):
         self["limits"] = parse_limits(self)
+        self["web-listen"] = web_listen_description(self)
         if self["port"] is not None and self["listen"] is not None:
             raise usage.UsageError("give --port or --listen, not both")
         if self["listen"] is None:
@@ -286,6 +289,7 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"],
+        front_ends=web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
     try:
         chat_service.load()

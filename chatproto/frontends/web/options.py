@@ -40,3 +40,21 @@ def web_frontend(listen: str | None, max_output: int, limits: dict | None = None
     limits = limits or {}
     return WebFrontEnd(listen, max_output=max_output, rate_limit=limits.get("rate_limit", 0.0),
                        rate_burst=limits.get("rate_burst", 0), clock=clock)
+
+
+def web_front_ends(listen: str | None, max_output: int, limits: dict | None = None) -> list:
+    """The server app's L{FrontEnd} list for the web client: empty when it is off."""
+    if listen is None:
+        return []
+    from ...server.app import FrontEnd
+    from . import ready_line
+
+    web = web_frontend(listen, max_output, limits)
+
+    def make_factory(chat_service):
+        web.clock = chat_service.clock
+        return web.factory(chat_service.chat)
+
+    front_end = FrontEnd("web", listen, make_factory, ready_line)
+    front_end.web = web
+    return [front_end]

@@ -15,6 +15,9 @@ import secrets
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from zope.interface import implementer
+
+from ...core.interfaces import ISession
 
 from .texts import login_text
 
@@ -46,6 +49,7 @@ class LoginRefused(Exception):
         self.text = text
 
 
+@implementer(ISession)
 class WebSession:
     """The core's session for one browser login (C{ISession})."""
 
