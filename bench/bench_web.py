@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,7 +43,9 @@ STAMP = re.compile(rb"t(\d+) k0")
 def start_server(data_dir: str, credentials: str):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     process = subprocess.Popen(
-        [sys.executable, "-m", "chatproto.server", "0", "5", "--interface", "127.0.0.1",
+        [sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_WEB_PROFILE"]]
+                           if os.environ.get("BENCH_WEB_PROFILE") else []),
+         "-m", "chatproto.server", "0", "5", "--interface", "127.0.0.1",
          "--web-port", "0", "--data-dir", data_dir, "--credentials", credentials],
         cwd=data_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line_port = web_port = None
@@ -60,6 +63,8 @@ def start_server(data_dir: str, credentials: str):
     if line_port is None or web_port is None:
         process.kill()
         raise SystemExit("the server did not start (or has no web listener)")
+    # The operator's log (a line per login) must not fill the pipe and stall the server.
+    threading.Thread(target=lambda: [None for _ in iter(process.stdout.readline, b"")], daemon=True).start()
     return process, line_port, web_port
 
 

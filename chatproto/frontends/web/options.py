@@ -53,7 +53,13 @@ def web_front_ends(listen: str | None, max_output: int, limits: dict | None = No
 
     def make_factory(chat_service):
         web.clock = chat_service.clock
-        return web.factory(chat_service.chat)
+        site = web.factory(chat_service.chat)
+        # At shutdown the service flushes each factory's output after the core has told every
+        # session (the pages' "ended"); its own connection bookkeeping is the line protocol's.
+        site.connections = ()
+        site.output = web.sockets.batch
+        chat_service.factories.append(site)
+        return site
 
     front_end = FrontEnd("web", listen, make_factory, ready_line)
     front_end.web = web

@@ -13,10 +13,9 @@ import json
 import re
 
 from twisted.internet import defer, task
-from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from zope.interface import implementer
 
+from ..output import BatchedOutput, OutputBatch
 from .session import conversation_key, message_key
 from .texts import error_text, protocol_text
 
@@ -44,37 +43,31 @@ def bad(detail: str) -> BadRequest:
     return BadRequest("bad-request", protocol_text("bad-request", detail=detail))
 
 
-@implementer(IPushProducer)
-class OutputBound:
+class _BatchedTransport:
     """
-    Knows when the TCP transport under a WebSocket holds output unsent (it
-    pauses its producer then), and how much: what the transport's buffer
-    holds, or, where it cannot tell (TLS), what was written since the pause.
+    What the WebSocket wire protocol writes its frames to: the connection's
+    L{BatchedOutput} (joined per reactor turn, sent straight to the socket
+    when nothing waits, bounded), with everything else passed to the TCP
+    transport.
     """
 
-    __slots__ = ("paused", "queued")
+    __slots__ = ("output", "tcp")
 
-    def __init__(self):
-        self.paused = False
-        self.queued = 0
+    def __init__(self, tcp, output: BatchedOutput):
+        self.tcp = tcp
+        self.output = output
 
-    def pauseProducing(self):
-        self.paused = True
+    def write(self, data: bytes) -> None:
+        self.output.write(data)
 
-    def resumeProducing(self):
-        self.paused = False
-        self.queued = 0
+    def writeSequence(self, data) -> None:
+        self.output.write(b"".join(data))
 
-    def stopProducing(self):
-        pass
+    def loseConnection(self) -> None:
+        self.output.close_when_sent()
 
-
-def unsent_bytes(transport) -> int | None:
-    """Bytes waiting in a Twisted TCP transport's write buffer, or None when it cannot tell."""
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except (AttributeError, TypeError):
-        return None
+    def __getattr__(self, name):
+        return getattr(self.tcp, name)
 
 
 class _Shim:
@@ -208,7 +201,7 @@ def _clean_text(text) -> str:
 class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
 
-    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "bound", "chat", "closed", "factory",
+    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "output", "chat", "closed", "factory",
                  "open", "rate", "request", "session", "tcp", "transport")
 
     def __init__(self, factory: "ChatSocketFactory", request, session):
@@ -224,7 +217,7 @@ class ChatSocket:
         self._early: list = []
         self._received = 0
         self.awaiting_pong = False
-        self.bound = OutputBound()
+        self.output = BatchedOutput(factory.batch, factory.max_output, self._drop_slow_reader)
         self.rate = None
         if factory.rate_limit > 0:
             self.rate = TokenBucket(factory.rate_limit, factory.rate_burst, factory.clock.seconds())
@@ -243,7 +236,8 @@ class ChatSocket:
             tcp.unregisterProducer()
         except Exception:  # noqa: BLE001 - a transport without a producer registered
             pass
-        tcp.registerProducer(self.bound, True)
+        self.output.attach(tcp)
+        transport.transport = _BatchedTransport(tcp, self.output)
         # The bytes now go to the WebSocket wire protocol through a slim shim that counts what
         # arrives towards the next complete request (Twisted reassembles fragments without a
         # limit). Handing the transport to the shim also frees the HTTP channel and the
@@ -333,6 +327,7 @@ class ChatSocket:
     def connectionLost(self, reason) -> None:
         self.open = False
         self.closed = True
+        self.output.discard()
         self.factory.closed(self)
         if self.session is not None:
             self.session.detach(self)
@@ -344,13 +339,6 @@ class ChatSocket:
             return
         text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
         self.transport.sendTextMessage(text)
-        if self.bound.paused:
-            unsent = unsent_bytes(self.tcp)
-            if unsent is None:
-                self.bound.queued += len(text) + 10
-                unsent = self.bound.queued
-            if unsent > self.factory.max_output:
-                self._drop_slow_reader()
 
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
@@ -573,6 +561,7 @@ class ChatSocketFactory:
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst or max(1, int(2 * rate_limit))
         self.sockets: set = set()
+        self.batch = OutputBatch(clock)
         self._pinger = None
 
     def opened(self, socket) -> None:
