@@ -343,6 +343,17 @@ class LimitTests(SynchronousTestCase):
         yoda.drop()
         self.assertIsNone(web.frontend.sockets._pinger)  # no timer left once nobody is connected
 
+    def test_connection_caps(self):
+        web = WebFixture(self, max_connections_per_ip=2)
+        token = web.token("Yoda", "wise@!man")
+        first, second = web.ws(token), web.ws(token)
+        self.assertTrue(first.accepted and second.accepted)
+        third = web.ws(token)
+        self.assertEqual(third.status, 503)
+        self.assertIn(b"Too many connections from 127.0.0.1", third.reject_body)
+        first.drop()
+        self.assertTrue(web.ws(token).accepted)
+
     def test_rate_limit(self):
         web = WebFixture(self, rate_limit=1.0, rate_burst=3)
         yoda = web.browser("Yoda", "wise@!man")

@@ -26,11 +26,14 @@ class WebFrontEnd:
     name = "web"
 
     def __init__(self, listen: str, max_output: int = DEFAULT_MAX_OUTPUT, rate_limit: float = 0.0,
-                 rate_burst: int = 0, origins=(), grace: float = GRACE_SECONDS, clock=None):
+                 rate_burst: int = 0, origins=(), grace: float = GRACE_SECONDS, clock=None,
+                 max_connections: int = 0, max_connections_per_ip: int = 0):
         self.listen = listen
         self.max_output = max_output
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.origins = tuple(origins)
         self.grace = grace
         self.clock = clock
@@ -44,7 +47,8 @@ class WebFrontEnd:
             from twisted.internet import reactor as clock
         self.store = SessionStore(chat, clock, self.grace)
         self.sockets = ChatSocketFactory(chat, self.store, clock, self.max_output,
-                                         self.rate_limit, self.rate_burst)
+                                         self.rate_limit, self.rate_burst,
+                                         self.max_connections, self.max_connections_per_ip)
         self.site = WebSite(build_root(self.store, self.sockets, self.origins), reactor=clock)
         return self.site
 

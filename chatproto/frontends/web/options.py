@@ -39,7 +39,9 @@ def web_frontend(listen: str | None, max_output: int, limits: dict | None = None
 
     limits = limits or {}
     return WebFrontEnd(listen, max_output=max_output, rate_limit=limits.get("rate_limit", 0.0),
-                       rate_burst=limits.get("rate_burst", 0), clock=clock)
+                       rate_burst=limits.get("rate_burst", 0), clock=clock,
+                       max_connections=limits.get("max_connections", 0),
+                       max_connections_per_ip=limits.get("max_connections_per_ip", 0))
 
 
 def web_front_ends(listen: str | None, max_output: int, limits: dict | None = None) -> list:

@@ -333,6 +333,9 @@ class ChatWebSocket(WebSocketResource):
             request.setResponseCode(401)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"Please log in first\n"
+        refusal = self.factory.refusal(getattr(request.getClientAddress(), "host", None))
+        if refusal is not None:
+            return plain(request, 503, refusal)
         request.chat_session = session
         return super().render_GET(request)
 

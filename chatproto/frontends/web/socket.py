@@ -15,6 +15,7 @@ import re
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import BatchedOutput, OutputBatch
 from .session import conversation_key, message_key
 from .texts import error_text, protocol_text
@@ -93,25 +94,6 @@ class _Shim:
 
     def connectionMade(self) -> None:
         pass
-
-
-class TokenBucket:
-    """C{rate} requests a second on average, bursts of C{burst}; refilled from the clock."""
-
-    def __init__(self, rate: float, burst: int, now: float):
-        self.rate = rate
-        self.burst = burst
-        self.tokens = float(burst)
-        self.last = now
-
-    def allow(self, now: float) -> bool:
-        elapsed = max(0.0, now - self.last)
-        self.last = now
-        self.tokens = min(float(self.burst), self.tokens + elapsed * self.rate)
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 # JSON shapes of the core's objects
@@ -201,8 +183,8 @@ def _clean_text(text) -> str:
 class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
 
-    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "output", "chat", "closed", "factory",
-                 "open", "rate", "request", "session", "tcp", "transport")
+    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "chat", "closed", "factory", "host",
+                 "open", "output", "rate", "request", "session", "tcp", "transport")
 
     def __init__(self, factory: "ChatSocketFactory", request, session):
         self.factory = factory
@@ -210,6 +192,7 @@ class ChatSocket:
         self.session = session
         self.request = request
         self.transport = None
+        self.host = None
         self.tcp = None
         self.open = False
         self.closed = False
@@ -220,7 +203,7 @@ class ChatSocket:
         self.output = BatchedOutput(factory.batch, factory.max_output, self._drop_slow_reader)
         self.rate = None
         if factory.rate_limit > 0:
-            self.rate = TokenBucket(factory.rate_limit, factory.rate_burst, factory.clock.seconds())
+            self.rate = CommandRate(factory.rate_limit, factory.rate_burst, factory.clock.seconds())
 
     # WebSocketProtocol
 
@@ -553,13 +536,15 @@ class ChatSocket:
 class ChatSocketFactory:
     """Builds a L{ChatSocket} for each WebSocket request that passed the resource's checks."""
 
-    def __init__(self, chat, store, clock, max_output: int, rate_limit: float = 0.0, rate_burst: int = 0):
+    def __init__(self, chat, store, clock, max_output: int, rate_limit: float = 0.0, rate_burst: int = 0,
+                 max_connections: int = 0, max_connections_per_ip: int = 0):
         self.chat = chat
         self.store = store
         self.clock = clock
         self.max_output = max_output
         self.rate_limit = rate_limit
-        self.rate_burst = rate_burst or max(1, int(2 * rate_limit))
+        self.rate_burst = rate_burst or default_burst(rate_limit)
+        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.sockets: set = set()
         self.batch = OutputBatch(clock)
         self._pinger = None
@@ -573,6 +558,7 @@ class ChatSocketFactory:
 
     def closed(self, socket) -> None:
         self.sockets.discard(socket)
+        self.caps.forget(socket, socket.host)
         if not self.sockets:
             self.stop()
 
@@ -589,9 +575,16 @@ class ChatSocketFactory:
             except Exception:  # noqa: BLE001 - one broken socket must not stop the others' pings
                 log.failure("pinging a web client")
 
+    def refusal(self, host) -> str | None:
+        """Why a new WebSocket from C{host} is refused now (the connection caps), or None."""
+        return self.caps.refusal(host)
+
     def buildProtocol(self, request) -> ChatSocket:
         session = getattr(request, "chat_session", None)
-        return ChatSocket(self, request, session)
+        socket = ChatSocket(self, request, session)
+        socket.host = getattr(request.getClientAddress(), "host", None)
+        self.caps.add(socket, socket.host)
+        return socket
 
 
 __all__ = ["ChatSocket", "ChatSocketFactory", "event_json", "message_key"]
