@@ -251,33 +251,95 @@ async def idle(reactor, pid, make, first, n):
     return clients, (after - before) / n / 1024
 
 
-async def private(reactor, pid, make, first, pairs, window, warmup, duration):
+async def run_pairs(reactor, make, first, pairs, window, ready, go):
+    """Connect the pairs, call C{ready()}, wait for C{go} (the window's monotonic bounds), run them."""
     clients = await many(2 * pairs, [lambda i=i: make(first + i) for i in range(2 * pairs)])
     run = Run()
     ps = [Pair(run, clients[2 * k], clients[2 * k + 1], loadgen.user_name(first + 2 * k + 1), window)
           for k in range(pairs)]
+    ready()
+    run.t_measure, run.t_end = await go
     run.sending = True
-    now = time.monotonic()
-    run.t_measure, run.t_end = now + warmup, now + warmup + duration
     for p in ps:
         p.refill()
+    await task.deferLater(reactor, max(0.0, run.t_end - time.monotonic()), lambda: None)
+    run.sending = False
+    for c in clients:
+        c.transport.loseConnection()
+    return run.count
+
+
+async def private(reactor, pid, kind, ports, first, pairs, window, warmup, duration, workers):
+    """
+    C{workers} generator processes (this script with C{--worker}), each with
+    C{pairs} pairs, so that the generator is not the bottleneck.
+    """
+    procs = []
+    for w in range(workers):
+        proto = _WorkerProtocol()
+        args = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--ports", ports,
+                "--first", str(first + 2 * pairs * w), "--pairs", str(pairs), "--window", str(window)]
+        reactor.spawnProcess(proto, sys.executable, args, env=dict(os.environ))
+        procs.append(proto)
+    await defer.gatherResults([p.ready for p in procs])
+    now = time.monotonic()
+    t_measure, t_end = now + warmup, now + warmup + duration
+    for p in procs:
+        p.transport.write(f"{t_measure} {t_end}\n".encode())
     await task.deferLater(reactor, warmup, lambda: None)
     cpu0 = loadgen.cpu_seconds(pid)
     await task.deferLater(reactor, duration, lambda: None)
     cpu = loadgen.cpu_seconds(pid) - cpu0
-    run.sending = False
-    for c in clients:
-        c.transport.loseConnection()
-    rate = run.count / duration
-    return {"msgs_per_s": rate, "cpu_us_per_msg": cpu * 1e6 / max(1, run.count),
+    count = sum(await defer.gatherResults([p.done for p in procs]))
+    return {"msgs_per_s": count / duration, "cpu_us_per_msg": cpu * 1e6 / max(1, count),
             "server_cpu_pct": 100 * cpu / duration}
+
+
+class _WorkerProtocol(protocol.ProcessProtocol):
+    def __init__(self):
+        self.ready = defer.Deferred()
+        self.done = defer.Deferred()
+        self.out = b""
+
+    def outReceived(self, data):
+        self.out += data
+        if not self.ready.called and b"ready\n" in self.out:
+            self.ready.callback(None)
+
+    def processEnded(self, reason):
+        m = re.search(rb"count (\d+)", self.out)
+        if not self.ready.called:
+            self.ready.errback(RuntimeError(self.out.decode(errors="replace")[-500:]))
+        if m:
+            self.done.callback(int(m.group(1)))
+        else:
+            self.done.errback(RuntimeError("worker failed: " + self.out.decode(errors="replace")[-500:]))
+
+
+async def worker(reactor, args):
+    loadgen.raise_nofile()
+    line_port, web_port = (int(p) for p in args.ports.split(","))
+    if args.worker == "ws":
+        make = lambda i: ws_client(reactor, web_port, i)  # noqa: E731
+    else:
+        make = lambda i: line_client(reactor, line_port, i)  # noqa: E731
+    from twisted.internet import threads
+
+    def ready():
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+
+    go = threads.deferToThread(lambda: tuple(float(x) for x in sys.stdin.readline().split()))
+    count = await run_pairs(reactor, make, args.first, args.pairs, args.window, ready, go)
+    sys.stdout.write(f"count {count}\n")
+    sys.stdout.flush()
 
 
 async def main(reactor, args):
     loadgen.raise_nofile()
     work = tempfile.mkdtemp(prefix="chatproto-bench-web-")
     try:
-        n_accounts = 2 * args.idle + 4 * args.pairs + 10
+        n_accounts = 2 * args.idle + 4 * args.pairs * args.workers + 10
         credentials = os.path.join(work, "credentials.txt")
         loadgen.write_credentials(credentials, n_accounts)
         results = {}
@@ -286,6 +348,7 @@ async def main(reactor, args):
             pid = process.pid
             ws_make = lambda i: ws_client(reactor, web_port, i)  # noqa: E731
             line_make = lambda i: line_client(reactor, line_port, i)  # noqa: E731
+
             clients, per = await idle(reactor, pid, ws_make, 1, args.idle)
             results["idle_ws_kib_per_client"] = per
             others, per = await idle(reactor, pid, line_make, 1 + args.idle, args.idle)
@@ -294,10 +357,12 @@ async def main(reactor, args):
                 c.transport.loseConnection()
             await task.deferLater(reactor, 1.0, lambda: None)
             first = 1 + 2 * args.idle
-            results["private_ws"] = await private(reactor, pid, ws_make, first, args.pairs, args.window,
-                                                  args.warmup, args.duration)
-            results["private_line"] = await private(reactor, pid, line_make, first + 2 * args.pairs,
-                                                    args.pairs, args.window, args.warmup, args.duration)
+            ports = f"{line_port},{web_port}"
+            span = 2 * args.pairs * args.workers
+            results["private_ws"] = await private(reactor, pid, "ws", ports, first, args.pairs, args.window,
+                                                  args.warmup, args.duration, args.workers)
+            results["private_line"] = await private(reactor, pid, "line", ports, first + span, args.pairs,
+                                                    args.window, args.warmup, args.duration, args.workers)
         finally:
             process.terminate()
             process.wait(30)
@@ -322,9 +387,17 @@ def cli(argv=None):
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=max(1, min(4, (os.cpu_count() or 2) - 1)),
+                        help="generator processes for the private messages (default: cores - 1, at most 4)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--worker", choices=["ws", "line"], help=argparse.SUPPRESS)
+    parser.add_argument("--ports", help=argparse.SUPPRESS)
+    parser.add_argument("--first", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    task.react(lambda reactor: defer.ensureDeferred(main(reactor, args)))
+    if args.worker:
+        task.react(lambda reactor: defer.ensureDeferred(worker(reactor, args)))
+    else:
+        task.react(lambda reactor: defer.ensureDeferred(main(reactor, args)))
 
 
 if __name__ == "__main__":
