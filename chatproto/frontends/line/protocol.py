@@ -374,7 +374,8 @@ class ChatLineProtocol(LineReceiver):
         if self.user is None:
             self._lines_before_login += 1
             if self._lines_before_login > MAX_LINES_BEFORE_LOGIN:
-                log.info("Closing {peer}: {n} lines without a login", peer=self.host, n=MAX_LINES_BEFORE_LOGIN)
+                log.info("Closing {peer}: {n} lines without a login", peer=self.host,
+                         n=MAX_LINES_BEFORE_LOGIN)
                 self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
                 return
         if len(data) > MAX_LINE:
