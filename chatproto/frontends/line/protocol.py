@@ -29,8 +29,8 @@ MAX_LINE = 65536
 MAX_LINE_BEFORE_LOGIN = 1024  # LOGIN USERNAME PASSWORD UDP_PORT fits easily
 MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
 LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
-LINES_PER_TURN = 64
-DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice  # lines handled per connection per reactor turn, then its input waits a turn
+LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 500
 
