@@ -95,11 +95,12 @@ class RecordLog:
     numbering continues across restarts.
     """
 
-    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal")
+    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal", "held")
 
     def __init__(self, path: str, journal: "Journal"):
         self.path = path
         self._journal = journal
+        self.held = False  # being rewritten elsewhere: records wait, unwritten
         self.last_seq = recover_last_seq(path)
         self._fd = None
         self._open()
@@ -125,7 +126,24 @@ class RecordLog:
             raise ValueError(f"{self.path}: record {seq} after {self.last_seq}")
         self.append(timestamp, author, message)
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def hold(self) -> None:
+        """Write nothing until L{release_hold}: the file is being rewritten (a deletion)."""
+        self.held = True
+
+    def release_hold(self) -> None:
+        """The rewrite is done: append to the new file, starting with what waited."""
+        self.held = False
+        self.reopen()
+        if self._pending:
+            self._journal.mark(self)
+
     def write_pending(self) -> None:
+        if self.held:
+            return  # kept, in order, for when the rewrite is done
         pending, self._pending = self._pending, []
         if pending:
             size = None
@@ -160,7 +178,7 @@ class RecordLog:
         the journal's batch can: what it wrote is as durable as the journal
         promises already. Return whether it did.
         """
-        if self._pending:
+        if self._pending or self.held:
             return False
         if self._fd is not None:
             os.close(self._fd)
