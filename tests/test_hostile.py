@@ -167,3 +167,40 @@ class DeletionTests(SynchronousTestCase):
         history = self.yoda.send("/history Hans 2")
         self.assertEqual([h.split(": ", 1)[1] for h in history[:-1]], ["m59", "during the rewrite"])
         self.assertEqual(self.yoda.send("/history Hans 500")[0].split(": ", 1)[1], "[deleted]")
+
+
+class TextAndFilesTests(SynchronousTestCase):
+    def test_invisible_and_direction_changing_characters_are_shown(self):
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        yoda.send("/msgto Hans pay \u202emoc.live\u202c now\u200b\ufeff!")
+        self.assertTrue(hans.output()[0].endswith(", Yoda: pay <U+202E>moc.live<U+202C> now<U+200B><U+FEFF>!"))
+        self.assertTrue(f.read("messagelog.txt").endswith("; Yoda; pay <U+202E>moc.live<U+202C> now<U+200B><U+FEFF>!\n"))
+        yoda.send("/msgto Hans café 😀 日本")  # printable text stays as it is
+        self.assertTrue(hans.output()[0].endswith(", Yoda: café 😀 日本"))
+
+    def test_server_files_are_private(self):
+        import os
+        import stat
+
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        f.login("Hans", "falcon*solo")
+        yoda.send("/creategroup Jedi Hans")
+        yoda.send("/msgto Hans hi")
+        for name in ("userlog.txt", "messagelog.txt", "Jedi_messageLog.txt"):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(f.dir, name)).st_mode), 0o600, name)
+
+    def test_database_file_is_private(self):
+        import os
+        import stat
+        import tempfile
+
+        from chatproto.storage.sqlite import SQLiteDatabase
+
+        directory = tempfile.mkdtemp()
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        database = SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
+        self.addCleanup(database.close)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(directory, "chatproto.db")).st_mode), 0o600)

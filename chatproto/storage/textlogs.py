@@ -18,6 +18,9 @@ from twisted.logger import Logger
 log = Logger()
 
 SEPARATOR = "; "
+# The logs hold private messages and users' addresses: only the server's user
+# reads them (new files; an existing file keeps its mode).
+FILE_MODE = 0o600
 RETRY_SECONDS = 1.0  # after a failed userlog.txt write
 # Readers split on the first three "; "; characters that would end a line in
 # any common reader (str.splitlines) must not reach a record.
@@ -107,7 +110,7 @@ class RecordLog:
         self._pending: list[bytes] = []
 
     def _open(self) -> int:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         return self._fd
 
     def append(self, timestamp: str, author: str, message: str) -> int:
