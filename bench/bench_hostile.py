@@ -25,7 +25,6 @@ import selectors
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -130,11 +129,10 @@ def flood(port, attackers, seconds, probe, anonymous=False):
         for key, events in sel.select(timeout=0.005):
             s = key.fileobj
             try:
-                if events & selectors.EVENT_READ:
-                    if not s.recv(1 << 16):
-                        sel.unregister(s)
-                        closed += 1
-                        continue
+                if events & selectors.EVENT_READ and not s.recv(1 << 16):
+                    sel.unregister(s)
+                    closed += 1
+                    continue
                 if events & selectors.EVENT_WRITE:
                     view = key.data[0]
                     sent = s.send(view)
