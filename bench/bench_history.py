@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from chatproto.storage.sqlite import SQLiteDatabase  # noqa: E402
+from chatproto.storage.sqlite import SQLiteDatabase
 
 T = "01 Jun 2022 21:30:04"
 
