@@ -46,7 +46,8 @@ def start_server(data_dir: str, credentials: str):
         [sys.executable, *(["-m", "cProfile", "-o", os.environ["BENCH_WEB_PROFILE"]]
                            if os.environ.get("BENCH_WEB_PROFILE") else []),
          "-m", "chatproto.server", "0", "5", "--interface", "127.0.0.1",
-         "--web-port", "0", "--data-dir", data_dir, "--credentials", credentials],
+         "--web-port", "0", "--data-dir", data_dir, "--credentials", credentials,
+         "--max-connections", "0", "--max-connections-per-ip", "0"],
         cwd=data_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line_port = web_port = None
     deadline = time.monotonic() + 30
