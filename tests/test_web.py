@@ -59,6 +59,13 @@ class PageTests(SynchronousTestCase):
                             "new Function"):
                     self.assertNotIn(bad, source, name)
 
+    def test_idle_http_connection_is_closed(self):
+        channel, transport = self.web.connect_http()
+        self.web.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.web.clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+
     def test_unknown_paths(self):
         self.assertEqual(self.web.http("GET", "/nothing").status, 404)
         self.assertEqual(self.web.http("GET", "/static/nothing.js").status, 404)

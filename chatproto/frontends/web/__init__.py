@@ -14,6 +14,7 @@ from .socket import ChatSocketFactory
 
 DEFAULT_MAX_OUTPUT = 1024 * 1024
 SHUTDOWN_NOTICE = "Server shutting down"
+HTTP_IDLE_SECONDS = 60
 
 
 def ready_line(address) -> str:
@@ -49,7 +50,10 @@ class WebFrontEnd:
         self.sockets = ChatSocketFactory(chat, self.store, clock, self.max_output,
                                          self.rate_limit, self.rate_burst,
                                          self.max_connections, self.max_connections_per_ip)
-        self.site = WebSite(build_root(self.store, self.sockets, self.origins), reactor=clock)
+        # An idle HTTP connection (not a WebSocket: the upgrade ends the channel's timer) is closed
+        # after HTTP_IDLE_SECONDS.
+        self.site = WebSite(build_root(self.store, self.sockets, self.origins), reactor=clock,
+                            timeout=HTTP_IDLE_SECONDS)
         return self.site
 
     def ready_line(self, address) -> str:
