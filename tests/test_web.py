@@ -60,7 +60,7 @@ class PageTests(SynchronousTestCase):
                     self.assertNotIn(bad, source, name)
 
     def test_idle_http_connection_is_closed(self):
-        channel, transport = self.web.connect_http()
+        _channel, transport = self.web.connect_http()
         self.web.clock.advance(59)
         self.assertFalse(transport.disconnecting)
         self.web.clock.advance(2)
