@@ -22,8 +22,8 @@ from .options import (
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
          "[--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
-         "[--max-connections N] [--max-connections-per-ip N] [--fsync] [--web-port N | --web-listen ENDPOINT] "
-         "PORT ATTEMPTS")
+         "[--max-connections N] [--max-connections-per-ip N] [--fsync] "
+         "[--web-port N | --web-listen ENDPOINT] PORT ATTEMPTS")
 
 
 class ServerOptions(usage.Options):
