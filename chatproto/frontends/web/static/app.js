@@ -392,11 +392,22 @@ async function openConversation(kind, name, { focus = true } = {}) {
   }
 }
 
+// Tell the server (and so the other tabs) a conversation was seen: at most once a second per
+// conversation, so that a busy group does not spend the rate limit on it.
+const readTimers = new Map();
 function markRead(current) {
   state.unread.delete(current.key);
-  if (connection && connection.connected) {
-    ask("read", { kind: current.kind, name: current.name }).catch(() => {});
-  }
+  if (readTimers.has(current.key)) return;
+  const send = () => {
+    if (connection && connection.connected) {
+      ask("read", { kind: current.kind, name: current.name }).catch(() => {});
+    }
+  };
+  send();
+  readTimers.set(current.key, setTimeout(() => {
+    readTimers.delete(current.key);
+    if (state.current && state.current.key === current.key && !state.unread.has(current.key)) send();
+  }, 1000));
 }
 
 async function loadHistory(history, current, older = false) {
