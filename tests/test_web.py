@@ -212,6 +212,41 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("error")["code"], "bad-json")
         self.assertFalse(self.yoda.transport.disconnecting)
 
+    def test_frames_in_pieces_pipelined_and_fragmented(self):
+        from wsproto.events import Ping, TextMessage
+
+        ws = self.yoda.ws
+        frames = [ws.send(TextMessage(json.dumps({"id": n, "type": "ping"}))) for n in (101, 102, 103)]
+        data = frames[0] + frames[1] + ws.send(Ping(b"x")) + frames[2]
+        for i in range(len(data)):  # a byte at a time
+            self.yoda.write(data[i:i + 1])
+        # A fragmented message, with a ping in the middle (wsproto's path), then a whole one.
+        self.yoda.write(ws.send(TextMessage('{"id": 104, "type":', message_finished=False)))
+        self.yoda.write(ws.send(Ping(b"y")))
+        self.yoda.write(ws.send(TextMessage(' "ping"}', message_finished=True)))
+        self.yoda.write(ws.send(TextMessage(json.dumps({"id": 105, "type": "ping"}))))
+        ids = [m["id"] for m in self.yoda.messages if m["type"] == "reply"]
+        self.assertEqual(ids, [101, 102, 103, 104, 105])
+        self.assertEqual(self.yoda.request("send", to="Hans", text="é ✓ 🚀")["message"]["text"], "é ✓ 🚀")
+
+    def test_invalid_frames_are_refused_by_wsproto(self):
+        self.yoda.write(b"\x81\x82abcd" + bytes([0xFF ^ ord("a"), 0xFE ^ ord("b")]))  # not UTF-8
+        self.assertEqual(self.yoda.closed, 1007)
+
+    def test_unmask(self):
+        self.assertEqual(websocket.unmask(b"", b"abcd"), b"")
+        for n in (1, 4, 5, 127, 1000):
+            payload = bytes(range(256)) * 4
+            payload = payload[:n]
+            expected = bytes(b ^ b"\x01\x80\xff\x10"[i % 4] for i, b in enumerate(payload))
+            self.assertEqual(websocket.unmask(payload, b"\x01\x80\xff\x10"), expected)
+
+    def test_lone_surrogates_become_question_marks(self):
+        self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')
+        (reply,) = [m for m in self.yoda.messages if m.get("id") == 900]
+        self.assertEqual(reply["message"]["text"], "a?b")
+        self.assertEqual(self.hans.next("message")["message"]["text"], "a?b")
+
     def test_line_breaks_become_spaces(self):
         reply = self.yoda.request("send", to="Hans", text="one\ntwo\r\nthree")
         self.assertEqual(reply["message"]["text"], "one two  three")

@@ -71,15 +71,52 @@ class _BatchedTransport:
         return getattr(self.tcp, name)
 
 
-class _Shim:
-    """What the transport under an upgraded WebSocket delivers to (see L{ChatSocket.negotiationStarted})."""
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
-    __slots__ = ("connectionLost", "socket", "upgraded")
+
+def text_frame(text: str) -> bytes:
+    """One unfragmented, unmasked text frame (RFC 6455 section 5.2), as a server sends it."""
+    data = text.encode("utf-8", "replace")  # a lone surrogate cannot be sent as UTF-8
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+    return b"\x81\x7f" + n.to_bytes(8, "big") + data
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 section 5.3: the payload XOR the 4-byte masking key, repeated."""
+    n = len(payload)
+    if not n:
+        return b""
+    key = int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+
+class _Shim:
+    """
+    What the transport under an upgraded WebSocket delivers to (see
+    L{ChatSocket.negotiationStarted}).
+
+    It cuts the bytes into whole frames. The common frame from a browser, one
+    complete masked text message, is unmasked and handed to the socket here
+    (wsproto's pure-Python frame machinery costs more than the rest of a
+    request); every other frame (control frames, fragments, anything
+    unusual or invalid) goes whole, in order, to Twisted's wire protocol and
+    wsproto. Bytes towards the next request are counted: a peer that never
+    completes one is cut off (Twisted would reassemble without a limit).
+    """
+
+    __slots__ = ("buffer", "closing", "connectionLost", "in_fragment", "socket", "upgraded")
 
     def __init__(self, socket, upgraded, connection_lost):
         self.socket = socket
         self.upgraded = upgraded
         self.connectionLost = connection_lost
+        self.buffer = b""
+        self.in_fragment = False
+        self.closing = False
 
     def dataReceived(self, data: bytes) -> None:
         socket = self.socket
@@ -87,7 +124,54 @@ class _Shim:
         if socket._received > MAX_BUFFERED:
             socket._too_big()
             return
-        self.upgraded(data)
+        if self.closing:
+            return
+        buf = self.buffer + data if self.buffer else data
+        size = len(buf)
+        pos = 0
+        while size - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 4], "big")
+                head = 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                head = 10
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            end = pos + head + n
+            if end > size:
+                break
+            opcode = b0 & 0x0F
+            text = None
+            if b0 == 0x81 and masked and not self.in_fragment:  # FIN, no RSV bits, a text frame
+                try:
+                    text = unmask(buf[end - n:end], buf[end - n - 4:end - n]).decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None  # wsproto refuses it properly
+            if text is not None:
+                socket.textMessageReceived(text)
+            else:
+                if opcode in (1, 2) and not b0 & 0x80:
+                    self.in_fragment = True
+                elif opcode == 0 and b0 & 0x80:
+                    self.in_fragment = False
+                elif opcode == 8:
+                    self.closing = True
+                self.upgraded(buf[pos:end])
+            pos = end
+            if self.closing or socket.closed:
+                self.buffer = b""
+                return
+        self.buffer = buf[pos:] if pos < size else b""
 
     def makeConnection(self, transport) -> None:
         pass
@@ -173,9 +257,11 @@ def _clean_text(text) -> str:
     if not isinstance(text, str):
         raise bad("text must be a string")
     text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")  # JSON may carry lone surrogates
     if not text.strip():
         raise BadRequest("empty-message", protocol_text("empty-message"))
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_TEXT:
+    if len(text.encode("utf-8")) > MAX_TEXT:
         raise BadRequest("text-too-long", protocol_text("text-too-long"))
     return text
 
@@ -320,8 +406,7 @@ class ChatSocket:
     def send(self, obj: dict) -> None:
         if not self.open or self.closed or self.transport is None:
             return
-        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-        self.transport.sendTextMessage(text)
+        self.output.write(text_frame(_dumps(obj)))
 
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
