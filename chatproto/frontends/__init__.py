@@ -1,0 +1,1 @@
+"""Front ends: translate between a wire protocol and the chat core."""
