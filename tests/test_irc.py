@@ -383,12 +383,12 @@ class PrivateMessageTests(IRCTestCase):
 
     def test_away_reply(self):
         c = self.env.register("Yoda", "wise@!man")
-        l = self.env.register("luke", "jedi*knight")
-        self.assertEqual(one(l.send("AWAY :training"), "306").params, ["luke", "You have been marked as being away"])
+        lk = self.env.register("luke", "jedi*knight")
+        self.assertEqual(one(lk.send("AWAY :training"), "306").params, ["luke", "You have been marked as being away"])
         lines = c.send("PRIVMSG luke :hi")
         self.assertEqual(one(lines, "301").params, ["Yoda", "luke", "training"])
-        self.assertEqual(one(l.lines(), "PRIVMSG").params, ["luke", "hi"])
-        self.assertEqual(one(l.send("AWAY"), "305").params[1], "You are no longer marked as being away")
+        self.assertEqual(one(lk.lines(), "PRIVMSG").params, ["luke", "hi"])
+        self.assertEqual(one(lk.send("AWAY"), "305").params[1], "You are no longer marked as being away")
         self.assertEqual(find(c.send("PRIVMSG luke :hi"), "301"), [])
 
     def test_pipelined_commands_in_order(self):
@@ -483,14 +483,14 @@ class ChannelTests(IRCTestCase):
 
     def test_invite(self):
         c = self.env.register("Yoda", "wise@!man")
-        l = self.env.register("luke", "jedi*knight")
+        lk = self.env.register("luke", "jedi*knight")
         c.send("JOIN #Jedi")
         self.assertEqual(one(c.send("INVITE luke #Jedi"), "341").params, ["Yoda", "luke", "#Jedi"])
-        self.assertEqual(one(l.lines(), "INVITE").params, ["luke", "#Jedi"])
+        self.assertEqual(one(lk.lines(), "INVITE").params, ["luke", "#Jedi"])
         self.assertEqual(one(c.send("INVITE luke #Jedi"), "443").params[1:3], ["luke", "#Jedi"])
         self.assertEqual(one(c.send("INVITE nobody #Jedi"), "401").params[1:], ["nobody", "No such user: nobody"])
         self.assertEqual(one(c.send("INVITE leia #None"), "403").params[1], "#None")
-        self.assertEqual(one(l.send("INVITE leia #Jedi"), "442").params[1:],
+        self.assertEqual(one(lk.send("INVITE leia #Jedi"), "442").params[1:],
                          ["#Jedi", "Please join the group before sending messages."])
         self.assertEqual(commands(c.send("INVITE luke")), ["461"])
 
@@ -561,20 +561,20 @@ class ChannelTests(IRCTestCase):
 
     def test_away_notify(self):
         c = self.env.register("Yoda", "wise@!man", caps=["away-notify"])
-        l = self.env.register("luke", "jedi*knight")
+        lk = self.env.register("luke", "jedi*knight")
         c.send("JOIN #Jedi", "INVITE luke #Jedi")
-        l.send("JOIN #Jedi")
+        lk.send("JOIN #Jedi")
         c.lines()
-        l.send("AWAY :busy")
+        lk.send("AWAY :busy")
         away = one(c.lines(), "AWAY")
         self.assertEqual((away.source, away.params), ("luke!luke@chatproto", ["busy"]))
         self.assertEqual(one(c.send("WHO #Jedi"), "352").params[6] if False else
                          [w.params[6] for w in find(c.send("WHO #Jedi"), "352")], ["H", "G"])
-        l.send("AWAY")
+        lk.send("AWAY")
         self.assertEqual(one(c.lines(), "AWAY").params, [])
-        l.send("AWAY :gone")
+        lk.send("AWAY :gone")
         c.lines()
-        l.drop()
+        lk.drop()
         self.assertEqual(commands(c.lines()), ["AWAY", "QUIT"])
 
     def test_rejoin_on_registration_and_playback(self):
