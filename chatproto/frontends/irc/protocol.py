@@ -668,11 +668,12 @@ class IRCProtocol(irc.IRC):
             if not body.upper().startswith("ACTION"):
                 return None  # other CTCP requests: nobody here answers them
             text = "* " + body[len("ACTION"):].strip()
-        d = defer.succeed(None)
+        # Messages do not hold up the next line (a client may pipeline many): the core
+        # answers them in order, and their errors and echoes come out in that order.
         for target in params[0].split(","):
             if target:
-                d.addCallback(lambda _, target=target: self._privmsg(target, text))
-        return d
+                self._privmsg(target, text).addErrback(self._command_failed, "PRIVMSG")
+        return None
 
     def _privmsg(self, target: str, text: str):
         if target.startswith("#"):
