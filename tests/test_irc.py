@@ -49,6 +49,16 @@ class IRCTestCase(SynchronousTestCase):
         settle(self.clock)
         return results[0]
 
+    def active(self) -> dict:
+        return {user.name: user for user in self.call(self.chat.active_users())}
+
+    def private_log(self, a, b) -> list:
+        """The private messages between a and b (a must be active)."""
+        return self.call(self.chat.history(self.active()[a], b, 500))
+
+    def group_log(self, member, group) -> list:
+        return self.call(self.chat.group_history(self.active()[member], group, 500))
+
 
 class RegistrationTests(IRCTestCase):
     def test_pass_nick_user(self):
@@ -57,7 +67,7 @@ class RegistrationTests(IRCTestCase):
         self.assertEqual(commands(lines), ["001", "002", "003", "004", "005", "422"])
         self.assertEqual(lines[0].params, ["Yoda", "Welcome to chatproto, Yoda!"])
         self.assertIn("CHANTYPES=#", lines[4].params)
-        user = self.chat.users["Yoda"]
+        user = self.active()["Yoda"]
         self.assertEqual((user.udp_port, user.ip), (0, "127.0.0.1"))
 
     def test_pass_username_colon_password(self):
@@ -155,8 +165,7 @@ class RegistrationTests(IRCTestCase):
     def test_disconnect_logs_out(self):
         c = self.env.register("Yoda", "wise@!man")
         c.drop()
-        self.assertNotIn("Yoda", self.chat.users)
-        self.assertEqual(self.chat.logouts, ["Yoda"])
+        self.assertNotIn("Yoda", self.active())
 
 
 class CapTests(IRCTestCase):
@@ -366,7 +375,8 @@ class PrivateMessageTests(IRCTestCase):
         self.assertEqual(one(c.send("PRIVMSG Yoda :x"), "NOTICE").params,
                          ["Yoda", "You cannot send a message to yourself"])
         self.assertEqual(commands(c.send("PRIVMSG", "PRIVMSG luke", "PRIVMSG luke :")), ["411", "412", "412"])
-        self.assertEqual(self.chat.private, [])
+        self.other("luke", "jedi*knight")
+        self.assertEqual(self.private_log("luke", "Yoda"), [])
 
     def test_several_targets(self):
         luke = self.other("luke", "jedi*knight")
@@ -378,7 +388,8 @@ class PrivateMessageTests(IRCTestCase):
     def test_action_and_ctcp(self):
         luke = self.other("luke", "jedi*knight")
         c = self.env.register("Yoda", "wise@!man")
-        c.send("PRIVMSG luke :\x01ACTION nods\x01", "PRIVMSG luke :\x01VERSION\x01", "NOTICE luke :hm")
+        self.assertEqual(c.send("PRIVMSG luke :\x01ACTION nods\x01", "PRIVMSG luke :\x01VERSION\x01",
+                                "NOTICE luke :hm", "@+typing=active TAGMSG luke"), [])
         self.assertEqual([e.text for e in luke.events], ["* nods"])
 
     def test_away_reply(self):
@@ -397,7 +408,7 @@ class PrivateMessageTests(IRCTestCase):
         c.send_raw(b"PASS wise@!man\r\nNICK Yoda\r\nUSER y 0 * :y\r\nJOIN #Jedi\r\n"
                    b"INVITE luke #Jedi\r\nPRIVMSG #Jedi :first\r\nPRIVMSG luke :second\r\n")
         self.assertEqual([type(e).__name__ for e in luke.events], ["Invited", "Message"])
-        self.assertEqual(self.chat.group_logs["jedi"][0].text, "first")
+        self.assertEqual(self.group_log("Yoda", "Jedi")[0].text, "first")
 
 
 class ChannelTests(IRCTestCase):
@@ -408,7 +419,7 @@ class ChannelTests(IRCTestCase):
         self.assertEqual((lines[0].source, lines[0].params), ("Yoda!Yoda@chatproto", ["#Jedi"]))
         self.assertEqual(lines[1].params, ["Yoda", "#Jedi", "Group chat Jedi, owner Yoda"])
         self.assertEqual(lines[2].params, ["Yoda", "=", "#Jedi", "Yoda"])
-        self.assertEqual(self.chat.groups["jedi"].owner, "Yoda")
+        self.assertEqual(self.call(self.chat.group_info("Jedi")).owner, "Yoda")
 
     def test_join_bad_name(self):
         c = self.env.register("Yoda", "wise@!man")
@@ -599,7 +610,7 @@ class ChannelTests(IRCTestCase):
         c.drop()
         c = self.env.register("Yoda", "wise@!man")
         line = one(c.registration, "PRIVMSG")
-        self.assertEqual(line.params, ["#Jedi", f"[{self.chat.group_logs['jedi'][0].timestamp}] one"])
+        self.assertEqual(line.params, ["#Jedi", f"[{self.group_log('Yoda', 'Jedi')[0].timestamp}] one"])
 
     def test_no_playback_with_chathistory(self):
         c = self.env.register("Yoda", "wise@!man")
@@ -723,7 +734,7 @@ class LimitTests(IRCTestCase):
             self.call(self.chat.send_private(luke.user, "Yoda", f"message {i} " + "x" * 50))
         self.assertTrue(c.transport.disconnected or c.closed)
         c.drop()
-        self.assertNotIn("Yoda", self.chat.users)
+        self.assertNotIn("Yoda", self.active())
 
     def test_rate_limit(self):
         self.env = IRCEnvironment(self.chat, self.clock, rate_limit=1.0, rate_burst=3)
@@ -741,4 +752,4 @@ class LimitTests(IRCTestCase):
         self.assertEqual(c.transport.producerState, "paused")
         settle(self.clock)
         self.assertEqual(c.transport.producerState, "producing")
-        self.assertEqual(len(self.chat.private), 1)
+        self.assertEqual(len(self.private_log("luke", "Yoda")), 1)

@@ -706,6 +706,9 @@ class IRCProtocol(irc.IRC):
     def irc_NOTICE(self, params, tags):
         return None  # NOTICE never gets an automatic reply; chatproto has no place for them
 
+    def irc_TAGMSG(self, params, tags):
+        return None  # client-only tags (typing notifications): nothing to relay them to
+
     # Channels
 
     def irc_JOIN(self, params, tags):
