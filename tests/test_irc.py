@@ -753,3 +753,39 @@ class LimitTests(IRCTestCase):
         settle(self.clock)
         self.assertEqual(c.transport.producerState, "producing")
         self.assertEqual(len(self.private_log("luke", "Yoda")), 1)
+
+
+class WireTests(SynchronousTestCase):
+    def test_tags_round_trip(self):
+        from chatproto.frontends.irc.wire import format_tags, parse_line, parse_tags
+
+        value = "a; b\\c\r\nd"
+        text = format_tags([("k", value), ("flag", None)])
+        self.assertEqual(parse_tags(text), {"k": value, "flag": ""})
+        line = parse_line("@k=" + text.split("=", 1)[1] + " :src PRIVMSG #a :hello  world")
+        self.assertEqual((line.tags["k"], line.prefix, line.command, line.params),
+                         (value, "src", "PRIVMSG", ["#a", "hello  world"]))
+
+    def test_server_time(self):
+        from chatproto.frontends.irc.wire import parse_server_time, server_time
+
+        self.assertEqual(server_time(T0), "2022-06-01T21:30:04.000Z")
+        self.assertEqual(server_time(T0 + 0.9996), "2022-06-01T21:30:05.000Z")
+        self.assertEqual(server_time(T0 + 0.25), "2022-06-01T21:30:04.250Z")
+        self.assertEqual(parse_server_time("2022-06-01T21:30:04.250Z"), T0 + 0.25)
+        self.assertIsNone(parse_server_time("yesterday"))
+
+    def test_format_line(self):
+        from chatproto.frontends.irc.wire import format_line
+
+        self.assertEqual(format_line("PRIVMSG", ["#a", "x"], "me"), ":me PRIVMSG #a x")
+        self.assertEqual(format_line("PRIVMSG", ["#a", ":)"]), "PRIVMSG #a ::)")
+        self.assertEqual(format_line("PRIVMSG", ["#a", ""]), "PRIVMSG #a :")
+        self.assertEqual(format_line("NOTICE", ["a", "two\r\nlines"]), "NOTICE a :two  lines")
+
+    def test_bad_lines(self):
+        from chatproto.frontends.irc.wire import BadLine, parse_line
+
+        for text in ("", ":", ":prefixonly", "@tags", "@a=b "):
+            with self.assertRaises(BadLine):
+                parse_line(text)

@@ -672,13 +672,13 @@ class IRCProtocol(irc.IRC):
         # answers them in order, and their errors and echoes come out in that order.
         for target in params[0].split(","):
             if target:
-                self._privmsg(target, text).addErrback(self._command_failed, "PRIVMSG")
+                self._privmsg(target, text)
         return None
 
     def _privmsg(self, target: str, text: str):
         if target.startswith("#"):
             group = target[1:]
-            d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
+            d = self.chat.send_group(self.user, group, text)
             answers = {
                 "no-such-group": (T.ERR_NOSUCHCHANNEL, (target,)),
                 "not-member": (T.ERR_NOTONCHANNEL, (target,)),
@@ -688,7 +688,7 @@ class IRCProtocol(irc.IRC):
             d.addCallbacks(self._sent, self._core_error, errbackArgs=(answers,),
                            errbackKeywords={"group": group})
             return d
-        d = defer.maybeDeferred(self.chat.send_private, self.user, target, text)
+        d = self.chat.send_private(self.user, target, text)
         answers = {
             "no-such-user": (T.ERR_NOSUCHNICK, (target,)),
             "not-active": (T.ERR_NOSUCHNICK, (target,)),
@@ -1143,9 +1143,15 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
         tags.append(("msgid", msgid_of(message)))
     target = "#" + message.group if message.kind == "group" else message.recipient
     text = message.text
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
     if prefix_text:
         text = f"[{message.timestamp}] {text}"
-    return encode(format_line("PRIVMSG", [target, text], prefix_of(message.sender), format_tags(tags)))
+    sender = message.sender
+    line = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}\r\n"
+    if tags:
+        line = "@" + format_tags(tags) + " " + line
+    return line.encode("utf-8", "surrogateescape")
 
 
 def unsent_bytes(transport) -> int | None:

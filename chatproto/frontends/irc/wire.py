@@ -109,13 +109,19 @@ def format_tags(tags) -> str:
     return ";".join(k if v is None else f"{k}={escape_tag_value(v)}" for k, v in tags)
 
 
+_last_second = [None, ""]
+
+
 def server_time(epoch: float) -> str:
     """IRCv3 server-time: UTC, milliseconds, e.g. C{2022-06-01T21:30:04.000Z}."""
     seconds = int(epoch)
     millis = round((epoch - seconds) * 1000)
     if millis >= 1000:
         seconds, millis = seconds + 1, millis - 1000
-    return _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds)) + f".{millis:03d}Z"
+    if _last_second[0] != seconds:  # messages come in bursts within one second
+        _last_second[0] = seconds
+        _last_second[1] = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds))
+    return f"{_last_second[1]}.{millis:03d}Z"
 
 
 def parse_server_time(text: str) -> float | None:
