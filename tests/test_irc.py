@@ -570,6 +570,19 @@ class ChannelTests(IRCTestCase):
         self.assertEqual(commands(c.send("MOTD", "PING x", "PONG x", "NICK Other", "NICK Yoda")),
                          ["422", "PONG", "432"])
 
+    def test_small_commands(self):
+        c = self.env.register("Yoda", "wise@!man")
+        self.assertEqual(commands(c.send("VERSION", "TIME", "LUSERS", "KICK #Jedi luke", "WHOWAS x")),
+                         ["351", "005", "391", "251", "255", "482", "406", "369"])
+
+    def test_pending_invitation_shown_at_registration(self):
+        luke = self.other("luke", "jedi*knight")
+        self.other("leia", "alderaan")
+        self.call(self.chat.create_group(luke.user, "Jedi", ["leia", "Yoda"]))
+        c = self.env.register("Yoda", "wise@!man")
+        invite = one(c.registration, "INVITE")
+        self.assertEqual((invite.source, invite.params), ("luke!luke@chatproto", ["Yoda", "#Jedi"]))
+
     def test_away_notify(self):
         c = self.env.register("Yoda", "wise@!man", caps=["away-notify"])
         lk = self.env.register("luke", "jedi*knight")

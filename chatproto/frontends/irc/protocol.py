@@ -534,6 +534,10 @@ class IRCProtocol(irc.IRC):
 
     def _show_joined_groups(self, groups):
         mine = [info for info in groups if dict(info.members).get(self.nick)]
+        for info in groups:
+            if not dict(info.members).get(self.nick, True):
+                # Invited while away: shown as the invitation it is.
+                self.send("INVITE", self.nick, "#" + info.name, prefix=prefix_of(info.owner))
         d = defer.succeed(None)
         for info in mine:
             d.addCallback(lambda _, info=info: self._join_burst(info))
@@ -1050,6 +1054,29 @@ class IRCProtocol(irc.IRC):
 
     def irc_MOTD(self, params, tags):
         self.numeric(T.ERR_NOMOTD, "MOTD File is missing")
+
+    def irc_VERSION(self, params, tags):
+        self.numeric("351", VERSION, SERVER_NAME, "chatproto's IRC front end")
+        self.numeric(T.RPL_ISUPPORT, *self.factory.isupport, "are supported by this server")
+
+    def irc_TIME(self, params, tags):
+        self.numeric("391", SERVER_NAME, server_time(self.clock.seconds()))
+
+    def irc_LUSERS(self, params, tags):
+        def lusers(users):
+            self.numeric("251", f"There are {len(users)} users and 0 invisible on 1 servers")
+            self.numeric("255", f"I have {len(users)} clients and 0 servers")
+
+        return defer.maybeDeferred(self.chat.active_users).addCallback(lusers)
+
+    def irc_KICK(self, params, tags):
+        channel = params[0] if params else "*"
+        self.numeric(T.ERR_CHANOPRIVSNEEDED, channel, "Members cannot be removed from a group on chatproto")
+
+    def irc_WHOWAS(self, params, tags):
+        name = params[0] if params else "*"
+        self.numeric("406", name, "There was no such nickname")
+        self.numeric("369", name, "End of WHOWAS")
 
     # History (draft/chathistory)
 
