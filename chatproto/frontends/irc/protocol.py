@@ -53,8 +53,19 @@ QUEUED_LINES_PAUSE = 1000  # stop reading a client that pipelines more than this
 # Tag flags of a rendered message: which tags this client gets.
 TAG_TIME, TAG_ACCOUNT, TAG_MSGID = 1, 2, 4
 
+GROUP_SEND_ERRORS = {
+    "no-such-group": T.ERR_NOSUCHCHANNEL,
+    "not-member": T.ERR_NOTONCHANNEL,
+    "not-joined": T.ERR_CANNOTSENDTOCHAN,
+    "broadcast-owner-only": T.ERR_CANNOTSENDTOCHAN,
+}
+PRIVATE_SEND_ERRORS = {"no-such-user": T.ERR_NOSUCHNICK, "not-active": T.ERR_NOSUCHNICK}
+
 # Commands that exist before registration.
 REGISTRATION_COMMANDS = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
+
+
+EVENT_HANDLERS: dict = {}  # event type -> IRCProtocol.event_NAME (or None: not shown)
 
 
 def prefix_of(name: str) -> str:
@@ -163,6 +174,9 @@ class IRCProtocol(irc.IRC):
         self.user_seen = False
         self.password = None
         self.caps = set()
+        self.tag_flags = 0
+        self._echo = False
+        self._fast = False  # registered, no rate limit: PRIVMSG takes the short path
         self.cap_version = 0
         self.cap_negotiating = False
         self.sasl = None  # None, or the base64 text of a PLAIN exchange under way
@@ -260,8 +274,24 @@ class IRCProtocol(irc.IRC):
             buffer = buffer[end + 1:]
         lines = buffer.split(b"\n")
         rest = lines.pop()
-        for line in lines:
-            self._lines.append(line if len(line) <= MAX_LINE + 1 else None)
+        self._buffer = rest
+        if self._lines or self._busy or self._processing:
+            for line in lines:
+                self._lines.append(line if len(line) <= MAX_LINE + 1 else None)
+        else:
+            # Nothing waiting: handle the lines straight from this read.
+            self._processing = True
+            try:
+                for index, line in enumerate(lines):
+                    if self._busy or self._closed:
+                        for queued in lines[index:]:
+                            self._lines.append(queued if len(queued) <= MAX_LINE + 1 else None)
+                        break
+                    self._line(line if len(line) <= MAX_LINE + 1 else None)
+            finally:
+                self._processing = False
+            if self._closed:
+                return
         if len(rest) > MAX_LINE + 1:
             self._lines.append(None)
             self._discarding = True
@@ -288,6 +318,19 @@ class IRCProtocol(irc.IRC):
             self.transport.resumeProducing()
 
     def _line(self, raw: bytes | None) -> None:
+        if raw is not None and raw.startswith(b"PRIVMSG ") and self._fast:
+            # The hot path: a registered client's plain "PRIVMSG TARGET :text".
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if len(raw) <= MAX_REST:
+                try:
+                    target, colon, text = raw[8:].decode("utf-8").partition(" :")
+                except UnicodeDecodeError:
+                    target = colon = ""
+                if colon and text and target and " " not in target and "," not in target \
+                        and not text.startswith("\x01"):
+                    self._privmsg(target, text)
+                    return
         allowed = self.rate is None or self.rate.allow(self.clock.seconds())
         if raw is None:
             self.numeric(T.ERR_INPUTTOOLONG, "Input line was too long")
@@ -379,6 +422,7 @@ class IRCProtocol(irc.IRC):
                 enable, disable = request
                 self.caps |= enable
                 self.caps -= disable
+                self.caps_changed()
                 self.send("CAP", target, "ACK", text.strip())
         elif sub == "END":
             if not self.registered:
@@ -513,6 +557,7 @@ class IRCProtocol(irc.IRC):
 
     def welcome(self):
         self.registered = True
+        self._fast = self.rate is None
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
@@ -558,11 +603,14 @@ class IRCProtocol(irc.IRC):
         if not self.ready:
             self._pending_events.append(event)
             return
-        handler = getattr(self, "event_" + type(event).__name__, None)
+        kind = type(event)
+        handler = EVENT_HANDLERS.get(kind, False)
+        if handler is False:
+            handler = EVENT_HANDLERS[kind] = getattr(IRCProtocol, "event_" + kind.__name__, None)
         if handler is None:
             return
         try:
-            handler(event)
+            handler(self, event)
         except Exception:  # noqa: BLE001 - never raise into the core
             log.failure("IRC rendering of {event!r} for {user}", event=event, user=self.nick)
 
@@ -572,8 +620,11 @@ class IRCProtocol(irc.IRC):
 
     # Rendering
 
-    @property
-    def tag_flags(self) -> int:
+    def caps_changed(self) -> None:
+        self.tag_flags = self._tag_flags()
+        self._echo = C.ECHO_MESSAGE in self.caps
+
+    def _tag_flags(self) -> int:
         caps = self.caps
         flags = 0
         if C.SERVER_TIME in caps:
@@ -590,8 +641,8 @@ class IRCProtocol(irc.IRC):
         return render_message(message, self.tag_flags, batch, prefix_text)
 
     def event_Message(self, message):
-        self.write(self._message_bytes(message))
-        if message.kind == "group":
+        self.write(self.factory.render_message(message, self.tag_flags))
+        if message.group is not None:
             channel = self.channels.get(message.group.lower())
             if channel is not None:
                 channel.members.setdefault(message.sender, True)
@@ -643,19 +694,24 @@ class IRCProtocol(irc.IRC):
 
     # Errors of the core
 
-    def _core_error(self, failure, answers, **fields):
-        """Answer a core failure: C{answers} maps codes to (numeric or None, params before the text)."""
+    def _core_error(self, failure, answers, params=(), **fields):
+        """
+        Answer a core failure: C{answers} maps codes to a numeric (sent with
+        C{params} before the text) or to (numeric, params); other codes get a NOTICE.
+        """
         code = T.error_code(failure.value)
         if code is None:
             log.failure("IRC command for {user}", failure, user=self.nick)
             self.notice(T.SERVER_ERROR)
             return
         text = T.error_text(code, failure.value, **fields)
-        numeric, params = answers.get(code, (None, ()))
-        if numeric is None:
+        answer = answers.get(code)
+        if isinstance(answer, tuple):
+            answer, params = answer
+        if answer is None:
             self.notice(text)
         else:
-            self.numeric(numeric, *params, text)
+            self.numeric(answer, *params, text)
 
     # Messages
 
@@ -680,31 +736,32 @@ class IRCProtocol(irc.IRC):
         return None
 
     def _privmsg(self, target: str, text: str):
-        if target.startswith("#"):
-            group = target[1:]
-            d = self.chat.send_group(self.user, group, text)
-            answers = {
-                "no-such-group": (T.ERR_NOSUCHCHANNEL, (target,)),
-                "not-member": (T.ERR_NOTONCHANNEL, (target,)),
-                "not-joined": (T.ERR_CANNOTSENDTOCHAN, (target,)),
-                "broadcast-owner-only": (T.ERR_CANNOTSENDTOCHAN, (target,)),
-            }
-            d.addCallbacks(self._sent, self._core_error, errbackArgs=(answers,),
-                           errbackKeywords={"group": group})
+        if target[0] == "#":
+            d = self.chat.send_group(self.user, target[1:], text)
+            if self._echo:
+                d.addCallbacks(self._sent, self._group_failed, errbackArgs=(target,))
+            else:
+                d.addErrback(self._group_failed, target)
             return d
         d = self.chat.send_private(self.user, target, text)
-        answers = {
-            "no-such-user": (T.ERR_NOSUCHNICK, (target,)),
-            "not-active": (T.ERR_NOSUCHNICK, (target,)),
-        }
-        d.addCallbacks(self._sent, self._core_error, errbackArgs=(answers,), errbackKeywords={"name": target})
-        away = self.factory.away_of(target)
-        if away:
-            self.numeric(T.RPL_AWAY, target, away)
+        if self._echo:
+            d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
+        else:
+            d.addErrback(self._private_failed, target)
+        if self.factory.away:
+            away = self.factory.away_of(target)
+            if away:
+                self.numeric(T.RPL_AWAY, target, away)
         return d
 
+    def _group_failed(self, failure, channel):
+        self._core_error(failure, GROUP_SEND_ERRORS, (channel,), group=channel[1:])
+
+    def _private_failed(self, failure, name):
+        self._core_error(failure, PRIVATE_SEND_ERRORS, (name,), name=name)
+
     def _sent(self, message):
-        if C.ECHO_MESSAGE in self.caps and message is not None:
+        if message is not None:
             self.write(self._message_bytes(message))
 
     def irc_NOTICE(self, params, tags):
@@ -1209,6 +1266,7 @@ class IRCFactory(ServerFactory):
         self.rate_burst = rate_burst or max(1, int(2 * rate_limit))
         self.connections: set[IRCProtocol] = set()
         self.sessions: dict[str, IRCProtocol] = {}  # registered users by name
+        self.away = False  # is anybody away?
         self._rendered_message = None
         self._rendered: dict[int, bytes] = {}
         self.isupport = [
@@ -1242,6 +1300,7 @@ class IRCFactory(ServerFactory):
         return protocol.away if protocol is not None else None
 
     def away_changed(self, protocol, text) -> None:
+        self.away = any(other.away for other in self.sessions.values())
         for other in list(self.sessions.values()):
             if other is not protocol:
                 other.away_changed(protocol.nick, text)
@@ -1249,8 +1308,10 @@ class IRCFactory(ServerFactory):
     def render_message(self, message, flags: int) -> bytes:
         """The line for C{message} and tag C{flags}, rendered once for all its receivers."""
         if message is not self._rendered_message:
+            line = render_message(message, flags)
             self._rendered_message = message
-            self._rendered = {}
+            self._rendered = {flags: line}
+            return line
         line = self._rendered.get(flags)
         if line is None:
             line = self._rendered[flags] = render_message(message, flags)
