@@ -17,12 +17,14 @@ from twisted.internet import defer, protocol
 from twisted.protocols.basic import LineReceiver
 
 from .. import errors
+from . import files
 
 COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", "/p2pvideo",
             "/leavegroup", "/changepassword", "/deletemsg", "/deletegroupmsg", "/createbroadcast",
             "/help", "/logout"]
 COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): "
-USAGE = "Usage: python -m chatproto.client [--p2p-timeout SECONDS] SERVER_IP SERVER_PORT UDP_PORT"
+USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--accept-files all|ask|none]"
+         " SERVER_IP SERVER_PORT UDP_PORT")
 DEFAULT_P2P_TIMEOUT = 10.0
 CONNECTION_LOST = "Connection to the server was lost."
 SHUTDOWN_NOTICE = "Server shutting down"
@@ -90,6 +92,8 @@ class ChatClient:
         self._exiting = False
         self._told_shutdown = False
         self._seen_names: set[str] = set()
+        # p2p transfers: PEER and OFFER lines, /accept, /reject, --accept-files (files.py)
+        self.files = files.FileTransfers(lambda text: self.console.show(text), lambda: self.transfers, self)
         console.attach(self)
 
     # From the server connection
@@ -105,9 +109,9 @@ class ChatClient:
                 self._told_shutdown = True
             self.console.show(text)
         elif tag == "PEER":
-            fields = text.split()
-            if len(fields) == 3 and fields[2].isascii() and fields[2].isdigit():
-                self._peer = (fields[0], fields[1], int(fields[2]))
+            self._peer = self.files.peer_line(text)
+        elif tag == "OFFER":
+            self.files.offer_line(text)
         elif tag in ("OK", "ERR"):
             self._final(tag == "OK", text)
         else:
@@ -196,6 +200,10 @@ class ChatClient:
             self._ask_command()
             return
         words = line.split()
+        if words[0] in files.COMMANDS:  # answered here, not by the server
+            self.files.command(words)
+            self._ask_command()
+            return
         if words == ["/changepassword"]:
             self._ask_current_password()
             return
@@ -269,12 +277,13 @@ class ChatClient:
     # P2P video
 
     def _start_transfer(self, peer, filename: str) -> None:
-        name, ip, port = peer
+        name, ip, port, transfer_id, secret = peer
         basename = os.path.basename(filename)
         if self.transfers is None:
             self.console.show("P2P transfer is not available in this client.")
             return
-        d = self.transfers.send_file(filename, self.username, (ip, port), peer_name=name)
+        d = self.transfers.send_file(filename, self.username, (ip, port), peer_name=name,
+                                     transfer_id=transfer_id, secret=secret)
 
         def uploaded(_):
             self.console.progress(f"send:{basename}", None)
@@ -367,8 +376,10 @@ def main(argv=None) -> None:
         print(USAGE)
         print("  UDP_PORT: where this client receives files from other clients (/p2pvideo)")
         print("  --p2p-timeout SECONDS: give a silent transfer up after this long (default 10)")
+        print(files.OPTION_HELP)
         sys.exit(0)
     try:
+        argv, accept_files = files.take_option(argv)
         host, server_port, udp_port, p2p_timeout = parse_arguments(argv)
     except ValueError as e:
         print(f"{USAGE} ({e})", file=sys.stderr)
@@ -388,6 +399,7 @@ def main(argv=None) -> None:
 
     console, _kind = make_console()
     client = ChatClient(console, udp_port, on_exit)
+    client.files.policy = accept_files
     try:
         client.transfers = start_transfers(reactor, udp_port, client, p2p_timeout)
     except CannotListenError as e:
@@ -421,7 +433,7 @@ def start_transfers(reactor, udp_port: int, client, idle_timeout: float = 10.0):
 
         reactor.listenUDP(udp_port, DatagramProtocol())
         return None
-    endpoint = TransferEndpoint(os.getcwd(), client, clock=reactor, idle_timeout=idle_timeout)
+    endpoint = TransferEndpoint(os.getcwd(), client.files, clock=reactor, idle_timeout=idle_timeout)
     reactor.listenUDP(udp_port, endpoint)
     return endpoint
 
