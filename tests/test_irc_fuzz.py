@@ -7,12 +7,11 @@ is either open or closed with ERROR.
 import irctokens
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet import task
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.irc_fakecore import FakeChat
 from tests.irc_support import IRCEnvironment
+from tests.support import ChatFixture
 
 COMMANDS = ["CAP LS 302", "CAP REQ :sasl server-time", "CAP END", "PASS wise@!man", "NICK Yoda",
             "USER y 0 * :y", "AUTHENTICATE PLAIN", "AUTHENTICATE *", "JOIN #Jedi", "JOIN #",
@@ -46,9 +45,8 @@ class IRCFuzzTests(SynchronousTestCase):
 
         globalLogPublisher.addObserver(observer)
         try:
-            clock = task.Clock()
-            clock.advance(1654119004)
-            chat = FakeChat(clock)
+            fixture = ChatFixture(self)
+            clock, chat = fixture.clock, fixture.chat
             env = IRCEnvironment(chat, clock)
             luke = env.register("luke", "jedi*knight")
             luke.lines()
@@ -69,4 +67,4 @@ class IRCFuzzTests(SynchronousTestCase):
             self.assertTrue(line.command)
         if closed and not c.transport.disconnected:
             self.assertIn("ERROR", [line.command for line in out])
-        self.assertEqual([u.name for u in chat.users.values()], ["luke"])
+        self.assertEqual([u.name for u in chat.active_users()], ["luke"])

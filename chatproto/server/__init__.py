@@ -7,13 +7,15 @@ import sys
 
 from twisted.python import usage
 
-from .app import DatabaseError, DataDirectoryInUse, build_service
+from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
 from .options import (
     COMMON_OPTIONS,
+    IRC_OPTIONS,
     LIMIT_OPTIONS,
     AttemptsError,
     parse_attempts,
     parse_database,
+    parse_irc,
     parse_limits,
     parse_port,
     parse_size,
@@ -21,7 +23,8 @@ from .options import (
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
          "[--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
-         "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
+         "[--max-connections N] [--max-connections-per-ip N] [--irc-port N | --irc-listen ENDPOINT] "
+         "[--fsync] PORT ATTEMPTS")
 
 
 class ServerOptions(usage.Options):
@@ -29,6 +32,7 @@ class ServerOptions(usage.Options):
         ["interface", None, "", "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *IRC_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
 
@@ -40,6 +44,7 @@ class ServerOptions(usage.Options):
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
         self["database"] = parse_database(self["database"])
+        self["irc"] = parse_irc(self, self["interface"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
@@ -140,6 +145,7 @@ def main(argv=None) -> None:
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
         database=options["database"],
+        front_ends=[irc_front_end(options["irc"])] if options["irc"] else [],
     )
     try:
         chat_service.load()

@@ -21,6 +21,8 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 
+from ..limits import TOO_MANY_COMMANDS, CommandRate, ConnectionCaps, Refusal, default_burst
+from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import caps as C
 from . import texts as T
 from .wire import (
@@ -41,9 +43,7 @@ log = Logger()
 SERVER_NAME = "chatproto"
 HOST = "chatproto"  # the host part of every user's prefix: SENDER!SENDER@chatproto
 VERSION = "chatproto-0.1.0"
-DEFAULT_MAX_OUTPUT = 1024 * 1024
 REGISTRATION_TIMEOUT = 30.0
-TOO_MANY_COMMANDS = "Too many commands; slow down"
 PLAYBACK = 20  # messages of each joined group shown on (re)join to clients without chathistory
 MAX_HISTORY = 500
 SASL_CHUNK = 400
@@ -81,51 +81,6 @@ def msgid_of(message) -> str:
 def seq_of_msgid(msgid: str) -> int | None:
     tail = msgid.rpartition(".")[2]
     return int(tail) if tail.isascii() and tail.isdigit() else None
-
-
-class OutputBound:
-    """
-    The transport pauses this producer when its buffer is full and resumes it
-    once drained; while paused, the protocol counts what it writes.
-    """
-
-    __slots__ = ("paused", "queued")
-
-    def __init__(self):
-        self.paused = False
-        self.queued = 0
-
-    def pauseProducing(self):
-        self.paused = True
-
-    def resumeProducing(self):
-        self.paused = False
-        self.queued = 0
-
-    def stopProducing(self):
-        pass
-
-
-class CommandRate:
-    """A token bucket: C{rate} commands a second, bursts of C{burst}; refilled from the clock."""
-
-    __slots__ = ("_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float, burst: int, now: float):
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last = now
-
-    def allow(self, now: float) -> bool:
-        elapsed = max(0.0, now - self._last)
-        self._last = now
-        tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return True
-        self._tokens = tokens
-        return False
 
 
 class Channel:
@@ -197,13 +152,16 @@ class IRCProtocol(irc.IRC):
         self._reading_paused = False
         self._closed = False
         self._timeout = None
-        self._output = OutputBound()
+        self.connected = 0
+        self.output = BatchedOutput(factory.output, factory.max_output, self._drop_slow_reader)
         self._batches = 0
 
     # Connection
 
     def connectionMade(self):
-        self.transport.registerProducer(self._output, True)
+        self.output.attach(self.transport)
+        if not self.ip:
+            self.ip = getattr(self.transport.getPeer(), "host", "") or ""
         self._timeout = self.clock.callLater(self.factory.registration_timeout, self._registration_timeout)
 
     def connectionLost(self, reason=None):
@@ -211,6 +169,8 @@ class IRCProtocol(irc.IRC):
             self._timeout.cancel()
         self._timeout = None
         self._closed = True
+        self.connected = 0
+        self.output.discard()
         self.factory.forget(self)
         if self.user is not None:
             user, self.user = self.user, None
@@ -227,24 +187,22 @@ class IRCProtocol(irc.IRC):
             return
         self.send_line(format_line("ERROR", [f"Closing link: {reason}"]))
         self._closed = True
-        self.transport.loseConnection()
+        self.output.close_when_sent()
 
     # Output
 
     def write(self, data: bytes) -> None:
-        if self._closed:
-            return
-        self.transport.write(data)
-        if self._output.paused:
-            self._output.queued += len(data)
-            unsent = unsent_bytes(self.transport)
-            if (unsent if unsent is not None else self._output.queued) > self.factory.max_output:
-                self._drop_slow_reader()
+        if not self._closed:
+            self.output.write(data)
 
     def _drop_slow_reader(self):
-        log.info("Dropping {user}: more than {limit} bytes of output unsent",
+        log.info("Dropping {user}: more than {limit} bytes of output unread",
                  user=self.nick, limit=self.factory.max_output)
         self._closed = True
+        self.transport.write(encode(format_line("ERROR", ["Closing link: too much output waiting unread"])))
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
         self.transport.abortConnection()
 
     def send_line(self, line: str) -> None:
@@ -1238,13 +1196,6 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
     return line.encode("utf-8", "surrogateescape")
 
 
-def unsent_bytes(transport) -> int | None:
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except (AttributeError, TypeError):
-        return None
-
-
 class IRCFactory(ServerFactory):
     """The IRC listener's factory: shared state of every IRC connection."""
 
@@ -1253,7 +1204,7 @@ class IRCFactory(ServerFactory):
 
     def __init__(self, chat, clock=None, max_output: int = DEFAULT_MAX_OUTPUT,
                  registration_timeout: float = REGISTRATION_TIMEOUT, rate_limit: float = 0.0,
-                 rate_burst: int = 0):
+                 rate_burst: int = 0, max_connections: int = 0, max_connections_per_ip: int = 0):
         if clock is None:
             clock = getattr(chat, "clock", None)
         if clock is None:
@@ -1263,8 +1214,9 @@ class IRCFactory(ServerFactory):
         self.max_output = max_output
         self.registration_timeout = registration_timeout
         self.rate_limit = rate_limit
-        self.rate_burst = rate_burst or max(1, int(2 * rate_limit))
-        self.connections: set[IRCProtocol] = set()
+        self.rate_burst = rate_burst or default_burst(rate_limit)
+        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
+        self.output = OutputBatch(clock)
         self.sessions: dict[str, IRCProtocol] = {}  # registered users by name
         self.away = False  # is anybody away?
         self._rendered_message = None
@@ -1275,13 +1227,22 @@ class IRCFactory(ServerFactory):
             f"CHATHISTORY={MAX_HISTORY}", "MSGREFTYPES=msgid,timestamp", "UTF8ONLY",
         ]
 
+    @property
+    def connections(self) -> set:
+        return self.caps.connections
+
     def buildProtocol(self, addr):
-        protocol = self.protocol(self, getattr(addr, "host", "") or "")
-        self.connections.add(protocol)
+        host = getattr(addr, "host", None)
+        refusal = self.caps.refusal(host)
+        if refusal is not None:
+            return Refusal(encode(format_line("ERROR", [f"Closing link: {refusal}"])))
+        protocol = self.protocol(self, host or "")
+        protocol.caps_host = host
+        self.caps.add(protocol, host)
         return protocol
 
     def forget(self, protocol) -> None:
-        self.connections.discard(protocol)
+        self.caps.forget(protocol, getattr(protocol, "caps_host", None))
         if protocol.nick is not None and self.sessions.get(protocol.nick) is protocol:
             del self.sessions[protocol.nick]
             if protocol.away:

@@ -1,18 +1,18 @@
 """
 The core's error codes as IRC numerics, with SPEC.md's texts (sections 2,
-3, 6, 7) in the trailing parameter.
+3, 6, 7; the line protocol's words) in the trailing parameter.
 """
 
-LOGIN_TEXTS = {
-    "blocked": "Your account is blocked due to multiple login failures. Please try again later",
-    "no-such-account": "Invalid Username. Please try again",
-    "wrong-password": "Invalid Password. Please try again",
-    "blocked-now": "Invalid Password. Your account has been blocked. Please try again later",
-    "already-logged-in": "This account is already logged in",
-    "server-error": "Server error",
-}
+from ...core import errors as codes
+from ...core.errors import ChatError
+from ..line.texts import ERROR_TEXTS
+from ..line.texts import error_text as line_error_text
+
+LOGIN_CODES = (codes.BLOCKED, codes.NO_SUCH_ACCOUNT, codes.WRONG_PASSWORD, codes.BLOCKED_NOW,
+               codes.ALREADY_LOGGED_IN, codes.SERVER_ERROR, codes.LOGIN_NOT_RECORDED)
+LOGIN_TEXTS = {code: ERROR_TEXTS[code] for code in LOGIN_CODES}
 # After these the connection is closed with ERROR.
-LOGIN_FATAL = {"blocked", "blocked-now"}
+LOGIN_FATAL = {codes.BLOCKED, codes.BLOCKED_NOW}
 
 # Numerics (Twisted's irc module names most of them; these are the ones used here).
 RPL_WELCOME = "001"
@@ -75,31 +75,13 @@ RPL_SASLMECHS = "908"
 SERVER_ERROR = "Server error: please try again"
 
 
-def error_text(code: str, failure_value, name: str = "", group: str = "") -> str:
-    """SPEC.md's text for a core error code (the failure's own text for codes not listed)."""
-    texts = {
-        "to-self": "You cannot send a message to yourself",
-        "no-such-user": f"No such user: {name}",
-        "not-active": f"{name} is not active",
-        "not-saved": "The message could not be saved; it was not sent",
-        "bad-group-name": "Group name must be 1-32 letters and digits",
-        "group-exists": f"A group chat (Name: {group}) already exists",
-        "no-other-member": "Please enter at least one more active user.",
-        "not-invited": f"You are not a member of the group chat {group}.",
-        "already-joined": f"You have already joined the group chat {group}.",
-        "no-such-group": "The group chat does not exist.",
-        "not-member": "You are not in this group chat.",
-        "not-joined": "Please join the group before sending messages.",
-        "history-not-joined": "Please join the group before reading its history.",
-        "broadcast-owner-only": "Only the owner can send messages to this broadcast group.",
-        "already-member": f"{name} is already a member of the group chat {group}.",
-        "cannot-receive-files": f"{name} cannot receive files",
-    }
-    text = texts.get(code)
-    if text is None:
-        text = getattr(failure_value, "text", None) or SERVER_ERROR
-    return text
+def error_text(code: str, failure_value, **_fields) -> str:
+    """SPEC.md's text for a core error (the line protocol's words), or a server error."""
+    if not isinstance(failure_value, ChatError):
+        return SERVER_ERROR
+    return line_error_text(failure_value)
 
 
 def error_code(failure_value) -> str | None:
-    return getattr(failure_value, "code", None)
+    """The core's error code of a failure, or None for anything else (a bug)."""
+    return failure_value.code if isinstance(failure_value, ChatError) else None
