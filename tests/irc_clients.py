@@ -147,6 +147,8 @@ class Weechat(_Process):
             f"/set irc.server.t.sasl_username {username}",
             f"/set irc.server.t.sasl_password {password}",
             "/set irc.server.t.autoreconnect off",
+            "/set irc.server.t.anti_flood_prio_high 0",  # no 2-second pause between our lines
+            "/set irc.server.t.anti_flood_prio_low 0",
         ]
         if autojoin:
             commands.append(f"/set irc.server.t.autojoin {','.join(autojoin)}")
@@ -193,6 +195,11 @@ class Irssi:
         self.socket = f"chatproto-test-{os.getpid()}-{id(self)}"
         subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", "new-session", "-d", "-x", "200", "-y",
                         "50", f"irssi --home={self.dir} -n {nick}"], check=True)
+
+    def quick(self) -> None:
+        """No pause between the commands irssi sends (its flood protection)."""
+        self.keys("/set cmd_queue_speed 0")
+        self.keys("/set cmds_max_at_once 0")
 
     def keys(self, text: str) -> None:
         subprocess.run(["tmux", "-L", self.socket, "send-keys", "-t", "0", "-l", text], check=True)

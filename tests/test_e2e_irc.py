@@ -133,6 +133,7 @@ class IrssiSmokeTest(IRCServerMixin, unittest.TestCase):
         server = self.start_irc_server()
         irssi = Irssi()
         self.addCleanup(irssi.cleanup)
+        irssi.quick()
         irssi.keys(f"/connect -nocap {server.host} {server.irc_port} wise@!man Yoda")
         irssi.expect("Welcome to chatproto")
         irssi.keys("/join #Jedi")
