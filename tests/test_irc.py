@@ -864,3 +864,44 @@ class WithLineProtocolTests(IRCTestCase):
         self.chat.shutdown("Server shutting down")
         self.assertEqual(one(c.lines(), "ERROR").params, ["Closing link: Server shutting down"])
         self.assertTrue(c.transport.disconnecting)
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_python_m_server(self):
+        from chatproto.server import ServerOptions, options_first
+
+        options = ServerOptions()
+        options.parseOptions(options_first(["0", "3", "--interface", "127.0.0.1", "--irc-port", "6667"]))
+        self.assertEqual(options["irc"], "tcp:6667:interface=127.0.0.1")
+        options = ServerOptions()
+        options.parseOptions(options_first(["--irc-listen", "ssl:6697:privateKey=k.pem", "0", "3"]))
+        self.assertEqual(options["irc"], "ssl:6697:privateKey=k.pem")
+        options = ServerOptions()
+        options.parseOptions(["0", "3"])
+        self.assertIsNone(options["irc"])
+
+    def test_twistd(self):
+        import os
+        import tempfile
+
+        from twisted.python import usage
+
+        from chatproto.server.app import Options
+
+        directory = tempfile.mkdtemp()
+        self.addCleanup(os.rmdir, directory)
+        options = Options()
+        options.parseOptions(["--irc-listen", "tcp:6667", "--credentials", os.devnull, "--data-dir", directory])
+        self.assertEqual(options["irc"], "tcp:6667")
+        with self.assertRaises(usage.UsageError):
+            Options().parseOptions(["--irc-port", "x", "--credentials", os.devnull, "--data-dir", directory])
+
+    def test_ready_line(self):
+        from twisted.internet.address import IPv4Address
+
+        from chatproto.server.app import irc_front_end
+
+        front_end = irc_front_end("tcp:0")
+        self.assertEqual((front_end.name, front_end.listen), ("irc", "tcp:0"))
+        self.assertEqual(front_end.ready_line(IPv4Address("TCP", "127.0.0.1", 6667)),
+                         "IRC listening on 127.0.0.1:6667")
