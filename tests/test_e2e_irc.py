@@ -5,6 +5,7 @@ one group and privately.
 """
 
 import re
+import shutil
 import unittest
 
 from tests.harness import E2EMixin
@@ -147,6 +148,58 @@ class IrssiSmokeTest(IRCServerMixin, unittest.TestCase):
         irssi.expect(re.compile(r"<\s*luke> hello irssi"))
         irssi.keys("hello line client")
         luke.expect(message_line("Jedi, Yoda: hello line client"))
+
+
+class TLSTest(IRCServerMixin, unittest.TestCase):
+    def test_irc_over_tls_and_a_raw_session(self):
+        """--irc-listen ssl:...: a TLS IRC session (read with irctokens) talks to a line client."""
+        import socket
+        import ssl
+        import tempfile
+
+        import irctokens
+
+        from tests.test_e2e_twistd import TwistdPluginTests
+
+        holder = type("Holder", (), {})()
+        holder.dir = tempfile.mkdtemp(prefix="chatproto-tls-")
+        self.addCleanup(shutil.rmtree, holder.dir, True)
+        key, cert = TwistdPluginTests.self_signed_certificate(holder)
+        server = self.start_server(extra_args=[
+            "--irc-listen", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}"])
+        for line in server.stdout.lines:
+            found = IRC_READY.match(line)
+            if found:
+                break
+        else:
+            found = server.stdout.expect(IRC_READY)
+        luke = self.login("luke", "jedi*knight")
+        context = ssl.create_default_context(cafile=cert)
+        context.check_hostname = False
+        with socket.create_connection(("127.0.0.1", int(found.group(2))), timeout=10) as raw:
+            with context.wrap_socket(raw) as tls:
+                f = tls.makefile("rwb")
+
+                def read_until(command):
+                    while True:
+                        data = f.readline()
+                        self.assertTrue(data, f"connection closed before {command}")
+                        line = irctokens.tokenise(data.decode().rstrip("\r\n"))
+                        if line.command == command:
+                            return line
+
+                f.write(b"CAP LS 302\r\nJOIN :\r\nCAP REQ :server-time echo-message\r\n"
+                        b"PASS Yoda:wise@!man\r\nNICK x\r\nUSER x 0 * :x\r\nCAP END\r\n")
+                f.flush()
+                self.assertEqual(read_until("451").params[0], "*")
+                self.assertEqual(read_until("001").params[0], "Yoda")
+                f.write(b"PRIVMSG luke :over TLS\r\n")
+                f.flush()
+                echo = read_until("PRIVMSG")
+                self.assertEqual((echo.hostmask.nickname, echo.params), ("Yoda", ["luke", "over TLS"]))
+                self.assertIn("time", echo.tags)
+                luke.expect(message_line("Yoda: over TLS"))
+        self.assertRegex(server.read("messagelog.txt"), r"^1; .*; Yoda; over TLS\n$")
 
 
 def _weechat_time(text: str) -> str:
