@@ -21,6 +21,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 
+from ...core.events import Message
 from ..limits import TOO_MANY_COMMANDS, CommandRate, ConnectionCaps, Refusal, default_burst
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import caps as C
@@ -556,6 +557,10 @@ class IRCProtocol(irc.IRC):
     # The core's session interface
 
     def receive(self, event) -> None:
+        if type(event) is Message and self.ready and not self._closed:
+            # The hot path of a fan-out: one line rendered once for every receiver.
+            self.output.write(self.factory.render_message(event, self.tag_flags))
+            return
         if self._closed:
             return
         if not self.ready:
@@ -600,10 +605,6 @@ class IRCProtocol(irc.IRC):
 
     def event_Message(self, message):
         self.write(self.factory.render_message(message, self.tag_flags))
-        if message.group is not None:
-            channel = self.channels.get(message.group.lower())
-            if channel is not None:
-                channel.members.setdefault(message.sender, True)
 
     def event_Invited(self, event):
         self.send("INVITE", self.nick, "#" + event.group, prefix=prefix_of(event.by))
