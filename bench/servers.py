@@ -4,6 +4,7 @@ a port it picks itself (port 0) and its files in a directory of its own.
 
 - C{ours}: C{python -m chatproto.server 0 5 --interface 127.0.0.1 --data-dir D
   --credentials F}
+- C{before}: the same at another commit (a checkout named by C{BENCH_BEFORE_TREE})
 - C{seed}: C{bench/baselines/seed_server.py}, same arguments (benchmark only)
 - C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
 - C{ours-irc}: C{ours} with C{--irc-port 0}, driven over IRC (ready line
@@ -34,6 +35,9 @@ SERVERS = {
     # An experiment, not a baseline: ours with the profile's suggested changes
     # monkeypatched in (bench/experiments/hotpath_server.py).
     "ours-hotpath": ("ours+hotpath", "chat"),
+    # Ours at another commit, side by side in the same run: a checkout named by
+    # BENCH_BEFORE_TREE (e.g. `git worktree add /tmp/before 3f303dc`).
+    "before": ("ours-before", "chat"),
 }
 
 
@@ -42,10 +46,18 @@ def command(kind: str, data_dir: str, credentials: str):
     env = dict(os.environ)
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
+    # The load generator opens thousands of connections from one address: no caps.
+    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0"]
     if kind in ("ours", "ours-irc"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         extra = ["--irc-port", "0"] if kind == "ours-irc" else []
-        return [sys.executable, "-m", "chatproto.server", *common, *extra], env
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
+    if kind == "before":
+        tree = os.environ.get("BENCH_BEFORE_TREE")
+        if not tree:
+            raise ValueError("server 'before' needs BENCH_BEFORE_TREE (a checkout of the other commit)")
+        env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")
         return [sys.executable, script, *common], env

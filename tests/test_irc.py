@@ -748,13 +748,30 @@ class LimitTests(IRCTestCase):
         self.assertNotIn("Yoda", self.active())
 
     def test_rate_limit(self):
+        """Over the command rate, input waits for the next token: nothing is refused or lost."""
         self.env = IRCEnvironment(self.chat, self.clock, rate_limit=1.0, rate_burst=3)
         c = self.env.connect()
-        lines = c.send("PING a", "PING b", "PING c", "PING d")
-        self.assertEqual(commands(lines), ["PONG", "PONG", "PONG", "NOTICE"])
-        self.assertEqual(lines[-1].params[1], "Too many commands; slow down")
+        self.assertEqual(commands(c.send("PING a", "PING b", "PING c", "PING d", "PING e")),
+                         ["PONG", "PONG", "PONG"])
+        self.assertEqual(c.transport.producerState, "paused")
         self.clock.advance(1)
-        self.assertEqual(commands(c.send("PING e")), ["PONG"])
+        self.assertEqual([line.params[1] for line in c.lines()], ["d"])
+        self.clock.advance(1)
+        self.assertEqual([line.params[1] for line in c.lines()], ["e"])
+        self.assertEqual(c.transport.producerState, "producing")
+
+    def test_lines_per_turn(self):
+        """A connection's pipelined lines are handled 64 a turn; the rest wait for the next turns."""
+        c = self.env.register("Yoda", "wise@!man")
+        c.protocol.dataReceived(b"PING x\r\n" * 200)
+        self.assertEqual(len(c.protocol._lines), 200 - 64)
+        self.assertEqual(len(find(c.lines(), "PONG")), 200)
+
+    def test_too_many_lines_before_registration(self):
+        c = self.env.connect()
+        lines = c.send(*["PING x"] * 70)
+        self.assertEqual(commands(lines), ["PONG"] * 64 + ["ERROR"])
+        self.assertEqual(lines[-1].params, ["Closing link: Too many lines before registration"])
 
     def test_flooding_while_waiting_pauses_reading(self):
         c = self.env.register("Yoda", "wise@!man")

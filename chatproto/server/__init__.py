@@ -29,7 +29,7 @@ USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FI
 
 class ServerOptions(usage.Options):
     optParameters = [
-        ["interface", None, "", "listen on this address only (default: all interfaces)"],
+        ["interface", None, None, "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
         *IRC_OPTIONS,
@@ -49,9 +49,24 @@ class ServerOptions(usage.Options):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
     def opt_help(self):
+        """show this help and exit"""
         print(USAGE)
         print(self.__str__().split("\n", 1)[1])
         sys.exit(0)
+
+    def opt_version(self):
+        """show chatproto's version and exit"""
+        print(f"chatproto {package_version()}")
+        sys.exit(0)
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("chatproto")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
 
 
 def listen_description(port: int, interface: str) -> str:
@@ -107,6 +122,19 @@ def server_log_observers(out, err):
     return [FilteringLogObserver(out, [operator_events]), FilteringLogObserver(err, [problems])]
 
 
+def raise_descriptor_limit() -> None:
+    """As many descriptors as the system lets this process have: one per connection, and some."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     options = ServerOptions()
@@ -155,6 +183,7 @@ def main(argv=None) -> None:
     except OSError as e:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
+    raise_descriptor_limit()
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()

@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.words.protocols import irc
 
 from ...core.events import Message
-from ..limits import TOO_MANY_COMMANDS, CommandRate, ConnectionCaps, Refusal, default_burst
+from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import caps as C
 from . import texts as T
@@ -50,6 +50,9 @@ MAX_HISTORY = 500
 SASL_CHUNK = 400
 MAX_SASL = 4 * SASL_CHUNK
 QUEUED_LINES_PAUSE = 1000  # stop reading a client that pipelines more than this while waiting
+LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+MAX_LINES_BEFORE_REGISTRATION = 64  # then the connection is closed: no client needs more
+DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last line
 
 # Tag flags of a rendered message: which tags this client gets.
 TAG_TIME, TAG_ACCOUNT, TAG_MSGID = 1, 2, 4
@@ -132,7 +135,7 @@ class IRCProtocol(irc.IRC):
         self.caps = set()
         self.tag_flags = 0
         self._echo = False
-        self._fast = False  # registered, no rate limit: PRIVMSG takes the short path
+        self._fast = False  # registered: PRIVMSG takes the short path
         self.cap_version = 0
         self.cap_negotiating = False
         self.sasl = None  # None, or the base64 text of a PLAIN exchange under way
@@ -148,7 +151,13 @@ class IRCProtocol(irc.IRC):
         self._lines = deque()
         self._buffer = b""
         self._discarding = False
-        self._busy = False
+        self._busy = False  # a command waits for the core: the next lines wait for it
+        self._held = False  # input waits for the next turn, or for a token of the command rate
+        self._wakeup = None  # the IDelayedCall that ends a hold
+        self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
+        self._turn_seen = -1
+        self._lines_this_turn = 0
+        self._lines_before_registration = 0
         self._processing = False
         self._reading_paused = False
         self._closed = False
@@ -166,9 +175,11 @@ class IRCProtocol(irc.IRC):
         self._timeout = self.clock.callLater(self.factory.registration_timeout, self._registration_timeout)
 
     def connectionLost(self, reason=None):
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
+        for name in ("_timeout", "_wakeup", "_abort"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
         self._closed = True
         self.connected = 0
         self.output.discard()
@@ -200,11 +211,14 @@ class IRCProtocol(irc.IRC):
         log.info("Dropping {user}: more than {limit} bytes of output unread",
                  user=self.nick, limit=self.factory.max_output)
         self._closed = True
-        self.transport.write(encode(format_line("ERROR", ["Closing link: too much output waiting unread"])))
         if self.user is not None:
             user, self.user = self.user, None
             self.chat.logout(user)
-        self.transport.abortConnection()
+        # The ERROR goes after what is already queued; a client that reads
+        # nothing more for a second is cut off, queue and all.
+        self.transport.write(encode(format_line("ERROR", ["Closing link: too much output waiting unread"])))
+        self.transport.loseConnection()
+        self._abort = self.clock.callLater(DROP_DEADLINE, self.transport.abortConnection)
 
     def send_line(self, line: str) -> None:
         self.write(encode(line))
@@ -234,7 +248,7 @@ class IRCProtocol(irc.IRC):
         lines = buffer.split(b"\n")
         rest = lines.pop()
         self._buffer = rest
-        if self._lines or self._busy or self._processing:
+        if self._lines or self._busy or self._held or self._processing:
             for line in lines:
                 self._lines.append(line if len(line) <= MAX_LINE + 1 else None)
         else:
@@ -242,7 +256,7 @@ class IRCProtocol(irc.IRC):
             self._processing = True
             try:
                 for index, line in enumerate(lines):
-                    if self._busy or self._closed:
+                    if self._busy or self._held or self._closed:
                         for queued in lines[index:]:
                             self._lines.append(queued if len(queued) <= MAX_LINE + 1 else None)
                         break
@@ -263,20 +277,54 @@ class IRCProtocol(irc.IRC):
             return
         self._processing = True
         try:
-            while self._lines and not self._busy and not self._closed:
+            while self._lines and not self._busy and not self._held and not self._closed:
                 self._line(self._lines.popleft())
         finally:
             self._processing = False
         if self.transport is None or self._closed:
             return
-        if self._busy and len(self._lines) > QUEUED_LINES_PAUSE and not self._reading_paused:
+        stop = self._held or (self._busy and len(self._lines) > QUEUED_LINES_PAUSE)
+        if stop and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
-        elif self._reading_paused and len(self._lines) < QUEUED_LINES_PAUSE // 2:
+        elif not stop and self._reading_paused and len(self._lines) < QUEUED_LINES_PAUSE // 2:
             self._reading_paused = False
             self.transport.resumeProducing()
 
+    def _hold(self, raw, seconds: float) -> None:
+        """Keep C{raw} for later: input waits C{seconds} (0: until the next reactor turn)."""
+        self._lines.appendleft(raw)
+        self._held = True
+        if self._wakeup is None:
+            self._wakeup = self.clock.callLater(seconds, self._wake)
+
+    def _wake(self) -> None:
+        self._wakeup = None
+        self._held = False
+        self._turn_seen = -1
+        self._process()
+
     def _line(self, raw: bytes | None) -> None:
+        # Fairness: a connection gets LINES_PER_TURN lines a reactor turn, and
+        # with a command rate a token per line; then its input waits.
+        turn = self.output.batch.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = 0
+        self._lines_this_turn += 1
+        if self._lines_this_turn > LINES_PER_TURN:
+            self._hold(raw, 0)
+            return
+        if self.rate is not None:
+            now = self.clock.seconds()
+            if not self.rate.allow(now):
+                self._hold(raw, self.rate.delay(now))
+                return
+        if not self.registered:
+            self._lines_before_registration += 1
+            if self._lines_before_registration > MAX_LINES_BEFORE_REGISTRATION:
+                self.close("Too many lines before registration")
+                return
         if raw is not None and raw.startswith(b"PRIVMSG ") and self._fast:
             # The hot path: a registered client's plain "PRIVMSG TARGET :text".
             if raw.endswith(b"\r"):
@@ -290,7 +338,6 @@ class IRCProtocol(irc.IRC):
                         and not text.startswith("\x01"):
                     self._privmsg(target, text)
                     return
-        allowed = self.rate is None or self.rate.allow(self.clock.seconds())
         if raw is None:
             self.numeric(T.ERR_INPUTTOOLONG, "Input line was too long")
             return
@@ -313,9 +360,6 @@ class IRCProtocol(irc.IRC):
             line = parse_line(text)
         except BadLine:
             return  # blank lines, a lone prefix: nothing to answer
-        if not allowed:
-            self.notice(TOO_MANY_COMMANDS)
-            return
         self.dispatch(line)
 
     def dispatch(self, line) -> None:
@@ -516,7 +560,7 @@ class IRCProtocol(irc.IRC):
 
     def welcome(self):
         self.registered = True
-        self._fast = self.rate is None
+        self._fast = True
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         self._timeout = None
