@@ -9,7 +9,8 @@ the core's groups C{G}; the nick is the account's username.
 Before registration only the registration commands exist (C{pre_*}
 methods); every other command gets 451. After it the chat commands
 (C{irc_*}) appear. Commands are handled one at a time, in order: while one
-waits for the core (a login, a message being saved), the next lines wait.
+waits for the core (a login, a JOIN being saved), the next lines wait; a
+PRIVMSG does not hold up the next line (the core answers sends in order).
 """
 
 import base64
@@ -21,7 +22,11 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.words.protocols import irc
 
-from ...core.events import Message
+from zope.interface import implementer
+
+from ...core import errors as codes
+from ...core.events import GROUP, Message
+from ...core.interfaces import ISession
 from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import caps as C
@@ -58,12 +63,12 @@ DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last line
 TAG_TIME, TAG_ACCOUNT, TAG_MSGID = 1, 2, 4
 
 GROUP_SEND_ERRORS = {
-    "no-such-group": T.ERR_NOSUCHCHANNEL,
-    "not-member": T.ERR_NOTONCHANNEL,
-    "not-joined": T.ERR_CANNOTSENDTOCHAN,
-    "broadcast-owner-only": T.ERR_CANNOTSENDTOCHAN,
+    codes.NO_SUCH_GROUP: T.ERR_NOSUCHCHANNEL,
+    codes.NOT_MEMBER: T.ERR_NOTONCHANNEL,
+    codes.NOT_JOINED: T.ERR_CANNOTSENDTOCHAN,
+    codes.BROADCAST_OWNER_ONLY: T.ERR_CANNOTSENDTOCHAN,
 }
-PRIVATE_SEND_ERRORS = {"no-such-user": T.ERR_NOSUCHNICK, "not-active": T.ERR_NOSUCHNICK}
+PRIVATE_SEND_ERRORS = {codes.NO_SUCH_USER: T.ERR_NOSUCHNICK, codes.NOT_ACTIVE: T.ERR_NOSUCHNICK}
 
 # Commands that exist before registration.
 REGISTRATION_COMMANDS = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
@@ -77,7 +82,7 @@ def prefix_of(name: str) -> str:
 
 
 def msgid_of(message) -> str:
-    if message.kind == "group":
+    if message.kind == GROUP:
         return f"g.{message.group}.{message.seq}"
     return f"p.{message.seq}"
 
@@ -115,6 +120,7 @@ def modes_of(info) -> str:
     return "+ntm" if info.broadcast else "+nt"
 
 
+@implementer(ISession)
 class IRCProtocol(irc.IRC):
     """One IRC connection; also the core's session object for its user."""
 
