@@ -222,6 +222,9 @@ class Irssi:
     def cleanup(self):
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
+        path = os.path.join(os.environ.get("TMUX_TMPDIR", "/tmp"), f"tmux-{os.getuid()}", self.socket)
+        if os.path.exists(path):
+            os.unlink(path)  # the private socket tmux leaves behind
 
 
 TIME_OF_DAY = re.compile(r"\b\d\d:\d\d(:\d\d)?\b")
