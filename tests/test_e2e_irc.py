@@ -14,19 +14,6 @@ from tests.irc_clients import II, Irssi, Weechat, have
 IRC_READY = re.compile(r"^IRC listening on ([\d.]+):(\d+)$")
 
 
-def _server_has_irc() -> bool:
-    import os
-
-    from tests.harness import REPO
-
-    with open(os.path.join(REPO, "chatproto", "server", "__init__.py"), encoding="utf-8") as f:
-        return "irc-port" in f.read()
-
-
-if not _server_has_irc():
-    raise unittest.SkipTest("the server has no --irc-port yet")
-
-
 class IRCServerMixin(E2EMixin):
     def start_irc_server(self, **kwargs):
         extra = list(kwargs.pop("extra_args", ())) + ["--irc-port", "0"]
