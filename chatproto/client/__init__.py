@@ -47,8 +47,7 @@ RECONNECTING = "Connection to the server was lost. Reconnecting (/quit or Ctrl-C
 WAITING_FOR_SERVER = "Waiting for the server to come back (/quit or Ctrl-C leaves)..."
 RECONNECTED = "Reconnected to the server."
 OFFLINE = "Not connected to the server: reconnecting (/quit or Ctrl-C leaves)."
-NO_CONVERSATION = ("Plain text goes to a conversation: /chat NAME opens one "
-                   "(/help lists the commands).")
+NO_CONVERSATION = "Plain text goes to a conversation: /chat NAME opens one."
 INVALID_COMMAND = "Error. Invalid command!"
 SHUTDOWN_NOTICE = "Server shutting down"
 # Server lines that name users and groups, remembered for tab completion.
@@ -64,7 +63,8 @@ _GROUP_NOTICE = re.compile(
     r"^(?P<user>\S+) (?:has (?P<what>left|joined) the group chat (?P<group>\S+)"
     r"|deleted message \d+ in (?P<group2>\S+))\.$")
 _NEW_GROUP = re.compile(r"^(?:Joined the group chat: (?P<group>\S+) successfully\."
-                        r"|(?:Group chat room|Broadcast group) has been created, room name: (?P<group2>\S+),)")
+                        r"|(?:Group chat room|Broadcast group) has been created, "
+                        r"room name: (?P<group2>\S+),)")
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # What to ask next after a refused login.
@@ -599,7 +599,7 @@ class ChatClient:
             listed = " ".join(
                 f"{self.conversations.number(w)}:{w.label}" + (f"({w.unread})" if w.unread else "")
                 for w in self.conversations.windows)
-            self._reply("Conversations: " + listed + " (/chat NAME opens one, /win N switches)")
+            self._reply("Conversations: " + listed)
             self._ask_command()
             return
         if len(args) != 1:
@@ -732,9 +732,13 @@ class ChatClient:
         if args:
             self._reply("Usage: /help")
         else:
-            width = max(len(form) for form, _ in HELP)
+            width = 30
             for form, what in HELP:
-                self._reply(f"{form.ljust(width)}  {what}")
+                if len(form) > width:
+                    self._reply(form)
+                    self._reply(f"{'':{width}}  {what}")
+                else:
+                    self._reply(f"{form:{width}}  {what}")
             self._reply("Keys: Alt-1..9 switch conversations, Tab completes, Up/Down history, "
                         "Ctrl-L redraws, Ctrl-Z suspends, Ctrl-C or Ctrl-D leaves.")
         self._ask_command()
