@@ -115,7 +115,7 @@ class ConversationTests(TerminalClientTestCase):
         rows = self.look()
         # The screen shows this conversation only, with SEQs for /deletemsg.
         self.assertEqual(rows, ["--- 01 Jun 2022 ---", "#1 21:30 <Hans> are you there?", "#2 21:31 <Yoda> yes",
-                                " Yoda | 2:Hans | windows: 2:Hans", "[Hans]"])
+                                "-!- Hans is active", " Yoda | 2:Hans | windows: 2:Hans", "[Hans]"])
         self.type(b"how are you?\r")
         self.assertEqual(self.sent(), ["/msgto Hans how are you?"])
         self.assertNotIn("how are you?", "\n".join(self.look()))  # not echoed: shown once sent
@@ -185,7 +185,10 @@ class ConversationTests(TerminalClientTestCase):
         self.type(b"/chat Hans\r")
         self.answer("ERR Error. Invalid command!")
         rows = self.look()
-        self.assertEqual(rows, [" Yoda | 2:Hans | windows: 2:Hans", "[Hans]"])
+        self.assertEqual(rows, ["-!- Hans is active", " Yoda | 2:Hans | windows: 2:Hans", "[Hans]"])
+        self.type(b"/chat leia\r")
+        self.answer("ERR Error. Invalid command!")
+        self.assertEqual(self.look()[-3], "-!- leia is not logged in now")
 
     def test_plain_text_without_a_conversation(self):
         self.login()

@@ -317,6 +317,8 @@ class ChatClient:
         if self.rich and self._state == "command" and line.strip() and not line.startswith("/") \
                 and self.conversations.current.name is not None and not self._offline:
             return None  # shown as sent once the server has it
+        if self.rich:
+            self.conversations.current.append(prompt + line)  # there again after a switch
         return prompt + line
 
     def switch_window(self, number: int) -> None:
@@ -657,6 +659,11 @@ class ChatClient:
                 self.conversations.add_history(window, msg)
             if text and (ok or text != INVALID_COMMAND):
                 window.append(self.renderer.info(text))
+            if kind == "user" and exact in self._users:
+                away = self._users[exact] != "active"
+                window.append(self.renderer.notice(
+                    f"{exact} is not logged in now" if away
+                    else f"{exact} is active"))
             self._switch(window)
             if kind == "group":
                 self._members(window, self._ask_command)

@@ -705,9 +705,19 @@ class TerminalConsole(insults.ServerProtocol):
         if self._closing or self.raw_terminal is None:
             return
         self.editor.clear()
+        self._flush()
         self.raw_terminal.restore()
         self.stop_process()  # returns once continued
         self._continued()
+
+    def _flush(self) -> None:
+        """Write what waits in the stdio transport now: the process is about to stop."""
+        writer = getattr(self.transport, "_writer", None)
+        if writer is not None and hasattr(writer, "doWrite"):
+            try:
+                writer.doWrite()
+            except OSError:
+                pass
 
     def _continued(self) -> None:
         """Back from a stop (Ctrl-Z, or kill -STOP/-CONT): raw mode again, everything drawn."""
