@@ -638,6 +638,7 @@ class TerminalConsole(insults.ServerProtocol):
         self._closed = defer.Deferred()
         self._old_winch = None
         self._old_cont = None
+        self._old_tstp = None
         self._shutdown_trigger = None
         self.stop_process = _stop_process
 
@@ -690,9 +691,13 @@ class TerminalConsole(insults.ServerProtocol):
         def continued(signum, frame):
             reactor.callFromThread(self._continued)
 
+        def stop_asked(signum, frame):  # kill -TSTP: leave the terminal tidy first, as Ctrl-Z
+            reactor.callFromThread(self.suspend)
+
         try:
             self._old_winch = signal.signal(signal.SIGWINCH, resized)
             self._old_cont = signal.signal(signal.SIGCONT, continued)
+            self._old_tstp = signal.signal(signal.SIGTSTP, stop_asked)
         except ValueError:  # not the main thread
             self._old_winch = None
 
@@ -753,6 +758,9 @@ class TerminalConsole(insults.ServerProtocol):
         if self._old_cont is not None:
             signal.signal(signal.SIGCONT, self._old_cont)
             self._old_cont = None
+        if self._old_tstp is not None:
+            signal.signal(signal.SIGTSTP, self._old_tstp)
+            self._old_tstp = None
         if self.raw_terminal is not None:
             self.raw_terminal.restore()
 
