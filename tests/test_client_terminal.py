@@ -231,7 +231,10 @@ class ConversationTests(TerminalClientTestCase):
         self.assertEqual(rows[-2].strip(), "Yoda | 1:all | windows: 2:Hans")
         self.assertEqual(sum("Yoda | 1:all" in row for row in rows), 1)
         self.assertEqual(len(self.screen.lines()), 24)
-        self.assertTrue(rows[-3].startswith("xxx"))
+        # Long messages are cut at word boundaries, their further rows indented to the text.
+        self.assertEqual(rows[-4:-2], ["21:30 <Hans> message 39",
+                                       "             " + "x" * 36, "             " + "x" * 24][1:])
+        self.assertTrue(all(len(row) < 50 for row in rows))
 
     def test_ctrl_z_gives_the_terminal_back_and_takes_it_again(self):
         self.login()

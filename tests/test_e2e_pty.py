@@ -285,7 +285,7 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.process.send_signal(signal.SIGWINCH)
         screen.resize(50, ROWS)
         screen.wait_for(lambda: screen.lines()[1].startswith("Password:")
-                        and any(line.startswith("/creategroup") for line in screen.lines()),
+                        and any(line.startswith("Commands: ") and len(line) < 50 for line in screen.lines()),
                         "the screen redrawn at 50 columns")
         self.assertEqual(sum("leia | 1:all" in line for line in screen.lines()), 1, screen.text())
         self.assertTrue(all(len(line) <= 50 for line in screen.lines()))

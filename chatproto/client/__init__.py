@@ -19,7 +19,6 @@ reconnecting (L{reconnect}).
 import os
 import re
 import sys
-import textwrap
 import time
 from collections import deque
 
@@ -385,8 +384,8 @@ class ChatClient:
             self._logged_in = True
             self.renderer.own_name = self.username
             if self.rich:
-                for row in textwrap.wrap(COMMAND_LIST, 78):
-                    self.console.show(row)
+                self.conversations.all.append(COMMAND_LIST)
+                self.console.show(COMMAND_LIST)  # once (the terminal cuts it into rows)
                 self._learn_names()
             self._ask_command()
         elif text in _GIVE_UP:

@@ -513,24 +513,73 @@ class ChatLineEditor(recvline.HistoricRecvLine):
             rows.append([(status + " " * (columns - cell_width(status)), REVERSE)])
         return rows
 
+    def _rows(self, line) -> tuple[int, list]:
+        """
+        C{line} cut into screen rows at word boundaries (the terminal never
+        wraps a line itself); a message's further rows are indented to its
+        text. Returns the indent and the rows, each a list of (char, style).
+        """
+        columns = self.width - 1
+        segments = [(line, ())] if isinstance(line, str) else line
+        chars = [(ch, style) for text, style in segments for ch in printable(text)]
+        if cell_width("".join(ch for ch, _ in chars)) <= columns:
+            return 0, [chars]
+        indent = 0
+        if not isinstance(line, str):
+            position = 0
+            for text, _style in segments:
+                position += cell_width(printable(text))
+                if text == "> ":
+                    indent = position
+                    break
+            if indent > columns // 2:
+                indent = 0
+        rows = []
+        start, room = 0, columns
+        while start < len(chars):
+            used, end, space = 0, start, None
+            while end < len(chars):
+                w = cell_width(chars[end][0])
+                if used + w > room:
+                    break
+                if chars[end][0] == " ":
+                    space = end
+                used += w
+                end += 1
+            if end < len(chars) and space is not None and space > start:
+                end = space + 1  # break after the last space that fits
+            end = max(end, start + 1)
+            rows.append(chars[start:end])
+            start, room = end, columns - indent
+        return indent, rows
+
     def _write_line(self, line) -> None:
-        """One line and its newline; segments with their styles."""
+        """One line and its newline (rows of its own when it is too wide); segments with their styles."""
         t = self.terminal
-        if isinstance(line, str):
-            t.write(printable(line) + "\n")
+        if isinstance(line, str) and cell_width(line) < self.width and line.isprintable():
+            t.write(line + "\n")
             return
-        for text, style in line:
-            if style:
-                t.selectGraphicRendition(*(str(a) for a in style))
-                t.write(printable(text))
-                t.selectGraphicRendition("0")
-            else:
-                t.write(printable(text))
-        t.write("\n")
+        indent, rows = self._rows(line)
+        for i, row in enumerate(rows):
+            if i and indent:
+                t.write(" " * indent)
+            run, run_style = [], ()
+            for ch, style in row + [("", None)]:
+                if style != run_style or style is None:
+                    if run:
+                        if run_style:
+                            t.selectGraphicRendition(*(str(a) for a in run_style))
+                            t.write("".join(run))
+                            t.selectGraphicRendition("0")
+                        else:
+                            t.write("".join(run))
+                    run, run_style = [], style
+                run.append(ch)
+            t.write("\n")
 
     def _rows_of(self, line) -> int:
-        """Screen rows a line takes once the terminal has wrapped it."""
-        return max(1, -(-cell_width(printable(plain_text(line))) // self.width))
+        """Screen rows a line takes."""
+        return len(self._rows(line)[1]) or 1
 
     def redraw(self) -> None:
         """Clear the screen and draw the last lines shown, then the live area."""
