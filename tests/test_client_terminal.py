@@ -153,6 +153,15 @@ class ConversationTests(TerminalClientTestCase):
         self.assertEqual(self.look()[-3], "Conversations: 1:all 2:Hans 3:Jedi 4:leia(1)")
         self.assertEqual(self.sent(), [])
 
+    def test_no_such_window(self):
+        self.login()
+        self.type(b"/win 4\r")
+        self.assertEqual(self.look()[-3:], ["No window 4 (1-1).", " Yoda | 1:all", ">"])
+        self.type(b"\x1b7")  # Alt-7
+        self.assertEqual(self.look()[-3], "No window 7 (1-1).")
+        self.type(b"/win x\r")
+        self.assertEqual(self.look()[-3:], ["Usage: /win N", " Yoda | 1:all", ">"])
+
     def test_a_group_found_by_asking_and_its_members(self):
         self.login()
         self.type(b"/chat jedi\r")

@@ -717,10 +717,12 @@ class ChatClient:
             self._reply("Usage: /win N")
             self._ask_command()
             return
-        self.switch_window(int(args[0]))
-        if self._state == "command":
+        window = self.conversations.by_number(int(args[0]))
+        if window is None:
+            self._reply(f"No window {args[0]} (1-{len(self.conversations.windows)}).")
+            self._ask_command()
             return
-        self._ask_command()
+        self._switch(window)  # with the prompt of that window
 
     def _local_close(self, args: list[str], line: str) -> None:
         window = self.conversations.current
