@@ -454,7 +454,7 @@ class ConfigTests(SynchronousTestCase):
         self.assertEqual(config.load_config({"HOME": self.home, "XDG_CONFIG_HOME": xdg}), {"port": 9200})
 
     def test_bad_files_are_named(self):
-        for text, why in (("port = \n", "client.toml"), ("port = 'x'\n", "port must be a int"),
+        for text, why in (("port = \n", "client.toml"), ("port = 'x'\n", "port must be an integer"),
                           ("colour = 1\n", "unknown setting 'colour'"), ("port = 70000\n", "out of range")):
             self.write(text)
             with self.assertRaises(config.ConfigError) as caught:

@@ -55,7 +55,8 @@ def load_config(environ=None) -> dict:
         if wanted is None:
             raise ConfigError(f"{path}: unknown setting {key!r}")
         if not isinstance(value, wanted) or (wanted is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: {key} must be a {wanted.__name__}")
+            what = {str: "a string", int: "an integer", bool: "true or false"}[wanted]
+            raise ConfigError(f"{path}: {key} must be {what}")
         settings["colours" if key == "colors" else key] = value
     for key in ("port", "udp_port"):
         if key in settings and not (0 if key == "udp_port" else 1) <= settings[key] < 65536:
