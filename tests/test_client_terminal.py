@@ -475,3 +475,39 @@ class ConfigTests(SynchronousTestCase):
 
     def test_version(self):
         self.assertRegex(config.version(), r"^\d+\.\d+")
+
+
+class HostileInputTests(TerminalClientTestCase):
+    """Whatever the server sends and the user types, no exception and no escape code passes."""
+
+    def test_random_server_lines_and_keys(self):
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        tags = st.sampled_from(["DATA", "OK", "ERR", "MSG", "NOTICE", "PEER", "XYZ", ""])
+        texts = st.one_of(
+            st.text(max_size=80),
+            st.sampled_from(["01 Jun 2022 21:30:04, Hans: hi", "01 Jun 2022 21:30:04, Jedi, luke: \x1b[2J",
+                             "#3 01 Jun 2022 21:30:04, Hans: x", "Hans active", "Jedi joined group",
+                             "message sent at 01 Jun 2022 21:30:04.", "Server shutting down",
+                             "No such user: Hans", "luke has left the group chat Jedi."]))
+        keys = st.lists(st.sampled_from([b"a", b" ", b"\r", b"\t", b"\x1b2", b"\x1b1", b"\x1b[A", b"/chat Hans\r",
+                                         b"/win 2\r", b"hello\r", b"\x15", b"\x0c", b"/help\r", b"/chat\r"]),
+                        max_size=8)
+
+        self.login()
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.lists(st.tuples(tags, texts, keys), max_size=12))
+        def run(steps):
+            for tag, text, typed in steps:
+                self.chat.server_line(tag, text)
+                for key in typed:
+                    self.type(key)
+                written = self.transport.value()
+                self.transport.clear()
+                # The only screen clearing is the client's own redraw (clear, then home).
+                self.assertNotIn(b"\x1b[2J", written.replace(b"\x1b[2J\x1b[H", b""))
+            self.assertEqual(self.exits, [])
+
+        run()
