@@ -210,7 +210,7 @@ class ConversationTests(TerminalClientTestCase):
         self.type(b"/help\r")
         self.assertEqual(self.sent(), [])
         text = "\n".join(plain(line) for line in self.chat.conversations.current.lines)
-        for form in ("/chat [NAME]", "/win N", "/history USERNAME [N]", "/members GROUPNAME", "/logout"):
+        for form in ("/chat [NAME]", "/win N", "/history [USERNAME] [N]", "/members [GROUPNAME]", "/logout"):
             self.assertIn(form, text)
 
     def test_command_list_shown_once(self):
@@ -220,6 +220,28 @@ class ConversationTests(TerminalClientTestCase):
         text = "\n".join(self.look())
         self.assertEqual(text.count("Commands: "), 1)
         self.assertNotIn("Enter one of the following commands", text)
+
+    def test_commands_in_a_conversation_default_to_it(self):
+        self.login()
+        self.open_hans()
+        self.type(b"/history 5\r")
+        self.assertEqual(self.sent(), ["/history Hans 5"])
+        self.answer("OK No messages.")
+        self.type(b"/history leia\r")
+        self.assertEqual(self.sent(), ["/history leia"])
+        self.answer("OK No messages.")
+        self.type(b"/members\r")
+        self.assertEqual(self.sent(), ["/members"])  # not a group: the server's usage error
+        self.answer("ERR Usage: /members GROUPNAME")
+        self.assertEqual(self.look()[-3], "Usage: /members GROUPNAME")
+        self.type(b"/chat jedi\r")
+        self.answer("ERR No such user: jedi", "OK No messages.", "OK")
+        self.sent()
+        self.type(b"/history\r")
+        self.assertEqual(self.sent(), ["/grouphistory jedi"])
+        self.answer("OK No messages.")
+        self.type(b"/members\r")
+        self.assertEqual(self.sent(), ["/members jedi"])
 
     def test_history_command_shows_seqs(self):
         self.login()

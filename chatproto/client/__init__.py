@@ -751,10 +751,23 @@ class ChatClient:
                         "Ctrl-L redraws, Ctrl-Z suspends, Ctrl-C or Ctrl-D leaves.")
         self._ask_command()
 
+    def _here(self, args) -> tuple[str | None, str | None]:
+        """In a conversation, a command's name argument may be left out: (kind, name)."""
+        window = self.conversations.current
+        return window.kind, window.name
+
     def _local_history(self, args, line) -> None:
-        self._send_command(line, "/history", self._history_line)
+        kind, name = self._here(args)
+        if name is not None and (not args or (len(args) == 1 and args[0].isdigit())):
+            # /history [N] in a conversation: its own history
+            command = "/history" if kind == "user" else "/grouphistory"
+            line = " ".join([command, name, *args])
+        self._send_command(line, line.split()[0], self._history_line)
 
     def _local_grouphistory(self, args, line) -> None:
+        kind, name = self._here(args)
+        if kind == "group" and (not args or (len(args) == 1 and args[0].isdigit())):
+            line = " ".join(["/grouphistory", name, *args])
         self._send_command(line, "/grouphistory", self._history_line)
 
     def _history_line(self, text: str) -> None:
@@ -765,6 +778,9 @@ class ChatClient:
             self._show(self.conversations.add_line(self.renderer.message(msg, msg.group)))
 
     def _local_members(self, args, line) -> None:
+        kind, name = self._here(args)
+        if not args and kind == "group":
+            args, line = [name], f"/members {name}"
         members = []
 
         def data(text):

@@ -16,7 +16,8 @@ EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members"]
 #: Commands the terminal client handles itself.
 CLIENT_COMMANDS = ["/chat", "/query", "/win", "/close", "/quit"]
 
-#: Every command with its form and what it does, for the terminal's /help.
+#: Every command with its form and what it does, for the terminal's /help. In a
+#: conversation, the name in brackets may be left out: it is the conversation's.
 HELP = [
     ("/chat [NAME]", "open a conversation with a user or a group (alone: list the open ones)"),
     ("/query NAME", "the same as /chat NAME"),
@@ -31,9 +32,9 @@ HELP = [
     ("/groupmsg GROUPNAME MESSAGE", "message a group"),
     ("/leavegroup GROUPNAME", "leave a group (or decline its invitation)"),
     ("/groups", "the groups you are in"),
-    ("/members GROUPNAME", "who is in a group, and who is active"),
-    ("/history USERNAME [N]", "the last N messages with a user (#SEQ shown)"),
-    ("/grouphistory GROUPNAME [N]", "the last N messages of a group (#SEQ shown)"),
+    ("/members [GROUPNAME]", "who is in a group, and who is active"),
+    ("/history [USERNAME] [N]", "the last N messages with a user (#SEQ shown)"),
+    ("/grouphistory [GROUPNAME] [N]", "the last N messages of a group (#SEQ shown)"),
     ("/deletemsg SEQ", "delete your private message #SEQ"),
     ("/deletegroupmsg GROUPNAME SEQ", "delete your group message #SEQ"),
     ("/p2pvideo USERNAME FILENAME", "send a file straight to a user"),
