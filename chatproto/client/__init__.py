@@ -185,7 +185,9 @@ class ChatClient:
         elif tag == "NOTICE":
             if text == SHUTDOWN_NOTICE:
                 self._told_shutdown = True
-            self._notice(text)
+                self._connection_notice(text)
+            else:
+                self._notice(text)
         elif tag == "PEER":
             fields = text.split()
             if len(fields) == 3 and fields[2].isascii() and fields[2].isdigit():
@@ -226,7 +228,7 @@ class ChatClient:
         if self.reconnector is not None and self._logged_in:
             if not self._offline:
                 self._offline = True
-                self._show_everywhere(WAITING_FOR_SERVER if self._told_shutdown else RECONNECTING)
+                self._connection_notice(WAITING_FOR_SERVER if self._told_shutdown else RECONNECTING)
                 self._told_shutdown = False
                 if self._state in ("waiting", "logging_in"):
                     self._ask_command()
@@ -251,6 +253,12 @@ class ChatClient:
         """A reply to a command (or a line without a command)."""
         if self.rich:
             self._show(self.conversations.add_line(self.renderer.info(text), window))
+        else:
+            self.console.show(text)
+
+    def _connection_notice(self, text: str) -> None:
+        if self.rich:
+            self._show(self.conversations.add_to_every_window(self.renderer.notice(text)))
         else:
             self.console.show(text)
 
@@ -399,7 +407,7 @@ class ChatClient:
         if ok:
             self._offline = False
             self.reconnector.succeeded()
-            self._show_everywhere(RECONNECTED)
+            self._connection_notice(RECONNECTED)
             self._learn_names()
             for window in self.conversations.windows[1:]:
                 self._load_history(window, HISTORY_ON_RESUME, self._missed_history)

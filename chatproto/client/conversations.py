@@ -146,6 +146,12 @@ class Conversations:
                 shown = [line]
         return shown
 
+    def add_to_every_window(self, line) -> list:
+        """A line every window gets (the connection lost, back)."""
+        for window in self.windows:
+            window.append(line)
+        return [line]
+
     # The status line
 
     def activity(self) -> list[tuple[int, Window]]:
