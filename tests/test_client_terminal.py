@@ -327,11 +327,11 @@ class ReconnectTests(TerminalClientTestCase):
         self.assertEqual(rows[-4:], ["-!- " + client_module.RECONNECTED, "#3 21:35 <Hans> still there?",
                                      " Yoda | 2:Hans | windows: 2:Hans", "[Hans]"])
         self.assertEqual("\n".join(rows).count("are you there?"), 1)
+        self.type(b"back\r")
+        self.assertEqual(self.sent(), ["/msgto Hans back"])
         # Window 1 was told too.
         self.type(b"\x1b1")
         self.assertIn("-!- " + client_module.RECONNECTING, self.look())
-        self.type(b"back\r")
-        self.assertEqual(self.sent(), ["/msgto Hans back"])
 
     def test_shutdown_notice_then_waiting(self):
         self.login()
