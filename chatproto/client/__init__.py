@@ -19,18 +19,19 @@ reconnecting (L{reconnect}).
 import os
 import re
 import sys
-import time
 from collections import deque
 
 from twisted.internet import defer, protocol
 from twisted.protocols.basic import LineReceiver
 
 from .. import errors
-from .commands import COMMAND_LIST, COMMAND_PROMPT, COMMANDS, HELP, TERMINAL_COMMANDS
+from .commands import COMMAND_LIST, COMMAND_PROMPT, COMMANDS, TERMINAL_COMMANDS
 from .conversations import Conversations
-from .render import Message, Renderer, parse_history, parse_message, sent_at
+from .conversing import HISTORY_ON_OPEN, INVALID_COMMAND, NO_CONVERSATION, ConversationCommands
+from .render import Renderer, parse_message
 
-__all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "ChatClient", "ServerConnection", "main"]
+__all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "HISTORY_ON_OPEN", "INVALID_COMMAND",
+           "NO_CONVERSATION", "ChatClient", "ServerConnection", "main"]
 
 USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--no-reconnect] [--version]"
          " [SERVER_IP [SERVER_PORT [UDP_PORT]]]")
@@ -38,16 +39,13 @@ DEFAULT_SERVER = "127.0.0.1"
 DEFAULT_PORT = 9000
 DEFAULT_UDP_PORT = 0
 DEFAULT_P2P_TIMEOUT = 10.0
-#: How many messages opening a conversation shows, and how many a reconnect looks back.
-HISTORY_ON_OPEN = 20
+#: How many messages a reconnect looks back in each open conversation.
 HISTORY_ON_RESUME = 100
 CONNECTION_LOST = "Connection to the server was lost."
 RECONNECTING = "Connection to the server was lost. Reconnecting (/quit or Ctrl-C leaves)..."
 WAITING_FOR_SERVER = "Waiting for the server to come back (/quit or Ctrl-C leaves)..."
 RECONNECTED = "Reconnected to the server."
 OFFLINE = "Not connected to the server: reconnecting (/quit or Ctrl-C leaves)."
-NO_CONVERSATION = "Plain text goes to a conversation: /chat NAME opens one."
-INVALID_COMMAND = "Error. Invalid command!"
 SHUTDOWN_NOTICE = "Server shutting down"
 # Server lines that name users and groups, remembered for tab completion.
 _NAMES_IN = [re.compile(p) for p in (
@@ -64,7 +62,6 @@ _GROUP_NOTICE = re.compile(
 _NEW_GROUP = re.compile(r"^(?:Joined the group chat: (?P<group>\S+) successfully\."
                         r"|(?:Group chat room|Broadcast group) has been created, "
                         r"room name: (?P<group2>\S+),)")
-_MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 # What to ask next after a refused login.
 _ASK_USERNAME = {errors.INVALID_USERNAME, errors.ALREADY_LOGGED_IN}
@@ -108,13 +105,7 @@ class _Request:
         self.on_data = on_data
 
 
-def _timestamp(seconds: float) -> str:
-    """SPEC's timestamp format, English month names whatever the locale."""
-    t = time.localtime(seconds)
-    return f"{t.tm_mday:02d} {_MONTH_NAMES[t.tm_mon - 1]} {t.tm_year} {time.strftime('%H:%M:%S', t)}"
-
-
-class ChatClient:
+class ChatClient(ConversationCommands):
     """
     @param console: where the user reads and types (see L{chatproto.client.console}).
     @param udp_port: announced at login; where peers send files to us.
@@ -561,293 +552,6 @@ class ChatClient:
         self._pending_file = None
         self._ask_command()
 
-    # Conversations (terminal only)
-
-    def _say(self, text: str) -> None:
-        window = self.conversations.current
-        if window.name is None:
-            self._reply(NO_CONVERSATION)
-            self._ask_command()
-            return
-        command = "/msgto" if window.kind == "user" else "/groupmsg"
-        self._send_command(f"{command} {window.name} {text}", command)
-
-    def _shown_as_sent(self, ok_text: str) -> None:
-        """C{/msgto} or C{/groupmsg} went through: show one's own message."""
-        words = self._last_line.split(" ", 2)
-        name, body = (words[1], words[2]) if len(words) == 3 else (None, "")
-        stamp = sent_at(ok_text)
-        if stamp is None:
-            stamp = _timestamp(self._now())
-        if self._last_command == "/groupmsg":
-            window = self.conversations.find(name, "group") or self.conversations.open(name, "group")
-            msg = Message(stamp, self.username, body, group=window.name)
-        else:
-            window = self.conversations.open(name, "user")
-            msg = Message(stamp, self.username, body, peer=name)
-        shown = self.conversations.add_message(window, msg, count=False)
-        if not shown:  # sent from another conversation's window
-            shown = self.conversations.add_line(
-                self.renderer.info(f"-> {window.name}: {body}"), self.conversations.current)
-        self._show(shown)
-
-    def _now(self) -> float:
-        if self.clock is not None:
-            return self.clock.seconds()
-        return time.time()
-
-    def _kind_of(self, name: str) -> str | None:
-        if any(g.lower() == name.lower() for g in (*self._groups, *self._seen_groups)):
-            return "group"
-        if name in self._users:
-            return "user"
-        return None
-
-    def _local_chat(self, args: list[str], line: str) -> None:
-        if not args:
-            listed = " ".join(
-                f"{self.conversations.number(w)}:{w.label}" + (f"({w.unread})" if w.unread else "")
-                for w in self.conversations.windows)
-            self._reply("Conversations: " + listed)
-            self._ask_command()
-            return
-        if len(args) != 1:
-            self._reply("Usage: /chat NAME")
-            self._ask_command()
-            return
-        name = args[0]
-        if name == self.username:
-            self._reply("You cannot send a message to yourself")
-            self._ask_command()
-            return
-        window = self.conversations.find(name)
-        if window is not None:
-            self._switch(window)
-            return
-        self._open(name, self._kind_of(name) or "user", guessing=self._kind_of(name) is None)
-
-    _local_query = _local_chat
-
-    def _open(self, name: str, kind: str, guessing: bool) -> None:
-        """Open a conversation with its last messages; try a group when no user has the name."""
-        self._state = "waiting"
-        found = []
-        command = "/history" if kind == "user" else "/grouphistory"
-
-        def data(text):
-            msg = parse_history(text)
-            if msg is not None:
-                found.append(msg)
-
-        def done(ok, text):
-            if not ok and guessing and kind == "user" and text == f"No such user: {name}":
-                self._open(name, "group", guessing=True)
-                return
-            if not ok and kind == "group" and text == "The group chat does not exist." and guessing:
-                self._reply(f"No such user or group: {name}")
-                self._ask_command()
-                return
-            if not ok and kind == "group" and text == "The group chat does not exist.":
-                self._reply(text)
-                self._ask_command()
-                return
-            if not ok and text == f"No such user: {name}":
-                self._reply(text)
-                self._ask_command()
-                return
-            exact = name
-            if kind == "group":
-                exact = next((g for g in self._groups if g.lower() == name.lower()), name)
-                if found and found[0].group:
-                    exact = found[0].group
-            window = self.conversations.open(exact, kind)
-            self.conversations.switch(window)
-            for msg in found:
-                self.conversations.add_history(window, msg)
-            if text and (ok or text != INVALID_COMMAND):
-                window.append(self.renderer.info(text))
-            if kind == "user" and exact in self._users:
-                away = self._users[exact] != "active"
-                window.append(self.renderer.notice(
-                    f"{exact} is not logged in now" if away
-                    else f"{exact} is active"))
-            self._switch(window)
-            if kind == "group":
-                self._members(window, self._ask_command)
-            else:
-                self._ask_command()
-
-        self._request(f"{command} {name} {HISTORY_ON_OPEN}", done, data)
-
-    def _members(self, window, then) -> None:
-        members = []
-
-        def data(text):
-            fields = text.split()
-            if len(fields) == 3:
-                members.append(tuple(fields))
-
-        def done(ok, text):
-            if ok and members:
-                window.members = members
-                self._show(self.conversations.add_line(
-                    self.renderer.info(_members_text(window.name, members)), window))
-            elif not ok and text != INVALID_COMMAND:
-                self._show(self.conversations.add_line(self.renderer.info(text), window))
-            then()
-
-        self._request(f"/members {window.name}", done, data)
-
-    def _missed_history(self, window, messages: list) -> None:
-        """After a reconnect: what came while the client was away."""
-        last = window.last_message
-        for msg in messages:
-            if last is not None and (msg.sort_key() < last.sort_key() or msg.same(last)
-                                     or (msg.sort_key() == last.sort_key()
-                                         and any(msg.same(m) for m in window.recent))):
-                continue
-            self._show(self.conversations.add_message(window, msg))
-        self._set_status()
-
-    def _load_history(self, window, count: int, then) -> None:
-        command = "/history" if window.kind == "user" else "/grouphistory"
-        found = []
-
-        def data(text):
-            msg = parse_history(text)
-            if msg is not None:
-                found.append(msg)
-
-        self._request(f"{command} {window.name} {count}", lambda ok, text: then(window, found), data)
-
-    def _local_win(self, args: list[str], line: str) -> None:
-        if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()):
-            self._reply("Usage: /win N")
-            self._ask_command()
-            return
-        window = self.conversations.by_number(int(args[0]))
-        if window is None:
-            self._reply(f"No window {args[0]} (1-{len(self.conversations.windows)}).")
-            self._ask_command()
-            return
-        self._switch(window)  # with the prompt of that window
-
-    def _local_close(self, args: list[str], line: str) -> None:
-        window = self.conversations.current
-        if window.name is None:
-            self._reply("Window 1 stays open (/quit leaves).")
-            self._ask_command()
-            return
-        self.conversations.close(window)
-        self._switch(self.conversations.all)
-
-    def _local_quit(self, args: list[str], line: str) -> None:
-        self._send_command("/logout", "/logout")
-
-    def _local_help(self, args: list[str], line: str) -> None:
-        if args:
-            self._reply("Usage: /help")
-        else:
-            width = 30
-            for form, what in HELP:
-                if len(form) > width:
-                    self._reply(form)
-                    self._reply(f"{'':{width}}  {what}")
-                else:
-                    self._reply(f"{form:{width}}  {what}")
-            self._reply("Keys: Alt-1..9 switch conversations, Tab completes, Up/Down history, "
-                        "Ctrl-L redraws, Ctrl-Z suspends, Ctrl-C or Ctrl-D leaves.")
-        self._ask_command()
-
-    def _here(self, args) -> tuple[str | None, str | None]:
-        """In a conversation, a command's name argument may be left out: (kind, name)."""
-        window = self.conversations.current
-        return window.kind, window.name
-
-    def _local_history(self, args, line) -> None:
-        kind, name = self._here(args)
-        if name is not None and (not args or (len(args) == 1 and args[0].isdigit())):
-            # /history [N] in a conversation: its own history
-            command = "/history" if kind == "user" else "/grouphistory"
-            line = " ".join([command, name, *args])
-        self._send_command(line, line.split()[0], self._history_line)
-
-    def _local_grouphistory(self, args, line) -> None:
-        kind, name = self._here(args)
-        if kind == "group" and (not args or (len(args) == 1 and args[0].isdigit())):
-            line = " ".join(["/grouphistory", name, *args])
-        self._send_command(line, "/grouphistory", self._history_line)
-
-    def _history_line(self, text: str) -> None:
-        msg = parse_history(text)
-        if msg is None:
-            self._reply(text)
-        else:
-            self._show(self.conversations.add_line(self.renderer.message(msg, msg.group)))
-
-    def _local_members(self, args, line) -> None:
-        kind, name = self._here(args)
-        if not args and kind == "group":
-            args, line = [name], f"/members {name}"
-        members = []
-
-        def data(text):
-            fields = text.split()
-            if len(fields) == 3:
-                members.append(tuple(fields))
-            else:
-                self._reply(text)
-
-        def done(ok, text):
-            if ok and members:
-                self._reply(_members_text(args[0], members))
-            elif text:
-                self._reply(text)
-            self._ask_command()
-
-        self._state = "waiting"
-        self._request(line, done, data)
-
-    def _local_users(self, args, line) -> None:
-        rows = []
-
-        def data(text):
-            name, _, presence = text.partition(" ")
-            self._users[name] = presence
-            rows.append(name if presence == "active" else f"{name} (away)")
-
-        def done(ok, text):
-            if rows:
-                self._reply("Users: " + " ".join(rows))
-            if text:
-                self._reply(text)
-            self._ask_command()
-
-        self._state = "waiting"
-        self._request(line, done, data)
-
-    def _local_groups(self, args, line) -> None:
-        rows = []
-
-        def data(text):
-            fields = text.split()
-            if len(fields) == 3:
-                self._groups[fields[0]] = (fields[1], fields[2])
-                name, role, kind = fields
-                rows.append(f"{name} ({role}{', broadcast' if kind == 'broadcast' else ''})")
-            else:
-                self._reply(text)
-
-        def done(ok, text):
-            if rows:
-                self._reply("Groups: " + " ".join(rows))
-            if text:
-                self._reply(text)
-            self._ask_command()
-
-        self._state = "waiting"
-        self._request(line, done, data)
-
     # P2P video
 
     def _start_transfer(self, peer, filename: str) -> None:
@@ -904,19 +608,6 @@ class ChatClient:
             self.transfers.stop()
         d = defer.maybeDeferred(self.console.close)
         d.addBoth(lambda _: self.on_exit(status))
-
-
-def _members_text(group: str, members) -> str:
-    """C{Members of Jedi: @Yoda luke leia (invited) obiwan (away)}."""
-    shown = []
-    for name, role, presence in members:
-        text = ("@" if role == "owner" else "") + name
-        notes = [n for n in ("invited" if role == "invited" else "",
-                             "away" if presence != "active" else "") if n]
-        if notes:
-            text += f" ({', '.join(notes)})"
-        shown.append(text)
-    return f"Members of {group}: " + " ".join(shown)
 
 
 def _readable_file(path: str) -> bool:
