@@ -182,6 +182,16 @@ class ConversationTests(TerminalClientTestCase):
         self.answer("NOTICE obiwan has joined the group chat Jedi.")
         self.assertEqual(self.look()[-3], "-!- obiwan has joined the group chat Jedi.")
 
+    def test_hash_names_a_group_and_clear(self):
+        self.login()
+        self.type(b"/chat #Jedi\r")
+        self.assertEqual(self.sent(), ["/grouphistory Jedi 20"])
+        self.answer("DATA #1 01 Jun 2022 21:30:04, Jedi, luke: hi", "OK", "OK")
+        self.assertEqual(self.sent(), ["/members Jedi"])
+        self.assertIn("#1 21:30 <luke> hi", self.look())
+        self.type(b"/clear\r")
+        self.assertEqual(self.look(), [" Yoda | 2:Jedi | windows: 2:Jedi", "[Jedi]"])
+
     def test_no_such_name(self):
         self.login()
         self.type(b"/chat Palpatine\r")

@@ -14,7 +14,7 @@ COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): 
 EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members"]
 
 #: Commands the terminal client handles itself.
-CLIENT_COMMANDS = ["/chat", "/query", "/win", "/close", "/quit"]
+CLIENT_COMMANDS = ["/chat", "/query", "/win", "/close", "/clear", "/quit"]
 
 #: Every command with its form and what it does, for the terminal's /help. In a
 #: conversation, the name in brackets may be left out: it is the conversation's.
@@ -23,6 +23,7 @@ HELP = [
     ("/query NAME", "the same as /chat NAME"),
     ("/win N", "switch to conversation N (also Alt-1..9; 1 shows everything)"),
     ("/close", "close the current conversation"),
+    ("/clear", "empty the current window"),
     ("/msgto USERNAME MESSAGE", "private message to an active user"),
     ("/activeuser", "the other active users"),
     ("/users", "every account, active or not"),

@@ -80,17 +80,26 @@ class ConversationCommands:
             self._ask_command()
             return
         name = args[0]
+        kind = self._kind_of(name)
+        if name.startswith("#") and len(name) > 1:  # irssi's habit: #GROUP
+            name, kind = name[1:], "group"
         if name == self.username:
             self._reply("You cannot send a message to yourself")
             self._ask_command()
             return
-        window = self.conversations.find(name)
+        window = self.conversations.find(name, kind)
         if window is not None:
             self._switch(window)
             return
-        self._open(name, self._kind_of(name) or "user", guessing=self._kind_of(name) is None)
+        self._open(name, kind or "user", guessing=kind is None)
 
     _local_query = _local_chat
+
+    def _local_clear(self, args: list[str], line: str) -> None:
+        """Empty the current window (the messages stay on the server)."""
+        window = self.conversations.current
+        del window.lines[:]
+        self._switch(window)
 
     def _open(self, name: str, kind: str, guessing: bool) -> None:
         """Open a conversation with its last messages; try a group when no user has the name."""
