@@ -532,10 +532,14 @@ class HostileInputTests(TerminalClientTestCase):
 
         self.login()
 
+        sizes = st.one_of(st.none(), st.tuples(st.integers(1, 120), st.integers(1, 40)))
+
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(st.lists(st.tuples(tags, texts, keys), max_size=12))
+        @given(st.lists(st.tuples(tags, texts, keys, sizes), max_size=12))
         def run(steps):
-            for tag, text, typed in steps:
+            for tag, text, typed, size in steps:
+                if size is not None:
+                    self.console.editor.terminalSize(*size)
                 self.chat.server_line(tag, text)
                 for key in typed:
                     self.type(key)
