@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -57,7 +58,12 @@ def apply_tuning() -> None:
     """BENCH_TRANSFER_TUNE="ACK_EVERY=16,INITIAL_WINDOW=32" overrides constants (experiments)."""
     for item in filter(None, os.environ.get("BENCH_TRANSFER_TUNE", "").split(",")):
         name, value = item.split("=")
-        setattr(transfer, name, type(getattr(transfer, name))(value))
+        modules = [m for m in vars(transfer).values() if getattr(m, "__name__", "").startswith("chatproto.transfer.")]
+        owners = [m for m in modules if hasattr(m, name)]
+        if not owners:
+            raise SystemExit(f"BENCH_TRANSFER_TUNE: no constant {name} in chatproto.transfer")
+        for module in owners:  # every module that imported it has its own binding
+            setattr(module, name, type(getattr(module, name))(value))
 
 
 apply_tuning()
@@ -102,8 +108,11 @@ def raw_receiver(expected: int, directory: str | None = None) -> None:
     print("RAW", got, count, first or 0.0, last or 0.0, "-", cpu, flush=True)
 
 
-def endpoint_receiver(directory: str, chunk_size: int, profile: str | None) -> None:
-    """A TransferEndpoint on a real port; prints PORT, then RECEIVED per file."""
+def endpoint_receiver(directory: str, chunk_size: int, profile: str | None, offer: list[str]) -> None:
+    """
+    A TransferEndpoint on a real port, told of one transfer (C{offer}: id,
+    secret, file name, as the server's OFFER line); prints PORT, then RECEIVED.
+    """
     from twisted.internet import reactor
 
     class Listener:
@@ -115,6 +124,8 @@ def endpoint_receiver(directory: str, chunk_size: int, profile: str | None) -> N
 
     endpoint = transfer.TransferEndpoint(directory, Listener(), chunk_size=chunk_size)
     port = reactor.listenUDP(0, endpoint, interface="127.0.0.1", maxPacketSize=65536)
+    transfer_id, secret, filename = offer
+    endpoint.expect(transfer_id, secret, "bench", "127.0.0.1", filename)
     print("PORT", port.getHost().port, flush=True)
     # the parent closes our stdin to stop us
     from twisted.internet import stdio
@@ -269,7 +280,9 @@ def chatproto_runs(
         inbox = os.path.join(workdir, f"inbox-{loss}-{number}")
         os.mkdir(inbox)
         env = {transfer.LOSS_ENVIRONMENT_VARIABLE: str(loss)}
+        transfer_id, secret = secrets.token_hex(8), secrets.token_hex(32)  # as the server makes them
         args = ["--role", "receiver", "--dir", inbox, "--chunk-size", str(chunk_size)]
+        args += ["--offer", transfer_id, secret, os.path.basename(path)]
         if profile:
             args += ["--profile-out", os.path.join(workdir, f"receiver-{loss}-{number}.prof")]
         child, port = spawn(args, env)
@@ -278,7 +291,7 @@ def chatproto_runs(
         result = {}
         start = time.monotonic()
         cpu = time.process_time()
-        d = sender.send_file(path, "bench", ("127.0.0.1", port))
+        d = sender.send_file(path, "bench", ("127.0.0.1", port), transfer_id=transfer_id, secret=secret)
         (outgoing,) = sender._outgoing.values()
         try:
             yield d
@@ -344,13 +357,14 @@ def main(argv=None) -> int:
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--profile-out", help=argparse.SUPPRESS)
+    parser.add_argument("--offer", nargs=3, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
 
     if options.role == "raw-receiver":
         raw_receiver(options.expected, options.dir)
         return 0
     if options.role == "receiver":
-        endpoint_receiver(options.dir, options.chunk_size, options.profile_out)
+        endpoint_receiver(options.dir, options.chunk_size, options.profile_out, options.offer)
         return 0
 
     if options.smoke:

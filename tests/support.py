@@ -8,9 +8,11 @@ from twisted.internet import task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
-from chatproto.accounts import CredentialsFile
-from chatproto.chat import Chat
-from chatproto.protocol import ChatServerFactory
+from chatproto.core.realm import ChatRealm
+from chatproto.frontends.line.protocol import ChatServerFactory
+from chatproto.storage.credentials import CredentialsFile
+from chatproto.storage.ledger import Ledger
+from chatproto.storage.memory import MemoryDatabase
 
 DEMO = """Hans falcon*solo
 Yoda wise@!man
@@ -24,7 +26,7 @@ obiwan hellothere
 class ChatFixture:
     """A realm, a factory and connected protocols, all on one C{task.Clock}."""
 
-    def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024):
+    def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024, database=None):
         self.dir = tempfile.mkdtemp(prefix="chatproto-unit-")
         testcase.addCleanup(shutil.rmtree, self.dir, True)
         path = os.path.join(self.dir, "credentials.txt")
@@ -33,7 +35,10 @@ class ChatFixture:
         self.clock = task.Clock()
         self.clock.advance(1654119004)  # 01 Jun 2022, some time of day
         self.accounts = CredentialsFile(path).load()
-        self.chat = Chat(self.accounts, self.dir, self.clock, attempts)
+        self.database = database if database is not None else MemoryDatabase()
+        self.storage = Ledger(self.database, self.dir, self.clock)
+        self.chat = ChatRealm(self.accounts, self.storage, self.clock, attempts)
+        self.chat.start()
         testcase.addCleanup(self.chat.close)
         self.factory = ChatServerFactory(self.chat, max_output)
         self.port = 40000

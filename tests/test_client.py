@@ -48,9 +48,10 @@ class FakeTransfers:
     def __init__(self):
         self.sends = []
 
-    def send_file(self, path, presenter, peer, peer_name=None):
+    def send_file(self, path, presenter, peer, peer_name=None, *, transfer_id, secret):
         d = defer.Deferred()
         self.sends.append((path, presenter, peer, d))
+        self.keys = (transfer_id, secret)
         return d
 
     def stop(self):
@@ -134,9 +135,10 @@ class ClientTests(SynchronousTestCase):
         self.assertEqual(self.server.sent[-1], "LOGIN Yoda wise@!man 6000")
         self.type("/p2pvideo Hans clip.mp4")
         self.assertEqual(self.server.sent[-1], "/p2pvideo Hans clip.mp4")
-        self.answer("PEER Hans 127.0.0.1 6001", "OK")
+        self.answer(f"PEER Hans 127.0.0.1 6001 {'ab' * 8} {'cd' * 32}", "OK")
         (path, presenter, peer, d), = self.transfers.sends
         self.assertEqual((path, presenter, peer), ("clip.mp4", "Yoda", ("127.0.0.1", 6001)))
+        self.assertEqual(self.transfers.keys, ("ab" * 8, "cd" * 32))
         self.console.screen.clear()
         d.callback("clip.mp4")
         self.assertEqual(self.console.screen, ["clip.mp4 has been uploaded"])

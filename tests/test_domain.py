@@ -6,9 +6,11 @@ import tempfile
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatproto.accounts import CredentialsFile, parse_credentials
-from chatproto.journal import ActiveUserLog, Journal, RecordLog, recover_last_seq
-from chatproto.lockout import LoginLockout
+from chatproto.storage.credentials import CredentialsFile, parse_credentials
+from chatproto.storage.textlogs import ActiveUserLog, RecordLog, recover_last_seq
+from chatproto.storage.textlogs import Journal as TextJournal
+from chatproto.turns import EndOfTurn
+from chatproto.core.lockout import LoginLockout
 
 
 class CredentialsTests(SynchronousTestCase):
@@ -53,6 +55,24 @@ class LockoutTests(SynchronousTestCase):
 def read(path):
     with open(path) as f:
         return f.read()
+
+
+def Journal(clock, durable=False):
+    """The text logs' journal, written at the end of each turn, with when_durable for the tests."""
+    waiting = []
+
+    def flush():
+        turn.cancel()
+        failed = journal.write()
+        for callback in waiting:
+            callback(failed)
+        waiting.clear()
+
+    turn = EndOfTurn(clock, flush)
+    journal = TextJournal(clock, durable, turn.schedule)
+    journal.flush = flush
+    journal.when_durable = lambda callback: (waiting.append(callback), turn.schedule())
+    return journal
 
 
 class JournalTests(SynchronousTestCase):

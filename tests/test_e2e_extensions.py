@@ -13,7 +13,8 @@ import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from chatproto.accounts import parse_credentials, password_matches
+from chatproto.core.passwords import password_matches
+from chatproto.storage.credentials import parse_credentials
 
 from .harness import TIMEOUT, E2EMixin, ServerProcess, child_env, free_udp_port
 

@@ -18,20 +18,16 @@ from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto import client as client_module
-from chatproto.accounts import CredentialsFile, parse_credentials, password_matches
-from chatproto.chat import Chat
-from chatproto.journal import Journal, RecordLog
-from chatproto.passwords import (
-    AccountNotInFile,
-    Passwords,
-    hash_password,
-    replace_line_secret,
-    rewrite_credentials,
-)
-from chatproto.protocol import USAGE
-from chatproto.records import DELETED, NoSuchRecord, NotAuthor, delete_record, find_record
+from chatproto.core.passwords import password_matches
+from chatproto.storage.credentials import CredentialsFile, parse_credentials
+from chatproto.storage.textlogs import RecordLog
+from chatproto.core.passwords import Passwords, hash_password
+from chatproto.storage.credentials import AccountNotInFile, replace_line_secret, rewrite_credentials
+from chatproto.frontends.line.protocol import USAGE
+from chatproto.storage.records import DELETED, NoSuchRecord, NotAuthor, delete_record, find_record
 
 from .support import DEMO, ChatFixture
+from .test_domain import Journal
 
 TS = "01 Jun 2022 " + r"\d{2}:\d{2}:\d{2}"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,6 +49,7 @@ class LeaveGroupTests(SynchronousTestCase):
         self.yoda.send("/creategroup Jedi Hans leia")
         self.hans.send("/joingroup Jedi")
         self.leia.output()
+        self.yoda.output()  # Hans's join notice
 
     def test_leave_notifies_the_other_joined_active_members(self):
         luke = self.f.login("luke", "jedi*knight")
@@ -121,6 +118,7 @@ class BroadcastTests(SynchronousTestCase):
         self.assertEqual(self.hans.output(), [invitation])
         self.assertEqual(self.leia.output(), [invitation])
         self.hans.send("/joingroup News")
+        self.yoda.output()  # Hans's join notice
         self.assertEqual(self.hans.send("/groupmsg News hi"),
                          ["ERR Only the owner can send messages to this broadcast group."])
         self.assertEqual(self.leia.send("/groupmsg News hi"),
@@ -143,7 +141,7 @@ class BroadcastTests(SynchronousTestCase):
         self.assertEqual(self.yoda.send("/createbroadcast News luke"), ["ERR luke is not active"])
         self.assertEqual(self.yoda.send("/createbroadcast News Yoda"),
                          ["ERR Please enter at least one more active user."])
-        self.assertEqual(self.f.chat.store.group("News"), None)
+        self.assertEqual(self.f.chat.group_info("News"), None)
 
 
 class HelpTests(SynchronousTestCase):
@@ -165,6 +163,11 @@ class HelpTests(SynchronousTestCase):
             "/deletemsg SEQ",
             "/deletegroupmsg GROUPNAME SEQ",
             "/createbroadcast GROUPNAME USERNAME [USERNAME ...]",
+            "/history USERNAME [N]",
+            "/grouphistory GROUPNAME [N]",
+            "/groups",
+            "/members GROUPNAME",
+            "/users",
             "/help",
             "/logout",
         ])
@@ -249,7 +252,7 @@ class CredentialsRewriteTests(SynchronousTestCase):
         versions.add(original)
         script = textwrap.dedent("""
             import sys
-            from chatproto.passwords import rewrite_credentials
+            from chatproto.storage.credentials import rewrite_credentials
             i = 0
             while True:
                 rewrite_credentials(sys.argv[1], "Yoda", ("A" if i % 2 else "B") * 60)
@@ -364,7 +367,7 @@ class ChangePasswordTests(SynchronousTestCase):
             pending.append((d, f, args))
             return d
 
-        self.f.chat.passwords._run = run
+        self.f.chat.passwords.run = run
         self.assertEqual(self.yoda.send("/changepassword wise@!man new\n/help"), [])
         while pending:
             d, f, args = pending.pop(0)
@@ -399,7 +402,7 @@ class ChangePasswordTests(SynchronousTestCase):
             pending.append((d, f, args))
             return d
 
-        self.f.chat.passwords._run = run
+        self.f.chat.passwords.run = run
         self.yoda.protocol.dataReceived(b"/changepassword wrong1 new\n")
         logins = [self.f.connect() for _ in range(3)]
         for c in logins:
@@ -419,7 +422,7 @@ class ChangePasswordTests(SynchronousTestCase):
         self.assertEqual(self.f.clock.getDelayedCalls(), [])
 
     def test_hashing_failure_is_a_server_error(self):
-        self.f.chat.passwords._run = lambda f, *args: defer.fail(RuntimeError("boom"))
+        self.f.chat.passwords.run = lambda f, *args: defer.fail(RuntimeError("boom"))
         self.assertEqual(self.yoda.send("/changepassword wise@!man new"), ["ERR Server error"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
@@ -498,11 +501,11 @@ class DeleteMessageTests(SynchronousTestCase):
         self.hans.protocol.dataReceived(b"/msgto Yoda y\n")  # waiting for the journal's batch
         self.yoda.output()
         self.yoda.protocol.dataReceived(b"/deletemsg 1\n")
-        self.assertEqual(self.yoda.transport.value(), b"")
+        self.assertEqual(self.yoda.transport.value(), b"")  # sent at the end of the turn
         self.f.clock.advance(0)
-        # Hans's second message (delivered in the same turn) and then the reply.
-        self.assertEqual(self.yoda.output()[-2:], ["MSG 01 Jun 2022 21:30:04, Hans: y",
-                                                   "ERR You can only delete your own messages."])
+        # Hans's second message, delivered once stored, and the reply.
+        self.assertEqual(sorted(self.yoda.output()[-2:]), ["ERR You can only delete your own messages.",
+                                                           "MSG 01 Jun 2022 21:30:04, Hans: y"])
 
 
 class DeleteGroupMessageTests(SynchronousTestCase):
@@ -586,7 +589,7 @@ class RecordFileTests(SynchronousTestCase):
                                        "4; t; a; fourth\n")
 
     def test_failed_rewrite_changes_nothing(self):
-        import chatproto.records
+        import chatproto.storage.records
 
         log = RecordLog(self.path, Journal(self.clock))
         self.addCleanup(log.close)
@@ -596,7 +599,7 @@ class RecordFileTests(SynchronousTestCase):
         def full(fd):
             raise OSError(28, "No space left on device")
 
-        self.patch(chatproto.records.os, "fsync", full)
+        self.patch(chatproto.storage.records.os, "fsync", full)
         self.assertRaises(OSError, delete_record, log, 1, "a")
         self.assertEqual(os.listdir(self.dir), ["m.txt"])  # no temporary file left
         log.append("t", "a", "second")
@@ -613,44 +616,6 @@ class RecordFileTests(SynchronousTestCase):
         log = RecordLog(self.path, Journal(self.clock))
         self.addCleanup(log.close)
         self.assertEqual(log.last_seq, 2)
-
-
-class ChatDomainTests(SynchronousTestCase):
-    """The domain methods directly, as another front end would call them."""
-
-    def test_domain_methods(self):
-        d = tempfile.mkdtemp()
-        self.addCleanup(shutil.rmtree, d)
-        path = os.path.join(d, "credentials.txt")
-        with open(path, "w") as f:
-            f.write(DEMO)
-        clock = task.Clock()
-        chat = Chat(CredentialsFile(path).load(), d, clock, 3)
-        self.addCleanup(chat.close)
-        chat.passwords.rounds = 4
-
-        class Session:
-            def __init__(self):
-                self.got = []
-
-            def deliver(self, delivery):
-                self.got.append(delivery.line)
-
-        yoda = self.successResultOf(chat.login("Yoda", "wise@!man", "127.0.0.1", 1, Session()))
-        hans = self.successResultOf(chat.login("Hans", "falcon*solo", "127.0.0.1", 2, Session()))
-        group = chat.create_group(yoda, "Jedi", ["Hans"], broadcast=True)
-        chat.join_group(hans, "Jedi")
-        chat.group_message(yoda, "Jedi", "hi")
-        self.assertIs(chat.delete_group_message(yoda, "Jedi", 1), group)
-        self.assertEqual(hans.session.got[-1], b"NOTICE Yoda deleted message 1 in Jedi.\n")
-        self.assertIs(chat.leave_group(yoda, "Jedi"), group)
-        self.assertEqual(hans.session.got[-1], b"NOTICE Yoda has left the group chat Jedi.\n")
-        self.assertIsNone(self.successResultOf(chat.change_password(hans, "falcon*solo", "x")))
-        self.assertTrue(chat.accounts.secrets["Hans"].startswith("$2b$"))
-        self.failureResultOf(chat.change_password(hans, "falcon*solo", "y"))
-        chat.send_private(hans, "Yoda", "m")
-        chat.delete_message(hans, 1)
-        clock.advance(0)
 
 
 class FakeConsole:

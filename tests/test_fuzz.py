@@ -27,9 +27,11 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatproto.accounts import CredentialsFile
-from chatproto.chat import Chat
-from chatproto.protocol import MAX_LINE, USAGE, ChatServerFactory
+from chatproto.storage.credentials import CredentialsFile
+from chatproto.core.realm import ChatRealm
+from chatproto.storage.ledger import Ledger
+from chatproto.storage.memory import MemoryDatabase
+from chatproto.frontends.line.protocol import MAX_LINE, USAGE, ChatServerFactory
 
 ACCOUNTS = {"Yoda": "wise@!man", "Hans": "falcon*solo", "vader": "sithlord**", "leia": "alderaan"}
 TS = r"\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}"
@@ -59,7 +61,9 @@ class Session:
             f.writelines(f"{name} {password}\n" for name, password in ACCOUNTS.items())
         self.clock = task.Clock()
         self.clock.advance(1654119004)
-        self.chat = Chat(CredentialsFile(path).load(), self.dir, self.clock, 3)
+        self.storage = Ledger(MemoryDatabase(), self.dir, self.clock)
+        self.chat = ChatRealm(CredentialsFile(path).load(), self.storage, self.clock, 3)
+        self.chat.start()
         self.factory = ChatServerFactory(self.chat, rate_limit=rate_limit, rate_burst=rate_burst)
         self.connections = []
         for port, name in enumerate(["Yoda", "Hans", "vader"], 40001):
@@ -220,7 +224,7 @@ class FuzzTests(SynchronousTestCase):
                 self.assertNotIn(final, ("ERR Line too long", "ERR Invalid UTF-8"))
 
     def check_logs(self, session: Session):
-        session.chat.journal.flush()
+        session.chat.storage.flush()
         names = os.listdir(session.dir)
         for name in names:
             if name in ("credentials.txt", "userlog.txt") or not name.endswith(".txt"):
@@ -239,7 +243,7 @@ class FuzzTests(SynchronousTestCase):
                 self.assertFalse(re.search("[\x00-\x1f\x7f]", line), (name, line))
         with open(os.path.join(session.dir, "userlog.txt"), encoding="utf-8") as f:
             users = f.read().splitlines()
-        active = [user.name for user in session.chat.store.active_users()]
+        active = [user.name for user in session.chat.active_users()]
         self.assertEqual(len(users), len(active))
         for seq, (line, name) in enumerate(zip(users, active, strict=True), 1):
             match = USERLOG_LINE.match(line)
@@ -297,7 +301,7 @@ class WrongArgumentCountTests(SynchronousTestCase):
                     self.assertRegex(output[0], r"^ERR (?!Server error|Error\. Invalid command)", line)
                 checked += 1
         self.assertGreaterEqual(checked, 10)
-        self.assertEqual(session.chat.messagelog.last_seq, 0)
+        self.assertEqual(session.chat.storage.logs.messagelog.last_seq, 0)
 
     def test_login_wrong_counts_before_login(self):
         session = Session()
@@ -311,7 +315,7 @@ class WrongArgumentCountTests(SynchronousTestCase):
             session.clock.advance(0)
             self.assertEqual(transport.value(), b"ERR Usage: LOGIN USERNAME PASSWORD UDP_PORT\n", line)
             transport.clear()
-        self.assertIsNone(session.chat.store.active_user("leia"))
+        self.assertIsNone(session.chat.active_user("leia"))
 
 
 class FramingTests(SynchronousTestCase):
@@ -355,7 +359,7 @@ class FramingTests(SynchronousTestCase):
         delivered = self.session.take(1).decode("utf-8")
         self.assertEqual(delivered.count("\n"), 1)
         self.assertTrue(delivered.endswith(": a; b;c d e f g h i\n"), delivered)
-        self.session.chat.journal.flush()
+        self.session.chat.storage.flush()
         with open(os.path.join(self.session.dir, "messagelog.txt"), encoding="utf-8") as f:
             record = f.read()
         self.assertRegex(record, rf"^1; {TS}; Yoda; a; b;c d e f g h i\n$")
@@ -365,7 +369,7 @@ class FramingTests(SynchronousTestCase):
     def test_group_message_with_separators(self):
         reply = self.send(b"/groupmsg Jedi x;; y\r\r\n")
         self.assertEqual(reply, ["OK Group chat message sent."])
-        self.session.chat.journal.flush()
+        self.session.chat.storage.flush()
         with open(os.path.join(self.session.dir, "Jedi_messageLog.txt"), encoding="utf-8") as f:
             self.assertRegex(f.read(), rf"^1; {TS}; Yoda; x;; y \n$")
 

@@ -40,7 +40,8 @@ def test_messages_and_fan_out_over_real_sockets(tmp_path):
     credentials = tmp_path / "credentials.txt"
     shutil.copy(DEMO_CREDENTIALS, credentials)
     service = ChatService(str(credentials), str(tmp_path), 3, clock=reactor)
-    factory = service.load()
+    service.load()
+    factory = service.line_factory()
     service.startService()
     port = reactor.listenTCP(0, factory, interface="127.0.0.1")
     clients = []
@@ -63,6 +64,10 @@ def test_messages_and_fan_out_over_real_sockets(tmp_path):
         for member in (hans, leia):
             assert (yield member.lines.get()).startswith("NOTICE You have been invited")
             assert (yield member.command("/joingroup Jedi")) == ["OK Joined the group chat: Jedi successfully."]
+        # Each join was told to the members who had joined before.
+        assert (yield yoda.lines.get()) == "NOTICE Hans has joined the group chat Jedi."
+        assert (yield yoda.lines.get()) == "NOTICE leia has joined the group chat Jedi."
+        assert (yield hans.lines.get()) == "NOTICE leia has joined the group chat Jedi."
         assert (yield yoda.command("/groupmsg Jedi to all")) == ["OK Group chat message sent."]
         for member in (hans, leia):
             assert (yield member.lines.get()).endswith(", Jedi, Yoda: to all")

@@ -125,7 +125,8 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(leia.output(), [invite])
         self.assertEqual(self.hans.send("/groupmsg jedi hi"), ["ERR Please join the group before sending messages."])
         self.assertEqual(self.hans.send("/joingroup JEDI"), ["OK Joined the group chat: Jedi successfully."])
-        self.assertEqual(self.yoda.send("/groupmsg Jedi Do or do not"), ["OK Group chat message sent."])
+        self.assertEqual(self.yoda.send("/groupmsg Jedi Do or do not"),
+                         ["NOTICE Hans has joined the group chat Jedi.", "OK Group chat message sent."])
         self.assertRegex(self.hans.output()[0], rf"^MSG {TS}, Jedi, Yoda: Do or do not$")
         self.assertEqual(leia.output(), [])
         self.assertRegex(self.f.read("Jedi_messageLog.txt"), rf"^1; {TS}; Yoda; Do or do not\n$")
@@ -142,7 +143,7 @@ class CommandTests(SynchronousTestCase):
         ]
         for line, expected in cases:
             self.assertEqual(self.yoda.send(line), [expected], line)
-        self.assertEqual(self.f.chat.store.groups(), [])
+        self.assertEqual(self.f.chat.groups(), [])
         self.yoda.send("/creategroup Jedi Hans")
         self.hans.output()
         self.assertEqual(self.hans.send("/creategroup jEDI Yoda"), ["ERR A group chat (Name: jEDI) already exists"])
@@ -151,7 +152,7 @@ class CommandTests(SynchronousTestCase):
         self.f.login("leia", "alderaan", 6002)
         self.yoda.send("/creategroup Jedi Hans")
         self.hans.output()
-        leia = self.f.chat.store.active_user("leia").session
+        leia = self.f.chat.active_user("leia").session
         self.assertEqual(self.hans.send("/joingroup Sith"), ["ERR Groupchat (Name: Sith) does not exist."])
         self.assertEqual(self.yoda.send("/joingroup Jedi"), ["ERR You have already joined the group chat Jedi."])
         leia.dataReceived(b"/joingroup Jedi\n")
@@ -177,7 +178,12 @@ class CommandTests(SynchronousTestCase):
         self.assertRegex(self.f.read("Jedi_messageLog.txt").splitlines()[-1], r"^8; .*; Yoda; new$")
 
     def test_p2pvideo_lookup(self):
-        self.assertEqual(self.yoda.send("/p2pvideo Hans clip.mp4"), ["PEER Hans 127.0.0.1 6001", "OK"])
+        peer, ok = self.yoda.send("/p2pvideo Hans clip.mp4")
+        self.assertRegex(peer, "^PEER Hans 127.0.0.1 6001 [0-9a-f]{16} [0-9a-f]{64}$")
+        self.assertEqual(ok, "OK")
+        _, _, _, _, transfer_id, secret = peer.split()
+        # The receiver was told first, over its own session, with the same id and secret.
+        self.assertEqual(self.hans.output(), [f"OFFER {transfer_id} {secret} Yoda 127.0.0.1 clip.mp4"])
         self.assertEqual(self.yoda.send("/p2pvideo vader clip.mp4"), ["ERR vader is not active"])
         self.assertEqual(self.yoda.send("/p2pvideo Nobody clip.mp4"), ["ERR No such user: Nobody"])
         self.assertEqual(self.yoda.send("/p2pvideo Yoda clip.mp4"), ["ERR You cannot send a file to yourself"])
@@ -246,23 +252,38 @@ class SlowReaderTests(SynchronousTestCase):
         self.assertTrue(hans.transport.disconnected)
         self.assertEqual(yoda.send("/msgto Hans hi"), ["ERR Hans is not active"])
         hans.send("LOGIN Hans falcon*solo 6001")  # still in flight from a dropped client: not read
-        self.assertIsNone(f.chat.store.active_user("Hans"))
+        self.assertIsNone(f.chat.active_user("Hans"))
         self.assertNotIn("Hans", f.read("userlog.txt"))
 
 
 class TimestampTests(SynchronousTestCase):
     def test_english_months_whatever_the_locale(self):
-        from chatproto.timestamps import format_timestamp
+        from chatproto.core.timestamps import format_timestamp
 
         text = format_timestamp(1654119004)
         self.assertRegex(text, r"^01 Jun 2022 \d{2}:\d{2}:04$")
+
+
+def open_group_logs(directory):
+    """The group logs of C{directory} that this process holds open."""
+    import os
+
+    names = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(directory) and target.endswith("_messageLog.txt"):
+            names.append(target)
+    return names
 
 
 class GroupLogDescriptorTests(SynchronousTestCase):
     def test_many_groups_hold_a_bounded_number_of_descriptors(self):
         import os
 
-        from chatproto import chat
+        from chatproto.storage import textlogs as chat
 
         self.patch(chat, "MAX_OPEN_GROUP_LOGS", 3)
         f = ChatFixture(self)
@@ -272,6 +293,7 @@ class GroupLogDescriptorTests(SynchronousTestCase):
         for i in range(10):
             yoda.send(f"/creategroup G{i} Hans")
             hans.send(f"/joingroup G{i}")
+        yoda.output()  # Hans's join notices
         self.assertLessEqual(len(os.listdir("/proc/self/fd")) - before, 3)
         # Every group still logs, in order, with its own numbering.
         for i in (0, 9, 0):
@@ -287,7 +309,7 @@ class GroupLogDescriptorTests(SynchronousTestCase):
         yoda.send("/groupmsg Jedi one")
         hans.send("/leavegroup Jedi")
         self.assertEqual(yoda.send("/leavegroup Jedi"), ["OK You have left the group chat Jedi."])
-        self.assertEqual(f.chat.store.groups(), [])
+        self.assertEqual(f.chat.groups(), [])
         yoda.send("/creategroup Jedi Hans")
         yoda.send("/groupmsg Jedi two")
         self.assertEqual([line.split("; ")[0] for line in f.read("Jedi_messageLog.txt").splitlines()], ["1", "2"])
@@ -338,7 +360,7 @@ class DiskFullTests(SynchronousTestCase):
     def fail_writes(self, times=1):
         import errno
 
-        from chatproto import journal
+        from chatproto.storage import textlogs as journal
 
         real = journal._write_all
         calls = {"left": times}
@@ -372,7 +394,7 @@ class DiskFullTests(SynchronousTestCase):
         self.assertEqual(leia.send("LOGIN leia alderaan 6002"),
                          ["ERR Server error: the login could not be recorded. Please try again later"])
         self.flushLoggedErrors(OSError)
-        self.assertIsNone(self.f.chat.store.active_user("leia"))
+        self.assertIsNone(self.f.chat.active_user("leia"))
         self.assertEqual(leia.send("LOGIN leia alderaan 6002"), ["OK Welcome to chatproto!"])
         self.assertEqual([line.split("; ")[2] for line in self.f.read("userlog.txt").splitlines()],
                          ["Yoda", "Hans", "leia"])
@@ -395,7 +417,7 @@ class LateAnswerTests(SynchronousTestCase):
             self.pending.append((d, function, args))
             return d
 
-        self.f.chat.passwords._run = run
+        self.f.chat.passwords.run = run
 
     def finish_checks(self):
         while self.pending:
@@ -408,7 +430,7 @@ class LateAnswerTests(SynchronousTestCase):
         c.protocol.dataReceived(b"LOGIN Yoda hashed 6000\n")
         c.protocol.connectionLost(None)
         self.finish_checks()
-        self.assertIsNone(self.f.chat.store.active_user("Yoda"))
+        self.assertIsNone(self.f.chat.active_user("Yoda"))
         self.assertNotIn("Yoda", self.f.read("userlog.txt"))
         self.assertEqual(self.f.connect().send("LOGIN Yoda hashed 6001"), [])  # checked "in a thread" again
         self.finish_checks()
@@ -431,14 +453,14 @@ class FailureIsolationTests(SynchronousTestCase):
     def test_write_failure_outside_the_batch_turns_earlier_acks_into_errors(self):
         import errno
 
-        from chatproto import journal
+        from chatproto.storage import textlogs as journal
 
         def fail(fd, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
         self.patch(journal, "_write_all", fail)
         out = self.yoda.send_raw(b"/msgto Hans one\n/deletemsg 1\n")
-        self.assertEqual(out, ["ERR Server error: the message could not be saved", "ERR Server error"])
+        self.assertEqual(out, ["ERR Server error: the message could not be saved"] * 2)
         self.assertEqual(self.f.read("messagelog.txt"), "")
         self.flushLoggedErrors(OSError)
 
@@ -454,20 +476,20 @@ class FailureIsolationTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_descriptors_trimmed_after_a_busy_turn(self):
-        from chatproto import chat
+        from chatproto.storage import textlogs as chat
 
         self.patch(chat, "MAX_OPEN_GROUP_LOGS", 3)
         for i in range(10):
             self.yoda.send(f"/creategroup G{i} Hans")
         self.yoda.send_raw(b"".join(f"/groupmsg G{i} hi\n".encode() for i in range(10)))
-        self.assertLessEqual(len(self.f.chat._open_group_logs), 3)
+        self.assertLessEqual(len(open_group_logs(self.f.dir)), 3)
 
 
 class UserlogRetryTests(SynchronousTestCase):
     def test_failed_userlog_rewrite_is_retried_by_itself(self):
         import errno
 
-        from chatproto import journal
+        from chatproto.storage import textlogs as journal
 
         f = ChatFixture(self)
         f.login("Yoda", "wise@!man")

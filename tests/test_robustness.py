@@ -24,7 +24,8 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from chatproto import errors
-from chatproto.protocol import TOO_MANY_COMMANDS, ChatServerFactory, CommandRate
+from chatproto.frontends.limits import TOO_MANY_COMMANDS, CommandRate
+from chatproto.frontends.line.protocol import ChatServerFactory
 
 from .harness import ServerProcess
 from .support import ChatFixture
@@ -93,7 +94,7 @@ class CommandRateTests(SynchronousTestCase):
         self.assertEqual(connection.send_raw(b"\xff\n"), ["ERR Invalid UTF-8"])
         self.assertEqual(connection.send_raw(b"x" * 70000 + b"\n"), ["ERR Line too long"])
         self.assertEqual(connection.send("LOGIN Yoda wise@!man 6000"), [f"ERR {TOO_MANY_COMMANDS}"])
-        self.assertIsNone(fixture.chat.store.active_user("Yoda"))
+        self.assertIsNone(fixture.chat.active_user("Yoda"))
         fixture.clock.advance(1)
         self.assertEqual(connection.send("LOGIN Yoda wise@!man 6000"), ["OK Welcome to chatproto!"])
 
@@ -139,7 +140,7 @@ class ConnectionCapTests(SynchronousTestCase):
         a1[0].connectionLost(None)  # twice: still counted once
         _, transport = self.connect(factory, "10.0.0.1", 4)
         self.assertEqual(transport.value(), b"")
-        self.assertEqual(factory._per_host, {"10.0.0.1": 1, "10.0.0.2": 1, "10.0.0.3": 1})
+        self.assertEqual(factory.caps._per_host, {"10.0.0.1": 1, "10.0.0.2": 1, "10.0.0.3": 1})
 
     def test_no_cap_by_default(self):
         fixture = ChatFixture(self)
@@ -446,6 +447,7 @@ class CrashTests(EndToEndMixin, SynchronousTestCase):
         self.assertRegex(yoda.final(), "^OK Group chat room has been created")
         hans.send("/joingroup Jedi")
         self.assertEqual(hans.final(), "OK Joined the group chat: Jedi successfully.")
+        self.assertEqual(yoda.read_line(), "NOTICE Hans has joined the group chat Jedi.")
         Drain(hans)
 
         lines = []

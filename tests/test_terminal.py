@@ -659,7 +659,7 @@ class WithChatClientTests(TerminalTestCase):
         self.chat.file_exists = lambda path: True
         self.login()
         self.type(b"/p2pvideo Hans clip.mp4\r")
-        self.chat.server_line("PEER", "Hans 127.0.0.1 7000")
+        self.chat.server_line("PEER", "Hans 127.0.0.1 7000 " + "ab" * 8 + " " + "cd" * 32)
         self.chat.server_line("OK", "")
         self.chat.transfer_progress(1, "send", "clip.mp4", 512, 1024, 2048)
         self.chat.transfer_progress(2, "receive", "talk.mp4", 1 << 20, 4 << 20, 1 << 20)

@@ -25,6 +25,7 @@ from twisted.internet import defer, protocol
 from twisted.protocols.basic import LineReceiver
 
 from .. import errors
+from . import files
 from .commands import COMMAND_LIST, COMMAND_PROMPT, COMMANDS, TERMINAL_COMMANDS
 from .conversations import Conversations
 from .conversing import HISTORY_ON_OPEN, INVALID_COMMAND, NO_CONVERSATION, ConversationCommands
@@ -34,6 +35,7 @@ __all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "HISTORY_ON_OPEN", "
            "NO_CONVERSATION", "ChatClient", "ServerConnection", "main"]
 
 USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--no-reconnect] [--version]"
+         " [--accept-files all|ask|none]"
          " [SERVER_IP [SERVER_PORT [UDP_PORT]]]")
 DEFAULT_SERVER = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -147,6 +149,9 @@ class ChatClient(ConversationCommands):
         self._groups: dict[str, tuple[str, str]] = {}
         self.renderer = Renderer(colours)
         self.conversations = Conversations(self.renderer)
+        # p2p transfers: PEER and OFFER lines, /accept, /reject, --accept-files (files.py)
+        self.files = files.FileTransfers(lambda text: self._show_everywhere(text, notice=False),
+                                         lambda: self.transfers, self)
         console.attach(self)
 
     # Talking to the server
@@ -175,14 +180,15 @@ class ChatClient(ConversationCommands):
             self._message(text)
         elif tag == "NOTICE":
             if text == SHUTDOWN_NOTICE:
-                self._told_shutdown = True
-                self._connection_notice(text)
+                if not self._told_shutdown:  # once, even if the server says it twice
+                    self._told_shutdown = True
+                    self._connection_notice(text)
             else:
                 self._notice(text)
         elif tag == "PEER":
-            fields = text.split()
-            if len(fields) == 3 and fields[2].isascii() and fields[2].isdigit():
-                self._peer = (fields[0], fields[1], int(fields[2]))
+            self._peer = self.files.peer_line(text)
+        elif tag == "OFFER":
+            self.files.offer_line(text)
         elif tag in ("OK", "ERR"):
             request = self._requests.popleft() if self._requests else None
             if request is not None:
@@ -454,6 +460,10 @@ class ChatClient(ConversationCommands):
             self._ask_command()
             return
         words = line.split()
+        if words[0] in files.COMMANDS:  # answered here, not by the server
+            self.files.command(words)
+            self._ask_command()
+            return
         if self.rich:
             if self._offline or self.server is None:
                 if words[0] in ("/quit", "/logout"):
@@ -555,12 +565,13 @@ class ChatClient(ConversationCommands):
     # P2P video
 
     def _start_transfer(self, peer, filename: str) -> None:
-        name, ip, port = peer
+        name, ip, port, transfer_id, secret = peer
         basename = os.path.basename(filename)
         if self.transfers is None:
             self._reply("P2P transfer is not available in this client.")
             return
-        d = self.transfers.send_file(filename, self.username, (ip, port), peer_name=name)
+        d = self.transfers.send_file(filename, self.username, (ip, port), peer_name=name,
+                                     transfer_id=transfer_id, secret=secret)
 
         def uploaded(_):
             self.console.progress(f"send:{basename}", None)
@@ -711,6 +722,7 @@ def _print_help() -> None:
     print("  --no-reconnect: exit when the server goes away (the default when stdin is not a terminal;"
           " --reconnect retries there too)")
     print("  --version: print the version and exit")
+    print(files.OPTION_HELP)
     print(f"  Settings (server, port, udp_port, username, colours, reconnect): {config_path()}")
 
 
@@ -730,6 +742,7 @@ def main(argv=None) -> None:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(2)
     try:
+        argv, accept_files = files.take_option(argv)
         args = parse_arguments(argv, config)
     except ValueError as e:
         print(f"{USAGE} ({e})", file=sys.stderr)
@@ -764,6 +777,7 @@ def main(argv=None) -> None:
     colours = config.get("colours", True) and not os.environ.get("NO_COLOR")
     client = ChatClient(console, 0, on_exit, clock=reactor, reconnector=reconnector,
                         username=config.get("username"), colours=colours)
+    client.files.policy = accept_files
     try:
         client.transfers, udp_port = start_transfers(reactor, args.udp_port, client, args.p2p_timeout)
     except CannotListenError as e:
@@ -802,7 +816,7 @@ def start_transfers(reactor, udp_port: int, client, idle_timeout: float = 10.0):
 
         port = reactor.listenUDP(udp_port, DatagramProtocol())
         return None, port.getHost().port
-    endpoint = TransferEndpoint(os.getcwd(), client, clock=reactor, idle_timeout=idle_timeout)
+    endpoint = TransferEndpoint(os.getcwd(), client.files, clock=reactor, idle_timeout=idle_timeout)
     port = reactor.listenUDP(udp_port, endpoint)
     return endpoint, port.getHost().port
 

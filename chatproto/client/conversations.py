@@ -25,7 +25,13 @@ class Window:
         self.last_day: str | None = None
         self.last_message: Message | None = None
         self.members: list[tuple[str, str, str]] = []
+        self.loaded = False  # its history shown (by /chat)
         self.recent: deque[Message] = deque(maxlen=64)  # to tell missed messages from known ones
+
+    def reset(self) -> None:
+        """Forget the lines (the history is about to be shown instead)."""
+        self.lines = []
+        self.last_day = None
 
     @property
     def label(self) -> str:

@@ -88,8 +88,11 @@ class ConversationCommands:
             self._ask_command()
             return
         window = self.conversations.find(name, kind)
-        if window is not None:
+        if window is not None and window.loaded:
             self._switch(window)
+            return
+        if window is not None:  # opened by a message that came: now with its history
+            self._open(window.name, window.kind, guessing=False, count=len(window.lines))
             return
         self._open(name, kind or "user", guessing=kind is None)
 
@@ -101,8 +104,12 @@ class ConversationCommands:
         del window.lines[:]
         self._switch(window)
 
-    def _open(self, name: str, kind: str, guessing: bool) -> None:
-        """Open a conversation with its last messages; try a group when no user has the name."""
+    def _open(self, name: str, kind: str, guessing: bool, count: int = 0) -> None:
+        """
+        Open a conversation with its last messages (at least C{count} more than
+        the default: those its window holds already); try a group when no user
+        has the name.
+        """
         self._state = "waiting"
         found = []
         command = "/history" if kind == "user" else "/grouphistory"
@@ -134,7 +141,11 @@ class ConversationCommands:
                 if found and found[0].group:
                     exact = found[0].group
             window = self.conversations.open(exact, kind)
+            window.loaded = True
             self.conversations.switch(window)
+            if found and window.lines:
+                # The history holds what the window showed (and what came before).
+                window.reset()
             for msg in found:
                 self.conversations.add_history(window, msg)
             if text and (ok or text != INVALID_COMMAND):
@@ -150,7 +161,7 @@ class ConversationCommands:
             else:
                 self._ask_command()
 
-        self._request(f"{command} {name} {HISTORY_ON_OPEN}", done, data)
+        self._request(f"{command} {name} {min(500, HISTORY_ON_OPEN + count)}", done, data)
 
     def _members(self, window, then) -> None:
         members = []

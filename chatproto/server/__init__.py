@@ -7,31 +7,27 @@ import sys
 
 from twisted.python import usage
 
-from .app import (
+from .app import DatabaseError, DataDirectoryInUse, build_service
+from .options import (
+    COMMON_OPTIONS,
     LIMIT_OPTIONS,
     AttemptsError,
-    DataDirectoryInUse,
-    build_service,
     parse_attempts,
+    parse_database,
     parse_limits,
     parse_port,
     parse_size,
-    ready_line,
 )
-from ..protocol import DEFAULT_MAX_OUTPUT
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
-         "[--data-dir DIR] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
+         "[--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
          "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
 
 
 class ServerOptions(usage.Options):
     optParameters = [
         ["interface", None, "", "listen on this address only (default: all interfaces)"],
-        ["credentials", None, "credentials.txt", "the accounts file"],
-        ["data-dir", None, ".", "where userlog.txt and the message logs are written"],
-        ["max-output", None, str(DEFAULT_MAX_OUTPUT),
-         "bytes of unsent output a client may have before it is disconnected"],
+        *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
@@ -43,6 +39,7 @@ class ServerOptions(usage.Options):
     def postOptions(self):
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
+        self["database"] = parse_database(self["database"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
@@ -80,22 +77,29 @@ def options_first(argv: list[str]) -> list[str]:
     return options + positional
 
 
-def server_log_observer(observer):
+def server_log_observers(out, err):
     """
-    The server's own events, and warnings and errors from anything; not
-    Twisted's informational chatter ("Main loop terminated.", port opened),
-    so that a failure to start is one line.
+    The operator's log: the server's own informational events (start,
+    logins, lockouts, dropped readers, shutdown) on C{out}, warnings and
+    errors from anything on C{err}; not Twisted's informational chatter
+    ("Main loop terminated.", port opened), so that a failure to start is
+    one line on C{err}.
     """
     from twisted.logger import FilteringLogObserver, LogLevel, PredicateResult
 
-    def predicate(event):
+    def problems(event):
         if event.get("log_level", LogLevel.info) >= LogLevel.warn:
             return PredicateResult.yes
+        return PredicateResult.no
+
+    def operator_events(event):
+        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+            return PredicateResult.no
         if str(event.get("log_namespace", "")).startswith("chatproto"):
             return PredicateResult.yes
         return PredicateResult.no
 
-    return FilteringLogObserver(observer, [predicate])
+    return [FilteringLogObserver(out, [operator_events]), FilteringLogObserver(err, [problems])]
 
 
 def main(argv=None) -> None:
@@ -113,17 +117,19 @@ def main(argv=None) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    globalLogBeginner.beginLoggingTo([server_log_observer(textFileLogObserver(sys.stderr))],
-                                     redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        server_log_observers(textFileLogObserver(sys.stdout), textFileLogObserver(sys.stderr)),
+        redirectStandardIO=False)
     status = {"code": 0}
 
-    def listening(address):
-        print(ready_line(address), flush=True)
+    def listening(front_end, address):
+        print(front_end.ready_line(address), flush=True)
 
-    def listen_failed(failure):
+    def listen_failed(front_end, failure):
         reason = getattr(failure.value, "socketError", None)
         reason = getattr(reason, "strerror", None) or failure.getErrorMessage()
-        print(f"Error: cannot listen on port {options['port']}: {reason}",
+        port = failure.value.port if hasattr(failure.value, "port") else options["port"]
+        print(f"Error: cannot listen on port {port} ({front_end.name}): {reason}",
               file=sys.stderr, flush=True)
         status["code"] = 1
         reactor.stop()
@@ -133,10 +139,11 @@ def main(argv=None) -> None:
         options["credentials"], options["data-dir"], options["attempts"],
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
+        database=options["database"],
     )
     try:
         chat_service.load()
-    except DataDirectoryInUse as e:
+    except (DataDirectoryInUse, DatabaseError) as e:
         print(f"Error: {e}", file=sys.stderr)
         sys.exit(1)
     except OSError as e:

@@ -1,164 +1,133 @@
 """
 The server as Twisted services: shared by C{python -m chatproto.server} and
 the C{twistd chat} plugin.
+
+A L{ChatService} owns the realm and its storage; each front end is one
+L{FrontEnd} (a name, an endpoint, a factory over the realm, a ready line)
+that a L{ListeningService} puts on the air.
 """
 
 import os
+from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ..accounts import CredentialsFile
-from ..chat import MESSAGELOG, USERLOG, Chat
-from ..protocol import DEFAULT_MAX_OUTPUT, ChatServerFactory
+from ..core.realm import ChatRealm
+from ..frontends.line.protocol import ChatServerFactory
+from ..frontends.line.texts import SHUTDOWN_NOTICE
+from ..frontends.output import DEFAULT_MAX_OUTPUT
+from ..storage.credentials import CredentialsFile
+from ..storage.ledger import Ledger
+from ..storage.memory import MemoryDatabase
+from ..storage.model import DatabaseError
+from ..storage.sqlite import SQLiteDatabase
+from .datadir import DataDirectoryInUse, is_server_file, lock_data_directory, remove_stale_temporaries
+from .options import (
+    COMMON_OPTIONS,
+    DEFAULT_DATABASE,
+    LIMIT_OPTIONS,
+    database_path,
+    parse_attempts,
+    parse_database,
+    parse_limits,
+    parse_port,
+    parse_size,
+)
 
 log = Logger()
 
-SHUTDOWN_NOTICE = "Server shutting down"
 SHUTDOWN_GRACE_SECONDS = 2.0
 
-
-def attempts_error(value) -> str:
-    return (
-        f"Invalid number of allowed failed consecutive attempts: {value}. "
-        "The valid value of argument number is an integer between 1 and 5"
-    )
+__all__ = ["ChatService", "DataDirectoryInUse", "DatabaseError", "FrontEnd", "Options", "build_service",
+           "makeService"]
 
 
-def parse_attempts(value: str) -> int:
-    """ATTEMPTS: an integer from 1 to 5 (SPEC.md), or L{usage.UsageError}."""
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 5:
-        raise AttemptsError(attempts_error(value))
-    return int(value)
+@dataclass
+class FrontEnd:
+    """
+    One listener of the server.
+
+    @param name: for logs (C{line}, C{irc}, C{web}).
+    @param listen: a server endpoint description (C{tcp:9000}, C{ssl:...}).
+    @param make_factory: called with the L{ChatService} once it is loaded;
+        returns the protocol factory (with C{connections} and optionally
+        C{output.flush()}).
+    @param ready_line: the line printed once listening, from the bound address.
+    """
+
+    name: str
+    listen: str
+    make_factory: object
+    ready_line: object
 
 
-class AttemptsError(usage.UsageError):
-    """The exact one-line complaint about ATTEMPTS."""
+def line_ready_line(address) -> str:
+    return f"Server listening on {address.host}:{address.port}"
 
 
-def parse_port(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= 65535:
-        raise usage.UsageError(f"invalid port: {value!r} (an integer from 0 to 65535)")
-    return int(value)
+ready_line = line_ready_line
 
 
-def parse_size(value: str) -> int:
-    if not (value.isascii() and value.isdigit()) or int(value) < 1024:
-        raise usage.UsageError(f"invalid size: {value!r} (a number of bytes, at least 1024)")
-    return int(value)
-
-
-# Flood limits, shared by the twistd plugin and C{python -m chatproto.server}.
-LIMIT_OPTIONS = [
-    ["rate-limit", None, "0", "commands a second allowed per connection on average (0: no limit)"],
-    ["rate-burst", None, "0", "commands a connection may send at once (default: twice the rate)"],
-    ["max-connections", None, "0", "connections allowed at once (0: no cap)"],
-    ["max-connections-per-ip", None, "0", "connections allowed at once from one address (0: no cap)"],
-]
-
-
-def _count(name: str, value: str) -> int:
-    if not (value.isascii() and value.isdigit()):
-        raise usage.UsageError(f"invalid --{name}: {value!r} (an integer, 0 or more)")
-    return int(value)
-
-
-def parse_limits(options) -> dict:
-    """The flood limits of C{options} as L{ChatServerFactory} keyword arguments."""
-    try:
-        rate = float(options["rate-limit"])
-    except ValueError:
-        rate = -1.0
-    if not 0 <= rate < float("inf"):
-        raise usage.UsageError(
-            f"invalid --rate-limit: {options['rate-limit']!r} (commands a second, 0 or more)")
-    return {
-        "rate_limit": rate,
-        "rate_burst": _count("rate-burst", options["rate-burst"]),
-        "max_connections": _count("max-connections", options["max-connections"]),
-        "max_connections_per_ip": _count("max-connections-per-ip", options["max-connections-per-ip"]),
-    }
-
-
-LOCK_FILE = ".chatproto.lock"
-
-
-def is_server_file(name: str) -> bool:
-    return name in (USERLOG, MESSAGELOG) or name.endswith("_messageLog.txt")
-
-
-def remove_stale_temporaries(directory: str, owned) -> None:
-    """Remove C{.NAME.XXXXXXXX.tmp} files (L{write_file_atomically}'s) of the files C{owned(NAME)}."""
-    try:
-        names = os.listdir(directory)
-    except OSError:
-        return
-    for name in names:
-        if not (name.startswith(".") and name.endswith(".tmp")):
-            continue
-        target = name[1:-len(".tmp")].rsplit(".", 1)[0]
-        if owned(target):
-            try:
-                os.unlink(os.path.join(directory, name))
-                log.info("Removed {name}, left by an interrupted rewrite", name=name)
-            except OSError:
-                pass
-
-
-class DataDirectoryInUse(OSError):
-    """Another server holds the data directory: two would tear each other's files."""
-
-
-def lock_data_directory(data_dir: str) -> int:
-    """Hold an exclusive lock on the data directory for as long as the returned descriptor is open."""
-    import fcntl
-
-    path = os.path.join(data_dir, LOCK_FILE)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise DataDirectoryInUse(
-            f"the data directory {os.path.abspath(data_dir)} is in use by another chatproto server"
-        ) from None
-    return fd
+def open_database(url: str, data_dir: str, reactor, durable: bool):
+    if url == "memory:":
+        return MemoryDatabase().open()
+    path = database_path(url, data_dir)
+    return SQLiteDatabase(path, reactor=reactor, durable=durable).open()
 
 
 class ChatService(service.Service):
-    """Owns the L{Chat} realm: loads accounts at start, flushes and closes at stop."""
+    """Owns the realm and its storage: loads them at start, tells everyone and closes at stop."""
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
-                 durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None):
+                 durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
+                 database: str = DEFAULT_DATABASE):
         self.limits = limits or {}
         self.credentials_path = credentials_path
         self.data_dir = data_dir
         self.attempts = attempts
         self.durable = durable
         self.max_output = max_output
+        self.database_url = database
         if clock is None:
             from twisted.internet import reactor as clock
         self.clock = clock
         self.chat = None
-        self.factory = None
+        self.storage = None
+        self.factories: list = []
         self._lock = None
 
-    def load(self) -> ChatServerFactory:
+    def load(self) -> None:
         """
-        Lock the data directory, read the accounts and open the logs; raise
-        L{DataDirectoryInUse} or OSError when they cannot be.
+        Lock the data directory, read the accounts, open the database and the
+        logs; raise L{DataDirectoryInUse}, L{DatabaseError} or OSError when
+        they cannot be. Nothing is touched before the lock is held.
         """
         self._lock = lock_data_directory(self.data_dir)
-        # Temporary files of rewrites cut short by a crash: nobody else writes here now.
-        remove_stale_temporaries(self.data_dir, is_server_file)
-        credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
-        remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
-        accounts = CredentialsFile(self.credentials_path).load()
-        self.chat = Chat(accounts, self.data_dir, self.clock, self.attempts, durable=self.durable)
-        self.factory = ChatServerFactory(self.chat, self.max_output, **self.limits)
-        return self.factory
+        try:
+            # Temporary files of rewrites cut short by a crash: nobody else writes here now.
+            remove_stale_temporaries(self.data_dir, is_server_file)
+            credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
+            remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
+            accounts = CredentialsFile(self.credentials_path).load()
+            reactor = self.clock if hasattr(self.clock, "callFromThread") else None
+            database = open_database(self.database_url, self.data_dir, reactor, self.durable)
+            self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
+            self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+            self.chat.start()
+        except BaseException:
+            os.close(self._lock)
+            self._lock = None
+            raise
+        log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
+                 database=self.database_url)
+
+    def line_factory(self) -> ChatServerFactory:
+        factory = ChatServerFactory(self.chat, self.max_output, **self.limits)
+        self.factories.append(factory)
+        return factory
 
     def startService(self):
         if self.chat is None:
@@ -168,19 +137,22 @@ class ChatService(service.Service):
     def stopService(self):
         """Tell every client, let their output drain (briefly), then close the files."""
         super().stopService()
-        connections = list(self.factory.connections) if self.factory else []
+        log.info("Shutting down")
+        connections = [c for factory in self.factories for c in list(factory.connections)]
         waiting = []
         for protocol in connections:
-            protocol.notice(SHUTDOWN_NOTICE)
-            if protocol.user is not None:
-                user, protocol.user = protocol.user, None
-                self.chat.logout(user)
             lost = defer.Deferred()
             protocol.connectionLost = _chain(protocol.connectionLost, lost)
-            protocol.close_when_sent()
             waiting.append(lost)
-        if self.factory is not None:
-            self.factory.output.flush()  # the logs, then every connection's notice
+        if self.chat is not None:
+            self.chat.shutdown(SHUTDOWN_NOTICE)
+        for protocol in connections:
+            if getattr(protocol, "user", None) is None and hasattr(protocol, "disconnect"):
+                protocol.disconnect(SHUTDOWN_NOTICE)  # not logged in: told all the same
+        if self.storage is not None:
+            self.storage.flush()
+        for factory in self.factories:
+            factory.output.flush()  # every connection's notice
         d = defer.DeferredList(waiting)
         timeout = self.clock.callLater(SHUTDOWN_GRACE_SECONDS, d.cancel) if waiting else None
 
@@ -190,11 +162,15 @@ class ChatService(service.Service):
             for protocol in connections:
                 if protocol.connected:
                     protocol.transport.abortConnection()
-            if self.chat is not None:
-                self.chat.close()
-            if self._lock is not None:
-                os.close(self._lock)
-                self._lock = None
+            closed = self.chat.close() if self.chat is not None else defer.succeed(None)
+
+            def unlock(result):
+                if self._lock is not None:
+                    os.close(self._lock)
+                    self._lock = None
+                return result
+
+            return closed.addBoth(unlock)
 
         return d.addBoth(close)
 
@@ -230,8 +206,7 @@ class ListeningService(service.Service):
 
     def _listening(self, port):
         self.port = port
-        address = port.getHost()
-        self.on_listening(address)
+        self.on_listening(port.getHost())
 
     def stopService(self):
         super().stopService()
@@ -240,21 +215,29 @@ class ListeningService(service.Service):
             return defer.maybeDeferred(port.stopListening)
 
 
-def ready_line(address) -> str:
-    return f"Server listening on {address.host}:{address.port}"
-
-
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None):
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=()):
+    """
+    The whole server: the chat service, the line protocol on C{listen}, and
+    each extra L{FrontEnd}. C{on_listening(front_end, address)} is called as
+    each listener is up; C{on_error(front_end, failure)} when one cannot be.
+    """
     if reactor is None:
         from twisted.internet import reactor
     top = service.MultiService()
-    chat_service = ChatService(credentials, data_dir, attempts, clock=reactor,
-                               durable=durable, max_output=max_output, limits=limits)
+    chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
+                               max_output=max_output, limits=limits, database=database)
     chat_service.setServiceParent(top)
-    endpoint = endpoints.serverFromString(reactor, listen)
-    ListeningService(endpoint, lambda: chat_service.factory, on_listening, on_error).setServiceParent(top)
+    line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
+    for front_end in [line, *front_ends]:
+        endpoint = endpoints.serverFromString(reactor, front_end.listen)
+        ListeningService(
+            endpoint,
+            lambda fe=front_end: fe.make_factory(chat_service),
+            lambda address, fe=front_end: on_listening(fe, address),
+            lambda failure, fe=front_end: on_error(fe, failure),
+        ).setServiceParent(top)
     return top, chat_service
 
 
@@ -266,10 +249,7 @@ class Options(usage.Options):
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
-        ["credentials", "c", "credentials.txt", "the accounts file"],
-        ["data-dir", "d", ".", "where userlog.txt and the message logs are written"],
-        ["max-output", None, str(DEFAULT_MAX_OUTPUT),
-         "bytes of unsent output a client may have before it is disconnected"],
+        *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
@@ -283,6 +263,7 @@ class Options(usage.Options):
             self["listen"] = f"tcp:{port}"
         self["attempts"] = parse_attempts(self["attempts"])
         self["max-output"] = parse_size(self["max-output"])
+        self["database"] = parse_database(self["database"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
         if not os.access(self["credentials"], os.R_OK):
@@ -292,11 +273,11 @@ class Options(usage.Options):
 def makeService(options):
     """The twistd entry point."""
 
-    def listening(address):
-        log.info("{line}", line=ready_line(address))
+    def listening(front_end, address):
+        log.info("{line}", line=front_end.ready_line(address))
 
-    def failed(failure):
-        log.failure("Cannot listen on {listen}", failure, listen=options["listen"])
+    def failed(front_end, failure):
+        log.failure("Cannot listen on {listen}", failure, listen=front_end.listen)
         from twisted.internet import reactor
 
         reactor.stop()
@@ -304,10 +285,12 @@ def makeService(options):
     top, chat_service = build_service(
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
-        limits=options["limits"],
+        limits=options["limits"], database=options["database"],
     )
     try:
         chat_service.load()
+    except DatabaseError as e:
+        raise SystemExit(f"Error: {e}") from None
     except OSError as e:
         raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
     return top

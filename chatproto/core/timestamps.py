@@ -35,3 +35,15 @@ class Timestamper:
             self._second = second
             self._text = format_timestamp(second)
         return self._text
+
+
+def parse_timestamp(text: str) -> float:
+    """Seconds since the epoch of a timestamp in SPEC.md's form (local time); 0.0 if malformed."""
+    try:
+        day, month, year, clock = text.split(" ")
+        hour, minute, second = clock.split(":")
+        fields = (int(year), MONTHS.index(month) + 1, int(day), int(hour), int(minute), int(second),
+                  0, 0, -1)
+        return time.mktime(fields)
+    except (ValueError, OverflowError):
+        return 0.0

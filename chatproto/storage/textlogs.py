@@ -3,7 +3,7 @@ The server's files: append-only record logs and the active-user log.
 
 Records of one reactor turn are written together, then (with C{fsync})
 flushed to stable storage once for the whole batch (group commit); only then
-are the acknowledgements that depend on them released (L{Journal.when_durable}).
+are the acknowledgements that depend on them released (L{chatproto.storage.ledger}).
 Every record reaches the operating system in a single C{write} on a file
 opened with C{O_APPEND}, so a crash of the process never tears one, and a
 concurrent appender never interleaves with one.
@@ -11,6 +11,7 @@ concurrent appender never interleaves with one.
 
 import os
 import tempfile
+from collections import OrderedDict
 
 from twisted.logger import Logger
 
@@ -109,6 +110,7 @@ class RecordLog:
         return self._fd
 
     def append(self, timestamp: str, author: str, message: str) -> int:
+        """Queue one record for this turn's batch; return its SEQ."""
         seq = self.last_seq + 1
         self.last_seq = seq
         record = f"{seq}{SEPARATOR}{timestamp}{SEPARATOR}{author}{SEPARATOR}{single_line(message)}\n"
@@ -116,6 +118,12 @@ class RecordLog:
             self._journal.mark(self)
         self._pending.append(record.encode("utf-8", "surrogateescape"))
         return seq
+
+    def append_record(self, seq: int, timestamp: str, author: str, message: str) -> None:
+        """Queue a record whose SEQ was given elsewhere (the database, at start-up)."""
+        if seq != self.last_seq + 1:
+            raise ValueError(f"{self.path}: record {seq} after {self.last_seq}")
+        self.append(timestamp, author, message)
 
     def write_pending(self) -> None:
         pending, self._pending = self._pending, []
@@ -315,55 +323,20 @@ class ActiveUserLog:
         os.close(self._fd)
 
 
-class EndOfTurn:
-    """
-    Calls C{function} once, at the end of the current reactor turn, however
-    often it is asked to during the turn (C{callLater(0)} on the clock).
-    """
-
-    __slots__ = ("_call", "_clock", "_function")
-
-    def __init__(self, clock, function):
-        self._clock = clock
-        self._function = function
-        self._call = None
-
-    @property
-    def pending(self) -> bool:
-        return self._call is not None
-
-    def schedule(self) -> None:
-        if self._call is None:
-            self._call = self._clock.callLater(0, self._function)
-
-    def cancel(self) -> None:
-        """The work is being done now: no later call for it."""
-        if self._call is not None:
-            if self._call.active():
-                self._call.cancel()
-            self._call = None
-
-
 class Journal:
     """
-    Writes the pending records of every log once per reactor turn, then runs
-    the callbacks waiting for them to be durable.
+    The text logs with records waiting to be written in this turn's batch.
 
     @param durable: flush to stable storage (C{fsync}) before acknowledging.
+    @param schedule: called whenever something is waiting (the ledger's end of turn).
     """
 
-    def __init__(self, clock, durable: bool = False):
+    def __init__(self, clock, durable: bool, schedule):
         self.clock = clock
         self.durable = durable
+        self._schedule = schedule
         self._dirty: list = []
-        self._waiting: list = []
-        self._turn = EndOfTurn(clock, self.flush)
-        self.after_flush: list = []  # called at the end of every flush (the output batch)
         self._failed: set = set()
-
-    @property
-    def pending(self) -> bool:
-        return self._turn.pending
 
     def mark(self, log_file) -> None:
         """C{log_file} has records to write in this turn's batch."""
@@ -373,29 +346,16 @@ class Journal:
     def note_failure(self, log_file) -> None:
         """
         Records of C{log_file} waiting for this batch were lost by a write
-        made outside L{flush} (a rewrite or a close): their acknowledgements
-        become errors at the next flush.
+        made outside L{write} (a rewrite or a close): their acknowledgements
+        become errors at the next batch.
         """
         self._failed.add(log_file)
         self._schedule()
 
-    def when_durable(self, callback) -> None:
-        """
-        Call C{callback(failed)} once everything written so far is on disk:
-        C{failed} is the set of logs whose records of this batch could not
-        be written (a full disk), so that their acknowledgements become errors.
-        """
-        self._waiting.append(callback)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        self._turn.schedule()
-
-    def flush(self) -> None:
-        self._turn.cancel()
+    def write(self) -> set:
+        """Write (and with C{durable}, flush) every waiting record; return the logs that failed."""
         dirty, self._dirty = self._dirty, []
-        waiting, self._waiting = self._waiting, []
-        failed = set()
+        failed, self._failed = self._failed, set()
         for log_file in dirty:
             try:
                 log_file.write_pending()
@@ -406,16 +366,112 @@ class Journal:
                 # part of them is cut off again).
                 log.failure("Cannot write {path}", path=log_file.path)
                 failed.add(log_file)
-        if self._failed:  # records lost by a write outside this flush (see note_failure)
-            failed |= self._failed
-            self._failed = set()
-        for callback in waiting:
-            try:
-                callback(failed)
-            except Exception:  # noqa: BLE001 - one failed acknowledgement must not stop the rest
-                log.failure("while acknowledging a durable write")
-        for callback in self.after_flush:
-            try:
-                callback()
-            except Exception:  # noqa: BLE001
-                log.failure("after a journal flush")
+        return failed
+
+
+def group_log_name(group_name: str) -> str:
+    return f"{group_name}_messageLog.txt"
+
+
+USERLOG = "userlog.txt"
+MESSAGELOG = "messagelog.txt"
+MAX_OPEN_GROUP_LOGS = 64
+
+
+class TextLogs:
+    """
+    SPEC.md's files in one data directory: C{userlog.txt}, C{messagelog.txt}
+    and one C{GROUPNAME_messageLog.txt} per group.
+
+    Only the C{max_open} most recently used group logs keep a file
+    descriptor; the others reopen at their next write.
+    """
+
+    def __init__(self, data_dir: str, clock, durable: bool, schedule, max_open: int | None = None):
+        self.data_dir = data_dir
+        self._max_open = max_open
+        self.journal = Journal(clock, durable, schedule)
+        self.userlog = ActiveUserLog(os.path.join(data_dir, USERLOG), self.journal)
+        self.messagelog = RecordLog(os.path.join(data_dir, MESSAGELOG), self.journal)
+        self._groups: dict[str, RecordLog] = {}  # log name -> its log
+        self._open: OrderedDict[RecordLog, None] = OrderedDict()  # most recent last
+
+    @property
+    def max_open(self) -> int:
+        return MAX_OPEN_GROUP_LOGS if self._max_open is None else self._max_open
+
+    def group_log(self, name: str) -> RecordLog:
+        """The log of the group created as C{name}: opened (created) on first use."""
+        group_log = self._groups.get(name)
+        if group_log is None:
+            # A log left by an earlier group of this name is kept: RecordLog
+            # continues its numbering.
+            group_log = RecordLog(os.path.join(self.data_dir, group_log_name(name)), self.journal)
+            self._groups[name] = group_log
+        self._used(group_log)
+        return group_log
+
+    def _used(self, group_log: RecordLog) -> None:
+        open_logs = self._open
+        if group_log in open_logs:
+            open_logs.move_to_end(group_log)
+            return
+        open_logs[group_log] = None
+        if len(open_logs) > self.max_open:
+            self.trim()
+
+    def trim(self) -> None:
+        """
+        The least recently used logs with nothing waiting give back their
+        descriptors (their groups still exist); none is flushed here.
+        """
+        open_logs = self._open
+        if len(open_logs) <= self.max_open:
+            return
+        # The newest is in use right now (about to be appended to): never it.
+        for candidate in list(open_logs)[:-1]:
+            if candidate.release():
+                del open_logs[candidate]
+                if len(open_logs) <= self.max_open:
+                    return
+
+    def drop_group_log(self, name: str) -> None:
+        """The group is gone: close its log (the file stays)."""
+        group_log = self._groups.pop(name, None)
+        if group_log is None:
+            return
+        self._open.pop(group_log, None)
+        try:
+            group_log.close()
+        except OSError:
+            # Its last records are lost: their acknowledgements become errors.
+            log.failure("closing {path}", path=group_log.path)
+
+    def write(self) -> set:
+        failed = self.journal.write()
+        self.trim()
+        return failed
+
+    def close(self) -> None:
+        self.write()
+        for log_file in [self.userlog, self.messagelog, *self._groups.values()]:
+            log_file.close()
+
+
+def read_records_after(path: str, seq: int):
+    """
+    Yield C{(seq, timestamp, author, message)} of the records of a log
+    after C{seq}, in file order (a start-up job, when the database lags).
+    """
+    try:
+        f = open(path, encoding="utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return
+    with f:
+        for line in f:
+            fields = line.rstrip("\n").split(SEPARATOR, 3)
+            if len(fields) != 4 or not fields[0].isdigit():
+                continue
+            number = int(fields[0])
+            if number > seq:
+                yield number, fields[1], fields[2], fields[3]

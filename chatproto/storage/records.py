@@ -20,7 +20,7 @@ concurrently is lost:
 import mmap
 import os
 
-from .journal import SEPARATOR, write_file_atomically
+from .textlogs import SEPARATOR, write_file_atomically
 
 try:
     import fcntl

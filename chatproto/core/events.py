@@ -1,0 +1,123 @@
+"""
+What the core tells sessions: plain values, rendered by each front end.
+
+Every event has C{time} (seconds since the epoch) and C{timestamp} (the
+server's local time as SPEC.md writes it). One event object is handed to
+every recipient, so a front end can render it once for all of its sessions.
+"""
+
+from dataclasses import dataclass
+
+PRIVATE = "private"
+GROUP = "group"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A private or group message as stored (C{text} is C{[deleted]} once deleted)."""
+
+    kind: str  # PRIVATE or GROUP
+    seq: int
+    timestamp: str
+    time: float
+    sender: str
+    recipient: str | None  # private messages
+    group: str | None  # group messages: the group's name as created
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Invited:
+    group: str
+    by: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    group: str
+    username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    group: str
+    username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDeleted:
+    group: str
+    seq: int
+    by: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class FileOffer:
+    """A presenter is about to send the receiver a file (see docs/TRANSFER.md)."""
+
+    transfer_id: str  # 16 hex digits
+    secret: str  # 64 hex digits
+    presenter: str
+    presenter_ip: str
+    filename: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class FilePeer:
+    """The presenter's answer to a file offer: where to send, and the transfer's id and secret."""
+
+    username: str
+    ip: str
+    udp_port: int
+    transfer_id: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserOnline:
+    username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class UserOffline:
+    username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class ServerNotice:
+    text: str
+    timestamp: str
+    time: float
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """A group as a front end sees it: members in membership order, owner first."""
+
+    name: str
+    owner: str
+    broadcast: bool
+    members: tuple  # of (username, joined)
+
+    def role(self, username: str) -> str | None:
+        """C{owner}, C{joined}, C{invited}, or None for a non-member."""
+        for member, joined in self.members:
+            if member == username:
+                if member == self.owner:
+                    return "owner"
+                return "joined" if joined else "invited"
+        return None

@@ -1,0 +1,102 @@
+"""
+The interfaces between the core and the rest: the sessions front ends hand
+it, the storage it keeps its state in, the accounts it checks passwords against.
+"""
+
+from dataclasses import dataclass, field
+
+from zope.interface import Attribute, Interface
+
+
+@dataclass(slots=True)
+class GroupRecord:
+    """A group as storage keeps it."""
+
+    key: str  # the name folded to lower case
+    name: str  # as created: also the name of its log
+    owner: str
+    broadcast: bool
+    members: list = field(default_factory=list)  # [username, joined] in membership order
+
+
+class ISession(Interface):
+    """A logged-in connection of some front end, as the core sees it."""
+
+    frontend = Attribute("the front end's name: 'line', 'irc', 'web'")
+    ip = Attribute("the client's address")
+    udp_port = Attribute("the UDP port the client receives files on; 0 when it cannot")
+    wants_presence = Attribute("True: also receive UserOnline/UserOffline about everyone")
+
+    def receive(event):
+        """One event of L{chatproto.core.events}; must not raise."""
+
+    def disconnect(notice):
+        """The core ends this session: tell the user C{notice} and close."""
+
+
+class IAccounts(Interface):
+    """Where accounts and their stored secrets (plain text or bcrypt hashes) live."""
+
+    def secret(username):
+        """The stored secret of C{username}, or None when there is no such account."""
+
+    def names():
+        """Every account name."""
+
+    def set_secret(username, secret):
+        """Store C{secret} for C{username} durably; a Deferred. Fails with
+        L{KeyError} when the account has gone."""
+
+
+class IChatStorage(Interface):
+    """
+    The core's state, behind one asynchronous interface. Every change
+    returns a Deferred that fires once it is durable; reads see every change
+    made before them.
+
+    Keys: a group is named by its case-folded name (C{key}); its messages by
+    its log name (the name as created), so that a group created again under
+    the same spelling continues its numbering.
+    """
+
+    def groups():
+        """A Deferred list of L{GroupRecord}s: every group that exists."""
+
+    def append_private(sender, recipient, timestamp, time, text):
+        """Store one private message; a Deferred firing with its SEQ."""
+
+    def append_group(log_name, sender, timestamp, time, text):
+        """Store one group message; a Deferred firing with its SEQ."""
+
+    def delete_message(log_name, seq, author):
+        """Mark a message deleted (log_name None: private); a Deferred firing
+        with False when it was deleted already. Fails with ChatError
+        C{no-such-message} or C{not-author}."""
+
+    def private_history(a, b, limit, before):
+        """A Deferred list of the last C{limit} L{Message}s between a and b
+        (SEQ below C{before} when given), oldest first."""
+
+    def group_history(log_name, limit, before):
+        """The same for a group's log."""
+
+    def save_group(record):
+        """A new group (L{GroupRecord}); its log is created."""
+
+    def set_member(key, username, joined):
+        """Add a member to a group, or change whether it joined."""
+
+    def remove_member(key, username):
+        """Remove a member from a group."""
+
+    def remove_group(key):
+        """Remove a group (its messages stay)."""
+
+    def user_logged_in(username, timestamp, ip, udp_port):
+        """Record that a user is active (userlog.txt)."""
+
+    def user_logged_out(username):
+        """Record that a user is no longer active."""
+
+    def close():
+        """Write what is pending and release everything; a Deferred."""

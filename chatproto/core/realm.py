@@ -1,0 +1,586 @@
+"""
+The realm of users and groups: where chat happens, for every front end.
+
+Front ends log in sessions (L{ISession}) and call the methods below; each
+returns a Deferred that fires once what the call changed is durable (in the
+text logs and the database) and fails with a L{ChatError} whose code the
+front end renders. Deliveries to other users are events handed to their
+sessions once the change they report is durable, so nobody is shown a
+message that was not saved.
+"""
+
+import re
+import secrets as random_secrets
+
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import Interface, implementer
+
+from . import errors
+from .errors import ChatError, LoginFailed
+from .events import (
+    GROUP,
+    PRIVATE,
+    FileOffer,
+    FilePeer,
+    GroupInfo,
+    Invited,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    MessageDeleted,
+    ServerNotice,
+    UserOffline,
+    UserOnline,
+)
+from .interfaces import GroupRecord
+from .lockout import LoginLockout
+from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .timestamps import Timestamper
+
+log = Logger()
+
+GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
+MAX_HISTORY = 500
+# Control characters and line separators would break a record (one line for any reader).
+_LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
+def single_line(text: str) -> str:
+    """Replace control characters and line breaks so that C{text} stays one record."""
+    if text.isprintable():
+        return text
+    return text.translate(_LINE_BREAKS)
+
+
+class IChatUser(Interface):
+    """The avatar of a logged-in user."""
+
+
+class User:
+    """A logged-in user: the avatar a front end acts for."""
+
+    __slots__ = ("name", "session", "since", "since_time", "gone")
+
+    def __init__(self, name: str, session, since: str, since_time: float):
+        self.name = name
+        self.session = session
+        self.since = since
+        self.since_time = since_time
+        self.gone = False
+
+    @property
+    def ip(self) -> str:
+        return self.session.ip
+
+    @property
+    def udp_port(self) -> int:
+        return self.session.udp_port
+
+
+class Group:
+    """A group chat in memory: members (username -> joined) in membership order."""
+
+    __slots__ = ("key", "name", "owner", "broadcast", "members")
+
+    def __init__(self, name: str, owner: str, broadcast: bool, members: dict):
+        self.key = name.lower()
+        self.name = name
+        self.owner = owner
+        self.broadcast = broadcast
+        self.members = members
+
+    def info(self) -> GroupInfo:
+        return GroupInfo(self.name, self.owner, self.broadcast, tuple(self.members.items()))
+
+
+class AlreadyLoggedIn(Exception):
+    pass
+
+
+@implementer(IRealm)
+class ChatRealm:
+    """
+    @param accounts: an L{IAccounts}.
+    @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
+    @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
+    @param attempts: consecutive failed logins before a block.
+    """
+
+    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None):
+        self.accounts = accounts
+        self.storage = storage
+        self.clock = clock
+        self.lockout = LoginLockout(clock, attempts)
+        self.timestamps = Timestamper(clock)
+        self.passwords = passwords if passwords is not None else Passwords(clock)
+        self.checker = PasswordChecker(accounts, self.passwords)
+        self.portal = Portal(self, [self.checker])
+        self._active: dict[str, User] = {}  # login order
+        self._groups: dict[str, Group] = {}  # by folded name
+        self._watchers: set[User] = set()  # sessions that want presence events
+        self.observers: list = []  # callables told of every event (metrics, tests)
+
+    def start(self) -> defer.Deferred:
+        """Load the groups from storage."""
+
+        def loaded(records):
+            for record in records:
+                self._groups[record.key] = Group(record.name, record.owner, record.broadcast,
+                                                 {name: joined for name, joined in record.members})
+
+        return self.storage.groups().addCallback(loaded)
+
+    def _now(self):
+        return self.timestamps.now(), self.clock.seconds()
+
+    def _deliver(self, user: User, event) -> None:
+        try:
+            user.session.receive(event)
+        except Exception:  # noqa: BLE001 - one broken session must not stop the others' deliveries
+            log.failure("delivering to {username}", username=user.name)
+
+    # Login and logout
+
+    def login(self, username: str, password: str, session) -> defer.Deferred:
+        """
+        Fire with the L{User} once the login is recorded, or fail with
+        L{LoginFailed}. Checked in SPEC.md's order: blocked, unknown
+        username, wrong password, already logged in.
+        """
+        if self.lockout.is_blocked(username):
+            log.info("Login refused for {username}: blocked", username=username)
+            return defer.fail(LoginFailed(errors.BLOCKED))
+        d = self.portal.login(UsernamePassword(username, password), session, IChatUser)
+        d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))
+        return d
+
+    def _logged_in(self, result):
+        _interface, user, _logout = result
+        self.lockout.record_success(user.name)
+        log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
+                 frontend=getattr(user.session, "frontend", "?"))
+        return user
+
+    def _login_failed(self, failure, username):
+        if failure.check(UnknownUser):
+            log.info("Failed login: no account {username!r}", username=username)
+            raise LoginFailed(errors.NO_SUCH_ACCOUNT)
+        if failure.check(WrongPassword):
+            if self.lockout.is_blocked(username):
+                # A concurrent check ended in a block while this one ran.
+                raise LoginFailed(errors.BLOCKED)
+            if self.lockout.record_failure(username):
+                log.warn("{username} blocked after {n} failed logins", username=username,
+                         n=self.lockout.attempts)
+                raise LoginFailed(errors.BLOCKED_NOW)
+            log.info("Failed login for {username}: wrong password", username=username)
+            raise LoginFailed(errors.WRONG_PASSWORD)
+        if failure.check(AlreadyLoggedIn):
+            raise LoginFailed(errors.ALREADY_LOGGED_IN)
+        if failure.check(LoginFailed):
+            return failure
+        log.failure("login of {username}", failure, username=username)
+        raise LoginFailed(errors.SERVER_ERROR)
+
+    def requestAvatar(self, avatarId, mind, *interfaces):
+        if IChatUser not in interfaces:
+            raise NotImplementedError(interfaces)
+        username, session = avatarId, mind
+        # The password check may have run asynchronously: a block or another
+        # login may have happened meanwhile.
+        if self.lockout.is_blocked(username):
+            raise LoginFailed(errors.BLOCKED)
+        if username in self._active:
+            raise AlreadyLoggedIn(username)
+        since, since_time = self._now()
+        user = User(username, session, since, since_time)
+        self._active[username] = user  # at once: a concurrent login sees it
+        d = self.storage.user_logged_in(username, since, session.ip, session.udp_port)
+
+        def recorded(_):
+            if getattr(session, "wants_presence", False):
+                self._watchers.add(user)
+            self._tell_watchers(UserOnline(username, since, since_time), user)
+            return IChatUser, user, lambda: self.logout(user)
+
+        def not_recorded(failure):
+            log.warn("Cannot record the login of {username}: {why}", username=username,
+                     why=failure.getErrorMessage())
+            self._forget(user)
+            raise LoginFailed(errors.LOGIN_NOT_RECORDED)
+
+        return d.addCallbacks(recorded, not_recorded)
+
+    def _forget(self, user: User) -> bool:
+        if self._active.get(user.name) is not user:
+            return False
+        del self._active[user.name]
+        self._watchers.discard(user)
+        user.gone = True
+        return True
+
+    def logout(self, user: User) -> defer.Deferred:
+        if not self._forget(user):
+            return defer.succeed(None)
+        log.info("{username} logged out", username=user.name)
+        timestamp, now = self._now()
+        self._tell_watchers(UserOffline(user.name, timestamp, now), user)
+        return self.storage.user_logged_out(user.name)
+
+    def _tell_watchers(self, event, about: User) -> None:
+        for watcher in list(self._watchers):
+            if watcher is not about:
+                self._deliver(watcher, event)
+
+    def active_user(self, username: str) -> User | None:
+        return self._active.get(username)
+
+    def active_users(self) -> list[User]:
+        return list(self._active.values())
+
+    def account_names(self) -> list[str]:
+        return sorted(self.accounts.names())
+
+    def is_account(self, username: str) -> bool:
+        return self.accounts.secret(username) is not None
+
+    # Private messages
+
+    def _recipient(self, sender: User, username: str, to_self: str) -> User:
+        if username == sender.name:
+            raise ChatError(to_self)
+        recipient = self._active.get(username)
+        if recipient is None:
+            if not self.is_account(username):
+                raise ChatError(errors.NO_SUCH_USER, name=username)
+            raise ChatError(errors.NOT_ACTIVE, name=username)
+        return recipient
+
+    def send_private(self, sender: User, username: str, text: str) -> defer.Deferred:
+        """Store one private message, then deliver it; fire with the L{Message}."""
+        try:
+            recipient = self._recipient(sender, username, errors.TO_SELF)
+        except ChatError:
+            return defer.fail()
+        text = single_line(text)
+        timestamp, now = self._now()
+        d = self.storage.append_private(sender.name, username, timestamp, now, text)
+
+        def stored(seq):
+            message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
+            if not recipient.gone:
+                self._deliver(recipient, message)
+            return message
+
+        return d.addCallback(stored)
+
+    def offer_file(self, presenter: User, username: str, filename: str) -> defer.Deferred:
+        """
+        Tell C{username}'s session that C{presenter} sends it C{filename}, with
+        a fresh transfer id and secret; fire with the L{FilePeer} for the
+        presenter. The offer reaches the receiver before the presenter learns
+        where to send.
+        """
+        try:
+            receiver = self._recipient(presenter, username, errors.TO_SELF_FILE)
+        except ChatError:
+            return defer.fail()
+        if not receiver.udp_port:
+            return defer.fail(ChatError(errors.CANNOT_RECEIVE_FILES, name=username))
+        transfer_id = random_secrets.token_hex(8)
+        secret = random_secrets.token_hex(32)
+        timestamp, now = self._now()
+        self._deliver(receiver, FileOffer(transfer_id, secret, presenter.name, presenter.ip,
+                                          filename, timestamp, now))
+        return defer.succeed(FilePeer(receiver.name, receiver.ip, receiver.udp_port, transfer_id, secret))
+
+    def history(self, user: User, username: str, limit: int, before: int | None = None) -> defer.Deferred:
+        """The last C{limit} messages between C{user} and C{username}, oldest first."""
+        if not self.is_account(username):
+            return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
+        return self.storage.private_history(user.name, username, min(limit, MAX_HISTORY), before)
+
+    # Groups
+
+    def group_info(self, name: str) -> GroupInfo | None:
+        group = self._groups.get(name.lower())
+        return None if group is None else group.info()
+
+    def groups(self) -> list[GroupInfo]:
+        """Every group that exists."""
+        return [group.info() for group in self._groups.values()]
+
+    def groups_of(self, username: str) -> list[GroupInfo]:
+        return [group.info() for group in self._groups.values() if username in group.members]
+
+    def _group(self, name: str) -> Group:
+        group = self._groups.get(name.lower())
+        if group is None:
+            raise ChatError(errors.NO_SUCH_GROUP, name=name)
+        return group
+
+    def _joined_members(self, group: Group, but: str):
+        active = self._active
+        for username, joined in group.members.items():
+            if joined and username != but:
+                member = active.get(username)
+                if member is not None:
+                    yield member
+
+    def _fan_out(self, group: Group, event, but: str) -> None:
+        for member in self._joined_members(group, but):
+            self._deliver(member, event)
+
+    def create_group(self, owner: User, name: str, usernames, broadcast: bool = False,
+                     allow_alone: bool = False) -> defer.Deferred:
+        """
+        Create a group with C{owner} joined and C{usernames} invited (each an
+        active account; the owner's own name and repeats ignored). Without
+        C{allow_alone} (the IRC front end's JOIN of a new channel) at least
+        one other member is needed.
+        """
+        try:
+            if not GROUP_NAME.fullmatch(name):
+                raise ChatError(errors.BAD_GROUP_NAME, name=name)
+            if name.lower() in self._groups:
+                raise ChatError(errors.GROUP_EXISTS, name=name)
+            invited: list[str] = []
+            for username in usernames:
+                if username == owner.name or username in invited:
+                    continue
+                if username not in self._active:
+                    if not self.is_account(username):
+                        raise ChatError(errors.NO_SUCH_USER, name=username)
+                    raise ChatError(errors.NOT_ACTIVE, name=username)
+                invited.append(username)
+            if not invited and not allow_alone:
+                raise ChatError(errors.NO_OTHER_MEMBER)
+        except ChatError:
+            return defer.fail()
+        members = {owner.name: True}
+        for username in invited:
+            members[username] = False
+        group = Group(name, owner.name, broadcast, members)
+        self._groups[group.key] = group  # at once: the next command sees it
+        d = self.storage.save_group(GroupRecord(group.key, name, owner.name, broadcast,
+                                                [[u, j] for u, j in members.items()]))
+
+        def saved(_):
+            timestamp, now = self._now()
+            invitation = Invited(name, owner.name, timestamp, now)
+            for username in invited:
+                member = self._active.get(username)
+                if member is not None:
+                    self._deliver(member, invitation)
+            log.info("{owner} created the group {name}", owner=owner.name, name=name)
+            return group.info()
+
+        def not_saved(failure):
+            if self._groups.get(group.key) is group:
+                del self._groups[group.key]
+            return failure
+
+        return d.addCallbacks(saved, not_saved)
+
+    def join_group(self, user: User, name: str) -> defer.Deferred:
+        try:
+            group = self._group(name)
+            joined = group.members.get(user.name)
+            if joined is None:
+                raise ChatError(errors.NOT_INVITED, name=group.name)
+            if joined:
+                raise ChatError(errors.ALREADY_JOINED, name=group.name)
+        except ChatError:
+            return defer.fail()
+        group.members[user.name] = True
+        d = self.storage.set_member(group.key, user.name, True)
+
+        def saved(_):
+            timestamp, now = self._now()
+            self._fan_out(group, MemberJoined(group.name, user.name, timestamp, now), user.name)
+            return group.info()
+
+        return d.addCallback(saved)
+
+    def invite(self, user: User, name: str, username: str) -> defer.Deferred:
+        """Invite C{username} to a group C{user} has joined."""
+        try:
+            group = self._group(name)
+            joined = group.members.get(user.name)
+            if joined is None:
+                raise ChatError(errors.NOT_MEMBER, name=group.name)
+            if not joined:
+                raise ChatError(errors.NOT_JOINED, name=group.name)
+            if not self.is_account(username):
+                raise ChatError(errors.NO_SUCH_USER, name=username)
+            if username in group.members:
+                raise ChatError(errors.ALREADY_MEMBER, name=username, group=group.name)
+        except ChatError:
+            return defer.fail()
+        group.members[username] = False
+        d = self.storage.set_member(group.key, username, False)
+
+        def saved(_):
+            member = self._active.get(username)
+            if member is not None:
+                timestamp, now = self._now()
+                self._deliver(member, Invited(group.name, user.name, timestamp, now))
+            return group.info()
+
+        return d.addCallback(saved)
+
+    def send_group(self, sender: User, name: str, text: str) -> defer.Deferred:
+        """Store one group message, then fan it out; fire with the L{Message}."""
+        try:
+            group = self._group(name)
+            joined = group.members.get(sender.name)
+            if joined is None:
+                raise ChatError(errors.NOT_MEMBER, name=group.name)
+            if not joined:
+                raise ChatError(errors.NOT_JOINED, name=group.name)
+            if group.broadcast and sender.name != group.owner:
+                raise ChatError(errors.BROADCAST_OWNER_ONLY, name=group.name)
+        except ChatError:
+            return defer.fail()
+        text = single_line(text)
+        timestamp, now = self._now()
+        d = self.storage.append_group(group.name, sender.name, timestamp, now, text)
+
+        def stored(seq):
+            message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
+            self._fan_out(group, message, sender.name)
+            return message
+
+        return d.addCallback(stored)
+
+    def leave_group(self, user: User, name: str) -> defer.Deferred:
+        """
+        Leave a group (or decline its invitation). The other joined active
+        members are told when a joined member leaves; a group with no members
+        left is removed, its log kept.
+        """
+        try:
+            group = self._group(name)
+            if user.name not in group.members:
+                raise ChatError(errors.NOT_MEMBER, name=group.name)
+        except ChatError:
+            return defer.fail()
+        joined = group.members.pop(user.name)
+        info = group.info()
+        if not group.members:
+            del self._groups[group.key]
+            return self.storage.remove_group(group.key, group.name).addCallback(lambda _: info)
+        d = self.storage.remove_member(group.key, user.name)
+
+        def saved(_):
+            if joined:
+                timestamp, now = self._now()
+                self._fan_out(group, MemberLeft(group.name, user.name, timestamp, now), user.name)
+            return info
+
+        return d.addCallback(saved)
+
+    def group_history(self, user: User, name: str, limit: int, before: int | None = None) -> defer.Deferred:
+        try:
+            group = self._group(name)
+            joined = group.members.get(user.name)
+            if joined is None:
+                raise ChatError(errors.NOT_MEMBER, name=group.name)
+            if not joined:
+                raise ChatError(errors.HISTORY_NOT_JOINED, name=group.name)
+        except ChatError:
+            return defer.fail()
+        return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before)
+
+    def delete_message(self, user: User, seq: int) -> defer.Deferred:
+        """Mark private message C{seq} deleted, if C{user} wrote it."""
+        return self.storage.delete_message(None, seq, user.name).addCallback(lambda _: None)
+
+    def delete_group_message(self, user: User, name: str, seq: int) -> defer.Deferred:
+        """Mark message C{seq} of a group deleted, if C{user} wrote it; tell the members."""
+        try:
+            group = self._group(name)
+        except ChatError:
+            return defer.fail()
+        d = self.storage.delete_message(group.name, seq, user.name)
+
+        def deleted(changed):
+            if changed:
+                timestamp, now = self._now()
+                self._fan_out(group, MessageDeleted(group.name, seq, user.name, timestamp, now), user.name)
+
+        return d.addCallback(deleted)
+
+    # Accounts
+
+    def change_password(self, user: User, current: str, new: str) -> defer.Deferred:
+        """
+        Check C{current} through the login checker, then store C{new} hashed.
+        A wrong C{current} counts toward the lockout like a failed login;
+        while the account is blocked its password cannot be changed.
+        """
+        username = user.name
+        if self.lockout.is_blocked(username):
+            return defer.fail(ChatError(errors.BLOCKED))
+        try:
+            check_new_password(new)
+        except ChatError:
+            return defer.fail()
+        d = self.checker.requestAvatarId(UsernamePassword(username, current))
+        d.addCallbacks(lambda _: self.passwords.hash(new), self._password_refused,
+                       errbackArgs=(username,))
+        d.addCallback(self._store_password, username)
+        return d
+
+    def _password_refused(self, failure, username: str):
+        failure.trap(WrongPassword, UnknownUser)
+        if self.lockout.is_blocked(username):
+            raise ChatError(errors.BLOCKED)
+        if self.lockout.record_failure(username):
+            log.warn("{username} blocked after {n} failed password checks", username=username,
+                     n=self.lockout.attempts)
+        raise ChatError(errors.CURRENT_INCORRECT)
+
+    def _store_password(self, secret: str, username: str):
+        if self.lockout.is_blocked(username):  # blocked while the hash was computed
+            raise ChatError(errors.BLOCKED)
+
+        def stored(_):
+            self.lockout.record_success(username)
+            log.info("{username} changed their password", username=username)
+
+        def failed(failure):
+            if failure.check(KeyError):
+                raise ChatError(errors.ACCOUNT_GONE)
+            log.failure("Cannot store the new password of {username}", failure, username=username)
+            raise ChatError(errors.NOT_SAVED)
+
+        return self.accounts.set_secret(username, secret).addCallbacks(stored, failed)
+
+    # The whole service
+
+    def announce(self, text: str) -> None:
+        """A server notice to everyone active."""
+        timestamp, now = self._now()
+        notice = ServerNotice(text, timestamp, now)
+        for user in list(self._active.values()):
+            self._deliver(user, notice)
+
+    def shutdown(self, notice: str) -> None:
+        """Tell every session C{notice}, close it and log its user out."""
+        for user in list(self._active.values()):
+            try:
+                user.session.disconnect(notice)
+            except Exception:  # noqa: BLE001
+                log.failure("disconnecting {username}", username=user.name)
+            self.logout(user)
+
+    def close(self) -> defer.Deferred:
+        self.lockout.stop()
+        return self.storage.close()
+
+
+__all__ = ["ChatRealm", "User", "IUsernamePassword"]

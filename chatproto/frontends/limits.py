@@ -1,0 +1,91 @@
+"""Limits every listener shares: connection caps and command rates."""
+
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+
+log = Logger()
+
+TOO_MANY_COMMANDS = "Too many commands; slow down"
+
+
+def default_burst(rate: float) -> int:
+    """Twice a second's worth of commands, at least one."""
+    return max(1, int(2 * rate))
+
+
+class CommandRate:
+    """
+    A token bucket for one connection's commands: C{rate} a second on
+    average, bursts of up to C{burst}. Refilled from the clock's timestamps
+    on each line; no timer runs for it.
+    """
+
+    __slots__ = ("_last", "_tokens", "burst", "rate")
+
+    def __init__(self, rate: float, burst: int, now: float):
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def allow(self, now: float) -> bool:
+        """Take one token if there is one."""
+        elapsed = max(0.0, now - self._last)  # a wall clock may step back
+        self._last = now
+        tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        return False
+
+
+class Refusal(Protocol):
+    """Tells a connection over the caps why it is refused (in the front end's own words), then closes it."""
+
+    def __init__(self, line: bytes):
+        self.line = line
+
+    def connectionMade(self):
+        self.transport.write(self.line)
+        self.transport.loseConnection()
+
+
+class ConnectionCaps:
+    """
+    Counts a listener's connections, in total and per client address, and
+    tells when a new one is over a cap (0: no cap).
+    """
+
+    def __init__(self, max_connections: int = 0, max_per_ip: int = 0):
+        self.max_connections = max_connections
+        self.max_per_ip = max_per_ip
+        self.connections: set = set()
+        self._per_host: dict[str, int] = {}
+
+    def refusal(self, host) -> str | None:
+        """Why a connection from C{host} is refused now, or None."""
+        if self.max_connections and len(self.connections) >= self.max_connections:
+            log.info("Refusing {host}: {n} connections already", host=host, n=len(self.connections))
+            return "Too many connections to this server; try again later"
+        if self.max_per_ip and host is not None and self._per_host.get(host, 0) >= self.max_per_ip:
+            log.info("Refusing {host}: too many connections from it", host=host)
+            return f"Too many connections from {host}; try again later"
+        return None
+
+    def add(self, connection, host) -> None:
+        self.connections.add(connection)
+        if host is not None:
+            self._per_host[host] = self._per_host.get(host, 0) + 1
+
+    def forget(self, connection, host) -> None:
+        """C{connection} is gone: it no longer counts toward the caps."""
+        if connection not in self.connections:
+            return
+        self.connections.discard(connection)
+        if host is not None:
+            left = self._per_host.get(host, 0) - 1
+            if left > 0:
+                self._per_host[host] = left
+            else:
+                self._per_host.pop(host, None)

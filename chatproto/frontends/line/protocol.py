@@ -1,0 +1,591 @@
+"""
+The line protocol front end (SPEC.md section 4): one L{ChatLineProtocol}
+per TCP connection over the shared realm.
+
+Each command is one method, found by name: C{login_LOGIN} before login,
+C{cmd_<name>} for C{/name} after it, so a user who has not logged in simply
+has no chat handlers. A command's reply waits for the core's Deferred (the
+change is durable then); replies leave in the order of the commands, while
+deliveries (C{MSG}, C{NOTICE}) go out as they come.
+"""
+
+from collections import deque
+
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from zope.interface import implementer
+
+from ...core.errors import ChatError, LoginFailed
+from ...core.interfaces import ISession
+from ..limits import TOO_MANY_COMMANDS, CommandRate, ConnectionCaps, Refusal, default_burst
+from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
+from . import texts
+from .texts import error_text, event_line, history_line
+
+log = Logger()
+
+MAX_LINE = 65536
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 500
+
+USAGE = {
+    "LOGIN": "LOGIN USERNAME PASSWORD UDP_PORT",
+    "msgto": "/msgto USERNAME MESSAGE",
+    "activeuser": "/activeuser",
+    "creategroup": "/creategroup GROUPNAME USERNAME [USERNAME ...]",
+    "joingroup": "/joingroup GROUPNAME",
+    "groupmsg": "/groupmsg GROUPNAME MESSAGE",
+    "p2pvideo": "/p2pvideo USERNAME FILENAME",
+    "leavegroup": "/leavegroup GROUPNAME",
+    "changepassword": "/changepassword CURRENT NEW",
+    "deletemsg": "/deletemsg SEQ",
+    "deletegroupmsg": "/deletegroupmsg GROUPNAME SEQ",
+    "createbroadcast": "/createbroadcast GROUPNAME USERNAME [USERNAME ...]",
+    "history": "/history USERNAME [N]",
+    "grouphistory": "/grouphistory GROUPNAME [N]",
+    "groups": "/groups",
+    "members": "/members GROUPNAME",
+    "users": "/users",
+    "help": "/help",
+    "logout": "/logout",
+}
+
+_sent_at = ["", b""]  # the last timestamp and its reply: most messages share their second
+
+
+def sent_at_line(timestamp: str) -> bytes:
+    """C{OK message sent at TIMESTAMP.}, formatted once a second."""
+    if _sent_at[0] is not timestamp:
+        _sent_at[:] = [timestamp, f"OK message sent at {timestamp}.\n".encode()]
+    return _sent_at[1]
+
+
+_rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
+
+
+def rendered(event) -> bytes:
+    if _rendered[0] is not event:
+        line = event_line(event)
+        _rendered[:] = [event, b"" if line is None else line.encode("utf-8", "surrogateescape") + b"\n"]
+    return _rendered[1]
+
+
+WELCOME_LINE = f"OK {texts.WELCOME}\n".encode()
+GROUP_SENT_LINE = b"OK Group chat message sent.\n"
+OK_LINE = b"OK\n"
+
+
+def line(tag: str, text: str = "") -> bytes:
+    return (f"{tag} {text}\n" if text else f"{tag}\n").encode("utf-8", "surrogateescape")
+
+
+class UsageError(ChatError):
+    """Arguments missing or malformed: the text names the right form."""
+
+    def __init__(self, command: str):
+        super().__init__("usage", command=command)
+        self.text = f"Usage: {USAGE[command]}"
+
+
+def split_args(args: str, command: str, count: int) -> list[str]:
+    """Exactly C{count} whitespace-separated arguments, or a usage error."""
+    parts = args.split()
+    if len(parts) != count:
+        raise UsageError(command)
+    return parts
+
+
+def parse_seq(text: str, command: str) -> int:
+    """A record's SEQ: a positive decimal number, or a usage error."""
+    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+        raise UsageError(command)
+    return int(text)
+
+
+def split_message(args: str, command: str) -> tuple[str, str]:
+    """C{NAME MESSAGE}: the message is the rest of the line, spaces kept."""
+    parts = args.split(None, 1)
+    if len(parts) != 2 or not parts[1].strip():
+        raise UsageError(command)
+    return parts[0], parts[1]
+
+
+def name_and_count(args: str, command: str) -> tuple[str, int]:
+    """C{NAME [N]}, N from 1 to 500 (default 20)."""
+    parts = args.split()
+    if not 1 <= len(parts) <= 2:
+        raise UsageError(command)
+    count = DEFAULT_HISTORY
+    if len(parts) == 2:
+        text = parts[1]
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_HISTORY:
+            raise UsageError(command)
+        count = int(text)
+    return parts[0], count
+
+
+def error_line(error: ChatError, command: str) -> bytes:
+    text = error.text if isinstance(error, UsageError) else error_text(error, command)
+    return line("ERR", text)
+
+
+@implementer(ISession)
+class ChatLineProtocol(LineReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE + 1  # room for the "\r" of a "\r\n" delimiter
+    frontend = "line"
+    wants_presence = False
+
+    def __init__(self, chat, max_output: int = DEFAULT_MAX_OUTPUT, batch: OutputBatch = None,
+                 factory=None, rate=None, host=None):
+        # Every attribute is set here, in one order: instances then share
+        # their attribute layout (a small fraction of a dict each).
+        self.chat = chat
+        self.factory = factory
+        self.rate = rate  # a CommandRate when the server limits commands
+        self.host = host
+        self.ip = host
+        self.udp_port = 0
+        self.transport = None
+        self.connected = 0
+        self.user = None
+        self._replies = None  # replies waiting for earlier ones: deque of [bytes or None]
+        self._closing = False  # close once every reply is out
+        self._dropped = False  # gone, or disconnected for not reading its output
+        self._discarding = False  # inside an over-long line
+        self._buffer = b""
+        self._busyReceiving = False
+        self.paused = False
+        if batch is None:
+            batch = OutputBatch(chat.clock)
+        self.output = BatchedOutput(batch, max_output, self._drop_slow_reader)
+
+    # Connection
+
+    def connectionMade(self):
+        self.output.attach(self.transport)
+        if self.ip is None:
+            self.ip = getattr(self.transport.getPeer(), "host", "")
+
+    def connectionLost(self, reason):
+        # Every "is it still there?" check (a login or a password check that
+        # ends later, a late reply) reads `connected`.
+        self.connected = 0
+        self._dropped = True
+        self._replies = None
+        self.output.discard()
+        self._log_out()
+        if self.factory is not None:
+            self.factory.forget(self)
+
+    def _log_out(self) -> None:
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
+
+    # ISession
+
+    def receive(self, event) -> None:
+        if not self._dropped:
+            data = rendered(event)
+            if data:
+                self.output.write(data)
+
+    def disconnect(self, notice: str) -> None:
+        self.user = None  # the core logs the user out
+        if self.connected and not self._dropped:
+            self.output.write(line("NOTICE", notice))
+            self.pauseProducing()
+            self._closing = True
+            self._close_if_done()
+
+    # Replies, in the order of the commands
+
+    def _reply(self, data: bytes) -> None:
+        if self._replies:
+            self._replies.append([data])
+        else:
+            self.output.write(data)
+            self._close_if_done()
+
+    def ok(self, text: str = "") -> None:
+        self._reply(line("OK", text))
+
+    def err(self, text: str) -> None:
+        self._reply(line("ERR", text))
+
+    def _later(self, d, render, command: str) -> None:
+        """Reply with C{render(result)} when C{d} fires, or with its error; in order."""
+        slot = [None]
+        if self._replies is None:
+            self._replies = deque()
+        self._replies.append(slot)
+
+        def done(result):
+            slot[0] = render(result)
+            self._release()
+
+        def failed(failure):
+            if failure.check(ChatError):
+                slot[0] = error_line(failure.value, command)
+            else:
+                log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
+                slot[0] = line("ERR", "Server error")
+            self._release()
+
+        d.addCallbacks(done, failed)
+
+    def _release(self) -> None:
+        replies = self._replies
+        if replies is None:
+            return  # gone
+        while replies and replies[0][0] is not None:
+            self.output.write(replies.popleft()[0])
+        self._close_if_done()
+
+    def _close_if_done(self) -> None:
+        if self._closing and not self._replies:
+            self.output.close_when_sent()
+
+    def _drop_slow_reader(self) -> None:
+        log.info("Dropping {peer}: more than {limit} bytes of output unread",
+                 peer=self.host, limit=self.output.max_output)
+        self._dropped = True
+        self._replies = None
+        self.pauseProducing()  # nothing more it sent is read
+        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
+        self._log_out()
+        self.transport.abortConnection()
+
+    # Input
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        LineReceiver's framing, without re-slicing the whole buffer for every
+        line (a client pipelining thousands of lines in one read costs linear
+        time, not quadratic), and with an over-long line answered once and
+        skipped up to its end, the session kept.
+        """
+        if self._busyReceiving:
+            self._buffer += data
+            return
+        if self._dropped:
+            return  # gone, or dropped for not reading: nothing more it sent is acted on
+        self._busyReceiving = True
+        try:
+            self._buffer += data
+            while self._buffer and not self.paused:
+                buffer, self._buffer = self._buffer, b""
+                if self._discarding:
+                    end = buffer.find(b"\n")
+                    if end < 0:
+                        break
+                    self._discarding = False
+                    buffer = buffer[end + 1:]
+                lines = buffer.split(b"\n")
+                rest = lines.pop()
+                for index, one in enumerate(lines):
+                    if self.paused:
+                        # Keep the lines not handled yet, ahead of any that arrived meanwhile.
+                        self._buffer = b"\n".join(lines[index:]) + b"\n" + rest + self._buffer
+                        return
+                    if len(one) > self.MAX_LENGTH:
+                        self.err("Line too long")
+                    else:
+                        self.lineReceived(one)
+                if self.paused:  # the last line paused: what follows waits for its reply
+                    self._buffer = rest + self._buffer
+                    return
+                if len(rest) > self.MAX_LENGTH:
+                    self.err("Line too long")
+                    self._discarding = True
+                    rest = b""
+                arrived, self._buffer = self._buffer, rest
+                if not arrived:
+                    break
+                self._buffer += arrived
+        finally:
+            self._busyReceiving = False
+
+    def lineReceived(self, data: bytes) -> None:
+        # Every line takes a token, invalid ones too; the two framing errors
+        # still come first.
+        allowed = self.rate is None or self.rate.allow(self.chat.clock.seconds())
+        if data.endswith(b"\r"):
+            data = data[:-1]
+        if len(data) > MAX_LINE:
+            self.err("Line too long")
+            return
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.err("Invalid UTF-8")
+            return
+        if not allowed:
+            self.err(TOO_MANY_COMMANDS)
+            return
+        command, _, args = text.lstrip().partition(" ")
+        try:
+            self.dispatch(command, args)
+        except UsageError as e:
+            self.err(e.text)
+        except ChatError as e:
+            self._reply(error_line(e, command.lstrip("/")))
+        except Exception:  # noqa: BLE001 - answered and logged; the session goes on
+            log.failure("handling {command!r} from {user}", command=command, user=self.user_name)
+            self.err("Server error")
+
+    @property
+    def user_name(self):
+        return self.user.name if self.user is not None else None
+
+    def dispatch(self, command: str, args: str) -> None:
+        if self.user is None:
+            method = self.LOGIN_COMMANDS.get(command)
+            if method is None:
+                raise ChatError("log-in-first")
+        else:
+            method = self.COMMANDS.get(command)
+            if method is None:
+                raise ChatError("invalid-command")
+        getattr(self, method)(args)
+
+    def _pause_until(self, d) -> None:
+        """Read nothing more until C{d} has a result (a slow password check, a login being recorded)."""
+        done = []
+        d.addBoth(self._resume_after, done)
+        if not done:  # (d.called is no guide: d may wait on a chained Deferred)
+            done.append(False)
+            self.pauseProducing()
+
+    def _resume_after(self, result, done):
+        if done:  # paused
+            if self.connected and not self._closing:
+                self.resumeProducing()
+        else:
+            done.append(True)
+        return result
+
+    # Before login
+
+    def login_LOGIN(self, args: str) -> None:
+        username, password, udp_port = split_args(args, "LOGIN", 3)
+        if not (udp_port.isascii() and udp_port.isdigit()) or not 0 < int(udp_port) < 65536:
+            raise UsageError("LOGIN")
+        self.udp_port = int(udp_port)
+        d = self.chat.login(username, password, self)
+        d.addCallback(self._logged_in)
+        self._pause_until(d)
+        self._later(d, lambda _: WELCOME_LINE, "LOGIN")
+
+    def _logged_in(self, user):
+        if not self.connected:
+            self.chat.logout(user)
+            raise LoginFailed("server-error")
+        self.user = user
+        return user
+
+    # After login: one method per command
+
+    def cmd_msgto(self, args: str) -> None:
+        username, message = split_message(args, "msgto")
+        self._later(self.chat.send_private(self.user, username, message),
+                    lambda m: sent_at_line(m.timestamp), "msgto")
+
+    def cmd_activeuser(self, args: str) -> None:
+        split_args(args, "activeuser", 0)
+        me = self.user
+        others = [other for other in self.chat.active_users() if other is not me]
+        if not others:
+            self.ok(texts.NO_OTHER_ACTIVE_USER)
+            return
+        self._reply(b"".join(
+            line("DATA", f"{o.name}, {o.ip}, {o.udp_port}, active since {o.since}.") for o in others
+        ) + OK_LINE)
+
+    def cmd_creategroup(self, args: str) -> None:
+        self._create_group(args, "creategroup", broadcast=False)
+
+    def cmd_createbroadcast(self, args: str) -> None:
+        self._create_group(args, "createbroadcast", broadcast=True)
+
+    def _create_group(self, args: str, command: str, broadcast: bool) -> None:
+        parts = args.split()
+        if len(parts) < 2:
+            raise UsageError(command)
+        kind = "Broadcast group" if broadcast else "Group chat room"
+
+        def created(group):
+            members = " ".join(name for name, _ in group.members)
+            return line("OK", f"{kind} has been created, room name: {group.name}, "
+                              f"users in this room: {members}")
+
+        self._later(self.chat.create_group(self.user, parts[0], parts[1:], broadcast), created, command)
+
+    def cmd_joingroup(self, args: str) -> None:
+        (name,) = split_args(args, "joingroup", 1)
+        self._later(self.chat.join_group(self.user, name),
+                    lambda g: line("OK", f"Joined the group chat: {g.name} successfully."), "joingroup")
+
+    def cmd_groupmsg(self, args: str) -> None:
+        name, message = split_message(args, "groupmsg")
+        self._later(self.chat.send_group(self.user, name, message), lambda _: GROUP_SENT_LINE, "groupmsg")
+
+    def cmd_p2pvideo(self, args: str) -> None:
+        username, filename = split_args(args, "p2pvideo", 2)
+
+        def peer(p):
+            return line("PEER", f"{p.username} {p.ip} {p.udp_port} {p.transfer_id} {p.secret}") + OK_LINE
+
+        self._later(self.chat.offer_file(self.user, username, filename), peer, "p2pvideo")
+
+    # Beyond the seed (SPEC.md section 6)
+
+    def cmd_leavegroup(self, args: str) -> None:
+        (name,) = split_args(args, "leavegroup", 1)
+        self._later(self.chat.leave_group(self.user, name),
+                    lambda g: line("OK", f"You have left the group chat {g.name}."), "leavegroup")
+
+    def cmd_changepassword(self, args: str) -> None:
+        parts = args.split()
+        if len(parts) > 2:
+            raise ChatError("password-whitespace")  # in CURRENT or NEW: either way no password
+        if len(parts) != 2:
+            raise UsageError("changepassword")
+        current, new = parts
+        d = self.chat.change_password(self.user, current, new)
+        self._pause_until(d)
+        self._later(d, lambda _: line("OK", texts.PASSWORD_CHANGED), "changepassword")
+
+    def cmd_deletemsg(self, args: str) -> None:
+        (seq,) = split_args(args, "deletemsg", 1)
+        seq = parse_seq(seq, "deletemsg")
+        self._later(self.chat.delete_message(self.user, seq),
+                    lambda _: line("OK", f"Message {seq} deleted."), "deletemsg")
+
+    def cmd_deletegroupmsg(self, args: str) -> None:
+        name, seq = split_args(args, "deletegroupmsg", 2)
+        seq = parse_seq(seq, "deletegroupmsg")
+        self._later(self.chat.delete_group_message(self.user, name, seq),
+                    lambda _: line("OK", f"Message {seq} deleted."), "deletegroupmsg")
+
+    # SPEC.md section 7
+
+    def cmd_history(self, args: str) -> None:
+        username, count = name_and_count(args, "history")
+        self._later(self.chat.history(self.user, username, count), history_reply, "history")
+
+    def cmd_grouphistory(self, args: str) -> None:
+        name, count = name_and_count(args, "grouphistory")
+        self._later(self.chat.group_history(self.user, name, count), history_reply, "grouphistory")
+
+    # For clients: what the other replies do not say (docs/PROTOCOL.md)
+
+    def cmd_groups(self, args: str) -> None:
+        split_args(args, "groups", 0)
+        me = self.user.name
+        groups = self.chat.groups_of(me)
+        if not groups:
+            self.ok(texts.NO_GROUPS)
+            return
+        self._reply(b"".join(
+            line("DATA", f"{g.name} {g.role(me)} {'broadcast' if g.broadcast else 'group'}") for g in groups
+        ) + OK_LINE)
+
+    def cmd_members(self, args: str) -> None:
+        (name,) = split_args(args, "members", 1)
+        group = self.chat.group_info(name)
+        if group is None:
+            raise ChatError("no-such-group", name=name)
+        if group.role(self.user.name) is None:
+            raise ChatError("not-member", name=group.name)
+        active = self.chat.active_user
+        self._reply(b"".join(
+            line("DATA", f"{member} {group.role(member)} "
+                         f"{'active' if active(member) is not None else 'inactive'}")
+            for member, _joined in group.members
+        ) + OK_LINE)
+
+    def cmd_users(self, args: str) -> None:
+        split_args(args, "users", 0)
+        active = self.chat.active_user
+        self._reply(b"".join(
+            line("DATA", f"{name} {'active' if active(name) is not None else 'inactive'}")
+            for name in self.chat.account_names()
+        ) + OK_LINE)
+
+    def cmd_help(self, args: str) -> None:
+        split_args(args, "help", 0)
+        self._reply(b"".join(
+            line("DATA", form) for command, form in USAGE.items() if "/" + command in self.COMMANDS
+        ) + OK_LINE)
+
+    def cmd_logout(self, args: str) -> None:
+        split_args(args, "logout", 0)
+        name = self.user.name
+        self._log_out()
+        self.ok(f"Bye, {name}!")
+        self.pauseProducing()  # nothing after /logout is read
+        self._closing = True
+        self._close_if_done()
+
+
+def history_reply(messages) -> bytes:
+    if not messages:
+        return line("OK", texts.NO_MESSAGES)
+    return b"".join(line("DATA", history_line(m)) for m in messages) + OK_LINE
+
+
+# The command word as typed -> the name of its method: LOGIN -> login_LOGIN before
+# login, /msgto -> cmd_msgto after it. Built once from the methods' names.
+ChatLineProtocol.LOGIN_COMMANDS = {
+    name[len("login_"):]: name for name in dir(ChatLineProtocol) if name.startswith("login_")
+}
+ChatLineProtocol.COMMANDS = {
+    "/" + name[len("cmd_"):]: name for name in dir(ChatLineProtocol) if name.startswith("cmd_")
+}
+texts.ERROR_TEXTS.setdefault("log-in-first", texts.LOG_IN_FIRST)
+texts.ERROR_TEXTS.setdefault("invalid-command", texts.INVALID_COMMAND)
+
+
+class ChatServerFactory(ServerFactory):
+    """
+    Builds one L{ChatLineProtocol} per connection over the shared realm.
+
+    @param rate_limit: commands a second allowed per connection on average
+        (0: no limit), in bursts of up to C{rate_burst}.
+    @param max_connections: connections allowed at once (0: no cap).
+    @param max_connections_per_ip: connections allowed at once from one
+        address (0: no cap).
+    """
+
+    noisy = False
+
+    def __init__(self, chat, max_output: int = DEFAULT_MAX_OUTPUT, rate_limit: float = 0.0,
+                 rate_burst: int = 0, max_connections: int = 0, max_connections_per_ip: int = 0):
+        self.chat = chat
+        self.max_output = max_output
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst or default_burst(rate_limit)
+        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
+        self.output = OutputBatch(chat.clock)
+
+    @property
+    def connections(self) -> set:
+        return self.caps.connections
+
+    def buildProtocol(self, addr):
+        host = getattr(addr, "host", None)
+        refusal = self.caps.refusal(host)
+        if refusal is not None:
+            return Refusal(line("ERR", refusal))
+        rate = None
+        if self.rate_limit > 0:
+            rate = CommandRate(self.rate_limit, self.rate_burst, self.chat.clock.seconds())
+        protocol = ChatLineProtocol(self.chat, self.max_output, self.output, self, rate, host)
+        self.caps.add(protocol, host)
+        return protocol
+
+    def forget(self, protocol: ChatLineProtocol) -> None:
+        self.caps.forget(protocol, protocol.host)

@@ -1,0 +1,120 @@
+"""
+SPEC.md's exact texts for the line protocol: the core's error codes and
+events in the words users (and chatproto's client) rely on.
+"""
+
+from ...core import errors as codes
+from ...core.events import (
+    PRIVATE,
+    FileOffer,
+    Invited,
+    MemberJoined,
+    MemberLeft,
+    Message,
+    MessageDeleted,
+    ServerNotice,
+)
+
+WELCOME = "Welcome to chatproto!"
+INVALID_COMMAND = "Error. Invalid command!"
+LOG_IN_FIRST = "Please log in first"
+PASSWORD_CHANGED = "Your password has been changed."
+NEW_MISMATCH = "The new passwords do not match."
+NO_MESSAGES = "No messages."
+NO_GROUPS = "No groups."
+NO_OTHER_ACTIVE_USER = "no other active user"
+SHUTDOWN_NOTICE = "Server shutting down"
+DROPPED_NOTICE = "Disconnected: too much output waiting unread"
+
+# Login failures: the client picks its next step from these exact texts.
+ACCOUNT_BLOCKED = "Your account is blocked due to multiple login failures. Please try again later"
+INVALID_USERNAME = "Invalid Username. Please try again"
+INVALID_PASSWORD = "Invalid Password. Please try again"
+BLOCKED_NOW = "Invalid Password. Your account has been blocked. Please try again later"
+ALREADY_LOGGED_IN = "This account is already logged in"
+HAS_WHITESPACE = "A password cannot contain whitespace."
+EMPTY_PASSWORD = "A password cannot be empty."
+CURRENT_INCORRECT = "Current password is incorrect."
+
+ERROR_TEXTS = {
+    codes.BLOCKED: ACCOUNT_BLOCKED,
+    codes.NO_SUCH_ACCOUNT: INVALID_USERNAME,
+    codes.WRONG_PASSWORD: INVALID_PASSWORD,
+    codes.BLOCKED_NOW: BLOCKED_NOW,
+    codes.ALREADY_LOGGED_IN: ALREADY_LOGGED_IN,
+    codes.SERVER_ERROR: "Server error",
+    codes.LOGIN_NOT_RECORDED: "Server error: the login could not be recorded. Please try again later",
+    codes.NOT_SAVED: "Server error: the message could not be saved",
+    codes.TO_SELF: "You cannot send a message to yourself",
+    codes.TO_SELF_FILE: "You cannot send a file to yourself",
+    codes.NO_SUCH_USER: "No such user: {name}",
+    codes.NOT_ACTIVE: "{name} is not active",
+    codes.CANNOT_RECEIVE_FILES: "{name} cannot receive files",
+    codes.BAD_GROUP_NAME: "Group name must be 1-32 letters and digits",
+    codes.GROUP_EXISTS: "A group chat (Name: {name}) already exists",
+    codes.NO_OTHER_MEMBER: "Please enter at least one more active user.",
+    codes.NO_SUCH_GROUP: "The group chat does not exist.",
+    codes.NOT_INVITED: "You are not a member of the group chat {name}.",
+    codes.ALREADY_JOINED: "You have already joined the group chat {name}.",
+    codes.NOT_MEMBER: "You are not in this group chat.",
+    codes.NOT_JOINED: "Please join the group before sending messages.",
+    codes.HISTORY_NOT_JOINED: "Please join the group before reading its history.",
+    codes.BROADCAST_OWNER_ONLY: "Only the owner can send messages to this broadcast group.",
+    codes.ALREADY_MEMBER: "{name} is already a member of the group chat {group}.",
+    codes.CURRENT_INCORRECT: CURRENT_INCORRECT,
+    codes.PASSWORD_WHITESPACE: HAS_WHITESPACE,
+    codes.PASSWORD_EMPTY: EMPTY_PASSWORD,
+    codes.PASSWORD_TOO_LONG: "A password cannot be longer than {limit} bytes.",
+    codes.ACCOUNT_GONE: "Your account is no longer in the credentials file; the password was not changed.",
+    codes.NO_SUCH_MESSAGE: "No message {seq}.",
+    codes.NOT_AUTHOR: "You can only delete your own messages.",
+}
+
+# Where a command words an error its own way.
+COMMAND_ERROR_TEXTS = {
+    ("joingroup", codes.NO_SUCH_GROUP): "Groupchat (Name: {name}) does not exist.",
+}
+
+
+def error_text(error, command: str = "") -> str:
+    """The user's text for a L{ChatError} raised by C{command}."""
+    template = COMMAND_ERROR_TEXTS.get((command, error.code)) or ERROR_TEXTS.get(error.code)
+    if template is None:
+        return "Server error"
+    try:
+        return template.format(**error.fields)
+    except (KeyError, IndexError):
+        return template
+
+
+def message_text(message: Message) -> str:
+    """How a delivered message reads: C{TIMESTAMP, SENDER: TEXT} or C{TIMESTAMP, GROUP, SENDER: TEXT}."""
+    if message.kind == PRIVATE:
+        return f"{message.timestamp}, {message.sender}: {message.text}"
+    return f"{message.timestamp}, {message.group}, {message.sender}: {message.text}"
+
+
+def history_line(message: Message) -> str:
+    return f"#{message.seq} {message_text(message)}"
+
+
+def event_line(event) -> str | None:
+    """The whole server line (tag and text, no newline) for one event, or None for events not shown."""
+    kind = type(event)
+    if kind is Message:
+        return "MSG " + message_text(event)
+    if kind is Invited:
+        return (f"NOTICE You have been invited to the group chat {event.group} by {event.by}. "
+                f"Type /joingroup {event.group} to join.")
+    if kind is MemberJoined:
+        return f"NOTICE {event.username} has joined the group chat {event.group}."
+    if kind is MemberLeft:
+        return f"NOTICE {event.username} has left the group chat {event.group}."
+    if kind is MessageDeleted:
+        return f"NOTICE {event.by} deleted message {event.seq} in {event.group}."
+    if kind is FileOffer:
+        return (f"OFFER {event.transfer_id} {event.secret} {event.presenter} {event.presenter_ip} "
+                f"{event.filename}")
+    if kind is ServerNotice:
+        return f"NOTICE {event.text}"
+    return None

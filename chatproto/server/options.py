@@ -1,0 +1,96 @@
+"""Parsing and checking the server's options, shared by C{python -m chatproto.server} and twistd."""
+
+import os
+
+from twisted.python import usage
+
+
+def attempts_error(value) -> str:
+    return (
+        f"Invalid number of allowed failed consecutive attempts: {value}. "
+        "The valid value of argument number is an integer between 1 and 5"
+    )
+
+
+def parse_attempts(value: str) -> int:
+    """ATTEMPTS: an integer from 1 to 5 (SPEC.md), or L{usage.UsageError}."""
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 5:
+        raise AttemptsError(attempts_error(value))
+    return int(value)
+
+
+class AttemptsError(usage.UsageError):
+    """The exact one-line complaint about ATTEMPTS."""
+
+
+def parse_port(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or not 0 <= int(value) <= 65535:
+        raise usage.UsageError(f"invalid port: {value!r} (an integer from 0 to 65535)")
+    return int(value)
+
+
+def parse_size(value: str) -> int:
+    if not (value.isascii() and value.isdigit()) or int(value) < 1024:
+        raise usage.UsageError(f"invalid size: {value!r} (a number of bytes, at least 1024)")
+    return int(value)
+
+
+# Flood limits, shared by the twistd plugin and C{python -m chatproto.server}.
+LIMIT_OPTIONS = [
+    ["rate-limit", None, "0", "commands a second allowed per connection on average (0: no limit)"],
+    ["rate-burst", None, "0", "commands a connection may send at once (default: twice the rate)"],
+    ["max-connections", None, "0", "connections allowed at once (0: no cap)"],
+    ["max-connections-per-ip", None, "0", "connections allowed at once from one address (0: no cap)"],
+]
+
+
+def _count(name: str, value: str) -> int:
+    if not (value.isascii() and value.isdigit()):
+        raise usage.UsageError(f"invalid --{name}: {value!r} (an integer, 0 or more)")
+    return int(value)
+
+
+def parse_limits(options) -> dict:
+    """The flood limits of C{options} as L{ChatServerFactory} keyword arguments."""
+    try:
+        rate = float(options["rate-limit"])
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate < float("inf"):
+        raise usage.UsageError(
+            f"invalid --rate-limit: {options['rate-limit']!r} (commands a second, 0 or more)")
+    return {
+        "rate_limit": rate,
+        "rate_burst": _count("rate-burst", options["rate-burst"]),
+        "max_connections": _count("max-connections", options["max-connections"]),
+        "max_connections_per_ip": _count("max-connections-per-ip", options["max-connections-per-ip"]),
+    }
+
+
+DEFAULT_DATABASE = "sqlite:chatproto.db"
+
+
+def parse_database(value: str) -> str:
+    """C{sqlite:PATH}, C{memory:} (nothing kept across restarts) or, later, C{postgresql://...}."""
+    if value.startswith("sqlite:") and len(value) > len("sqlite:"):
+        return value
+    if value == "memory:":
+        return value
+    if value.startswith(("postgresql://", "postgres://")):
+        raise usage.UsageError("--database postgresql://... needs the cluster support, not built yet")
+    raise usage.UsageError(f"invalid --database: {value!r} (sqlite:PATH or memory:)")
+
+
+def database_path(url: str, data_dir: str) -> str:
+    """The file of a C{sqlite:PATH} URL; a relative PATH is in the data directory."""
+    return os.path.join(data_dir, url[len("sqlite:"):])
+
+
+COMMON_OPTIONS = [
+    ["credentials", "c", "credentials.txt", "the accounts file"],
+    ["data-dir", "d", ".", "where userlog.txt, the message logs and the database are written"],
+    ["database", None, DEFAULT_DATABASE,
+     "sqlite:PATH (relative to the data directory) or memory: (nothing kept)"],
+    ["max-output", None, str(1024 * 1024),
+     "bytes of unsent output a client may have before it is disconnected"],
+]

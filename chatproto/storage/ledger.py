@@ -1,0 +1,192 @@
+"""
+The core's storage (L{IChatStorage}): SPEC.md's text logs and a database,
+written together once per reactor turn.
+
+At the end of a turn the turn's records go to the text logs (one write per
+file, with C{--fsync} one flush per file), then whatever of them reached
+their files goes to the database in one transaction; each change's Deferred
+fires when both are done (group commit). A log whose write failed takes no
+part in the transaction, and its changes fail with C{not-saved}. Reads wait
+for the batch of their turn, so they see every change made before them.
+
+At start-up the two are reconciled: records a crash left in a file but not
+in the database are added to the database (an older server's logs too), and
+records the database has beyond a file are appended to it. Nothing is
+doubled (a record is the pair log and SEQ), nothing acknowledged is missing.
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ..core import errors
+from ..core.errors import ChatError
+from ..core.interfaces import IChatStorage
+from ..core.timestamps import parse_timestamp
+from ..turns import EndOfTurn
+from .model import PRIVATE_LOG, GroupRecord
+from .records import NoSuchRecord, NotAuthor, delete_record
+from .textlogs import TextLogs, read_records_after
+
+log = Logger()
+
+
+@implementer(IChatStorage)
+class Ledger:
+    """
+    @param database: a L{MemoryDatabase} or L{SQLiteDatabase}, opened.
+    @param data_dir: where the text logs are written.
+    """
+
+    def __init__(self, database, data_dir: str, clock, durable: bool = False):
+        self.database = database
+        self.clock = clock
+        self._turn = EndOfTurn(clock, self.flush)
+        self.logs = TextLogs(data_dir, clock, durable, self._turn.schedule)
+        self._ops: list = []  # (text log or None, database operation) of this turn
+        self._waiting: list = []  # (Deferred, text log or None, result) of this turn
+        self._reads: list = []  # reads waiting for this turn's batch
+        self._groups: list[GroupRecord] = []
+        self._closed = False
+        self._open()
+
+    def _open(self) -> None:
+        self._groups = self.database.groups()
+        self._reconcile(PRIVATE_LOG, self.logs.messagelog)
+        for group in self._groups:
+            self._reconcile(group.name, self.logs.group_log(group.name))
+        self.logs.write()
+
+    def _reconcile(self, log_name: str, text_log) -> None:
+        in_file = text_log.last_seq
+        in_database = self.database.last_seq(log_name)
+        if in_file > in_database:
+            ops = [("msg", log_name, seq, timestamp, parse_timestamp(timestamp), author, None, message)
+                   for seq, timestamp, author, message in read_records_after(text_log.path, in_database)]
+            if ops:
+                log.info("{path}: {n} records added to the database", path=text_log.path, n=len(ops))
+                self.database.commit_now(ops)
+        elif in_database > in_file:
+            missing = self.database.messages_after(log_name, in_file)
+            log.info("{path}: {n} records restored from the database", path=text_log.path, n=len(missing))
+            for message in missing:
+                text_log.append_record(message.seq, message.timestamp, message.sender, message.text)
+
+    # The end of a turn
+
+    def flush(self) -> None:
+        self._turn.cancel()
+        failed = self.logs.write()
+        ops, self._ops = self._ops, []
+        waiting, self._waiting = self._waiting, []
+        reads, self._reads = self._reads, []
+        if failed:
+            ops = [entry for entry in ops if entry[0] not in failed]
+            for d, text_log, _result in waiting:
+                if text_log in failed:
+                    d.errback(ChatError(errors.NOT_SAVED))
+            waiting = [entry for entry in waiting if entry[1] not in failed]
+        if ops:
+            committed = self.database.commit([op for _log, op in ops])
+            committed.addCallbacks(self._committed, self._not_committed,
+                                   callbackArgs=(waiting,), errbackArgs=(waiting,))
+        else:
+            self._committed(None, waiting)
+        for read in reads:
+            read()
+
+    def _committed(self, _, waiting) -> None:
+        for d, _log, result in waiting:
+            d.callback(result)
+
+    def _not_committed(self, failure, waiting) -> None:
+        log.failure("Cannot write the database", failure)
+        for d, _log, _result in waiting:
+            d.errback(ChatError(errors.NOT_SAVED))
+
+    def _change(self, text_log, op, result=None) -> defer.Deferred:
+        d = defer.Deferred()
+        if op is not None:
+            self._ops.append((text_log, op))
+        self._waiting.append((d, text_log, result))
+        self._turn.schedule()
+        return d
+
+    def _read(self, function, *args) -> defer.Deferred:
+        if not self._turn.pending:
+            return function(*args)
+        d = defer.Deferred()
+        self._reads.append(lambda: function(*args).chainDeferred(d))
+        return d
+
+    # IChatStorage
+
+    def groups(self) -> defer.Deferred:
+        return defer.succeed(list(self._groups))
+
+    def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
+        text_log = self.logs.messagelog
+        seq = text_log.append(timestamp, sender, text)
+        return self._change(text_log, ("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text), seq)
+
+    def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
+        text_log = self.logs.group_log(log_name)
+        seq = text_log.append(timestamp, sender, text)
+        return self._change(text_log, ("msg", log_name, seq, timestamp, time, sender, None, text), seq)
+
+    def delete_message(self, log_name, seq, author) -> defer.Deferred:
+        text_log = self.logs.messagelog if log_name is None else self.logs.group_log(log_name)
+        try:
+            changed = delete_record(text_log, seq, author)
+        except NoSuchRecord:
+            return defer.fail(ChatError(errors.NO_SUCH_MESSAGE, seq=seq))
+        except NotAuthor:
+            return defer.fail(ChatError(errors.NOT_AUTHOR, seq=seq))
+        except OSError:
+            log.failure("Cannot rewrite {path}", path=text_log.path)
+            return defer.fail(ChatError(errors.NOT_SAVED))
+        if not changed:
+            return defer.succeed(False)
+        return self._change(None, ("del", PRIVATE_LOG if log_name is None else log_name, seq), True)
+
+    def private_history(self, a, b, limit, before=None) -> defer.Deferred:
+        return self._read(self.database.private_history, a, b, limit, before)
+
+    def group_history(self, log_name, limit, before=None) -> defer.Deferred:
+        return self._read(self.database.group_history, log_name, limit, before)
+
+    def save_group(self, record: GroupRecord) -> defer.Deferred:
+        self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast)))
+        for username, joined in record.members:
+            self._ops.append((None, ("member", record.key, username, joined)))
+        return self._change(None, None)
+
+    def set_member(self, key, username, joined) -> defer.Deferred:
+        return self._change(None, ("member", key, username, joined))
+
+    def remove_member(self, key, username) -> defer.Deferred:
+        return self._change(None, ("unmember", key, username))
+
+    def remove_group(self, key, log_name=None) -> defer.Deferred:
+        d = self._change(None, ("ungroup", key))
+        if log_name is not None:
+            self.logs.drop_group_log(log_name)
+        return d
+
+    def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
+        userlog = self.logs.userlog
+        userlog.add(username, timestamp, ip, udp_port)
+        return self._change(userlog, None)
+
+    def user_logged_out(self, username) -> defer.Deferred:
+        self.logs.userlog.remove(username)
+        return self._change(self.logs.userlog, None)
+
+    def close(self) -> defer.Deferred:
+        if self._closed:
+            return defer.succeed(None)
+        self._closed = True
+        self.flush()
+        self.logs.close()
+        return self.database.close()

@@ -1,0 +1,25 @@
+"""The values storage keeps and gives back, and the database operations of one batch."""
+
+from ..core.interfaces import GroupRecord
+
+__all__ = ["PRIVATE_LOG", "DatabaseError", "GroupRecord", "peers_key"]
+
+PRIVATE_LOG = ""  # the log name of private messages (messagelog.txt)
+
+
+def peers_key(a: str, b: str) -> str:
+    """One key for the conversation between two users, whoever wrote."""
+    return f"{a}\n{b}" if a < b else f"{b}\n{a}"
+
+
+class DatabaseError(Exception):
+    """The database cannot be opened, migrated or written; the text says which and why."""
+
+
+# One batch is a list of operations, tuples whose first item names them:
+#   ("msg", log, seq, timestamp, time, sender, recipient, text)
+#   ("del", log, seq)
+#   ("group", key, name, owner, broadcast)
+#   ("member", key, username, joined)
+#   ("unmember", key, username)
+#   ("ungroup", key)

@@ -1,0 +1,236 @@
+"""
+The embedded database: one SQLite file (WAL), written by one thread.
+
+At start-up the file is opened, locked and migrated on the calling thread;
+from then on every batch (one transaction per reactor turn) and every read
+runs, in order, on one worker thread, so a read sees every batch before it
+and the reactor never waits for the disk.
+"""
+
+import sqlite3
+
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
+
+from ..core.events import GROUP, PRIVATE, Message
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, peers_key
+
+# Each entry migrates the schema from version i to i + 1; never edit one that shipped.
+MIGRATIONS = [
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE messages (
+        log TEXT NOT NULL,            -- '' for private messages, else the group's log name
+        seq INTEGER NOT NULL,
+        timestamp TEXT NOT NULL,
+        time REAL NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT,               -- private messages
+        peers TEXT,                   -- private: both names, sorted, for the conversation index
+        text TEXT NOT NULL,
+        PRIMARY KEY (log, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_by_peers ON messages (peers, seq) WHERE peers IS NOT NULL;
+    CREATE TABLE groups (
+        key TEXT PRIMARY KEY,         -- the name folded to lower case
+        name TEXT NOT NULL,
+        owner TEXT NOT NULL,
+        broadcast INTEGER NOT NULL
+    );
+    CREATE TABLE members (
+        id INTEGER PRIMARY KEY,       -- membership order
+        group_key TEXT NOT NULL REFERENCES groups (key) ON DELETE CASCADE,
+        username TEXT NOT NULL,
+        joined INTEGER NOT NULL,
+        UNIQUE (group_key, username)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SQLiteDatabase:
+    """
+    @param path: the database file.
+    @param reactor: for the worker thread's results; None runs every call
+        on the calling thread (unit tests on a Clock).
+    @param durable: flush to stable storage at every commit (C{--fsync}).
+    """
+
+    def __init__(self, path: str, reactor=None, durable: bool = False):
+        self.path = path
+        self.reactor = reactor
+        self.durable = durable
+        self._db = None
+        self._pool = None
+
+    # Start-up
+
+    def open(self) -> "SQLiteDatabase":
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as e:
+            raise DatabaseError(f"cannot open the database {self.path}: {e}") from None
+        try:
+            db.execute("PRAGMA foreign_keys = ON")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise DatabaseError(f"cannot open the database {self.path}: WAL mode refused ({mode})")
+            db.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
+            # One server at a time: a second one fails here, before touching anything.
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._migrate(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as e:
+            db.close()
+            raise DatabaseError(f"cannot open the database {self.path}: {e}") from None
+        except DatabaseError:
+            db.close()
+            raise
+        self._db = db
+        if self.reactor is not None:
+            self._pool = ThreadPool(1, 1, name="chatproto-sqlite")
+            self._pool.start()
+        return self
+
+    def _migrate(self, db) -> None:
+        has_meta = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        version = 0
+        if has_meta:
+            row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise DatabaseError(
+                f"the database {self.path} has schema version {version}, newer than this "
+                f"server's {SCHEMA_VERSION}: run a newer chatproto")
+        for step in range(version, SCHEMA_VERSION):
+            for statement in MIGRATIONS[step].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        if version != SCHEMA_VERSION:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                       (str(SCHEMA_VERSION),))
+
+    def groups(self) -> list[GroupRecord]:
+        groups = {}
+        for key, name, owner, broadcast in self._db.execute(
+                "SELECT key, name, owner, broadcast FROM groups"):
+            groups[key] = GroupRecord(key, name, owner, bool(broadcast), [])
+        for key, username, joined in self._db.execute(
+                "SELECT group_key, username, joined FROM members ORDER BY id"):
+            groups[key].members.append([username, bool(joined)])
+        return list(groups.values())
+
+    def last_seq(self, log: str) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM messages WHERE log = ?", (log,)).fetchone()
+        return row[0] or 0
+
+    def messages_after(self, log: str, seq: int) -> list[Message]:
+        return [_message(row) for row in self._db.execute(
+            "SELECT log, seq, timestamp, time, sender, recipient, text FROM messages "
+            "WHERE log = ? AND seq > ? ORDER BY seq", (log, seq))]
+
+    # Run time: everything in order on the worker thread
+
+    def _run(self, function, *args) -> defer.Deferred:
+        if self._pool is None:
+            return defer.maybeDeferred(function, *args)
+        return threads.deferToThreadPool(self.reactor, self._pool, function, *args)
+
+    def commit(self, ops) -> defer.Deferred:
+        return self._run(self._commit, ops)
+
+    def commit_now(self, ops) -> None:
+        """Commit on the calling thread (start-up, before the worker takes over)."""
+        self._commit(ops)
+
+    def _commit(self, ops) -> None:
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            messages = [op for op in ops if op[0] == "msg"]
+            if len(messages) == len(ops):  # the common batch: messages only
+                db.executemany(_INSERT_MESSAGE, [_message_row(op) for op in messages])
+            else:
+                for op in ops:
+                    _APPLY[op[0]](db, op)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def private_history(self, a, b, limit, before=None) -> defer.Deferred:
+        return self._run(self._history, "peers", peers_key(a, b), limit, before)
+
+    def group_history(self, log, limit, before=None) -> defer.Deferred:
+        return self._run(self._history, "log", log, limit, before)
+
+    def _history(self, column, value, limit, before):
+        query = (f"SELECT log, seq, timestamp, time, sender, recipient, text FROM messages "
+                 f"WHERE {column} = ?")
+        args = [value]
+        if before is not None:
+            query += " AND seq < ?"
+            args.append(before)
+        query += " ORDER BY seq DESC LIMIT ?"
+        args.append(limit)
+        rows = self._db.execute(query, args).fetchall()
+        rows.reverse()
+        return [_message(row) for row in rows]
+
+    def close(self) -> defer.Deferred:
+        d = self._run(self._close)
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+
+            def stop(result):
+                pool.stop()
+                return result
+
+            d.addBoth(stop)
+        return d
+
+    def _close(self) -> None:
+        if self._db is not None:
+            db, self._db = self._db, None
+            db.close()
+
+
+_INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+def _message_row(op):
+    _, log, seq, timestamp, time, sender, recipient, text = op
+    peers = peers_key(sender, recipient) if log == PRIVATE_LOG and recipient is not None else None
+    return (log, seq, timestamp, time, sender, recipient, peers, text)
+
+
+_APPLY = {
+    "msg": lambda db, op: db.execute(_INSERT_MESSAGE, _message_row(op)),
+    "del": lambda db, op: db.execute(
+        "UPDATE messages SET text = '[deleted]' WHERE log = ? AND seq = ?", op[1:]),
+    "group": lambda db, op: db.execute(
+        "INSERT INTO groups (key, name, owner, broadcast) VALUES (?, ?, ?, ?)",
+        (op[1], op[2], op[3], int(op[4]))),
+    "member": lambda db, op: db.execute(
+        "INSERT INTO members (group_key, username, joined) VALUES (?, ?, ?) "
+        "ON CONFLICT (group_key, username) DO UPDATE SET joined = excluded.joined",
+        (op[1], op[2], int(op[3]))),
+    "unmember": lambda db, op: db.execute(
+        "DELETE FROM members WHERE group_key = ? AND username = ?", op[1:]),
+    "ungroup": lambda db, op: db.execute("DELETE FROM groups WHERE key = ?", op[1:]),
+}
+
+
+def _message(row) -> Message:
+    log, seq, timestamp, time, sender, recipient, text = row
+    if log == PRIVATE_LOG:
+        return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
+    return Message(GROUP, seq, timestamp, time, sender, None, log, text)
