@@ -4,6 +4,7 @@ a port it picks itself (port 0) and its files in a directory of its own.
 
 - C{ours}: C{python -m chatproto.server 0 5 --interface 127.0.0.1 --data-dir D
   --credentials F}
+- C{before}: the same at another commit (a checkout named by C{BENCH_BEFORE_TREE})
 - C{seed}: C{bench/baselines/seed_server.py}, same arguments (benchmark only)
 - C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
 
@@ -29,6 +30,9 @@ SERVERS = {
     # An experiment, not a baseline: ours with the profile's suggested changes
     # monkeypatched in (bench/experiments/hotpath_server.py).
     "ours-hotpath": ("ours+hotpath", "chat"),
+    # Ours at another commit, side by side in the same run: a checkout named by
+    # BENCH_BEFORE_TREE (e.g. `git worktree add /tmp/before 3f303dc`).
+    "before": ("ours-before", "chat"),
 }
 
 
@@ -39,6 +43,12 @@ def command(kind: str, data_dir: str, credentials: str):
               "--credentials", credentials]
     if kind == "ours":
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+        return [sys.executable, "-m", "chatproto.server", *common], env
+    if kind == "before":
+        tree = os.environ.get("BENCH_BEFORE_TREE")
+        if not tree:
+            raise ValueError("server 'before' needs BENCH_BEFORE_TREE (a checkout of the other commit)")
+        env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
         return [sys.executable, "-m", "chatproto.server", *common], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")

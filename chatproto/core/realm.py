@@ -583,4 +583,4 @@ class ChatRealm:
         return self.storage.close()
 
 
-__all__ = ["ChatRealm", "User", "IUsernamePassword"]
+__all__ = ["ChatRealm", "IUsernamePassword", "User"]

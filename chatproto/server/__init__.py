@@ -26,7 +26,7 @@ USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FI
 
 class ServerOptions(usage.Options):
     optParameters = [
-        ["interface", None, "", "listen on this address only (default: all interfaces)"],
+        ["interface", None, None, "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
     ]
@@ -44,9 +44,24 @@ class ServerOptions(usage.Options):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
 
     def opt_help(self):
+        """show this help and exit"""
         print(USAGE)
         print(self.__str__().split("\n", 1)[1])
         sys.exit(0)
+
+    def opt_version(self):
+        """show chatproto's version and exit"""
+        print(f"chatproto {package_version()}")
+        sys.exit(0)
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("chatproto")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
 
 
 def listen_description(port: int, interface: str) -> str:

@@ -127,7 +127,8 @@ class Ledger:
     def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
         text_log = self.logs.messagelog
         seq = text_log.append(timestamp, sender, text)
-        return self._change(text_log, ("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text), seq)
+        op = ("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text)
+        return self._change(text_log, op, seq)
 
     def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
         text_log = self.logs.group_log(log_name)

@@ -68,7 +68,7 @@ class SQLiteDatabase:
 
     def open(self) -> "SQLiteDatabase":
         try:
-            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.1)
         except sqlite3.Error as e:
             raise DatabaseError(f"cannot open the database {self.path}: {e}") from None
         try:

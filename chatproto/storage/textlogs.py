@@ -463,11 +463,9 @@ def read_records_after(path: str, seq: int):
     Yield C{(seq, timestamp, author, message)} of the records of a log
     after C{seq}, in file order (a start-up job, when the database lags).
     """
-    try:
-        f = open(path, encoding="utf-8", errors="surrogateescape")
-    except FileNotFoundError:
+    if not os.path.exists(path):
         return
-    with f:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
         for line in f:
             fields = line.rstrip("\n").split(SEPARATOR, 3)
             if len(fields) != 4 or not fields[0].isdigit():

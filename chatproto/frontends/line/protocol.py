@@ -194,7 +194,7 @@ class ChatLineProtocol(LineReceiver):
 
     def disconnect(self, notice: str) -> None:
         self.user = None  # the core logs the user out
-        if self.connected and not self._dropped:
+        if self.connected and not self._dropped and not self._closing:
             self.output.write(line("NOTICE", notice))
             self.pauseProducing()
             self._closing = True

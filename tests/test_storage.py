@@ -1,0 +1,184 @@
+"""
+The storage interface (the Ledger over each database), run against every
+implementation: the same tests for the in-memory and the SQLite database.
+"""
+
+import os
+import shutil
+import sqlite3
+import tempfile
+
+import pytest_twisted
+from twisted.internet import task
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatproto.core.errors import ChatError
+from chatproto.core.interfaces import GroupRecord
+from chatproto.storage.ledger import Ledger
+from chatproto.storage.memory import MemoryDatabase
+from chatproto.storage.model import DatabaseError
+from chatproto.storage.sqlite import SCHEMA_VERSION, SQLiteDatabase
+
+T = "01 Jun 2022 21:30:04"
+
+
+class StorageContract:
+    """What every database behind the ledger must do."""
+
+    def make_database(self, directory):
+        raise NotImplementedError
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="chatproto-storage-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.clock = task.Clock()
+        self.database = self.make_database(self.dir)
+        self.ledger = Ledger(self.database, self.dir, self.clock)
+        self.addCleanup(self.ledger.close)
+
+    def durable(self, d):
+        self.clock.advance(0)
+        return self.successResultOf(d)
+
+    def reopen(self):
+        self.ledger.close()
+        self.database = self.make_database(self.dir)
+        self.ledger = Ledger(self.database, self.dir, self.clock)
+
+    def test_messages_get_rising_seqs_and_history_both_ways(self):
+        seqs = [self.durable(self.ledger.append_private(a, b, T, 1.0 + i, f"m{i}"))
+                for i, (a, b) in enumerate([("Yoda", "Hans"), ("Hans", "Yoda"), ("Yoda", "leia")])]
+        self.assertEqual(seqs, [1, 2, 3])
+        history = self.successResultOf(self.ledger.private_history("Hans", "Yoda", 20))
+        self.assertEqual([(m.seq, m.sender, m.recipient, m.text) for m in history],
+                         [(1, "Yoda", "Hans", "m0"), (2, "Hans", "Yoda", "m1")])
+        self.assertEqual(history[0].timestamp, T)
+        self.assertEqual(history[0].time, 1.0)
+
+    def test_history_limit_and_before(self):
+        for i in range(10):
+            self.ledger.append_group("Jedi", "Yoda", T, float(i), f"g{i}")
+        self.clock.advance(0)
+        last = self.successResultOf(self.ledger.group_history("Jedi", 3))
+        self.assertEqual([m.seq for m in last], [8, 9, 10])
+        older = self.successResultOf(self.ledger.group_history("Jedi", 3, before=8))
+        self.assertEqual([m.seq for m in older], [5, 6, 7])
+        self.assertEqual(older[0].group, "Jedi")
+        self.assertEqual(self.successResultOf(self.ledger.group_history("Other", 3)), [])
+
+    def test_a_read_sees_the_changes_of_its_turn(self):
+        self.ledger.append_private("Yoda", "Hans", T, 1.0, "same turn")
+        d = self.ledger.private_history("Yoda", "Hans", 5)
+        self.assertNoResult(d)
+        self.clock.advance(0)
+        self.assertEqual([m.text for m in self.successResultOf(d)], ["same turn"])
+
+    def test_groups_and_members_survive_a_reopen(self):
+        record = GroupRecord("jedi", "Jedi", "Yoda", True, [["Yoda", True], ["Hans", False], ["leia", False]])
+        self.durable(self.ledger.save_group(record))
+        self.durable(self.ledger.set_member("jedi", "Hans", True))
+        self.durable(self.ledger.remove_member("jedi", "leia"))
+        self.durable(self.ledger.set_member("jedi", "luke", False))
+        self.durable(self.ledger.save_group(GroupRecord("gone", "Gone", "Yoda", False, [["Yoda", True]])))
+        self.durable(self.ledger.remove_group("gone", "Gone"))
+        self.durable(self.ledger.append_group("Jedi", "Yoda", T, 1.0, "kept"))
+        self.reopen()
+        groups = self.successResultOf(self.ledger.groups())
+        self.assertEqual(groups, [GroupRecord("jedi", "Jedi", "Yoda", True,
+                                              [["Yoda", True], ["Hans", True], ["luke", False]])])
+        self.assertEqual(self.durable(self.ledger.append_group("Jedi", "Hans", T, 2.0, "next")), 2)
+
+    def test_delete(self):
+        self.durable(self.ledger.append_private("Yoda", "Hans", T, 1.0, "oops"))
+        self.assertIsInstance(self.failureResultOf(self.ledger.delete_message(None, 1, "Hans")).value,
+                              ChatError)
+        self.assertEqual(self.failureResultOf(self.ledger.delete_message(None, 7, "Yoda")).value.code,
+                         "no-such-message")
+        self.assertTrue(self.durable(self.ledger.delete_message(None, 1, "Yoda")))
+        self.assertFalse(self.durable(self.ledger.delete_message(None, 1, "Yoda")))
+        history = self.successResultOf(self.ledger.private_history("Yoda", "Hans", 5))
+        self.assertEqual([m.text for m in history], ["[deleted]"])
+        with open(os.path.join(self.dir, "messagelog.txt")) as f:
+            self.assertEqual(f.read(), f"1; {T}; Yoda; [deleted]\n")
+
+    def test_userlog(self):
+        self.durable(self.ledger.user_logged_in("Yoda", T, "127.0.0.1", 6000))
+        self.durable(self.ledger.user_logged_in("Hans", T, "127.0.0.1", 0))
+        self.durable(self.ledger.user_logged_out("Yoda"))
+        with open(os.path.join(self.dir, "userlog.txt")) as f:
+            self.assertEqual(f.read(), f"1; {T}; Hans; 127.0.0.1; 0\n")
+
+    def test_records_a_crash_left_in_a_file_only_reach_the_database(self):
+        self.durable(self.ledger.append_private("Yoda", "Hans", T, 1.0, "one"))
+        self.ledger.close()
+        # A crash between the file write and the commit: the record is in the file only.
+        with open(os.path.join(self.dir, "messagelog.txt"), "a") as f:
+            f.write(f"2; {T}; Hans; two; with; semicolons\n")
+        self.database = self.make_database(self.dir)
+        self.ledger = Ledger(self.database, self.dir, self.clock)
+        self.assertEqual(self.database.last_seq(""), self.expected_after_import(2))
+        self.assertEqual(self.durable(self.ledger.append_private("Yoda", "Hans", T, 3.0, "three")), 3)
+        with open(os.path.join(self.dir, "messagelog.txt")) as f:
+            self.assertEqual([line.split("; ")[0] for line in f], ["1", "2", "3"])
+
+    def expected_after_import(self, seq):
+        return seq
+
+
+class MemoryStorageTests(StorageContract, SynchronousTestCase):
+    def make_database(self, directory):
+        if not hasattr(self, "_memory"):
+            self._memory = MemoryDatabase()
+        return self._memory.open()
+
+
+class SQLiteStorageTests(StorageContract, SynchronousTestCase):
+    def make_database(self, directory):
+        return SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
+
+    def test_records_the_database_has_beyond_a_file_are_appended_to_it(self):
+        for text in ("one", "two"):
+            self.durable(self.ledger.append_private("Yoda", "Hans", T, 1.0, text))
+        self.ledger.close()
+        with open(os.path.join(self.dir, "messagelog.txt"), "w") as f:
+            f.write(f"1; {T}; Yoda; one\n")  # the file lost its last record (a power cut)
+        self.reopen()
+        with open(os.path.join(self.dir, "messagelog.txt")) as f:
+            self.assertEqual(f.read(), f"1; {T}; Yoda; one\n2; {T}; Yoda; two\n")
+
+    def test_newer_schema_refused_and_untouched(self):
+        self.ledger.close()
+        path = os.path.join(self.dir, "chatproto.db")
+        db = sqlite3.connect(path)
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        db.commit()
+        db.close()
+        with self.assertRaises(DatabaseError) as raised:
+            SQLiteDatabase(path).open()
+        self.assertIn("newer than this server's", str(raised.exception))
+
+    def test_second_server_on_the_same_database_is_refused(self):
+        with self.assertRaises(DatabaseError) as raised:
+            SQLiteDatabase(os.path.join(self.dir, "chatproto.db")).open()
+        self.assertIn("locked", str(raised.exception))
+
+    def test_unopenable_database(self):
+        with self.assertRaises(DatabaseError) as raised:
+            SQLiteDatabase(os.path.join(self.dir, "no", "such", "dir.db")).open()
+        self.assertIn("cannot open the database", str(raised.exception))
+
+
+@pytest_twisted.inlineCallbacks
+def test_sqlite_worker_thread_commits_in_order_on_the_real_reactor(tmp_path):
+    from twisted.internet import reactor
+
+    database = SQLiteDatabase(str(tmp_path / "chatproto.db"), reactor=reactor).open()
+    ledger = Ledger(database, str(tmp_path), reactor)
+    try:
+        seqs = yield __import__("twisted.internet.defer", fromlist=["x"]).gatherResults(
+            [ledger.append_group("Jedi", "Yoda", T, float(i), f"g{i}") for i in range(100)])
+        assert seqs == list(range(1, 101))
+        history = yield ledger.group_history("Jedi", 500)
+        assert [m.text for m in history] == [f"g{i}" for i in range(100)]
+    finally:
+        yield ledger.close()
