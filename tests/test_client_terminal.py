@@ -105,6 +105,8 @@ class TerminalClientTestCase(SynchronousTestCase):
         self.answer("DATA #1 01 Jun 2022 21:30:04, Hans: are you there?",
                     "DATA #2 01 Jun 2022 21:31:00, Yoda: yes",
                     "OK")
+        self.assertEqual(self.sent(), ["/users"])  # who is active now
+        self.answer("DATA Hans active", "DATA Yoda active", "OK")
 
 
 class ConversationTests(TerminalClientTestCase):
@@ -202,11 +204,11 @@ class ConversationTests(TerminalClientTestCase):
     def test_a_server_without_history(self):
         self.login()
         self.type(b"/chat Hans\r")
-        self.answer("ERR Error. Invalid command!")
+        self.answer("ERR Error. Invalid command!", "ERR Error. Invalid command!")
         rows = self.look()
         self.assertEqual(rows, ["-!- Hans is active", " Yoda | 2:Hans | windows: 2:Hans", "[Hans]"])
         self.type(b"/chat leia\r")
-        self.answer("ERR Error. Invalid command!")
+        self.answer("ERR Error. Invalid command!", "ERR Error. Invalid command!")
         self.assertEqual(self.look()[-3], "-!- leia is not logged in now")
 
     def test_plain_text_without_a_conversation(self):

@@ -150,18 +150,36 @@ class ConversationCommands:
                 self.conversations.add_history(window, msg)
             if text and (ok or text != INVALID_COMMAND):
                 window.append(self.renderer.info(text))
-            if kind == "user" and exact in self._users:
-                away = self._users[exact] != "active"
-                window.append(self.renderer.notice(
-                    f"{exact} is not logged in now" if away
-                    else f"{exact} is active"))
-            self._switch(window)
             if kind == "group":
+                self._switch(window)
                 self._members(window, self._ask_command)
-            else:
+                return
+
+            def presence():
+                if exact in self._users:
+                    away = self._users[exact] != "active"
+                    window.append(self.renderer.notice(
+                        f"{exact} is not logged in now" if away else f"{exact} is active"))
+                self._switch(window)
                 self._ask_command()
 
+            self._refresh_users(presence)
+
         self._request(f"{command} {name} {min(500, HISTORY_ON_OPEN + count)}", done, data)
+
+    def _refresh_users(self, then) -> None:
+        """Ask who is active now (for a conversation that opens), then C{then()}."""
+        users = {}
+
+        def data(text):
+            name, _, presence = text.partition(" ")
+            users[name] = presence
+
+        def done(ok, text):
+            self._users.update(users)
+            then()
+
+        self._request("/users", done, data)
 
     def _members(self, window, then) -> None:
         members = []
