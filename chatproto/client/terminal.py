@@ -529,7 +529,7 @@ class ChatLineEditor(recvline.HistoricRecvLine):
             position = 0
             for text, _style in segments:
                 position += cell_width(printable(text))
-                if text == "> ":
+                if text in ("> ", "-!- "):  # after a message's sender, a notice's mark
                     indent = position
                     break
             if indent > columns // 2:
