@@ -592,7 +592,7 @@ class WithChatClientTests(TerminalTestCase):
         self.login()
         screen = self.look()
         self.assertEqual(screen.text()[:3], ["Username: Yoda", "Password:", "Welcome to chatproto!"])
-        self.assertTrue(screen.text()[3].startswith("Commands: /activeuser /changepassword /chat"))
+        self.assertTrue(screen.text()[3].startswith("Commands: /accept /activeuser /changepassword /chat"))
         self.assertNotIn("wise", "\n".join(screen.lines()))
         self.type(b"/msgto Hans half")
         self.chat.server_line("MSG", "01 Jun 2022 21:30:04, Hans: are you there?")

@@ -10,8 +10,9 @@ COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", 
             "/history", "/grouphistory", "/help", "/logout"]
 COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): "
 
-#: Server commands the client uses but does not list in the pipe-mode prompt.
-EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members"]
+#: Server commands the client uses but does not list in the pipe-mode prompt,
+#: and the answers to file offers (chatproto.client.files).
+EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members", "/accept", "/reject"]
 
 #: Commands the terminal client handles itself.
 CLIENT_COMMANDS = ["/chat", "/query", "/win", "/close", "/clear", "/quit"]
@@ -39,6 +40,7 @@ HELP = [
     ("/deletemsg SEQ", "delete your private message #SEQ"),
     ("/deletegroupmsg GROUPNAME SEQ", "delete your group message #SEQ"),
     ("/p2pvideo USERNAME FILENAME", "send a file straight to a user"),
+    ("/accept [N], /reject [N]", "take or refuse file offer N (with --accept-files ask)"),
     ("/changepassword", "change your password (asked for, never shown)"),
     ("/help", "this list"),
     ("/logout", "log out and leave (also /quit, Ctrl-C, Ctrl-D)"),
