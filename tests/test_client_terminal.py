@@ -367,6 +367,32 @@ class ReconnectTests(TerminalClientTestCase):
         self.answer("ERR This account is already logged in")
         self.assertTrue(server.transport.disconnecting)
 
+    def test_login_deadline_reconnects_under_the_prompt(self):
+        self.type(b"Yoda\r")
+        self.look()
+        self.answer("NOTICE Disconnected: no login within 30 seconds")
+        self.chat.server_lost()
+        self.assertEqual(self.reconnector.started, 1)
+        self.assertEqual(self.look(), ["Username: Yoda", "Password:"])  # nothing said, the prompt stays
+        self.type(b"wise@!man\r")  # typed before the new connection is there
+        self.assertEqual(self.sent(), [])
+        server = FakeServer()
+        self.server = server
+        self.chat.connected(server)
+        self.assertEqual(self.sent(), ["LOGIN Yoda wise@!man 6000"])
+        self.answer("OK Welcome to chatproto!")
+        self.assertIn("Welcome to chatproto!", self.look())
+        self.assertEqual(self.exits, [])
+
+    def test_login_deadline_while_idle_at_the_username_prompt(self):
+        self.answer("NOTICE Disconnected: no login within 30 seconds")
+        self.chat.server_lost()
+        server = FakeServer()
+        self.server = server
+        self.chat.connected(server)
+        self.assertEqual(self.look(), ["Username:"])  # asked once only
+        self.login()
+
     def test_no_reconnect_before_login(self):
         self.chat.server_lost()
         self.assertEqual(self.reconnector.started, 0)

@@ -49,6 +49,7 @@ WAITING_FOR_SERVER = "Waiting for the server to come back (/quit or Ctrl-C leave
 RECONNECTED = "Reconnected to the server."
 OFFLINE = "Not connected to the server: reconnecting (/quit or Ctrl-C leaves)."
 SHUTDOWN_NOTICE = "Server shutting down"
+LOGIN_DEADLINE_NOTICE = "Disconnected: no login within"
 # Server lines that name users and groups, remembered for tab completion.
 _NAMES_IN = [re.compile(p) for p in (
     r"^(?P<user>\S+), \S+, \d+, active since ",
@@ -142,6 +143,9 @@ class ChatClient(ConversationCommands):
         self._told_shutdown = False
         self._logged_in = False
         self._offline = False
+        self._at_login_prompt = False
+        self._login_deadline_hit = False
+        self._pending_login = None
         self._requests: deque[_Request] = deque()
         self._seen_names: set[str] = set()
         self._seen_groups: set[str] = set()
@@ -165,6 +169,14 @@ class ChatClient(ConversationCommands):
         if self._offline and self._password is not None:
             self._set_status()
             self._request(f"LOGIN {self.username} {self._password} {self.udp_port}", self._relogin_answer)
+        elif self._at_login_prompt:
+            # Connected again under a login prompt (the server's login deadline): the
+            # prompt stays, and a login entered meanwhile goes now.
+            self._at_login_prompt = False
+            self.reconnector.succeeded()
+            pending, self._pending_login = self._pending_login, None
+            if pending is not None:
+                self._send_login(pending)
         else:
             self._ask_username()
 
@@ -179,7 +191,10 @@ class ChatClient(ConversationCommands):
         elif tag == "MSG":
             self._message(text)
         elif tag == "NOTICE":
-            if text == SHUTDOWN_NOTICE:
+            if text.startswith(LOGIN_DEADLINE_NOTICE) and self.rich and self.reconnector is not None \
+                    and not self._logged_in:
+                self._login_deadline_hit = True  # connected again under the prompt (server_lost)
+            elif text == SHUTDOWN_NOTICE:
                 if not self._told_shutdown:  # once, even if the server says it twice
                     self._told_shutdown = True
                     self._connection_notice(text)
@@ -221,6 +236,16 @@ class ChatClient(ConversationCommands):
         self.server = None
         self._requests.clear()
         if self._exiting:
+            return
+        if self.reconnector is not None and not self._logged_in and self._login_deadline_hit:
+            # Closed at a login prompt (the server gives a login 30 seconds): connect
+            # again without a word; the user goes on typing.
+            self._login_deadline_hit = False
+            if self._state == "logging_in" and self._pending_login is None:
+                self._state = "password"  # the LOGIN sent has no answer: ask again
+                self.console.prompt("Password: ", secret=True)
+            self._at_login_prompt = True
+            self.reconnector.start()
             return
         if self.reconnector is not None and self._logged_in:
             if not self._offline:
@@ -377,6 +402,12 @@ class ChatClient(ConversationCommands):
             self._ask_password()
             return
         self._state = "logging_in"
+        if self.server is None:  # reconnecting under the prompt: sent once connected
+            self._pending_login = password
+            return
+        self._send_login(password)
+
+    def _send_login(self, password: str) -> None:
         self._request(f"LOGIN {self.username} {password} {self.udp_port}",
                       lambda ok, text: self._login_answer(ok, text, password))
 
