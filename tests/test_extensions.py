@@ -417,9 +417,9 @@ class ChangePasswordTests(SynchronousTestCase):
         d.callback(f(*args))
         self.f.clock.advance(0)  # the reply goes out at the end of the turn
         self.assertEqual(self.yoda.output(), [BLOCKED])
-        self.assertEqual(len(self.f.clock.getDelayedCalls()), 1)
+        self.assertEqual(len(self.f.timers()), 1)
         self.f.clock.advance(10)
-        self.assertEqual(self.f.clock.getDelayedCalls(), [])
+        self.assertEqual(self.f.timers(), [])
 
     def test_hashing_failure_is_a_server_error(self):
         self.f.chat.passwords.run = lambda f, *args: defer.fail(RuntimeError("boom"))

@@ -38,7 +38,7 @@ class LoginTests(SynchronousTestCase):
         self.f.clock.advance(0.1)
         self.assertEqual(other.send("LOGIN Yoda x 6000"), ["ERR Invalid Password. Please try again"])
         self.assertEqual(c.send("LOGIN Yoda wise@!man 6000"), ["OK Welcome to chatproto!"])
-        self.assertEqual(self.f.clock.getDelayedCalls(), [])
+        self.assertEqual(self.f.timers(), [])
 
     def test_success_resets_failures(self):
         c = self.f.connect()
@@ -507,4 +507,4 @@ class UserlogRetryTests(SynchronousTestCase):
         f.clock.advance(journal.RETRY_SECONDS)  # nobody logs in or out meanwhile
         f.clock.advance(0)
         self.assertEqual([line.split("; ")[2] for line in f.read("userlog.txt").splitlines()], ["Yoda"])
-        self.assertEqual(f.clock.getDelayedCalls(), [])
+        self.assertEqual(f.timers(), [])

@@ -228,7 +228,12 @@ class ChatRealm:
         log.info("{username} logged out", username=user.name)
         timestamp, now = self._now()
         self._tell_watchers(UserOffline(user.name, timestamp, now), user)
-        return self.storage.user_logged_out(user.name)
+        return self.storage.user_logged_out(user.name).addErrback(self._logout_not_recorded, user.name)
+
+    def _logout_not_recorded(self, failure, username: str) -> None:
+        # The user is gone all the same; userlog.txt comes right by itself (a retry).
+        log.warn("Cannot record the logout of {username}: {why}", username=username,
+                 why=failure.getErrorMessage())
 
     def _tell_watchers(self, event, about: User) -> None:
         for watcher in list(self._watchers):

@@ -25,6 +25,8 @@ NO_GROUPS = "No groups."
 NO_OTHER_ACTIVE_USER = "no other active user"
 SHUTDOWN_NOTICE = "Server shutting down"
 DROPPED_NOTICE = "Disconnected: too much output waiting unread"
+LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"
+TOO_MANY_LINES_NOTICE = "Disconnected: too many lines without a login"
 
 # Login failures: the client picks its next step from these exact texts.
 ACCOUNT_BLOCKED = "Your account is blocked due to multiple login failures. Please try again later"

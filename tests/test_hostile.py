@@ -1,0 +1,73 @@
+"""
+Hostile clients (issue 12) over StringTransport and task.Clock: one connection
+cannot starve the others, connections that never log in cost little and go away.
+"""
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatproto.frontends.line.protocol import LINES_PER_TURN, LOGIN_DEADLINE, MAX_LINES_BEFORE_LOGIN
+
+from .support import ChatFixture
+
+
+class FairnessTests(SynchronousTestCase):
+    def setUp(self):
+        self.f = ChatFixture(self)
+        self.yoda = self.f.login("Yoda", "wise@!man")
+        self.hans = self.f.login("Hans", "falcon*solo")
+
+    def test_a_burst_is_read_a_slice_per_turn(self):
+        burst = b"".join(b"/msgto Yoda flood %d\n" % i for i in range(1000))
+        self.hans.protocol.dataReceived(burst)
+        # Only a slice of the burst is read in this turn; the rest waits, unread.
+        self.assertEqual(self.hans.transport.producerState, "paused")
+        # Someone else's command of the same turn is not queued behind the burst.
+        self.yoda.protocol.dataReceived(b"/msgto Hans mine\n")
+        while self.hans.transport.producerState == "paused":
+            self.f.clock.advance(0)
+        authors = [line.split("; ")[2] for line in self.f.read("messagelog.txt").splitlines()]
+        self.assertEqual(len(authors), 1001)
+        self.assertEqual(authors.index("Yoda"), LINES_PER_TURN)
+        replies = self.hans.output()
+        self.assertEqual(len([r for r in replies if r.startswith("OK message sent at")]), 1000)
+
+    def test_the_order_of_replies_is_kept_across_turns(self):
+        lines = b"".join(b"/msgto Yoda n%d\n" % i for i in range(LINES_PER_TURN * 3))
+        self.hans.protocol.dataReceived(lines)
+        for _ in range(5):
+            self.f.clock.advance(0)
+        delivered = [line.rsplit(": ", 1)[1] for line in self.yoda.output()]
+        self.assertEqual(delivered, [f"n{i}" for i in range(LINES_PER_TURN * 3)])
+
+
+class BeforeLoginTests(SynchronousTestCase):
+    def setUp(self):
+        self.f = ChatFixture(self)
+
+    def test_login_deadline(self):
+        idle = self.f.connect()
+        logged_in = self.f.connect()
+        self.assertEqual(logged_in.send("LOGIN Yoda wise@!man 6000"), ["OK Welcome to chatproto!"])
+        self.f.clock.advance(LOGIN_DEADLINE - 0.1)
+        self.assertFalse(idle.transport.disconnecting)
+        self.f.clock.advance(0.1)
+        self.assertEqual(idle.output(), ["NOTICE Disconnected: no login within 30 seconds"])
+        self.assertTrue(idle.transport.disconnecting)
+        self.assertFalse(logged_in.transport.disconnecting)
+
+    def test_small_lines_before_login(self):
+        c = self.f.connect()
+        self.assertEqual(c.send_raw(b"LOGIN " + b"x" * 2000 + b"\n"), ["ERR Line too long"])
+        # A half line is not kept beyond the bound either: it is skipped up to its end.
+        self.assertEqual(c.send_raw(b"y" * 5000), ["ERR Line too long"])
+        self.assertLess(len(c.protocol._buffer), 2048)
+        self.assertEqual(c.send_raw(b"rest of it\nLOGIN Yoda wise@!man 6000\n"), ["OK Welcome to chatproto!"])
+        # After login, long lines are fine.
+        self.assertEqual(c.send("/msgto Yoda " + "z" * 60000), ["ERR You cannot send a message to yourself"])
+
+    def test_many_lines_without_a_login_close_the_connection(self):
+        c = self.f.connect()
+        replies = c.send_raw(b"hello\n" * (MAX_LINES_BEFORE_LOGIN + 5))
+        self.assertEqual(replies, ["ERR Please log in first"] * MAX_LINES_BEFORE_LOGIN
+                         + ["NOTICE Disconnected: too many lines without a login"])
+        self.assertTrue(c.transport.disconnecting)
