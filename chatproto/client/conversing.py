@@ -38,7 +38,7 @@ class ConversationCommands:
 
     def _shown_as_sent(self, ok_text: str) -> None:
         """C{/msgto} or C{/groupmsg} went through: show one's own message."""
-        words = self._last_line.split(" ", 2)
+        words = self._last_line.split(None, 2)
         name, body = (words[1], words[2]) if len(words) == 3 else (None, "")
         stamp = sent_at(ok_text)
         if stamp is None:
