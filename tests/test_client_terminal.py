@@ -155,6 +155,20 @@ class ConversationTests(TerminalClientTestCase):
         self.assertEqual(self.look()[-3], "Conversations: 1:all 2:Hans 3:Jedi 4:leia(1)")
         self.assertEqual(self.sent(), [])
 
+    def test_message_to_another_user_from_a_conversation_and_close(self):
+        self.login()
+        self.open_hans()
+        self.type(b"/msgto leia psst\r")
+        self.assertEqual(self.sent(), ["/msgto leia psst"])
+        self.answer("OK message sent at 01 Jun 2022 21:40:00.")
+        rows = self.look()
+        self.assertEqual(rows[-3:], ["-> leia: psst", " Yoda | 2:Hans | windows: 2:Hans 3:leia", "[Hans]"])
+        self.type(b"/close\r")
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:leia")
+        self.assertIn("21:40 [leia] <Yoda> psst", self.look())
+        self.type(b"/close\r")
+        self.assertEqual(self.look()[-3], "Window 1 stays open (/quit leaves).")
+
     def test_no_such_window(self):
         self.login()
         self.type(b"/win 4\r")
