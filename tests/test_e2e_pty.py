@@ -461,3 +461,26 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.assertEqual(screen.text().count("Error:"), 1)
         self.assertNotIn("Traceback", screen.text())
         self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
+
+
+class PipeReconnectTests(E2EMixin, SynchronousTestCase):
+    """With --reconnect a piped client comes back too, in plain lines."""
+
+    def test_pipe_client_with_reconnect(self):
+        server = self.start_server()
+        yoda = self.login("Yoda", "wise@!man", args=["--reconnect"])
+        port = server.port
+        self.assertEqual(server.stop(), 0)
+        yoda.expect("Server shutting down")
+        yoda.expect("Waiting for the server to come back (/quit or Ctrl-C leaves)...")
+        again = ServerProcess(data_dir=server.data_dir, credentials=server.credentials, port=port)
+        self.addCleanup(again.cleanup)
+        yoda.expect("Reconnected to the server.")
+        hans = WireUser(again.host, again.port, "Hans", "falcon*solo")
+        self.addCleanup(hans.close)
+        yoda.send("/msgto Hans after the restart")
+        hans.expect(re.compile(r", Yoda: after the restart$"))
+        yoda.expect(re.compile("^message sent at "))
+        yoda.close_stdin()
+        self.assertEqual(yoda.wait(), 0)
+        self.assertNotIn("\x1b", "\n".join(yoda.stdout.lines))
