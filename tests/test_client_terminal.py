@@ -175,6 +175,10 @@ class ConversationTests(TerminalClientTestCase):
         self.assertEqual(self.look()[-3:], ["No window 4 (1-1).", " Yoda | 1:all", ">"])
         self.type(b"\x1b7")  # Alt-7
         self.assertEqual(self.look()[-3], "No window 7 (1-1).")
+        self.type(b"/win\r")
+        self.assertEqual(self.look()[-3], "Conversations: 1:all")
+        self.type(b"/window 1\r")
+        self.assertEqual(self.look()[-2:], [" Yoda | 1:all", ">"])
         self.type(b"/win x\r")
         self.assertEqual(self.look()[-3:], ["Usage: /win N", " Yoda | 1:all", ">"])
 

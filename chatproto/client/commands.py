@@ -15,14 +15,14 @@ COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): 
 EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members", "/accept", "/reject"]
 
 #: Commands the terminal client handles itself.
-CLIENT_COMMANDS = ["/chat", "/query", "/win", "/close", "/clear", "/quit"]
+CLIENT_COMMANDS = ["/chat", "/query", "/win", "/window", "/close", "/clear", "/quit"]
 
 #: Every command with its form and what it does, for the terminal's /help. In a
 #: conversation, the name in brackets may be left out: it is the conversation's.
 HELP = [
     ("/chat [NAME]", "open a conversation with a user or a group (alone: list the open ones)"),
     ("/query NAME", "the same as /chat NAME"),
-    ("/win N", "switch to conversation N (also Alt-1..9; 1 shows everything)"),
+    ("/win N", "switch to conversation N (also /window N, Alt-1..9; 1 shows everything)"),
     ("/close", "close the current conversation"),
     ("/clear", "empty the current window"),
     ("/msgto USERNAME MESSAGE", "private message to an active user"),

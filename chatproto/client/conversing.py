@@ -223,6 +223,9 @@ class ConversationCommands:
         self._request(f"{command} {window.name} {count}", lambda ok, text: then(window, found), data)
 
     def _local_win(self, args: list[str], line: str) -> None:
+        if not args:
+            self._local_chat(args, line)  # the list
+            return
         if len(args) != 1 or not (args[0].isascii() and args[0].isdigit()):
             self._reply("Usage: /win N")
             self._ask_command()
@@ -233,6 +236,8 @@ class ConversationCommands:
             self._ask_command()
             return
         self._switch(window)  # with the prompt of that window
+
+    _local_window = _local_win  # irssi's /window N
 
     def _local_close(self, args: list[str], line: str) -> None:
         window = self.conversations.current
