@@ -41,15 +41,17 @@ def command(kind: str, data_dir: str, credentials: str):
     env = dict(os.environ)
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
+    # The load generator opens thousands of connections from one address: no caps.
+    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0"]
     if kind == "ours":
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common], env
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped], env
     if kind == "before":
         tree = os.environ.get("BENCH_BEFORE_TREE")
         if not tree:
             raise ValueError("server 'before' needs BENCH_BEFORE_TREE (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common], env
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")
         return [sys.executable, script, *common], env

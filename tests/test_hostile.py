@@ -71,3 +71,46 @@ class BeforeLoginTests(SynchronousTestCase):
         self.assertEqual(replies, ["ERR Please log in first"] * MAX_LINES_BEFORE_LOGIN
                          + ["NOTICE Disconnected: too many lines without a login"])
         self.assertTrue(c.transport.disconnecting)
+
+
+class PasswordCheckFloodTests(SynchronousTestCase):
+    """Checks of hashed passwords cannot be queued without limit (issue 12, item 3)."""
+
+    def test_a_flood_of_wrong_logins_runs_at_most_attempts_checks(self):
+        from twisted.internet import defer
+
+        from chatproto.core.passwords import hash_password
+
+        f = ChatFixture(self, attempts=3)
+        f.accounts.secrets["Hans"] = hash_password("falcon*solo", rounds=4)
+        f.accounts.secrets["leia"] = hash_password("alderaan", rounds=4)
+        pending = []
+
+        def run(function, *args):  # a check "in a thread": it ends when the test says so
+            d = defer.Deferred()
+            pending.append((d, function, args))
+            return d
+
+        f.chat.passwords.run = run
+        flood = [f.connect() for _ in range(200)]
+        for c in flood:
+            c.protocol.dataReceived(b"LOGIN Hans wrong 6000\n")
+        leia = f.connect()
+        leia.protocol.dataReceived(b"LOGIN leia alderaan 6001\n")
+        # leia's check is not queued behind Hans's: it runs at once, beside his first.
+        self.assertEqual(len(pending), 2)
+        checks = 0
+        while pending:
+            d, function, args = pending.pop(0)
+            checks += function is not None
+            d.callback(function(*args))
+            f.clock.advance(0)
+        self.assertEqual(leia.output(), ["OK Welcome to chatproto!"])
+        self.assertEqual(checks, 1 + 3)  # leia's, and Hans's until the block
+        replies = [c.output() for c in flood]
+        self.assertEqual(replies[:3], [["ERR Invalid Password. Please try again"]] * 2
+                         + [["ERR Invalid Password. Your account has been blocked. Please try again later"]])
+        rest = {reply[0] for reply in replies[3:]}
+        self.assertLessEqual(rest, {
+            "ERR Your account is blocked due to multiple login failures. Please try again later",
+            "ERR Too many logins for this account at once. Please try again later"})

@@ -249,6 +249,11 @@ class SlowReaderTests(SynchronousTestCase):
         self.assertFalse(hans.transport.disconnected)
         for _ in range(10):
             yoda.send(message)
+        # Dropped: told why after what is queued, and cut off if that is not read within a second.
+        self.assertTrue(hans.transport.disconnecting)
+        self.assertTrue(hans.transport.value().endswith(b"\nNOTICE Disconnected: too much output waiting unread\n"))
+        self.assertFalse(hans.transport.disconnected)
+        f.clock.advance(1.0)
         self.assertTrue(hans.transport.disconnected)
         self.assertEqual(yoda.send("/msgto Hans hi"), ["ERR Hans is not active"])
         hans.send("LOGIN Hans falcon*solo 6001")  # still in flight from a dropped client: not read
@@ -346,7 +351,8 @@ class SlowButReadingClientTests(SynchronousTestCase):
         self.assertRegex(yoda.send("/msgto Hans still there?")[0], "^OK message sent")
         hans.transport._tempDataLen = 100_001  # now it stops reading
         yoda.send(message)
-        self.assertTrue(hans.transport.disconnected)
+        self.assertTrue(hans.transport.disconnecting)
+        self.assertIsNone(f.chat.active_user("Hans"))
 
 
 class DiskFullTests(SynchronousTestCase):

@@ -44,6 +44,7 @@ log = Logger()
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
+MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
 # Control characters and line separators would break a record (one line for any reader).
 _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 
@@ -121,6 +122,7 @@ class ChatRealm:
         self._active: dict[str, User] = {}  # login order
         self._groups: dict[str, Group] = {}  # by folded name
         self._watchers: set[User] = set()  # sessions that want presence events
+        self._login_queues: dict[str, defer.DeferredLock] = {}  # password checks waiting, per account
         self.observers: list = []  # callables told of every event (metrics, tests)
 
     def start(self) -> defer.Deferred:
@@ -152,6 +154,25 @@ class ChatRealm:
         """
         if self.lockout.is_blocked(username):
             log.info("Login refused for {username}: blocked", username=username)
+            return defer.fail(LoginFailed(errors.BLOCKED))
+        # One check at a time per account, in arrival order: a check that
+        # waited behind a failure sees the block it caused, and costs nothing.
+        queue = self._login_queues.get(username)
+        if queue is None:
+            queue = self._login_queues[username] = defer.DeferredLock()
+        elif len(queue.waiting) >= MAX_WAITING_LOGINS:
+            return defer.fail(LoginFailed(errors.LOGIN_BUSY))
+        d = queue.run(self._check_login, username, password, session)
+
+        def done(result):
+            if not queue.locked and not queue.waiting:
+                self._login_queues.pop(username, None)
+            return result
+
+        return d.addBoth(done)
+
+    def _check_login(self, username: str, password: str, session) -> defer.Deferred:
+        if self.lockout.is_blocked(username):
             return defer.fail(LoginFailed(errors.BLOCKED))
         d = self.portal.login(UsernamePassword(username, password), session, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))

@@ -117,6 +117,19 @@ def server_log_observers(out, err):
     return [FilteringLogObserver(out, [operator_events]), FilteringLogObserver(err, [problems])]
 
 
+def raise_descriptor_limit() -> None:
+    """As many descriptors as the system lets this process have: one per connection, and some."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     options = ServerOptions()
@@ -164,6 +177,7 @@ def main(argv=None) -> None:
     except OSError as e:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
+    raise_descriptor_limit()
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()

@@ -35,12 +35,19 @@ def parse_size(value: str) -> int:
     return int(value)
 
 
+# On by default: a public server must not run out of descriptors for one
+# address's sake; users behind one NAT address rarely need more than this.
+DEFAULT_MAX_CONNECTIONS = 10000
+DEFAULT_MAX_CONNECTIONS_PER_IP = 100
+
 # Flood limits, shared by the twistd plugin and C{python -m chatproto.server}.
 LIMIT_OPTIONS = [
     ["rate-limit", None, "0", "commands a second allowed per connection on average (0: no limit)"],
     ["rate-burst", None, "0", "commands a connection may send at once (default: twice the rate)"],
-    ["max-connections", None, "0", "connections allowed at once (0: no cap)"],
-    ["max-connections-per-ip", None, "0", "connections allowed at once from one address (0: no cap)"],
+    ["max-connections", None, str(DEFAULT_MAX_CONNECTIONS),
+     "connections allowed at once, per listener (0: no cap)"],
+    ["max-connections-per-ip", None, str(DEFAULT_MAX_CONNECTIONS_PER_IP),
+     "connections allowed at once from one address, per listener (0: no cap)"],
 ]
 
 

@@ -30,6 +30,7 @@ MAX_LINE_BEFORE_LOGIN = 1024  # LOGIN USERNAME PASSWORD UDP_PORT fits easily
 MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
 LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
 LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 500
 
@@ -167,6 +168,7 @@ class ChatLineProtocol(LineReceiver):
         self._lines_before_login = 0
         self._deadline = None  # the login deadline's IDelayedCall
         self._wakeup = None  # the IDelayedCall that resumes a paused input
+        self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
         if batch is None:
             batch = OutputBatch(chat.clock)
         self.output = BatchedOutput(batch, max_output, self._drop_slow_reader)
@@ -175,6 +177,10 @@ class ChatLineProtocol(LineReceiver):
 
     def connectionMade(self):
         self.output.attach(self.transport)
+        # A peer that vanished (a NAT that forgot it) is found by TCP itself.
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(True)
         if self.ip is None:
             self.ip = getattr(self.transport.getPeer(), "host", "")
         self._deadline = self.chat.clock.callLater(LOGIN_DEADLINE, self._login_too_late)
@@ -193,7 +199,7 @@ class ChatLineProtocol(LineReceiver):
         self._close_if_done()
 
     def _cancel_timers(self) -> None:
-        for name in ("_deadline", "_wakeup"):
+        for name in ("_deadline", "_wakeup", "_abort"):
             call = getattr(self, name)
             if call is not None:
                 if call.active():
@@ -287,9 +293,12 @@ class ChatLineProtocol(LineReceiver):
         self._dropped = True
         self._replies = None
         self.pause("closing")  # nothing more it sent is read
-        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
         self._log_out()
-        self.transport.abortConnection()
+        # The notice goes after what is already queued; a client that reads
+        # nothing more for a second is cut off, queue and all.
+        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
+        self.transport.loseConnection()
+        self._abort = self.chat.clock.callLater(DROP_DEADLINE, self.transport.abortConnection)
 
     # Input
 

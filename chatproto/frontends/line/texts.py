@@ -47,6 +47,7 @@ ERROR_TEXTS = {
     codes.SERVER_ERROR: "Server error",
     codes.LOGIN_NOT_RECORDED: "Server error: the login could not be recorded. Please try again later",
     codes.NOT_SAVED: "Server error: the message could not be saved",
+    codes.LOGIN_BUSY: "Too many logins for this account at once. Please try again later",
     codes.TO_SELF: "You cannot send a message to yourself",
     codes.TO_SELF_FILE: "You cannot send a file to yourself",
     codes.NO_SUCH_USER: "No such user: {name}",
