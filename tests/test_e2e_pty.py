@@ -215,7 +215,9 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
 
         hans.send("/msgto Yoda hello from the other side")
         hans.expect(re.compile(r"^OK message sent at "))
-        screen.wait_for_text("<Hans> hello from the other side")
+        # (The message and the live area below it may come in more than one read.)
+        screen.wait_for(lambda: "<Hans> hello from the other side" in screen.text()
+                        and screen.cursor_line() == "> /msgto Hans half a li", "the message above the line")
 
         lines = screen.lines()
         x, y = screen.cursor()
@@ -285,7 +287,8 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.process.send_signal(signal.SIGWINCH)
         screen.resize(50, ROWS)
         screen.wait_for(lambda: screen.lines()[1].startswith("Password:")
-                        and any(line.startswith("Commands: ") and len(line) < 50 for line in screen.lines()),
+                        and any(line.startswith("Commands: ") and len(line) < 50 for line in screen.lines())
+                        and screen.cursor_line() == "> /activeuser",
                         "the screen redrawn at 50 columns")
         self.assertEqual(sum("leia | 1:all" in line for line in screen.lines()), 1, screen.text())
         self.assertTrue(all(len(line) <= 50 for line in screen.lines()))
