@@ -114,3 +114,93 @@ class PasswordCheckFloodTests(SynchronousTestCase):
         self.assertLessEqual(rest, {
             "ERR Your account is blocked due to multiple login failures. Please try again later",
             "ERR Too many logins for this account at once. Please try again later"})
+
+
+class DeletionTests(SynchronousTestCase):
+    """/deletemsg rewrites a log off the reactor thread, one rewrite per log per turn (issue 12, item 7)."""
+
+    def setUp(self):
+        from twisted.internet import defer
+
+        self.f = ChatFixture(self)
+        self.yoda = self.f.login("Yoda", "wise@!man")
+        self.hans = self.f.login("Hans", "falcon*solo")
+        for i in range(60):
+            self.yoda.send(f"/msgto Hans m{i}")
+        self.hans.output()
+        self.rewrites = []
+
+        def in_thread(function, *args):  # "a worker thread": it ends when the test says so
+            d = defer.Deferred()
+            self.rewrites.append((d, function, args))
+            return d
+
+        self.f.storage._in_thread = in_thread
+
+    def finish_rewrites(self):
+        while self.rewrites:
+            d, function, args = self.rewrites.pop(0)
+            d.callback(function(*args))
+        self.f.clock.advance(0)
+
+    def test_pipelined_deletes_are_one_rewrite_and_nobody_waits(self):
+        self.yoda.protocol.dataReceived(b"".join(b"/deletemsg %d\n" % seq for seq in range(1, 51)))
+        self.f.clock.advance(0)
+        self.assertEqual(len(self.rewrites), 1)  # fifty deletions, one rewrite
+        # While it runs, others are answered at once, and new messages to that log wait in order.
+        self.assertEqual(self.hans.send("/activeuser")[-1], "OK")
+        self.hans.protocol.dataReceived(b"/msgto Yoda during the rewrite\n")
+        self.f.clock.advance(0)
+        self.assertEqual(self.hans.output(), [])
+        self.finish_rewrites()
+        out = self.yoda.output()
+        self.assertEqual([line for line in out if line.startswith("OK")],
+                         [f"OK Message {seq} deleted." for seq in range(1, 51)])
+        self.assertEqual([line for line in out if line.startswith("MSG")],
+                         ["MSG 01 Jun 2022 21:30:04, Hans: during the rewrite"])
+        self.assertRegex(self.hans.output()[0], "^OK message sent at")
+        lines = self.f.read("messagelog.txt").splitlines()
+        self.assertEqual(len(lines), 61)
+        self.assertTrue(all(line.endswith("; Yoda; [deleted]") for line in lines[:50]))
+        self.assertTrue(lines[50].endswith("; Yoda; m50"))
+        self.assertTrue(lines[60].startswith("61; ") and lines[60].endswith("; Hans; during the rewrite"))
+        history = self.yoda.send("/history Hans 2")
+        self.assertEqual([h.split(": ", 1)[1] for h in history[:-1]], ["m59", "during the rewrite"])
+        self.assertEqual(self.yoda.send("/history Hans 500")[0].split(": ", 1)[1], "[deleted]")
+
+
+class TextAndFilesTests(SynchronousTestCase):
+    def test_invisible_and_direction_changing_characters_are_shown(self):
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        yoda.send("/msgto Hans pay \u202emoc.live\u202c now\u200b\ufeff!")
+        self.assertTrue(hans.output()[0].endswith(", Yoda: pay <U+202E>moc.live<U+202C> now<U+200B><U+FEFF>!"))
+        self.assertTrue(f.read("messagelog.txt").endswith("; Yoda; pay <U+202E>moc.live<U+202C> now<U+200B><U+FEFF>!\n"))
+        yoda.send("/msgto Hans café 😀 日本")  # printable text stays as it is
+        self.assertTrue(hans.output()[0].endswith(", Yoda: café 😀 日本"))
+
+    def test_server_files_are_private(self):
+        import os
+        import stat
+
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        f.login("Hans", "falcon*solo")
+        yoda.send("/creategroup Jedi Hans")
+        yoda.send("/msgto Hans hi")
+        for name in ("userlog.txt", "messagelog.txt", "Jedi_messageLog.txt"):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(f.dir, name)).st_mode), 0o600, name)
+
+    def test_database_file_is_private(self):
+        import os
+        import stat
+        import tempfile
+
+        from chatproto.storage.sqlite import SQLiteDatabase
+
+        directory = tempfile.mkdtemp()
+        self.addCleanup(__import__("shutil").rmtree, directory)
+        database = SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
+        self.addCleanup(database.close)
+        self.assertEqual(stat.S_IMODE(os.stat(os.path.join(directory, "chatproto.db")).st_mode), 0o600)

@@ -50,10 +50,19 @@ _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x202
 
 
 def single_line(text: str) -> str:
-    """Replace control characters and line breaks so that C{text} stays one record."""
+    """
+    The text of a message as it is stored and shown: control characters and
+    line breaks become spaces (a record stays one line), and invisible or
+    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
+    format characters) become a visible C{<U+202E>}, so that nobody can hide
+    or reverse text in someone else's view.
+    """
     if text.isprintable():
         return text
-    return text.translate(_LINE_BREAKS)
+    text = text.translate(_LINE_BREAKS)
+    if text.isprintable():
+        return text
+    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
