@@ -670,7 +670,7 @@ class ClientTests(SynchronousTestCase):
             client_module.COMMAND_PROMPT,
             "Enter one of the following commands (/msgto, /activeuser, /creategroup, /joingroup, "
             "/groupmsg, /p2pvideo, /leavegroup, /changepassword, /deletemsg, /deletegroupmsg, "
-            "/createbroadcast, /help, /logout): ")
+            "/createbroadcast, /history, /grouphistory, /help, /logout): ")
 
     def change(self, current, new, repeat):
         self.client.line_entered("/changepassword")

@@ -8,13 +8,15 @@ import sys
 from twisted.python import usage
 
 from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
-from .app import DatabaseError, DataDirectoryInUse, build_service
+from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
 from .options import (
     COMMON_OPTIONS,
+    IRC_OPTIONS,
     LIMIT_OPTIONS,
     AttemptsError,
     parse_attempts,
     parse_database,
+    parse_irc,
     parse_limits,
     parse_port,
     parse_size,
@@ -22,8 +24,8 @@ from .options import (
 
 USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
          "[--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
-         "[--max-connections N] [--max-connections-per-ip N] [--fsync] "
-         "[--web-port N | --web-listen ENDPOINT] PORT ATTEMPTS")
+         "[--max-connections N] [--max-connections-per-ip N] [--irc-port N | --irc-listen ENDPOINT] "
+         "[--web-port N | --web-listen ENDPOINT] [--fsync] PORT ATTEMPTS")
 
 
 class ServerOptions(usage.Options):
@@ -31,6 +33,7 @@ class ServerOptions(usage.Options):
         ["interface", None, None, "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *IRC_OPTIONS,
         *WEB_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
@@ -43,6 +46,7 @@ class ServerOptions(usage.Options):
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
         self["database"] = parse_database(self["database"])
+        self["irc"] = parse_irc(self, self["interface"])
         self["web-listen"] = web_listen_description(self, self["interface"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
@@ -172,7 +176,8 @@ def main(argv=None) -> None:
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
         database=options["database"],
-        front_ends=web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
+        front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
+        + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
     try:
         chat_service.load()

@@ -101,3 +101,25 @@ COMMON_OPTIONS = [
     ["max-output", None, str(1024 * 1024),
      "bytes of unsent output a client may have before it is disconnected"],
 ]
+
+
+# The IRC front end (SPEC.md section 8): off unless one of these is given.
+IRC_OPTIONS = [
+    ["irc-port", None, None, "also speak IRC on this TCP port (0: any free port)"],
+    ["irc-listen", None, None, "also speak IRC on this server endpoint (tcp:6667, ssl:6697:...)"],
+]
+
+
+def parse_irc(options, interface: str = "") -> str | None:
+    """The IRC listener's endpoint description from C{--irc-port}/C{--irc-listen}, or None."""
+    port, listen = options["irc-port"], options["irc-listen"]
+    if port is not None and listen is not None:
+        raise usage.UsageError("give --irc-port or --irc-listen, not both")
+    if listen is not None:
+        return listen
+    if port is None:
+        return None
+    description = f"tcp:{parse_port(port)}"
+    if interface:
+        description += ":interface=" + interface.replace(":", r"\:")
+    return description
