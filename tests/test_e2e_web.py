@@ -264,3 +264,39 @@ def test_keyboard_alone_on_a_phone(browser, cleanup):
     page.keyboard.press("Escape")
     page.wait_for_selector("#people-list button[data-name=Hans]:focus")
     assert page.errors == []
+
+
+IRC_READY = re.compile(r"^IRC listening on ([\d.]+):(\d+)$")
+
+
+def test_group_with_an_irc_user(browser, cleanup):
+    from tests.irc_clients import II, have
+
+    if not have("ii"):
+        pytest.skip("ii is not installed (apt-get install ii)")
+    server = start(cleanup, extra_args=["--irc-port", "0"])
+    for line in server.stdout.lines:
+        found = IRC_READY.match(line)
+        if found:
+            break
+    else:
+        found = server.stdout.expect(IRC_READY)
+    luke = II(server.host, int(found.group(2)), "luke", "jedi*knight")
+    cleanup(luke.cleanup)
+    luke.expect("Welcome to chatproto")
+    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
+    page.wait_for_selector("#people-list button[data-name=luke] .dot.on")
+    page.click("#new-group-button")
+    page.fill("#group-name", "Jedi")
+    page.check("#group-members input[value=luke]")
+    page.click("#group-create")
+    page.wait_for_selector("#conversation-title:text-is('# Jedi')")
+    luke.command("/j #Jedi")
+    luke.expect("has joined #Jedi", "#jedi")
+    page.wait_for_selector("#messages li.system:text-is('luke has joined the group chat Jedi.')")
+    luke.say("#Jedi", "hello from IRC")
+    page.wait_for_selector("#messages li .text:text-is('hello from IRC')")
+    page.fill("#composer-input", "hello from the web")
+    page.press("#composer-input", "Enter")
+    luke.expect("<Yoda> hello from the web", "#jedi")
+    assert page.errors == []
