@@ -302,6 +302,19 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(luke.next("invited")["group"], "Jedi")
         self.assertEqual(luke.request("state")["groups"][0]["name"], "Jedi")
 
+    def test_delete_own_messages(self):
+        seq = self.yoda.request("send", to="Hans", text="oops")["message"]["seq"]
+        self.assertEqual(self.hans.request("delete", seq=seq)["error"], "You can only delete your own messages.")
+        self.assertEqual(self.yoda.request("delete", seq=seq)["text"], f"Message {seq} deleted.")
+        history = self.hans.request("history", **{"with": "Yoda"})["messages"]
+        self.assertEqual([m["text"] for m in history], ["[deleted]"])
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.hans.request("join", group="Jedi")
+        gseq = self.yoda.request("send", group="Jedi", text="group oops")["message"]["seq"]
+        self.assertEqual(self.yoda.request("delete", seq=gseq, group="Jedi")["text"], f"Message {gseq} deleted.")
+        deleted = self.hans.next("message_deleted")
+        self.assertEqual((deleted["group"], deleted["seq"], deleted["by"]), ("Jedi", gseq, "Yoda"))
+
     def test_change_password(self):
         reply = self.yoda.request("change_password", current="nope", new="x")
         self.assertEqual(reply["error"], "Current password is incorrect.")
