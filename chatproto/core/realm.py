@@ -93,14 +93,15 @@ class User:
 class Group:
     """A group chat in memory: members (username -> joined) in membership order."""
 
-    __slots__ = ("key", "name", "owner", "broadcast", "members")
+    __slots__ = ("key", "name", "owner", "broadcast", "members", "first_seq")
 
-    def __init__(self, name: str, owner: str, broadcast: bool, members: dict):
+    def __init__(self, name: str, owner: str, broadcast: bool, members: dict, first_seq: int = 1):
         self.key = name.lower()
         self.name = name
         self.owner = owner
         self.broadcast = broadcast
         self.members = members
+        self.first_seq = first_seq  # history before it belongs to an earlier group of this name
 
     def info(self) -> GroupInfo:
         return GroupInfo(self.name, self.owner, self.broadcast, tuple(self.members.items()))
@@ -140,7 +141,8 @@ class ChatRealm:
         def loaded(records):
             for record in records:
                 self._groups[record.key] = Group(record.name, record.owner, record.broadcast,
-                                                 {name: joined for name, joined in record.members})
+                                                 {name: joined for name, joined in record.members},
+                                                 record.first_seq)
 
         return self.storage.groups().addCallback(loaded)
 
@@ -402,8 +404,9 @@ class ChatRealm:
             members[username] = False
         group = Group(name, owner.name, broadcast, members)
         self._groups[group.key] = group  # at once: the next command sees it
-        d = self.storage.save_group(GroupRecord(group.key, name, owner.name, broadcast,
-                                                [[u, j] for u, j in members.items()]))
+        record = GroupRecord(group.key, name, owner.name, broadcast, [[u, j] for u, j in members.items()])
+        d = self.storage.save_group(record)
+        group.first_seq = record.first_seq
 
         def saved(_):
             timestamp, now = self._now()
@@ -530,7 +533,7 @@ class ChatRealm:
                 raise ChatError(errors.HISTORY_NOT_JOINED, name=group.name)
         except ChatError:
             return defer.fail()
-        return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before)
+        return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""

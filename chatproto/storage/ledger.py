@@ -216,12 +216,14 @@ class Ledger:
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._read(self.database.private_history, a, b, limit, before)
 
-    def group_history(self, log_name, limit, before=None) -> defer.Deferred:
-        return self._read(self.database.group_history, log_name, limit, before)
+    def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
+        return self._read(self.database.group_history, log_name, limit, before, since)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
-        self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
-        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast)))
+        text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        record.first_seq = text_log.last_seq + 1
+        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast,
+                                 record.first_seq)))
         for username, joined in record.members:
             self._ops.append((None, ("member", record.key, username, joined)))
         return self._change(None, None)
