@@ -66,6 +66,10 @@ def sent_at_line(timestamp: str) -> bytes:
     return _sent_at[1]
 
 
+def _sent_at_reply(message) -> bytes:
+    return sent_at_line(message.timestamp)
+
+
 _rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
 
 
@@ -264,20 +268,19 @@ class ChatLineProtocol(LineReceiver):
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
+        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
 
-        def done(result):
-            slot[0] = render(result)
-            self._release()
+    def _answered(self, result, slot, render) -> None:
+        slot[0] = render(result)
+        self._release()
 
-        def failed(failure):
-            if failure.check(ChatError):
-                slot[0] = error_line(failure.value, command)
-            else:
-                log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-                slot[0] = line("ERR", "Server error")
-            self._release()
-
-        d.addCallbacks(done, failed)
+    def _refused(self, failure, slot, command) -> None:
+        if failure.check(ChatError):
+            slot[0] = error_line(failure.value, command)
+        else:
+            log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
+            slot[0] = line("ERR", "Server error")
+        self._release()
 
     def _release(self) -> None:
         replies = self._replies
@@ -491,8 +494,7 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message),
-                    lambda m: sent_at_line(m.timestamp), "msgto")
+        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
