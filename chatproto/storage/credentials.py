@@ -64,6 +64,10 @@ class CredentialsFile:
             log.warn("{problem}", problem=str(problem))
         return self
 
+    def reload(self) -> "CredentialsFile":
+        """Read the file again (SIGHUP, a change seen by the watcher); OSError keeps the old accounts."""
+        return self.load()
+
     def __contains__(self, username: str) -> bool:
         return username in self.secrets
 
