@@ -131,6 +131,26 @@ class ReloadTests(SynchronousTestCase):
         f.login("Hans", "falcon*solo")
 
 
+class WatcherTests(SynchronousTestCase):
+    def test_the_mtime_check_where_there_is_no_inotify(self):
+        from chatproto.server.ops import POLL_SECONDS, SETTLE_SECONDS, AccountsWatcher
+
+        f = fixture(self)
+        hans = f.login("Hans", "falcon*solo")
+        watcher = AccountsWatcher(f.chat, f.accounts.path, f.clock)
+        watcher.startService()
+        self.addCleanup(watcher.stopService)
+        f.clock.advance(POLL_SECONDS)
+        self.assertEqual(hans.output(), [])  # nothing changed: nothing reloaded
+        from chatproto.storage.credentials import delete_account
+
+        delete_account(f.accounts.path, "Hans")
+        f.clock.advance(POLL_SECONDS)
+        f.clock.advance(SETTLE_SECONDS)
+        self.assertEqual(hans.output(), ["NOTICE Your account has been removed"])
+        self.assertNotIn("Hans", f.chat.account_names())
+
+
 class CounterTests(SynchronousTestCase):
     def test_counts_and_exposition(self):
         f = fixture(self, attempts=1)
@@ -340,6 +360,7 @@ class AdminCliTests(SynchronousTestCase):
     def test_list(self):
         self.run_cli("adduser", "rey", stdin="x\nx\n")
         code, out, err = self.run_cli("list")
+        self.assertEqual(code, 0)
         self.assertEqual(out, "Hans plain-text\nYoda plain-text\nleia plain-text\nrey bcrypt\n")
         self.assertIn("expected 'USERNAME PASSWORD'", err)  # the comment line, reported
 

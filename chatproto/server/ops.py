@@ -120,8 +120,11 @@ class AccountsWatcher(service.Service):
         self._previous_handler = _on_signal(signal.SIGHUP, self.reactor, lambda: self.reload("SIGHUP"))
         try:
             from twisted.internet import inotify
+            from twisted.internet.interfaces import IReactorFDSet
             from twisted.python.filepath import FilePath
 
+            if not IReactorFDSet.providedBy(self.reactor):
+                raise RuntimeError("the clock cannot watch files")
             notifier = inotify.INotify(self.reactor)
             notifier.startReading()
             mask = (inotify.IN_CLOSE_WRITE | inotify.IN_MOVED_TO | inotify.IN_CREATE | inotify.IN_DELETE
@@ -135,7 +138,7 @@ class AccountsWatcher(service.Service):
             self._poll.start(POLL_SECONDS, now=False)
 
     def _inotify(self, _watch, filepath, _mask):
-        if filepath.path.endswith(os.sep + os.path.basename(self.path)):
+        if os.fsdecode(filepath.basename()) == os.path.basename(self.path):
             self._soon()
 
     def _check_stamp(self):

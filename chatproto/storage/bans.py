@@ -45,6 +45,6 @@ class BanFile:
         return bans
 
     def save(self, bans: dict) -> None:
-        text = "".join(f"{name} {'forever' if until == math.inf else int(math.ceil(until))}\n"
+        text = "".join(f"{name} {'forever' if until == math.inf else math.ceil(until)}\n"
                        for name, until in sorted(bans.items()))
         write_file_atomically(self.path, [text.encode("utf-8", "surrogateescape")])
