@@ -369,3 +369,44 @@ class AdminCliTests(SynchronousTestCase):
             self.assertIsNone(username_problem(good), good)
         for bad in ("", "a" * 33, "-x", ".x", "a b", "a:b", "#c", "$*", "é"):
             self.assertIsNotNone(username_problem(bad), bad)
+
+
+class RotationTests(SynchronousTestCase):
+    def test_the_documented_rotation_keeps_seq_going(self):
+        """docs/OPERATING.md: stop, move the log away, keep its last record as the new file's first."""
+        from twisted.internet import task
+
+        from chatproto.storage.ledger import Ledger
+        from chatproto.storage.sqlite import SQLiteDatabase
+
+        directory = tempfile.mkdtemp(prefix="chatproto-rotate-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        clock = task.Clock()
+        clock.advance(1654119004)
+
+        def ledger():
+            return Ledger(SQLiteDatabase(os.path.join(directory, "chatproto.db")).open(), directory, clock)
+
+        storage = ledger()
+        for text in ("one", "two", "three"):
+            storage.append_private("Yoda", "Hans", "01 Jun 2022 21:30:04", clock.seconds(), text)
+        clock.advance(0)
+        storage.close()
+        log = os.path.join(directory, "messagelog.txt")
+        with open(log) as f:
+            last = f.read().splitlines()[-1]
+        os.rename(log, log + ".1")
+        with open(log, "w") as f:
+            f.write(last + "\n")
+        storage = ledger()
+        seqs = []
+        storage.append_private("Yoda", "Hans", "01 Jun 2022 21:30:05", clock.seconds(), "four").addCallback(
+            seqs.append)
+        clock.advance(0)
+        history = []
+        storage.private_history("Yoda", "Hans", 10).addCallback(history.extend)
+        storage.close()
+        self.assertEqual(seqs, [4])
+        with open(log) as f:
+            self.assertEqual([line.split(";")[0] for line in f.read().splitlines()], ["3", "4"])
+        self.assertEqual([m.text for m in history], ["one", "two", "three", "four"])

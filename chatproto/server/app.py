@@ -250,6 +250,7 @@ class Options(ConfigurableOptions, usage.Options):
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
+        ["interface", None, "", "with --port: listen on this address only (default: all interfaces)"],
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
@@ -277,8 +278,12 @@ class Options(ConfigurableOptions, usage.Options):
         if self["port"] is not None and self["listen"] is not None:
             raise usage.UsageError("give --port or --listen, not both")
         if self["listen"] is None:
-            port = parse_port(self["port"] or "9000")
+            port = parse_port(str(self["port"] or "9000"))
             self["listen"] = f"tcp:{port}"
+            if self["interface"]:
+                self["listen"] += ":interface=" + self["interface"].replace(":", r"\:")
+        elif self["interface"]:
+            raise usage.UsageError("give --interface with --port, or put it in --listen")
         self["attempts"] = parse_attempts(self["attempts"])
         self["max-output"] = parse_size(self["max-output"])
         self["database"] = parse_database(self["database"])
@@ -286,7 +291,7 @@ class Options(ConfigurableOptions, usage.Options):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
         if not os.access(self["credentials"], os.R_OK):
             raise usage.UsageError(f"cannot read the credentials file {self['credentials']}")
-        ops.parse_ops(self, "127.0.0.1")
+        ops.parse_ops(self, self["interface"] or "127.0.0.1")
 
 
 def makeService(options):
