@@ -23,13 +23,13 @@ import timeit
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from twisted.internet import task  # noqa: E402
+from twisted.internet import task
 
-from chatproto.core.realm import ChatRealm  # noqa: E402
-from chatproto.server.metrics import ChatMetrics  # noqa: E402
-from chatproto.storage.credentials import CredentialsFile  # noqa: E402
-from chatproto.storage.ledger import Ledger  # noqa: E402
-from chatproto.storage.memory import MemoryDatabase  # noqa: E402
+from chatproto.core.realm import ChatRealm
+from chatproto.server.metrics import ChatMetrics
+from chatproto.storage.credentials import CredentialsFile
+from chatproto.storage.ledger import Ledger
+from chatproto.storage.memory import MemoryDatabase
 
 
 class Session:
