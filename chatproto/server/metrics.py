@@ -147,6 +147,7 @@ def metrics_site(registry) -> server.Site:
     root = resource.Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     site = server.Site(root)
+    site.log = lambda request: None  # no access log line per scrape in the operator log
     site.noisy = False
     site.displayTracebacks = False
     return site

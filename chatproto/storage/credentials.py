@@ -141,19 +141,27 @@ def username_problem(name: str) -> str | None:
 @contextlib.contextmanager
 def credentials_lock(path: str):
     """
-    Hold an exclusive lock (a C{.NAME.lock} file beside it) while the
-    credentials file is read and rewritten, so that the server's
-    C{/changepassword} and C{chatproto-admin} never undo each other's change.
+    Hold an exclusive lock on the credentials file while it is read and
+    rewritten, so that the server's C{/changepassword} and C{chatproto-admin}
+    never undo each other's change. The lock is on the file itself (no file
+    of its own): a rewrite replaces the file, so a lock taken on a file that
+    was replaced meanwhile is taken again on the new one.
     """
     real = os.path.realpath(path)
-    lock_path = os.path.join(os.path.dirname(real), f".{os.path.basename(real)}.lock")
+    while True:
+        try:
+            fd = os.open(real, os.O_RDONLY)
+        except FileNotFoundError:
+            yield  # nothing to lock yet (adduser creates the file)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(real).st_ino:
+                break
+        except OSError:
+            pass
+        os.close(fd)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError:
-        yield  # a read-only directory: the rewrite fails on its own
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
