@@ -163,3 +163,29 @@ class AdminCommandsLiveTests(E2EMixin, SynchronousTestCase):
         result = admin(server, "--data-dir", server.data_dir, "backup", dest)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(sorted(os.listdir(dest)), ["chatproto.db", "credentials.txt", "messagelog.txt"])
+
+
+class ConfigProcessTests(SynchronousTestCase):
+    def run_server(self, *args, cwd):
+        return subprocess.run([sys.executable, "-m", "chatproto.server", *args], cwd=cwd, env=child_env(),
+                              capture_output=True, text=True, timeout=TIMEOUT)
+
+    def test_a_bad_file_is_one_line_and_status_2_and_print_config_exits_0(self):
+        import tempfile
+
+        directory = tempfile.mkdtemp(prefix="chatproto-config-e2e-")
+        self.addCleanup(__import__("shutil").rmtree, directory, True)
+        path = os.path.join(directory, "chatproto.toml")
+        with open(path, "w") as f:
+            f.write("port = 0\nattempts = 3\nmax-connectons = 5\n")
+        result = self.run_server("--config", path, cwd=directory)
+        self.assertEqual(result.returncode, 2)
+        self.assertEqual(result.stderr, f"Error: {path}: unknown setting 'max-connectons' "
+                                        "(did you mean max-connections?)\n")
+        self.assertEqual(result.stdout, "")
+        with open(path, "w") as f:
+            f.write("port = 0\nattempts = 3\nrate-limit = 5\n")
+        result = self.run_server("--config", path, "--rate-limit", "7", "--print-config", cwd=directory)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("rate-limit = 7  # command line\n", result.stdout)
+        self.assertIn(f"attempts = 3  # {path}\n", result.stdout)
