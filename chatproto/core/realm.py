@@ -306,12 +306,11 @@ class ChatRealm:
 
         def stored(seq):
             message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-            if not recipient.gone:
+            delivered = not recipient.gone
+            if delivered:
                 self._deliver(recipient, message)
-                if self.observers:
-                    self._notify("message", PRIVATE, 1)
-            elif self.observers:
-                self._notify("message", PRIVATE, 0)
+            for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
+                observer("message", PRIVATE, delivered)
             return message
 
         return d.addCallback(stored)
@@ -495,8 +494,8 @@ class ChatRealm:
         def stored(seq):
             message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
             n = self._fan_out(group, message, sender.name)
-            if self.observers:
-                self._notify("message", GROUP, n)
+            for observer in self.observers:
+                observer("message", GROUP, n)
             return message
 
         return d.addCallback(stored)

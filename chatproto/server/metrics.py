@@ -40,7 +40,7 @@ class ChatMetrics:
     def __init__(self, chat_service, registry: CollectorRegistry | None = None):
         self.chat_service = chat_service
         self.messages: defaultdict = defaultdict(int)
-        self.deliveries: defaultdict = defaultdict(int)
+        self.deliveries: defaultdict = defaultdict(int)  # beyond one per message
         self.events: defaultdict = defaultdict(int)
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         self.journal_batch = Histogram("chatproto_journal_batch_records",
@@ -64,9 +64,10 @@ class ChatMetrics:
 
     def observe(self, what: str, detail: str, n: int) -> None:
         """The realm's observer (L{ChatRealm._notify})."""
-        if what == "message":  # the hot path: one call per message, its deliveries counted in n
+        if what == "message":  # the hot path: one call per message, its deliveries in n
             self.messages[detail] += 1
-            self.deliveries[detail] += n
+            if n != 1:  # a private message's one delivery is counted with it
+                self.deliveries[detail] += n - 1
         else:
             self.events[what, detail] += n
 
@@ -113,7 +114,7 @@ class ChatMetrics:
                                          "sessions, by kind", labels=["kind"])
         for kind in ("private", "group"):
             messages.add_metric([kind], self.messages[kind])
-            deliveries.add_metric([kind], self.deliveries[kind])
+            deliveries.add_metric([kind], self.messages[kind] + self.deliveries[kind])
         yield messages
         yield deliveries
         for what, name, label, text in EVENT_COUNTERS:
