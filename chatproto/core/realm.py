@@ -634,8 +634,12 @@ class ChatRealm:
         gone. Return the names added and removed. When the accounts cannot
         be read (OSError) the old ones stay and the error is raised.
         """
+        reload = getattr(self.accounts, "reload", None)
+        if reload is None:
+            log.warn("These accounts cannot be reloaded; restart the server to apply changes")
+            return [], []
         before = set(self.accounts.names())
-        self.accounts.reload()
+        reload()
         after = set(self.accounts.names())
         added, removed = sorted(after - before), sorted(before - after)
         for username in removed:

@@ -170,4 +170,6 @@ def print_config(options, snapshot: dict, out=None) -> None:
         if name in flags:
             value = bool(value)
         source = options.config_sources.get(name, DEFAULT)
+        if source == path and name in getattr(options, "config_values", {}):
+            value = options.config_values[name][1]  # as the file wrote it (a list stays a list)
         print(f"{name} = {_toml(value)}  # {source}", file=out)
