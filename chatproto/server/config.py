@@ -15,6 +15,7 @@ refuses is one line naming the file and the key, and exit status 2.
 """
 
 import difflib
+import os
 import sys
 import tomllib
 
@@ -161,7 +162,14 @@ def _quoted_in(value, message: str) -> bool:
 
 def print_config(options, snapshot: dict, out=None) -> None:
     """Each setting as TOML, with where its value came from."""
-    out = out or sys.stdout
+    try:
+        _print_config(options, snapshot, out or sys.stdout)
+        (out or sys.stdout).flush()
+    except BrokenPipeError:  # | head: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _print_config(options, snapshot: dict, out) -> None:
     names, flags = settings_of(options)
     path = options.get("config")
     print(f"# effective settings ({'file ' + path if path else 'no configuration file'})", file=out)
