@@ -39,6 +39,7 @@ BLOCKED_NOW = "blocked-now"
 ALREADY_LOGGED_IN = "already-logged-in"
 SERVER_ERROR = "server-error"
 LOGIN_NOT_RECORDED = "login-not-recorded"
+LOGIN_BUSY = "login-busy"
 NOT_SAVED = "not-saved"
 
 TO_SELF = "to-self"

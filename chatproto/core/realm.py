@@ -50,15 +50,25 @@ BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
+MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
 # Control characters and line separators would break a record (one line for any reader).
 _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
 def single_line(text: str) -> str:
-    """Replace control characters and line breaks so that C{text} stays one record."""
+    """
+    The text of a message as it is stored and shown: control characters and
+    line breaks become spaces (a record stays one line), and invisible or
+    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
+    format characters) become a visible C{<U+202E>}, so that nobody can hide
+    or reverse text in someone else's view.
+    """
     if text.isprintable():
         return text
-    return text.translate(_LINE_BREAKS)
+    text = text.translate(_LINE_BREAKS)
+    if text.isprintable():
+        return text
+    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
@@ -127,6 +137,7 @@ class ChatRealm:
         self._active: dict[str, User] = {}  # login order
         self._groups: dict[str, Group] = {}  # by folded name
         self._watchers: set[User] = set()  # sessions that want presence events
+        self._login_queues: dict[str, defer.DeferredLock] = {}  # password checks waiting, per account
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
         self.admins: set[str] = set()  # account names that may kick, ban and announce
         self.bans = Bans(clock)  # the server gives it a store in the data directory
@@ -177,6 +188,25 @@ class ChatRealm:
         if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
             log.info("Login refused for {username}: blocked", username=username)
             self._notify("login-failed", errors.BLOCKED)
+            return defer.fail(LoginFailed(errors.BLOCKED))
+        # One check at a time per account, in arrival order: a check that
+        # waited behind a failure sees the block it caused, and costs nothing.
+        queue = self._login_queues.get(username)
+        if queue is None:
+            queue = self._login_queues[username] = defer.DeferredLock()
+        elif len(queue.waiting) >= MAX_WAITING_LOGINS:
+            return defer.fail(LoginFailed(errors.LOGIN_BUSY))
+        d = queue.run(self._check_login, username, password, session)
+
+        def done(result):
+            if not queue.locked and not queue.waiting:
+                self._login_queues.pop(username, None)
+            return result
+
+        return d.addBoth(done)
+
+    def _check_login(self, username: str, password: str, session) -> defer.Deferred:
+        if self.lockout.is_blocked(username):
             return defer.fail(LoginFailed(errors.BLOCKED))
         d = self.portal.login(UsernamePassword(username, password), session, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))
@@ -263,7 +293,12 @@ class ChatRealm:
         log.info("{username} logged out", username=user.name)
         timestamp, now = self._now()
         self._tell_watchers(UserOffline(user.name, timestamp, now), user)
-        return self.storage.user_logged_out(user.name)
+        return self.storage.user_logged_out(user.name).addErrback(self._logout_not_recorded, user.name)
+
+    def _logout_not_recorded(self, failure, username: str) -> None:
+        # The user is gone all the same; userlog.txt comes right by itself (a retry).
+        log.warn("Cannot record the logout of {username}: {why}", username=username,
+                 why=failure.getErrorMessage())
 
     def _tell_watchers(self, event, about: User) -> None:
         for watcher in list(self._watchers):

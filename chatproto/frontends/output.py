@@ -95,6 +95,7 @@ class OutputBatch:
     def __init__(self, clock):
         self._dirty: list = []
         self._turn = EndOfTurn(clock, self.flush)
+        self.turns = 0  # end-of-turn flushes so far: tells a connection a new turn has begun
 
     def add(self, connection) -> None:
         self._dirty.append(connection)
@@ -102,6 +103,7 @@ class OutputBatch:
 
     def flush(self) -> None:
         self._turn.cancel()
+        self.turns += 1
         dirty, self._dirty = self._dirty, []
         for connection in dirty:
             try:

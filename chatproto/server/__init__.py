@@ -8,14 +8,16 @@ import sys
 from twisted.python import usage
 
 from . import ops
-from .app import DatabaseError, DataDirectoryInUse, build_service
+from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
 from .config import ConfigError, ConfigurableOptions, print_config
 from .options import (
     COMMON_OPTIONS,
+    IRC_OPTIONS,
     LIMIT_OPTIONS,
     AttemptsError,
     parse_attempts,
     parse_database,
+    parse_irc,
     parse_limits,
     parse_port,
     parse_size,
@@ -23,16 +25,17 @@ from .options import (
 
 USAGE = ("Usage: python -m chatproto.server [--config FILE] [--print-config] [--interface ADDR] "
          "[--credentials FILE] [--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] "
-         "[--rate-burst N] [--max-connections N] [--max-connections-per-ip N] [--admins NAMES] "
-         "[--metrics-port N] [--fsync] PORT ATTEMPTS")
+         "[--rate-burst N] [--max-connections N] [--max-connections-per-ip N] "
+         "[--irc-port N | --irc-listen ENDPOINT] [--admins NAMES] [--metrics-port N] [--fsync] PORT ATTEMPTS")
 
 
 class ServerOptions(ConfigurableOptions, usage.Options):
     config_positional = ("port", "attempts")  # from the configuration file when not given
     optParameters = [
-        ["interface", None, "", "listen on this address only (default: all interfaces)"],
+        ["interface", None, None, "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *IRC_OPTIONS,
         *ops.OPS_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
@@ -60,14 +63,30 @@ class ServerOptions(ConfigurableOptions, usage.Options):
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
         self["database"] = parse_database(self["database"])
+        self["irc"] = parse_irc(self, self["interface"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
         ops.parse_ops(self, self["interface"] or "127.0.0.1")
 
     def opt_help(self):
+        """show this help and exit"""
         print(USAGE)
         print(self.__str__().split("\n", 1)[1])
         sys.exit(0)
+
+    def opt_version(self):
+        """show chatproto's version and exit"""
+        print(f"chatproto {package_version()}")
+        sys.exit(0)
+
+
+def package_version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("chatproto")
+    except metadata.PackageNotFoundError:
+        return "0.1.0"
 
 
 def listen_description(port: int, interface: str) -> str:
@@ -123,6 +142,19 @@ def server_log_observers(out, err):
     return [FilteringLogObserver(out, [operator_events]), FilteringLogObserver(err, [problems])]
 
 
+def raise_descriptor_limit() -> None:
+    """As many descriptors as the system lets this process have: one per connection, and some."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     options = ServerOptions()
@@ -164,6 +196,7 @@ def main(argv=None) -> None:
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
         database=options["database"],
+        front_ends=[irc_front_end(options["irc"])] if options["irc"] else [],
     )
     try:
         chat_service.load()
@@ -173,6 +206,7 @@ def main(argv=None) -> None:
     except OSError as e:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
+    raise_descriptor_limit()
     ops.attach(top, chat_service, options, listening, listen_failed, reactor)
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)

@@ -30,10 +30,12 @@ from .datadir import DataDirectoryInUse, is_server_file, lock_data_directory, re
 from .options import (
     COMMON_OPTIONS,
     DEFAULT_DATABASE,
+    IRC_OPTIONS,
     LIMIT_OPTIONS,
     database_path,
     parse_attempts,
     parse_database,
+    parse_irc,
     parse_limits,
     parse_port,
     parse_size,
@@ -41,7 +43,7 @@ from .options import (
 
 log = Logger()
 
-SHUTDOWN_GRACE_SECONDS = 2.0
+SHUTDOWN_GRACE_SECONDS = 0.5  # then connections still draining are cut: SIGTERM ends in well under 1 s
 
 __all__ = ["ChatService", "DataDirectoryInUse", "DatabaseError", "FrontEnd", "Options", "build_service",
            "makeService"]
@@ -71,6 +73,24 @@ def line_ready_line(address) -> str:
 
 
 ready_line = line_ready_line
+
+
+def irc_ready_line(address) -> str:
+    return f"IRC listening on {address.host}:{address.port}"
+
+
+def irc_front_end(listen: str) -> FrontEnd:
+    """The IRC listener (SPEC.md section 8) on C{listen}, over the same realm and limits."""
+
+    def make_factory(chat_service):
+        from ..frontends.irc import IRCFactory
+
+        factory = IRCFactory(chat_service.chat, clock=chat_service.clock,
+                             max_output=chat_service.max_output, **chat_service.limits)
+        chat_service.factories.append(factory)
+        return factory
+
+    return FrontEnd("irc", listen, make_factory, irc_ready_line)
 
 
 def open_database(url: str, data_dir: str, reactor, durable: bool):
@@ -246,7 +266,8 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
 class Options(ConfigurableOptions, usage.Options):
     """C{twistd chat} options."""
 
-    synopsis = "[--port N | --listen ENDPOINT] --attempts N --credentials FILE --data-dir DIR"
+    synopsis = ("[--port N | --listen ENDPOINT] [--irc-listen ENDPOINT] --attempts N --credentials FILE "
+                "--data-dir DIR")
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
@@ -254,6 +275,7 @@ class Options(ConfigurableOptions, usage.Options):
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *IRC_OPTIONS,
         *ops.OPS_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
@@ -275,6 +297,7 @@ class Options(ConfigurableOptions, usage.Options):
 
     def _check(self):
         self["limits"] = parse_limits(self)
+        self["irc"] = parse_irc(self)
         if self["port"] is not None and self["listen"] is not None:
             raise usage.UsageError("give --port or --listen, not both")
         if self["listen"] is None:
@@ -310,6 +333,7 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"],
+        front_ends=[irc_front_end(options["irc"])] if options["irc"] else [],
     )
     try:
         chat_service.load()

@@ -17,8 +17,10 @@ doubled (a record is the pair log and SEQ), nothing acknowledged is missing.
 
 from time import perf_counter
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..core import errors
@@ -27,7 +29,7 @@ from ..core.interfaces import IChatStorage
 from ..core.timestamps import parse_timestamp
 from ..turns import EndOfTurn
 from .model import PRIVATE_LOG, GroupRecord
-from .records import NoSuchRecord, NotAuthor, delete_record
+from .records import NoSuchRecord, NotAuthor, delete_records
 from .textlogs import TextLogs, read_records_after
 
 log = Logger()
@@ -48,6 +50,8 @@ class Ledger:
         self._ops: list = []  # (text log or None, database operation) of this turn
         self._waiting: list = []  # (Deferred, text log or None, result) of this turn
         self._reads: list = []  # reads waiting for this turn's batch
+        self._deletions: dict = {}  # text log -> [(seq, author, log key, Deferred)] of this turn
+        self._rewrites: set = set()  # the Deferreds of deletions running in a thread
         self._groups: list[GroupRecord] = []
         self._closed = False
         self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
@@ -90,6 +94,13 @@ class Ledger:
         ops, self._ops = self._ops, []
         waiting, self._waiting = self._waiting, []
         reads, self._reads = self._reads, []
+        if any(entry[0] is not None and entry[0].held for entry in ops):
+            # A log being rewritten (a deletion) writes nothing: its changes wait for the next batch.
+            self._ops = [entry for entry in ops if entry[0] is not None and entry[0].held]
+            ops = [entry for entry in ops if entry[0] is None or not entry[0].held]
+            self._waiting = [entry for entry in waiting if entry[1] is not None and entry[1].held]
+            waiting = [entry for entry in waiting if entry[1] is None or not entry[1].held]
+        self._start_deletions()
         if failed:
             ops = [entry for entry in ops if entry[0] not in failed]
             for d, text_log, _result in waiting:
@@ -154,19 +165,60 @@ class Ledger:
         return self._change(text_log, ("msg", log_name, seq, timestamp, time, sender, None, text), seq)
 
     def delete_message(self, log_name, seq, author) -> defer.Deferred:
+        """
+        The deletions of a turn are done together, one rewrite per log, in a
+        worker thread; meanwhile that log's new records wait (in order) and
+        everything else goes on.
+        """
         text_log = self.logs.messagelog if log_name is None else self.logs.group_log(log_name)
-        try:
-            changed = delete_record(text_log, seq, author)
-        except NoSuchRecord:
+        if not 0 < seq <= text_log.last_seq:
             return defer.fail(ChatError(errors.NO_SUCH_MESSAGE, seq=seq))
-        except NotAuthor:
-            return defer.fail(ChatError(errors.NOT_AUTHOR, seq=seq))
+        d = defer.Deferred()
+        key = PRIVATE_LOG if log_name is None else log_name
+        self._deletions.setdefault(text_log, []).append((seq, author, key, d))
+        self._turn.schedule()
+        return d
+
+    def _start_deletions(self) -> None:
+        deletions, self._deletions = self._deletions, {}
+        for text_log, requests in deletions.items():
+            if text_log.held:  # its last rewrite is still running: after it
+                self._deletions[text_log] = requests
+                continue
+            text_log.hold()
+            pairs = [(seq, author) for seq, author, _, _ in requests]
+            done = self._in_thread(delete_records, text_log.path, pairs, self.logs.journal.durable)
+            self._rewrites.add(done)
+            done.addBoth(self._rewritten, text_log, requests, done)
+
+    def _rewritten(self, results, text_log, requests, done) -> None:
+        self._rewrites.discard(done)
+        try:
+            text_log.release_hold()
         except OSError:
-            log.failure("Cannot rewrite {path}", path=text_log.path)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        if not changed:
-            return defer.succeed(False)
-        return self._change(None, ("del", PRIVATE_LOG if log_name is None else log_name, seq), True)
+            log.failure("Cannot reopen {path}", path=text_log.path)
+        if isinstance(results, Failure):
+            log.failure("Cannot rewrite {path}", results, path=text_log.path)
+            results = [ChatError(errors.NOT_SAVED)] * len(requests)
+        for (seq, _author, key, d), result in zip(requests, results, strict=True):
+            if isinstance(result, NoSuchRecord):
+                d.errback(ChatError(errors.NO_SUCH_MESSAGE, seq=seq))
+            elif isinstance(result, NotAuthor):
+                d.errback(ChatError(errors.NOT_AUTHOR, seq=seq))
+            elif isinstance(result, ChatError):
+                d.errback(result)
+            elif result:
+                self._change(None, ("del", key, seq), True).chainDeferred(d)
+            else:
+                d.callback(False)
+        if self._deletions:
+            self._turn.schedule()
+
+    def _in_thread(self, function, *args) -> defer.Deferred:
+        clock = self.clock
+        if IReactorThreads.providedBy(clock):
+            return threads.deferToThreadPool(clock, clock.getThreadPool(), function, *args)
+        return defer.maybeDeferred(function, *args)
 
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._read(self.database.private_history, a, b, limit, before)
@@ -203,9 +255,16 @@ class Ledger:
         return self._change(self.logs.userlog, None)
 
     def close(self) -> defer.Deferred:
+        """Wait for running rewrites, write what is pending, release everything."""
         if self._closed:
             return defer.succeed(None)
         self._closed = True
         self.flush()
-        self.logs.close()
-        return self.database.close()
+        running = defer.DeferredList(list(self._rewrites))
+
+        def finish(_):
+            self.flush()
+            self.logs.close()
+            return self.database.close()
+
+        return running.addCallback(finish)

@@ -7,6 +7,7 @@ runs, in order, on one worker thread, so a read sees every batch before it
 and the reactor never waits for the disk.
 """
 
+import os
 import sqlite3
 
 from twisted.internet import defer, threads
@@ -67,6 +68,15 @@ class SQLiteDatabase:
     # Start-up
 
     def open(self) -> "SQLiteDatabase":
+        if not os.path.exists(self.path):
+            # Private messages: only the server's user reads them (SQLite gives its -wal and
+            # -shm files the database's mode).
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise DatabaseError(f"cannot open the database {self.path}: {e.strerror}") from None
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.1)
         except sqlite3.Error as e:

@@ -18,6 +18,9 @@ from twisted.logger import Logger
 log = Logger()
 
 SEPARATOR = "; "
+# The logs hold private messages and users' addresses: only the server's user
+# reads them (new files; an existing file keeps its mode).
+FILE_MODE = 0o600
 RETRY_SECONDS = 1.0  # after a failed userlog.txt write
 # Readers split on the first three "; "; characters that would end a line in
 # any common reader (str.splitlines) must not reach a record.
@@ -95,18 +98,19 @@ class RecordLog:
     numbering continues across restarts.
     """
 
-    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal")
+    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal", "held")
 
     def __init__(self, path: str, journal: "Journal"):
         self.path = path
         self._journal = journal
+        self.held = False  # being rewritten elsewhere: records wait, unwritten
         self.last_seq = recover_last_seq(path)
         self._fd = None
         self._open()
         self._pending: list[bytes] = []
 
     def _open(self) -> int:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         return self._fd
 
     def append(self, timestamp: str, author: str, message: str) -> int:
@@ -125,7 +129,24 @@ class RecordLog:
             raise ValueError(f"{self.path}: record {seq} after {self.last_seq}")
         self.append(timestamp, author, message)
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def hold(self) -> None:
+        """Write nothing until L{release_hold}: the file is being rewritten (a deletion)."""
+        self.held = True
+
+    def release_hold(self) -> None:
+        """The rewrite is done: append to the new file, starting with what waited."""
+        self.held = False
+        self.reopen()
+        if self._pending:
+            self._journal.mark(self)
+
     def write_pending(self) -> None:
+        if self.held:
+            return  # kept, in order, for when the rewrite is done
         pending, self._pending = self._pending, []
         if pending:
             size = None
@@ -160,7 +181,7 @@ class RecordLog:
         the journal's batch can: what it wrote is as durable as the journal
         promises already. Return whether it did.
         """
-        if self._pending:
+        if self._pending or self.held:
             return False
         if self._fd is not None:
             os.close(self._fd)

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
 from ...core.interfaces import ISession
-from ..limits import TOO_MANY_COMMANDS, CommandRate, ConnectionCaps, Refusal, default_burst
+from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
 from .texts import error_text, event_line, history_line
@@ -26,6 +26,11 @@ from .texts import error_text, event_line, history_line
 log = Logger()
 
 MAX_LINE = 65536
+MAX_LINE_BEFORE_LOGIN = 1024  # LOGIN USERNAME PASSWORD UDP_PORT fits easily
+MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
+LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
+LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 500
 
@@ -163,6 +168,13 @@ class ChatLineProtocol(LineReceiver):
         self._buffer = b""
         self._busyReceiving = False
         self.paused = False
+        self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
+        self._lines_this_turn = 0
+        self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
+        self._lines_before_login = 0
+        self._deadline = None  # the login deadline's IDelayedCall
+        self._wakeup = None  # the IDelayedCall that resumes a paused input
+        self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
         if batch is None:
             batch = OutputBatch(chat.clock)
         self.output = BatchedOutput(batch, max_output, self._drop_slow_reader)
@@ -171,8 +183,34 @@ class ChatLineProtocol(LineReceiver):
 
     def connectionMade(self):
         self.output.attach(self.transport)
+        # A peer that vanished (a NAT that forgot it) is found by TCP itself.
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(True)
         if self.ip is None:
             self.ip = getattr(self.transport.getPeer(), "host", "")
+        self._deadline = self.chat.clock.callLater(LOGIN_DEADLINE, self._login_too_late)
+
+    def _login_too_late(self) -> None:
+        self._deadline = None
+        if self.user is None and self.connected and not self._closing:
+            log.info("Closing {peer}: no login within {n:.0f} s", peer=self.host, n=LOGIN_DEADLINE)
+            self._close_with_notice(texts.LOGIN_DEADLINE_NOTICE)
+
+    def _close_with_notice(self, notice: str) -> None:
+        self.output.write(line("NOTICE", notice))
+        self.pause("closing")
+        self._closing = True
+        self._replies = None
+        self._close_if_done()
+
+    def _cancel_timers(self) -> None:
+        for name in ("_deadline", "_wakeup", "_abort"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
 
     def connectionLost(self, reason):
         # Every "is it still there?" check (a login or a password check that
@@ -180,6 +218,7 @@ class ChatLineProtocol(LineReceiver):
         self.connected = 0
         self._dropped = True
         self._replies = None
+        self._cancel_timers()
         self.output.discard()
         self._log_out()
         if self.factory is not None:
@@ -202,7 +241,7 @@ class ChatLineProtocol(LineReceiver):
         self.user = None  # the core logs the user out
         if self.connected and not self._dropped and not self._closing:
             self.output.write(line("NOTICE", notice))
-            self.pauseProducing()
+            self.pause("closing")
             self._closing = True
             self._close_if_done()
 
@@ -260,10 +299,13 @@ class ChatLineProtocol(LineReceiver):
         self.chat.note("dropped", self.frontend)
         self._dropped = True
         self._replies = None
-        self.pauseProducing()  # nothing more it sent is read
-        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
+        self.pause("closing")  # nothing more it sent is read
         self._log_out()
-        self.transport.abortConnection()
+        # The notice goes after what is already queued; a client that reads
+        # nothing more for a second is cut off, queue and all.
+        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
+        self.transport.loseConnection()
+        self._abort = self.chat.clock.callLater(DROP_DEADLINE, self.transport.abortConnection)
 
     # Input
 
@@ -293,18 +335,20 @@ class ChatLineProtocol(LineReceiver):
                 lines = buffer.split(b"\n")
                 rest = lines.pop()
                 for index, one in enumerate(lines):
+                    if not self.paused:
+                        self._take_turn()
                     if self.paused:
                         # Keep the lines not handled yet, ahead of any that arrived meanwhile.
                         self._buffer = b"\n".join(lines[index:]) + b"\n" + rest + self._buffer
                         return
-                    if len(one) > self.MAX_LENGTH:
+                    if len(one) > self.max_length():
                         self.err("Line too long")
                     else:
                         self.lineReceived(one)
                 if self.paused:  # the last line paused: what follows waits for its reply
                     self._buffer = rest + self._buffer
                     return
-                if len(rest) > self.MAX_LENGTH:
+                if len(rest) > self.max_length():
                     self.err("Line too long")
                     self._discarding = True
                     rest = b""
@@ -315,12 +359,41 @@ class ChatLineProtocol(LineReceiver):
         finally:
             self._busyReceiving = False
 
+    def max_length(self) -> int:
+        """The longest line read: small until the user has logged in."""
+        return self.MAX_LENGTH if self.user is not None else MAX_LINE_BEFORE_LOGIN + 1
+
+    def _take_turn(self) -> None:
+        """
+        Before each line: a connection gets C{LINES_PER_TURN} lines a reactor
+        turn (then its input waits for the next turn, after everyone's output
+        of this one), and with a command rate, a token per line (without one,
+        its input waits for the next token: nothing is read, nothing answered).
+        """
+        turn = self.output.batch.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = 0
+        self._lines_this_turn += 1
+        if self._lines_this_turn > LINES_PER_TURN:
+            self._wait("turn", 0)
+            return
+        rate = self.rate
+        if rate is not None:
+            now = self.chat.clock.seconds()
+            if not rate.allow(now):
+                self._wait("rate", rate.delay(now))
+
     def lineReceived(self, data: bytes) -> None:
-        # Every line takes a token, invalid ones too; the two framing errors
-        # still come first.
-        allowed = self.rate is None or self.rate.allow(self.chat.clock.seconds())
         if data.endswith(b"\r"):
             data = data[:-1]
+        if self.user is None:
+            self._lines_before_login += 1
+            if self._lines_before_login > MAX_LINES_BEFORE_LOGIN:
+                log.info("Closing {peer}: {n} lines without a login", peer=self.host,
+                         n=MAX_LINES_BEFORE_LOGIN)
+                self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
+                return
         if len(data) > MAX_LINE:
             self.err("Line too long")
             return
@@ -328,9 +401,6 @@ class ChatLineProtocol(LineReceiver):
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             self.err("Invalid UTF-8")
-            return
-        if not allowed:
-            self.err(TOO_MANY_COMMANDS)
             return
         command, _, args = text.lstrip().partition(" ")
         try:
@@ -358,21 +428,44 @@ class ChatLineProtocol(LineReceiver):
                 raise ChatError("invalid-command")
         getattr(self, method)(args)
 
+    def pause(self, reason: str) -> None:
+        """Stop reading input for C{reason}, until L{resume} of the same reason (several may hold)."""
+        if not self._pauses:
+            self.pauseProducing()
+        self._pauses.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and self.connected:
+            self.resumeProducing()
+
     def _pause_until(self, d) -> None:
         """Read nothing more until C{d} has a result (a slow password check, a login being recorded)."""
         done = []
         d.addBoth(self._resume_after, done)
         if not done:  # (d.called is no guide: d may wait on a chained Deferred)
             done.append(False)
-            self.pauseProducing()
+            self.pause("login")
 
     def _resume_after(self, result, done):
         if done:  # paused
-            if self.connected and not self._closing:
-                self.resumeProducing()
+            self.resume("login")
         else:
             done.append(True)
         return result
+
+    def _wait(self, reason: str, seconds: float) -> None:
+        """Stop reading for C{seconds} (0: until the end of this turn, once its output is out)."""
+        self.pause(reason)
+        if self._wakeup is None:
+            self._wakeup = self.chat.clock.callLater(seconds, self._wake, reason)
+
+    def _wake(self, reason: str) -> None:
+        self._wakeup = None
+        self._turn_seen = -1
+        self.resume(reason)
 
     # Before login
 
@@ -391,6 +484,9 @@ class ChatLineProtocol(LineReceiver):
             self.chat.logout(user)
             raise LoginFailed("server-error")
         self.user = user
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
         return user
 
     # After login: one method per command
@@ -535,7 +631,7 @@ class ChatLineProtocol(LineReceiver):
         name = self.user.name
         self._log_out()
         self.ok(f"Bye, {name}!")
-        self.pauseProducing()  # nothing after /logout is read
+        self.pause("closing")  # nothing after /logout is read
         self._closing = True
         self._close_if_done()
 

@@ -25,6 +25,8 @@ NO_GROUPS = "No groups."
 NO_OTHER_ACTIVE_USER = "no other active user"
 SHUTDOWN_NOTICE = "Server shutting down"
 DROPPED_NOTICE = "Disconnected: too much output waiting unread"
+LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"
+TOO_MANY_LINES_NOTICE = "Disconnected: too many lines without a login"
 
 # Login failures: the client picks its next step from these exact texts.
 ACCOUNT_BLOCKED = "Your account is blocked due to multiple login failures. Please try again later"
@@ -45,6 +47,7 @@ ERROR_TEXTS = {
     codes.SERVER_ERROR: "Server error",
     codes.LOGIN_NOT_RECORDED: "Server error: the login could not be recorded. Please try again later",
     codes.NOT_SAVED: "Server error: the message could not be saved",
+    codes.LOGIN_BUSY: "Too many logins for this account at once. Please try again later",
     codes.TO_SELF: "You cannot send a message to yourself",
     codes.TO_SELF_FILE: "You cannot send a file to yourself",
     codes.NO_SUCH_USER: "No such user: {name}",
