@@ -410,3 +410,26 @@ class RotationTests(SynchronousTestCase):
         with open(log) as f:
             self.assertEqual([line.split(";")[0] for line in f.read().splitlines()], ["3", "4"])
         self.assertEqual([m.text for m in history], ["one", "two", "three", "four"])
+
+
+class AcrossFrontEndsTests(SynchronousTestCase):
+    def test_a_line_administrator_reaches_irc_users(self):
+        from .irc_support import IRCEnvironment, commands, find
+
+        f = fixture(self)
+        env = IRCEnvironment(f.chat, f.clock)
+        yoda = f.login("Yoda", "wise@!man")
+        hans, leia = env.register("Hans", "falcon*solo"), env.register("leia", "alderaan")
+        yoda.send("/announce Maintenance at 22:00")
+        notices = find(hans.lines(), "NOTICE")
+        self.assertTrue(notices and notices[-1].params[-1].endswith("Maintenance at 22:00"), notices)
+        self.assertEqual(yoda.send("/kick Hans enough"), ["OK Hans has been disconnected."])
+        said = " ".join(" ".join(line.params) for line in hans.lines())
+        self.assertIn("You have been disconnected by the administrator Yoda: enough", said)
+        self.assertTrue(hans.closed)
+        self.assertRegex(yoda.send("/ban leia 1d")[0], "^OK leia is banned until ")
+        self.assertTrue(leia.closed)
+        again = env.connect()
+        lines = again.send("PASS alderaan", "NICK leia", "USER u 0 * :real name")
+        self.assertNotIn("001", commands(lines))
+        self.assertIsNone(f.chat.active_user("leia"))

@@ -195,8 +195,11 @@ class ChatRealm:
         if queue is None:
             queue = self._login_queues[username] = defer.DeferredLock()
         elif len(queue.waiting) >= MAX_WAITING_LOGINS:
+            self._notify("login-failed", errors.LOGIN_BUSY)
             return defer.fail(LoginFailed(errors.LOGIN_BUSY))
         d = queue.run(self._check_login, username, password, session)
+        if self.observers:
+            d.addErrback(self._count_failure)
 
         def done(result):
             if not queue.locked and not queue.waiting:
@@ -210,8 +213,6 @@ class ChatRealm:
             return defer.fail(LoginFailed(errors.BLOCKED))
         d = self.portal.login(UsernamePassword(username, password), session, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))
-        if self.observers:
-            d.addErrback(self._count_failure)
         return d
 
     def _count_failure(self, failure):
