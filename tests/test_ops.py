@@ -433,3 +433,23 @@ class AcrossFrontEndsTests(SynchronousTestCase):
         lines = again.send("PASS alderaan", "NICK leia", "USER u 0 * :real name")
         self.assertNotIn("001", commands(lines))
         self.assertIsNone(f.chat.active_user("leia"))
+
+    def test_irc_kill_and_notice_to_everyone_for_administrators(self):
+        from .irc_support import IRCEnvironment, find, one
+
+        f = fixture(self)
+        env = IRCEnvironment(f.chat, f.clock)
+        yoda, hans = env.register("Yoda", "wise@!man"), env.register("Hans", "falcon*solo")
+        leia = f.login("leia", "alderaan")
+        refused = one(hans.send("KILL leia :go"), "481")
+        self.assertEqual(refused.params[-1], "You are not an administrator.")
+        one(hans.send("NOTICE $* :hello all"), "481")
+        self.assertEqual(leia.output(), [])
+        yoda.send("NOTICE $* :Maintenance at 22:00")
+        self.assertEqual(leia.output(), ["NOTICE Maintenance at 22:00"])
+        self.assertIn("Maintenance at 22:00", [n.params[-1] for n in find(hans.lines(), "NOTICE")])
+        one(yoda.send("KILL nobody"), "401")
+        lines = yoda.send("KILL leia :flooding")
+        self.assertIn("leia has been disconnected.", [n.params[-1] for n in find(lines, "NOTICE")])
+        self.assertEqual(leia.output(), ["NOTICE You have been disconnected by the administrator Yoda: flooding"])
+        self.assertIsNone(f.chat.active_user("leia"))
