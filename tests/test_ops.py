@@ -453,3 +453,28 @@ class AcrossFrontEndsTests(SynchronousTestCase):
         self.assertIn("leia has been disconnected.", [n.params[-1] for n in find(lines, "NOTICE")])
         self.assertEqual(leia.output(), ["NOTICE You have been disconnected by the administrator Yoda: flooding"])
         self.assertIsNone(f.chat.active_user("leia"))
+
+
+class RefusedAndDroppedTests(SynchronousTestCase):
+    def test_counted(self):
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        from chatproto.frontends.line.protocol import ChatServerFactory
+
+        f = fixture(self)
+        seen = []
+        f.chat.observers.append(lambda what, detail, n: seen.append((what, detail, n)))
+        factory = ChatServerFactory(f.chat, 1024, max_connections=1)
+        address = IPv4Address("TCP", "127.0.0.1", 40001)
+        first = factory.buildProtocol(address)
+        first.makeConnection(StringTransport())
+        factory.buildProtocol(address).makeConnection(StringTransport())
+        self.assertIn(("refused", "line", 1), seen)
+        first.dataReceived(b"LOGIN Hans falcon*solo 6001\n")
+        f.clock.advance(0)
+        first.output.bound.pauseProducing()  # the transport's buffer is full: nothing more is read
+        for _ in range(20):
+            first.output.write(b"x" * 100)
+            f.clock.advance(0)
+        self.assertIn(("dropped", "line", 1), seen)

@@ -219,6 +219,7 @@ class IRCProtocol(irc.IRC):
     def _drop_slow_reader(self):
         log.info("Dropping {user}: more than {limit} bytes of output unread",
                  user=self.nick, limit=self.factory.max_output)
+        self.chat.note("dropped", self.frontend)
         self._closed = True
         if self.user is not None:
             user, self.user = self.user, None
@@ -1305,6 +1306,7 @@ class IRCFactory(ServerFactory):
         host = getattr(addr, "host", None)
         refusal = self.caps.refusal(host)
         if refusal is not None:
+            self.chat.note("refused", "irc")
             return Refusal(encode(format_line("ERROR", [f"Closing link: {refusal}"])))
         protocol = self.protocol(self, host or "")
         protocol.caps_host = host
