@@ -57,10 +57,10 @@ class BeforeLoginTests(SynchronousTestCase):
 
     def test_small_lines_before_login(self):
         c = self.f.connect()
-        self.assertEqual(c.send_raw(b"LOGIN " + b"x" * 2000 + b"\n"), ["ERR Line too long"])
+        self.assertEqual(c.send_raw(b"LOGIN " + b"x" * 5000 + b"\n"), ["ERR Line too long"])
         # A half line is not kept beyond the bound either: it is skipped up to its end.
-        self.assertEqual(c.send_raw(b"y" * 5000), ["ERR Line too long"])
-        self.assertLess(len(c.protocol._buffer), 2048)
+        self.assertEqual(c.send_raw(b"y" * 10000), ["ERR Line too long"])
+        self.assertLess(len(c.protocol._buffer), 8192)
         self.assertEqual(c.send_raw(b"rest of it\nLOGIN Yoda wise@!man 6000\n"), ["OK Welcome to chatproto!"])
         # After login, long lines are fine.
         self.assertEqual(c.send("/msgto Yoda " + "z" * 60000), ["ERR You cannot send a message to yourself"])

@@ -276,6 +276,8 @@ class ChatRealm:
             log.warn("Cannot record the login of {username}: {why}", username=username,
                      why=failure.getErrorMessage())
             self._forget(user)
+            # Nor later, by the log's own retry: the user is not active.
+            self.storage.user_logged_out(username).addErrback(lambda _: None)
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
         return d.addCallbacks(recorded, not_recorded)

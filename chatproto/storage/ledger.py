@@ -35,6 +35,10 @@ from .textlogs import TextLogs, read_records_after
 log = Logger()
 
 
+def _held(text_log) -> bool:
+    return text_log is not None and getattr(text_log, "held", False)
+
+
 @implementer(IChatStorage)
 class Ledger:
     """
@@ -52,6 +56,7 @@ class Ledger:
         self._reads: list = []  # reads waiting for this turn's batch
         self._deletions: dict = {}  # text log -> [(seq, author, log key, Deferred)] of this turn
         self._rewrites: set = set()  # the Deferreds of deletions running in a thread
+        self._drop_after: dict = {}  # text log -> group log name: drop it once its rewrite is done
         self._groups: list[GroupRecord] = []
         self._closed = False
         self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
@@ -94,12 +99,15 @@ class Ledger:
         ops, self._ops = self._ops, []
         waiting, self._waiting = self._waiting, []
         reads, self._reads = self._reads, []
-        if any(entry[0] is not None and entry[0].held for entry in ops):
+        if self._rewrites:
             # A log being rewritten (a deletion) writes nothing: its changes wait for the next batch.
-            self._ops = [entry for entry in ops if entry[0] is not None and entry[0].held]
-            ops = [entry for entry in ops if entry[0] is None or not entry[0].held]
-            self._waiting = [entry for entry in waiting if entry[1] is not None and entry[1].held]
-            waiting = [entry for entry in waiting if entry[1] is None or not entry[1].held]
+            kept_ops = [entry for entry in ops if _held(entry[0])]
+            kept_waiting = [entry for entry in waiting if _held(entry[1])]
+            if kept_ops or kept_waiting:
+                ops = [entry for entry in ops if not _held(entry[0])]
+                waiting = [entry for entry in waiting if not _held(entry[1])]
+                self._ops = kept_ops + self._ops
+                self._waiting = kept_waiting + self._waiting
         self._start_deletions()
         if failed:
             ops = [entry for entry in ops if entry[0] not in failed]
@@ -207,10 +215,13 @@ class Ledger:
                 d.errback(ChatError(errors.NOT_AUTHOR, seq=seq))
             elif isinstance(result, ChatError):
                 d.errback(result)
-            elif result:
-                self._change(None, ("del", key, seq), True).chainDeferred(d)
             else:
-                d.callback(False)
+                # Deleted already in the file (a retry after a crash or a failed commit): the
+                # database is told again all the same; the change is idempotent.
+                self._change(None, ("del", key, seq), bool(result)).chainDeferred(d)
+        drop = self._drop_after.pop(text_log, None)
+        if drop is not None:
+            self.logs.drop_group_log(drop)
         if self._deletions:
             self._turn.schedule()
 
@@ -242,7 +253,11 @@ class Ledger:
     def remove_group(self, key, log_name=None) -> defer.Deferred:
         d = self._change(None, ("ungroup", key))
         if log_name is not None:
-            self.logs.drop_group_log(log_name)
+            text_log = self.logs.existing_group_log(log_name)
+            if text_log is not None and (text_log.held or text_log in self._deletions):
+                self._drop_after[text_log] = log_name  # once its rewrite is done
+            else:
+                self.logs.drop_group_log(log_name)
         return d
 
     def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
@@ -260,11 +275,14 @@ class Ledger:
             return defer.succeed(None)
         self._closed = True
         self.flush()
-        running = defer.DeferredList(list(self._rewrites))
 
-        def finish(_):
-            self.flush()
+        @defer.inlineCallbacks
+        def finish():
+            # A rewrite may queue the next one (deletions that waited for it): until none is left.
+            while self._rewrites or self._deletions:
+                yield defer.DeferredList(list(self._rewrites))
+                self.flush()
             self.logs.close()
-            return self.database.close()
+            yield self.database.close()
 
-        return running.addCallback(finish)
+        return finish()

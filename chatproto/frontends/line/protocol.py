@@ -26,7 +26,7 @@ from .texts import error_text, event_line, history_line
 log = Logger()
 
 MAX_LINE = 65536
-MAX_LINE_BEFORE_LOGIN = 1024  # LOGIN USERNAME PASSWORD UDP_PORT fits easily
+MAX_LINE_BEFORE_LOGIN = 4096  # LOGIN USERNAME PASSWORD UDP_PORT fits easily (docs/PROTOCOL.md)
 MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
 LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
 LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
@@ -85,6 +85,9 @@ def rendered(event) -> bytes:
 WELCOME_LINE = f"OK {texts.WELCOME}\n".encode()
 GROUP_SENT_LINE = b"OK Group chat message sent.\n"
 OK_LINE = b"OK\n"
+
+
+_TOO_LONG = object()  # in the queue of lines: an over-long line was skipped here
 
 
 def line(tag: str, text: str = "") -> bytes:
@@ -165,7 +168,8 @@ class ChatLineProtocol(LineReceiver):
         self._closing = False  # close once every reply is out
         self._dropped = False  # gone, or disconnected for not reading its output
         self._discarding = False  # inside an over-long line
-        self._buffer = b""
+        self._buffer = b""  # the partial last line
+        self._lines = deque()  # complete lines not handled yet
         self._busyReceiving = False
         self.paused = False
         self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
@@ -311,53 +315,48 @@ class ChatLineProtocol(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        LineReceiver's framing, without re-slicing the whole buffer for every
-        line (a client pipelining thousands of lines in one read costs linear
-        time, not quadratic), and with an over-long line answered once and
-        skipped up to its end, the session kept.
+        LineReceiver's framing, in linear time however the input is cut and
+        however often it pauses: what arrives is split once into complete lines
+        (a queue) and the partial last one; lines are handled from the queue
+        while reading is not paused. An over-long line is answered once, in
+        its place, and skipped up to its end; the session is kept.
         """
-        if self._busyReceiving:
-            self._buffer += data
-            return
         if self._dropped:
             return  # gone, or dropped for not reading: nothing more it sent is acted on
+        if data:
+            self._split(data)
+        if self._busyReceiving:
+            return  # the outer call handles the queue
         self._busyReceiving = True
         try:
-            self._buffer += data
-            while self._buffer and not self.paused:
-                buffer, self._buffer = self._buffer, b""
-                if self._discarding:
-                    end = buffer.find(b"\n")
-                    if end < 0:
-                        break
-                    self._discarding = False
-                    buffer = buffer[end + 1:]
-                lines = buffer.split(b"\n")
-                rest = lines.pop()
-                for index, one in enumerate(lines):
-                    if not self.paused:
-                        self._take_turn()
-                    if self.paused:
-                        # Keep the lines not handled yet, ahead of any that arrived meanwhile.
-                        self._buffer = b"\n".join(lines[index:]) + b"\n" + rest + self._buffer
-                        return
-                    if len(one) > self.max_length():
-                        self.err("Line too long")
-                    else:
-                        self.lineReceived(one)
-                if self.paused:  # the last line paused: what follows waits for its reply
-                    self._buffer = rest + self._buffer
-                    return
-                if len(rest) > self.max_length():
-                    self.err("Line too long")
-                    self._discarding = True
-                    rest = b""
-                arrived, self._buffer = self._buffer, rest
-                if not arrived:
+            lines = self._lines
+            while lines and not self.paused:
+                self._take_turn()
+                if self.paused:
                     break
-                self._buffer += arrived
+                one = lines.popleft()
+                if one is _TOO_LONG or len(one) > self.max_length():
+                    if not self._count_before_login():
+                        self.err("Line too long")
+                else:
+                    self.lineReceived(one)
         finally:
             self._busyReceiving = False
+
+    def _split(self, data: bytes) -> None:
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1:]
+        parts = (self._buffer + data).split(b"\n") if self._buffer else data.split(b"\n")
+        self._buffer = parts.pop()
+        self._lines.extend(parts)
+        if len(self._buffer) > self.max_length():
+            self._lines.append(_TOO_LONG)
+            self._discarding = True
+            self._buffer = b""
 
     def max_length(self) -> int:
         """The longest line read: small until the user has logged in."""
@@ -384,16 +383,22 @@ class ChatLineProtocol(LineReceiver):
             if not rate.allow(now):
                 self._wait("rate", rate.delay(now))
 
+    def _count_before_login(self) -> bool:
+        """Count a line read before login; close the connection past the budget (return True then)."""
+        if self.user is not None:
+            return False
+        self._lines_before_login += 1
+        if self._lines_before_login <= MAX_LINES_BEFORE_LOGIN:
+            return False
+        log.info("Closing {peer}: {n} lines without a login", peer=self.host, n=MAX_LINES_BEFORE_LOGIN)
+        self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
+        return True
+
     def lineReceived(self, data: bytes) -> None:
         if data.endswith(b"\r"):
             data = data[:-1]
-        if self.user is None:
-            self._lines_before_login += 1
-            if self._lines_before_login > MAX_LINES_BEFORE_LOGIN:
-                log.info("Closing {peer}: {n} lines without a login", peer=self.host,
-                         n=MAX_LINES_BEFORE_LOGIN)
-                self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
-                return
+        if self._count_before_login():
+            return
         if len(data) > MAX_LINE:
             self.err("Line too long")
             return
