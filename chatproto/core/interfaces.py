@@ -50,6 +50,10 @@ class IAccounts(Interface):
         """Store C{secret} for C{username} durably; a Deferred. Fails with
         L{KeyError} when the account has gone."""
 
+    def reload():
+        """Read the accounts again from where they live (the operator changed
+        them); raise OSError, keeping the old ones, when they cannot be read."""
+
 
 class IChatStorage(Interface):
     """

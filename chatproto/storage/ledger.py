@@ -15,6 +15,8 @@ records the database has beyond a file are appended to it. Nothing is
 doubled (a record is the pair log and SEQ), nothing acknowledged is missing.
 """
 
+from time import perf_counter
+
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
@@ -57,6 +59,7 @@ class Ledger:
         self._drop_after: dict = {}  # text log -> group log name: drop it once its rewrite is done
         self._groups: list[GroupRecord] = []
         self._closed = False
+        self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
         self._open()
 
     def _open(self) -> None:
@@ -85,7 +88,14 @@ class Ledger:
 
     def flush(self) -> None:
         self._turn.cancel()
+        observers = self.observers
+        if observers:
+            started = perf_counter()
         failed = self.logs.write()
+        if observers and self._waiting:
+            written = perf_counter()
+            for observer in observers:
+                observer("journal", len(self._waiting), written - started)
         ops, self._ops = self._ops, []
         waiting, self._waiting = self._waiting, []
         reads, self._reads = self._reads, []
@@ -107,12 +117,20 @@ class Ledger:
             waiting = [entry for entry in waiting if entry[1] not in failed]
         if ops:
             committed = self.database.commit([op for _log, op in ops])
+            if observers:
+                committed.addBoth(self._timed, len(ops), perf_counter())
             committed.addCallbacks(self._committed, self._not_committed,
                                    callbackArgs=(waiting,), errbackArgs=(waiting,))
         else:
             self._committed(None, waiting)
         for read in reads:
             read()
+
+    def _timed(self, result, size: int, started: float):
+        seconds = perf_counter() - started
+        for observer in self.observers:
+            observer("database", size, seconds)
+        return result
 
     def _committed(self, _, waiting) -> None:
         for d, _log, result in waiting:

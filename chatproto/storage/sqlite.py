@@ -198,6 +198,18 @@ class SQLiteDatabase:
         rows.reverse()
         return [_message(row) for row in rows]
 
+    def backup(self, target_path: str) -> defer.Deferred:
+        """SQLite's online backup into a new file, on the worker thread after every batch before it."""
+
+        def copy():
+            target = sqlite3.connect(target_path)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+
+        return self._run(copy)
+
     def close(self) -> defer.Deferred:
         d = self._run(self._close)
         if self._pool is not None:

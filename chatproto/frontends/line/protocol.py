@@ -54,7 +54,13 @@ USAGE = {
     "users": "/users",
     "help": "/help",
     "logout": "/logout",
+    # Administrators only (docs/OPERATING.md)
+    "kick": "/kick USERNAME [REASON]",
+    "ban": "/ban USERNAME DURATION",
+    "unban": "/unban USERNAME",
+    "announce": "/announce MESSAGE",
 }
+ADMIN_COMMANDS = {"kick", "ban", "unban", "announce"}
 
 _sent_at = ["", b""]  # the last timestamp and its reply: most messages share their second
 
@@ -297,6 +303,7 @@ class ChatLineProtocol(LineReceiver):
     def _drop_slow_reader(self) -> None:
         log.info("Dropping {peer}: more than {limit} bytes of output unread",
                  peer=self.host, limit=self.output.max_output)
+        self.chat.note("dropped", self.frontend)
         self._dropped = True
         self._replies = None
         self.pause("closing")  # nothing more it sent is read
@@ -620,8 +627,10 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_help(self, args: str) -> None:
         split_args(args, "help", 0)
+        admin = self.chat.is_admin(self.user.name)
         self._reply(b"".join(
-            line("DATA", form) for command, form in USAGE.items() if "/" + command in self.COMMANDS
+            line("DATA", form) for command, form in USAGE.items()
+            if "/" + command in self.COMMANDS and (admin or command not in ADMIN_COMMANDS)
         ) + OK_LINE)
 
     def cmd_logout(self, args: str) -> None:
@@ -632,6 +641,37 @@ class ChatLineProtocol(LineReceiver):
         self.pause("closing")  # nothing after /logout is read
         self._closing = True
         self._close_if_done()
+
+    # Administrators (the realm refuses everyone else: "You are not an administrator.")
+
+    def cmd_kick(self, args: str) -> None:
+        parts = args.split(None, 1)
+        if not parts:
+            raise UsageError("kick")
+        reason = parts[1] if len(parts) == 2 else ""
+        self._later(self.chat.kick(self.user, parts[0], reason),
+                    lambda name: line("OK", texts.KICKED.format(name=name)), "kick")
+
+    def cmd_ban(self, args: str) -> None:
+        username, duration = split_args(args, "ban", 2)
+
+        def banned(until):
+            if until is None:
+                return line("OK", texts.BANNED_FOREVER.format(name=username))
+            return line("OK", texts.BANNED.format(name=username, until=until))
+
+        self._later(self.chat.ban(self.user, username, duration), banned, "ban")
+
+    def cmd_unban(self, args: str) -> None:
+        (username,) = split_args(args, "unban", 1)
+        self._later(self.chat.unban(self.user, username),
+                    lambda name: line("OK", texts.UNBANNED.format(name=name)), "unban")
+
+    def cmd_announce(self, args: str) -> None:
+        if not args.strip():
+            raise UsageError("announce")
+        self._later(self.chat.announce_by(self.user, args),
+                    lambda n: line("OK", texts.ANNOUNCED.format(n=n)), "announce")
 
 
 def history_reply(messages) -> bytes:
@@ -682,6 +722,7 @@ class ChatServerFactory(ServerFactory):
         host = getattr(addr, "host", None)
         refusal = self.caps.refusal(host)
         if refusal is not None:
+            self.chat.note("refused", ChatLineProtocol.frontend)
             return Refusal(line("ERR", refusal))
         rate = None
         if self.rate_limit > 0:
