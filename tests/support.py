@@ -57,9 +57,9 @@ class ChatFixture:
         return connection
 
     def timers(self):
-        """The clock's pending calls, but for the login deadlines of connections not logged in."""
+        """The clock's pending calls, but for the deadlines of connections (to log in, to be closed)."""
         return [call for call in self.clock.getDelayedCalls()
-                if getattr(call.func, "__name__", "") != "_login_too_late"]
+                if getattr(call.func, "__name__", "") not in ("_login_too_late", "abortConnection")]
 
     def read(self, name):
         with open(os.path.join(self.dir, name), encoding="utf-8") as f:

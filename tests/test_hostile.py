@@ -57,10 +57,10 @@ class BeforeLoginTests(SynchronousTestCase):
 
     def test_small_lines_before_login(self):
         c = self.f.connect()
-        self.assertEqual(c.send_raw(b"LOGIN " + b"x" * 2000 + b"\n"), ["ERR Line too long"])
+        self.assertEqual(c.send_raw(b"LOGIN " + b"x" * 5000 + b"\n"), ["ERR Line too long"])
         # A half line is not kept beyond the bound either: it is skipped up to its end.
-        self.assertEqual(c.send_raw(b"y" * 5000), ["ERR Line too long"])
-        self.assertLess(len(c.protocol._buffer), 2048)
+        self.assertEqual(c.send_raw(b"y" * 10000), ["ERR Line too long"])
+        self.assertLess(len(c.protocol._buffer), 8192)
         self.assertEqual(c.send_raw(b"rest of it\nLOGIN Yoda wise@!man 6000\n"), ["OK Welcome to chatproto!"])
         # After login, long lines are fine.
         self.assertEqual(c.send("/msgto Yoda " + "z" * 60000), ["ERR You cannot send a message to yourself"])
@@ -204,3 +204,22 @@ class TextAndFilesTests(SynchronousTestCase):
         database = SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
         self.addCleanup(database.close)
         self.assertEqual(stat.S_IMODE(os.stat(os.path.join(directory, "chatproto.db")).st_mode), 0o600)
+
+
+class RecreatedGroupTests(SynchronousTestCase):
+    def test_a_group_created_again_does_not_show_the_old_groups_history(self):
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        leia = f.login("leia", "alderaan")
+        yoda.send("/creategroup Jedi Hans")
+        yoda.send("/groupmsg Jedi the secret plans are on Hoth")
+        hans.send("/leavegroup Jedi")
+        yoda.send("/leavegroup Jedi")  # the group is gone; its log stays
+        self.assertEqual(leia.send("/creategroup Jedi Hans"), [
+            "OK Group chat room has been created, room name: Jedi, users in this room: leia Hans"])
+        self.assertEqual(leia.send("/grouphistory Jedi"), ["OK No messages."])
+        leia.send("/groupmsg Jedi hello")
+        history = leia.send("/grouphistory Jedi")
+        self.assertEqual(len(history), 2)
+        self.assertRegex(history[0], r"^DATA #2 .*, Jedi, leia: hello$")  # the log's numbering goes on

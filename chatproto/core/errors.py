@@ -68,3 +68,9 @@ ACCOUNT_GONE = "account-gone"
 
 NO_SUCH_MESSAGE = "no-such-message"
 NOT_AUTHOR = "not-author"
+
+# Administrators (chatproto.toml's admins)
+NOT_ADMIN = "not-admin"
+ADMIN_SELF = "admin-self"
+BAD_DURATION = "bad-duration"
+NOT_BANNED = "not-banned"

@@ -25,6 +25,8 @@ from ..storage.ledger import Ledger
 from ..storage.memory import MemoryDatabase
 from ..storage.model import DatabaseError
 from ..storage.sqlite import SQLiteDatabase
+from . import ops
+from .config import ConfigError, ConfigurableOptions, print_config
 from .datadir import DataDirectoryInUse, is_server_file, lock_data_directory, remove_stale_temporaries
 from .options import (
     COMMON_OPTIONS,
@@ -262,7 +264,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     return top, chat_service
 
 
-class Options(usage.Options):
+class Options(ConfigurableOptions, usage.Options):
     """C{twistd chat} options."""
 
     synopsis = ("[--port N | --listen ENDPOINT] [--irc-listen ENDPOINT] --attempts N --credentials FILE "
@@ -270,23 +272,44 @@ class Options(usage.Options):
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
+        ["interface", None, "", "with --port: listen on this address only (default: all interfaces)"],
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
         *IRC_OPTIONS,
         *WEB_OPTIONS,
+        *ops.OPS_OPTIONS,
     ]
-    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
+    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
+                ops.PRINT_CONFIG_FLAG]
 
     def postOptions(self):
+        import sys
+
+        try:
+            self.apply_config()
+            snapshot = dict(self)
+            self.check_config(self._check)
+        except ConfigError as e:  # one line and status 2, not twistd's whole usage
+            print(f"Error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if self["print-config"]:
+            print_config(self, snapshot)
+            raise SystemExit(0)
+
+    def _check(self):
         self["limits"] = parse_limits(self)
         self["irc"] = parse_irc(self)
         self["web-listen"] = web_listen_description(self)
         if self["port"] is not None and self["listen"] is not None:
             raise usage.UsageError("give --port or --listen, not both")
         if self["listen"] is None:
-            port = parse_port(self["port"] or "9000")
+            port = parse_port(str(self["port"] or "9000"))
             self["listen"] = f"tcp:{port}"
+            if self["interface"]:
+                self["listen"] += ":interface=" + self["interface"].replace(":", r"\:")
+        elif self["interface"]:
+            raise usage.UsageError("give --interface with --port, or put it in --listen")
         self["attempts"] = parse_attempts(self["attempts"])
         self["max-output"] = parse_size(self["max-output"])
         self["database"] = parse_database(self["database"])
@@ -294,6 +317,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
         if not os.access(self["credentials"], os.R_OK):
             raise usage.UsageError(f"cannot read the credentials file {self['credentials']}")
+        ops.parse_ops(self, self["interface"] or "127.0.0.1")
 
 
 def makeService(options):
@@ -321,4 +345,5 @@ def makeService(options):
         raise SystemExit(f"Error: {e}") from None
     except OSError as e:
         raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
+    ops.attach(top, chat_service, options, listening, failed)
     return top

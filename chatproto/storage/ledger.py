@@ -15,6 +15,8 @@ records the database has beyond a file are appended to it. Nothing is
 doubled (a record is the pair log and SEQ), nothing acknowledged is missing.
 """
 
+from time import perf_counter
+
 from twisted.internet import defer, threads
 from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
@@ -31,6 +33,10 @@ from .records import NoSuchRecord, NotAuthor, delete_records
 from .textlogs import TextLogs, read_records_after
 
 log = Logger()
+
+
+def _held(text_log) -> bool:
+    return text_log is not None and getattr(text_log, "held", False)
 
 
 @implementer(IChatStorage)
@@ -50,8 +56,10 @@ class Ledger:
         self._reads: list = []  # reads waiting for this turn's batch
         self._deletions: dict = {}  # text log -> [(seq, author, log key, Deferred)] of this turn
         self._rewrites: set = set()  # the Deferreds of deletions running in a thread
+        self._drop_after: dict = {}  # text log -> group log name: drop it once its rewrite is done
         self._groups: list[GroupRecord] = []
         self._closed = False
+        self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
         self._open()
 
     def _open(self) -> None:
@@ -80,16 +88,26 @@ class Ledger:
 
     def flush(self) -> None:
         self._turn.cancel()
+        observers = self.observers
+        if observers:
+            started = perf_counter()
         failed = self.logs.write()
+        if observers and self._waiting:
+            written = perf_counter()
+            for observer in observers:
+                observer("journal", len(self._waiting), written - started)
         ops, self._ops = self._ops, []
         waiting, self._waiting = self._waiting, []
         reads, self._reads = self._reads, []
-        if any(entry[0] is not None and entry[0].held for entry in ops):
+        if self._rewrites:
             # A log being rewritten (a deletion) writes nothing: its changes wait for the next batch.
-            self._ops = [entry for entry in ops if entry[0] is not None and entry[0].held]
-            ops = [entry for entry in ops if entry[0] is None or not entry[0].held]
-            self._waiting = [entry for entry in waiting if entry[1] is not None and entry[1].held]
-            waiting = [entry for entry in waiting if entry[1] is None or not entry[1].held]
+            kept_ops = [entry for entry in ops if _held(entry[0])]
+            kept_waiting = [entry for entry in waiting if _held(entry[1])]
+            if kept_ops or kept_waiting:
+                ops = [entry for entry in ops if not _held(entry[0])]
+                waiting = [entry for entry in waiting if not _held(entry[1])]
+                self._ops = kept_ops + self._ops
+                self._waiting = kept_waiting + self._waiting
         self._start_deletions()
         if failed:
             ops = [entry for entry in ops if entry[0] not in failed]
@@ -99,12 +117,20 @@ class Ledger:
             waiting = [entry for entry in waiting if entry[1] not in failed]
         if ops:
             committed = self.database.commit([op for _log, op in ops])
+            if observers:
+                committed.addBoth(self._timed, len(ops), perf_counter())
             committed.addCallbacks(self._committed, self._not_committed,
                                    callbackArgs=(waiting,), errbackArgs=(waiting,))
         else:
             self._committed(None, waiting)
         for read in reads:
             read()
+
+    def _timed(self, result, size: int, started: float):
+        seconds = perf_counter() - started
+        for observer in self.observers:
+            observer("database", size, seconds)
+        return result
 
     def _committed(self, _, waiting) -> None:
         for d, _log, result in waiting:
@@ -189,10 +215,13 @@ class Ledger:
                 d.errback(ChatError(errors.NOT_AUTHOR, seq=seq))
             elif isinstance(result, ChatError):
                 d.errback(result)
-            elif result:
-                self._change(None, ("del", key, seq), True).chainDeferred(d)
             else:
-                d.callback(False)
+                # Deleted already in the file (a retry after a crash or a failed commit): the
+                # database is told again all the same; the change is idempotent.
+                self._change(None, ("del", key, seq), bool(result)).chainDeferred(d)
+        drop = self._drop_after.pop(text_log, None)
+        if drop is not None:
+            self.logs.drop_group_log(drop)
         if self._deletions:
             self._turn.schedule()
 
@@ -205,12 +234,14 @@ class Ledger:
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._read(self.database.private_history, a, b, limit, before)
 
-    def group_history(self, log_name, limit, before=None) -> defer.Deferred:
-        return self._read(self.database.group_history, log_name, limit, before)
+    def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
+        return self._read(self.database.group_history, log_name, limit, before, since)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
-        self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
-        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast)))
+        text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        record.first_seq = text_log.last_seq + 1
+        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast,
+                                 record.first_seq)))
         for username, joined in record.members:
             self._ops.append((None, ("member", record.key, username, joined)))
         return self._change(None, None)
@@ -224,7 +255,11 @@ class Ledger:
     def remove_group(self, key, log_name=None) -> defer.Deferred:
         d = self._change(None, ("ungroup", key))
         if log_name is not None:
-            self.logs.drop_group_log(log_name)
+            text_log = self.logs.existing_group_log(log_name)
+            if text_log is not None and (text_log.held or text_log in self._deletions):
+                self._drop_after[text_log] = log_name  # once its rewrite is done
+            else:
+                self.logs.drop_group_log(log_name)
         return d
 
     def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
@@ -242,11 +277,14 @@ class Ledger:
             return defer.succeed(None)
         self._closed = True
         self.flush()
-        running = defer.DeferredList(list(self._rewrites))
 
-        def finish(_):
-            self.flush()
+        @defer.inlineCallbacks
+        def finish():
+            # A rewrite may queue the next one (deletions that waited for it): until none is left.
+            while self._rewrites or self._deletions:
+                yield defer.DeferredList(list(self._rewrites))
+                self.flush()
             self.logs.close()
-            return self.database.close()
+            yield self.database.close()
 
-        return running.addCallback(finish)
+        return finish()

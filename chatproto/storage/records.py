@@ -103,7 +103,7 @@ def delete_records(path: str, requests, durable: bool = True) -> list:
                     results.append(refused)
                     continue
                 if line is None or start in changes:
-                    results.append(False)
+                    results.append(False)  # deleted already (the file says so)
                     continue
                 changes[start] = (start, end, line)
                 results.append(True)
@@ -121,32 +121,17 @@ def delete_records(path: str, requests, durable: bool = True) -> list:
 
 def delete_record(record_log, seq: int, author: str) -> bool:
     """
-    Mark record C{seq} of C{record_log} (a L{chatproto.journal.RecordLog})
-    deleted, if C{author} wrote it. Return False when it was deleted already.
-    Raise L{NoSuchRecord} or L{NotAuthor}; the file is unchanged then.
+    Mark record C{seq} of C{record_log} (a L{chatproto.storage.textlogs.RecordLog})
+    deleted, if C{author} wrote it, on the calling thread. Return False when
+    it was deleted already. Raise L{NoSuchRecord} or L{NotAuthor}; the file is
+    unchanged then.
     """
     if not 0 < seq <= record_log.last_seq:
         raise NoSuchRecord()
-    # This turn's records are in the file before it is copied.
-    record_log.write_pending()
-    path = os.path.realpath(record_log.path)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
-        if size == 0:
-            raise NoSuchRecord()
-        with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as data:
-            found = find_record(data, seq)
-            if found is None:
-                raise NoSuchRecord()
-            start, end = found
-            line = deleted_line(data[start:end], author)
-        if line is None:
-            return False
-        write_file_atomically(path, [(fd, 0, start), line, (fd, end, size - end)])
-    finally:
-        os.close(fd)  # releases the lock, after the rename
-    record_log.reopen()
-    return True
+    record_log.write_pending()  # this turn's records are in the file before it is copied
+    (result,) = delete_records(record_log.path, [(seq, author)])
+    if isinstance(result, Exception):
+        raise result
+    if result:
+        record_log.reopen()
+    return result

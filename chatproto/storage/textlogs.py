@@ -140,9 +140,17 @@ class RecordLog:
     def release_hold(self) -> None:
         """The rewrite is done: append to the new file, starting with what waited."""
         self.held = False
-        self.reopen()
-        if self._pending:
-            self._journal.mark(self)
+        try:
+            self.reopen()
+        except OSError:
+            # The next write opens the path again (never the replaced file).
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            raise
+        finally:
+            if self._pending:
+                self._journal.mark(self)
 
     def write_pending(self) -> None:
         if self.held:
@@ -160,7 +168,6 @@ class RecordLog:
                 self.last_seq -= len(pending)
                 if size is not None:
                     _truncate(fd, size)
-                self._journal.note_failure(self)
                 raise
 
     def sync(self) -> None:
@@ -193,6 +200,10 @@ class RecordLog:
             self.write_pending()
             if self._fd is not None and self._journal.durable:
                 os.fsync(self._fd)
+        except OSError:
+            # Written outside the journal's batch: its acknowledgements become errors there.
+            self._journal.note_failure(self)
+            raise
         finally:
             if self._fd is not None:
                 os.close(self._fd)
@@ -278,6 +289,7 @@ class ActiveUserLog:
         self._rewrite = False
         self._marked = False  # in the journal's batch
         self._retry = None  # a later rewrite after a failed one
+        self.held = False  # never rewritten by a deletion
         write_file_atomically(path, [b""], journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
@@ -307,6 +319,8 @@ class ActiveUserLog:
 
     def write_pending(self) -> None:
         self._marked = False
+        if self._fd is None:
+            raise OSError(f"{self.path} is closed")
         if self._rewrite:
             self._rewrite = False
             try:
@@ -340,8 +354,13 @@ class ActiveUserLog:
     def close(self) -> None:
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        self.write_pending()
-        os.close(self._fd)
+        if self._fd is None:
+            return
+        try:
+            self.write_pending()
+        finally:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Journal:
@@ -455,6 +474,10 @@ class TextLogs:
                 del open_logs[candidate]
                 if len(open_logs) <= self.max_open:
                     return
+
+    def existing_group_log(self, name: str):
+        """The log of the group created as C{name} if it is open, else None (nothing opened)."""
+        return self._groups.get(name)
 
     def drop_group_log(self, name: str) -> None:
         """The group is gone: close its log (the file stays)."""

@@ -69,6 +69,9 @@ GROUP_SEND_ERRORS = {
     codes.BROADCAST_OWNER_ONLY: T.ERR_CANNOTSENDTOCHAN,
 }
 PRIVATE_SEND_ERRORS = {codes.NO_SUCH_USER: T.ERR_NOSUCHNICK, codes.NOT_ACTIVE: T.ERR_NOSUCHNICK}
+# KILL and NOTICE $* (administrators): 481 ERR_NOPRIVILEGES for everyone else.
+ADMIN_ERRORS = {codes.NO_SUCH_USER: T.ERR_NOSUCHNICK, codes.NOT_ACTIVE: T.ERR_NOSUCHNICK,
+                codes.NOT_ADMIN: ("481", ())}
 
 # Commands that exist before registration.
 REGISTRATION_COMMANDS = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
@@ -216,6 +219,7 @@ class IRCProtocol(irc.IRC):
     def _drop_slow_reader(self):
         log.info("Dropping {user}: more than {limit} bytes of output unread",
                  user=self.nick, limit=self.factory.max_output)
+        self.chat.note("dropped", self.frontend)
         self._closed = True
         if self.user is not None:
             user, self.user = self.user, None
@@ -774,6 +778,11 @@ class IRCProtocol(irc.IRC):
             self.write(self._message_bytes(message))
 
     def irc_NOTICE(self, params, tags):
+        if len(params) >= 2 and params[0] in ("$*", "$$*") and params[1].strip():
+            # An administrator's announcement to everyone (docs/OPERATING.md: /announce).
+            d = self.chat.announce_by(self.user, params[1])
+            d.addErrback(self._core_error, ADMIN_ERRORS, ())
+            return d
         return None  # NOTICE never gets an automatic reply; chatproto has no place for them
 
     def irc_TAGMSG(self, params, tags):
@@ -1139,6 +1148,17 @@ class IRCProtocol(irc.IRC):
         channel = params[0] if params else "*"
         self.numeric(T.ERR_CHANOPRIVSNEEDED, channel, "Members cannot be removed from a group on chatproto")
 
+    def irc_KILL(self, params, tags):
+        """An administrator's /kick (docs/OPERATING.md): KILL NICK [REASON]."""
+        if not params or not params[0]:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "KILL", "Not enough parameters")
+            return None
+        name = params[0]
+        d = self.chat.kick(self.user, name, params[1] if len(params) > 1 else "")
+        d.addCallbacks(lambda _: self.notice(f"{name} has been disconnected."), self._core_error,
+                       errbackArgs=(ADMIN_ERRORS, (name,)))
+        return d
+
     def irc_WHOWAS(self, params, tags):
         name = params[0] if params else "*"
         self.numeric("406", name, "There was no such nickname")
@@ -1286,6 +1306,7 @@ class IRCFactory(ServerFactory):
         host = getattr(addr, "host", None)
         refusal = self.caps.refusal(host)
         if refusal is not None:
+            self.chat.note("refused", "irc")
             return Refusal(encode(format_line("ERROR", [f"Closing link: {refusal}"])))
         protocol = self.protocol(self, host or "")
         protocol.caps_host = host

@@ -26,7 +26,7 @@ from .texts import error_text, event_line, history_line
 log = Logger()
 
 MAX_LINE = 65536
-MAX_LINE_BEFORE_LOGIN = 1024  # LOGIN USERNAME PASSWORD UDP_PORT fits easily
+MAX_LINE_BEFORE_LOGIN = 4096  # LOGIN USERNAME PASSWORD UDP_PORT fits easily (docs/PROTOCOL.md)
 MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
 LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
 LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
@@ -54,7 +54,13 @@ USAGE = {
     "users": "/users",
     "help": "/help",
     "logout": "/logout",
+    # Administrators only (docs/OPERATING.md)
+    "kick": "/kick USERNAME [REASON]",
+    "ban": "/ban USERNAME DURATION",
+    "unban": "/unban USERNAME",
+    "announce": "/announce MESSAGE",
 }
+ADMIN_COMMANDS = {"kick", "ban", "unban", "announce"}
 
 _sent_at = ["", b""]  # the last timestamp and its reply: most messages share their second
 
@@ -64,6 +70,10 @@ def sent_at_line(timestamp: str) -> bytes:
     if _sent_at[0] is not timestamp:
         _sent_at[:] = [timestamp, f"OK message sent at {timestamp}.\n".encode()]
     return _sent_at[1]
+
+
+def _sent_at_reply(message) -> bytes:
+    return sent_at_line(message.timestamp)
 
 
 _rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
@@ -79,6 +89,9 @@ def rendered(event) -> bytes:
 WELCOME_LINE = f"OK {texts.WELCOME}\n".encode()
 GROUP_SENT_LINE = b"OK Group chat message sent.\n"
 OK_LINE = b"OK\n"
+
+
+_TOO_LONG = object()  # in the queue of lines: an over-long line was skipped here
 
 
 def line(tag: str, text: str = "") -> bytes:
@@ -159,7 +172,8 @@ class ChatLineProtocol(LineReceiver):
         self._closing = False  # close once every reply is out
         self._dropped = False  # gone, or disconnected for not reading its output
         self._discarding = False  # inside an over-long line
-        self._buffer = b""
+        self._buffer = b""  # the partial last line
+        self._lines = deque()  # complete lines not handled yet
         self._busyReceiving = False
         self.paused = False
         self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
@@ -260,20 +274,19 @@ class ChatLineProtocol(LineReceiver):
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
+        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
 
-        def done(result):
-            slot[0] = render(result)
-            self._release()
+    def _answered(self, result, slot, render) -> None:
+        slot[0] = render(result)
+        self._release()
 
-        def failed(failure):
-            if failure.check(ChatError):
-                slot[0] = error_line(failure.value, command)
-            else:
-                log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-                slot[0] = line("ERR", "Server error")
-            self._release()
-
-        d.addCallbacks(done, failed)
+    def _refused(self, failure, slot, command) -> None:
+        if failure.check(ChatError):
+            slot[0] = error_line(failure.value, command)
+        else:
+            log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
+            slot[0] = line("ERR", "Server error")
+        self._release()
 
     def _release(self) -> None:
         replies = self._replies
@@ -290,6 +303,7 @@ class ChatLineProtocol(LineReceiver):
     def _drop_slow_reader(self) -> None:
         log.info("Dropping {peer}: more than {limit} bytes of output unread",
                  peer=self.host, limit=self.output.max_output)
+        self.chat.note("dropped", self.frontend)
         self._dropped = True
         self._replies = None
         self.pause("closing")  # nothing more it sent is read
@@ -304,53 +318,48 @@ class ChatLineProtocol(LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        LineReceiver's framing, without re-slicing the whole buffer for every
-        line (a client pipelining thousands of lines in one read costs linear
-        time, not quadratic), and with an over-long line answered once and
-        skipped up to its end, the session kept.
+        LineReceiver's framing, in linear time however the input is cut and
+        however often it pauses: what arrives is split once into complete lines
+        (a queue) and the partial last one; lines are handled from the queue
+        while reading is not paused. An over-long line is answered once, in
+        its place, and skipped up to its end; the session is kept.
         """
-        if self._busyReceiving:
-            self._buffer += data
-            return
         if self._dropped:
             return  # gone, or dropped for not reading: nothing more it sent is acted on
+        if data:
+            self._split(data)
+        if self._busyReceiving:
+            return  # the outer call handles the queue
         self._busyReceiving = True
         try:
-            self._buffer += data
-            while self._buffer and not self.paused:
-                buffer, self._buffer = self._buffer, b""
-                if self._discarding:
-                    end = buffer.find(b"\n")
-                    if end < 0:
-                        break
-                    self._discarding = False
-                    buffer = buffer[end + 1:]
-                lines = buffer.split(b"\n")
-                rest = lines.pop()
-                for index, one in enumerate(lines):
-                    if not self.paused:
-                        self._take_turn()
-                    if self.paused:
-                        # Keep the lines not handled yet, ahead of any that arrived meanwhile.
-                        self._buffer = b"\n".join(lines[index:]) + b"\n" + rest + self._buffer
-                        return
-                    if len(one) > self.max_length():
-                        self.err("Line too long")
-                    else:
-                        self.lineReceived(one)
-                if self.paused:  # the last line paused: what follows waits for its reply
-                    self._buffer = rest + self._buffer
-                    return
-                if len(rest) > self.max_length():
-                    self.err("Line too long")
-                    self._discarding = True
-                    rest = b""
-                arrived, self._buffer = self._buffer, rest
-                if not arrived:
+            lines = self._lines
+            while lines and not self.paused:
+                self._take_turn()
+                if self.paused:
                     break
-                self._buffer += arrived
+                one = lines.popleft()
+                if one is _TOO_LONG or len(one) > self.max_length():
+                    if not self._count_before_login():
+                        self.err("Line too long")
+                else:
+                    self.lineReceived(one)
         finally:
             self._busyReceiving = False
+
+    def _split(self, data: bytes) -> None:
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1:]
+        parts = (self._buffer + data).split(b"\n") if self._buffer else data.split(b"\n")
+        self._buffer = parts.pop()
+        self._lines.extend(parts)
+        if len(self._buffer) > self.max_length():
+            self._lines.append(_TOO_LONG)
+            self._discarding = True
+            self._buffer = b""
 
     def max_length(self) -> int:
         """The longest line read: small until the user has logged in."""
@@ -377,16 +386,22 @@ class ChatLineProtocol(LineReceiver):
             if not rate.allow(now):
                 self._wait("rate", rate.delay(now))
 
+    def _count_before_login(self) -> bool:
+        """Count a line read before login; close the connection past the budget (return True then)."""
+        if self.user is not None:
+            return False
+        self._lines_before_login += 1
+        if self._lines_before_login <= MAX_LINES_BEFORE_LOGIN:
+            return False
+        log.info("Closing {peer}: {n} lines without a login", peer=self.host, n=MAX_LINES_BEFORE_LOGIN)
+        self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
+        return True
+
     def lineReceived(self, data: bytes) -> None:
         if data.endswith(b"\r"):
             data = data[:-1]
-        if self.user is None:
-            self._lines_before_login += 1
-            if self._lines_before_login > MAX_LINES_BEFORE_LOGIN:
-                log.info("Closing {peer}: {n} lines without a login", peer=self.host,
-                         n=MAX_LINES_BEFORE_LOGIN)
-                self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
-                return
+        if self._count_before_login():
+            return
         if len(data) > MAX_LINE:
             self.err("Line too long")
             return
@@ -486,8 +501,7 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message),
-                    lambda m: sent_at_line(m.timestamp), "msgto")
+        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
@@ -613,8 +627,10 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_help(self, args: str) -> None:
         split_args(args, "help", 0)
+        admin = self.chat.is_admin(self.user.name)
         self._reply(b"".join(
-            line("DATA", form) for command, form in USAGE.items() if "/" + command in self.COMMANDS
+            line("DATA", form) for command, form in USAGE.items()
+            if "/" + command in self.COMMANDS and (admin or command not in ADMIN_COMMANDS)
         ) + OK_LINE)
 
     def cmd_logout(self, args: str) -> None:
@@ -625,6 +641,37 @@ class ChatLineProtocol(LineReceiver):
         self.pause("closing")  # nothing after /logout is read
         self._closing = True
         self._close_if_done()
+
+    # Administrators (the realm refuses everyone else: "You are not an administrator.")
+
+    def cmd_kick(self, args: str) -> None:
+        parts = args.split(None, 1)
+        if not parts:
+            raise UsageError("kick")
+        reason = parts[1] if len(parts) == 2 else ""
+        self._later(self.chat.kick(self.user, parts[0], reason),
+                    lambda name: line("OK", texts.KICKED.format(name=name)), "kick")
+
+    def cmd_ban(self, args: str) -> None:
+        username, duration = split_args(args, "ban", 2)
+
+        def banned(until):
+            if until is None:
+                return line("OK", texts.BANNED_FOREVER.format(name=username))
+            return line("OK", texts.BANNED.format(name=username, until=until))
+
+        self._later(self.chat.ban(self.user, username, duration), banned, "ban")
+
+    def cmd_unban(self, args: str) -> None:
+        (username,) = split_args(args, "unban", 1)
+        self._later(self.chat.unban(self.user, username),
+                    lambda name: line("OK", texts.UNBANNED.format(name=name)), "unban")
+
+    def cmd_announce(self, args: str) -> None:
+        if not args.strip():
+            raise UsageError("announce")
+        self._later(self.chat.announce_by(self.user, args),
+                    lambda n: line("OK", texts.ANNOUNCED.format(n=n)), "announce")
 
 
 def history_reply(messages) -> bytes:
@@ -675,6 +722,7 @@ class ChatServerFactory(ServerFactory):
         host = getattr(addr, "host", None)
         refusal = self.caps.refusal(host)
         if refusal is not None:
+            self.chat.note("refused", ChatLineProtocol.frontend)
             return Refusal(line("ERR", refusal))
         rate = None
         if self.rate_limit > 0:

@@ -73,6 +73,19 @@ ERROR_TEXTS = {
     codes.NOT_AUTHOR: "You can only delete your own messages.",
 }
 
+# Administrators' commands (docs/OPERATING.md)
+KICKED = "{name} has been disconnected."
+BANNED = "{name} is banned until {until}."
+BANNED_FOREVER = "{name} is banned until the ban is lifted (/unban {name})."
+UNBANNED = "{name} is no longer banned."
+ANNOUNCED = "Announcement sent to {n} active users."
+ERROR_TEXTS.update({
+    codes.NOT_ADMIN: "You are not an administrator.",
+    codes.ADMIN_SELF: "You cannot do that to your own account.",
+    codes.BAD_DURATION: "Invalid duration: {duration} (e.g. 30m, 2h, 7d, 1w or forever)",
+    codes.NOT_BANNED: "{name} is not banned.",
+})
+
 # Where a command words an error its own way.
 COMMAND_ERROR_TEXTS = {
     ("joingroup", codes.NO_SUCH_GROUP): "Groupchat (Name: {name}) does not exist.",

@@ -23,6 +23,7 @@ def web_listen_description(options, interface: str = "") -> str | None:
         return listen
     if port is None:
         return None
+    port = str(port)
     if not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise usage.UsageError(f"invalid --web-port: {port!r} (an integer from 0 to 65535)")
     description = f"tcp:{int(port)}"
