@@ -91,9 +91,6 @@ GROUP_SENT_LINE = b"OK Group chat message sent.\n"
 OK_LINE = b"OK\n"
 
 
-_TOO_LONG = object()  # in the queue of lines: an over-long line was skipped here
-
-
 def line(tag: str, text: str = "") -> bytes:
     return (f"{tag} {text}\n" if text else f"{tag}\n").encode("utf-8", "surrogateescape")
 
@@ -172,8 +169,8 @@ class ChatLineProtocol(LineReceiver):
         self._closing = False  # close once every reply is out
         self._dropped = False  # gone, or disconnected for not reading its output
         self._discarding = False  # inside an over-long line
-        self._buffer = b""  # the partial last line
-        self._lines = deque()  # complete lines not handled yet
+        self._buffer = b""  # what was read and not handled yet, from _offset on
+        self._offset = 0
         self._busyReceiving = False
         self.paused = False
         self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
@@ -319,47 +316,53 @@ class ChatLineProtocol(LineReceiver):
     def dataReceived(self, data: bytes) -> None:
         """
         LineReceiver's framing, in linear time however the input is cut and
-        however often it pauses: what arrives is split once into complete lines
-        (a queue) and the partial last one; lines are handled from the queue
-        while reading is not paused. An over-long line is answered once, in
-        its place, and skipped up to its end; the session is kept.
+        however often it pauses, and in no more memory than what was read:
+        lines are cut out of the buffer one at a time, from an offset, while
+        reading is not paused. An over-long line is answered once, in its
+        place, and skipped up to its end; the session is kept.
         """
         if self._dropped:
             return  # gone, or dropped for not reading: nothing more it sent is acted on
         if data:
-            self._split(data)
+            if self._discarding:
+                end = data.find(b"\n")
+                if end < 0:
+                    return
+                self._discarding = False
+                data = data[end + 1:]
+            if self._offset:
+                self._buffer = self._buffer[self._offset:] + data
+                self._offset = 0
+            else:
+                self._buffer += data
         if self._busyReceiving:
-            return  # the outer call handles the queue
+            return  # the outer call goes on with the buffer
         self._busyReceiving = True
         try:
-            lines = self._lines
-            while lines and not self.paused:
+            while not self.paused:
+                buffer, offset = self._buffer, self._offset
+                end = buffer.find(b"\n", offset)
+                if end < 0:
+                    if len(buffer) - offset > self.max_length():
+                        self._buffer, self._offset = b"", 0
+                        self._discarding = True
+                        self._take_turn()
+                        if not self._count_before_login():
+                            self.err("Line too long")
+                    break
                 self._take_turn()
                 if self.paused:
                     break
-                one = lines.popleft()
-                if one is _TOO_LONG or len(one) > self.max_length():
+                self._offset = end + 1
+                if end - offset > self.max_length():
                     if not self._count_before_login():
                         self.err("Line too long")
                 else:
-                    self.lineReceived(one)
+                    self.lineReceived(buffer[offset:end])
+            if self._offset and self._offset >= len(self._buffer):
+                self._buffer, self._offset = b"", 0
         finally:
             self._busyReceiving = False
-
-    def _split(self, data: bytes) -> None:
-        if self._discarding:
-            end = data.find(b"\n")
-            if end < 0:
-                return
-            self._discarding = False
-            data = data[end + 1:]
-        parts = (self._buffer + data).split(b"\n") if self._buffer else data.split(b"\n")
-        self._buffer = parts.pop()
-        self._lines.extend(parts)
-        if len(self._buffer) > self.max_length():
-            self._lines.append(_TOO_LONG)
-            self._discarding = True
-            self._buffer = b""
 
     def max_length(self) -> int:
         """The longest line read: small until the user has logged in."""
