@@ -249,7 +249,38 @@ class Irc:
         return b"QUIT :bye\r\n"
 
 
-DIALECTS = {"chat": Chat, "irc": Irc}
+class ChatIrc(Irc):
+    """chatproto's IRC front end: groups are invite-only, so the creator invites the members."""
+
+    name = "chatirc"
+
+    @staticmethod
+    def login_result(line: bytes):
+        if b" 001 " in line:
+            return True
+        if b" 464 " in line or b" 904 " in line:
+            return False
+        return None
+
+    @staticmethod
+    def create_group(group: str, members: list) -> bytes:
+        invites = "".join(f"INVITE {name} #{group}\r\n" for name in members)
+        return f"JOIN #{group}\r\n{invites}PING created\r\n".encode()
+
+    @staticmethod
+    def create_result(line: bytes):
+        return True if b"PONG" in line else None
+
+    @staticmethod
+    def join_result(line: bytes):
+        if b" 366 " in line:
+            return True
+        if b" 403 " in line or b" 473 " in line:
+            return False
+        return None
+
+
+DIALECTS = {"chat": Chat, "irc": Irc, "chatirc": ChatIrc}
 
 
 # --------------------------------------------------------------------------

@@ -48,7 +48,7 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "before", "ours-hotpath", "seed", "words"]
+ORDER = ["ours", "ours-irc", "before", "ours-hotpath", "seed", "words"]
 BASELINES = ("before", "seed", "words")
 
 # With --repeat, the run kept for each (scenario, server) is the best by this
@@ -170,6 +170,15 @@ def goals(results: dict, profile: dict) -> list:
     if p_ours and p_seed:
         out.append(("private msgs/s >= 3x threaded baseline", f"{p_ours / p_seed:.2f}x",
                     p_ours >= 3 * p_seed))
+    p_irc = get("ours-irc", "private", "msgs_per_s")
+    if p_irc and p_words:
+        out.append(("IRC front end private msgs/s >= 2x twistd words", f"{p_irc / p_words:.2f}x",
+                    p_irc >= 2 * p_words))
+    c_irc = get("ours-irc", "fanout", "cpu_us_per_delivery")
+    c_words = get("words", "fanout", "cpu_us_per_delivery")
+    if c_irc and c_words:
+        out.append(("IRC front end fan-out CPU/delivery <= 1/2 twistd words",
+                    f"{c_words / c_irc:.2f}x", 2 * c_irc <= c_words))
     cpu = get("ours", "private", "cpu_us_per_msg")
     if cpu:
         out.append(("private <= 4 us server CPU/msg while logging", f"{cpu:.2f} us",
@@ -360,8 +369,8 @@ def main(argv=None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--smoke", action="store_true", help="seconds-long version (CI)")
     size.add_argument("--quick", action="store_true", help="about a minute")
-    parser.add_argument("--servers", default="ours,seed,words",
-                        help="comma-separated subset of ours,seed,words "
+    parser.add_argument("--servers", default="ours,ours-irc,seed,words",
+                        help="comma-separated subset of ours,ours-irc,seed,words "
                         "(and ours-hotpath, an experiment)")
     parser.add_argument("--scenarios", default="private,fanout,idle,logins")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,

@@ -7,6 +7,8 @@ a port it picks itself (port 0) and its files in a directory of its own.
 - C{before}: the same at another commit (a checkout named by C{BENCH_BEFORE_TREE})
 - C{seed}: C{bench/baselines/seed_server.py}, same arguments (benchmark only)
 - C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
+- C{ours-irc}: C{ours} with C{--irc-port 0}, driven over IRC (ready line
+  C{IRC listening on ADDR:PORT})
 
 Each prints C{Server listening on ADDR:PORT} when ready. The open-file limit
 is raised in this process first, and the servers inherit it.
@@ -21,12 +23,15 @@ from twisted.internet import defer, protocol, task
 BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 READY = re.compile(rb"Server listening on ([0-9.]+):(\d+)")
+IRC_READY = re.compile(rb"IRC listening on ([0-9.]+):(\d+)")
 
 SERVERS = {
     # name: (label, dialect)
     "ours": ("ours", "chat"),
     "seed": ("seed-threaded", "chat"),
     "words": ("twistd-words", "irc"),
+    # chatproto's IRC front end (the same server, its --irc-port listener).
+    "ours-irc": ("ours-irc", "chatirc"),
     # An experiment, not a baseline: ours with the profile's suggested changes
     # monkeypatched in (bench/experiments/hotpath_server.py).
     "ours-hotpath": ("ours+hotpath", "chat"),
@@ -41,15 +46,18 @@ def command(kind: str, data_dir: str, credentials: str):
     env = dict(os.environ)
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
-    if kind == "ours":
+    # The load generator opens thousands of connections from one address: no caps.
+    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0"]
+    if kind in ("ours", "ours-irc"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common], env
+        extra = ["--irc-port", "0"] if kind == "ours-irc" else []
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
     if kind == "before":
         tree = os.environ.get("BENCH_BEFORE_TREE")
         if not tree:
             raise ValueError("server 'before' needs BENCH_BEFORE_TREE (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common], env
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")
         return [sys.executable, script, *common], env
@@ -73,7 +81,8 @@ class ServerFailed(Exception):
 
 
 class ServerProcess(protocol.ProcessProtocol):
-    def __init__(self, log_path: str):
+    def __init__(self, log_path: str, ready=READY):
+        self.ready_line = ready
         self.log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.ready = defer.Deferred()
         self.ended = defer.Deferred()
@@ -83,7 +92,7 @@ class ServerProcess(protocol.ProcessProtocol):
         os.write(self.log, data)
         if not self.ready.called:
             self.out += data
-            m = READY.search(self.out)
+            m = self.ready_line.search(self.out)
             if m:
                 self.ready.callback((m.group(1).decode(), int(m.group(2))))
 
@@ -130,7 +139,7 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     os.makedirs(data_dir, exist_ok=True)
     argv, env = command(kind, data_dir, credentials)
     log_path = os.path.join(data_dir, "server-output.log")
-    proc = ServerProcess(log_path)
+    proc = ServerProcess(log_path, IRC_READY if kind == "ours-irc" else READY)
     err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=REPO,

@@ -131,13 +131,13 @@ def _match(pattern, line):
 class ServerProcess:
     """C{python -m chatproto.server 0 ATTEMPTS} in a fresh data directory."""
 
-    def __init__(self, attempts=3, credentials=None, data_dir=None, extra_args=(), env=None):
+    def __init__(self, attempts=3, credentials=None, data_dir=None, extra_args=(), env=None, port=0):
         self.data_dir = data_dir or tempfile.mkdtemp(prefix="chatproto-e2e-")
         self._own_dir = data_dir is None
         self.credentials = credentials or os.path.join(self.data_dir, "credentials.txt")
         if credentials is None:
             shutil.copy(DEMO_CREDENTIALS, self.credentials)
-        args = [sys.executable, "-m", "chatproto.server", "0", str(attempts),
+        args = [sys.executable, "-m", "chatproto.server", str(port), str(attempts),
                 "--interface", "127.0.0.1", "--data-dir", self.data_dir,
                 "--credentials", self.credentials, *extra_args]
         self.process = subprocess.Popen(
@@ -196,7 +196,9 @@ class ClientProcess:
         self.udp_port = udp_port
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chatproto.client", *args, host, str(port), str(udp_port)],
-            cwd=self.cwd, env=child_env(env),
+            # No configuration file of the person running the tests applies.
+            cwd=self.cwd, env=child_env({"HOME": self.cwd, "XDG_CONFIG_HOME": os.path.join(self.cwd, ".config"),
+                                         **(env or {})}),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
         self.stdout = OutputReader(self.process.stdout, f"client:{udp_port} stdout")

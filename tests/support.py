@@ -56,6 +56,11 @@ class ChatFixture:
         assert self.assertion == ["OK Welcome to chatproto!"], self.assertion
         return connection
 
+    def timers(self):
+        """The clock's pending calls, but for the deadlines of connections (to log in, to be closed)."""
+        return [call for call in self.clock.getDelayedCalls()
+                if getattr(call.func, "__name__", "") not in ("_login_too_late", "abortConnection")]
+
     def read(self, name):
         with open(os.path.join(self.dir, name), encoding="utf-8") as f:
             return f.read()

@@ -30,7 +30,8 @@ class GroupExtensionTests(E2EMixin, SynchronousTestCase):
 
     def test_prompt_and_help_list_the_new_commands(self):
         self.assertIn("/groupmsg, /p2pvideo, /leavegroup, /changepassword, /deletemsg, /deletegroupmsg, "
-                      "/createbroadcast, /help, /logout): ", self.yoda.stdout.lines[-1])
+                      "/createbroadcast, /history, /grouphistory, /help, /logout): ",
+                      self.yoda.stdout.lines[-1])
         self.yoda.command("/help", "/msgto USERNAME MESSAGE", "/leavegroup GROUPNAME",
                           "/changepassword CURRENT NEW", "/deletemsg SEQ", "/deletegroupmsg GROUPNAME SEQ",
                           "/createbroadcast GROUPNAME USERNAME [USERNAME ...]", "/help", "/logout")

@@ -14,13 +14,15 @@ import re
 import select
 import signal
 import socket
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from .harness import TIMEOUT, E2EMixin, child_env, free_udp_port
+from .harness import TIMEOUT, E2EMixin, ServerProcess, child_env, free_udp_port
 
 try:
     import fcntl
@@ -59,9 +61,17 @@ class ScreenReader:
             self._lines = lambda: [
                 line.rstrip() for line in bytes(buffer).decode("utf-8", "replace").split("\n")]
             self._cursor = lambda: (buffer.x, buffer.y)
+            self._buffer = buffer
 
     def lines(self) -> list[str]:
         return self._lines()
+
+    def resize(self, columns: int, rows: int) -> None:
+        """The emulated terminal changes size too (as the real window would)."""
+        if hasattr(self, "_screen"):
+            self._screen.resize(rows, columns)
+        else:
+            self._buffer.width, self._buffer.height = columns, rows
 
     def cursor(self) -> tuple[int, int]:
         return self._cursor()
@@ -141,7 +151,7 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
             raise SkipTest("needs a POSIX pseudo-terminal")
         self.server = self.start_server()
 
-    def spawn_client(self, port=None) -> ScreenReader:
+    def spawn_client(self, port=None, args=(), config=None) -> ScreenReader:
         master, slave = os.openpty()
         self.addCleanup(os.close, master)
         self.addCleanup(os.close, slave)
@@ -150,12 +160,19 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
                     + bytes(4))
         self.slave = slave
         self.original_modes = termios.tcgetattr(slave)
+        home = tempfile.mkdtemp(prefix="chatproto-home-")
+        self.addCleanup(shutil.rmtree, home, True)
+        if config is not None:
+            os.makedirs(os.path.join(home, ".config", "chatproto"))
+            with open(os.path.join(home, ".config", "chatproto", "client.toml"), "w") as f:
+                f.write(config)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chatproto.client", self.server.host,
+            [sys.executable, "-m", "chatproto.client", *args, self.server.host,
              str(port or self.server.port),
              str(free_udp_port())],
             stdin=slave, stdout=slave, stderr=slave, cwd=self.server.data_dir,
-            env=child_env({"TERM": "xterm"}), start_new_session=True,
+            env=child_env({"TERM": "xterm", "HOME": home, "XDG_CONFIG_HOME": ""}),
+            start_new_session=True,
         )
 
         def stop():
@@ -198,26 +215,28 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
 
         hans.send("/msgto Yoda hello from the other side")
         hans.expect(re.compile(r"^OK message sent at "))
-        screen.wait_for_text("Hans: hello from the other side")
+        # (The message and the live area below it may come in more than one read.)
+        screen.wait_for(lambda: "<Hans> hello from the other side" in screen.text()
+                        and screen.cursor_line() == "> /msgto Hans half a li", "the message above the line")
 
         lines = screen.lines()
         x, y = screen.cursor()
         self.assertEqual(lines[y], "> /msgto Hans half a li")
         self.assertEqual(x, len("> /msgto Hans half a "))
         message_rows = [i for i, line in enumerate(lines)
-                        if re.fullmatch(r"\d\d \w{3} \d{4} [\d:]{8}, Hans: hello from the other side",
-                                        line)]
+                        if re.fullmatch(r"\d\d:\d\d <Hans> hello from the other side", line)]
         self.assertEqual(len(message_rows), 1, screen.text())
         self.assertLess(message_rows[0], y)
         self.assertGreaterEqual(y, typing_row)
-        # The prompt's own rows sit between the message and the typing.
-        self.assertIn("Enter one of the following commands", "\n".join(lines[message_rows[0]:y]))
+        # The status line sits between the message and the typing; the long prompt is gone.
+        self.assertEqual(lines[y - 1].strip(), "Yoda | 1:all | windows: 2:Hans")
+        self.assertNotIn("Enter one of the following commands", screen.text())
 
-        # The line goes on where it was, and is sent whole.
+        # The line goes on where it was, and is sent whole; one's own message is shown as sent.
         os.write(screen.fd, b"\x05ne\r")
         line = hans.expect(re.compile(r", Yoda: "))
         self.assertRegex(line, r"^MSG \d\d \w{3} \d{4} [\d:]{8}, Yoda: half a line$")
-        screen.wait_for_text("message sent at ")
+        screen.wait_for_text("[Hans] <Yoda> half a line")
         screen.wait_for_cursor_line("> ")
 
         # Tab completes a name the client has seen.
@@ -234,7 +253,7 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         hans.expect("ERR Yoda is not active")
 
     def test_password_retry_ctrl_c_and_lost_server(self):
-        screen = self.spawn_client()
+        screen = self.spawn_client(args=["--no-reconnect"])
         screen.wait_for_cursor_line("Username: ")
         os.write(screen.fd, b"Hans\r")
         screen.wait_for_cursor_line("Password: ")
@@ -261,14 +280,18 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         screen = self.spawn_client()
         self.login(screen, "leia", "alderaan")
         os.write(screen.fd, b"/activeuser")
-        # The window shrinks: the prompt's rows are drawn again to fit.
+        screen.wait_for_cursor_line("> /activeuser")
+        # The window shrinks: everything is drawn again for the new width, no stale rows.
         fcntl.ioctl(self.slave, termios.TIOCSWINSZ,
                     (ROWS).to_bytes(2, sys.byteorder) + (50).to_bytes(2, sys.byteorder) + bytes(4))
         self.process.send_signal(signal.SIGWINCH)
-        screen.wait_for(
-            lambda: any(line.startswith("Enter one of the following commands")
-                        and len(line) < 50 for line in screen.lines()),
-            "the prompt rewrapped")
+        screen.resize(50, ROWS)
+        screen.wait_for(lambda: screen.lines()[1].startswith("Password:")
+                        and any(line.startswith("Commands: ") and len(line) < 50 for line in screen.lines())
+                        and screen.cursor_line() == "> /activeuser",
+                        "the screen redrawn at 50 columns")
+        self.assertEqual(sum("leia | 1:all" in line for line in screen.lines()), 1, screen.text())
+        self.assertTrue(all(len(line) <= 50 for line in screen.lines()))
         os.write(screen.fd, b"\r")
         screen.wait_for_text("no other active user")
         screen.wait_for_cursor_line("> ")
@@ -277,6 +300,146 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
         self.assertNotIn("Traceback", screen.text())
         self.assertEqual(self.server.read("userlog.txt"), "")
+
+    def test_conversation_with_plain_text_and_an_unread_count(self):
+        hans = WireUser(self.server.host, self.server.port, "Hans", "falcon*solo")
+        self.addCleanup(hans.close)
+        screen = self.spawn_client()
+        self.login(screen, "Yoda", "wise@!man")
+        hans.send("/creategroup Jedi Yoda")
+        hans.expect(re.compile("^OK Group chat room has been created"))
+        screen.wait_for_text("You have been invited to the group chat Jedi by Hans.")
+        os.write(screen.fd, b"/joingroup Jedi\r")
+        screen.wait_for_text("Joined the group chat: Jedi successfully.")
+        os.write(screen.fd, b"/chat Hans\r")
+        screen.wait_for_cursor_line("[Hans] ")
+        os.write(screen.fd, b"plain text, no command\r")
+        hans.expect(re.compile(r"^MSG \d\d \w{3} \d{4} [\d:]{8}, Yoda: plain text, no command$"))
+        screen.wait_for(lambda: any(re.fullmatch(r"\d\d:\d\d <Yoda> plain text, no command", line)
+                                    for line in screen.lines()), "one's own message")
+        hans.send("/msgto Yoda reply in the conversation")
+        screen.wait_for_text("<Hans> reply in the conversation")
+        # A message for the group: not in this conversation, counted in the status line.
+        hans.send("/groupmsg Jedi for the group")
+        hans.expect("OK Group chat message sent.")
+        screen.wait_for_text("unread: 2:Jedi(1)")
+        hans.send("/groupmsg Jedi and again")
+        screen.wait_for_text("unread: 2:Jedi(2)")
+        self.assertNotIn("for the group", screen.text())
+        os.write(screen.fd, b"\x1b2")  # Alt-2
+        screen.wait_for_cursor_line("[Jedi] ")
+        lines = screen.lines()
+        self.assertTrue(any(re.fullmatch(r"\d\d:\d\d <Hans> for the group", line) for line in lines))
+        self.assertNotIn("reply in the conversation", screen.text())
+        self.assertNotIn("unread:", screen.text())
+        os.write(screen.fd, b"to the group\r")
+        hans.expect(re.compile(r"^MSG \d\d \w{3} \d{4} [\d:]{8}, Jedi, Yoda: to the group$"))
+        os.write(screen.fd, b"\x04")
+        self.assertEqual(self.wait_exit(screen), 0)
+        self.assertNotIn("Traceback", screen.text())
+
+    def test_history_shown_when_a_conversation_opens(self):
+        hans = WireUser(self.server.host, self.server.port, "Hans", "falcon*solo")
+        self.addCleanup(hans.close)
+        hans.send("/history Yoda 1")
+        if hans.expect(re.compile(r"^(OK|ERR)")) == "ERR Error. Invalid command!":
+            raise SkipTest("the server has no /history yet")
+        screen = self.spawn_client()
+        self.login(screen, "Yoda", "wise@!man")
+        hans.send("/msgto Yoda said before the window opened")
+        hans.expect(re.compile("^OK message sent at"))
+        screen.wait_for_text("said before the window opened")
+        os.write(screen.fd, b"/chat Hans\r")
+        screen.wait_for_cursor_line("[Hans] ")
+        screen.wait_for(lambda: any(re.fullmatch(r"#\d+ \d\d:\d\d <Hans> said before the window opened", line)
+                                    for line in screen.lines()), "the history with its SEQ")
+
+    def test_password_never_on_screen_or_in_history(self):
+        screen = self.spawn_client()
+        self.login(screen, "luke", "jedi*knight")
+        os.write(screen.fd, b"\x1b[A")  # Up: the username typed at login is not in the history
+        os.write(screen.fd, b"/activeuser\r")
+        screen.wait_for_text("no other active user")
+        screen.wait_for_cursor_line("> ")
+        # The one-line form: masked on screen, sent, and left out of the history.
+        os.write(screen.fd, b"/changepassword jedi*knight Dag0bah\r")
+        screen.wait_for_text("Your password has been changed.")
+        screen.wait_for_cursor_line("> ")
+        self.assertIn("> /changepassword ********", screen.lines())
+        os.write(screen.fd, b"\x1b[A")
+        screen.wait_for_cursor_line("> /activeuser")
+        os.write(screen.fd, b"\x1b[A")
+        screen.wait_for_cursor_line("> /activeuser")  # the oldest line: no username before it
+        os.write(screen.fd, b"\x15/changepassword\r")
+        for prompt, typed in [("Current password: ", "Dag0bah"), ("New password: ", "Hoth3"),
+                              ("Repeat new password: ", "Hoth3")]:
+            screen.wait_for_cursor_line(prompt)
+            os.write(screen.fd, typed.encode() + b"\r")
+        screen.wait_for_text("Your password has been changed.")
+        screen.wait_for_cursor_line("> ")
+        os.write(screen.fd, b"\x04")
+        self.assertEqual(self.wait_exit(screen), 0)
+        for secret in (b"jedi*knight", b"Dag0bah", b"Hoth3"):
+            self.assertNotIn(secret, bytes(screen.log))
+
+    def test_reconnect_after_a_server_restart(self):
+        screen = self.spawn_client()
+        self.login(screen, "Yoda", "wise@!man")
+        hans = WireUser(self.server.host, self.server.port, "Hans", "falcon*solo")
+        hans.send("/creategroup Jedi Yoda")
+        hans.expect(re.compile("^OK Group chat room has been created"))
+        os.write(screen.fd, b"/joingroup Jedi\r")
+        screen.wait_for_text("Joined the group chat: Jedi successfully.")
+        os.write(screen.fd, b"/chat Jedi\r")
+        screen.wait_for_cursor_line("[Jedi] ")
+        hans.send("/groupmsg Jedi before the restart")
+        screen.wait_for_text("<Hans> before the restart")
+        os.write(screen.fd, b"half typed")
+        screen.wait_for_cursor_line("[Jedi] half typed")
+        hans.close()
+
+        port = self.server.port
+        self.assertEqual(self.server.stop(), 0)
+        screen.wait_for_text("Waiting for the server to come back")
+        self.assertIsNone(self.process.poll())
+        again = ServerProcess(data_dir=self.server.data_dir, credentials=self.server.credentials, port=port)
+        self.addCleanup(again.cleanup)
+        hans = WireUser(again.host, again.port, "Hans", "falcon*solo")
+        self.addCleanup(hans.close)
+        hans.send("/grouphistory Jedi 1")
+        has_history = hans.expect(re.compile(r"^(OK|ERR)")) != "ERR Error. Invalid command!"
+        if has_history:
+            # Sent while Yoda may still be away: shown once, live or as missed.
+            hans.send("/groupmsg Jedi while you were away")
+            hans.expect(re.compile(r"^(OK|ERR)"))
+        screen.wait_for_text("Reconnected to the server.")
+        screen.wait_for_cursor_line("[Jedi] half typed")
+        if has_history:
+            screen.wait_for_text("while you were away")
+            self.assertEqual(screen.text().count("while you were away"), 1)
+        self.assertEqual(screen.text().count("before the restart"), 1)
+        # (Groups outlive a restart only once the server keeps them in its database.)
+        os.write(screen.fd, b"\x15/msgto Hans back again\r")
+        hans.expect(re.compile(r"^MSG \d\d \w{3} \d{4} [\d:]{8}, Yoda: back again$"))
+        self.assertEqual(screen.text().count("Waiting for the server"), 1)
+        os.write(screen.fd, b"/quit\r")
+        self.assertEqual(self.wait_exit(screen), 0)
+        self.assertNotIn("Traceback", screen.text())
+        self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
+
+    def test_username_from_the_config_file_and_version(self):
+        screen = self.spawn_client(config='username = "obiwan"\ncolours = false\n')
+        screen.wait_for_cursor_line("Password: ")
+        self.assertIn("Username: obiwan", screen.lines())
+        os.write(screen.fd, b"hellothere\r")
+        screen.wait_for_text("Welcome to chatproto!")
+        os.write(screen.fd, b"\x04")
+        self.assertEqual(self.wait_exit(screen), 0)
+        self.assertNotIn(b"\x1b[3", bytes(screen.log))  # no colours asked: none
+        result = subprocess.run([sys.executable, "-m", "chatproto.client", "--version"],
+                                env=child_env(), capture_output=True, timeout=20, text=True)
+        self.assertEqual(result.returncode, 0)
+        self.assertRegex(result.stdout, r"^chatproto-client \d+\.\d+")
 
     def test_sigterm_leaves_a_tidy_terminal(self):
         screen = self.spawn_client()
@@ -301,3 +464,26 @@ class TerminalClientTests(E2EMixin, SynchronousTestCase):
         self.assertEqual(screen.text().count("Error:"), 1)
         self.assertNotIn("Traceback", screen.text())
         self.assertEqual(termios.tcgetattr(self.slave), self.original_modes)
+
+
+class PipeReconnectTests(E2EMixin, SynchronousTestCase):
+    """With --reconnect a piped client comes back too, in plain lines."""
+
+    def test_pipe_client_with_reconnect(self):
+        server = self.start_server()
+        yoda = self.login("Yoda", "wise@!man", args=["--reconnect"])
+        port = server.port
+        self.assertEqual(server.stop(), 0)
+        yoda.expect("Server shutting down")
+        yoda.expect("Waiting for the server to come back (/quit or Ctrl-C leaves)...")
+        again = ServerProcess(data_dir=server.data_dir, credentials=server.credentials, port=port)
+        self.addCleanup(again.cleanup)
+        yoda.expect("Reconnected to the server.")
+        hans = WireUser(again.host, again.port, "Hans", "falcon*solo")
+        self.addCleanup(hans.close)
+        yoda.send("/msgto Hans after the restart")
+        hans.expect(re.compile(r", Yoda: after the restart$"))
+        yoda.expect(re.compile("^message sent at "))
+        yoda.close_stdin()
+        self.assertEqual(yoda.wait(), 0)
+        self.assertNotIn("\x1b", "\n".join(yoda.stdout.lines))

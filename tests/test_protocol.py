@@ -38,7 +38,7 @@ class LoginTests(SynchronousTestCase):
         self.f.clock.advance(0.1)
         self.assertEqual(other.send("LOGIN Yoda x 6000"), ["ERR Invalid Password. Please try again"])
         self.assertEqual(c.send("LOGIN Yoda wise@!man 6000"), ["OK Welcome to chatproto!"])
-        self.assertEqual(self.f.clock.getDelayedCalls(), [])
+        self.assertEqual(self.f.timers(), [])
 
     def test_success_resets_failures(self):
         c = self.f.connect()
@@ -249,6 +249,11 @@ class SlowReaderTests(SynchronousTestCase):
         self.assertFalse(hans.transport.disconnected)
         for _ in range(10):
             yoda.send(message)
+        # Dropped: told why after what is queued, and cut off if that is not read within a second.
+        self.assertTrue(hans.transport.disconnecting)
+        self.assertTrue(hans.transport.value().endswith(b"\nNOTICE Disconnected: too much output waiting unread\n"))
+        self.assertFalse(hans.transport.disconnected)
+        f.clock.advance(1.0)
         self.assertTrue(hans.transport.disconnected)
         self.assertEqual(yoda.send("/msgto Hans hi"), ["ERR Hans is not active"])
         hans.send("LOGIN Hans falcon*solo 6001")  # still in flight from a dropped client: not read
@@ -346,7 +351,8 @@ class SlowButReadingClientTests(SynchronousTestCase):
         self.assertRegex(yoda.send("/msgto Hans still there?")[0], "^OK message sent")
         hans.transport._tempDataLen = 100_001  # now it stops reading
         yoda.send(message)
-        self.assertTrue(hans.transport.disconnected)
+        self.assertTrue(hans.transport.disconnecting)
+        self.assertIsNone(f.chat.active_user("Hans"))
 
 
 class DiskFullTests(SynchronousTestCase):
@@ -460,7 +466,8 @@ class FailureIsolationTests(SynchronousTestCase):
 
         self.patch(journal, "_write_all", fail)
         out = self.yoda.send_raw(b"/msgto Hans one\n/deletemsg 1\n")
-        self.assertEqual(out, ["ERR Server error: the message could not be saved"] * 2)
+        # The message was not saved, so there is no message 1 to delete.
+        self.assertEqual(out, ["ERR Server error: the message could not be saved", "ERR No message 1."])
         self.assertEqual(self.f.read("messagelog.txt"), "")
         self.flushLoggedErrors(OSError)
 
@@ -507,4 +514,4 @@ class UserlogRetryTests(SynchronousTestCase):
         f.clock.advance(journal.RETRY_SECONDS)  # nobody logs in or out meanwhile
         f.clock.advance(0)
         self.assertEqual([line.split("; ")[2] for line in f.read("userlog.txt").splitlines()], ["Yoda"])
-        self.assertEqual(f.clock.getDelayedCalls(), [])
+        self.assertEqual(f.timers(), [])

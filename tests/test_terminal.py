@@ -171,6 +171,27 @@ class EditingTests(TerminalTestCase):
         self.assertEqual(self.look().text(), ["Username: Yoda", "Password:"])
         self.assertCursorAfter("Password: ")
 
+    def test_login_lines_stay_out_of_the_history(self):
+        self.console.prompt("Username: ")
+        self.type(b"Yoda\r")
+        self.console.command_prompt("> ")
+        self.type(UP)
+        self.assertEqual(self.console.editor.text(), "")
+        self.type(b"/activeuser\r")
+        self.console.command_prompt("> ")
+        self.type(UP)
+        self.assertEqual(self.console.editor.text(), "/activeuser")
+
+    def test_changepassword_on_one_line_is_masked_and_forgotten(self):
+        self.console.command_prompt("> ")
+        self.type(b"/changepassword wise@!man n3w-one\r")
+        self.assertEqual(self.client.entered, ["/changepassword wise@!man n3w-one"])
+        self.assertEqual(self.look().text(), ["> /changepassword ********"])
+        self.assertNotIn(b"wise", self.transport.value() + bytes(self.screen.buffer))
+        self.console.command_prompt("> ")
+        self.type(UP)
+        self.assertEqual(self.console.editor.text(), "")
+
     def test_password_is_not_echoed(self):
         self.console.prompt("Password: ", secret=True)
         self.type(b"wise@!man")
@@ -186,9 +207,9 @@ class EditingTests(TerminalTestCase):
 
     def test_history_up_and_down(self):
         for line in ("/activeuser", "/msgto Yoda hi"):
-            self.console.prompt("> ")
+            self.console.command_prompt("> ")
             self.type(line.encode() + b"\r")
-        self.console.prompt("> ")
+        self.console.command_prompt("> ")
         self.type(b"half")
         self.type(UP)
         self.assertEqual(self.look().cursor_line(), "> /msgto Yoda hi")
@@ -203,13 +224,13 @@ class EditingTests(TerminalTestCase):
         self.assertEqual(self.client.entered[-1], "/msgto Yoda hi")
 
     def test_non_ascii_input(self):
-        self.console.prompt("> ")
+        self.console.command_prompt("> ")
         self.type("héllo wörld".encode())
         self.type(LEFT * 5 + b"\x7f")
         self.assertEqual(self.console.editor.text(), "héllowörld")
         self.type(b"\r")
         self.assertEqual(self.client.entered, ["héllowörld"])
-        self.console.prompt("> ")
+        self.console.command_prompt("> ")
         self.type(UP + b"!\r")
         self.assertEqual(self.client.entered[-1], "héllowörld!")
 
@@ -324,9 +345,16 @@ class MessageAboveTests(TerminalTestCase):
     def test_typed_ahead_lines_wait_for_the_prompt(self):
         self.type(b"Yoda\r")
         self.assertEqual(self.client.entered, [])
-        self.assertEqual(self.look().text(), ["Yoda"])
+        self.assertEqual(self.look().text(), [])
         self.console.prompt("Username: ")
         self.assertEqual(self.client.entered, ["Yoda"])
+        # Shown with its prompt, as if typed after it.
+        self.assertEqual(self.look().text(), ["Username: Yoda"])
+        self.type(b"wise@!man\r")
+        self.console.prompt("Password: ", secret=True)
+        self.assertEqual(self.client.entered, ["Yoda", "wise@!man"])
+        self.assertEqual(self.look().text(), ["Username: Yoda", "Password:"])
+        self.assertNotIn(b"wise", bytes(self.screen.buffer))
 
 
 class CompletionTests(TerminalTestCase):
@@ -553,17 +581,24 @@ class WithChatClientTests(TerminalTestCase):
         self.type(b"wise@!man\r")
         self.assertEqual(self.sent, ["LOGIN Yoda wise@!man 6000"])
         self.chat.server_line("OK", "Welcome to chatproto!")
+        # Names for completion and /chat, asked once.
+        self.assertEqual(self.sent[1:], ["/users", "/groups"])
+        for line in ("DATA Hans active", "DATA Yoda active", "DATA leia inactive", "OK",
+                     "OK No groups."):
+            self.chat.server_line(*line.partition(" ")[::2])
+        del self.sent[:]
 
     def test_login_and_message_above(self):
         self.login()
         screen = self.look()
-        self.assertEqual(screen.text()[:3], ["Username: Yoda", "Password:",
-                                             "Welcome to chatproto!"])
+        self.assertEqual(screen.text()[:3], ["Username: Yoda", "Password:", "Welcome to chatproto!"])
+        self.assertTrue(screen.text()[3].startswith("Commands: /accept /activeuser /changepassword /chat"))
         self.assertNotIn("wise", "\n".join(screen.lines()))
         self.type(b"/msgto Hans half")
         self.chat.server_line("MSG", "01 Jun 2022 21:30:04, Hans: are you there?")
         rows = self.look().text()
-        self.assertEqual(rows[3], "01 Jun 2022 21:30:04, Hans: are you there?")
+        self.assertEqual(rows[-3], "21:30 <Hans> are you there?")
+        self.assertEqual(rows[-2].strip(), "Yoda | 1:all | windows: 2:Hans")
         self.assertEqual(rows[-1], "> /msgto Hans half")
         self.assertCursorAfter("> /msgto Hans half")
 
@@ -581,8 +616,10 @@ class WithChatClientTests(TerminalTestCase):
         names = [c for c in self.chat.completion_candidates() if not c.startswith("/")]
         self.assertEqual(names, sorted(["Hans", "Jedi", "luke", "Sith", "vader", "leia",
                                         "Rebels", "obiwan"]))
-        self.assertEqual([c for c in self.chat.completion_candidates() if c.startswith("/")],
-                         client_module.COMMANDS)
+        commands = [c for c in self.chat.completion_candidates() if c.startswith("/")]
+        self.assertEqual(commands, sorted(commands))
+        self.assertTrue(set(client_module.COMMANDS) < set(commands))
+        self.assertIn("/chat", commands)
         self.type(b"/msgto ob\t")
         self.assertEqual(self.console.editor.text(), "/msgto obiwan ")
 
@@ -637,7 +674,7 @@ class WithChatClientTests(TerminalTestCase):
         self.assertNotIn("Receiving", "\n".join(rows))
         uploaded = rows.index("clip.mp4 has been uploaded")
         self.assertEqual(rows[uploaded + 1], "A file (talk.mp4) has been received from Hans")
-        self.assertTrue(rows[uploaded + 2].startswith("Enter one of the following commands"))
+        self.assertEqual(rows[uploaded + 2].strip(), "Yoda | 1:all")
         self.assertEqual(rows[-1], ">")
         self.assertEqual(self.clock.getDelayedCalls(), [])
 

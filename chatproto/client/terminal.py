@@ -5,7 +5,8 @@ C{twisted.conch.stdio} uses them.
 
 The bottom of the screen is the I{live area}: the progress lines of running
 transfers, the prompt when it is too long to share a row with the typing
-(SPEC's command prompt), and the input line. Everything the client shows is
+(SPEC's command prompt), the status line (reverse video: the user, the
+current conversation, unread counts, the connection) and the input line. Everything the client shows is
 printed I{above} the live area, which is then drawn again, so a message
 arriving while the user types never garbles the half-typed line and the
 cursor stays where it was. The input line never wraps: it scrolls
@@ -15,7 +16,15 @@ Keys: Left/Right, Home/End (also Ctrl-A/Ctrl-E), Up/Down through the history
 (also Ctrl-P/Ctrl-N), Backspace, Delete, Ctrl-U (delete to the start),
 Ctrl-K (delete to the end), Ctrl-W (delete the word before the cursor),
 Ctrl-L (redraw), Tab (complete a command, an active user's or a group's name;
-twice lists the choices), Ctrl-C or Ctrl-D (on an empty line) to leave.
+twice lists the choices), Alt-1..9 (switch conversations), Ctrl-Z (suspend,
+as any terminal program), Ctrl-C or Ctrl-D (on an empty line) to leave.
+
+The console remembers the lines it showed: a resize or Ctrl-L clears the
+screen and draws them again for the new width (no stale rows), and
+switching conversations draws that conversation's lines
+(L{TerminalConsole.set_window}). Lines are plain strings or lists of
+C{(text, style)} segments (see L{chatproto.client.render}); text is always
+shown through L{printable}, styles only as SGR codes.
 
 Input escape sequences are parsed by C{insults.ServerProtocol}; output goes
 through its C{ITerminalTransport} methods. The terminal is in raw mode while
@@ -25,6 +34,7 @@ at interpreter exit, whatever ended the client.
 
 import atexit
 import codecs
+import collections
 import functools
 import os
 import signal
@@ -44,6 +54,25 @@ _LONG_PROMPT = 0.5
 SHUTDOWN_WAIT = 2.0
 #: The input prompt under a prompt that got rows of its own.
 SHORT_PROMPT = "> "
+#: Lines kept for redrawing the screen.
+SCROLLBACK = 2000
+#: Commands whose arguments are secrets: masked on screen, never in the history.
+SECRET_COMMANDS = ("/changepassword",)
+REVERSE = (7,)
+
+
+def plain_text(line) -> str:
+    if isinstance(line, str):
+        return line
+    return "".join(text for text, _style in line)
+
+
+def masked(line: str) -> str | None:
+    """C{/changepassword ****}, for a line whose arguments are secrets; else None."""
+    command, _, rest = line.strip().partition(" ")
+    if command in SECRET_COMMANDS and rest.strip():
+        return f"{command} " + "*" * 8
+    return None
 
 
 def cell_width(text: str) -> int:
@@ -142,6 +171,16 @@ class RawTerminal:
         return size.columns or 80, size.lines or 24
 
 
+def _stop_process() -> None:
+    """Stop this process as the shell's Ctrl-Z would (the default SIGTSTP action)."""
+    if hasattr(signal, "SIGTSTP"):
+        previous = signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+        try:
+            os.kill(os.getpid(), signal.SIGTSTP)
+        finally:
+            signal.signal(signal.SIGTSTP, previous)
+
+
 class ChatLineEditor(recvline.HistoricRecvLine):
     """
     The line editor and the painter of the live area.
@@ -160,6 +199,9 @@ class ChatLineEditor(recvline.HistoricRecvLine):
         self.secret = False
         self.progress_lines: dict[str, str] = {}
         self.typed_ahead: list[str] = []
+        self.keep_history = True
+        self.status_text: str | None = None
+        self.scrollback: collections.deque = collections.deque(maxlen=SCROLLBACK)
         self._live_rows = 0
         self._scroll = 0
         self._dirty = False
@@ -186,6 +228,7 @@ class ChatLineEditor(recvline.HistoricRecvLine):
             b"\x10": self.handle_UP,         # Ctrl-P
             b"\x15": self.handle_KILL_START,  # Ctrl-U
             b"\x17": self.handle_KILL_WORD,  # Ctrl-W
+            b"\x1a": self.handle_SUSPEND,    # Ctrl-Z
             t.BACKSPACE: self.handle_BACKSPACE,
             t.TAB: self.handle_TAB,
         })
@@ -199,20 +242,41 @@ class ChatLineEditor(recvline.HistoricRecvLine):
     def terminalSize(self, width, height):
         self.width = max(width, 10)
         self.height = max(height, 2)
-        self.paint()
+        self.redraw()
 
     # The console's operations
 
-    def show(self, text: str) -> None:
-        self.paint(above=text.split("\n"))
+    def show(self, line) -> None:
+        self.paint(above=line.split("\n") if isinstance(line, str) else [line])
 
-    def prompt(self, text: str, secret: bool) -> None:
+    def prompt(self, text: str, secret: bool, history: bool = False) -> None:
         self.prompt_text = text
         self.secret = secret
+        self.keep_history = history
         if self.typed_ahead:
-            self._deliver(self.typed_ahead.pop(0))
+            # Typed before the prompt came: shown now, with its prompt.
+            line = self.typed_ahead.pop(0)
+            self._remember(line)
+            echo = self._echo(line)
+            if echo is not None:
+                self.scrollback.append(echo)
+                self._erase_live_area()
+                self._write_line(echo)
+                self._live_rows = 0
+            self._deliver(line)
             return
         self.paint()
+
+    def status(self, text: str | None) -> None:
+        if text != self.status_text:
+            self.status_text = text
+            self.paint()
+
+    def set_window(self, lines) -> None:
+        """Show these lines instead of what the screen shows now (another conversation)."""
+        self.scrollback.clear()
+        self.scrollback.extend(lines)
+        self.redraw()
 
     def progress(self, key: str, text: str | None) -> bool:
         """Record a progress line; True when the screen must be painted now."""
@@ -232,7 +296,9 @@ class ChatLineEditor(recvline.HistoricRecvLine):
 
     def keystrokeReceived(self, keyID, modifier):
         if modifier is not None:
-            return  # Alt-something: nothing bound.
+            if isinstance(keyID, bytes) and keyID.isdigit() and len(keyID) == 1:
+                self.console.switch_window(int(keyID) or 10)  # Alt-1..9, Alt-0: 10
+            return  # Alt-something else: nothing bound.
         if isinstance(keyID, bytes) and keyID >= b"\x80":
             for ch in self._decoder.decode(keyID):
                 self.characterReceived(ch.encode("utf-8"), False)
@@ -326,10 +392,10 @@ class ChatLineEditor(recvline.HistoricRecvLine):
         self.lineBufferIndex = len(self.lineBuffer)
 
     def handle_REDRAW(self):
-        self.terminal.eraseDisplay()
-        self.terminal.cursorHome()
-        self._live_rows = 0
-        self.paint()
+        self.redraw()
+
+    def handle_SUSPEND(self):
+        self.console.suspend()
 
     def handle_INTERRUPT(self):
         self.console.user_quit()
@@ -342,25 +408,40 @@ class ChatLineEditor(recvline.HistoricRecvLine):
 
     def handle_RETURN(self):
         line = self.text()
-        if self.secret:
-            echo = self.prompt_text or ""
-        else:
-            if line and (not self.historyLines or self.historyLines[-1] != line.encode("utf-8")):
-                self.historyLines.append(line.encode("utf-8"))
-            echo = self._input_prompt() + line
+        waiting = self.prompt_text is not None
+        echo = None
+        if waiting:
+            self._remember(line)
+            echo = self._echo(line)
         self.historyPosition = len(self.historyLines)
         self.lineBuffer = []
         self.lineBufferIndex = 0
         self._scroll = 0
         self._last_tab = None
-        waiting = self.prompt_text is not None
         self.prompt_text = None
         self.secret = False
-        self.paint(above=[echo])
+        self.paint(above=[echo] if echo is not None else [])
         if waiting:
             self._deliver(line)
         else:
-            self.typed_ahead.append(line)
+            self.typed_ahead.append(line)  # shown with its prompt when that comes
+
+    def _remember(self, line: str) -> None:
+        """Into the history: command lines only, never a secret."""
+        if self.secret or not self.keep_history or not line or masked(line) is not None:
+            return
+        if not self.historyLines or self.historyLines[-1] != line.encode("utf-8"):
+            self.historyLines.append(line.encode("utf-8"))
+        self.historyPosition = len(self.historyLines)
+
+    def _echo(self, line: str):
+        """What stays on screen for an entered line (None: nothing)."""
+        if self.secret:
+            return self.prompt_text or ""
+        hidden = masked(line)
+        if hidden is not None:
+            return self._input_prompt() + hidden
+        return self.console.echo_for(self._input_prompt(), line)
 
     def _deliver(self, line: str) -> None:
         self.prompt_text = None
@@ -418,16 +499,107 @@ class ChatLineEditor(recvline.HistoricRecvLine):
             return ""
         return SHORT_PROMPT if self._prompt_is_long() else printable(self.prompt_text)
 
-    def _live_rows_text(self) -> list[str]:
+    def _live_rows_text(self) -> list:
         columns = self.width - 1
         rows = [truncate(printable(text), columns) for text in self.progress_lines.values()]
-        limit = max(0, self.height - 2)
+        limit = max(0, self.height - 2 - (self.status_text is not None))
         if len(rows) > limit:
             rows = rows[: max(0, limit - 1)] + [f"(and {len(rows) - limit + 1} more transfers)"]
             rows = rows[:limit]
         if self._prompt_is_long():
             rows += _wrapped(self.prompt_text, columns)
+        if self.status_text is not None:
+            status = truncate(printable(" " + self.status_text), columns)
+            rows.append([(status + " " * (columns - cell_width(status)), REVERSE)])
         return rows
+
+    def _rows(self, line) -> tuple[int, list]:
+        """
+        C{line} cut into screen rows at word boundaries (the terminal never
+        wraps a line itself); a message's further rows are indented to its
+        text. Returns the indent and the rows, each a list of (char, style).
+        """
+        columns = self.width - 1
+        segments = [(line, ())] if isinstance(line, str) else line
+        chars = [(ch, style) for text, style in segments for ch in printable(text)]
+        if cell_width("".join(ch for ch, _ in chars)) <= columns:
+            return 0, [chars]
+        indent = 0
+        if not isinstance(line, str):
+            position = 0
+            for text, _style in segments:
+                position += cell_width(printable(text))
+                if text in ("> ", "-!- "):  # after a message's sender, a notice's mark
+                    indent = position
+                    break
+            if indent > columns // 2:
+                indent = 0
+        rows = []
+        start, room = 0, columns
+        while start < len(chars):
+            used, end, space = 0, start, None
+            while end < len(chars):
+                w = cell_width(chars[end][0])
+                if used + w > room:
+                    break
+                if chars[end][0] == " ":
+                    space = end
+                used += w
+                end += 1
+            if end < len(chars) and space is not None and space > start:
+                end = space + 1  # break after the last space that fits
+            end = max(end, start + 1)
+            rows.append(chars[start:end])
+            start, room = end, columns - indent
+        return indent, rows
+
+    def _write_line(self, line) -> None:
+        """One line and its newline (rows of its own when it is too wide); segments with their styles."""
+        t = self.terminal
+        if isinstance(line, str) and cell_width(line) < self.width and line.isprintable():
+            t.write(line + "\n")
+            return
+        indent, rows = self._rows(line)
+        for i, row in enumerate(rows):
+            if i and indent:
+                t.write(" " * indent)
+            run, run_style = [], ()
+            for ch, style in row + [("", None)]:
+                if style != run_style or style is None:
+                    if run:
+                        if run_style:
+                            t.selectGraphicRendition(*(str(a) for a in run_style))
+                            t.write("".join(run))
+                            t.selectGraphicRendition("0")
+                        else:
+                            t.write("".join(run))
+                    run, run_style = [], style
+                run.append(ch)
+            t.write("\n")
+
+    def _rows_of(self, line) -> int:
+        """Screen rows a line takes."""
+        return len(self._rows(line)[1]) or 1
+
+    def redraw(self) -> None:
+        """Clear the screen and draw the last lines shown, then the live area."""
+        if self.terminal is None:
+            return
+        t = self.terminal
+        t.eraseDisplay()
+        t.cursorHome()
+        room = self.height - 1 - len(self._live_rows_text())
+        tail = []
+        for line in reversed(self.scrollback):
+            rows = self._rows_of(line)
+            if rows > room:
+                break
+            room -= rows
+            tail.append(line)
+        for line in reversed(tail):
+            self._write_line(line)
+        self._live_rows = 0
+        self.paint(remember=False)
 
     def _erase_live_area(self) -> None:
         t = self.terminal
@@ -436,17 +608,18 @@ class ChatLineEditor(recvline.HistoricRecvLine):
         t.write(b"\r")
         t.eraseToDisplayEnd()
 
-    def paint(self, above=()) -> None:
+    def paint(self, above=(), remember=True) -> None:
         """Draw C{above} (lines to keep) and then the live area afresh."""
         if self.terminal is None:
             return
         self._erase_live_area()
-        t = self.terminal
         for line in above:
-            t.write(printable(line) + "\n")
+            if remember:
+                self.scrollback.append(line)
+            self._write_line(line)
         rows = self._live_rows_text()
         for row in rows:
-            t.write(row + "\n")
+            self._write_line(row)
         self._live_rows = len(rows)
         self.paint_input()
 
@@ -484,6 +657,9 @@ class ChatLineEditor(recvline.HistoricRecvLine):
 
 
 class TerminalConsole(insults.ServerProtocol):
+    #: The client may use conversations, styled lines and the status line.
+    rich = True
+
     """
     The console for a terminal, connected to C{stdio.StandardIO}; same
     interface as L{chatproto.console.LineConsole}.
@@ -510,7 +686,10 @@ class TerminalConsole(insults.ServerProtocol):
         self._closing = False
         self._closed = defer.Deferred()
         self._old_winch = None
+        self._old_cont = None
+        self._old_tstp = None
         self._shutdown_trigger = None
+        self.stop_process = _stop_process
 
     def attach(self, client) -> None:
         self.client = client
@@ -558,14 +737,50 @@ class TerminalConsole(insults.ServerProtocol):
         def resized(signum, frame):
             reactor.callFromThread(self._resized)
 
+        def continued(signum, frame):
+            reactor.callFromThread(self._continued)
+
+        def stop_asked(signum, frame):  # kill -TSTP: leave the terminal tidy first, as Ctrl-Z
+            reactor.callFromThread(self.suspend)
+
         try:
             self._old_winch = signal.signal(signal.SIGWINCH, resized)
+            self._old_cont = signal.signal(signal.SIGCONT, continued)
+            self._old_tstp = signal.signal(signal.SIGTSTP, stop_asked)
         except ValueError:  # not the main thread
             self._old_winch = None
 
     def _resized(self) -> None:
         if self.raw_terminal is not None and not self._closing:
             self.editor.terminalSize(*self.raw_terminal.size())
+
+    def suspend(self) -> None:
+        """Ctrl-Z: give the terminal back to the shell, stop; SIGCONT comes back here."""
+        if self._closing or self.raw_terminal is None:
+            return
+        self.editor.clear()
+        self._flush()
+        self.raw_terminal.restore()
+        self.stop_process()  # returns once continued
+        self._continued()
+
+    def _flush(self) -> None:
+        """Write what waits in the stdio transport now: the process is about to stop."""
+        writer = getattr(self.transport, "_writer", None)
+        if writer is not None and hasattr(writer, "doWrite"):
+            try:
+                writer.doWrite()
+            except OSError:
+                pass
+
+    def _continued(self) -> None:
+        """Back from a stop (Ctrl-Z, or kill -STOP/-CONT): raw mode again, everything drawn."""
+        if self._closing or self.raw_terminal is None:
+            return
+        self.raw_terminal.restore()  # (a no-op after Ctrl-Z) then raw again, whatever the shell set
+        self.raw_terminal.enter()
+        self.editor.width, self.editor.height = self.raw_terminal.size()
+        self.editor.redraw()
 
     def _reactor_stopping(self) -> defer.Deferred:
         """Shutdown waits (a little) until the terminal has been left tidy."""
@@ -589,18 +804,39 @@ class TerminalConsole(insults.ServerProtocol):
         if self._old_winch is not None:
             signal.signal(signal.SIGWINCH, self._old_winch)
             self._old_winch = None
+        if self._old_cont is not None:
+            signal.signal(signal.SIGCONT, self._old_cont)
+            self._old_cont = None
+        if self._old_tstp is not None:
+            signal.signal(signal.SIGTSTP, self._old_tstp)
+            self._old_tstp = None
         if self.raw_terminal is not None:
             self.raw_terminal.restore()
 
     # The console interface (see chatproto.console)
 
-    def show(self, text: str) -> None:
+    def show(self, text) -> None:
         if not self._closing:
             self.editor.show(text)
 
     def prompt(self, text: str, secret: bool = False) -> None:
+        """A login or password prompt: what is typed there stays out of the history."""
         if not self._closing:
             self.editor.prompt(text, secret)
+
+    def command_prompt(self, text: str) -> None:
+        """The prompt for commands and messages: what is typed enters the history."""
+        if not self._closing:
+            self.editor.prompt(text, False, history=True)
+
+    def status(self, text: str | None) -> None:
+        """The status line above the input (None: none)."""
+        if not self._closing:
+            self.editor.status(text)
+
+    def set_window(self, lines) -> None:
+        if not self._closing:
+            self.editor.set_window(lines)
 
     def progress(self, key: str, text: str | None) -> None:
         if self._closing:
@@ -641,6 +877,15 @@ class TerminalConsole(insults.ServerProtocol):
         """Ctrl-C, or Ctrl-D on an empty line: leave (the server logs us out)."""
         if self.client is not None and not self._closing:
             self.client.input_ended()
+
+    def echo_for(self, prompt: str, line: str):
+        echo = getattr(self.client, "echo_for", None)
+        return echo(prompt, line) if echo is not None else prompt + line
+
+    def switch_window(self, number: int) -> None:
+        switch = getattr(self.client, "switch_window", None)
+        if switch is not None and not self._closing:
+            switch(number)
 
     def completion_candidates(self) -> list[str]:
         candidates = getattr(self.client, "completion_candidates", None)

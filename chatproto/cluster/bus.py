@@ -200,6 +200,7 @@ class ClusterBus:
             realm.lockout.block_until(username, until)
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
+        self.ledger.on_first_seq = self._first_seq
         self._store_secret = realm.accounts.set_secret
         realm.accounts.set_secret = self._set_secret
         self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
@@ -332,7 +333,7 @@ class ClusterBus:
         groups.clear()
         for record in records:
             groups[record.key] = Group(record.name, record.owner, record.broadcast,
-                                       {name: joined for name, joined in record.members})
+                                       {name: joined for name, joined in record.members}, record.first_seq)
 
     # Heartbeat and expiry
 
@@ -366,6 +367,11 @@ class ClusterBus:
                         self._remote_off(name, node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
+
+    def _first_seq(self, key, first_seq) -> None:
+        group = self.realm._groups.get(key)
+        if group is not None:
+            group.first_seq = first_seq
 
     def save_block(self, username, until) -> None:
         d = self.ledger.database.save_block(username, until)
@@ -565,8 +571,8 @@ class ClusterBus:
         groups = self.realm._groups
         kind = op[0]
         if kind == "group":
-            _, key, name, owner, broadcast = op
-            groups[key] = Group(name, owner, bool(broadcast), {})
+            key, name, owner, broadcast = op[1:5]
+            groups[key] = Group(name, owner, bool(broadcast), {}, op[5] if len(op) > 5 else 1)
         elif kind == "member":
             group = groups.get(op[1])
             if group is not None:

@@ -38,6 +38,7 @@ class ClusterLedger(Ledger):
     on_group_change = None
     on_committed = None
     on_deleted = None  # called with (log name or None, seq, author) deleted in another node's file
+    on_first_seq = None  # called with (group key, first SEQ) once the database gave it
 
     def _open(self) -> None:
         self._groups = self.database.groups()
@@ -109,6 +110,7 @@ class ClusterLedger(Ledger):
     def _cluster_committed(self, allocated, ops, waiting) -> None:
         positions = iter(allocated)
         refused = getattr(allocated, "refused_groups", set())
+        first_seqs = getattr(allocated, "first_seqs", {})
         committed = []
         for text_log, op in ops:
             if op[0] == "msg":
@@ -122,9 +124,15 @@ class ClusterLedger(Ledger):
                                  path=text_log.path, seq=seq)
                 self.last_pos = max(self.last_pos, pos)
                 committed.append((log_name, seq, pos))
-            elif self.on_group_change is not None and not (
-                    op[0] in ("group", "member") and op[1] in refused):
-                self.on_group_change(op)
+            elif op[0] in ("group", "member") and op[1] in refused:
+                continue
+            else:
+                if op[0] == "group":
+                    op = (*op[:5], first_seqs.get(op[1], 1))
+                    if self.on_first_seq is not None:
+                        self.on_first_seq(op[1], op[5])
+                if self.on_group_change is not None:
+                    self.on_group_change(op)
         if committed:
             if self.logs.write():
                 log.warn("A text log could not be written; the database has its records")
@@ -183,7 +191,8 @@ class ClusterLedger(Ledger):
     def save_group(self, record) -> defer.Deferred:
         """A new group; fails with C{group-exists} when another node created it first."""
         self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
-        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast)))
+        record.first_seq = 1  # until the database says (on_first_seq)
+        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast, None)))
         for username, joined in record.members:
             self._ops.append((None, ("member", record.key, username, joined)))
         d = defer.Deferred()

@@ -39,6 +39,7 @@ BLOCKED_NOW = "blocked-now"
 ALREADY_LOGGED_IN = "already-logged-in"
 SERVER_ERROR = "server-error"
 LOGIN_NOT_RECORDED = "login-not-recorded"
+LOGIN_BUSY = "login-busy"
 NOT_SAVED = "not-saved"
 
 TO_SELF = "to-self"
@@ -67,3 +68,9 @@ ACCOUNT_GONE = "account-gone"
 
 NO_SUCH_MESSAGE = "no-such-message"
 NOT_AUTHOR = "not-author"
+
+# Administrators (chatproto.toml's admins)
+NOT_ADMIN = "not-admin"
+ADMIN_SELF = "admin-self"
+BAD_DURATION = "bad-duration"
+NOT_BANNED = "not-banned"

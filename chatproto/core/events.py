@@ -3,7 +3,9 @@ What the core tells sessions: plain values, rendered by each front end.
 
 Every event has C{time} (seconds since the epoch) and C{timestamp} (the
 server's local time as SPEC.md writes it). One event object is handed to
-every recipient, so a front end can render it once for all of its sessions.
+every recipient, so a front end can render it once for all of its sessions;
+nobody changes one (they are not frozen only because a frozen dataclass
+costs three times as much to make, on the hot path of every message).
 """
 
 from dataclasses import dataclass
@@ -12,7 +14,7 @@ PRIVATE = "private"
 GROUP = "group"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
     """A private or group message as stored (C{text} is C{[deleted]} once deleted)."""
 
@@ -26,7 +28,7 @@ class Message:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Invited:
     group: str
     by: str
@@ -34,7 +36,7 @@ class Invited:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MemberJoined:
     group: str
     username: str
@@ -42,7 +44,7 @@ class MemberJoined:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MemberLeft:
     group: str
     username: str
@@ -50,7 +52,7 @@ class MemberLeft:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MessageDeleted:
     group: str
     seq: int
@@ -59,7 +61,7 @@ class MessageDeleted:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FileOffer:
     """A presenter is about to send the receiver a file (see docs/TRANSFER.md)."""
 
@@ -72,7 +74,7 @@ class FileOffer:
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FilePeer:
     """The presenter's answer to a file offer: where to send, and the transfer's id and secret."""
 
@@ -83,28 +85,28 @@ class FilePeer:
     secret: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserOnline:
     username: str
     timestamp: str
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class UserOffline:
     username: str
     timestamp: str
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerNotice:
     text: str
     timestamp: str
     time: float
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GroupInfo:
     """A group as a front end sees it: members in membership order, owner first."""
 

@@ -17,6 +17,9 @@ class GroupRecord:
     owner: str
     broadcast: bool
     members: list = field(default_factory=list)  # [username, joined] in membership order
+    # The first SEQ of its log that belongs to this group: a group created again
+    # under an old name continues the log's numbering, but not its history.
+    first_seq: int = 1
 
 
 class ISession(Interface):
@@ -46,6 +49,10 @@ class IAccounts(Interface):
     def set_secret(username, secret):
         """Store C{secret} for C{username} durably; a Deferred. Fails with
         L{KeyError} when the account has gone."""
+
+    def reload():
+        """Read the accounts again from where they live (the operator changed
+        them); raise OSError, keeping the old ones, when they cannot be read."""
 
 
 class IChatStorage(Interface):
@@ -77,11 +84,12 @@ class IChatStorage(Interface):
         """A Deferred list of the last C{limit} L{Message}s between a and b
         (SEQ below C{before} when given), oldest first."""
 
-    def group_history(log_name, limit, before):
-        """The same for a group's log."""
+    def group_history(log_name, limit, before, since):
+        """The same for a group's log, from SEQ C{since} on (the group's first_seq)."""
 
     def save_group(record):
-        """A new group (L{GroupRecord}); its log is created."""
+        """A new group (L{GroupRecord}); its log is created, and C{record.first_seq} set
+        (at once) to the SEQ its first message will get."""
 
     def set_member(key, username, joined):
         """Add a member to a group, or change whether it joined."""

@@ -29,6 +29,7 @@ from .errors import ChatError
 HASH_ROUNDS = 12
 HASH_PREFIXES = ("$2a$", "$2b$", "$2y$")
 MAX_PASSWORD_BYTES = 72  # bcrypt's limit
+MAX_IN_FLIGHT = 2  # bcrypt computations at once (this machine has 2 cores)
 
 
 class UnknownUser(UnauthorizedLogin):
@@ -76,14 +77,17 @@ class Passwords:
     is a real reactor, synchronously otherwise.
     """
 
-    def __init__(self, clock=None, rounds: int = HASH_ROUNDS):
+    def __init__(self, clock=None, rounds: int = HASH_ROUNDS, in_flight: int = MAX_IN_FLIGHT):
         self.clock = clock
         self.rounds = rounds
+        # Hashing is bounded in total too: the thread pool stays free for
+        # everything else, and a flood of checks waits in line (in order).
+        self._slots = defer.DeferredSemaphore(in_flight)
 
     def run(self, f, *args) -> defer.Deferred:
         clock = self.clock
         if IReactorThreads.providedBy(clock):
-            return threads.deferToThreadPool(clock, clock.getThreadPool(), f, *args)
+            return self._slots.run(threads.deferToThreadPool, clock, clock.getThreadPool(), f, *args)
         return defer.maybeDeferred(f, *args)
 
     def verify(self, secret: str, password: str) -> defer.Deferred:

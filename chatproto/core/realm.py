@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from zope.interface import Interface, implementer
 
 from . import errors
+from .bans import FOREVER, Bans, parse_duration
 from .errors import ChatError, LoginFailed
 from .events import (
     GROUP,
@@ -38,21 +39,36 @@ from .events import (
 from .interfaces import GroupRecord
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
-from .timestamps import Timestamper
+from .timestamps import Timestamper, format_timestamp
 
 log = Logger()
 
+ACCOUNT_REMOVED_NOTICE = "Your account has been removed"
+KICKED_NOTICE = "You have been disconnected by the administrator {admin}"
+BANNED_NOTICE = "You have been banned by the administrator {admin} until {until}"
+BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
+
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
+MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
 # Control characters and line separators would break a record (one line for any reader).
 _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
 def single_line(text: str) -> str:
-    """Replace control characters and line breaks so that C{text} stays one record."""
+    """
+    The text of a message as it is stored and shown: control characters and
+    line breaks become spaces (a record stays one line), and invisible or
+    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
+    format characters) become a visible C{<U+202E>}, so that nobody can hide
+    or reverse text in someone else's view.
+    """
     if text.isprintable():
         return text
-    return text.translate(_LINE_BREAKS)
+    text = text.translate(_LINE_BREAKS)
+    if text.isprintable():
+        return text
+    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
@@ -83,14 +99,15 @@ class User:
 class Group:
     """A group chat in memory: members (username -> joined) in membership order."""
 
-    __slots__ = ("key", "name", "owner", "broadcast", "members")
+    __slots__ = ("key", "name", "owner", "broadcast", "members", "first_seq")
 
-    def __init__(self, name: str, owner: str, broadcast: bool, members: dict):
+    def __init__(self, name: str, owner: str, broadcast: bool, members: dict, first_seq: int = 1):
         self.key = name.lower()
         self.name = name
         self.owner = owner
         self.broadcast = broadcast
         self.members = members
+        self.first_seq = first_seq  # history before it belongs to an earlier group of this name
 
     def info(self) -> GroupInfo:
         return GroupInfo(self.name, self.owner, self.broadcast, tuple(self.members.items()))
@@ -125,7 +142,10 @@ class ChatRealm:
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
         self._watchers: set[User] = set()  # sessions that want presence events
-        self.observers: list = []  # callables told of every event (metrics, tests)
+        self._login_queues: dict[str, defer.DeferredLock] = {}  # password checks waiting, per account
+        self.observers: list = []  # callables told of every event (metrics, tests): see _notify
+        self.admins: set[str] = set()  # account names that may kick, ban and announce
+        self.bans = Bans(clock)  # the server gives it a store in the data directory
 
     def start(self) -> defer.Deferred:
         """Load the groups from storage."""
@@ -133,12 +153,29 @@ class ChatRealm:
         def loaded(records):
             for record in records:
                 self._groups[record.key] = Group(record.name, record.owner, record.broadcast,
-                                                 {name: joined for name, joined in record.members})
+                                                 {name: joined for name, joined in record.members},
+                                                 record.first_seq)
 
         return self.storage.groups().addCallback(loaded)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
+
+    def _notify(self, what: str, detail: str, n: int = 1) -> None:
+        """
+        Tell each observer C{observer(what, detail, n)}: C{("message", kind,
+        deliveries)}, C{("delivery", event type, n)}, C{("login", front end)},
+        C{("login-failed", code)}, C{("lockout", front end)}, C{("file-offer",
+        front end)}, C{("admin", action)}, and what front ends report through
+        L{note} (C{"refused"}, C{"dropped"}).
+        """
+        for observer in self.observers:
+            observer(what, detail, n)
+
+    def note(self, what: str, detail: str) -> None:
+        """A front end reports an event of its own (a refused connection, a dropped slow reader)."""
+        for observer in self.observers:
+            observer(what, detail, 1)
 
     def _deliver(self, user: User, event) -> None:
         try:
@@ -154,18 +191,49 @@ class ChatRealm:
         L{LoginFailed}. Checked in SPEC.md's order: blocked, unknown
         username, wrong password, already logged in.
         """
-        if self.lockout.is_blocked(username):
+        if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
             log.info("Login refused for {username}: blocked", username=username)
+            self._notify("login-failed", errors.BLOCKED)
+            return defer.fail(LoginFailed(errors.BLOCKED))
+        # One check at a time per account, in arrival order: a check that
+        # waited behind a failure sees the block it caused, and costs nothing.
+        queue = self._login_queues.get(username)
+        if queue is None:
+            queue = self._login_queues[username] = defer.DeferredLock()
+        elif len(queue.waiting) >= MAX_WAITING_LOGINS:
+            self._notify("login-failed", errors.LOGIN_BUSY)
+            return defer.fail(LoginFailed(errors.LOGIN_BUSY))
+        d = queue.run(self._check_login, username, password, session)
+        if self.observers:
+            d.addErrback(self._count_failure)
+
+        def done(result):
+            if not queue.locked and not queue.waiting:
+                self._login_queues.pop(username, None)
+            return result
+
+        return d.addBoth(done)
+
+    def _check_login(self, username: str, password: str, session) -> defer.Deferred:
+        if self.lockout.is_blocked(username):
             return defer.fail(LoginFailed(errors.BLOCKED))
         d = self.portal.login(UsernamePassword(username, password), session, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))
         return d
+
+    def _count_failure(self, failure):
+        code = getattr(failure.value, "code", errors.SERVER_ERROR)
+        self._notify("login-failed", code)
+        if code == errors.BLOCKED_NOW:
+            self._notify("lockout", code)
+        return failure
 
     def _logged_in(self, result):
         _interface, user, _logout = result
         self.lockout.record_success(user.name)
         log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
                  frontend=getattr(user.session, "frontend", "?"))
+        self._notify("login", getattr(user.session, "frontend", "?"))
         return user
 
     def _login_failed(self, failure, username):
@@ -221,6 +289,8 @@ class ChatRealm:
             log.warn("Cannot record the login of {username}: {why}", username=username,
                      why=failure.getErrorMessage())
             self._forget(user)
+            # Nor later, by the log's own retry: the user is not active.
+            self.storage.user_logged_out(username).addErrback(lambda _: None)
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
         return d.addCallbacks(recorded, not_recorded)
@@ -241,7 +311,12 @@ class ChatRealm:
         log.info("{username} logged out", username=user.name)
         timestamp, now = self._now()
         self._tell_watchers(UserOffline(user.name, timestamp, now), user)
-        return self.storage.user_logged_out(user.name)
+        return self.storage.user_logged_out(user.name).addErrback(self._logout_not_recorded, user.name)
+
+    def _logout_not_recorded(self, failure, username: str) -> None:
+        # The user is gone all the same; userlog.txt comes right by itself (a retry).
+        log.warn("Cannot record the logout of {username}: {why}", username=username,
+                 why=failure.getErrorMessage())
 
     def _tell_watchers(self, event, about: User) -> None:
         for watcher in list(self._watchers):
@@ -286,8 +361,11 @@ class ChatRealm:
 
         def stored(seq):
             message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-            if not recipient.gone:
+            delivered = not recipient.gone
+            if delivered:
                 self._deliver(recipient, message)
+            for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
+                observer("message", PRIVATE, delivered)
             return message
 
         return d.addCallback(stored)
@@ -310,6 +388,7 @@ class ChatRealm:
         timestamp, now = self._now()
         self._deliver(receiver, FileOffer(transfer_id, secret, presenter.name, presenter.ip,
                                           filename, timestamp, now))
+        self._notify("file-offer", getattr(presenter.session, "frontend", "?"))
         return defer.succeed(FilePeer(receiver.name, receiver.ip, receiver.udp_port, transfer_id, secret))
 
     def history(self, user: User, username: str, limit: int, before: int | None = None) -> defer.Deferred:
@@ -345,9 +424,12 @@ class ChatRealm:
                 if member is not None:
                     yield member
 
-    def _fan_out(self, group: Group, event, but: str) -> None:
+    def _fan_out(self, group: Group, event, but: str) -> int:
+        n = 0
         for member in self._joined_members(group, but):
             self._deliver(member, event)
+            n += 1
+        return n
 
     def create_group(self, owner: User, name: str, usernames, broadcast: bool = False,
                      allow_alone: bool = False) -> defer.Deferred:
@@ -380,8 +462,9 @@ class ChatRealm:
             members[username] = False
         group = Group(name, owner.name, broadcast, members)
         self._groups[group.key] = group  # at once: the next command sees it
-        d = self.storage.save_group(GroupRecord(group.key, name, owner.name, broadcast,
-                                                [[u, j] for u, j in members.items()]))
+        record = GroupRecord(group.key, name, owner.name, broadcast, [[u, j] for u, j in members.items()])
+        d = self.storage.save_group(record)
+        group.first_seq = record.first_seq
 
         def saved(_):
             timestamp, now = self._now()
@@ -466,7 +549,9 @@ class ChatRealm:
 
         def stored(seq):
             message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
-            self._fan_out(group, message, sender.name)
+            n = self._fan_out(group, message, sender.name)
+            for observer in self.observers:
+                observer("message", GROUP, n)
             return message
 
         return d.addCallback(stored)
@@ -508,7 +593,7 @@ class ChatRealm:
                 raise ChatError(errors.HISTORY_NOT_JOINED, name=group.name)
         except ChatError:
             return defer.fail()
-        return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before)
+        return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
@@ -587,11 +672,129 @@ class ChatRealm:
     def shutdown(self, notice: str) -> None:
         """Tell every session C{notice}, close it and log its user out."""
         for user in list(self._active.values()):
-            try:
-                user.session.disconnect(notice)
-            except Exception:  # noqa: BLE001
-                log.failure("disconnecting {username}", username=user.name)
-            self.logout(user)
+            self._end_session(user, notice)
+
+    def _end_session(self, user: User, notice: str) -> defer.Deferred:
+        try:
+            user.session.disconnect(notice)
+        except Exception:  # noqa: BLE001
+            log.failure("disconnecting {username}", username=user.name)
+        return self.logout(user)
+
+    # Accounts changed by the operator (chatproto-admin, an edit of credentials.txt)
+
+    def reload_accounts(self) -> tuple[list[str], list[str]]:
+        """
+        Read the accounts again (L{IAccounts.reload}); log out, with
+        L{ACCOUNT_REMOVED_NOTICE}, whoever is logged in to an account that is
+        gone. Return the names added and removed. When the accounts cannot
+        be read (OSError) the old ones stay and the error is raised.
+        """
+        reload = getattr(self.accounts, "reload", None)
+        if reload is None:
+            log.warn("These accounts cannot be reloaded; restart the server to apply changes")
+            return [], []
+        before = set(self.accounts.names())
+        reload()
+        after = set(self.accounts.names())
+        added, removed = sorted(after - before), sorted(before - after)
+        for username in removed:
+            self.remove_account(username)
+        log.info("Accounts reloaded: {n} accounts, added {added}, removed {removed}",
+                 n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
+        return added, removed
+
+    def remove_account(self, username: str, notice: str | None = None) -> None:
+        """The account C{username} is gone: log out its session, if any, telling it C{notice}."""
+        user = self._active.get(username)
+        if user is not None:
+            log.info("{username} logged out: the account was removed", username=username)
+            self._end_session(user, notice or ACCOUNT_REMOVED_NOTICE)
+
+    # Administrators
+
+    def is_admin(self, username: str) -> bool:
+        return username in self.admins
+
+    def _check_admin(self, admin: User, action: str, target: str | None = None) -> None:
+        if admin.name not in self.admins:
+            log.warn("{username} tried /{action} but is not an administrator", username=admin.name,
+                     action=action)
+            raise ChatError(errors.NOT_ADMIN)
+        if target is not None:
+            if target == admin.name:
+                raise ChatError(errors.ADMIN_SELF)
+            if not self.is_account(target):
+                raise ChatError(errors.NO_SUCH_USER, name=target)
+
+    def kick(self, admin: User, username: str, reason: str = "") -> defer.Deferred:
+        """Log C{username} out with a notice naming C{admin} (and C{reason})."""
+        try:
+            self._check_admin(admin, "kick", username)
+            user = self._active.get(username)
+            if user is None:
+                raise ChatError(errors.NOT_ACTIVE, name=username)
+        except ChatError:
+            return defer.fail()
+        reason = single_line(reason).strip()
+        log.warn("Admin {admin} kicked {username}{why}", admin=admin.name, username=username,
+                 why=f": {reason}" if reason else "")
+        self._notify("admin", "kick")
+        notice = KICKED_NOTICE.format(admin=admin.name) + (f": {reason}" if reason else "")
+        return self._end_session(user, notice).addCallback(lambda _: username)
+
+    def ban(self, admin: User, username: str, duration: str) -> defer.Deferred:
+        """
+        Refuse C{username}'s logins for C{duration} (L{parse_duration}), kept
+        across restarts; a logged-in user is logged out with a notice. Fire
+        with the ban's end as a SPEC timestamp, or C{None} for a ban forever.
+        """
+        try:
+            self._check_admin(admin, "ban", username)
+            seconds = parse_duration(duration)
+        except ChatError:
+            return defer.fail()
+        try:
+            until = self.bans.ban(username, seconds)
+        except OSError:
+            log.failure("Cannot save the ban of {username}", username=username)
+            return defer.fail(ChatError(errors.NOT_SAVED))
+        ends = None if until == FOREVER else format_timestamp(until)
+        log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
+                 until=ends or "forever")
+        self._notify("admin", "ban")
+        user = self._active.get(username)
+        if user is None:
+            return defer.succeed(ends)
+        notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
+                  else BANNED_FOREVER_NOTICE.format(admin=admin.name))
+        return self._end_session(user, notice).addCallback(lambda _: ends)
+
+    def unban(self, admin: User, username: str) -> defer.Deferred:
+        try:
+            self._check_admin(admin, "unban")
+            if not self.bans.unban(username):
+                raise ChatError(errors.NOT_BANNED, name=username)
+        except ChatError:
+            return defer.fail()
+        except OSError:
+            log.failure("Cannot save the end of the ban of {username}", username=username)
+            return defer.fail(ChatError(errors.NOT_SAVED))
+        log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
+        self._notify("admin", "unban")
+        return defer.succeed(username)
+
+    def announce_by(self, admin: User, text: str) -> defer.Deferred:
+        """L{announce} for an administrator; fire with the number of users told."""
+        try:
+            self._check_admin(admin, "announce")
+        except ChatError:
+            return defer.fail()
+        text = single_line(text).strip()
+        log.warn("Admin {admin} announced: {text}", admin=admin.name, text=text)
+        self._notify("admin", "announce")
+        self.announce(text)
+        return defer.succeed(len(self._active))
 
     def close(self) -> defer.Deferred:
         self.lockout.stop()

@@ -5,7 +5,6 @@ from twisted.logger import Logger
 
 log = Logger()
 
-TOO_MANY_COMMANDS = "Too many commands; slow down"
 
 
 def default_burst(rate: float) -> int:
@@ -27,6 +26,10 @@ class CommandRate:
         self.burst = burst
         self._tokens = float(burst)
         self._last = now
+
+    def delay(self, now: float) -> float:
+        """Seconds until the next token (after a refused L{allow} at C{now})."""
+        return max(0.0, (1.0 - self._tokens) / self.rate) if self.rate > 0 else 0.0
 
     def allow(self, now: float) -> bool:
         """Take one token if there is one."""

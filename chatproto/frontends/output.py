@@ -13,6 +13,7 @@ from ..turns import EndOfTurn
 log = Logger()
 
 DEFAULT_MAX_OUTPUT = 1024 * 1024
+CLOSE_DEADLINE = 5.0  # seconds a closed connection has to read what was left for it
 
 
 @implementer(IPushProducer)
@@ -93,8 +94,10 @@ class OutputBatch:
     """
 
     def __init__(self, clock):
+        self.clock = clock
         self._dirty: list = []
         self._turn = EndOfTurn(clock, self.flush)
+        self.turns = 0  # end-of-turn flushes so far: tells a connection a new turn has begun
 
     def add(self, connection) -> None:
         self._dirty.append(connection)
@@ -102,6 +105,7 @@ class OutputBatch:
 
     def flush(self) -> None:
         self._turn.cancel()
+        self.turns += 1
         dirty, self._dirty = self._dirty, []
         for connection in dirty:
             try:
@@ -119,7 +123,8 @@ class BatchedOutput:
     more than C{max_output} bytes unread is dropped (C{on_overflow}).
     """
 
-    __slots__ = ("batch", "max_output", "transport", "on_overflow", "_out", "bound", "closed", "_then_close")
+    __slots__ = ("batch", "max_output", "transport", "on_overflow", "_out", "bound", "closed", "_then_close",
+                 "_abort")
 
     def __init__(self, batch: OutputBatch, max_output: int, on_overflow):
         self.batch = batch
@@ -130,6 +135,7 @@ class BatchedOutput:
         self.bound = OutputBound()
         self.closed = False
         self._then_close = False
+        self._abort = None
 
     def attach(self, transport) -> None:
         self.transport = transport
@@ -164,6 +170,8 @@ class BatchedOutput:
         if self._then_close and not self.closed and transport is not None:
             self.closed = True
             transport.loseConnection()
+            # A client that does not read what is left is cut off, queue and all.
+            self._abort = self.batch.clock.callLater(CLOSE_DEADLINE, transport.abortConnection)
 
     def close_when_sent(self) -> None:
         """Close the connection once this turn's output is handed over."""
@@ -176,3 +184,7 @@ class BatchedOutput:
         """The connection is gone: nothing more is sent."""
         self.closed = True
         self._out = None
+        if self._abort is not None:
+            if self._abort.active():
+                self._abort.cancel()
+            self._abort = None

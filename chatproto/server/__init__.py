@@ -7,46 +7,74 @@ import sys
 
 from twisted.python import usage
 
-from .app import DatabaseError, DataDirectoryInUse, build_service
+from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
+from . import ops
+from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
+from .config import ConfigError, ConfigurableOptions, print_config
 from .options import (
     COMMON_OPTIONS,
+    IRC_OPTIONS,
     LIMIT_OPTIONS,
     AttemptsError,
     check_cluster,
     parse_attempts,
     parse_cluster,
     parse_database,
+    parse_irc,
     parse_limits,
     parse_port,
     parse_size,
 )
 
-USAGE = ("Usage: python -m chatproto.server [--interface ADDR] [--credentials FILE] "
-         "[--data-dir DIR] [--database URL] "
-         "[--cluster redis://HOST:PORT] [--max-output BYTES] [--rate-limit N] [--rate-burst N] "
-         "[--max-connections N] [--max-connections-per-ip N] [--fsync] PORT ATTEMPTS")
+USAGE = ("Usage: python -m chatproto.server [--config FILE] [--print-config] [--interface ADDR] "
+         "[--credentials FILE] [--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] "
+         "[--rate-burst N] [--max-connections N] [--max-connections-per-ip N] "
+         "[--irc-port N | --irc-listen ENDPOINT] [--web-port N | --web-listen ENDPOINT] [--admins NAMES] "
+         "[--metrics-port N] [--cluster redis://HOST:PORT] [--fsync] PORT ATTEMPTS")
 
 
-class ServerOptions(usage.Options):
+class ServerOptions(ConfigurableOptions, usage.Options):
+    config_positional = ("port", "attempts")  # from the configuration file when not given
     optParameters = [
         ["interface", None, None, "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *IRC_OPTIONS,
+        *WEB_OPTIONS,
+        *ops.OPS_OPTIONS,
     ]
-    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
+    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
+                ops.PRINT_CONFIG_FLAG]
 
-    def parseArgs(self, port, attempts):
-        self["port"] = parse_port(port)
-        self["attempts"] = parse_attempts(attempts)
+    def parseArgs(self, *args):
+        if len(args) == 2:
+            self["port"], self["attempts"] = args
+        elif args:
+            raise usage.UsageError("Wrong number of arguments.")
 
     def postOptions(self):
+        self.apply_config()
+        snapshot = dict(self)
+        self.check_config(self._check)
+        if self["print-config"]:
+            print_config(self, snapshot)
+            sys.exit(0)
+
+    def _check(self):
+        if self.get("port") is None or self.get("attempts") is None:
+            raise usage.UsageError("PORT and ATTEMPTS are needed, as arguments or in the --config file")
+        self["port"] = parse_port(str(self["port"]))
+        self["attempts"] = parse_attempts(str(self["attempts"]))
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
         self["database"] = parse_database(self["database"])
         self["cluster"] = parse_cluster(self["cluster"])
         check_cluster(self)
+        self["irc"] = parse_irc(self, self["interface"])
+        self["web-listen"] = web_listen_description(self, self["interface"])
         if not os.path.isdir(self["data-dir"]):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
+        ops.parse_ops(self, self["interface"] or "127.0.0.1")
 
     def opt_help(self):
         """show this help and exit"""
@@ -76,7 +104,7 @@ def listen_description(port: int, interface: str) -> str:
     return description
 
 
-FLAGS = {"--fsync", "--help", "-h", "--version"}
+FLAGS = {"--fsync", "--help", "-h", "--version", "--print-config"}
 
 
 def options_first(argv: list[str]) -> list[str]:
@@ -122,11 +150,27 @@ def server_log_observers(out, err):
     return [FilteringLogObserver(out, [operator_events]), FilteringLogObserver(err, [problems])]
 
 
+def raise_descriptor_limit() -> None:
+    """As many descriptors as the system lets this process have: one per connection, and some."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = hard if hard != resource.RLIM_INFINITY else 1 << 20
+        if soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     options = ServerOptions()
     try:
         options.parseOptions(options_first(argv))
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        sys.exit(2)
     except AttemptsError as e:
         print(e, file=sys.stderr)
         sys.exit(2)
@@ -160,6 +204,8 @@ def main(argv=None) -> None:
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
         database=options["database"], cluster=options["cluster"],
+        front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
+        + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
     try:
         chat_service.load()
@@ -169,6 +215,8 @@ def main(argv=None) -> None:
     except OSError as e:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
+    raise_descriptor_limit()
+    ops.attach(top, chat_service, options, listening, listen_failed, reactor)
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()

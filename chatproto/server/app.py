@@ -19,22 +19,27 @@ from ..core.realm import ChatRealm
 from ..frontends.line.protocol import ChatServerFactory
 from ..frontends.line.texts import SHUTDOWN_NOTICE
 from ..frontends.output import DEFAULT_MAX_OUTPUT
+from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
 from ..storage.credentials import CredentialsFile
 from ..storage.ledger import Ledger
 from ..storage.memory import MemoryDatabase
 from ..storage.model import DatabaseError
 from ..storage.sqlite import SQLiteDatabase
+from . import ops
+from .config import ConfigError, ConfigurableOptions, print_config
 from .datadir import DataDirectoryInUse, is_server_file, lock_data_directory, remove_stale_temporaries
 from .options import (
     COMMON_OPTIONS,
     check_cluster,
     DEFAULT_DATABASE,
+    IRC_OPTIONS,
     LIMIT_OPTIONS,
     database_path,
     is_postgres,
     parse_attempts,
     parse_cluster,
     parse_database,
+    parse_irc,
     parse_limits,
     parse_port,
     parse_size,
@@ -42,7 +47,7 @@ from .options import (
 
 log = Logger()
 
-SHUTDOWN_GRACE_SECONDS = 2.0
+SHUTDOWN_GRACE_SECONDS = 0.5  # then connections still draining are cut: SIGTERM ends in well under 1 s
 
 __all__ = ["ChatService", "DataDirectoryInUse", "DatabaseError", "FrontEnd", "Options", "build_service",
            "makeService"]
@@ -72,6 +77,24 @@ def line_ready_line(address) -> str:
 
 
 ready_line = line_ready_line
+
+
+def irc_ready_line(address) -> str:
+    return f"IRC listening on {address.host}:{address.port}"
+
+
+def irc_front_end(listen: str) -> FrontEnd:
+    """The IRC listener (SPEC.md section 8) on C{listen}, over the same realm and limits."""
+
+    def make_factory(chat_service):
+        from ..frontends.irc import IRCFactory
+
+        factory = IRCFactory(chat_service.chat, clock=chat_service.clock,
+                             max_output=chat_service.max_output, **chat_service.limits)
+        chat_service.factories.append(factory)
+        return factory
+
+    return FrontEnd("irc", listen, make_factory, irc_ready_line)
 
 
 def open_database(url: str, data_dir: str, reactor, durable: bool, node=None):
@@ -272,26 +295,52 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     return top, chat_service
 
 
-class Options(usage.Options):
+class Options(ConfigurableOptions, usage.Options):
     """C{twistd chat} options."""
 
-    synopsis = "[--port N | --listen ENDPOINT] --attempts N --credentials FILE --data-dir DIR"
+    synopsis = ("[--port N | --listen ENDPOINT] [--irc-listen ENDPOINT] --attempts N --credentials FILE "
+                "--data-dir DIR")
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
+        ["interface", None, "", "with --port: listen on this address only (default: all interfaces)"],
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
         *COMMON_OPTIONS,
         *LIMIT_OPTIONS,
+        *IRC_OPTIONS,
+        *WEB_OPTIONS,
+        *ops.OPS_OPTIONS,
     ]
-    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"]]
+    optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
+                ops.PRINT_CONFIG_FLAG]
 
     def postOptions(self):
+        import sys
+
+        try:
+            self.apply_config()
+            snapshot = dict(self)
+            self.check_config(self._check)
+        except ConfigError as e:  # one line and status 2, not twistd's whole usage
+            print(f"Error: {e}", file=sys.stderr)
+            raise SystemExit(2) from None
+        if self["print-config"]:
+            print_config(self, snapshot)
+            raise SystemExit(0)
+
+    def _check(self):
         self["limits"] = parse_limits(self)
+        self["irc"] = parse_irc(self)
+        self["web-listen"] = web_listen_description(self)
         if self["port"] is not None and self["listen"] is not None:
             raise usage.UsageError("give --port or --listen, not both")
         if self["listen"] is None:
-            port = parse_port(self["port"] or "9000")
+            port = parse_port(str(self["port"] or "9000"))
             self["listen"] = f"tcp:{port}"
+            if self["interface"]:
+                self["listen"] += ":interface=" + self["interface"].replace(":", r"\:")
+        elif self["interface"]:
+            raise usage.UsageError("give --interface with --port, or put it in --listen")
         self["attempts"] = parse_attempts(self["attempts"])
         self["max-output"] = parse_size(self["max-output"])
         self["database"] = parse_database(self["database"])
@@ -301,6 +350,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"no such directory: {self['data-dir']}")
         if not os.access(self["credentials"], os.R_OK):
             raise usage.UsageError(f"cannot read the credentials file {self['credentials']}")
+        ops.parse_ops(self, self["interface"] or "127.0.0.1")
 
 
 def makeService(options):
@@ -319,6 +369,8 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"], cluster=options["cluster"],
+        front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
+        + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
     try:
         chat_service.load()
@@ -326,4 +378,5 @@ def makeService(options):
         raise SystemExit(f"Error: {e}") from None
     except OSError as e:
         raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
+    ops.attach(top, chat_service, options, listening, failed)
     return top

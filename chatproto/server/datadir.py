@@ -15,7 +15,7 @@ LOCK_FILE = ".chatproto.lock"
 
 
 def is_server_file(name: str) -> bool:
-    return name in (USERLOG, MESSAGELOG) or name.endswith("_messageLog.txt")
+    return name in (USERLOG, MESSAGELOG, "bans.txt") or name.endswith("_messageLog.txt")
 
 
 def remove_stale_temporaries(directory: str, owned) -> None:

@@ -35,12 +35,19 @@ def parse_size(value: str) -> int:
     return int(value)
 
 
+# On by default: a public server must not run out of descriptors for one
+# address's sake; users behind one NAT address rarely need more than this.
+DEFAULT_MAX_CONNECTIONS = 10000
+DEFAULT_MAX_CONNECTIONS_PER_IP = 100
+
 # Flood limits, shared by the twistd plugin and C{python -m chatproto.server}.
 LIMIT_OPTIONS = [
     ["rate-limit", None, "0", "commands a second allowed per connection on average (0: no limit)"],
     ["rate-burst", None, "0", "commands a connection may send at once (default: twice the rate)"],
-    ["max-connections", None, "0", "connections allowed at once (0: no cap)"],
-    ["max-connections-per-ip", None, "0", "connections allowed at once from one address (0: no cap)"],
+    ["max-connections", None, str(DEFAULT_MAX_CONNECTIONS),
+     "connections allowed at once, per listener (0: no cap)"],
+    ["max-connections-per-ip", None, str(DEFAULT_MAX_CONNECTIONS_PER_IP),
+     "connections allowed at once from one address, per listener (0: no cap)"],
 ]
 
 
@@ -137,3 +144,25 @@ COMMON_OPTIONS = [
     ["max-output", None, str(1024 * 1024),
      "bytes of unsent output a client may have before it is disconnected"],
 ]
+
+
+# The IRC front end (SPEC.md section 8): off unless one of these is given.
+IRC_OPTIONS = [
+    ["irc-port", None, None, "also speak IRC on this TCP port (0: any free port)"],
+    ["irc-listen", None, None, "also speak IRC on this server endpoint (tcp:6667, ssl:6697:...)"],
+]
+
+
+def parse_irc(options, interface: str = "") -> str | None:
+    """The IRC listener's endpoint description from C{--irc-port}/C{--irc-listen}, or None."""
+    port, listen = options["irc-port"], options["irc-listen"]
+    if port is not None and listen is not None:
+        raise usage.UsageError("give --irc-port or --irc-listen, not both")
+    if listen is not None:
+        return listen
+    if port is None:
+        return None
+    description = f"tcp:{parse_port(port)}"
+    if interface:
+        description += ":interface=" + interface.replace(":", r"\:")
+    return description

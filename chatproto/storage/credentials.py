@@ -7,6 +7,10 @@ lines are ignored; a malformed line is reported (file and line number) and
 skipped, never fatal for the rest.
 """
 
+import contextlib
+import fcntl
+import os
+import re
 from dataclasses import dataclass
 
 from twisted.internet import defer
@@ -64,6 +68,10 @@ class CredentialsFile:
             log.warn("{problem}", problem=str(problem))
         return self
 
+    def reload(self) -> "CredentialsFile":
+        """Read the file again (SIGHUP, a change seen by the watcher); OSError keeps the old accounts."""
+        return self.load()
+
     def __contains__(self, username: str) -> bool:
         return username in self.secrets
 
@@ -109,7 +117,88 @@ def replace_line_secret(path: str, data: bytes, username: str, secret: str) -> b
 
 def rewrite_credentials(path: str, username: str, secret: str) -> None:
     """Store C{secret} for C{username} in the credentials file, atomically."""
+    with credentials_lock(path):
+        with open(path, "rb") as f:
+            data = f.read()
+        write_file_atomically(path, [replace_line_secret(path, data, username, secret)])
+
+
+# Account names chatproto-admin creates (docs/OPERATING.md): SPEC only forbids
+# whitespace; these also stay clear of what the IRC and web front ends give a
+# meaning to (#channels, "user:password", "$*", option-like "-x").
+USERNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", re.ASCII)
+USERNAME_RULE = ("1 to 32 ASCII letters, digits, '_', '.' or '-', "
+                 "starting with a letter, a digit or '_'")
+
+
+def username_problem(name: str) -> str | None:
+    """Why C{name} cannot be a new account's name, or None."""
+    if USERNAME.fullmatch(name):
+        return None
+    return f"a username is {USERNAME_RULE}"
+
+
+@contextlib.contextmanager
+def credentials_lock(path: str):
+    """
+    Hold an exclusive lock on the credentials file while it is read and
+    rewritten, so that the server's C{/changepassword} and C{chatproto-admin}
+    never undo each other's change. The lock is on the file itself (no file
+    of its own): a rewrite replaces the file, so a lock taken on a file that
+    was replaced meanwhile is taken again on the new one.
+    """
+    real = os.path.realpath(path)
+    while True:
+        try:
+            fd = os.open(real, os.O_RDONLY)
+        except FileNotFoundError:
+            yield  # nothing to lock yet (adduser creates the file)
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(real).st_ino:
+                break
+        except OSError:
+            pass
+        os.close(fd)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read(path: str) -> bytes:
     with open(path, "rb") as f:
-        data = f.read()
-    write_file_atomically(path, [replace_line_secret(path, data, username, secret)])
+        return f.read()
+
+
+def add_account(path: str, username: str, secret: str) -> None:
+    """Append C{USERNAME SECRET} to the credentials file (created if missing), atomically."""
+    with credentials_lock(path):
+        try:
+            data = _read(path)
+        except FileNotFoundError:
+            data = b""
+        if username in parse_credentials(path, data.decode("utf-8", "surrogateescape"))[0]:
+            raise AccountExists(username)
+        if data and not data.endswith((b"\n", b"\r")):
+            data += b"\n"
+        write_file_atomically(path, [data, f"{username} {secret}\n".encode("utf-8", "surrogateescape")])
+
+
+def delete_account(path: str, username: str) -> None:
+    """Remove every line of C{username}'s account (a duplicate would take its place), atomically."""
+    with credentials_lock(path):
+        text = _read(path).decode("utf-8", "surrogateescape")
+        pieces = text.splitlines(keepends=True)
+        kept = [piece for piece in pieces
+                if not (piece.strip() and piece.split(" ", 1)[0] == username
+                        and username in parse_credentials(path, piece.splitlines()[0])[0])]
+        if len(kept) == len(pieces):
+            raise AccountNotInFile(username)
+        write_file_atomically(path, ["".join(kept).encode("utf-8", "surrogateescape")])
+
+
+class AccountExists(Exception):
+    """The credentials file has this account already."""
 

@@ -15,8 +15,12 @@ records the database has beyond a file are appended to it. Nothing is
 doubled (a record is the pair log and SEQ), nothing acknowledged is missing.
 """
 
-from twisted.internet import defer
+from time import perf_counter
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ..core import errors
@@ -25,10 +29,14 @@ from ..core.interfaces import IChatStorage
 from ..core.timestamps import parse_timestamp
 from ..turns import EndOfTurn
 from .model import PRIVATE_LOG, GroupRecord
-from .records import NoSuchRecord, NotAuthor, delete_record
+from .records import NoSuchRecord, NotAuthor, delete_records
 from .textlogs import TextLogs, read_records_after
 
 log = Logger()
+
+
+def _held(text_log) -> bool:
+    return text_log is not None and getattr(text_log, "held", False)
 
 
 @implementer(IChatStorage)
@@ -46,8 +54,12 @@ class Ledger:
         self._ops: list = []  # (text log or None, database operation) of this turn
         self._waiting: list = []  # (Deferred, text log or None, result) of this turn
         self._reads: list = []  # reads waiting for this turn's batch
+        self._deletions: dict = {}  # text log -> [(seq, author, log key, Deferred)] of this turn
+        self._rewrites: set = set()  # the Deferreds of deletions running in a thread
+        self._drop_after: dict = {}  # text log -> group log name: drop it once its rewrite is done
         self._groups: list[GroupRecord] = []
         self._closed = False
+        self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
         self._open()
 
     def _open(self) -> None:
@@ -76,10 +88,27 @@ class Ledger:
 
     def flush(self) -> None:
         self._turn.cancel()
+        observers = self.observers
+        if observers:
+            started = perf_counter()
         failed = self.logs.write()
+        if observers and self._waiting:
+            written = perf_counter()
+            for observer in observers:
+                observer("journal", len(self._waiting), written - started)
         ops, self._ops = self._ops, []
         waiting, self._waiting = self._waiting, []
         reads, self._reads = self._reads, []
+        if self._rewrites:
+            # A log being rewritten (a deletion) writes nothing: its changes wait for the next batch.
+            kept_ops = [entry for entry in ops if _held(entry[0])]
+            kept_waiting = [entry for entry in waiting if _held(entry[1])]
+            if kept_ops or kept_waiting:
+                ops = [entry for entry in ops if not _held(entry[0])]
+                waiting = [entry for entry in waiting if not _held(entry[1])]
+                self._ops = kept_ops + self._ops
+                self._waiting = kept_waiting + self._waiting
+        self._start_deletions()
         if failed:
             ops = [entry for entry in ops if entry[0] not in failed]
             for d, text_log, _result in waiting:
@@ -88,12 +117,20 @@ class Ledger:
             waiting = [entry for entry in waiting if entry[1] not in failed]
         if ops:
             committed = self.database.commit([op for _log, op in ops])
+            if observers:
+                committed.addBoth(self._timed, len(ops), perf_counter())
             committed.addCallbacks(self._committed, self._not_committed,
                                    callbackArgs=(waiting,), errbackArgs=(waiting,))
         else:
             self._committed(None, waiting)
         for read in reads:
             read()
+
+    def _timed(self, result, size: int, started: float):
+        seconds = perf_counter() - started
+        for observer in self.observers:
+            observer("database", size, seconds)
+        return result
 
     def _committed(self, _, waiting) -> None:
         for d, _log, result in waiting:
@@ -136,29 +173,75 @@ class Ledger:
         return self._change(text_log, ("msg", log_name, seq, timestamp, time, sender, None, text), seq)
 
     def delete_message(self, log_name, seq, author) -> defer.Deferred:
+        """
+        The deletions of a turn are done together, one rewrite per log, in a
+        worker thread; meanwhile that log's new records wait (in order) and
+        everything else goes on.
+        """
         text_log = self.logs.messagelog if log_name is None else self.logs.group_log(log_name)
-        try:
-            changed = delete_record(text_log, seq, author)
-        except NoSuchRecord:
+        if not 0 < seq <= text_log.last_seq:
             return defer.fail(ChatError(errors.NO_SUCH_MESSAGE, seq=seq))
-        except NotAuthor:
-            return defer.fail(ChatError(errors.NOT_AUTHOR, seq=seq))
+        d = defer.Deferred()
+        key = PRIVATE_LOG if log_name is None else log_name
+        self._deletions.setdefault(text_log, []).append((seq, author, key, d))
+        self._turn.schedule()
+        return d
+
+    def _start_deletions(self) -> None:
+        deletions, self._deletions = self._deletions, {}
+        for text_log, requests in deletions.items():
+            if text_log.held:  # its last rewrite is still running: after it
+                self._deletions[text_log] = requests
+                continue
+            text_log.hold()
+            pairs = [(seq, author) for seq, author, _, _ in requests]
+            done = self._in_thread(delete_records, text_log.path, pairs, self.logs.journal.durable)
+            self._rewrites.add(done)
+            done.addBoth(self._rewritten, text_log, requests, done)
+
+    def _rewritten(self, results, text_log, requests, done) -> None:
+        self._rewrites.discard(done)
+        try:
+            text_log.release_hold()
         except OSError:
-            log.failure("Cannot rewrite {path}", path=text_log.path)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        if not changed:
-            return defer.succeed(False)
-        return self._change(None, ("del", PRIVATE_LOG if log_name is None else log_name, seq), True)
+            log.failure("Cannot reopen {path}", path=text_log.path)
+        if isinstance(results, Failure):
+            log.failure("Cannot rewrite {path}", results, path=text_log.path)
+            results = [ChatError(errors.NOT_SAVED)] * len(requests)
+        for (seq, _author, key, d), result in zip(requests, results, strict=True):
+            if isinstance(result, NoSuchRecord):
+                d.errback(ChatError(errors.NO_SUCH_MESSAGE, seq=seq))
+            elif isinstance(result, NotAuthor):
+                d.errback(ChatError(errors.NOT_AUTHOR, seq=seq))
+            elif isinstance(result, ChatError):
+                d.errback(result)
+            else:
+                # Deleted already in the file (a retry after a crash or a failed commit): the
+                # database is told again all the same; the change is idempotent.
+                self._change(None, ("del", key, seq), bool(result)).chainDeferred(d)
+        drop = self._drop_after.pop(text_log, None)
+        if drop is not None:
+            self.logs.drop_group_log(drop)
+        if self._deletions:
+            self._turn.schedule()
+
+    def _in_thread(self, function, *args) -> defer.Deferred:
+        clock = self.clock
+        if IReactorThreads.providedBy(clock):
+            return threads.deferToThreadPool(clock, clock.getThreadPool(), function, *args)
+        return defer.maybeDeferred(function, *args)
 
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._read(self.database.private_history, a, b, limit, before)
 
-    def group_history(self, log_name, limit, before=None) -> defer.Deferred:
-        return self._read(self.database.group_history, log_name, limit, before)
+    def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
+        return self._read(self.database.group_history, log_name, limit, before, since)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
-        self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
-        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast)))
+        text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        record.first_seq = text_log.last_seq + 1
+        self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast,
+                                 record.first_seq)))
         for username, joined in record.members:
             self._ops.append((None, ("member", record.key, username, joined)))
         return self._change(None, None)
@@ -172,7 +255,11 @@ class Ledger:
     def remove_group(self, key, log_name=None) -> defer.Deferred:
         d = self._change(None, ("ungroup", key))
         if log_name is not None:
-            self.logs.drop_group_log(log_name)
+            text_log = self.logs.existing_group_log(log_name)
+            if text_log is not None and (text_log.held or text_log in self._deletions):
+                self._drop_after[text_log] = log_name  # once its rewrite is done
+            else:
+                self.logs.drop_group_log(log_name)
         return d
 
     def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
@@ -185,9 +272,19 @@ class Ledger:
         return self._change(self.logs.userlog, None)
 
     def close(self) -> defer.Deferred:
+        """Wait for running rewrites, write what is pending, release everything."""
         if self._closed:
             return defer.succeed(None)
         self._closed = True
         self.flush()
-        self.logs.close()
-        return self.database.close()
+
+        @defer.inlineCallbacks
+        def finish():
+            # A rewrite may queue the next one (deletions that waited for it): until none is left.
+            while self._rewrites or self._deletions:
+                yield defer.DeferredList(list(self._rewrites))
+                self.flush()
+            self.logs.close()
+            yield self.database.close()
+
+        return finish()

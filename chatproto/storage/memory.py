@@ -21,7 +21,7 @@ class MemoryDatabase:
         return self
 
     def groups(self) -> list[GroupRecord]:
-        return [GroupRecord(g.key, g.name, g.owner, g.broadcast, [list(m) for m in g.members])
+        return [GroupRecord(g.key, g.name, g.owner, g.broadcast, [list(m) for m in g.members], g.first_seq)
                 for g in self._groups.values()]
 
     def last_seq(self, log: str) -> int:
@@ -53,8 +53,8 @@ class MemoryDatabase:
         if row is not None:
             row[6] = "[deleted]"
 
-    def _op_group(self, key, name, owner, broadcast):
-        self._groups[key] = GroupRecord(key, name, owner, bool(broadcast), [])
+    def _op_group(self, key, name, owner, broadcast, first_seq=1):
+        self._groups[key] = GroupRecord(key, name, owner, bool(broadcast), [], first_seq)
 
     def _op_member(self, key, username, joined):
         members = self._groups[key].members
@@ -76,9 +76,9 @@ class MemoryDatabase:
         rows = self._by_peers.get(peers_key(a, b), [])
         return defer.succeed(_last(rows, limit, before))
 
-    def group_history(self, log, limit, before=None):
+    def group_history(self, log, limit, before=None, since=1):
         rows = self._messages.get(log, {})
-        return defer.succeed(_last([rows[s] for s in sorted(rows)], limit, before))
+        return defer.succeed(_last([rows[s] for s in sorted(rows) if s >= since], limit, before))
 
     def close(self) -> defer.Deferred:
         return defer.succeed(None)

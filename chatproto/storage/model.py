@@ -19,7 +19,7 @@ class DatabaseError(Exception):
 # One batch is a list of operations, tuples whose first item names them:
 #   ("msg", log, seq, timestamp, time, sender, recipient, text)
 #   ("del", log, seq)
-#   ("group", key, name, owner, broadcast)
+#   ("group", key, name, owner, broadcast, first_seq)
 #   ("member", key, username, joined)
 #   ("unmember", key, username)
 #   ("ungroup", key)

@@ -56,7 +56,8 @@ MIGRATIONS = [
         key TEXT PRIMARY KEY,         -- the name folded to lower case
         name TEXT NOT NULL,
         owner TEXT NOT NULL,
-        broadcast BOOLEAN NOT NULL
+        broadcast BOOLEAN NOT NULL,
+        first_seq BIGINT NOT NULL DEFAULT 1  -- its log's first SEQ that is this group's
     );
     CREATE TABLE members (
         id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,  -- membership order
@@ -163,8 +164,9 @@ class PostgresDatabase:
 
     def _groups(self, db) -> list[GroupRecord]:
         groups = {}
-        for key, name, owner, broadcast in db.execute("SELECT key, name, owner, broadcast FROM groups"):
-            groups[key] = GroupRecord(key, name, owner, bool(broadcast), [])
+        for key, name, owner, broadcast, first_seq in db.execute(
+                "SELECT key, name, owner, broadcast, first_seq FROM groups"):
+            groups[key] = GroupRecord(key, name, owner, bool(broadcast), [], first_seq)
         for key, username, joined in db.execute(
                 "SELECT group_key, username, joined FROM members ORDER BY id"):
             if key in groups:
@@ -224,8 +226,8 @@ class PostgresDatabase:
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._run(_history, "peers", peers_key(a, b), limit, before)
 
-    def group_history(self, log, limit, before=None) -> defer.Deferred:
-        return self._run(_history, "log", log, limit, before)
+    def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
+        return self._run(_history, "log", log, limit, before, since)
 
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
@@ -305,11 +307,13 @@ class Committed(list):
     the groups it created that existed already (another node created them first)."""
 
     refused_groups: set
+    first_seqs: dict  # group key -> the first SEQ of its log that is this group's (given by the database)
 
 
 def _commit(db, ops, node=None) -> list:
     results = Committed()
     results.refused_groups = refused = set()
+    results.first_seqs = first_seqs = {}
     with db.transaction():
         cursor = db.cursor()
         # SEQs to allocate: one counter update per log in the batch.
@@ -344,11 +348,19 @@ def _commit(db, ops, node=None) -> list:
             elif kind == "del":
                 cursor.execute("UPDATE messages SET text = '[deleted]' WHERE log = %s AND seq = %s", op[1:])
             elif kind == "group":
+                key, name, owner, broadcast = op[1:5]
+                first_seq = op[5] if len(op) > 5 else 1
+                if first_seq is None:  # a cluster node: after whatever the log holds
+                    row = cursor.execute("SELECT last FROM log_counters WHERE log = %s", (name,)).fetchone()
+                    first_seq = (row[0] if row else 0) + 1
                 created = cursor.execute(
-                    "INSERT INTO groups (key, name, owner, broadcast) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT (key) DO NOTHING RETURNING key", op[1:]).fetchone()
+                    "INSERT INTO groups (key, name, owner, broadcast, first_seq) VALUES (%s, %s, %s, %s, %s) "
+                    "ON CONFLICT (key) DO NOTHING RETURNING key",
+                    (key, name, owner, broadcast, first_seq)).fetchone()
                 if created is None:
-                    refused.add(op[1])
+                    refused.add(key)
+                else:
+                    first_seqs[key] = first_seq
             elif kind == "member" and op[1] in refused:
                 pass  # the members of a creation that lost: not added to the group that won
             elif kind == "member":
@@ -377,9 +389,12 @@ def _save_block(db, username, until):
                    "ON CONFLICT (username) DO UPDATE SET until = excluded.until", (username, until))
 
 
-def _history(db, column, value, limit, before):
+def _history(db, column, value, limit, before, since=1):
     query = f"SELECT {_COLUMNS} FROM messages WHERE {column} = %s"
     args = [value]
+    if since > 1:
+        query += " AND seq >= %s"
+        args.append(since)
     if before is not None:
         query += " AND seq < %s"
         args.append(before)

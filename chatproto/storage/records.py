@@ -72,34 +72,66 @@ def deleted_line(line: bytes, author: str) -> bytes | None:
     return sep.join(fields[:3] + [DELETED.encode()])
 
 
-def delete_record(record_log, seq: int, author: str) -> bool:
+def delete_records(path: str, requests, durable: bool = True) -> list:
     """
-    Mark record C{seq} of C{record_log} (a L{chatproto.journal.RecordLog})
-    deleted, if C{author} wrote it. Return False when it was deleted already.
-    Raise L{NoSuchRecord} or L{NotAuthor}; the file is unchanged then.
+    Mark the records C{requests} (C{(seq, author)} pairs) of the log at
+    C{path} deleted, in one atomic rewrite; safe to run in a worker thread
+    while nothing appends to the log. Return one result per request: True
+    (deleted), False (deleted already), or the L{NoSuchRecord} /
+    L{NotAuthor} instance for it. C{durable}: flush the new file to disk.
     """
-    if not 0 < seq <= record_log.last_seq:
-        raise NoSuchRecord()
-    # This turn's records are in the file before it is copied.
-    record_log.write_pending()
-    path = os.path.realpath(record_log.path)
+    results: list = []
+    path = os.path.realpath(path)
     fd = os.open(path, os.O_RDONLY)
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         size = os.fstat(fd).st_size
+        changes: dict[int, tuple[int, int, bytes]] = {}  # start -> (start, end, new line)
         if size == 0:
-            raise NoSuchRecord()
+            return [NoSuchRecord() for _ in requests]
         with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as data:
-            found = find_record(data, seq)
-            if found is None:
-                raise NoSuchRecord()
-            start, end = found
-            line = deleted_line(data[start:end], author)
-        if line is None:
-            return False
-        write_file_atomically(path, [(fd, 0, start), line, (fd, end, size - end)])
+            for seq, author in requests:
+                found = find_record(data, seq)
+                if found is None:
+                    results.append(NoSuchRecord())
+                    continue
+                start, end = found
+                try:
+                    line = deleted_line(data[start:end], author)
+                except (NoSuchRecord, NotAuthor) as refused:
+                    results.append(refused)
+                    continue
+                if line is None or start in changes:
+                    results.append(False)  # deleted already (the file says so)
+                    continue
+                changes[start] = (start, end, line)
+                results.append(True)
+        if changes:
+            parts, offset = [], 0
+            for start, end, line in sorted(changes.values()):
+                parts += [(fd, offset, start - offset), line]
+                offset = end
+            parts.append((fd, offset, size - offset))
+            write_file_atomically(path, parts, durable)
     finally:
         os.close(fd)  # releases the lock, after the rename
-    record_log.reopen()
-    return True
+    return results
+
+
+def delete_record(record_log, seq: int, author: str) -> bool:
+    """
+    Mark record C{seq} of C{record_log} (a L{chatproto.storage.textlogs.RecordLog})
+    deleted, if C{author} wrote it, on the calling thread. Return False when
+    it was deleted already. Raise L{NoSuchRecord} or L{NotAuthor}; the file is
+    unchanged then.
+    """
+    if not 0 < seq <= record_log.last_seq:
+        raise NoSuchRecord()
+    record_log.write_pending()  # this turn's records are in the file before it is copied
+    (result,) = delete_records(record_log.path, [(seq, author)])
+    if isinstance(result, Exception):
+        raise result
+    if result:
+        record_log.reopen()
+    return result

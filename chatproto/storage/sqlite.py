@@ -7,6 +7,7 @@ runs, in order, on one worker thread, so a read sees every batch before it
 and the reactor never waits for the disk.
 """
 
+import os
 import sqlite3
 
 from twisted.internet import defer, threads
@@ -35,7 +36,8 @@ MIGRATIONS = [
         key TEXT PRIMARY KEY,         -- the name folded to lower case
         name TEXT NOT NULL,
         owner TEXT NOT NULL,
-        broadcast INTEGER NOT NULL
+        broadcast INTEGER NOT NULL,
+        first_seq INTEGER NOT NULL DEFAULT 1  -- its log's first SEQ that is this group's
     );
     CREATE TABLE members (
         id INTEGER PRIMARY KEY,       -- membership order
@@ -67,6 +69,15 @@ class SQLiteDatabase:
     # Start-up
 
     def open(self) -> "SQLiteDatabase":
+        if not os.path.exists(self.path):
+            # Private messages: only the server's user reads them (SQLite gives its -wal and
+            # -shm files the database's mode).
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise DatabaseError(f"cannot open the database {self.path}: {e.strerror}") from None
         try:
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=0.1)
         except sqlite3.Error as e:
@@ -119,9 +130,9 @@ class SQLiteDatabase:
 
     def groups(self) -> list[GroupRecord]:
         groups = {}
-        for key, name, owner, broadcast in self._db.execute(
-                "SELECT key, name, owner, broadcast FROM groups"):
-            groups[key] = GroupRecord(key, name, owner, bool(broadcast), [])
+        for key, name, owner, broadcast, first_seq in self._db.execute(
+                "SELECT key, name, owner, broadcast, first_seq FROM groups"):
+            groups[key] = GroupRecord(key, name, owner, bool(broadcast), [], first_seq)
         for key, username, joined in self._db.execute(
                 "SELECT group_key, username, joined FROM members ORDER BY id"):
             groups[key].members.append([username, bool(joined)])
@@ -168,13 +179,16 @@ class SQLiteDatabase:
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._run(self._history, "peers", peers_key(a, b), limit, before)
 
-    def group_history(self, log, limit, before=None) -> defer.Deferred:
-        return self._run(self._history, "log", log, limit, before)
+    def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
+        return self._run(self._history, "log", log, limit, before, since)
 
-    def _history(self, column, value, limit, before):
+    def _history(self, column, value, limit, before, since=1):
         query = (f"SELECT log, seq, timestamp, time, sender, recipient, text FROM messages "
                  f"WHERE {column} = ?")
         args = [value]
+        if since > 1:
+            query += " AND seq >= ?"
+            args.append(since)
         if before is not None:
             query += " AND seq < ?"
             args.append(before)
@@ -183,6 +197,18 @@ class SQLiteDatabase:
         rows = self._db.execute(query, args).fetchall()
         rows.reverse()
         return [_message(row) for row in rows]
+
+    def backup(self, target_path: str) -> defer.Deferred:
+        """SQLite's online backup into a new file, on the worker thread after every batch before it."""
+
+        def copy():
+            target = sqlite3.connect(target_path)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+
+        return self._run(copy)
 
     def close(self) -> defer.Deferred:
         d = self._run(self._close)
@@ -217,8 +243,8 @@ _APPLY = {
     "del": lambda db, op: db.execute(
         "UPDATE messages SET text = '[deleted]' WHERE log = ? AND seq = ?", op[1:]),
     "group": lambda db, op: db.execute(
-        "INSERT INTO groups (key, name, owner, broadcast) VALUES (?, ?, ?, ?)",
-        (op[1], op[2], op[3], int(op[4]))),
+        "INSERT INTO groups (key, name, owner, broadcast, first_seq) VALUES (?, ?, ?, ?, ?)",
+        (op[1], op[2], op[3], int(op[4]), op[5] if len(op) > 5 else 1)),
     "member": lambda db, op: db.execute(
         "INSERT INTO members (group_key, username, joined) VALUES (?, ?, ?) "
         "ON CONFLICT (group_key, username) DO UPDATE SET joined = excluded.joined",

@@ -18,6 +18,9 @@ from twisted.logger import Logger
 log = Logger()
 
 SEPARATOR = "; "
+# The logs hold private messages and users' addresses: only the server's user
+# reads them (new files; an existing file keeps its mode).
+FILE_MODE = 0o600
 RETRY_SECONDS = 1.0  # after a failed userlog.txt write
 # Readers split on the first three "; "; characters that would end a line in
 # any common reader (str.splitlines) must not reach a record.
@@ -95,18 +98,19 @@ class RecordLog:
     numbering continues across restarts.
     """
 
-    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal")
+    __slots__ = ("path", "last_seq", "_fd", "_pending", "_journal", "held")
 
     def __init__(self, path: str, journal: "Journal"):
         self.path = path
         self._journal = journal
+        self.held = False  # being rewritten elsewhere: records wait, unwritten
         self.last_seq = recover_last_seq(path)
         self._fd = None
         self._open()
         self._pending: list[bytes] = []
 
     def _open(self) -> int:
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
         return self._fd
 
     def append(self, timestamp: str, author: str, message: str) -> int:
@@ -133,7 +137,32 @@ class RecordLog:
         self.last_seq = seq - 1
         self.append(timestamp, author, message)
 
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
+
+    def hold(self) -> None:
+        """Write nothing until L{release_hold}: the file is being rewritten (a deletion)."""
+        self.held = True
+
+    def release_hold(self) -> None:
+        """The rewrite is done: append to the new file, starting with what waited."""
+        self.held = False
+        try:
+            self.reopen()
+        except OSError:
+            # The next write opens the path again (never the replaced file).
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            raise
+        finally:
+            if self._pending:
+                self._journal.mark(self)
+
     def write_pending(self) -> None:
+        if self.held:
+            return  # kept, in order, for when the rewrite is done
         pending, self._pending = self._pending, []
         if pending:
             size = None
@@ -147,7 +176,6 @@ class RecordLog:
                 self.last_seq -= len(pending)
                 if size is not None:
                     _truncate(fd, size)
-                self._journal.note_failure(self)
                 raise
 
     def sync(self) -> None:
@@ -168,7 +196,7 @@ class RecordLog:
         the journal's batch can: what it wrote is as durable as the journal
         promises already. Return whether it did.
         """
-        if self._pending:
+        if self._pending or self.held:
             return False
         if self._fd is not None:
             os.close(self._fd)
@@ -180,6 +208,10 @@ class RecordLog:
             self.write_pending()
             if self._fd is not None and self._journal.durable:
                 os.fsync(self._fd)
+        except OSError:
+            # Written outside the journal's batch: its acknowledgements become errors there.
+            self._journal.note_failure(self)
+            raise
         finally:
             if self._fd is not None:
                 os.close(self._fd)
@@ -265,6 +297,7 @@ class ActiveUserLog:
         self._rewrite = False
         self._marked = False  # in the journal's batch
         self._retry = None  # a later rewrite after a failed one
+        self.held = False  # never rewritten by a deletion
         write_file_atomically(path, [b""], journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
@@ -294,6 +327,8 @@ class ActiveUserLog:
 
     def write_pending(self) -> None:
         self._marked = False
+        if self._fd is None:
+            raise OSError(f"{self.path} is closed")
         if self._rewrite:
             self._rewrite = False
             try:
@@ -327,8 +362,13 @@ class ActiveUserLog:
     def close(self) -> None:
         if self._retry is not None and self._retry.active():
             self._retry.cancel()
-        self.write_pending()
-        os.close(self._fd)
+        if self._fd is None:
+            return
+        try:
+            self.write_pending()
+        finally:
+            os.close(self._fd)
+            self._fd = None
 
 
 class Journal:
@@ -442,6 +482,10 @@ class TextLogs:
                 del open_logs[candidate]
                 if len(open_logs) <= self.max_open:
                     return
+
+    def existing_group_log(self, name: str):
+        """The log of the group created as C{name} if it is open, else None (nothing opened)."""
+        return self._groups.get(name)
 
     def drop_group_log(self, name: str) -> None:
         """The group is gone: close its log (the file stays)."""

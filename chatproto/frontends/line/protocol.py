@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
 from ...core.interfaces import ISession
-from ..limits import TOO_MANY_COMMANDS, CommandRate, ConnectionCaps, Refusal, default_burst
+from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
 from .texts import error_text, event_line, history_line
@@ -26,6 +26,11 @@ from .texts import error_text, event_line, history_line
 log = Logger()
 
 MAX_LINE = 65536
+MAX_LINE_BEFORE_LOGIN = 4096  # LOGIN USERNAME PASSWORD UDP_PORT fits easily (docs/PROTOCOL.md)
+MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
+LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
+LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 500
 
@@ -49,7 +54,13 @@ USAGE = {
     "users": "/users",
     "help": "/help",
     "logout": "/logout",
+    # Administrators only (docs/OPERATING.md)
+    "kick": "/kick USERNAME [REASON]",
+    "ban": "/ban USERNAME DURATION",
+    "unban": "/unban USERNAME",
+    "announce": "/announce MESSAGE",
 }
+ADMIN_COMMANDS = {"kick", "ban", "unban", "announce"}
 
 _sent_at = ["", b""]  # the last timestamp and its reply: most messages share their second
 
@@ -59,6 +70,10 @@ def sent_at_line(timestamp: str) -> bytes:
     if _sent_at[0] is not timestamp:
         _sent_at[:] = [timestamp, f"OK message sent at {timestamp}.\n".encode()]
     return _sent_at[1]
+
+
+def _sent_at_reply(message) -> bytes:
+    return sent_at_line(message.timestamp)
 
 
 _rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
@@ -154,9 +169,17 @@ class ChatLineProtocol(LineReceiver):
         self._closing = False  # close once every reply is out
         self._dropped = False  # gone, or disconnected for not reading its output
         self._discarding = False  # inside an over-long line
-        self._buffer = b""
+        self._buffer = b""  # what was read and not handled yet, from _offset on
+        self._offset = 0
         self._busyReceiving = False
         self.paused = False
+        self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
+        self._lines_this_turn = 0
+        self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
+        self._lines_before_login = 0
+        self._deadline = None  # the login deadline's IDelayedCall
+        self._wakeup = None  # the IDelayedCall that resumes a paused input
+        self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
         if batch is None:
             batch = OutputBatch(chat.clock)
         self.output = BatchedOutput(batch, max_output, self._drop_slow_reader)
@@ -165,8 +188,34 @@ class ChatLineProtocol(LineReceiver):
 
     def connectionMade(self):
         self.output.attach(self.transport)
+        # A peer that vanished (a NAT that forgot it) is found by TCP itself.
+        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
+        if set_keepalive is not None:
+            set_keepalive(True)
         if self.ip is None:
             self.ip = getattr(self.transport.getPeer(), "host", "")
+        self._deadline = self.chat.clock.callLater(LOGIN_DEADLINE, self._login_too_late)
+
+    def _login_too_late(self) -> None:
+        self._deadline = None
+        if self.user is None and self.connected and not self._closing:
+            log.info("Closing {peer}: no login within {n:.0f} s", peer=self.host, n=LOGIN_DEADLINE)
+            self._close_with_notice(texts.LOGIN_DEADLINE_NOTICE)
+
+    def _close_with_notice(self, notice: str) -> None:
+        self.output.write(line("NOTICE", notice))
+        self.pause("closing")
+        self._closing = True
+        self._replies = None
+        self._close_if_done()
+
+    def _cancel_timers(self) -> None:
+        for name in ("_deadline", "_wakeup", "_abort"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
 
     def connectionLost(self, reason):
         # Every "is it still there?" check (a login or a password check that
@@ -174,6 +223,7 @@ class ChatLineProtocol(LineReceiver):
         self.connected = 0
         self._dropped = True
         self._replies = None
+        self._cancel_timers()
         self.output.discard()
         self._log_out()
         if self.factory is not None:
@@ -196,7 +246,7 @@ class ChatLineProtocol(LineReceiver):
         self.user = None  # the core logs the user out
         if self.connected and not self._dropped and not self._closing:
             self.output.write(line("NOTICE", notice))
-            self.pauseProducing()
+            self.pause("closing")
             self._closing = True
             self._close_if_done()
 
@@ -221,20 +271,19 @@ class ChatLineProtocol(LineReceiver):
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
+        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
 
-        def done(result):
-            slot[0] = render(result)
-            self._release()
+    def _answered(self, result, slot, render) -> None:
+        slot[0] = render(result)
+        self._release()
 
-        def failed(failure):
-            if failure.check(ChatError):
-                slot[0] = error_line(failure.value, command)
-            else:
-                log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-                slot[0] = line("ERR", "Server error")
-            self._release()
-
-        d.addCallbacks(done, failed)
+    def _refused(self, failure, slot, command) -> None:
+        if failure.check(ChatError):
+            slot[0] = error_line(failure.value, command)
+        else:
+            log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
+            slot[0] = line("ERR", "Server error")
+        self._release()
 
     def _release(self) -> None:
         replies = self._replies
@@ -251,69 +300,111 @@ class ChatLineProtocol(LineReceiver):
     def _drop_slow_reader(self) -> None:
         log.info("Dropping {peer}: more than {limit} bytes of output unread",
                  peer=self.host, limit=self.output.max_output)
+        self.chat.note("dropped", self.frontend)
         self._dropped = True
         self._replies = None
-        self.pauseProducing()  # nothing more it sent is read
-        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
+        self.pause("closing")  # nothing more it sent is read
         self._log_out()
-        self.transport.abortConnection()
+        # The notice goes after what is already queued; a client that reads
+        # nothing more for a second is cut off, queue and all.
+        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
+        self.transport.loseConnection()
+        self._abort = self.chat.clock.callLater(DROP_DEADLINE, self.transport.abortConnection)
 
     # Input
 
     def dataReceived(self, data: bytes) -> None:
         """
-        LineReceiver's framing, without re-slicing the whole buffer for every
-        line (a client pipelining thousands of lines in one read costs linear
-        time, not quadratic), and with an over-long line answered once and
-        skipped up to its end, the session kept.
+        LineReceiver's framing, in linear time however the input is cut and
+        however often it pauses, and in no more memory than what was read:
+        lines are cut out of the buffer one at a time, from an offset, while
+        reading is not paused. An over-long line is answered once, in its
+        place, and skipped up to its end; the session is kept.
         """
-        if self._busyReceiving:
-            self._buffer += data
-            return
         if self._dropped:
             return  # gone, or dropped for not reading: nothing more it sent is acted on
+        if data:
+            if self._discarding:
+                end = data.find(b"\n")
+                if end < 0:
+                    return
+                self._discarding = False
+                data = data[end + 1:]
+            if self._offset:
+                self._buffer = self._buffer[self._offset:] + data
+                self._offset = 0
+            else:
+                self._buffer += data
+        if self._busyReceiving:
+            return  # the outer call goes on with the buffer
         self._busyReceiving = True
         try:
-            self._buffer += data
-            while self._buffer and not self.paused:
-                buffer, self._buffer = self._buffer, b""
-                if self._discarding:
-                    end = buffer.find(b"\n")
-                    if end < 0:
-                        break
-                    self._discarding = False
-                    buffer = buffer[end + 1:]
-                lines = buffer.split(b"\n")
-                rest = lines.pop()
-                for index, one in enumerate(lines):
-                    if self.paused:
-                        # Keep the lines not handled yet, ahead of any that arrived meanwhile.
-                        self._buffer = b"\n".join(lines[index:]) + b"\n" + rest + self._buffer
-                        return
-                    if len(one) > self.MAX_LENGTH:
-                        self.err("Line too long")
-                    else:
-                        self.lineReceived(one)
-                if self.paused:  # the last line paused: what follows waits for its reply
-                    self._buffer = rest + self._buffer
-                    return
-                if len(rest) > self.MAX_LENGTH:
-                    self.err("Line too long")
-                    self._discarding = True
-                    rest = b""
-                arrived, self._buffer = self._buffer, rest
-                if not arrived:
+            while not self.paused:
+                buffer, offset = self._buffer, self._offset
+                end = buffer.find(b"\n", offset)
+                if end < 0:
+                    if len(buffer) - offset > self.max_length():
+                        self._buffer, self._offset = b"", 0
+                        self._discarding = True
+                        self._take_turn()
+                        if not self._count_before_login():
+                            self.err("Line too long")
                     break
-                self._buffer += arrived
+                self._take_turn()
+                if self.paused:
+                    break
+                self._offset = end + 1
+                if end - offset > self.max_length():
+                    if not self._count_before_login():
+                        self.err("Line too long")
+                else:
+                    self.lineReceived(buffer[offset:end])
+            if self._offset and self._offset >= len(self._buffer):
+                self._buffer, self._offset = b"", 0
         finally:
             self._busyReceiving = False
 
+    def max_length(self) -> int:
+        """The longest line read: small until the user has logged in."""
+        return self.MAX_LENGTH if self.user is not None else MAX_LINE_BEFORE_LOGIN + 1
+
+    def _take_turn(self) -> None:
+        """
+        Before each line: a connection gets C{LINES_PER_TURN} lines a reactor
+        turn (then its input waits for the next turn, after everyone's output
+        of this one), and with a command rate, a token per line (without one,
+        its input waits for the next token: nothing is read, nothing answered).
+        """
+        turn = self.output.batch.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = 0
+        self._lines_this_turn += 1
+        if self._lines_this_turn > LINES_PER_TURN:
+            self._wait("turn", 0)
+            return
+        rate = self.rate
+        if rate is not None:
+            now = self.chat.clock.seconds()
+            if not rate.allow(now):
+                self._wait("rate", rate.delay(now))
+
+    def _count_before_login(self) -> bool:
+        """Count a line read before login; close the connection past the budget (return True then)."""
+        if self.user is not None:
+            return False
+        self._lines_before_login += 1
+        if self._lines_before_login <= MAX_LINES_BEFORE_LOGIN:
+            return False
+        log.info("Closing {peer}: {n} lines without a login", peer=self.host, n=MAX_LINES_BEFORE_LOGIN)
+        self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
+        return True
+
     def lineReceived(self, data: bytes) -> None:
-        # Every line takes a token, invalid ones too; the two framing errors
-        # still come first.
-        allowed = self.rate is None or self.rate.allow(self.chat.clock.seconds())
         if data.endswith(b"\r"):
             data = data[:-1]
+        if self._count_before_login():
+            return
         if len(data) > MAX_LINE:
             self.err("Line too long")
             return
@@ -321,9 +412,6 @@ class ChatLineProtocol(LineReceiver):
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             self.err("Invalid UTF-8")
-            return
-        if not allowed:
-            self.err(TOO_MANY_COMMANDS)
             return
         command, _, args = text.lstrip().partition(" ")
         try:
@@ -351,21 +439,44 @@ class ChatLineProtocol(LineReceiver):
                 raise ChatError("invalid-command")
         getattr(self, method)(args)
 
+    def pause(self, reason: str) -> None:
+        """Stop reading input for C{reason}, until L{resume} of the same reason (several may hold)."""
+        if not self._pauses:
+            self.pauseProducing()
+        self._pauses.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._pauses:
+            return
+        self._pauses.discard(reason)
+        if not self._pauses and self.connected:
+            self.resumeProducing()
+
     def _pause_until(self, d) -> None:
         """Read nothing more until C{d} has a result (a slow password check, a login being recorded)."""
         done = []
         d.addBoth(self._resume_after, done)
         if not done:  # (d.called is no guide: d may wait on a chained Deferred)
             done.append(False)
-            self.pauseProducing()
+            self.pause("login")
 
     def _resume_after(self, result, done):
         if done:  # paused
-            if self.connected and not self._closing:
-                self.resumeProducing()
+            self.resume("login")
         else:
             done.append(True)
         return result
+
+    def _wait(self, reason: str, seconds: float) -> None:
+        """Stop reading for C{seconds} (0: until the end of this turn, once its output is out)."""
+        self.pause(reason)
+        if self._wakeup is None:
+            self._wakeup = self.chat.clock.callLater(seconds, self._wake, reason)
+
+    def _wake(self, reason: str) -> None:
+        self._wakeup = None
+        self._turn_seen = -1
+        self.resume(reason)
 
     # Before login
 
@@ -384,14 +495,16 @@ class ChatLineProtocol(LineReceiver):
             self.chat.logout(user)
             raise LoginFailed("server-error")
         self.user = user
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None and deadline.active():
+            deadline.cancel()
         return user
 
     # After login: one method per command
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message),
-                    lambda m: sent_at_line(m.timestamp), "msgto")
+        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
@@ -517,8 +630,10 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_help(self, args: str) -> None:
         split_args(args, "help", 0)
+        admin = self.chat.is_admin(self.user.name)
         self._reply(b"".join(
-            line("DATA", form) for command, form in USAGE.items() if "/" + command in self.COMMANDS
+            line("DATA", form) for command, form in USAGE.items()
+            if "/" + command in self.COMMANDS and (admin or command not in ADMIN_COMMANDS)
         ) + OK_LINE)
 
     def cmd_logout(self, args: str) -> None:
@@ -526,9 +641,40 @@ class ChatLineProtocol(LineReceiver):
         name = self.user.name
         self._log_out()
         self.ok(f"Bye, {name}!")
-        self.pauseProducing()  # nothing after /logout is read
+        self.pause("closing")  # nothing after /logout is read
         self._closing = True
         self._close_if_done()
+
+    # Administrators (the realm refuses everyone else: "You are not an administrator.")
+
+    def cmd_kick(self, args: str) -> None:
+        parts = args.split(None, 1)
+        if not parts:
+            raise UsageError("kick")
+        reason = parts[1] if len(parts) == 2 else ""
+        self._later(self.chat.kick(self.user, parts[0], reason),
+                    lambda name: line("OK", texts.KICKED.format(name=name)), "kick")
+
+    def cmd_ban(self, args: str) -> None:
+        username, duration = split_args(args, "ban", 2)
+
+        def banned(until):
+            if until is None:
+                return line("OK", texts.BANNED_FOREVER.format(name=username))
+            return line("OK", texts.BANNED.format(name=username, until=until))
+
+        self._later(self.chat.ban(self.user, username, duration), banned, "ban")
+
+    def cmd_unban(self, args: str) -> None:
+        (username,) = split_args(args, "unban", 1)
+        self._later(self.chat.unban(self.user, username),
+                    lambda name: line("OK", texts.UNBANNED.format(name=name)), "unban")
+
+    def cmd_announce(self, args: str) -> None:
+        if not args.strip():
+            raise UsageError("announce")
+        self._later(self.chat.announce_by(self.user, args),
+                    lambda n: line("OK", texts.ANNOUNCED.format(n=n)), "announce")
 
 
 def history_reply(messages) -> bytes:
@@ -579,6 +725,7 @@ class ChatServerFactory(ServerFactory):
         host = getattr(addr, "host", None)
         refusal = self.caps.refusal(host)
         if refusal is not None:
+            self.chat.note("refused", ChatLineProtocol.frontend)
             return Refusal(line("ERR", refusal))
         rate = None
         if self.rate_limit > 0:

@@ -25,6 +25,8 @@ NO_GROUPS = "No groups."
 NO_OTHER_ACTIVE_USER = "no other active user"
 SHUTDOWN_NOTICE = "Server shutting down"
 DROPPED_NOTICE = "Disconnected: too much output waiting unread"
+LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"
+TOO_MANY_LINES_NOTICE = "Disconnected: too many lines without a login"
 
 # Login failures: the client picks its next step from these exact texts.
 ACCOUNT_BLOCKED = "Your account is blocked due to multiple login failures. Please try again later"
@@ -45,6 +47,7 @@ ERROR_TEXTS = {
     codes.SERVER_ERROR: "Server error",
     codes.LOGIN_NOT_RECORDED: "Server error: the login could not be recorded. Please try again later",
     codes.NOT_SAVED: "Server error: the message could not be saved",
+    codes.LOGIN_BUSY: "Too many logins for this account at once. Please try again later",
     codes.TO_SELF: "You cannot send a message to yourself",
     codes.TO_SELF_FILE: "You cannot send a file to yourself",
     codes.NO_SUCH_USER: "No such user: {name}",
@@ -69,6 +72,19 @@ ERROR_TEXTS = {
     codes.NO_SUCH_MESSAGE: "No message {seq}.",
     codes.NOT_AUTHOR: "You can only delete your own messages.",
 }
+
+# Administrators' commands (docs/OPERATING.md)
+KICKED = "{name} has been disconnected."
+BANNED = "{name} is banned until {until}."
+BANNED_FOREVER = "{name} is banned until the ban is lifted (/unban {name})."
+UNBANNED = "{name} is no longer banned."
+ANNOUNCED = "Announcement sent to {n} active users."
+ERROR_TEXTS.update({
+    codes.NOT_ADMIN: "You are not an administrator.",
+    codes.ADMIN_SELF: "You cannot do that to your own account.",
+    codes.BAD_DURATION: "Invalid duration: {duration} (e.g. 30m, 2h, 7d, 1w or forever)",
+    codes.NOT_BANNED: "{name} is not banned.",
+})
 
 # Where a command words an error its own way.
 COMMAND_ERROR_TEXTS = {

@@ -1,0 +1,1351 @@
+"""
+The IRC front end: one L{IRCProtocol} per connection, over the chat core.
+
+It only translates: IRC commands become calls on the core's realm (login,
+send_private, join_group, ...), the core's events become IRC lines, and the
+core's error codes become numerics with SPEC.md's texts. Channels C{#G} are
+the core's groups C{G}; the nick is the account's username.
+
+Before registration only the registration commands exist (C{pre_*}
+methods); every other command gets 451. After it the chat commands
+(C{irc_*}) appear. Commands are handled one at a time, in order: while one
+waits for the core (a login, a JOIN being saved), the next lines wait; a
+PRIVMSG does not hold up the next line (the core answers sends in order).
+"""
+
+import base64
+import binascii
+from collections import deque
+
+from twisted.internet import defer
+from twisted.internet.protocol import ServerFactory
+from twisted.logger import Logger
+from twisted.words.protocols import irc
+
+from zope.interface import implementer
+
+from ...core import errors as codes
+from ...core.events import GROUP, Message
+from ...core.interfaces import ISession
+from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
+from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
+from . import caps as C
+from . import texts as T
+from .wire import (
+    MAX_LINE,
+    MAX_REST,
+    MAX_TAGS,
+    BadLine,
+    encode,
+    format_line,
+    format_tags,
+    parse_line,
+    parse_server_time,
+    server_time,
+)
+
+log = Logger()
+
+SERVER_NAME = "chatproto"
+HOST = "chatproto"  # the host part of every user's prefix: SENDER!SENDER@chatproto
+VERSION = "chatproto-0.1.0"
+REGISTRATION_TIMEOUT = 30.0
+PLAYBACK = 20  # messages of each joined group shown on (re)join to clients without chathistory
+MAX_HISTORY = 500
+SASL_CHUNK = 400
+MAX_SASL = 4 * SASL_CHUNK
+QUEUED_LINES_PAUSE = 1000  # stop reading a client that pipelines more than this while waiting
+LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+MAX_LINES_BEFORE_REGISTRATION = 64  # then the connection is closed: no client needs more
+DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last line
+
+# Tag flags of a rendered message: which tags this client gets.
+TAG_TIME, TAG_ACCOUNT, TAG_MSGID = 1, 2, 4
+
+GROUP_SEND_ERRORS = {
+    codes.NO_SUCH_GROUP: T.ERR_NOSUCHCHANNEL,
+    codes.NOT_MEMBER: T.ERR_NOTONCHANNEL,
+    codes.NOT_JOINED: T.ERR_CANNOTSENDTOCHAN,
+    codes.BROADCAST_OWNER_ONLY: T.ERR_CANNOTSENDTOCHAN,
+}
+PRIVATE_SEND_ERRORS = {codes.NO_SUCH_USER: T.ERR_NOSUCHNICK, codes.NOT_ACTIVE: T.ERR_NOSUCHNICK}
+# KILL and NOTICE $* (administrators): 481 ERR_NOPRIVILEGES for everyone else.
+ADMIN_ERRORS = {codes.NO_SUCH_USER: T.ERR_NOSUCHNICK, codes.NOT_ACTIVE: T.ERR_NOSUCHNICK,
+                codes.NOT_ADMIN: ("481", ())}
+
+# Commands that exist before registration.
+REGISTRATION_COMMANDS = frozenset({"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"})
+
+
+EVENT_HANDLERS: dict = {}  # event type -> IRCProtocol.event_NAME (or None: not shown)
+
+
+def prefix_of(name: str) -> str:
+    return f"{name}!{name}@{HOST}"
+
+
+def msgid_of(message) -> str:
+    if message.kind == GROUP:
+        return f"g.{message.group}.{message.seq}"
+    return f"p.{message.seq}"
+
+
+def seq_of_msgid(msgid: str) -> int | None:
+    tail = msgid.rpartition(".")[2]
+    return int(tail) if tail.isascii() and tail.isdigit() else None
+
+
+class Channel:
+    """What this connection knows of a group it has joined."""
+
+    __slots__ = ("broadcast", "members", "name", "owner")
+
+    def __init__(self, info):
+        self.name = info.name
+        self.owner = info.owner
+        self.broadcast = bool(info.broadcast)
+        self.members = {name: joined for name, joined in info.members}
+
+    @property
+    def channel(self) -> str:
+        return "#" + self.name
+
+    def joined(self, name: str) -> bool:
+        return self.members.get(name, False)
+
+
+def topic_of(info) -> str:
+    kind = "Broadcast group" if info.broadcast else "Group chat"
+    return f"{kind} {info.name}, owner {info.owner}"
+
+
+def modes_of(info) -> str:
+    return "+ntm" if info.broadcast else "+nt"
+
+
+@implementer(ISession)
+class IRCProtocol(irc.IRC):
+    """One IRC connection; also the core's session object for its user."""
+
+    frontend = "irc"
+    udp_port = 0
+    wants_presence = True
+
+    def __init__(self, factory, ip: str):
+        self.factory = factory
+        self.chat = factory.chat
+        self.clock = factory.clock
+        self.ip = ip
+        self.hostname = SERVER_NAME
+        self.transport = None
+        self.nick = None
+        self.user_seen = False
+        self.password = None
+        self.caps = set()
+        self.tag_flags = 0
+        self._echo = False
+        self._fast = False  # registered: PRIVMSG takes the short path
+        self.cap_version = 0
+        self.cap_negotiating = False
+        self.sasl = None  # None, or the base64 text of a PLAIN exchange under way
+        self.user = None  # the core's User once logged in
+        self.registered = False
+        self.ready = False  # registered and the joined channels shown: events go out at once
+        self.channels: dict[str, Channel] = {}
+        self.away = None
+        self.rate = None
+        if factory.rate_limit > 0:
+            self.rate = CommandRate(factory.rate_limit, factory.rate_burst, self.clock.seconds())
+        self._pending_events = []
+        self._lines = deque()
+        self._buffer = b""
+        self._discarding = False
+        self._busy = False  # a command waits for the core: the next lines wait for it
+        self._held = False  # input waits for the next turn, or for a token of the command rate
+        self._wakeup = None  # the IDelayedCall that ends a hold
+        self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
+        self._turn_seen = -1
+        self._lines_this_turn = 0
+        self._lines_before_registration = 0
+        self._processing = False
+        self._reading_paused = False
+        self._closed = False
+        self._timeout = None
+        self.connected = 0
+        self.output = BatchedOutput(factory.output, factory.max_output, self._drop_slow_reader)
+        self._batches = 0
+
+    # Connection
+
+    def connectionMade(self):
+        self.output.attach(self.transport)
+        if not self.ip:
+            self.ip = getattr(self.transport.getPeer(), "host", "") or ""
+        self._timeout = self.clock.callLater(self.factory.registration_timeout, self._registration_timeout)
+
+    def connectionLost(self, reason=None):
+        for name in ("_timeout", "_wakeup", "_abort"):
+            call = getattr(self, name)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, name, None)
+        self._closed = True
+        self.connected = 0
+        self.output.discard()
+        self.factory.forget(self)
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
+
+    def _registration_timeout(self):
+        self._timeout = None
+        if not self.registered:
+            self.close("Registration timed out")
+
+    def close(self, reason: str) -> None:
+        """Tell the client C{reason} with ERROR and close the connection."""
+        if self._closed:
+            return
+        self.send_line(format_line("ERROR", [f"Closing link: {reason}"]))
+        self._closed = True
+        self.output.close_when_sent()
+
+    # Output
+
+    def write(self, data: bytes) -> None:
+        if not self._closed:
+            self.output.write(data)
+
+    def _drop_slow_reader(self):
+        log.info("Dropping {user}: more than {limit} bytes of output unread",
+                 user=self.nick, limit=self.factory.max_output)
+        self.chat.note("dropped", self.frontend)
+        self._closed = True
+        if self.user is not None:
+            user, self.user = self.user, None
+            self.chat.logout(user)
+        # The ERROR goes after what is already queued; a client that reads
+        # nothing more for a second is cut off, queue and all.
+        self.transport.write(encode(format_line("ERROR", ["Closing link: too much output waiting unread"])))
+        self.transport.loseConnection()
+        self._abort = self.clock.callLater(DROP_DEADLINE, self.transport.abortConnection)
+
+    def send_line(self, line: str) -> None:
+        self.write(encode(line))
+
+    def send(self, command: str, *params: str, prefix: str = SERVER_NAME, tags: str = "") -> None:
+        self.write(encode(format_line(command, params, prefix, tags)))
+
+    def numeric(self, code: str, *params: str) -> None:
+        self.send(code, self.nick or "*", *params)
+
+    def notice(self, text: str) -> None:
+        self.send("NOTICE", self.nick or "*", text)
+
+    # Input: bounded lines, one command at a time
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        buffer = self._buffer + data
+        if self._discarding:
+            end = buffer.find(b"\n")
+            if end < 0:
+                self._buffer = b""
+                return
+            self._discarding = False
+            buffer = buffer[end + 1:]
+        lines = buffer.split(b"\n")
+        rest = lines.pop()
+        self._buffer = rest
+        if self._lines or self._busy or self._held or self._processing:
+            for line in lines:
+                self._lines.append(line if len(line) <= MAX_LINE + 1 else None)
+        else:
+            # Nothing waiting: handle the lines straight from this read.
+            self._processing = True
+            try:
+                for index, line in enumerate(lines):
+                    if self._busy or self._held or self._closed:
+                        for queued in lines[index:]:
+                            self._lines.append(queued if len(queued) <= MAX_LINE + 1 else None)
+                        break
+                    self._line(line if len(line) <= MAX_LINE + 1 else None)
+            finally:
+                self._processing = False
+            if self._closed:
+                return
+        if len(rest) > MAX_LINE + 1:
+            self._lines.append(None)
+            self._discarding = True
+            rest = b""
+        self._buffer = rest
+        self._process()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while self._lines and not self._busy and not self._held and not self._closed:
+                self._line(self._lines.popleft())
+        finally:
+            self._processing = False
+        if self.transport is None or self._closed:
+            return
+        stop = self._held or (self._busy and len(self._lines) > QUEUED_LINES_PAUSE)
+        if stop and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        elif not stop and self._reading_paused and len(self._lines) < QUEUED_LINES_PAUSE // 2:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def _hold(self, raw, seconds: float) -> None:
+        """Keep C{raw} for later: input waits C{seconds} (0: until the next reactor turn)."""
+        self._lines.appendleft(raw)
+        self._held = True
+        if self._wakeup is None:
+            self._wakeup = self.clock.callLater(seconds, self._wake)
+
+    def _wake(self) -> None:
+        self._wakeup = None
+        self._held = False
+        self._turn_seen = -1
+        self._process()
+
+    def _line(self, raw: bytes | None) -> None:
+        # Fairness: a connection gets LINES_PER_TURN lines a reactor turn, and
+        # with a command rate a token per line; then its input waits.
+        turn = self.output.batch.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = 0
+        self._lines_this_turn += 1
+        if self._lines_this_turn > LINES_PER_TURN:
+            self._hold(raw, 0)
+            return
+        if self.rate is not None:
+            now = self.clock.seconds()
+            if not self.rate.allow(now):
+                self._hold(raw, self.rate.delay(now))
+                return
+        if not self.registered:
+            self._lines_before_registration += 1
+            if self._lines_before_registration > MAX_LINES_BEFORE_REGISTRATION:
+                self.close("Too many lines before registration")
+                return
+        if raw is not None and raw.startswith(b"PRIVMSG ") and self._fast:
+            # The hot path: a registered client's plain "PRIVMSG TARGET :text".
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            if len(raw) <= MAX_REST:
+                try:
+                    target, colon, text = raw[8:].decode("utf-8").partition(" :")
+                except UnicodeDecodeError:
+                    target = colon = ""
+                if colon and text and target and " " not in target and "," not in target \
+                        and not text.startswith("\x01"):
+                    self._privmsg(target, text)
+                    return
+        if raw is None:
+            self.numeric(T.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        if raw.startswith(b"@"):
+            tags, _, rest = raw.partition(b" ")
+            too_long = len(tags) + 1 > MAX_TAGS or len(rest) > MAX_REST
+        else:
+            too_long = len(raw) > MAX_REST
+        if too_long:
+            self.numeric(T.ERR_INPUTTOOLONG, "Input line was too long")
+            return
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self.send("FAIL", "*", "INVALID_UTF8", "Lines must be UTF-8; this one was ignored")
+            return
+        try:
+            line = parse_line(text)
+        except BadLine:
+            return  # blank lines, a lone prefix: nothing to answer
+        self.dispatch(line)
+
+    def dispatch(self, line) -> None:
+        command = line.command
+        if not self.registered:
+            method = getattr(self, "pre_" + command, None) if command in REGISTRATION_COMMANDS else None
+            if method is None:
+                self.numeric(T.ERR_NOTREGISTERED, "You have not registered")
+                return
+        else:
+            method = getattr(self, "irc_" + command, None)
+            if method is None:
+                self.numeric(T.ERR_UNKNOWNCOMMAND, command, "Unknown command")
+                return
+        try:
+            result = method(line.params, line.tags)
+        except Exception:  # noqa: BLE001 - logged and answered; the connection goes on
+            log.failure("IRC command {command} from {user}", command=command, user=self.nick)
+            self.notice(T.SERVER_ERROR)
+            return
+        if isinstance(result, defer.Deferred):
+            # The next line waits until this command is done (at once if it already is).
+            self._busy = True
+            result.addErrback(self._command_failed, command)
+            result.addBoth(self._command_done)
+
+    def _command_failed(self, failure, command):
+        log.failure("IRC command {command} from {user}", failure, command=command, user=self.nick)
+        if not self._closed:
+            self.notice(T.SERVER_ERROR)
+
+    def _command_done(self, _):
+        self._busy = False
+        self._process()
+
+    # Registration
+
+    def pre_CAP(self, params, tags):
+        return self.irc_CAP(params, tags)
+
+    def irc_CAP(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "CAP", "Not enough parameters")
+            return None
+        sub = params[0].upper()
+        target = self.nick or "*"
+        if sub == "LS":
+            if not self.registered:
+                self.cap_negotiating = True
+            version = params[1] if len(params) > 1 else ""
+            self.cap_version = max(self.cap_version, int(version) if version.isdigit() else 0)
+            self.send("CAP", target, "LS", " ".join(C.ls_items(self.cap_version)))
+        elif sub == "LIST":
+            self.send("CAP", target, "LIST", " ".join(sorted(self.caps)))
+        elif sub == "REQ":
+            if not self.registered:
+                self.cap_negotiating = True
+            text = params[1] if len(params) > 1 else ""
+            request = C.parse_request(text)
+            if request is None:
+                self.send("CAP", target, "NAK", text)
+            else:
+                enable, disable = request
+                self.caps |= enable
+                self.caps -= disable
+                self.caps_changed()
+                self.send("CAP", target, "ACK", text.strip())
+        elif sub == "END":
+            if not self.registered:
+                self.cap_negotiating = False
+                return self.try_register()
+        else:
+            self.numeric("410", params[0], "Invalid CAP command")
+        return None
+
+    def pre_PASS(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "PASS", "Not enough parameters")
+            return
+        self.password = params[0]
+
+    def pre_NICK(self, params, tags):
+        if not params or not params[0]:
+            self.numeric(T.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return None
+        self.nick = params[0]
+        return self.try_register()
+
+    def pre_USER(self, params, tags):
+        if len(params) < 4:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "USER", "Not enough parameters")
+            return None
+        self.user_seen = True
+        return self.try_register()
+
+    def pre_AUTHENTICATE(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "AUTHENTICATE", "Not enough parameters")
+            return None
+        if self.user is not None:
+            self.numeric(T.ERR_SASLALREADY, "You have already authenticated using SASL")
+            return None
+        arg = params[0]
+        if arg == "*":
+            if self.sasl is not None:
+                self.sasl = None
+                self.numeric(T.ERR_SASLABORTED, "SASL authentication aborted")
+            else:
+                self.numeric(T.ERR_SASLFAIL, "SASL authentication failed")
+            return None
+        if self.sasl is None:
+            if arg.upper() != "PLAIN":
+                self.numeric(T.RPL_SASLMECHS, "PLAIN", "are available SASL mechanisms")
+                self.numeric(T.ERR_SASLFAIL, "SASL authentication failed")
+                return None
+            self.sasl = ""
+            self.send("AUTHENTICATE", "+", prefix=None)
+            return None
+        if len(arg) > SASL_CHUNK:
+            self.sasl = None
+            self.numeric(T.ERR_SASLTOOLONG, "SASL message too long")
+            return None
+        if arg != "+":
+            self.sasl += arg
+        if len(self.sasl) > MAX_SASL:
+            self.sasl = None
+            self.numeric(T.ERR_SASLTOOLONG, "SASL message too long")
+            return None
+        if len(arg) == SASL_CHUNK:
+            return None  # more to come
+        payload, self.sasl = self.sasl, None
+        try:
+            fields = base64.b64decode(payload, validate=True).decode("utf-8").split("\0")
+        except (binascii.Error, ValueError):
+            fields = []
+        if len(fields) != 3 or not fields[1] or (fields[0] and fields[0] != fields[1]):
+            self.numeric(T.ERR_SASLFAIL, "SASL authentication failed: malformed PLAIN message")
+            return None
+        _, username, password = fields
+        return self._login(username, password, sasl=True)
+
+    def _login(self, username: str, password: str, sasl: bool):
+        d = defer.maybeDeferred(self.chat.login, username, password, self)
+        d.addCallbacks(self._logged_in, self._login_failed, callbackArgs=(sasl,), errbackArgs=(sasl,))
+        return d
+
+    def _logged_in(self, user, sasl):
+        if self._closed:
+            self.chat.logout(user)
+            return None
+        self.user = user
+        if sasl:
+            nick = self.nick or user.name
+            self.numeric(T.RPL_LOGGEDIN, f"{nick}!{user.name}@{HOST}", user.name,
+                         f"You are now logged in as {user.name}")
+            self.numeric(T.RPL_SASLSUCCESS, "SASL authentication successful")
+            return None
+        return self.welcome()
+
+    def _login_failed(self, failure, sasl):
+        code = T.error_code(failure.value)
+        if code not in T.LOGIN_TEXTS:
+            log.failure("IRC login", failure)
+            code = "server-error"
+        text = T.LOGIN_TEXTS[code]
+        if sasl:
+            self.numeric(T.ERR_SASLFAIL, text)
+            if code in T.LOGIN_FATAL:
+                self.close(text)
+        else:
+            self.numeric(T.ERR_PASSWDMISMATCH, text)
+            self.close(text)
+
+    def try_register(self):
+        if self.registered or self.cap_negotiating or self.nick is None or not self.user_seen:
+            return None
+        if self.user is not None:
+            return self.welcome()
+        if self.password is None:
+            text = "Password required: use PASS PASSWORD (or PASS USERNAME:PASSWORD) or SASL PLAIN"
+            self.numeric(T.ERR_PASSWDMISMATCH, text)
+            self.close(text)
+            return None
+        name, colon, password = self.password.partition(":")
+        if not (colon and name):
+            return self._login(self.nick, self.password, sasl=False)
+        if name == self.nick:
+            return self._login(name, password, sasl=False)
+        # PASS USERNAME:PASSWORD, unless the nick is an account whose password has a colon.
+        d = defer.maybeDeferred(self.chat.account_names)
+
+        def choose(names):
+            if self.nick in names:
+                return self._login(self.nick, self.password, sasl=False)
+            return self._login(name, password, sasl=False)
+
+        return d.addCallback(choose)
+
+    def welcome(self):
+        self.registered = True
+        self._fast = True
+        if self._timeout is not None and self._timeout.active():
+            self._timeout.cancel()
+        self._timeout = None
+        name = self.user.name
+        if self.nick != name and self.nick is not None:
+            self.send("NICK", name, prefix=prefix_of(self.nick))
+        self.nick = name
+        self.factory.registered(self)
+        self.numeric(T.RPL_WELCOME, f"Welcome to chatproto, {name}!")
+        self.numeric(T.RPL_YOURHOST, f"Your host is {SERVER_NAME}, running version {VERSION}")
+        self.numeric(T.RPL_CREATED, "This server was created for chatproto")
+        self.numeric(T.RPL_MYINFO, SERVER_NAME, VERSION, "i", "m")
+        self.numeric(T.RPL_ISUPPORT, *self.factory.isupport, "are supported by this server")
+        self.numeric(T.ERR_NOMOTD, "MOTD File is missing")
+        d = defer.maybeDeferred(self.chat.groups_of, name)
+        d.addCallback(self._show_joined_groups)
+        d.addBoth(self._ready)
+        return d
+
+    def _show_joined_groups(self, groups):
+        mine = [info for info in groups if dict(info.members).get(self.nick)]
+        for info in groups:
+            if not dict(info.members).get(self.nick, True):
+                # Invited while away: shown as the invitation it is.
+                self.send("INVITE", self.nick, "#" + info.name, prefix=prefix_of(info.owner))
+        d = defer.succeed(None)
+        for info in mine:
+            d.addCallback(lambda _, info=info: self._join_burst(info))
+        return d
+
+    def _ready(self, result):
+        self.ready = True
+        pending, self._pending_events = self._pending_events, []
+        for event in pending:
+            self.receive(event)
+        return result
+
+    # The core's session interface
+
+    def receive(self, event) -> None:
+        if type(event) is Message and self.ready and not self._closed:
+            # The hot path of a fan-out: one line rendered once for every receiver.
+            self.output.write(self.factory.render_message(event, self.tag_flags))
+            return
+        if self._closed:
+            return
+        if not self.ready:
+            self._pending_events.append(event)
+            return
+        kind = type(event)
+        handler = EVENT_HANDLERS.get(kind, False)
+        if handler is False:
+            handler = EVENT_HANDLERS[kind] = getattr(IRCProtocol, "event_" + kind.__name__, None)
+        if handler is None:
+            return
+        try:
+            handler(self, event)
+        except Exception:  # noqa: BLE001 - never raise into the core
+            log.failure("IRC rendering of {event!r} for {user}", event=event, user=self.nick)
+
+    def disconnect(self, notice: str) -> None:
+        self.user = None  # the core has ended the session
+        self.close(notice)
+
+    # Rendering
+
+    def caps_changed(self) -> None:
+        self.tag_flags = self._tag_flags()
+        self._echo = C.ECHO_MESSAGE in self.caps
+
+    def _tag_flags(self) -> int:
+        caps = self.caps
+        flags = 0
+        if C.SERVER_TIME in caps:
+            flags |= TAG_TIME
+        if C.ACCOUNT_TAG in caps:
+            flags |= TAG_ACCOUNT
+        if C.MESSAGE_TAGS in caps:
+            flags |= TAG_MSGID
+        return flags
+
+    def _message_bytes(self, message, batch: str | None = None, prefix_text: bool = False) -> bytes:
+        if batch is None and not prefix_text:
+            return self.factory.render_message(message, self.tag_flags)
+        return render_message(message, self.tag_flags, batch, prefix_text)
+
+    def event_Message(self, message):
+        self.write(self.factory.render_message(message, self.tag_flags))
+
+    def event_Invited(self, event):
+        self.send("INVITE", self.nick, "#" + event.group, prefix=prefix_of(event.by))
+
+    def event_MemberJoined(self, event):
+        channel = self.channels.get(event.group.lower())
+        if channel is None or event.username == self.nick:
+            return
+        channel.members[event.username] = True
+        self.send("JOIN", channel.channel, prefix=prefix_of(event.username))
+
+    def event_MemberLeft(self, event):
+        channel = self.channels.get(event.group.lower())
+        if channel is None or event.username == self.nick:
+            return
+        channel.members.pop(event.username, None)
+        self.send("PART", channel.channel, f"{event.username} has left the group chat {channel.name}.",
+                  prefix=prefix_of(event.username))
+
+    def event_MessageDeleted(self, event):
+        self.send("NOTICE", "#" + event.group, f"{event.by} deleted message {event.seq} in {event.group}.")
+
+    def event_UserOnline(self, event):
+        name = event.username
+        if name == self.nick:
+            return
+        for channel in self.channels.values():
+            if channel.joined(name):
+                self.send("JOIN", channel.channel, prefix=prefix_of(name))
+
+    def event_UserOffline(self, event):
+        name = event.username
+        if name != self.nick and any(c.joined(name) for c in self.channels.values()):
+            self.send("QUIT", "Logged out", prefix=prefix_of(name))
+
+    def event_ServerNotice(self, event):
+        self.notice(event.text)
+
+    def away_changed(self, name: str, text: str | None) -> None:
+        """Another IRC user went away or came back (away-notify)."""
+        if C.AWAY_NOTIFY in self.caps and any(c.joined(name) for c in self.channels.values()):
+            if text:
+                self.send("AWAY", text, prefix=prefix_of(name))
+            else:
+                self.send("AWAY", prefix=prefix_of(name))
+
+    # Errors of the core
+
+    def _core_error(self, failure, answers, params=(), **fields):
+        """
+        Answer a core failure: C{answers} maps codes to a numeric (sent with
+        C{params} before the text) or to (numeric, params); other codes get a NOTICE.
+        """
+        code = T.error_code(failure.value)
+        if code is None:
+            log.failure("IRC command for {user}", failure, user=self.nick)
+            self.notice(T.SERVER_ERROR)
+            return
+        text = T.error_text(code, failure.value, **fields)
+        answer = answers.get(code)
+        if isinstance(answer, tuple):
+            answer, params = answer
+        if answer is None:
+            self.notice(text)
+        else:
+            self.numeric(answer, *params, text)
+
+    # Messages
+
+    def irc_PRIVMSG(self, params, tags):
+        if not params or not params[0]:
+            self.numeric(T.ERR_NORECIPIENT, "No recipient given (PRIVMSG)")
+            return None
+        if len(params) < 2 or not params[1]:
+            self.numeric(T.ERR_NOTEXTTOSEND, "No text to send")
+            return None
+        text = params[1]
+        if text.startswith("\x01"):
+            body = text.strip("\x01")
+            if not body.upper().startswith("ACTION"):
+                return None  # other CTCP requests: nobody here answers them
+            text = "* " + body[len("ACTION"):].strip()
+        # Messages do not hold up the next line (a client may pipeline many): the core
+        # answers them in order, and their errors and echoes come out in that order.
+        for target in params[0].split(","):
+            if target:
+                self._privmsg(target, text)
+        return None
+
+    def _privmsg(self, target: str, text: str):
+        if target[0] == "#":
+            d = self.chat.send_group(self.user, target[1:], text)
+            if self._echo:
+                d.addCallbacks(self._sent, self._group_failed, errbackArgs=(target,))
+            else:
+                d.addErrback(self._group_failed, target)
+            return d
+        d = self.chat.send_private(self.user, target, text)
+        if self._echo:
+            d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
+        else:
+            d.addErrback(self._private_failed, target)
+        if self.factory.away:
+            away = self.factory.away_of(target)
+            if away:
+                self.numeric(T.RPL_AWAY, target, away)
+        return d
+
+    def _group_failed(self, failure, channel):
+        self._core_error(failure, GROUP_SEND_ERRORS, (channel,), group=channel[1:])
+
+    def _private_failed(self, failure, name):
+        self._core_error(failure, PRIVATE_SEND_ERRORS, (name,), name=name)
+
+    def _sent(self, message):
+        if message is not None:
+            self.write(self._message_bytes(message))
+
+    def irc_NOTICE(self, params, tags):
+        if len(params) >= 2 and params[0] in ("$*", "$$*") and params[1].strip():
+            # An administrator's announcement to everyone (docs/OPERATING.md: /announce).
+            d = self.chat.announce_by(self.user, params[1])
+            d.addErrback(self._core_error, ADMIN_ERRORS, ())
+            return d
+        return None  # NOTICE never gets an automatic reply; chatproto has no place for them
+
+    def irc_TAGMSG(self, params, tags):
+        return None  # client-only tags (typing notifications): nothing to relay them to
+
+    # Channels
+
+    def irc_JOIN(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
+            return None
+        d = defer.succeed(None)
+        for channel in params[0].split(","):
+            if channel:
+                d.addCallback(lambda _, channel=channel: self._join(channel))
+        return d
+
+    def _join(self, channel: str):
+        if not channel.startswith("#") or len(channel) == 1:
+            self.numeric(T.ERR_NOSUCHCHANNEL, channel, "No such channel: a group is #GROUPNAME")
+            return None
+        group = channel[1:]
+        d = defer.maybeDeferred(self.chat.join_group, self.user, group)
+        d.addCallbacks(self._join_burst, self._join_failed, errbackArgs=(channel, group))
+        return d
+
+    def _join_failed(self, failure, channel, group):
+        code = T.error_code(failure.value)
+        if code == "no-such-group":
+            d = defer.maybeDeferred(self.factory.create_group, self.user, group)
+            answers = {
+                "bad-group-name": (T.ERR_NOSUCHCHANNEL, (channel,)),
+                "group-exists": (T.ERR_NOSUCHCHANNEL, (channel,)),
+            }
+            d.addCallbacks(self._join_burst, self._core_error, errbackArgs=(answers,),
+                           errbackKeywords={"group": group})
+            return d
+        if code == "already-joined":
+            if group.lower() in self.channels:
+                return None
+            d = defer.maybeDeferred(self.chat.group_info, group)
+            d.addCallback(lambda info: self._join_burst(info) if info is not None else None)
+            return d
+        if code == "bad-group-name":
+            self.numeric(T.ERR_NOSUCHCHANNEL, channel, T.error_text(code, failure.value, group=group))
+            return None
+        if code == "not-invited":
+            self.numeric(T.ERR_INVITEONLYCHAN, channel, T.error_text(code, failure.value, group=group))
+            return None
+        return self._core_error(failure, {}, group=group)
+
+    def _join_burst(self, info):
+        channel = Channel(info)
+        channel.members[self.nick] = True
+        self.channels[info.name.lower()] = channel
+        self.send("JOIN", channel.channel, prefix=prefix_of(self.nick))
+        self.numeric(T.RPL_TOPIC, channel.channel, topic_of(info))
+        d = self._names(info)
+        if C.CHATHISTORY not in self.caps:
+            d.addCallback(lambda _: self._playback(info))
+        return d
+
+    def _playback(self, info):
+        """The last messages of a group, for clients that cannot ask for them (no chathistory)."""
+        d = defer.maybeDeferred(self.chat.group_history, self.user, info.name, PLAYBACK)
+        d.addCallback(self._send_history, "#" + info.name, not (self.tag_flags & TAG_TIME))
+        d.addErrback(lambda f: None if T.error_code(f.value) else f)
+        return d
+
+    def _send_history(self, messages, target: str, prefix_text: bool = False):
+        if not messages and C.BATCH not in self.caps:
+            return
+        batch = None
+        if C.BATCH in self.caps:
+            self._batches += 1
+            batch = f"h{self._batches}"
+            self.send("BATCH", "+" + batch, "chathistory", target)
+        for message in messages:
+            self.write(render_message(message, self.tag_flags, batch, prefix_text))
+        if batch is not None:
+            self.send("BATCH", "-" + batch)
+
+    def _names(self, info) -> defer.Deferred:
+        d = defer.maybeDeferred(self.chat.active_users)
+        d.addCallback(self._send_names, info)
+        return d
+
+    def _send_names(self, active, info):
+        active = {user.name for user in active}
+        names = []
+        for name, joined in info.members:
+            if joined and (name in active or name == self.nick):
+                names.append(("@" if info.broadcast and name == info.owner else "") + name)
+        channel = "#" + info.name
+        chunk, size = [], 0
+        for name in names:
+            if chunk and size + len(name) + 1 > 400:
+                self.numeric(T.RPL_NAMREPLY, "=", channel, " ".join(chunk))
+                chunk, size = [], 0
+            chunk.append(name)
+            size += len(name) + 1
+        if chunk:
+            self.numeric(T.RPL_NAMREPLY, "=", channel, " ".join(chunk))
+        self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list.")
+
+    def irc_PART(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "PART", "Not enough parameters")
+            return None
+        d = defer.succeed(None)
+        for channel in params[0].split(","):
+            if channel:
+                d.addCallback(lambda _, channel=channel: self._part(channel))
+        return d
+
+    def _part(self, channel: str):
+        group = channel[1:] if channel.startswith("#") else channel
+        d = defer.maybeDeferred(self.chat.leave_group, self.user, group)
+        answers = {
+            "no-such-group": (T.ERR_NOSUCHCHANNEL, (channel,)),
+            "not-member": (T.ERR_NOTONCHANNEL, (channel,)),
+        }
+
+        def left(info):
+            known = self.channels.pop(group.lower(), None)
+            name = info.name if info is not None else (known.name if known else group)
+            self.send("PART", "#" + name, f"You have left the group chat {name}.",
+                      prefix=prefix_of(self.nick))
+
+        d.addCallbacks(left, self._core_error, errbackArgs=(answers,), errbackKeywords={"group": group})
+        return d
+
+    def irc_INVITE(self, params, tags):
+        if len(params) < 2:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "INVITE", "Not enough parameters")
+            return None
+        name, channel = params[0], params[1]
+        group = channel[1:] if channel.startswith("#") else channel
+        d = defer.maybeDeferred(self.chat.invite, self.user, group, name)
+        answers = {
+            "no-such-group": (T.ERR_NOSUCHCHANNEL, (channel,)),
+            "not-member": (T.ERR_NOTONCHANNEL, (channel,)),
+            "not-joined": (T.ERR_NOTONCHANNEL, (channel,)),
+            "no-such-user": (T.ERR_NOSUCHNICK, (name,)),
+            "not-active": (T.ERR_NOSUCHNICK, (name,)),
+            "already-member": (T.ERR_USERONCHANNEL, (name, channel)),
+        }
+
+        def invited(info):
+            self.numeric(T.RPL_INVITING, name, "#" + (info.name if info is not None else group))
+
+        d.addCallbacks(invited, self._core_error, errbackArgs=(answers,),
+                       errbackKeywords={"group": group, "name": name})
+        return d
+
+    def _group_or_403(self, channel: str, then):
+        """Call C{then(info)} with the group of C{channel}, or answer 403."""
+        if not channel.startswith("#"):
+            self.numeric(T.ERR_NOSUCHCHANNEL, channel, "No such channel")
+            return None
+        d = defer.maybeDeferred(self.chat.group_info, channel[1:])
+
+        def found(info):
+            if info is None:
+                self.numeric(T.ERR_NOSUCHCHANNEL, channel, "The group chat does not exist.")
+                return None
+            return then(info)
+
+        return d.addCallback(found)
+
+    def irc_NAMES(self, params, tags):
+        if not params or not params[0]:
+            self.numeric(T.RPL_ENDOFNAMES, "*", "End of /NAMES list.")
+            return None
+        channel = params[0].split(",")[0]
+        if not channel.startswith("#"):
+            self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list.")
+            return None
+
+        def names(info):
+            return self._names(info)
+
+        d = defer.maybeDeferred(self.chat.group_info, channel[1:])
+        d.addCallback(lambda info: names(info) if info is not None else
+                      self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list."))
+        return d
+
+    def irc_TOPIC(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "TOPIC", "Not enough parameters")
+            return None
+        channel = params[0]
+
+        def topic(info):
+            if len(params) > 1:
+                self.numeric(T.ERR_CHANOPRIVSNEEDED, "#" + info.name, "Topics cannot be changed on chatproto")
+            else:
+                self.numeric(T.RPL_TOPIC, "#" + info.name, topic_of(info))
+
+        return self._group_or_403(channel, topic)
+
+    def irc_MODE(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "MODE", "Not enough parameters")
+            return None
+        target = params[0]
+        if not target.startswith("#"):
+            if target != self.nick:
+                self.numeric(T.ERR_USERSDONTMATCH, "Cannot change mode for other users")
+            elif len(params) == 1:
+                self.numeric(T.RPL_UMODEIS, "+")
+            return None  # user modes: none to set, a request is simply ignored
+
+        def mode(info):
+            channel = "#" + info.name
+            if len(params) == 1:
+                self.numeric(T.RPL_CHANNELMODEIS, channel, modes_of(info))
+            elif params[1].lstrip("+") in ("b", "e", "I") and len(params) == 2:
+                end = {"b": (T.RPL_ENDOFBANLIST, "End of channel ban list"),
+                       "e": ("349", "End of channel exception list"),
+                       "I": ("347", "End of channel invite list")}[params[1].lstrip("+")]
+                self.numeric(end[0], channel, end[1])
+            else:
+                self.numeric(T.ERR_CHANOPRIVSNEEDED, channel, "Channel modes cannot be changed on chatproto")
+
+        return self._group_or_403(target, mode)
+
+    def irc_LIST(self, params, tags):
+        d = defer.maybeDeferred(self.chat.groups_of, self.nick)
+        active = defer.maybeDeferred(self.chat.active_users)
+
+        def listed(results):
+            groups, users = results
+            names = {user.name for user in users}
+            self.numeric(T.RPL_LISTSTART, "Channel", "Users  Name")
+            for info in groups:
+                count = sum(1 for name, joined in info.members if joined and name in names)
+                self.numeric(T.RPL_LIST, "#" + info.name, str(count), topic_of(info))
+            self.numeric(T.RPL_LISTEND, "End of /LIST")
+
+        return defer.gatherResults([d, active], consumeErrors=True).addCallback(listed)
+
+    # Users
+
+    def _flags(self, name: str) -> str:
+        return "G" if self.factory.away_of(name) else "H"
+
+    def irc_WHO(self, params, tags):
+        mask = params[0] if params else "*"
+        d = defer.maybeDeferred(self.chat.active_users)
+
+        def who(users):
+            active = {user.name for user in users}
+            if mask.startswith("#"):
+                return defer.maybeDeferred(self.chat.group_info, mask[1:]).addCallback(who_channel, active)
+            if mask in active:
+                self.numeric(T.RPL_WHOREPLY, "*", mask, HOST, SERVER_NAME, mask, self._flags(mask),
+                             f"0 {mask}")
+            self.numeric(T.RPL_ENDOFWHO, mask, "End of /WHO list.")
+            return None
+
+        def who_channel(info, active):
+            if info is not None:
+                for name, joined in info.members:
+                    if joined and name in active:
+                        flags = self._flags(name) + ("@" if info.broadcast and name == info.owner else "")
+                        self.numeric(T.RPL_WHOREPLY, "#" + info.name, name, HOST, SERVER_NAME, name, flags,
+                                     f"0 {name}")
+            self.numeric(T.RPL_ENDOFWHO, mask, "End of /WHO list.")
+
+        return d.addCallback(who)
+
+    def irc_WHOIS(self, params, tags):
+        if not params:
+            self.numeric(T.ERR_NONICKNAMEGIVEN, "No nickname given")
+            return None
+        name = params[-1]
+        active = defer.maybeDeferred(self.chat.active_users)
+        accounts = defer.maybeDeferred(self.chat.account_names)
+        groups = defer.maybeDeferred(self.chat.groups_of, name)
+
+        def whois(results):
+            users, names, member_of = results
+            if name not in {user.name for user in users}:
+                text = f"{name} is not active" if name in names else f"No such user: {name}"
+                self.numeric(T.ERR_NOSUCHNICK, name, text)
+                self.numeric(T.RPL_ENDOFWHOIS, name, "End of /WHOIS list.")
+                return
+            self.numeric(T.RPL_WHOISUSER, name, name, HOST, "*", name)
+            joined = [("@" if info.broadcast and info.owner == name else "") + "#" + info.name
+                      for info in member_of if dict(info.members).get(name)]
+            if joined:
+                self.numeric(T.RPL_WHOISCHANNELS, name, " ".join(joined))
+            self.numeric(T.RPL_WHOISSERVER, name, SERVER_NAME, "chatproto")
+            away = self.factory.away_of(name)
+            if away:
+                self.numeric(T.RPL_AWAY, name, away)
+            self.numeric(T.RPL_WHOISACCOUNT, name, name, "is logged in as")
+            self.numeric(T.RPL_ENDOFWHOIS, name, "End of /WHOIS list.")
+
+        return defer.gatherResults([active, accounts, groups], consumeErrors=True).addCallback(whois)
+
+    def irc_ISON(self, params, tags):
+        wanted = " ".join(params).split()
+
+        def ison(users):
+            active = {user.name for user in users}
+            self.numeric(T.RPL_ISON, " ".join(name for name in wanted if name in active))
+
+        return defer.maybeDeferred(self.chat.active_users).addCallback(ison)
+
+    def irc_USERHOST(self, params, tags):
+        wanted = " ".join(params).split()[:5]
+
+        def userhost(users):
+            active = {user.name for user in users}
+            replies = [f"{n}={'-' if self.factory.away_of(n) else '+'}{n}@{HOST}"
+                       for n in wanted if n in active]
+            self.numeric(T.RPL_USERHOST, " ".join(replies))
+
+        return defer.maybeDeferred(self.chat.active_users).addCallback(userhost)
+
+    def irc_AWAY(self, params, tags):
+        text = params[0] if params and params[0] else None
+        self.away = text
+        if text:
+            self.numeric(T.RPL_NOWAWAY, "You have been marked as being away")
+        else:
+            self.numeric(T.RPL_UNAWAY, "You are no longer marked as being away")
+        self.factory.away_changed(self, text)
+
+    def irc_NICK(self, params, tags):
+        if params and params[0] != self.nick:
+            self.numeric(T.ERR_ERRONEUSNICKNAME, params[0],
+                         "Your nick is your username; it cannot be changed")
+
+    def irc_USER(self, params, tags):
+        self.numeric(T.ERR_ALREADYREGISTRED, "You may not reregister")
+
+    irc_PASS = irc_USER
+
+    def irc_AUTHENTICATE(self, params, tags):
+        self.numeric(T.ERR_SASLALREADY, "You have already authenticated")
+
+    def irc_MOTD(self, params, tags):
+        self.numeric(T.ERR_NOMOTD, "MOTD File is missing")
+
+    def irc_VERSION(self, params, tags):
+        self.numeric("351", VERSION, SERVER_NAME, "chatproto's IRC front end")
+        self.numeric(T.RPL_ISUPPORT, *self.factory.isupport, "are supported by this server")
+
+    def irc_TIME(self, params, tags):
+        self.numeric("391", SERVER_NAME, server_time(self.clock.seconds()))
+
+    def irc_LUSERS(self, params, tags):
+        def lusers(users):
+            self.numeric("251", f"There are {len(users)} users and 0 invisible on 1 servers")
+            self.numeric("255", f"I have {len(users)} clients and 0 servers")
+
+        return defer.maybeDeferred(self.chat.active_users).addCallback(lusers)
+
+    def irc_KICK(self, params, tags):
+        channel = params[0] if params else "*"
+        self.numeric(T.ERR_CHANOPRIVSNEEDED, channel, "Members cannot be removed from a group on chatproto")
+
+    def irc_KILL(self, params, tags):
+        """An administrator's /kick (docs/OPERATING.md): KILL NICK [REASON]."""
+        if not params or not params[0]:
+            self.numeric(T.ERR_NEEDMOREPARAMS, "KILL", "Not enough parameters")
+            return None
+        name = params[0]
+        d = self.chat.kick(self.user, name, params[1] if len(params) > 1 else "")
+        d.addCallbacks(lambda _: self.notice(f"{name} has been disconnected."), self._core_error,
+                       errbackArgs=(ADMIN_ERRORS, (name,)))
+        return d
+
+    def irc_WHOWAS(self, params, tags):
+        name = params[0] if params else "*"
+        self.numeric("406", name, "There was no such nickname")
+        self.numeric("369", name, "End of WHOWAS")
+
+    # History (draft/chathistory)
+
+    def irc_CHATHISTORY(self, params, tags):
+        if len(params) < 3:
+            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", *params[:1], "Not enough parameters")
+            return None
+        sub = params[0].upper()
+        if sub not in ("LATEST", "BEFORE"):
+            self.send("FAIL", "CHATHISTORY", "UNKNOWN_COMMAND", params[0],
+                      "Only CHATHISTORY LATEST and BEFORE are supported")
+            return None
+        target = params[1]
+        reference = params[2] if len(params) > 3 else "*"
+        limit_text = params[3] if len(params) > 3 else params[2]
+        if not (limit_text.isascii() and limit_text.isdigit()) or int(limit_text) < 1:
+            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, limit_text, "Invalid limit")
+            return None
+        limit = min(int(limit_text), MAX_HISTORY)
+        kind, _, value = reference.partition("=")
+        before_seq = before_time = after_seq = after_time = None
+        if reference == "*" and sub == "LATEST":
+            pass
+        elif kind == "msgid" and seq_of_msgid(value) is not None:
+            if sub == "BEFORE":
+                before_seq = seq_of_msgid(value)
+            else:
+                after_seq = seq_of_msgid(value)
+        elif kind == "timestamp" and parse_server_time(value) is not None:
+            if sub == "BEFORE":
+                before_time = parse_server_time(value)
+            else:
+                after_time = parse_server_time(value)
+        else:
+            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, reference, "Invalid message reference")
+            return None
+        fetch = MAX_HISTORY if before_time is not None or after_seq or after_time else limit
+        if target.startswith("#"):
+            d = defer.maybeDeferred(self.chat.group_history, self.user, target[1:], fetch, before=before_seq)
+        else:
+            d = defer.maybeDeferred(self.chat.history, self.user, target, fetch, before=before_seq)
+
+        def got(messages):
+            if before_time is not None:
+                messages = [m for m in messages if m.time < before_time]
+            if after_seq is not None:
+                messages = [m for m in messages if m.seq > after_seq]
+            if after_time is not None:
+                messages = [m for m in messages if m.time > after_time]
+            self._send_history(messages[-limit:], target)
+
+        def failed(failure):
+            code = T.error_code(failure.value)
+            if code is None:
+                return failure
+            text = T.error_text(code, failure.value, name=target, group=target[1:])
+            self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target, text)
+            return None
+
+        return d.addCallbacks(got, failed)
+
+    # Connection commands
+
+    def pre_PING(self, params, tags):
+        self.send("PONG", SERVER_NAME, params[0] if params else "")
+
+    irc_PING = pre_PING
+
+    def pre_PONG(self, params, tags):
+        return None
+
+    irc_PONG = pre_PONG
+
+    def pre_QUIT(self, params, tags):
+        reason = params[0] if params else ""
+        self.close(f"Quit: {reason}" if reason else "Quit")
+
+    irc_QUIT = pre_QUIT
+
+
+def render_message(message, flags: int, batch: str | None = None, prefix_text: bool = False) -> bytes:
+    """A core Message as a PRIVMSG line, with the tags C{flags} asks for."""
+    tags = []
+    if batch is not None:
+        tags.append(("batch", batch))
+    if flags & TAG_TIME:
+        tags.append(("time", server_time(message.time)))
+    if flags & TAG_ACCOUNT:
+        tags.append(("account", message.sender))
+    if flags & TAG_MSGID:
+        tags.append(("msgid", msgid_of(message)))
+    target = "#" + message.group if message.kind == "group" else message.recipient
+    text = message.text
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    if prefix_text:
+        text = f"[{message.timestamp}] {text}"
+    sender = message.sender
+    line = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}\r\n"
+    if tags:
+        line = "@" + format_tags(tags) + " " + line
+    return line.encode("utf-8", "surrogateescape")
+
+
+class IRCFactory(ServerFactory):
+    """The IRC listener's factory: shared state of every IRC connection."""
+
+    noisy = False
+    protocol = IRCProtocol
+
+    def __init__(self, chat, clock=None, max_output: int = DEFAULT_MAX_OUTPUT,
+                 registration_timeout: float = REGISTRATION_TIMEOUT, rate_limit: float = 0.0,
+                 rate_burst: int = 0, max_connections: int = 0, max_connections_per_ip: int = 0):
+        if clock is None:
+            clock = getattr(chat, "clock", None)
+        if clock is None:
+            from twisted.internet import reactor as clock
+        self.chat = chat
+        self.clock = clock
+        self.max_output = max_output
+        self.registration_timeout = registration_timeout
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst or default_burst(rate_limit)
+        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
+        self.output = OutputBatch(clock)
+        self.sessions: dict[str, IRCProtocol] = {}  # registered users by name
+        self.away = False  # is anybody away?
+        self._rendered_message = None
+        self._rendered: dict[int, bytes] = {}
+        self.isupport = [
+            "CASEMAPPING=ascii", "CHANTYPES=#", "CHANMODES=b,,,m", "PREFIX=(o)@",
+            f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", "AWAYLEN=300",
+            f"CHATHISTORY={MAX_HISTORY}", "MSGREFTYPES=msgid,timestamp", "UTF8ONLY",
+        ]
+
+    @property
+    def connections(self) -> set:
+        return self.caps.connections
+
+    def buildProtocol(self, addr):
+        host = getattr(addr, "host", None)
+        refusal = self.caps.refusal(host)
+        if refusal is not None:
+            self.chat.note("refused", "irc")
+            return Refusal(encode(format_line("ERROR", [f"Closing link: {refusal}"])))
+        protocol = self.protocol(self, host or "")
+        protocol.caps_host = host
+        self.caps.add(protocol, host)
+        return protocol
+
+    def forget(self, protocol) -> None:
+        self.caps.forget(protocol, getattr(protocol, "caps_host", None))
+        if protocol.nick is not None and self.sessions.get(protocol.nick) is protocol:
+            del self.sessions[protocol.nick]
+            if protocol.away:
+                protocol.away = None
+                self.away_changed(protocol, None)
+
+    def registered(self, protocol) -> None:
+        self.sessions[protocol.nick] = protocol
+
+    def create_group(self, user, name):
+        """A new group with C{user} as its owner and only member (the core's IRC entry)."""
+        return self.chat.create_group(user, name, [], broadcast=False, allow_alone=True)
+
+    def away_of(self, name: str) -> str | None:
+        protocol = self.sessions.get(name)
+        return protocol.away if protocol is not None else None
+
+    def away_changed(self, protocol, text) -> None:
+        self.away = any(other.away for other in self.sessions.values())
+        for other in list(self.sessions.values()):
+            if other is not protocol:
+                other.away_changed(protocol.nick, text)
+
+    def render_message(self, message, flags: int) -> bytes:
+        """The line for C{message} and tag C{flags}, rendered once for all its receivers."""
+        if message is not self._rendered_message:
+            line = render_message(message, flags)
+            self._rendered_message = message
+            self._rendered = {flags: line}
+            return line
+        line = self._rendered.get(flags)
+        if line is None:
+            line = self._rendered[flags] = render_message(message, flags)
+        return line

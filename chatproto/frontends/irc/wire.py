@@ -1,0 +1,148 @@
+"""
+IRC lines: parsing incoming lines with IRCv3 message tags, formatting
+outgoing ones. Text inside, bytes at the edge (L{encode}).
+"""
+
+import time as _time
+
+from twisted.words.protocols import irc
+
+# IRCv3 message-tags: the tag part may take 8191 bytes (with its "@" and the
+# space after it); the rest of the line IRC's 512 (with its CR LF).
+MAX_TAGS = 8191
+MAX_REST = 512
+MAX_LINE = MAX_TAGS + MAX_REST
+
+_UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
+_ESCAPE = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
+
+
+class BadLine(ValueError):
+    """A line that is not an IRC message."""
+
+
+def unescape_tag_value(value: str) -> str:
+    out = []
+    i = 0
+    while i < len(value):
+        c = value[i]
+        if c == "\\":
+            i += 1
+            if i < len(value):
+                out.append(_UNESCAPE.get(value[i], value[i]))
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+def escape_tag_value(value: str) -> str:
+    return value.translate(_ESCAPE)
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    tags = {}
+    for item in text.split(";"):
+        if not item:
+            continue
+        key, _, value = item.partition("=")
+        tags[key] = unescape_tag_value(value)
+    return tags
+
+
+class Line:
+    """One parsed line: C{tags} (dict), C{prefix}, C{command} (upper case), C{params}."""
+
+    __slots__ = ("command", "params", "prefix", "tags")
+
+    def __init__(self, tags, prefix, command, params):
+        self.tags = tags
+        self.prefix = prefix
+        self.command = command
+        self.params = params
+
+    def __repr__(self):
+        return f"Line({self.tags!r}, {self.prefix!r}, {self.command!r}, {self.params!r})"
+
+
+def parse_line(text: str) -> Line:
+    """Parse one line (without its delimiter) with Twisted's L{irc.parsemsg} after its tags."""
+    tags = {}
+    text = text.lstrip(" ")
+    if text.startswith("@"):
+        tag_text, _, text = text[1:].partition(" ")
+        tags = parse_tags(tag_text)
+        text = text.lstrip(" ")
+    if not text or text == ":" or (text.startswith(":") and " " not in text.strip()):
+        raise BadLine(text)
+    try:
+        prefix, command, params = irc.parsemsg(text)
+    except (ValueError, IndexError, irc.IRCBadMessage):
+        raise BadLine(text) from None
+    return Line(tags, prefix, command.upper(), params)
+
+
+def format_line(command: str, params=(), prefix: str | None = None, tags: str = "") -> str:
+    """
+    One line without its delimiter. The last parameter gets a ":" when it
+    needs one (empty, has a space, starts with ":"); C{tags} is the
+    already-formatted tag text without its "@".
+    """
+    parts = []
+    if tags:
+        parts.append("@" + tags)
+    if prefix:
+        parts.append(":" + prefix)
+    parts.append(command)
+    if params:
+        params = [p.replace("\r", " ").replace("\n", " ") for p in params]
+        *middle, last = params
+        parts.extend(middle)
+        if not last or " " in last or last.startswith(":"):
+            last = ":" + last
+        parts.append(last)
+    return " ".join(parts)
+
+
+def format_tags(tags) -> str:
+    """C{tags}: (key, value or None) pairs."""
+    return ";".join(k if v is None else f"{k}={escape_tag_value(v)}" for k, v in tags)
+
+
+_last_second = [None, ""]
+
+
+def server_time(epoch: float) -> str:
+    """IRCv3 server-time: UTC, milliseconds, e.g. C{2022-06-01T21:30:04.000Z}."""
+    seconds = int(epoch)
+    millis = round((epoch - seconds) * 1000)
+    if millis >= 1000:
+        seconds, millis = seconds + 1, millis - 1000
+    if _last_second[0] != seconds:  # messages come in bursts within one second
+        _last_second[0] = seconds
+        _last_second[1] = _time.strftime("%Y-%m-%dT%H:%M:%S", _time.gmtime(seconds))
+    return f"{_last_second[1]}.{millis:03d}Z"
+
+
+def parse_server_time(text: str) -> float | None:
+    """The epoch of a server-time text, or None when it is not one."""
+    import calendar
+
+    try:
+        main, _, fraction = text.rstrip("Z").partition(".")
+        seconds = calendar.timegm(_time.strptime(main, "%Y-%m-%dT%H:%M:%S"))
+        return seconds + (float("0." + fraction) if fraction.isdigit() else 0.0)
+    except ValueError:
+        return None
+
+
+def encode(line: str) -> bytes:
+    return line.encode("utf-8", "surrogateescape") + b"\r\n"
+
+
+def truncate_utf8(text: str, limit: int) -> str:
+    """C{text} cut to at most C{limit} bytes of UTF-8, on a character boundary."""
+    data = text.encode("utf-8", "surrogateescape")
+    if len(data) <= limit:
+        return text
+    return data[:limit].decode("utf-8", "ignore")

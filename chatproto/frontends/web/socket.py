@@ -1,0 +1,675 @@
+"""
+The WebSocket at C{/ws}: one L{ChatSocket} per browser tab, speaking the JSON
+messages of docs/PROTOCOL.md ("WebSocket") over the core of the session its
+cookie names.
+
+Requests are objects C{{"id": N, "type": T, ...}}; each gets exactly one
+C{{"type": "reply", "id": N, "ok": ...}}. Events (messages, invitations,
+presence) arrive at any time as objects of their own C{type}.
+"""
+
+import dataclasses
+import json
+import re
+
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from ..limits import CommandRate, ConnectionCaps, default_burst
+from ..output import BatchedOutput, OutputBatch
+from .session import conversation_key, message_key
+from .texts import error_text, protocol_text
+
+log = Logger()
+
+MAX_TEXT = 65536  # bytes of one chat message, as a line-protocol line
+MAX_FRAME = 2 * MAX_TEXT + 4096  # characters of one JSON request (escapes included)
+MAX_BUFFERED = MAX_FRAME + 65536  # bytes read towards one request before the socket is closed
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 500
+PING_INTERVAL = 30.0  # seconds between pings; a socket that has not answered the last one is dropped
+CLOSE_TOO_BIG = 1009
+CLOSE_POLICY = 1008
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+class BadRequest(Exception):
+    def __init__(self, code: str, text: str):
+        super().__init__(text)
+        self.code = code
+        self.text = text
+
+
+def bad(detail: str) -> BadRequest:
+    return BadRequest("bad-request", protocol_text("bad-request", detail=detail))
+
+
+class _BatchedTransport:
+    """
+    What the WebSocket wire protocol writes its frames to: the connection's
+    L{BatchedOutput} (joined per reactor turn, sent straight to the socket
+    when nothing waits, bounded), with everything else passed to the TCP
+    transport.
+    """
+
+    __slots__ = ("output", "tcp")
+
+    def __init__(self, tcp, output: BatchedOutput):
+        self.tcp = tcp
+        self.output = output
+
+    def write(self, data: bytes) -> None:
+        self.output.write(data)
+
+    def writeSequence(self, data) -> None:
+        self.output.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        self.output.close_when_sent()
+
+    def __getattr__(self, name):
+        return getattr(self.tcp, name)
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def text_frame(text: str) -> bytes:
+    """One unfragmented, unmasked text frame (RFC 6455 section 5.2), as a server sends it."""
+    data = text.encode("utf-8", "replace")  # a lone surrogate cannot be sent as UTF-8
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + data
+    return b"\x81\x7f" + n.to_bytes(8, "big") + data
+
+
+def unmask(payload: bytes, mask: bytes) -> bytes:
+    """RFC 6455 section 5.3: the payload XOR the 4-byte masking key, repeated."""
+    n = len(payload)
+    if not n:
+        return b""
+    key = int.from_bytes((mask * ((n >> 2) + 1))[:n], "little")
+    return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+
+
+class _Shim:
+    """
+    What the transport under an upgraded WebSocket delivers to (see
+    L{ChatSocket.negotiationStarted}).
+
+    It cuts the bytes into whole frames. The common frame from a browser, one
+    complete masked text message, is unmasked and handed to the socket here
+    (wsproto's pure-Python frame machinery costs more than the rest of a
+    request); every other frame (control frames, fragments, anything
+    unusual or invalid) goes whole, in order, to Twisted's wire protocol and
+    wsproto. Bytes towards the next request are counted: a peer that never
+    completes one is cut off (Twisted would reassemble without a limit).
+    """
+
+    __slots__ = ("buffer", "closing", "connectionLost", "in_fragment", "socket", "upgraded")
+
+    def __init__(self, socket, upgraded, connection_lost):
+        self.socket = socket
+        self.upgraded = upgraded
+        self.connectionLost = connection_lost
+        self.buffer = b""
+        self.in_fragment = False
+        self.closing = False
+
+    def dataReceived(self, data: bytes) -> None:
+        socket = self.socket
+        socket._received += len(data)
+        if socket._received > MAX_BUFFERED:
+            socket._too_big()
+            return
+        if self.closing:
+            return
+        buf = self.buffer + data if self.buffer else data
+        size = len(buf)
+        pos = 0
+        while size - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 4], "big")
+                head = 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                head = 10
+            masked = b1 & 0x80
+            if masked:
+                head += 4
+            end = pos + head + n
+            if end > size:
+                break
+            opcode = b0 & 0x0F
+            text = None
+            if b0 == 0x81 and masked and not self.in_fragment:  # FIN, no RSV bits, a text frame
+                try:
+                    text = unmask(buf[end - n:end], buf[end - n - 4:end - n]).decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None  # wsproto refuses it properly
+            if text is not None:
+                socket.textMessageReceived(text)
+            else:
+                if opcode in (1, 2) and not b0 & 0x80:
+                    self.in_fragment = True
+                elif opcode == 0 and b0 & 0x80:
+                    self.in_fragment = False
+                elif opcode == 8:
+                    self.closing = True
+                self.upgraded(buf[pos:end])
+            pos = end
+            if self.closing or socket.closed:
+                self.buffer = b""
+                return
+        self.buffer = buf[pos:] if pos < size else b""
+
+    def makeConnection(self, transport) -> None:
+        pass
+
+    def connectionMade(self) -> None:
+        pass
+
+
+# JSON shapes of the core's objects
+
+
+def user_json(user) -> dict:
+    return {"name": user.name, "since": user.since}
+
+
+def group_json(info) -> dict:
+    return {
+        "name": info.name,
+        "owner": info.owner,
+        "broadcast": bool(info.broadcast),
+        "members": [{"name": name, "joined": bool(joined)} for name, joined in info.members],
+    }
+
+
+def message_json(message) -> dict:
+    return {
+        "kind": message.kind,
+        "seq": message.seq,
+        "timestamp": message.timestamp,
+        "time": message.time,
+        "sender": message.sender,
+        "recipient": getattr(message, "recipient", None),
+        "group": getattr(message, "group", None),
+        "text": message.text,
+    }
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+# Core event class -> JSON type; anything else is sent as its fields under its snake_case name.
+EVENT_TYPES = {
+    "UserOnline": "user_online",
+    "UserOffline": "user_offline",
+    "MemberJoined": "member_joined",
+    "MemberLeft": "member_left",
+    "MessageDeleted": "message_deleted",
+    "Invited": "invited",
+    "ServerNotice": "notice",
+}
+NOT_FOR_BROWSERS = {"FileOffer"}  # a web session has no UDP port: the core never offers it one
+
+
+def event_json(event, unread=None) -> dict | None:
+    name = type(event).__name__
+    if name == "Message":
+        out = {"type": "message", "message": message_json(event)}
+        if unread is not None:
+            out["unread"] = unread
+        return out
+    if name in NOT_FOR_BROWSERS:
+        return None
+    out = {"type": EVENT_TYPES.get(name) or _snake(name)}
+    if dataclasses.is_dataclass(event):
+        for field in dataclasses.fields(event):
+            value = getattr(event, field.name)
+            if isinstance(value, str | int | float | bool) or value is None:
+                out[field.name] = value
+    return out
+
+
+def _string(request: dict, name: str, required=True) -> str | None:
+    value = request.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 256:
+        raise bad(f"{name} must be a non-empty string")
+    return value
+
+
+def _clean_text(text) -> str:
+    if not isinstance(text, str):
+        raise bad("text must be a string")
+    text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")  # JSON may carry lone surrogates
+    if not text.strip():
+        raise BadRequest("empty-message", protocol_text("empty-message"))
+    if len(text.encode("utf-8")) > MAX_TEXT:
+        raise BadRequest("text-too-long", protocol_text("text-too-long"))
+    return text
+
+
+class ChatSocket:
+    """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
+
+    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "chat", "closed", "factory", "host",
+                 "open", "output", "rate", "request", "session", "tcp", "transport")
+
+    def __init__(self, factory: "ChatSocketFactory", request, session):
+        self.factory = factory
+        self.chat = factory.chat
+        self.session = session
+        self.request = request
+        self.transport = None
+        self.host = None
+        self.tcp = None
+        self.open = False
+        self.closed = False
+        self._ready = False
+        self._early: list = []
+        self._received = 0
+        self.awaiting_pong = False
+        self.output = BatchedOutput(factory.batch, factory.max_output, self._drop_slow_reader)
+        self.rate = None
+        if factory.rate_limit > 0:
+            self.rate = CommandRate(factory.rate_limit, factory.rate_burst, factory.clock.seconds())
+
+    # WebSocketProtocol
+
+    def negotiationStarted(self, transport) -> None:
+        self.transport = transport  # the WebSocket wire protocol
+        channel = getattr(self.request, "channel", None)
+        tcp = getattr(channel, "transport", None)
+        self.tcp = tcp
+        if tcp is None:
+            return
+        # After the upgrade the HTTP channel no longer needs to hear of a full buffer; we do.
+        try:
+            tcp.unregisterProducer()
+        except Exception:  # noqa: BLE001 - a transport without a producer registered
+            pass
+        self.output.attach(tcp)
+        transport.transport = _BatchedTransport(tcp, self.output)
+        # The bytes now go to the WebSocket wire protocol through a slim shim that counts what
+        # arrives towards the next complete request (Twisted reassembles fragments without a
+        # limit). Handing the transport to the shim also frees the HTTP channel and the
+        # request, a few KiB a connection.
+        upgraded = channel.dataReceived
+        shim = _Shim(self, upgraded, channel.connectionLost)
+        for holder in ("wrappedProtocol", "protocol"):  # TLS, then plain TCP
+            current = getattr(tcp, holder, None)
+            if current is not None and (current is channel or getattr(current, "_channel", None) is channel):
+                setattr(tcp, holder, shim)
+                return
+        channel.dataReceived = shim.dataReceived
+
+    def negotiationFinished(self) -> None:
+        # The upgraded request never finishes: let it (headers and all) go, it is not needed now.
+        request, self.request = self.request, None
+        requests = getattr(getattr(request, "channel", None), "requests", None)
+        if isinstance(requests, list) and request in requests:
+            requests.remove(request)
+        self.open = True
+        self.factory.opened(self)
+        session = self.session
+        if session is None or session.ended:
+            self.send({"type": "ended", "text": "Please log in first"})
+            self.close()
+            return
+        session.attach(self)
+        self._hello()
+
+    def textMessageReceived(self, text: str) -> None:
+        self._received = 0
+        self.awaiting_pong = False
+        if self.closed:
+            return
+        allowed = self.rate is None or self.rate.allow(self.factory.clock.seconds())
+        if len(text) > MAX_FRAME:
+            self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
+            return
+        try:
+            request = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
+            return
+        rid = request.get("id")
+        if not (isinstance(rid, int | str) and not isinstance(rid, bool)) or (
+                isinstance(rid, str) and len(rid) > 64):
+            rid = None
+        kind = request.get("type")
+        if not allowed:
+            self._refuse(rid, "rate-limited", protocol_text("rate-limited"))
+            return
+        method = getattr(self, f"do_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
+        if method is None:
+            self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
+            return
+        if self.session is None or self.session.ended or self.session.user is None:
+            self._refuse(rid, "logged-out", "Please log in first")
+            return
+        try:
+            d = defer.maybeDeferred(method, request)
+        except BadRequest as e:
+            self._refuse(rid, e.code, e.text)
+            return
+        d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, kind))
+
+    def bytesMessageReceived(self, data) -> None:
+        self._received = 0
+        self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
+
+    def pongReceived(self, payload) -> None:
+        self.awaiting_pong = False
+
+    def ping(self) -> None:
+        """The factory's periodic check: a peer that did not answer the last ping is gone."""
+        if self.closed or self.transport is None:
+            return
+        if self.awaiting_pong:
+            log.info("Dropping a web client of {user}: no answer to a ping",
+                     user=self.session.username if self.session else None)
+            self._too_big()
+            return
+        self.awaiting_pong = True
+        self.transport.ping(b"")
+
+    def connectionLost(self, reason) -> None:
+        self.open = False
+        self.closed = True
+        self.output.discard()
+        self.factory.closed(self)
+        if self.session is not None:
+            self.session.detach(self)
+
+    # Output
+
+    def send(self, obj: dict) -> None:
+        if not self.open or self.closed or self.transport is None:
+            return
+        self.output.write(text_frame(_dumps(obj)))
+
+    def event(self, event, unread=None) -> None:
+        """An event of the core for this tab's session."""
+        if not self._ready:
+            self._early.append((event, unread))
+            return
+        out = event_json(event, unread)
+        if out is not None:
+            self.send(out)
+
+    def close(self, code: int = 1000) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.loseConnection(code)
+
+    def _drop_slow_reader(self) -> None:
+        log.info("Dropping a web client of {user}: more than {limit} bytes of output unread",
+                 user=self.session.username if self.session else None, limit=self.factory.max_output)
+        self.closed = True
+        if self.tcp is not None:
+            self.tcp.abortConnection()
+
+    def _too_big(self) -> None:
+        """Drop the connection at once (too much input, or a dead peer)."""
+        if not self.closed:
+            self.closed = True
+            if self.tcp is not None:
+                self.tcp.abortConnection()
+
+    def _refuse(self, rid, code: str, text: str) -> None:
+        self.send({"type": "reply", "id": rid, "ok": False, "code": code, "error": text})
+
+    def _answer(self, result, rid) -> None:
+        reply = {"type": "reply", "id": rid, "ok": True}
+        if result:
+            reply.update(result)
+        self.send(reply)
+
+    def _failed(self, failure, rid, kind) -> None:
+        error = failure.value
+        if isinstance(error, BadRequest):
+            self._refuse(rid, error.code, error.text)
+            return
+        code = getattr(error, "code", None)
+        if not isinstance(code, str):
+            log.failure("web request {kind!r} of {user}", failure, kind=kind,
+                        user=self.session.username if self.session else None)
+            code = "server-error"
+        self._refuse(rid, code, error_text(kind, code, error))
+
+    # The state a tab starts from
+
+    def _hello(self) -> None:
+        session = self.session
+        user = session.user
+        d = self._snapshot()
+
+        def send_hello(results):
+            active, accounts, groups = results
+            if session.ended or self.closed:
+                return
+            self._ready = True
+            self.send({
+                "type": "hello",
+                "username": user.name,
+                "since": user.since,
+                "active": [user_json(u) for u in active],
+                "accounts": list(accounts),
+                "groups": [group_json(g) for g in groups],
+                "unread": dict(session.unread),
+                "limits": {"text_bytes": MAX_TEXT, "history_max": HISTORY_MAX},
+            })
+            early, self._early = self._early, []
+            for event, unread in early:
+                self.event(event, unread)
+
+        def failed(failure):
+            log.failure("web hello for {user}", failure, user=user.name)
+            self.send({"type": "error", "code": "server-error", "error": "Server error"})
+            self.close(1011)
+
+        d.addCallbacks(send_hello, failed)
+
+    # Requests: do_<type>(request) returns a dict (or a Deferred of one) merged into the reply
+
+    @property
+    def user(self):
+        return self.session.user
+
+    def _snapshot(self) -> defer.Deferred:
+        """Fires with (active users, account names, groups of this user)."""
+        d = defer.gatherResults([
+            defer.maybeDeferred(self.chat.active_users),
+            defer.maybeDeferred(self.chat.account_names),
+            defer.maybeDeferred(self.chat.groups_of, self.user.name),
+        ], consumeErrors=True)
+        return d.addErrback(lambda f: f.value.subFailure if isinstance(f.value, defer.FirstError) else f)
+
+    def do_ping(self, request):
+        return {}
+
+    def do_active(self, request):
+        d = defer.maybeDeferred(self.chat.active_users)
+        return d.addCallback(lambda users: {"active": [user_json(u) for u in users]})
+
+    def do_state(self, request):
+        d = self._snapshot()
+
+        def state(results):
+            active, accounts, groups = results
+            return {"active": [user_json(u) for u in active], "accounts": list(accounts),
+                    "groups": [group_json(g) for g in groups], "unread": dict(self.session.unread)}
+
+        return d.addCallback(state)
+
+    def do_send(self, request):
+        text = _clean_text(request.get("text"))
+        to = _string(request, "to", required=False)
+        group = _string(request, "group", required=False)
+        if (to is None) == (group is None):
+            raise bad("give either to or group")
+        if to is not None:
+            d = defer.maybeDeferred(self.chat.send_private, self.user, to, text)
+        else:
+            d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
+        d.addCallback(self._sent)
+        return d
+
+    def _sent(self, message):
+        # The core does not echo a sender's own message: the session's other tabs see it here.
+        out = {"type": "message", "message": message_json(message)}
+        for socket in list(self.session.sockets):
+            if socket is not self:
+                socket.send(out)
+        return {"message": message_json(message)}
+
+    def do_history(self, request):
+        limit = request.get("limit", HISTORY_DEFAULT)
+        before = request.get("before")
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= HISTORY_MAX:
+            raise bad(f"limit must be an integer from 1 to {HISTORY_MAX}")
+        if before is not None and (not isinstance(before, int) or isinstance(before, bool) or before < 1):
+            raise bad("before must be a positive integer")
+        with_ = _string(request, "with", required=False)
+        group = _string(request, "group", required=False)
+        if (with_ is None) == (group is None):
+            raise bad("give either with or group")
+        if with_ is not None:
+            d = defer.maybeDeferred(self.chat.history, self.user, with_, limit, before=before)
+        else:
+            d = defer.maybeDeferred(self.chat.group_history, self.user, group, limit, before=before)
+        return d.addCallback(lambda messages: {"messages": [message_json(m) for m in messages]})
+
+    def _group_reply(self, info):
+        return {"group": group_json(info)}
+
+    def do_create_group(self, request):
+        name = _string(request, "name")
+        members = request.get("members")
+        if not isinstance(members, list) or not members or len(members) > 1000 or not all(
+                isinstance(m, str) and m for m in members):
+            raise bad("members must be a non-empty list of usernames")
+        broadcast = request.get("broadcast", False)
+        if not isinstance(broadcast, bool):
+            raise bad("broadcast must be true or false")
+        d = defer.maybeDeferred(self.chat.create_group, self.user, name, members, broadcast=broadcast)
+        return d.addCallback(self._group_reply)
+
+    def do_join(self, request):
+        d = defer.maybeDeferred(self.chat.join_group, self.user, _string(request, "group"))
+        return d.addCallback(self._group_reply)
+
+    def do_invite(self, request):
+        d = defer.maybeDeferred(self.chat.invite, self.user, _string(request, "group"),
+                                _string(request, "username"))
+        return d.addCallback(self._group_reply)
+
+    def do_leave(self, request):
+        d = defer.maybeDeferred(self.chat.leave_group, self.user, _string(request, "group"))
+        return d.addCallback(self._group_reply)
+
+    def do_change_password(self, request):
+        current = request.get("current")
+        new = request.get("new")
+        if not isinstance(current, str) or not isinstance(new, str) or len(current) > 1024 or len(new) > 1024:
+            raise bad("current and new must be strings")
+        d = defer.maybeDeferred(self.chat.change_password, self.user, current, new)
+        return d.addCallback(lambda _: {"text": "Your password has been changed."})
+
+    def do_delete(self, request):
+        seq = request.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise bad("seq must be a positive integer")
+        group = _string(request, "group", required=False)
+        if group is None:
+            d = defer.maybeDeferred(self.chat.delete_message, self.user, seq)
+        else:
+            d = defer.maybeDeferred(self.chat.delete_group_message, self.user, group, seq)
+        return d.addCallback(lambda _: {"text": f"Message {seq} deleted."})
+
+    def do_read(self, request):
+        kind = request.get("kind")
+        if kind not in ("user", "group"):
+            raise bad("kind must be user or group")
+        key = conversation_key(kind, _string(request, "name"))
+        self.session.mark_read(key, except_socket=self)
+        return {}
+
+
+class ChatSocketFactory:
+    """Builds a L{ChatSocket} for each WebSocket request that passed the resource's checks."""
+
+    def __init__(self, chat, store, clock, max_output: int, rate_limit: float = 0.0, rate_burst: int = 0,
+                 max_connections: int = 0, max_connections_per_ip: int = 0):
+        self.chat = chat
+        self.store = store
+        self.clock = clock
+        self.max_output = max_output
+        self.rate_limit = rate_limit
+        self.rate_burst = rate_burst or default_burst(rate_limit)
+        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
+        self.sockets: set = set()
+        self.batch = OutputBatch(clock)
+        self._pinger = None
+
+    def opened(self, socket) -> None:
+        self.sockets.add(socket)
+        if self._pinger is None:
+            self._pinger = task.LoopingCall(self._ping)
+            self._pinger.clock = self.clock
+            self._pinger.start(PING_INTERVAL, now=False)
+
+    def closed(self, socket) -> None:
+        self.sockets.discard(socket)
+        self.caps.forget(socket, socket.host)
+        if not self.sockets:
+            self.stop()
+
+    def stop(self) -> None:
+        if self._pinger is not None:
+            pinger, self._pinger = self._pinger, None
+            if pinger.running:
+                pinger.stop()
+
+    def _ping(self) -> None:
+        for socket in list(self.sockets):
+            try:
+                socket.ping()
+            except Exception:  # noqa: BLE001 - one broken socket must not stop the others' pings
+                log.failure("pinging a web client")
+
+    def refusal(self, host) -> str | None:
+        """Why a new WebSocket from C{host} is refused now (the connection caps), or None."""
+        return self.caps.refusal(host)
+
+    def buildProtocol(self, request) -> ChatSocket:
+        session = getattr(request, "chat_session", None)
+        socket = ChatSocket(self, request, session)
+        socket.host = getattr(request.getClientAddress(), "host", None)
+        self.caps.add(socket, socket.host)
+        return socket
+
+
+__all__ = ["ChatSocket", "ChatSocketFactory", "event_json", "message_key"]

@@ -1,0 +1,438 @@
+"""
+The web front end (SPEC.md section 9) over in-memory transports: the page and
+its headers, login and the session cookie, the WebSocket's JSON protocol,
+and its limits.
+"""
+
+import json
+import re
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from chatproto.frontends.web import socket as websocket
+from chatproto.frontends.web.site import STATIC_DIR
+from tests.web_support import ORIGIN, WebFixture
+
+BLOCKED = "Your account is blocked due to multiple login failures. Please try again later"
+
+
+class PageTests(SynchronousTestCase):
+    def setUp(self):
+        self.web = WebFixture(self)
+
+    def test_page_and_headers(self):
+        response = self.web.http("GET", "/")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.header("content-type"), "text/html; charset=utf-8")
+        csp = response.header("content-security-policy")
+        self.assertIn("script-src 'self'", csp)
+        self.assertIn("frame-ancestors 'none'", csp)
+        self.assertNotIn("unsafe-inline", csp)
+        self.assertEqual(response.header("x-content-type-options"), "nosniff")
+        html = response.body.decode()
+        self.assertIn("<title>chatproto</title>", html)
+        # No inline script anywhere: every <script> has a src and no body; no on* attributes.
+        for match in re.finditer(r"<script([^>]*)>(.*?)</script>", html, re.S):
+            self.assertIn('src="/static/', match.group(1))
+            self.assertEqual(match.group(2).strip(), "")
+        self.assertIsNone(re.search(r"\son[a-z]+\s*=", html))
+        self.assertNotIn("http://", html.replace("http://www.w3.org", ""))  # nothing from a CDN
+
+    def test_assets(self):
+        for name, kind in [("app.js", "text/javascript"), ("connection.js", "text/javascript"),
+                           ("dom.js", "text/javascript"), ("app.css", "text/css"),
+                           ("icon.svg", "image/svg+xml")]:
+            response = self.web.http("GET", f"/static/{name}")
+            self.assertEqual(response.status, 200, name)
+            self.assertTrue(response.header("content-type").startswith(kind), name)
+            self.assertIsNotNone(response.header("content-security-policy"))
+
+    def test_scripts_insert_text_only(self):
+        """The page's scripts never parse HTML: no innerHTML, insertAdjacentHTML, document.write, eval."""
+        import os
+
+        for name in os.listdir(STATIC_DIR):
+            if name.endswith(".js"):
+                with open(os.path.join(STATIC_DIR, name)) as f:
+                    source = f.read()
+                for bad in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
+                            "new Function"):
+                    self.assertNotIn(bad, source, name)
+
+    def test_idle_http_connection_is_closed(self):
+        _channel, transport = self.web.connect_http()
+        self.web.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
+        self.web.clock.advance(2)
+        self.assertTrue(transport.disconnecting)
+
+    def test_unknown_paths(self):
+        self.assertEqual(self.web.http("GET", "/nothing").status, 404)
+        self.assertEqual(self.web.http("GET", "/static/nothing.js").status, 404)
+
+
+class LoginTests(SynchronousTestCase):
+    def setUp(self):
+        self.web = WebFixture(self)
+
+    def test_success_sets_a_strict_http_only_cookie(self):
+        response = self.web.login("Yoda", "wise@!man")
+        self.assertEqual(response.status, 200)
+        self.assertEqual(response.json(), {"ok": True, "username": "Yoda"})
+        (cookie,) = response.all("set-cookie")
+        self.assertRegex(cookie, r"^chatproto_session=[A-Za-z0-9_-]{40,};")
+        self.assertIn("HttpOnly", cookie)
+        self.assertIn("SameSite=strict", cookie)
+        self.assertIn("Path=/", cookie)
+        token = response.cookie_value("chatproto_session")
+        self.assertNotIn(token, response.body.decode())  # only in the cookie
+        self.assertEqual(response.header("cache-control"), "no-store")
+        session = self.web.http("GET", "/session", headers={"Cookie": f"chatproto_session={token}"})
+        self.assertEqual(session.json(), {"ok": True, "username": "Yoda"})
+
+    def test_spec_texts_and_lockout(self):
+        self.assertEqual(self.web.login("Nobody", "x").json()["error"], "Invalid Username. Please try again")
+        first = self.web.login("Yoda", "wrong")
+        self.assertEqual(first.status, 403)
+        self.assertEqual(first.json(), {"ok": False, "code": "wrong-password",
+                                        "error": "Invalid Password. Please try again"})
+        self.assertIsNone(first.header("set-cookie"))
+        self.web.login("Yoda", "wrong")
+        self.assertEqual(self.web.login("Yoda", "wrong").json()["error"],
+                         "Invalid Password. Your account has been blocked. Please try again later")
+        self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"], BLOCKED)
+        self.web.clock.advance(10)
+        self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
+        self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"],
+                         "This account is already logged in")
+
+    def test_refused_requests(self):
+        foreign = self.web.login("Yoda", "wise@!man", origin="http://evil.example")
+        self.assertEqual(foreign.status, 403)
+        self.assertEqual(foreign.json()["error"], "Forbidden: foreign Origin")
+        form = self.web.http("POST", "/login", raw_body=b"username=Yoda&password=wise%40%21man",
+                             headers={"Content-Type": "application/x-www-form-urlencoded", "Origin": ORIGIN})
+        self.assertEqual(form.status, 415)
+        big = self.web.http("POST", "/login", raw_body=b"{" + b" " * 20000 + b"}",
+                            headers={"Content-Type": "application/json"})
+        self.assertEqual(big.status, 413)
+        junk = self.web.http("POST", "/login", raw_body=b"[1, 2]", headers={"Content-Type": "application/json"})
+        self.assertEqual(junk.status, 400)
+        self.assertEqual(self.web.http("GET", "/login").status, 405)
+        self.assertEqual(self.web.http("GET", "/session").json(), {"ok": False})
+
+    def test_logout_ends_the_session(self):
+        yoda = self.web.browser("Yoda", "wise@!man")
+        response = self.web.http("POST", "/logout", {}, headers={
+            "Origin": ORIGIN, "Cookie": f"chatproto_session={yoda.token}"})
+        self.assertEqual(response.json(), {"ok": True, "text": "Bye, Yoda!"})
+        self.assertRegex(response.header("set-cookie"), r"^chatproto_session=;.*Max-Age=0")
+        self.assertEqual(yoda.next("logged_out")["text"], "Bye, Yoda!")
+        self.assertTrue(yoda.transport.disconnecting)
+        self.assertEqual(self.web.ws(yoda.token).status, 401)
+        self.assertNotIn("Yoda", [u.name for u in self.web.chat.active_users()])
+        # The account may log in again at once.
+        self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
+
+
+class HandshakeTests(SynchronousTestCase):
+    def setUp(self):
+        self.web = WebFixture(self)
+        self.token = self.web.token("Yoda", "wise@!man")
+
+    def test_foreign_origin_refused_before_the_handshake(self):
+        client = self.web.ws(self.token, origin="http://evil.example")
+        self.assertFalse(client.accepted)
+        self.assertEqual(client.status, 403)
+
+    def test_without_a_session(self):
+        self.assertEqual(self.web.ws(None).status, 401)
+        self.assertEqual(self.web.ws("made-up").status, 401)
+
+    def test_hello(self):
+        client = self.web.ws(self.token)
+        self.assertTrue(client.accepted)
+        self.assertIsInstance(client.transport.protocol, websocket._Shim)  # the HTTP channel is gone
+        hello = client.next("hello")
+        self.assertEqual(hello["username"], "Yoda")
+        self.assertEqual([u["name"] for u in hello["active"]], ["Yoda"])
+        self.assertIn("Hans", hello["accounts"])
+        self.assertEqual(hello["groups"], [])
+        self.assertEqual(hello["unread"], {})
+
+
+class ChatTests(SynchronousTestCase):
+    def setUp(self):
+        self.web = WebFixture(self)
+        self.yoda = self.web.browser("Yoda", "wise@!man")
+        self.hans = self.web.browser("Hans", "falcon*solo")
+
+    def test_presence(self):
+        self.assertEqual(self.yoda.next("user_online")["username"], "Hans")
+        self.web.http("POST", "/logout", {}, headers={"Cookie": f"chatproto_session={self.hans.token}"})
+        self.assertEqual(self.yoda.next("user_offline")["username"], "Hans")
+
+    def test_private_message_both_ways(self):
+        reply = self.yoda.request("send", to="Hans", text="<img src=x onerror=alert(1)>")
+        self.assertTrue(reply["ok"], reply)
+        message = reply["message"]
+        self.assertEqual((message["kind"], message["sender"], message["recipient"], message["text"]),
+                         ("private", "Yoda", "Hans", "<img src=x onerror=alert(1)>"))
+        got = self.hans.next("message")
+        self.assertEqual(got["message"], message)
+        self.assertEqual(got["unread"], 1)
+        self.assertTrue(self.hans.request("send", to="Yoda", text="hi")["ok"])
+        self.assertEqual(self.yoda.next("message")["message"]["text"], "hi")
+        history = self.yoda.request("history", **{"with": "Hans"})
+        self.assertEqual([m["text"] for m in history["messages"]], ["<img src=x onerror=alert(1)>", "hi"])
+
+    def test_errors_are_spec_texts(self):
+        def error(**fields):
+            reply = self.yoda.request("send", **fields)
+            self.assertFalse(reply["ok"])
+            return reply["error"]
+
+        self.assertEqual(error(to="Yoda", text="x"), "You cannot send a message to yourself")
+        self.assertEqual(error(to="Nobody", text="x"), "No such user: Nobody")
+        self.assertEqual(error(to="leia", text="x"), "leia is not active")
+        self.assertEqual(error(to="Hans", text="   "), "A message cannot be empty.")
+        self.assertEqual(error(group="Nope", text="x"), "The group chat does not exist.")
+        self.assertEqual(error(text="x"), "Invalid request: give either to or group")
+        reply = self.yoda.request("join", group="Nope")
+        self.assertEqual(reply["error"], "Groupchat (Name: Nope) does not exist.")
+        reply = self.yoda.request("frobnicate")
+        self.assertEqual((reply["code"], reply["error"]), ("unknown-type", "Unknown request type: frobnicate"))
+
+    def test_bad_frames(self):
+        self.yoda.send_raw("not json")
+        self.assertEqual(self.yoda.next("error")["error"], "Invalid message: not a JSON object")
+        self.yoda.send_raw("[1]")
+        self.assertEqual(self.yoda.next("error")["code"], "bad-json")
+        self.yoda.write(self.yoda.ws.send(__import__("wsproto").events.BytesMessage(b"\x00\x01")))
+        self.assertEqual(self.yoda.next("error")["code"], "bad-json")
+        self.assertFalse(self.yoda.transport.disconnecting)
+
+    def test_frames_in_pieces_pipelined_and_fragmented(self):
+        from wsproto.events import Ping, TextMessage
+
+        ws = self.yoda.ws
+        frames = [ws.send(TextMessage(json.dumps({"id": n, "type": "ping"}))) for n in (101, 102, 103)]
+        data = frames[0] + frames[1] + ws.send(Ping(b"x")) + frames[2]
+        for i in range(len(data)):  # a byte at a time
+            self.yoda.write(data[i:i + 1])
+        # A fragmented message, with a ping in the middle (wsproto's path), then a whole one.
+        self.yoda.write(ws.send(TextMessage('{"id": 104, "type":', message_finished=False)))
+        self.yoda.write(ws.send(Ping(b"y")))
+        self.yoda.write(ws.send(TextMessage(' "ping"}', message_finished=True)))
+        self.yoda.write(ws.send(TextMessage(json.dumps({"id": 105, "type": "ping"}))))
+        ids = [m["id"] for m in self.yoda.messages if m["type"] == "reply"]
+        self.assertEqual(ids, [101, 102, 103, 104, 105])
+        self.assertEqual(self.yoda.request("send", to="Hans", text="é ✓ 🚀")["message"]["text"], "é ✓ 🚀")
+
+    def test_invalid_frames_are_refused_by_wsproto(self):
+        self.yoda.write(b"\x81\x82abcd" + bytes([0xFF ^ ord("a"), 0xFE ^ ord("b")]))  # not UTF-8
+        self.assertEqual(self.yoda.closed, 1007)
+
+    def test_unmask(self):
+        self.assertEqual(websocket.unmask(b"", b"abcd"), b"")
+        for n in (1, 4, 5, 127, 1000):
+            payload = bytes(range(256)) * 4
+            payload = payload[:n]
+            expected = bytes(b ^ b"\x01\x80\xff\x10"[i % 4] for i, b in enumerate(payload))
+            self.assertEqual(websocket.unmask(payload, b"\x01\x80\xff\x10"), expected)
+
+    def test_lone_surrogates_become_question_marks(self):
+        self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')
+        (reply,) = [m for m in self.yoda.messages if m.get("id") == 900]
+        self.assertEqual(reply["message"]["text"], "a?b")
+        self.assertEqual(self.hans.next("message")["message"]["text"], "a?b")
+
+    def test_line_breaks_become_spaces(self):
+        reply = self.yoda.request("send", to="Hans", text="one\ntwo\r\nthree")
+        self.assertEqual(reply["message"]["text"], "one two  three")
+
+    def test_text_and_frame_limits(self):
+        reply = self.yoda.request("send", to="Hans", text="é" * (websocket.MAX_TEXT // 2 + 1))
+        self.assertEqual(reply["error"], "Message too long")
+        self.yoda.send_raw(json.dumps({"id": 1, "type": "ping", "pad": "x" * websocket.MAX_FRAME}))
+        self.assertEqual(self.yoda.next("error")["error"], "Message too long")
+        self.assertTrue(self.yoda.request("ping")["ok"])
+
+    def test_endless_fragment_is_cut_off(self):
+        from wsproto.events import TextMessage
+
+        chunk = "x" * 60000
+        for _ in range(websocket.MAX_BUFFERED // len(chunk) + 2):
+            if self.yoda.transport.disconnecting:
+                break
+            self.yoda.write(self.yoda.ws.send(TextMessage(chunk, message_finished=False)))
+        self.assertTrue(self.yoda.transport.disconnecting)
+
+    def test_groups(self):
+        reply = self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.assertEqual(reply["group"]["members"], [{"name": "Yoda", "joined": True},
+                                                     {"name": "Hans", "joined": False}])
+        invited = self.hans.next("invited")
+        self.assertEqual((invited["group"], invited["by"]), ("Jedi", "Yoda"))
+        self.assertEqual(self.hans.request("send", group="Jedi", text="x")["error"],
+                         "Please join the group before sending messages.")
+        self.assertEqual(self.hans.request("history", group="Jedi")["error"],
+                         "Please join the group before reading its history.")
+        self.assertTrue(self.hans.request("join", group="jedi")["ok"])
+        self.assertEqual(self.yoda.next("member_joined")["username"], "Hans")
+        self.assertEqual(self.hans.request("join", group="Jedi")["error"],
+                         "You have already joined the group chat Jedi.")
+        for n in range(1, 6):
+            self.assertTrue(self.yoda.request("send", group="Jedi", text=f"m{n}")["ok"])
+        self.assertEqual(self.hans.events()[-1]["unread"], 5)
+        older = self.hans.request("history", group="Jedi", limit=2, before=4)
+        self.assertEqual([m["text"] for m in older["messages"]], ["m2", "m3"])
+        self.assertTrue(self.hans.request("leave", group="Jedi")["ok"])
+        self.assertEqual(self.yoda.next("member_left")["username"], "Hans")
+        self.assertEqual(self.yoda.request("create_group", name="bad name!", members=["Hans"])["error"],
+                         "Group name must be 1-32 letters and digits")
+        self.assertEqual(self.yoda.request("create_group", name="jedi", members=["Hans"])["error"],
+                         "A group chat (Name: jedi) already exists")
+
+    def test_invite(self):
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        luke = self.web.browser("luke", "jedi*knight")
+        reply = self.yoda.request("invite", group="Jedi", username="luke")
+        self.assertTrue(reply["ok"], reply)
+        self.assertEqual(luke.next("invited")["group"], "Jedi")
+        self.assertEqual(luke.request("state")["groups"][0]["name"], "Jedi")
+
+    def test_delete_own_messages(self):
+        seq = self.yoda.request("send", to="Hans", text="oops")["message"]["seq"]
+        self.assertEqual(self.hans.request("delete", seq=seq)["error"], "You can only delete your own messages.")
+        self.assertEqual(self.yoda.request("delete", seq=seq)["text"], f"Message {seq} deleted.")
+        history = self.hans.request("history", **{"with": "Yoda"})["messages"]
+        self.assertEqual([m["text"] for m in history], ["[deleted]"])
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.hans.request("join", group="Jedi")
+        gseq = self.yoda.request("send", group="Jedi", text="group oops")["message"]["seq"]
+        self.assertEqual(self.yoda.request("delete", seq=gseq, group="Jedi")["text"], f"Message {gseq} deleted.")
+        deleted = self.hans.next("message_deleted")
+        self.assertEqual((deleted["group"], deleted["seq"], deleted["by"]), ("Jedi", gseq, "Yoda"))
+
+    def test_change_password(self):
+        reply = self.yoda.request("change_password", current="nope", new="x")
+        self.assertEqual(reply["error"], "Current password is incorrect.")
+        reply = self.yoda.request("change_password", current="wise@!man", new="new pass")
+        self.assertEqual(reply["error"], "A password cannot contain whitespace.")
+        reply = self.yoda.request("change_password", current="wise@!man", new="better")
+        self.assertEqual(reply["text"], "Your password has been changed.")
+
+    def test_unread_counts_survive_a_reload_and_read_clears_them(self):
+        self.yoda.request("send", to="Hans", text="one")
+        self.yoda.request("send", to="Hans", text="two")
+        self.hans.drop()
+        again = self.web.ws(self.hans.token)
+        self.assertEqual(again.next("hello")["unread"], {"user:Yoda": 2})
+        other_tab = self.web.ws(self.hans.token)
+        other_tab.next("hello")
+        self.assertTrue(again.request("read", kind="user", name="Yoda")["ok"])
+        self.assertEqual(other_tab.next("read")["conversation"], "user:Yoda")
+        self.assertEqual(self.web.ws(self.hans.token).next("hello")["unread"], {})
+
+    def test_own_message_reaches_the_other_tabs(self):
+        second = self.web.ws(self.yoda.token)
+        second.next("hello")
+        self.yoda.request("send", to="Hans", text="from tab one")
+        self.assertEqual(second.next("message")["message"]["text"], "from tab one")
+
+    def test_grace_after_the_last_tab_closes(self):
+        self.hans.drop()
+        self.web.advance(60, self.yoda)
+        self.assertIn("Hans", [u.name for u in self.web.chat.active_users()])
+        back = self.web.ws(self.hans.token)
+        self.assertTrue(back.accepted)
+        back.drop()
+        self.web.advance(121, self.yoda)
+        self.assertNotIn("Hans", [u.name for u in self.web.chat.active_users()])
+        self.assertEqual(self.yoda.next("user_offline")["username"], "Hans")
+        self.assertEqual(self.web.ws(self.hans.token).status, 401)
+
+    def test_core_ends_the_session(self):
+        session = self.web.frontend.store.get(self.hans.token)
+        session.disconnect("Kicked by the administrator")
+        self.assertEqual(self.hans.next("ended")["text"], "Kicked by the administrator")
+        self.assertTrue(self.hans.transport.disconnecting)
+        self.assertEqual(self.web.ws(self.hans.token).status, 401)
+
+    def test_shutdown_tells_every_page(self):
+        self.web.chat.shutdown("Server shutting down")  # what the server does as it stops
+        self.web.frontend.stop()
+        self.assertEqual(self.yoda.next("ended")["text"], "Server shutting down")
+        self.assertEqual(self.hans.next("ended")["text"], "Server shutting down")
+        self.assertEqual(self.web.chat.active_users(), [])
+
+
+class LimitTests(SynchronousTestCase):
+    def test_slow_reader_is_dropped(self):
+        web = WebFixture(self, max_output=64 * 1024)
+        yoda = web.browser("Yoda", "wise@!man")
+        hans = web.browser("Hans", "falcon*solo")
+        hans.transport.producer.pauseProducing()  # its socket buffer is full: it does not read
+        text = "x" * 1000
+        for _ in range(100):
+            if hans.transport.disconnecting:
+                break
+            reply = yoda.request("send", to="Hans", text=text)
+        self.assertTrue(hans.transport.disconnecting)
+        self.assertTrue(hans.transport.disconnected)  # aborted, not closed politely
+        hans.drop()
+        self.assertTrue(reply["ok"])  # nobody else is slowed down
+        self.assertTrue(yoda.request("ping")["ok"])
+
+    def test_a_peer_that_does_not_answer_pings_is_dropped(self):
+        web = WebFixture(self)
+        yoda = web.browser("Yoda", "wise@!man")
+        hans = web.browser("Hans", "falcon*solo")
+        web.clock.advance(websocket.PING_INTERVAL)
+        yoda.pump()  # wsproto answers the ping; hans's client never reads it
+        web.clock.advance(websocket.PING_INTERVAL)
+        self.assertTrue(hans.transport.disconnected)
+        self.assertFalse(yoda.transport.disconnecting)
+        hans.drop()
+        yoda.drop()
+        self.assertIsNone(web.frontend.sockets._pinger)  # no timer left once nobody is connected
+
+    def test_connection_caps(self):
+        web = WebFixture(self, max_connections_per_ip=2)
+        token = web.token("Yoda", "wise@!man")
+        first, second = web.ws(token), web.ws(token)
+        self.assertTrue(first.accepted and second.accepted)
+        third = web.ws(token)
+        self.assertEqual(third.status, 503)
+        self.assertIn(b"Too many connections from 127.0.0.1", third.reject_body)
+        first.drop()
+        self.assertTrue(web.ws(token).accepted)
+
+    def test_rate_limit(self):
+        web = WebFixture(self, rate_limit=1.0, rate_burst=3)
+        yoda = web.browser("Yoda", "wise@!man")
+        replies = [yoda.request("ping") for _ in range(4)]
+        self.assertEqual([r["ok"] for r in replies], [True, True, True, False])
+        self.assertEqual(replies[-1]["error"], "Too many commands; slow down")
+        web.clock.advance(1)
+        self.assertTrue(yoda.request("ping")["ok"])
+
+
+class OptionTests(SynchronousTestCase):
+    def test_listen_descriptions(self):
+        from twisted.python import usage
+
+        from chatproto.frontends.web.options import web_frontend, web_listen_description
+
+        self.assertIsNone(web_listen_description({}))
+        self.assertEqual(web_listen_description({"web-port": "8080"}), "tcp:8080")
+        self.assertEqual(web_listen_description({"web-port": "0"}, "127.0.0.1"), "tcp:0:interface=127.0.0.1")
+        self.assertEqual(web_listen_description({"web-listen": "ssl:8443:privateKey=k.pem"}),
+                         "ssl:8443:privateKey=k.pem")
+        for bad in ({"web-port": "x"}, {"web-port": "70000"}, {"web-port": "1", "web-listen": "tcp:2"}):
+            self.assertRaises(usage.UsageError, web_listen_description, bad)
+        frontend = web_frontend("tcp:0", 4096, {"rate_limit": 2.0, "rate_burst": 5})
+        self.assertEqual((frontend.listen, frontend.max_output, frontend.rate_limit, frontend.rate_burst),
+                         ("tcp:0", 4096, 2.0, 5))
+        self.assertIsNone(web_frontend(None, 4096))
