@@ -302,6 +302,28 @@ class ClusterLedgerTests(SynchronousTestCase):
         self.successResultOf(a.database.save_block("Hans", 50.0))
         self.assertEqual(b.database.blocks(60.0), [("Yoda", 100.0)])
 
+    def test_a_group_created_again_starts_after_its_old_log(self):
+        a, b = self.ledgers
+        self.clock.advance(0)
+        record = GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True]])
+        self.successResultOf(self._durable(a.save_group(record)))
+        for text in ("old1", "old2"):
+            self.successResultOf(self._durable(a.append_group("Jedi", "Yoda", T, 1.0, text)))
+        self.successResultOf(self._durable(a.remove_group("jedi", "Jedi")))
+        again = GroupRecord("jedi", "Jedi", "Hans", False, [["Hans", True]])
+        seen = []
+        b.on_first_seq = lambda key, first: seen.append((key, first))
+        self.successResultOf(self._durable(b.save_group(again)))
+        self.assertEqual(seen, [("jedi", 3)])
+        self.assertEqual([g.first_seq for g in b.database.groups()], [3])
+        self.assertEqual(self.successResultOf(self._durable(b.append_group("Jedi", "Hans", T, 2.0, "new"))), 3)
+        history = self.successResultOf(b.group_history("Jedi", 10, None, 3))
+        self.assertEqual([m.text for m in history], ["new"])
+
+    def _durable(self, d):
+        self.clock.advance(0)
+        return d
+
 
 @pytest.mark.usefixtures("postgres_class")
 class PostgresMigrationTests(SynchronousTestCase):
@@ -322,3 +344,4 @@ class PostgresMigrationTests(SynchronousTestCase):
         self.assertEqual(database.last_seq(""), 1)
         with psycopg.connect(url) as db:
             self.assertEqual(db.execute("SELECT value FROM meta").fetchone()[0], str(PG_SCHEMA_VERSION))
+
