@@ -61,10 +61,20 @@ class BusTests(SynchronousTestCase):
         sent = self.to_nodes()
         self.assertEqual(sorted(sent), ["B", "C"])  # 2 publishes for 1000 remote members
         for node in ("B", "C"):
-            [[type_name, values, names, _pos]] = sent[node]["e"]
-            self.assertEqual(type_name, "Message")
-            self.assertEqual(len(names), 500)
-            self.assertIn("hello all", values)
+            [[type_name, values, names, _pos, key, but]] = sent[node]["e"]
+            self.assertEqual((type_name, names, key, but), ("Message", None, "fans", "Yoda"))
+            self.assertIn("hello all", values)  # each node finds its members in its copy of the group
+
+    def test_a_group_event_from_another_node_reaches_the_joined_members_here(self):
+        self.chat._groups["jedi"] = Group("Jedi", "Yoda", False, {"Yoda": True, "Hans": True, "leia": False})
+        hans = self.fixture.login("Hans", "falcon*solo")
+        leia = self.fixture.login("leia", "alderaan")
+        event = ["Message", ["group", 3, "01 Jun 2022 21:30:04", 1.0, "Yoda", None, "Jedi", "hi all"],
+                 None, 9, "jedi", "Yoda"]
+        self.bus.received("chatproto:0:node:A", json.dumps({"e": [event]}))
+        self.fixture.clock.advance(0)
+        self.assertEqual(hans.output(), ["MSG 01 Jun 2022 21:30:04, Jedi, Yoda: hi all"])
+        self.assertEqual(leia.output(), [])  # invited, not joined
 
     def test_a_remote_delivery_reaches_the_local_session_once(self):
         hans = self.fixture.login("Hans", "falcon*solo")

@@ -462,6 +462,37 @@ class ClusterBus:
 
     # Deliveries
 
+    def fan_out(self, group, event, but: str) -> int:
+        """
+        A group event (the realm's fan-out): delivered here to this node's
+        joined members, and published once to each node with joined members,
+        which finds its own members in its copy of the group (no list of names).
+        """
+        realm = self.realm
+        local = realm._active
+        remote = self.remote
+        nodes = set()
+        n = 0
+        for username, joined in group.members.items():
+            if joined and username != but:
+                user = local.get(username)
+                if user is not None:
+                    realm._deliver(user, event)
+                    n += 1
+                else:
+                    other = remote.get(username)
+                    if other is not None:
+                        nodes.add(other.node)
+                        n += 1
+        for node in nodes:
+            per_node = self._pending.get(node)
+            if per_node is None:
+                per_node = self._pending[node] = {}
+            per_node[id(event)] = [event, None, group.key, but]
+        if nodes:
+            self._turn.schedule()
+        return n
+
     def queue(self, node, name, event) -> None:
         per_node = self._pending.get(node)
         if per_node is None:
@@ -481,12 +512,16 @@ class ClusterBus:
             return  # in PostgreSQL: the node catches up when the bus is back
         for node, entries in pending.items():
             batch = []
-            for event, names in entries.values():
+            for entry in entries.values():
+                event, names = entry[0], entry[1]
                 values = [getattr(event, f) for f in event.__dataclass_fields__]
                 pos = 0
                 if type(event) is events.Message:
                     pos = self._positions.get((event.group or "", event.seq), 0)
-                batch.append([type(event).__name__, values, names, pos])
+                if names is None:  # a group's fan-out: [type, values, None, pos, group key, but]
+                    batch.append([type(event).__name__, values, None, pos, entry[2], entry[3]])
+                else:
+                    batch.append([type(event).__name__, values, names, pos])
             self._publish(self.prefix + "node:" + node, {"e": batch})
         if len(self._positions) > SEEN:
             self._positions.clear()
@@ -552,8 +587,10 @@ class ClusterBus:
             LoginLockout.record_success(self.realm.lockout, payload["u"])
 
     def _deliveries(self, batch) -> None:
-        active = self.realm._active
-        for type_name, values, names, pos in batch:
+        realm = self.realm
+        active = realm._active
+        for entry in batch:
+            type_name, values, names, pos = entry[:4]
             cls = EVENT_TYPES.get(type_name)
             if cls is None:
                 continue
@@ -562,10 +599,21 @@ class ClusterBus:
                 self.received_pos = max(self.received_pos, pos)
                 if not self._first_time(event):
                     continue
+            if names is None:  # a group's fan-out: its joined members on this node
+                group = realm._groups.get(entry[4])
+                if group is None:
+                    continue
+                but = entry[5]
+                for name, joined in group.members.items():
+                    if joined and name != but:
+                        user = active.get(name)
+                        if user is not None:
+                            realm._deliver(user, event)
+                continue
             for name in names:
                 user = active.get(name)
                 if user is not None:
-                    self.realm._deliver(user, event)
+                    realm._deliver(user, event)
 
     def _group_change(self, op) -> None:
         groups = self.realm._groups

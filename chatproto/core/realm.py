@@ -425,6 +425,8 @@ class ChatRealm:
                     yield member
 
     def _fan_out(self, group: Group, event, but: str) -> int:
+        if self.cluster is not None:  # its own users here, one publish per other node
+            return self.cluster.fan_out(group, event, but)
         n = 0
         for member in self._joined_members(group, but):
             self._deliver(member, event)
