@@ -71,7 +71,8 @@ class Cluster:
             process = subprocess.Popen(
                 [sys.executable, "-m", "chatproto.server", "--interface", "127.0.0.1", "--data-dir", data_dir,
                  "--credentials", self.credentials, "--database", self.postgres.url, "--cluster",
-                 self.redis.url, "0", "3"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                 self.redis.url, "--max-connections-per-ip", "0", "--max-connections", "0", "--rate-limit", "0",
+                 "0", "3"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
             for line in process.stdout:
                 match = re.search(r"listening on [\d.]+:(\d+)", line)
