@@ -64,7 +64,12 @@ def demo(args) -> int:
             port = args.port + i
             command = [sys.executable, "-m", "chatproto.server", "--interface", "127.0.0.1",
                        "--data-dir", data_dir, "--credentials", credentials,
-                       "--database", postgres.url, "--cluster", redis.url, str(port), str(args.attempts)]
+                       "--database", postgres.url, "--cluster", redis.url]
+            if args.irc_port:
+                command += ["--irc-port", str(args.irc_port + i)]
+            if args.web_port:
+                command += ["--web-port", str(args.web_port + i)]
+            command += [str(port), str(args.attempts)]
             script = os.path.join(scratch, f"node{i + 1}.sh")
             with open(script, "w") as f:  # to start the node again by hand after killing it
                 f.write("#!/bin/sh\nexec " + " ".join(shlex.quote(part) for part in command) + "\n")
@@ -83,8 +88,13 @@ def demo(args) -> int:
         print("", flush=True)
         print(f"{args.nodes} nodes are up. Accounts: {credentials}", flush=True)
         for i in range(args.nodes):
+            extra = ""
+            if args.irc_port:
+                extra += f", IRC 127.0.0.1:{args.irc_port + i}"
+            if args.web_port:
+                extra += f", web http://127.0.0.1:{args.web_port + i}/"
             print(f"  node {i + 1}: python -m chatproto.client 127.0.0.1 {args.port + i} {6001 + i}"
-                  f"   (data: {os.path.join(scratch, f'node{i + 1}')})", flush=True)
+                  f"{extra}   (data: {os.path.join(scratch, f'node{i + 1}')})", flush=True)
         print("Try: a user on each node, /creategroup, /groupmsg, /activeuser; kill -9 a node "
               "(pids: " + ", ".join(str(p.pid) for p in nodes) + f") and start it again with "
               f"{os.path.join(scratch, 'nodeN.sh')}. Ctrl-C stops everything.", flush=True)
@@ -120,6 +130,9 @@ def main(argv=None) -> int:
     run = commands.add_parser("demo", help="start a local cluster on private Redis and PostgreSQL")
     run.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
     run.add_argument("--port", type=int, default=9000, help="the first node's port (default 9000)")
+    run.add_argument("--irc-port", type=int, default=0, help="IRC on this port for node 1, +1 per node")
+    run.add_argument("--web-port", type=int, default=0,
+                     help="the browser client on this port for node 1, +1 per node")
     run.add_argument("--attempts", type=int, default=3, help="failed logins before a block (1-5)")
     run.add_argument("--credentials", help="the accounts file (default: six demo accounts)")
     run.add_argument("--dir", help="the scratch directory (kept; default: a new temporary one)")
