@@ -191,7 +191,7 @@ def scenario_burst(n, seconds, anonymous):
 
 
 def scenario_idle(n):
-    server = Server(10)
+    server = Server(10, ["--max-connections", "0", "--max-connections-per-ip", "0"])
     sockets = []
     try:
         before = rss_kib(server.pid)
@@ -228,7 +228,8 @@ def scenario_idle(n):
 
 
 def scenario_bcrypt(n):
-    server = Server(5, [], bcrypt_users=[("Hans", "falcon*solo"), ("leia", "alderaan")])
+    server = Server(5, ["--max-connections-per-ip", "0"],
+                    bcrypt_users=[("Hans", "falcon*solo"), ("leia", "alderaan")])
     try:
         cpu_before = loadgen.cpu_seconds(server.pid)
         attackers = []

@@ -416,6 +416,16 @@ class ChatRealm:
             raise ChatError(errors.NO_SUCH_GROUP, name=name)
         return group
 
+    def _joined_group(self, user: User, name: str, not_joined: str = errors.NOT_JOINED) -> Group:
+        """The group C{name}, which C{user} has joined; or the ChatError that says why not."""
+        group = self._group(name)
+        joined = group.members.get(user.name)
+        if joined is None:
+            raise ChatError(errors.NOT_MEMBER, name=group.name)
+        if not joined:
+            raise ChatError(not_joined, name=group.name)
+        return group
+
     def _joined_members(self, group: Group, but: str):
         active = self._everyone
         for username, joined in group.members.items():
@@ -508,12 +518,7 @@ class ChatRealm:
     def invite(self, user: User, name: str, username: str) -> defer.Deferred:
         """Invite C{username} to a group C{user} has joined."""
         try:
-            group = self._group(name)
-            joined = group.members.get(user.name)
-            if joined is None:
-                raise ChatError(errors.NOT_MEMBER, name=group.name)
-            if not joined:
-                raise ChatError(errors.NOT_JOINED, name=group.name)
+            group = self._joined_group(user, name)
             if not self.is_account(username):
                 raise ChatError(errors.NO_SUCH_USER, name=username)
             if username in group.members:
@@ -535,12 +540,7 @@ class ChatRealm:
     def send_group(self, sender: User, name: str, text: str) -> defer.Deferred:
         """Store one group message, then fan it out; fire with the L{Message}."""
         try:
-            group = self._group(name)
-            joined = group.members.get(sender.name)
-            if joined is None:
-                raise ChatError(errors.NOT_MEMBER, name=group.name)
-            if not joined:
-                raise ChatError(errors.NOT_JOINED, name=group.name)
+            group = self._joined_group(sender, name)
             if group.broadcast and sender.name != group.owner:
                 raise ChatError(errors.BROADCAST_OWNER_ONLY, name=group.name)
         except ChatError:
@@ -587,12 +587,7 @@ class ChatRealm:
 
     def group_history(self, user: User, name: str, limit: int, before: int | None = None) -> defer.Deferred:
         try:
-            group = self._group(name)
-            joined = group.members.get(user.name)
-            if joined is None:
-                raise ChatError(errors.NOT_MEMBER, name=group.name)
-            if not joined:
-                raise ChatError(errors.HISTORY_NOT_JOINED, name=group.name)
+            group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
         except ChatError:
             return defer.fail()
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
