@@ -192,6 +192,7 @@ class ClusterTests(SynchronousTestCase):
         yoda = self.login(b, "Yoda", "wise@!man")  # now on the other node
         yoda.command("/deletemsg 1", "Message 1 deleted.")
         hans.command("/history Yoda", re.compile(rf"^#1 {TS}, Yoda: \[deleted\]$"))
+        a.stdout.expect(re.compile("record 1 of messagelog.txt deleted here too"))
         self.assertRegex(a.read("messagelog.txt"), rf"^1; {TS}; Yoda; \[deleted\]\n$")
         # A node stopped cleanly takes its users with it at once.
         leia = self.login(a, "leia", "alderaan")

@@ -580,7 +580,9 @@ class ClusterBus:
             d.addErrback(lambda f: log.warn("Cluster: cannot store the new password of {name}: {why}",
                                             name=payload["u"], why=f.getErrorMessage()))
         elif kind == "deleted":  # the record may be in this node's file
-            self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"])
+            if self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"]):
+                log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
+                         seq=payload["seq"], log=payload["log"] or "messagelog.txt")
         elif kind == "fail":
             LoginLockout.record_failure(self.realm.lockout, payload["u"])
         elif kind == "ok":
