@@ -63,9 +63,7 @@ class DemoTests(SynchronousTestCase):
 
         if postgres_bin() is None or redis_bin() is None:
             raise self.skipTest("needs PostgreSQL and redis-server")
-        base = free_port()
-        while base + 1 > 65535 or base < 1024:
-            base = free_port()
+        base = _two_free_ports()  # below the ephemeral range, where Redis and PostgreSQL get theirs
         process = subprocess.Popen(
             [sys.executable, "-m", "chatproto.cluster", "demo", "--nodes", "2", "--port", str(base)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
@@ -86,3 +84,18 @@ class DemoTests(SynchronousTestCase):
                 process.kill()
                 process.wait(30)
             process.stdout.close()
+
+
+def _two_free_ports() -> int:
+    import random
+    import socket
+
+    while True:
+        base = random.randrange(20000, 30000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", base))
+                b.bind(("127.0.0.1", base + 1))
+                return base
+        except OSError:
+            continue
