@@ -223,3 +223,46 @@ class RecreatedGroupTests(SynchronousTestCase):
         history = leia.send("/grouphistory Jedi")
         self.assertEqual(len(history), 2)
         self.assertRegex(history[0], r"^DATA #2 .*, Jedi, leia: hello$")  # the log's numbering goes on
+
+
+class PresenceTests(SynchronousTestCase):
+    """Presence goes to whoever watches everyone (web) and, for IRC, to members of shared groups only."""
+
+    def test_group_watchers_hear_only_of_their_groups_members(self):
+        f = ChatFixture(self)
+
+        class Session:
+            frontend, ip, udp_port = "test", "127.0.0.1", 0
+
+            def __init__(self, wants):
+                self.wants_presence = wants
+                self.events = []
+
+            def receive(self, event):
+                self.events.append(type(event).__name__ + " " + getattr(event, "username", ""))
+
+            def disconnect(self, notice):
+                pass
+
+        def login(name, password, wants):
+            session = Session(wants)
+            d = f.chat.login(name, password, session)
+            f.clock.advance(0)
+            return self.successResultOf(d), session
+
+        web, web_session = login("Yoda", "wise@!man", True)
+        irc, irc_session = login("Hans", "falcon*solo", "groups")
+        f.clock.advance(0)
+        login("leia", "alderaan", False)  # shares no group with Hans
+        self.assertEqual(irc_session.events, [])
+        self.assertIn("UserOnline leia", web_session.events)
+        luke, _ = login("luke", "jedi*knight", False)
+        self.assertEqual(irc_session.events, [])  # no group in common yet
+        f.chat.create_group(irc, "Jedi", ["luke"])
+        f.clock.advance(0)
+        f.chat.join_group(luke, "Jedi")
+        f.clock.advance(0)
+        irc_session.events.clear()
+        f.chat.logout(luke)
+        f.clock.advance(0)
+        self.assertEqual(irc_session.events, ["UserOffline luke"])

@@ -28,7 +28,8 @@ class ISession(Interface):
     frontend = Attribute("the front end's name: 'line', 'irc', 'web'")
     ip = Attribute("the client's address")
     udp_port = Attribute("the UDP port the client receives files on; 0 when it cannot")
-    wants_presence = Attribute("True: also receive UserOnline/UserOffline about everyone")
+    wants_presence = Attribute("True: also receive UserOnline/UserOffline about everyone; "
+                               "'groups': about the members of the groups this user has joined")
 
     def receive(event):
         """One event of L{chatproto.core.events}; must not raise."""

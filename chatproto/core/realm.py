@@ -141,7 +141,8 @@ class ChatRealm:
         self._everyone = self._active
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
-        self._watchers: set[User] = set()  # sessions that want presence events
+        self._watchers: set[User] = set()  # sessions that want presence events about everyone
+        self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, defer.DeferredLock] = {}  # password checks waiting, per account
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
         self.admins: set[str] = set()  # account names that may kick, ban and announce
@@ -277,7 +278,10 @@ class ChatRealm:
                 lambda _: self.storage.user_logged_in(username, since, session.ip, session.udp_port))
 
         def recorded(_):
-            if getattr(session, "wants_presence", False):
+            presence = getattr(session, "wants_presence", False)
+            if presence == "groups":
+                self._group_watchers.add(user)
+            elif presence:
                 self._watchers.add(user)
             self._tell_watchers(UserOnline(username, since, since_time), user)
             return IChatUser, user, lambda: self.logout(user)
@@ -300,6 +304,7 @@ class ChatRealm:
             return False
         del self._active[user.name]
         self._watchers.discard(user)
+        self._group_watchers.discard(user)
         user.gone = True
         if self.cluster is not None:
             self.cluster.release(user)
@@ -318,10 +323,20 @@ class ChatRealm:
         log.warn("Cannot record the logout of {username}: {why}", username=username,
                  why=failure.getErrorMessage())
 
-    def _tell_watchers(self, event, about: User) -> None:
+    def _tell_watchers(self, event, about: User | None) -> None:
+        """UserOnline/UserOffline to the sessions that watch everyone, and to those that watch
+        the members of their groups (IRC), without a scan of every session."""
         for watcher in list(self._watchers):
             if watcher is not about:
                 self._deliver(watcher, event)
+        if self._group_watchers:
+            name, told = event.username, set()
+            for group in list(self._groups.values()):
+                if name in group.members:
+                    for member in self._joined_members(group, name):
+                        if member in self._group_watchers and member not in told:
+                            told.add(member)
+                            self._deliver(member, event)
 
     def active_user(self, username: str) -> User | None:
         return self._everyone.get(username)

@@ -129,7 +129,7 @@ class IRCProtocol(irc.IRC):
 
     frontend = "irc"
     udp_port = 0
-    wants_presence = True
+    wants_presence = "groups"  # JOIN/QUIT of channel members; nothing about strangers (O(n) per login)
 
     def __init__(self, factory, ip: str):
         self.factory = factory
