@@ -2,8 +2,9 @@
 The load generator of the chatproto benchmarks (issue 8).
 
 It speaks two dialects over TCP: C{chat} (SPEC.md section 4: chatproto's own
-server and the seed baseline) and C{irc} (the twistd words baseline: PASS /
-NICK / USER, JOIN #chan, PRIVMSG nick / #chan). Clients live in a few worker
+server and the seed baseline) and C{irc} (the twistd words and InspIRCd
+baselines: PASS / NICK / USER, JOIN #chan, PRIVMSG nick / #chan; InspIRCd,
+whose connect class has no password, ignores PASS). Clients live in a few worker
 processes (C{python bench/loadgen.py worker}, driven over stdin/stdout with
 one JSON object a line) so that the generator is not the bottleneck; the
 coordinator (L{run_private}, L{run_fanout}, L{run_idle}, L{run_logins}, used
@@ -196,7 +197,7 @@ class Chat:
 
 
 class Irc:
-    """twisted.words' IRC server."""
+    """twisted.words' IRC server, and InspIRCd (bench/baselines/inspircd.py)."""
 
     name = "irc"
     ERR = b" 401 "

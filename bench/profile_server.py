@@ -6,6 +6,7 @@ goes (self and inclusive share per function).
     python bench/profile_server.py                       # ours, private messages
     python bench/profile_server.py --scenario fanout
     python bench/profile_server.py --server ours-hotpath  # the experiment
+    python bench/profile_server.py --scenario logins --server ours-irc --delay 8 --duration 10
 
 The raw collapsed stacks are kept (C{--out}, default bench/results/) for
 flame graphs. py-spy's sampling costs the server some CPU, so the rates
@@ -30,6 +31,8 @@ from twisted.internet import defer, task, utils
 LOADS = {
     "private": {"pairs_per_worker": 20, "window": 32, "warmup": 2.0, "duration": 12.0},
     "fanout": {"members": 1000, "repeats": 600, "warmup": 5},
+    # Connecting 10,000 sockets takes a few seconds first: use --delay 8 or so.
+    "logins": {"n": 10000},
 }
 
 
@@ -60,8 +63,8 @@ async def run(reactor, args):
     pyspy = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     top = tempfile.mkdtemp(prefix="chatprofile-")
     credentials = os.path.join(top, "credentials.txt")
-    loadgen.write_credentials(credentials, 3000)
     load = dict(LOADS[args.scenario])
+    loadgen.write_credentials(credentials, max(3000, load.get("n", 0) + 10))
     server = await servers.start(reactor, args.server, os.path.join(top, "data"), credentials)
     pool = loadgen.WorkerPool(reactor, args.workers)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -7,9 +7,10 @@ Run every benchmark against every server, side by side, and print one table.
     python bench/run_all.py --write-doc   # also update docs/PERFORMANCE.md
 
 Each (scenario, server) pair gets a fresh server process (ours, the seed-design
-threaded baseline, twistd words) in a temporary directory with a generated
-credentials file, on 127.0.0.1, port 0. See bench/loadgen.py for what is
-measured and how.
+threaded baseline, twistd words, and with C{--servers ...,inspircd} InspIRCd
+3.15, see bench/baselines/inspircd.py) in a temporary directory with a
+generated credentials file, on 127.0.0.1, port 0. See bench/loadgen.py for
+what is measured and how.
 """
 
 import argparse
@@ -48,8 +49,10 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "ours-irc", "before", "ours-hotpath", "seed", "words"]
-BASELINES = ("before", "seed", "words")
+ORDER = ["ours", "ours-irc", "before", "ours-hotpath", "seed", "words", "inspircd"]
+BASELINES = ("before", "seed", "words", "inspircd")
+# CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
+DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 
 # With --repeat, the run kept for each (scenario, server) is the best by this
 # measure (the machine is shared: the best run is the least disturbed one).
@@ -102,8 +105,11 @@ def build_table(results: dict, profile: dict, kinds: list):
     """A list of rows of cells (strings), the first row the header."""
     labels = [servers.SERVERS[k][0] for k in kinds]
     header = ["metric", *labels]
-    baselines = [k for k in kinds if k in BASELINES] if "ours" in kinds else []
-    header += [f"ours vs {servers.SERVERS[k][0]}" for k in baselines]
+    pairs = [("ours", k) for k in kinds if k in BASELINES] if "ours" in kinds else []
+    # Issue 17 compares both front ends with InspIRCd.
+    if "ours-irc" in kinds and "inspircd" in kinds:
+        pairs.append(("ours-irc", "inspircd"))
+    header += [f"{servers.SERVERS[a][0]} vs {servers.SERVERS[b][0]}" for a, b in pairs]
     table = [header]
     for label, scenario, get, fmt, better in rows_for(profile):
         values, cells = {}, [label]
@@ -122,8 +128,8 @@ def build_table(results: dict, profile: dict, kinds: list):
                 continue
             values[kind] = value
             cells.append("-" if value is None else fmt.format(value))
-        for base in baselines:
-            ours, other = values.get("ours"), values.get(base)
+        for mine, base in pairs:
+            ours, other = values.get(mine), values.get(base)
             if better is None or not ours or not other:
                 cells.append("")
             elif better == "higher":
@@ -203,6 +209,39 @@ def goals(results: dict, profile: dict) -> list:
     return out
 
 
+def goals_inspircd(results: dict, profile: dict) -> list:
+    """The issue-17 goals: chatproto's cost as a multiple of InspIRCd's, both front ends."""
+
+    def get(kind, scenario, getter):
+        r = results.get(kind, {}).get(scenario)
+        if not r or "error" in r:
+            return None
+        try:
+            return getter(r)
+        except (KeyError, ValueError):
+            return None
+
+    top = max(profile["idle"]["levels"])
+    members = profile["fanout"]["members"]
+    measures = [
+        ("server CPU per private message", "private", lambda r: r["cpu_us_per_msg"], 1.5),
+        (f"server CPU per fan-out delivery ({members})", "fanout",
+         lambda r: r["cpu_us_per_delivery"], 1.1),
+        (f"idle RSS per client @{top:,}", "idle", lambda r: _idle(r, top), 0.8),
+        ("server CPU per login", "logins", lambda r: r["login_cpu_us_per_login"], 1.0),
+    ]
+    out = []
+    for kind in ("ours", "ours-irc"):
+        label = servers.SERVERS[kind][0]
+        for what, scenario, getter, limit in measures:
+            mine, theirs = get(kind, scenario, getter), get("inspircd", scenario, getter)
+            if mine is None or not theirs:
+                continue
+            out.append((f"{label}: {what} <= {limit}x InspIRCd's", f"{mine / theirs:.2f}x",
+                        mine <= limit * theirs))
+    return out
+
+
 def machine() -> dict:
     import twisted
 
@@ -253,6 +292,7 @@ def report(results, profile_name, profile, kinds, workers, load=(), repeat=1) ->
     errors = [(k, s, r["error"]) for k, rs in results.items() for s, r in rs.items()
               if "error" in r]
     checks = goals(results, profile)
+    checks17 = goals_inspircd(results, profile)
     text = [render(table), ""]
     if load:
         text.insert(0, f"load average {' -> '.join(f'{x:.1f}' for x in load)}; "
@@ -260,6 +300,9 @@ def report(results, profile_name, profile, kinds, workers, load=(), repeat=1) ->
     if checks:
         text.append("Goals (issue 8):")
         text += [f"  [{'x' if met else ' '}] {goal}: {value}" for goal, value, met in checks]
+    if checks17:
+        text.append("Goals (issue 17, ours / InspIRCd):")
+        text += [f"  [{'x' if met else ' '}] {goal}: {value}" for goal, value, met in checks17]
     for kind, scenario, error in errors:
         text.append(f"ERROR {kind} {scenario}: {error}")
     md = [
@@ -278,6 +321,9 @@ def report(results, profile_name, profile, kinds, workers, load=(), repeat=1) ->
     if checks:
         md += ["", "Goals of issue 8:", ""]
         md += [f"- [{'x' if met else ' '}] {goal}: **{value}**" for goal, value, met in checks]
+    if checks17:
+        md += ["", "Goals of issue 17 (chatproto's figure / InspIRCd's):", ""]
+        md += [f"- [{'x' if met else ' '}] {goal}: **{value}**" for goal, value, met in checks17]
     for kind, scenario, error in errors:
         md.append(f"\nERROR {kind} {scenario}: `{error}`")
     return "\n".join(text), "\n".join(md), bool(errors)
@@ -369,9 +415,10 @@ def main(argv=None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--smoke", action="store_true", help="seconds-long version (CI)")
     size.add_argument("--quick", action="store_true", help="about a minute")
-    parser.add_argument("--servers", default="ours,ours-irc,seed,words",
-                        help="comma-separated subset of ours,ours-irc,seed,words "
-                        "(and ours-hotpath, an experiment)")
+    parser.add_argument("--servers", default=DEFAULT_SERVERS,
+                        help="comma-separated subset of ours,ours-irc,seed,words,inspircd "
+                        "(inspircd: Debian's InspIRCd, apt-get installed when missing; "
+                        "and ours-hotpath, an experiment)")
     parser.add_argument("--scenarios", default="private,fanout,idle,logins")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="load-generator processes (default: one per core)")

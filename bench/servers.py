@@ -9,6 +9,10 @@ a port it picks itself (port 0) and its files in a directory of its own.
 - C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
 - C{ours-irc}: C{ours} with C{--irc-port 0}, driven over IRC (ready line
   C{IRC listening on ADDR:PORT})
+- C{inspircd}: C{bench/baselines/inspircd.py --dir D} (Debian's InspIRCd 3.15,
+  installed with apt-get when missing; benchmark only, never in the tests). Its
+  ready line names the pid to measure: C{Server listening on ADDR:PORT
+  (inspircd pid N)} (the wrapper script is not the server)
 
 Each prints C{Server listening on ADDR:PORT} when ready. The open-file limit
 is raised in this process first, and the servers inherit it.
@@ -24,12 +28,15 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 READY = re.compile(rb"Server listening on ([0-9.]+):(\d+)")
 IRC_READY = re.compile(rb"IRC listening on ([0-9.]+):(\d+)")
+INSPIRCD_READY = re.compile(rb"Server listening on ([0-9.]+):(\d+) \(inspircd pid (\d+)\)\n")
 
 SERVERS = {
     # name: (label, dialect)
     "ours": ("ours", "chat"),
     "seed": ("seed-threaded", "chat"),
     "words": ("twistd-words", "irc"),
+    # InspIRCd 3.15, a production C++ IRC server (issue 17), same IRC dialect.
+    "inspircd": ("inspircd", "irc"),
     # chatproto's IRC front end (the same server, its --irc-port listener).
     "ours-irc": ("ours-irc", "chatirc"),
     # An experiment, not a baseline: ours with the profile's suggested changes
@@ -69,7 +76,15 @@ def command(kind: str, data_dir: str, credentials: str):
         return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                 "-n", "--pidfile=", "--logfile", os.path.join(data_dir, "twistd.log"),
                 "-y", os.path.join(BENCH, "baselines", "words.tac")], env
+    if kind == "inspircd":
+        script = os.path.join(BENCH, "baselines", "inspircd.py")
+        return [sys.executable, script, "--dir", data_dir, "--interface", "127.0.0.1"], env
     raise ValueError(f"unknown server {kind!r}")
+
+
+def ready_line(kind: str):
+    """The regex of C{kind}'s ready line: groups host, port and (maybe) the measured pid."""
+    return {"ours-irc": IRC_READY, "inspircd": INSPIRCD_READY}.get(kind, READY)
 
 
 def ours_available() -> bool:
@@ -94,7 +109,8 @@ class ServerProcess(protocol.ProcessProtocol):
             self.out += data
             m = self.ready_line.search(self.out)
             if m:
-                self.ready.callback((m.group(1).decode(), int(m.group(2))))
+                pid = int(m.group(3)) if m.re.groups >= 3 else None
+                self.ready.callback((m.group(1).decode(), int(m.group(2)), pid))
 
     def processEnded(self, reason):
         os.close(self.log)
@@ -104,12 +120,13 @@ class ServerProcess(protocol.ProcessProtocol):
 
 
 class RunningServer:
-    def __init__(self, kind, proc, transport, host, port, data_dir):
+    def __init__(self, kind, proc, transport, host, port, data_dir, pid=None):
         self.kind = kind
         self.label, self.dialect = SERVERS[kind]
         self.proc = proc
         self.transport = transport
-        self.pid = transport.pid
+        # The process whose CPU and memory are measured (a wrapper may name its child).
+        self.pid = pid or transport.pid
         self.host = host
         self.port = port
         self.data_dir = data_dir
@@ -139,7 +156,7 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     os.makedirs(data_dir, exist_ok=True)
     argv, env = command(kind, data_dir, credentials)
     log_path = os.path.join(data_dir, "server-output.log")
-    proc = ServerProcess(log_path, IRC_READY if kind == "ours-irc" else READY)
+    proc = ServerProcess(log_path, ready_line(kind))
     err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=REPO,
@@ -147,12 +164,12 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     finally:
         os.close(err)
     try:
-        host, port = await proc.ready.addTimeout(timeout, reactor)
+        host, port, pid = await proc.ready.addTimeout(timeout, reactor)
     except Exception as e:  # noqa: BLE001 - any failure: kill it, show its output
         if transport.pid is not None:
             transport.signalProcess("KILL")
         raise ServerFailed(f"{kind}: {e}\n{tail(log_path)}") from None
-    return RunningServer(kind, proc, transport, host, port, data_dir)
+    return RunningServer(kind, proc, transport, host, port, data_dir, pid)
 
 
 def react_main(run, args) -> int:
