@@ -250,7 +250,7 @@ class PresenceTests(SynchronousTestCase):
             f.clock.advance(0)
             return self.successResultOf(d), session
 
-        web, web_session = login("Yoda", "wise@!man", True)
+        _web, web_session = login("Yoda", "wise@!man", True)
         irc, irc_session = login("Hans", "falcon*solo", "groups")
         f.clock.advance(0)
         login("leia", "alderaan", False)  # shares no group with Hans
