@@ -266,3 +266,29 @@ class PresenceTests(SynchronousTestCase):
         f.chat.logout(luke)
         f.clock.advance(0)
         self.assertEqual(irc_session.events, ["UserOffline luke"])
+
+
+class FailedGroupChangeTests(SynchronousTestCase):
+    """A group change the database refused changes nothing (ERR ... nothing changed)."""
+
+    def test_join_leave_and_invite_undone_when_not_saved(self):
+        from twisted.internet import defer
+
+        f = ChatFixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        f.login("leia", "alderaan")
+        yoda.send("/creategroup Jedi Hans")
+        hans.output()
+        real_commit = f.database.commit
+
+        def refuse(ops):
+            return defer.fail(OSError("the database is gone"))
+
+        f.database.commit = refuse
+        self.assertEqual(hans.send("/joingroup Jedi"), ["ERR Server error: the message could not be saved"])
+        self.assertEqual(yoda.send("/leavegroup Jedi"), ["ERR Server error: the message could not be saved"])
+        self.flushLoggedErrors(OSError)
+        f.database.commit = real_commit
+        self.assertEqual(yoda.send("/members Jedi"), ["DATA Yoda owner active", "DATA Hans invited active", "OK"])
+        self.assertEqual(hans.send("/joingroup Jedi"), ["OK Joined the group chat: Jedi successfully."])

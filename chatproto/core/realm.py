@@ -528,7 +528,12 @@ class ChatRealm:
             self._fan_out(group, MemberJoined(group.name, user.name, timestamp, now), user.name)
             return group.info()
 
-        return d.addCallback(saved)
+        def not_saved(failure):
+            if group.members.get(user.name) is True:
+                group.members[user.name] = False  # nothing changed after all
+            return failure
+
+        return d.addCallbacks(saved, not_saved)
 
     def invite(self, user: User, name: str, username: str) -> defer.Deferred:
         """Invite C{username} to a group C{user} has joined."""
@@ -550,7 +555,12 @@ class ChatRealm:
                 self._deliver(member, Invited(group.name, user.name, timestamp, now))
             return group.info()
 
-        return d.addCallback(saved)
+        def not_saved(failure):
+            if group.members.get(username) is False:
+                del group.members[username]  # nothing changed after all
+            return failure
+
+        return d.addCallbacks(saved, not_saved)
 
     def send_group(self, sender: User, name: str, text: str) -> defer.Deferred:
         """Store one group message, then fan it out; fire with the L{Message}."""
@@ -585,11 +595,27 @@ class ChatRealm:
                 raise ChatError(errors.NOT_MEMBER, name=group.name)
         except ChatError:
             return defer.fail()
+        order = list(group.members)
         joined = group.members.pop(user.name)
         info = group.info()
+
+        def not_saved(failure):
+            # Nothing changed after all: the member is back in its place, and the group.
+            if user.name not in group.members:
+                members = {name: group.members[name] for name in order if name in group.members}
+                members[user.name] = joined
+                restored = {name: members[name] for name in order if name in members}
+                restored.update((name, j) for name, j in group.members.items() if name not in restored)
+                group.members.clear()
+                group.members.update(restored)
+            if group.key not in self._groups:
+                self._groups[group.key] = group
+            return failure
+
         if not group.members:
             del self._groups[group.key]
-            return self.storage.remove_group(group.key, group.name).addCallback(lambda _: info)
+            d = self.storage.remove_group(group.key, group.name)
+            return d.addCallbacks(lambda _: info, not_saved)
         d = self.storage.remove_member(group.key, user.name)
 
         def saved(_):
@@ -598,7 +624,7 @@ class ChatRealm:
                 self._fan_out(group, MemberLeft(group.name, user.name, timestamp, now), user.name)
             return info
 
-        return d.addCallback(saved)
+        return d.addCallbacks(saved, not_saved)
 
     def group_history(self, user: User, name: str, limit: int, before: int | None = None) -> defer.Deferred:
         try:
