@@ -5,8 +5,8 @@ follow (the storage tests run against every implementation).
 
 from twisted.internet import defer
 
-from ..core.events import GROUP, PRIVATE, Message
-from .model import PRIVATE_LOG, GroupRecord, peers_key
+from ..core.events import Message
+from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key
 
 
 class MemoryDatabase:
@@ -30,7 +30,7 @@ class MemoryDatabase:
 
     def messages_after(self, log: str, seq: int) -> list[Message]:
         rows = self._messages.get(log, {})
-        return [_message(rows[s]) for s in sorted(rows) if s > seq]
+        return [message_from_row(rows[s]) for s in sorted(rows) if s > seq]
 
     # Run time
 
@@ -87,11 +87,4 @@ class MemoryDatabase:
 def _last(rows, limit, before):
     if before is not None:
         rows = [row for row in rows if row[1] < before]
-    return [_message(row) for row in rows[-limit:]] if limit > 0 else []
-
-
-def _message(row) -> Message:
-    log, seq, timestamp, time, sender, recipient, text = row
-    if log == PRIVATE_LOG:
-        return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
-    return Message(GROUP, seq, timestamp, time, sender, None, log, text)
+    return [message_from_row(row) for row in rows[-limit:]] if limit > 0 else []

@@ -1,8 +1,9 @@
 """The values storage keeps and gives back, and the database operations of one batch."""
 
+from ..core.events import GROUP, PRIVATE, Message
 from ..core.interfaces import GroupRecord
 
-__all__ = ["PRIVATE_LOG", "DatabaseError", "GroupRecord", "peers_key"]
+__all__ = ["PRIVATE_LOG", "DatabaseError", "GroupRecord", "message_from_row", "peers_key"]
 
 PRIVATE_LOG = ""  # the log name of private messages (messagelog.txt)
 
@@ -23,3 +24,11 @@ class DatabaseError(Exception):
 #   ("member", key, username, joined)
 #   ("unmember", key, username)
 #   ("ungroup", key)
+
+
+def message_from_row(row) -> Message:
+    """A stored message, from C{(log, seq, timestamp, time, sender, recipient, text)}."""
+    log, seq, timestamp, time, sender, recipient, text = row
+    if log == PRIVATE_LOG:
+        return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
+    return Message(GROUP, seq, timestamp, time, sender, None, log, text)

@@ -24,8 +24,8 @@ import threading
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
-from ..core.events import GROUP, PRIVATE, Message
-from .model import PRIVATE_LOG, DatabaseError, GroupRecord, peers_key
+from ..core.events import Message
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
 
 try:
     import psycopg
@@ -178,7 +178,7 @@ class PostgresDatabase:
         return row[0] or 0
 
     def messages_after(self, log: str, seq: int) -> list[Message]:
-        return [_message(row) for row in self._connection().execute(
+        return [message_from_row(row) for row in self._connection().execute(
             f"SELECT {_COLUMNS} FROM messages WHERE log = %s AND seq > %s ORDER BY seq", (log, seq))]
 
     # Run time: everything in order on the worker thread
@@ -402,7 +402,7 @@ def _history(db, column, value, limit, before, since=1):
     args.append(limit)
     rows = db.execute(query, args).fetchall()
     rows.reverse()
-    return [_message(row) for row in rows]
+    return [message_from_row(row) for row in rows]
 
 
 def _delete_checked(db, log, seq, author) -> str:
@@ -425,11 +425,4 @@ def _messages_since(db, pos, usernames, logs, limit, node):
         "AND (%s::text IS NULL OR node IS DISTINCT FROM %s) "
         "AND ((log = '' AND recipient = ANY(%s)) OR log = ANY(%s)) ORDER BY pos LIMIT %s",
         (pos, node, node, usernames, logs, limit)).fetchall()
-    return [(row[0], _message(row[1:])) for row in rows]
-
-
-def _message(row) -> Message:
-    log, seq, timestamp, time, sender, recipient, text = row
-    if log == PRIVATE_LOG:
-        return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
-    return Message(GROUP, seq, timestamp, time, sender, None, log, text)
+    return [(row[0], message_from_row(row[1:])) for row in rows]

@@ -13,8 +13,8 @@ import sqlite3
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 
-from ..core.events import GROUP, PRIVATE, Message
-from .model import PRIVATE_LOG, DatabaseError, GroupRecord, peers_key
+from ..core.events import Message
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
 
 # Each entry migrates the schema from version i to i + 1; never edit one that shipped.
 MIGRATIONS = [
@@ -143,7 +143,7 @@ class SQLiteDatabase:
         return row[0] or 0
 
     def messages_after(self, log: str, seq: int) -> list[Message]:
-        return [_message(row) for row in self._db.execute(
+        return [message_from_row(row) for row in self._db.execute(
             "SELECT log, seq, timestamp, time, sender, recipient, text FROM messages "
             "WHERE log = ? AND seq > ? ORDER BY seq", (log, seq))]
 
@@ -196,7 +196,7 @@ class SQLiteDatabase:
         args.append(limit)
         rows = self._db.execute(query, args).fetchall()
         rows.reverse()
-        return [_message(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     def backup(self, target_path: str) -> defer.Deferred:
         """SQLite's online backup into a new file, on the worker thread after every batch before it."""
@@ -253,10 +253,3 @@ _APPLY = {
         "DELETE FROM members WHERE group_key = ? AND username = ?", op[1:]),
     "ungroup": lambda db, op: db.execute("DELETE FROM groups WHERE key = ?", op[1:]),
 }
-
-
-def _message(row) -> Message:
-    log, seq, timestamp, time, sender, recipient, text = row
-    if log == PRIVATE_LOG:
-        return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
-    return Message(GROUP, seq, timestamp, time, sender, None, log, text)
