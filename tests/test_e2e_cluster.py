@@ -9,28 +9,18 @@ import shutil
 import tempfile
 import time
 
-import pytest
 from twisted.trial.unittest import SynchronousTestCase
 
 from .harness import DEMO_CREDENTIALS, ServerProcess
+from .services import NeedsPostgres, NeedsRedis
 
 TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
 JOINED = re.compile(r"Cluster: node \w+ joined")
 
 
-@pytest.fixture(scope="class")
-def cluster_servers(request, postgres_server, redis_binary):
-    directory = tempfile.mkdtemp(prefix="chatproto-redis-")
-    redis = redis_binary(directory).start()
-    request.cls.redis = redis
-    request.cls.postgres = postgres_server
-    yield
-    redis.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
+    """Real nodes on the run's PostgreSQL and redis-server (started at first use, under pytest and trial)."""
 
-
-@pytest.mark.usefixtures("cluster_servers")
-class ClusterTests(SynchronousTestCase):
     def setUp(self):
         self.database = self.postgres.fresh_database()
         self.shared = tempfile.mkdtemp(prefix="chatproto-cluster-")

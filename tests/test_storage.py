@@ -21,6 +21,8 @@ from chatproto.storage.postgres import SCHEMA_VERSION as PG_SCHEMA_VERSION
 from chatproto.storage.postgres import PostgresDatabase
 from chatproto.storage.sqlite import SCHEMA_VERSION, SQLiteDatabase
 
+from .services import NeedsPostgres
+
 T = "01 Jun 2022 21:30:04"
 
 
@@ -202,7 +204,7 @@ def test_sqlite_worker_thread_commits_in_order_on_the_real_reactor(tmp_path):
 
 
 @pytest.mark.usefixtures("postgres_class")
-class PostgresStorageTests(StorageContract, SynchronousTestCase):
+class PostgresStorageTests(NeedsPostgres, StorageContract, SynchronousTestCase):
     def make_database(self, directory):
         if not hasattr(self, "_url"):
             self._url = self.postgres.fresh_database()
@@ -250,7 +252,7 @@ class PostgresStorageTests(StorageContract, SynchronousTestCase):
 
 
 @pytest.mark.usefixtures("postgres_class")
-class ClusterLedgerTests(SynchronousTestCase):
+class ClusterLedgerTests(NeedsPostgres, SynchronousTestCase):
     """Two nodes' ledgers on one PostgreSQL: the database numbers, each node's files follow."""
 
     def setUp(self):
@@ -326,7 +328,7 @@ class ClusterLedgerTests(SynchronousTestCase):
 
 
 @pytest.mark.usefixtures("postgres_class")
-class PostgresMigrationTests(SynchronousTestCase):
+class PostgresMigrationTests(NeedsPostgres, SynchronousTestCase):
     def test_a_version_1_database_is_migrated(self):
         import psycopg
 
