@@ -9,6 +9,7 @@ harness's expect), never a sleep.
 """
 
 import os
+import tempfile
 import re
 import shutil
 
@@ -47,6 +48,15 @@ class WebServer(ServerProcess):
                 self.cleanup()
             raise
         self.url = match.group(1)
+
+
+def screenshot_path(name: str) -> str:
+    """docs/NAME with CHATPROTO_SCREENSHOTS=docs (to refresh README's pictures), else a scratch file."""
+    if os.environ.get("CHATPROTO_SCREENSHOTS") == "docs":
+        return os.path.join(REPO, "docs", name)
+    directory = os.path.join(tempfile.gettempdir(), "chatproto-screenshots")
+    os.makedirs(directory, exist_ok=True)
+    return os.path.join(directory, name)
 
 
 @pytest.fixture(scope="module")
@@ -158,7 +168,7 @@ def test_chat_with_a_terminal_user(browser, cleanup):
     luke.send("/msgto Yoda Are you there?")
     page.wait_for_selector("#people-list button[data-name=luke] .badge:text-is('1')")
 
-    page.screenshot(path=os.path.join(REPO, "docs", "web-desktop.png"))
+    page.screenshot(path=screenshot_path("web-desktop.png"))
     phone = logged_in(new_page(browser, cleanup, PHONE), server.url, "leia", "alderaan")
     phone.wait_for_selector("#people-list button[data-name=Hans] .dot.on")
     hans.send("/msgto leia Hi leia, the page works on a phone too.")
@@ -169,7 +179,7 @@ def test_chat_with_a_terminal_user(browser, cleanup):
     phone.press("#composer-input", "Enter")
     hans.expect(re.compile(r", leia: Nice!$"))
     phone.wait_for_selector("#messages li.mine")
-    phone.screenshot(path=os.path.join(REPO, "docs", "web-phone.png"))
+    phone.screenshot(path=screenshot_path("web-phone.png"))
 
     # A reload keeps the login (the cookie) and the conversation's history.
     page.reload()
