@@ -21,11 +21,11 @@ counter follows given SEQs too. Every message also gets a global position
 import select
 import threading
 
-from twisted.internet import defer, threads
-from twisted.python.threadpool import ThreadPool
+from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .worker import OneWorker
 
 try:
     import psycopg
@@ -107,7 +107,7 @@ class PostgresDatabase:
         self.durable = durable
         self.node = node  # a cluster node's id, kept with each message it commits
         self._db = None
-        self._pool = None
+        self._worker = OneWorker(None, "")  # until open()
         self._lock = threading.Lock()
 
     @property
@@ -138,9 +138,7 @@ class PostgresDatabase:
             db.close()
             raise
         self._db = db
-        if self.reactor is not None:
-            self._pool = ThreadPool(1, 1, name="chatproto-postgres")
-            self._pool.start()
+        self._worker = OneWorker(self.reactor, "chatproto-postgres")
         return self
 
     def _migrate(self, db) -> None:
@@ -211,9 +209,7 @@ class PostgresDatabase:
                 raise DatabaseError(f"the database {self.name}: {_why(e)}") from None
 
     def _run(self, function, *args) -> defer.Deferred:
-        if self._pool is None:
-            return defer.maybeDeferred(self._guarded, function, *args)
-        return threads.deferToThreadPool(self.reactor, self._pool, self._guarded, function, *args)
+        return self._worker.run(self._guarded, function, *args)
 
     def commit(self, ops) -> defer.Deferred:
         """Commit one batch; fire with the C{(seq, pos)} of each of its messages, in order."""
@@ -260,19 +256,7 @@ class PostgresDatabase:
         return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
 
     def close(self) -> defer.Deferred:
-        if self._pool is None:
-            d = defer.maybeDeferred(self._close)
-        else:
-            d = threads.deferToThreadPool(self.reactor, self._pool, self._close)
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-
-            def stop(result):
-                pool.stop()
-                return result
-
-            d.addBoth(stop)
-        return d
+        return self._worker.run_last(self._close)
 
     def _close(self) -> None:
         with self._lock:

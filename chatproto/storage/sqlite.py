@@ -10,11 +10,11 @@ and the reactor never waits for the disk.
 import os
 import sqlite3
 
-from twisted.internet import defer, threads
-from twisted.python.threadpool import ThreadPool
+from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .worker import OneWorker
 
 # Each entry migrates the schema from version i to i + 1; never edit one that shipped.
 MIGRATIONS = [
@@ -64,7 +64,7 @@ class SQLiteDatabase:
         self.reactor = reactor
         self.durable = durable
         self._db = None
-        self._pool = None
+        self._worker = OneWorker(None, "")  # until open()
 
     # Start-up
 
@@ -104,9 +104,7 @@ class SQLiteDatabase:
             db.close()
             raise
         self._db = db
-        if self.reactor is not None:
-            self._pool = ThreadPool(1, 1, name="chatproto-sqlite")
-            self._pool.start()
+        self._worker = OneWorker(self.reactor, "chatproto-sqlite")
         return self
 
     def _migrate(self, db) -> None:
@@ -150,9 +148,7 @@ class SQLiteDatabase:
     # Run time: everything in order on the worker thread
 
     def _run(self, function, *args) -> defer.Deferred:
-        if self._pool is None:
-            return defer.maybeDeferred(function, *args)
-        return threads.deferToThreadPool(self.reactor, self._pool, function, *args)
+        return self._worker.run(function, *args)
 
     def commit(self, ops) -> defer.Deferred:
         return self._run(self._commit, ops)
@@ -211,16 +207,7 @@ class SQLiteDatabase:
         return self._run(copy)
 
     def close(self) -> defer.Deferred:
-        d = self._run(self._close)
-        if self._pool is not None:
-            pool, self._pool = self._pool, None
-
-            def stop(result):
-                pool.stop()
-                return result
-
-            d.addBoth(stop)
-        return d
+        return self._worker.run_last(self._close)
 
     def _close(self) -> None:
         if self._db is not None:

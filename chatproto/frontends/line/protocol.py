@@ -88,6 +88,8 @@ def rendered(event) -> bytes:
 
 WELCOME_LINE = f"OK {texts.WELCOME}\n".encode()
 GROUP_SENT_LINE = b"OK Group chat message sent.\n"
+NO_OTHER_ACTIVE_USER_LINE = (texts.NO_OTHER_ACTIVE_USER_REPLY + "\n").encode()
+NO_MESSAGES_LINE = (texts.NO_MESSAGES_REPLY + "\n").encode()
 OK_LINE = b"OK\n"
 
 
@@ -511,7 +513,7 @@ class ChatLineProtocol(LineReceiver):
         me = self.user
         others = [other for other in self.chat.active_users() if other is not me]
         if not others:
-            self.ok(texts.NO_OTHER_ACTIVE_USER)
+            self._reply(NO_OTHER_ACTIVE_USER_LINE)
             return
         self._reply(b"".join(
             line("DATA", f"{o.name}, {o.ip}, {o.udp_port}, active since {o.since}.") for o in others
@@ -679,7 +681,7 @@ class ChatLineProtocol(LineReceiver):
 
 def history_reply(messages) -> bytes:
     if not messages:
-        return line("OK", texts.NO_MESSAGES)
+        return NO_MESSAGES_LINE
     return b"".join(line("DATA", history_line(m)) for m in messages) + OK_LINE
 
 
