@@ -89,6 +89,7 @@ def new_page(browser, cleanup, viewport=DESKTOP):
 
 def log_in(page, url, username, password):
     page.goto(url)
+    page.wait_for_selector("body[data-ready]", state="attached")  # the page knows it has no session
     page.fill("#login-username", username)
     page.fill("#login-password", password)
     page.press("#login-password", "Enter")

@@ -38,10 +38,16 @@ function messageKey(message) {
 
 // ---------------------------------------------------------------- login / logout
 
-function showLogin(info = "", error = "") {
+function showLogin(info = "", error = "", fresh = false) {
   state.me = null;
   $("chat-view").hidden = true;
   $("login-view").hidden = false;
+  if (fresh) {
+    // The page has just opened: keep whatever the user typed (or sent) while it asked the server
+    // about a session.
+    if (!document.activeElement || document.activeElement === document.body) $("login-username").focus();
+    return;
+  }
   setText("login-error", error);
   setText("login-info", info);
   $("login-submit").disabled = false;
@@ -768,7 +774,8 @@ async function start() {
     username = null;
   }
   if (username) connect();
-  else showLogin();
+  else showLogin("", "", true);
+  document.body.dataset.ready = "1";
 }
 
 start();
