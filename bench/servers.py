@@ -157,9 +157,12 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     argv, env = command(kind, data_dir, credentials)
     log_path = os.path.join(data_dir, "server-output.log")
     proc = ServerProcess(log_path, ready_line(kind))
+    # `python -m` puts its working directory first on sys.path: the other commit's tree for
+    # "before", else that server runs this tree's code.
+    cwd = os.environ["BENCH_BEFORE_TREE"] if kind == "before" else REPO
     err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=REPO,
+        transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=cwd,
                                          childFDs={0: "w", 1: "r", 2: err})
     finally:
         os.close(err)

@@ -25,6 +25,7 @@ from ..storage.ledger import Ledger
 from ..storage.memory import MemoryDatabase
 from ..storage.model import DatabaseError
 from ..storage.sqlite import SQLiteDatabase
+from .collector import CollectorTuning
 from . import ops
 from .config import ConfigError, ConfigurableOptions, print_config
 from .datadir import DataDirectoryInUse, is_server_file, lock_data_directory, remove_stale_temporaries
@@ -292,6 +293,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
             lambda address, fe=front_end: on_listening(fe, address),
             lambda failure, fe=front_end: on_error(fe, failure),
         ).setServiceParent(top)
+    CollectorTuning().setServiceParent(top)
     return top, chat_service
 
 
