@@ -49,8 +49,8 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "ours-irc", "before", "ours-hotpath", "seed", "words", "inspircd"]
-BASELINES = ("before", "seed", "words", "inspircd")
+ORDER = ["ours", "ours-irc", "before", "before-irc", "ours-hotpath", "seed", "words", "inspircd"]
+BASELINES = ("before", "seed", "words", "inspircd")  # compared with "ours"; "before-irc" with "ours-irc"
 # CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
 DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 
@@ -107,6 +107,8 @@ def build_table(results: dict, profile: dict, kinds: list):
     header = ["metric", *labels]
     pairs = [("ours", k) for k in kinds if k in BASELINES] if "ours" in kinds else []
     # Issue 17 compares both front ends with InspIRCd.
+    if "ours-irc" in kinds and "before-irc" in kinds:
+        pairs.append(("ours-irc", "before-irc"))
     if "ours-irc" in kinds and "inspircd" in kinds:
         pairs.append(("ours-irc", "inspircd"))
     header += [f"{servers.SERVERS[a][0]} vs {servers.SERVERS[b][0]}" for a, b in pairs]
@@ -417,6 +419,7 @@ def main(argv=None) -> int:
     size.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--servers", default=DEFAULT_SERVERS,
                         help="comma-separated subset of ours,ours-irc,seed,words,inspircd "
+                        "(before, before-irc: ours at the checkout BENCH_BEFORE_TREE) "
                         "(inspircd: Debian's InspIRCd, apt-get installed when missing; "
                         "and ours-hotpath, an experiment)")
     parser.add_argument("--scenarios", default="private,fanout,idle,logins")

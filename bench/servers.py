@@ -5,6 +5,7 @@ a port it picks itself (port 0) and its files in a directory of its own.
 - C{ours}: C{python -m chatproto.server 0 5 --interface 127.0.0.1 --data-dir D
   --credentials F}
 - C{before}: the same at another commit (a checkout named by C{BENCH_BEFORE_TREE})
+- C{before-irc}: C{ours-irc} at that other commit
 - C{seed}: C{bench/baselines/seed_server.py}, same arguments (benchmark only)
 - C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
 - C{ours-irc}: C{ours} with C{--irc-port 0}, driven over IRC (ready line
@@ -45,6 +46,8 @@ SERVERS = {
     # Ours at another commit, side by side in the same run: a checkout named by
     # BENCH_BEFORE_TREE (e.g. `git worktree add /tmp/before 3f303dc`).
     "before": ("ours-before", "chat"),
+    # The same over IRC: the other commit's --irc-port listener.
+    "before-irc": ("ours-irc-before", "chatirc"),
 }
 
 
@@ -59,12 +62,13 @@ def command(kind: str, data_dir: str, credentials: str):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         extra = ["--irc-port", "0"] if kind == "ours-irc" else []
         return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
-    if kind == "before":
+    if kind in ("before", "before-irc"):
         tree = os.environ.get("BENCH_BEFORE_TREE")
         if not tree:
-            raise ValueError("server 'before' needs BENCH_BEFORE_TREE (a checkout of the other commit)")
+            raise ValueError(f"server {kind!r} needs BENCH_BEFORE_TREE (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common, *uncapped], env
+        extra = ["--irc-port", "0"] if kind == "before-irc" else []
+        return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")
         return [sys.executable, script, *common], env
@@ -84,7 +88,7 @@ def command(kind: str, data_dir: str, credentials: str):
 
 def ready_line(kind: str):
     """The regex of C{kind}'s ready line: groups host, port and (maybe) the measured pid."""
-    return {"ours-irc": IRC_READY, "inspircd": INSPIRCD_READY}.get(kind, READY)
+    return {"ours-irc": IRC_READY, "before-irc": IRC_READY, "inspircd": INSPIRCD_READY}.get(kind, READY)
 
 
 def ours_available() -> bool:
@@ -159,7 +163,7 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     proc = ServerProcess(log_path, ready_line(kind))
     # `python -m` puts its working directory first on sys.path: the other commit's tree for
     # "before", else that server runs this tree's code.
-    cwd = os.environ["BENCH_BEFORE_TREE"] if kind == "before" else REPO
+    cwd = os.environ["BENCH_BEFORE_TREE"] if kind in ("before", "before-irc") else REPO
     err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=cwd,

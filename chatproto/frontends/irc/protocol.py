@@ -16,12 +16,12 @@ PRIVMSG does not hold up the next line (the core answers sends in order).
 import base64
 import binascii
 from collections import deque
+from types import MappingProxyType
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.words.protocols import irc
-
 from zope.interface import implementer
 
 from ...core import errors as codes
@@ -123,25 +123,47 @@ def modes_of(info) -> str:
     return "+ntm" if info.broadcast else "+nt"
 
 
-@implementer(ISession)
-class IRCProtocol(irc.IRC):
-    """One IRC connection; also the core's session object for its user."""
+NO_CAPS = frozenset()
+NO_CHANNELS = MappingProxyType({})  # the channels of a connection that has joined none (read-only)
+
+
+@implementer(IProtocol, ISession)
+class IRCProtocol:
+    """
+    One IRC connection; also the core's session object for its user.
+
+    Memory per idle client is a goal (docs/PERFORMANCE.md): every attribute
+    is a slot (no instance dict), and what most connections never need is
+    made on first use: the queue of waiting lines, the events held before
+    registration ends, the channels; cap sets are shared between connections.
+    """
+
+    __slots__ = (
+        "factory", "chat", "clock", "ip", "caps_host", "transport", "connected", "output",
+        "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
+        "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
+        "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
+        "_turn_seen", "_lines_this_turn", "_lines_before_registration", "_processing",
+        "_reading_paused", "_closed", "_timeout", "_batches",
+    )
 
     frontend = "irc"
     udp_port = 0
     wants_presence = "groups"  # JOIN/QUIT of channel members; nothing about strangers (O(n) per login)
+    hostname = SERVER_NAME
 
     def __init__(self, factory, ip: str):
         self.factory = factory
         self.chat = factory.chat
         self.clock = factory.clock
         self.ip = ip
-        self.hostname = SERVER_NAME
+        self.caps_host = None  # the address the factory's connection caps count it under
         self.transport = None
+        self.connected = 0
         self.nick = None
         self.user_seen = False
         self.password = None
-        self.caps = set()
+        self.caps = NO_CAPS  # a frozenset, shared (IRCFactory.caps_set)
         self.tag_flags = 0
         self._echo = False
         self._fast = False  # registered: PRIVMSG takes the short path
@@ -151,13 +173,13 @@ class IRCProtocol(irc.IRC):
         self.user = None  # the core's User once logged in
         self.registered = False
         self.ready = False  # registered and the joined channels shown: events go out at once
-        self.channels: dict[str, Channel] = {}
+        self.channels = NO_CHANNELS  # a dict of name.lower() -> Channel once one is joined
         self.away = None
         self.rate = None
         if factory.rate_limit > 0:
             self.rate = CommandRate(factory.rate_limit, factory.rate_burst, self.clock.seconds())
-        self._pending_events = []
-        self._lines = deque()
+        self._pending_events = None  # a list of the events that came before registration ended
+        self._lines = None  # a deque of the lines waiting to be handled, once one had to wait
         self._buffer = b""
         self._discarding = False
         self._busy = False  # a command waits for the core: the next lines wait for it
@@ -171,9 +193,23 @@ class IRCProtocol(irc.IRC):
         self._reading_paused = False
         self._closed = False
         self._timeout = None
-        self.connected = 0
-        self.output = BatchedOutput(factory.output, factory.max_output, self._drop_slow_reader)
         self._batches = 0
+        self.output = BatchedOutput(factory.output, factory.max_output, self._drop_slow_reader)
+
+    def makeConnection(self, transport):
+        self.connected = 1
+        self.transport = transport
+        self.connectionMade()
+
+    def logPrefix(self) -> str:
+        return "IRCProtocol"
+
+    def _queue(self):
+        """The queue of waiting lines, made on first use."""
+        lines = self._lines
+        if lines is None:
+            lines = self._lines = deque()
+        return lines
 
     # Connection
 
@@ -259,16 +295,18 @@ class IRCProtocol(irc.IRC):
         rest = lines.pop()
         self._buffer = rest
         if self._lines or self._busy or self._held or self._processing:
+            queue = self._queue()
             for line in lines:
-                self._lines.append(line if len(line) <= MAX_LINE + 1 else None)
+                queue.append(line if len(line) <= MAX_LINE + 1 else None)
         else:
             # Nothing waiting: handle the lines straight from this read.
             self._processing = True
             try:
                 for index, line in enumerate(lines):
                     if self._busy or self._held or self._closed:
+                        queue = self._queue()
                         for queued in lines[index:]:
-                            self._lines.append(queued if len(queued) <= MAX_LINE + 1 else None)
+                            queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
                         break
                     self._line(line if len(line) <= MAX_LINE + 1 else None)
             finally:
@@ -276,7 +314,7 @@ class IRCProtocol(irc.IRC):
             if self._closed:
                 return
         if len(rest) > MAX_LINE + 1:
-            self._lines.append(None)
+            self._queue().append(None)
             self._discarding = True
             rest = b""
         self._buffer = rest
@@ -293,17 +331,18 @@ class IRCProtocol(irc.IRC):
             self._processing = False
         if self.transport is None or self._closed:
             return
-        stop = self._held or (self._busy and len(self._lines) > QUEUED_LINES_PAUSE)
+        waiting = len(self._lines) if self._lines is not None else 0
+        stop = self._held or (self._busy and waiting > QUEUED_LINES_PAUSE)
         if stop and not self._reading_paused:
             self._reading_paused = True
             self.transport.pauseProducing()
-        elif not stop and self._reading_paused and len(self._lines) < QUEUED_LINES_PAUSE // 2:
+        elif not stop and self._reading_paused and waiting < QUEUED_LINES_PAUSE // 2:
             self._reading_paused = False
             self.transport.resumeProducing()
 
     def _hold(self, raw, seconds: float) -> None:
         """Keep C{raw} for later: input waits C{seconds} (0: until the next reactor turn)."""
-        self._lines.appendleft(raw)
+        self._queue().appendleft(raw)
         self._held = True
         if self._wakeup is None:
             self._wakeup = self.clock.callLater(seconds, self._wake)
@@ -433,8 +472,7 @@ class IRCProtocol(irc.IRC):
                 self.send("CAP", target, "NAK", text)
             else:
                 enable, disable = request
-                self.caps |= enable
-                self.caps -= disable
+                self.caps = self.factory.caps_set((self.caps | enable) - disable)
                 self.caps_changed()
                 self.send("CAP", target, "ACK", text.strip())
         elif sub == "END":
@@ -553,9 +591,10 @@ class IRCProtocol(irc.IRC):
             self.numeric(T.ERR_PASSWDMISMATCH, text)
             self.close(text)
             return None
-        name, colon, password = self.password.partition(":")
+        whole, self.password = self.password, None  # not kept once used
+        name, colon, password = whole.partition(":")
         if not (colon and name):
-            return self._login(self.nick, self.password, sasl=False)
+            return self._login(self.nick, whole, sasl=False)
         if name == self.nick:
             return self._login(name, password, sasl=False)
         # PASS USERNAME:PASSWORD, unless the nick is an account whose password has a colon.
@@ -563,7 +602,7 @@ class IRCProtocol(irc.IRC):
 
         def choose(names):
             if self.nick in names:
-                return self._login(self.nick, self.password, sasl=False)
+                return self._login(self.nick, whole, sasl=False)
             return self._login(name, password, sasl=False)
 
         return d.addCallback(choose)
@@ -603,8 +642,8 @@ class IRCProtocol(irc.IRC):
 
     def _ready(self, result):
         self.ready = True
-        pending, self._pending_events = self._pending_events, []
-        for event in pending:
+        pending, self._pending_events = self._pending_events, None
+        for event in pending or ():
             self.receive(event)
         return result
 
@@ -618,6 +657,8 @@ class IRCProtocol(irc.IRC):
         if self._closed:
             return
         if not self.ready:
+            if self._pending_events is None:
+                self._pending_events = []
             self._pending_events.append(event)
             return
         kind = type(event)
@@ -837,6 +878,8 @@ class IRCProtocol(irc.IRC):
     def _join_burst(self, info):
         channel = Channel(info)
         channel.members[self.nick] = True
+        if self.channels is NO_CHANNELS:
+            self.channels = {}
         self.channels[info.name.lower()] = channel
         self.send("JOIN", channel.channel, prefix=prefix_of(self.nick))
         self.numeric(T.RPL_TOPIC, channel.channel, topic_of(info))
@@ -907,7 +950,7 @@ class IRCProtocol(irc.IRC):
         }
 
         def left(info):
-            known = self.channels.pop(group.lower(), None)
+            known = self.channels.pop(group.lower(), None) if self.channels else None
             name = info.name if info is not None else (known.name if known else group)
             self.send("PART", "#" + name, f"You have left the group chat {name}.",
                       prefix=prefix_of(self.nick))
@@ -1292,6 +1335,7 @@ class IRCFactory(ServerFactory):
         self.away = False  # is anybody away?
         self._rendered_message = None
         self._rendered: dict[int, bytes] = {}
+        self._cap_sets: dict[frozenset, frozenset] = {NO_CAPS: NO_CAPS}
         self.isupport = [
             "CASEMAPPING=ascii", "CHANTYPES=#", "CHANMODES=b,,,m", "PREFIX=(o)@",
             f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", "AWAYLEN=300",
@@ -1314,12 +1358,22 @@ class IRCFactory(ServerFactory):
         return protocol
 
     def forget(self, protocol) -> None:
-        self.caps.forget(protocol, getattr(protocol, "caps_host", None))
+        self.caps.forget(protocol, protocol.caps_host)
         if protocol.nick is not None and self.sessions.get(protocol.nick) is protocol:
             del self.sessions[protocol.nick]
             if protocol.away:
                 protocol.away = None
                 self.away_changed(protocol, None)
+
+    def caps_set(self, caps) -> frozenset:
+        """C{caps} as a frozenset shared by every connection with the same caps."""
+        caps = frozenset(caps)
+        shared = self._cap_sets.get(caps)
+        if shared is None:
+            if len(self._cap_sets) > 4096:  # a few dozen caps: a few combinations in practice
+                return caps
+            shared = self._cap_sets[caps] = caps
+        return shared
 
     def registered(self, protocol) -> None:
         self.sessions[protocol.nick] = protocol
