@@ -414,22 +414,22 @@ class IRCProtocol:
     def dispatch(self, line) -> None:
         command = line.command
         if not self.registered:
-            method = getattr(self, "pre_" + command, None) if command in REGISTRATION_COMMANDS else None
+            method = PRE_COMMANDS.get(command)
             if method is None:
                 self.numeric(T.ERR_NOTREGISTERED, "You have not registered")
                 return
         else:
-            method = getattr(self, "irc_" + command, None)
+            method = COMMANDS.get(command)
             if method is None:
                 self.numeric(T.ERR_UNKNOWNCOMMAND, command, "Unknown command")
                 return
         try:
-            result = method(line.params, line.tags)
+            result = method(self, line.params, line.tags)
         except Exception:  # noqa: BLE001 - logged and answered; the connection goes on
             log.failure("IRC command {command} from {user}", command=command, user=self.nick)
             self.notice(T.SERVER_ERROR)
             return
-        if isinstance(result, defer.Deferred):
+        if result is not None and isinstance(result, defer.Deferred):
             # The next line waits until this command is done (at once if it already is).
             self._busy = True
             result.addErrback(self._command_failed, command)
@@ -618,23 +618,33 @@ class IRCProtocol:
             self.send("NICK", name, prefix=prefix_of(self.nick))
         self.nick = name
         self.factory.registered(self)
-        self.numeric(T.RPL_WELCOME, f"Welcome to chatproto, {name}!")
-        self.numeric(T.RPL_YOURHOST, f"Your host is {SERVER_NAME}, running version {VERSION}")
-        self.numeric(T.RPL_CREATED, "This server was created for chatproto")
-        self.numeric(T.RPL_MYINFO, SERVER_NAME, VERSION, "i", "m")
-        self.numeric(T.RPL_ISUPPORT, *self.factory.isupport, "are supported by this server")
-        self.numeric(T.ERR_NOMOTD, "MOTD File is missing")
-        d = defer.maybeDeferred(self.chat.groups_of, name)
-        d.addCallback(self._show_joined_groups)
-        d.addBoth(self._ready)
-        return d
+        self.write(self.factory.welcome_burst(name))  # 001 to 005 and 422, formatted once
+        try:
+            groups = self.chat.groups_of(name)
+        except Exception:  # noqa: BLE001 - answered as a failed command (dispatch)
+            groups = defer.fail()
+        if isinstance(groups, defer.Deferred):
+            return groups.addCallback(self._show_joined_groups).addBoth(self._ready)
+        try:
+            shown = self._show_joined_groups(groups)
+        except Exception:  # noqa: BLE001
+            shown = defer.fail()
+        if shown is None:  # in no group, the usual case: ready at once, no Deferred
+            self._ready(None)
+            return None
+        return shown.addBoth(self._ready)
 
     def _show_joined_groups(self, groups):
+        """The joined groups' bursts and the invitations waiting: a Deferred, or None if nothing waits."""
+        if not groups:
+            return None
         mine = [info for info in groups if dict(info.members).get(self.nick)]
         for info in groups:
             if not dict(info.members).get(self.nick, True):
                 # Invited while away: shown as the invitation it is.
                 self.send("INVITE", self.nick, "#" + info.name, prefix=prefix_of(info.owner))
+        if not mine:
+            return None
         d = defer.succeed(None)
         for info in mine:
             d.addCallback(lambda _, info=info: self._join_burst(info))
@@ -1286,6 +1296,11 @@ class IRCProtocol:
     irc_QUIT = pre_QUIT
 
 
+# Dispatch by one dict lookup: command -> IRCProtocol function.
+PRE_COMMANDS = {name: getattr(IRCProtocol, "pre_" + name) for name in REGISTRATION_COMMANDS}
+COMMANDS = {name[4:]: getattr(IRCProtocol, name) for name in dir(IRCProtocol) if name.startswith("irc_")}
+
+
 def render_message(message, flags: int, batch: str | None = None, prefix_text: bool = False) -> bytes:
     """A core Message as a PRIVMSG line, with the tags C{flags} asks for."""
     tags = []
@@ -1336,6 +1351,7 @@ class IRCFactory(ServerFactory):
         self._rendered_message = None
         self._rendered: dict[int, bytes] = {}
         self._cap_sets: dict[frozenset, frozenset] = {NO_CAPS: NO_CAPS}
+        self._welcome = None  # (the ISUPPORT it was made with, the welcome burst split at the nick)
         self.isupport = [
             "CASEMAPPING=ascii", "CHANTYPES=#", "CHANMODES=b,,,m", "PREFIX=(o)@",
             f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", "AWAYLEN=300",
@@ -1364,6 +1380,24 @@ class IRCFactory(ServerFactory):
             if protocol.away:
                 protocol.away = None
                 self.away_changed(protocol, None)
+
+    def welcome_burst(self, name: str) -> bytes:
+        """001-005 and 422 for C{name}: the lines are formatted once, the name put in."""
+        burst = self._welcome
+        if burst is None or burst[0] != self.isupport:
+            nick = "\0"  # no name holds it
+            lines = [
+                (T.RPL_WELCOME, f"Welcome to chatproto, {nick}!"),
+                (T.RPL_YOURHOST, f"Your host is {SERVER_NAME}, running version {VERSION}"),
+                (T.RPL_CREATED, "This server was created for chatproto"),
+                (T.RPL_MYINFO, SERVER_NAME, VERSION, "i", "m"),
+                (T.RPL_ISUPPORT, *self.isupport, "are supported by this server"),
+                (T.ERR_NOMOTD, "MOTD File is missing"),
+            ]
+            data = b"".join(encode(format_line(code, (nick, *params), SERVER_NAME))
+                            for code, *params in lines)
+            burst = self._welcome = (list(self.isupport), data.split(b"\0"))
+        return name.encode("utf-8", "surrogateescape").join(burst[1])
 
     def caps_set(self, caps) -> frozenset:
         """C{caps} as a frozenset shared by every connection with the same caps."""

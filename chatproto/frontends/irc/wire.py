@@ -5,8 +5,6 @@ outgoing ones. Text inside, bytes at the edge (L{encode}).
 
 import time as _time
 
-from twisted.words.protocols import irc
-
 # IRCv3 message-tags: the tag part may take 8191 bytes (with its "@" and the
 # space after it); the rest of the line IRC's 512 (with its CR LF).
 MAX_TAGS = 8191
@@ -66,19 +64,29 @@ class Line:
 
 
 def parse_line(text: str) -> Line:
-    """Parse one line (without its delimiter) with Twisted's L{irc.parsemsg} after its tags."""
+    """
+    Parse one line (without its delimiter): C{[@TAGS] [:PREFIX] COMMAND PARAMS [:TRAILING]}.
+    The same split as Twisted's C{irc.parsemsg} after the tags (the trailing
+    parameter starts at the first " :"), without its exceptions and copies.
+    """
     tags = {}
     text = text.lstrip(" ")
     if text.startswith("@"):
         tag_text, _, text = text[1:].partition(" ")
         tags = parse_tags(tag_text)
         text = text.lstrip(" ")
-    if not text or text == ":" or (text.startswith(":") and " " not in text.strip()):
+    prefix = ""
+    if text.startswith(":"):
+        prefix, space, text = text[1:].partition(" ")
+        if not space or not text.strip():
+            raise BadLine(text)
+    head, colon, trailing = text.partition(" :")
+    params = head.split()
+    if colon:
+        params.append(trailing)
+    if not params:
         raise BadLine(text)
-    try:
-        prefix, command, params = irc.parsemsg(text)
-    except (ValueError, IndexError, irc.IRCBadMessage):
-        raise BadLine(text) from None
+    command = params.pop(0)
     return Line(tags, prefix, command.upper(), params)
 
 
