@@ -740,7 +740,7 @@ class LimitTests(IRCTestCase):
         self.env = IRCEnvironment(self.chat, self.clock, max_output=4096)
         luke = self.other("luke", "jedi*knight")
         c = self.env.register("Yoda", "wise@!man")
-        c.protocol.output.bound.pauseProducing()  # the transport's buffer is full
+        c.protocol.pauseProducing()  # the transport's buffer is full (the protocol is its producer)
         for i in range(100):
             self.call(self.chat.send_private(luke.user, "Yoda", f"message {i} " + "x" * 50))
         self.assertTrue(c.transport.disconnected or c.closed)
@@ -766,6 +766,18 @@ class LimitTests(IRCTestCase):
         c.protocol.dataReceived(b"PING x\r\n" * 200)
         self.assertEqual(len(c.protocol._lines), 200 - 64)
         self.assertEqual(len(find(c.lines(), "PONG")), 200)
+
+    def test_lines_per_turn_messages(self):
+        """Pipelined PRIVMSGs (their short path) and other commands share the 64 lines of a turn, in order."""
+        luke = self.other("luke", "jedi*knight")
+        c = self.env.register("Yoda", "wise@!man")
+        lines = [f"PRIVMSG luke :m{i}" if i % 3 else f"PING p{i}" for i in range(200)]
+        c.protocol.dataReceived("".join(line + "\r\n" for line in lines).encode())
+        self.assertEqual(len(c.protocol._lines), 200 - 64)
+        pongs = [line.params[1] for line in find(c.lines(), "PONG")]
+        self.assertEqual(pongs, [f"p{i}" for i in range(0, 200, 3)])
+        texts = [event.text for event in luke.events if type(event).__name__ == "Message"]
+        self.assertEqual(texts, [f"m{i}" for i in range(200) if i % 3])
 
     def test_too_many_lines_before_registration(self):
         c = self.env.connect()

@@ -19,7 +19,7 @@ from collections import deque
 from types import MappingProxyType
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IProtocol
+from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -28,7 +28,7 @@ from ...core import errors as codes
 from ...core.events import GROUP, Message
 from ...core.interfaces import ISession
 from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
-from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
+from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
 from . import texts as T
 from .wire import (
@@ -127,7 +127,7 @@ NO_CAPS = frozenset()
 NO_CHANNELS = MappingProxyType({})  # the channels of a connection that has joined none (read-only)
 
 
-@implementer(IProtocol, ISession)
+@implementer(IProtocol, IPushProducer, ISession)
 class IRCProtocol:
     """
     One IRC connection; also the core's session object for its user.
@@ -139,7 +139,8 @@ class IRCProtocol:
     """
 
     __slots__ = (
-        "factory", "chat", "clock", "ip", "caps_host", "transport", "connected", "output",
+        "factory", "chat", "clock", "ip", "caps_host", "transport", "connected",
+        "_out", "_out_paused", "_out_queued", "_out_closed", "_then_close", "_close_deadline",
         "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
         "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
@@ -194,7 +195,13 @@ class IRCProtocol:
         self._closed = False
         self._timeout = None
         self._batches = 0
-        self.output = BatchedOutput(factory.output, factory.max_output, self._drop_slow_reader)
+        # Output (see "Output" below)
+        self._out = None  # this turn's lines, once there is one
+        self._out_paused = False  # the transport's buffer is full (it paused us, its producer)
+        self._out_queued = 0  # bytes written since then, for a transport that cannot tell its backlog
+        self._out_closed = False  # nothing more is sent
+        self._then_close = False  # close once this turn's output is handed over
+        self._close_deadline = None  # the IDelayedCall that cuts off a closed connection that does not read
 
     def makeConnection(self, transport):
         self.connected = 1
@@ -214,7 +221,7 @@ class IRCProtocol:
     # Connection
 
     def connectionMade(self):
-        self.output.attach(self.transport)
+        self.transport.registerProducer(self, True)  # it tells when its buffer is full
         if not self.ip:
             self.ip = getattr(self.transport.getPeer(), "host", "") or ""
         self._timeout = self.clock.callLater(self.factory.registration_timeout, self._registration_timeout)
@@ -227,7 +234,7 @@ class IRCProtocol:
             setattr(self, name, None)
         self._closed = True
         self.connected = 0
-        self.output.discard()
+        self._discard_output()
         self.factory.forget(self)
         if self.user is not None:
             user, self.user = self.user, None
@@ -244,13 +251,77 @@ class IRCProtocol:
             return
         self.send_line(format_line("ERROR", [f"Closing link: {reason}"]))
         self._closed = True
-        self.output.close_when_sent()
+        self._close_when_sent()
 
-    # Output
+    # Output: what chatproto/frontends/output.py's BatchedOutput and OutputBound
+    # do for the other front ends, in this object's slots (two objects and a bound
+    # method fewer per connection): a turn's lines are joined and handed over
+    # once at the end of the turn (the factory's OutputBatch calls send_output),
+    # straight to the socket when nothing waits; a client that leaves more than
+    # max_output bytes unread is dropped.
 
     def write(self, data: bytes) -> None:
-        if not self._closed:
-            self.output.write(data)
+        if self._closed:
+            return
+        out = self._out
+        if out is None:
+            if self._out_closed:
+                return
+            self._out = [data]
+            self.factory.output.add(self)
+        else:
+            out.append(data)
+
+    def send_output(self) -> None:
+        out, self._out = self._out, None
+        transport = self.transport
+        if out and not self._out_closed and transport is not None:
+            data = out[0] if len(out) == 1 else b"".join(out)
+            sent = send_through(transport, data)
+            if sent < len(data):
+                transport.write(data[sent:] if sent else data)
+                if self._out_paused and self._over_bound(transport, len(data) - sent):
+                    self._out_closed = True
+                    self._drop_slow_reader()
+                    return
+        if self._then_close and not self._out_closed and transport is not None:
+            self._out_closed = True
+            transport.loseConnection()
+            # A client that does not read what is left is cut off, queue and all.
+            self._close_deadline = self.clock.callLater(CLOSE_DEADLINE, transport.abortConnection)
+
+    def _over_bound(self, transport, written: int) -> bool:
+        """While the transport's buffer is full: is the unread backlog over max_output?"""
+        unsent = unsent_bytes(transport)
+        if unsent is None:
+            self._out_queued += written
+            unsent = self._out_queued
+        return unsent > self.factory.max_output
+
+    def _close_when_sent(self) -> None:
+        self._then_close = True
+        if self._out is None:
+            self._out = []
+            self.factory.output.add(self)
+
+    def _discard_output(self) -> None:
+        self._out_closed = True
+        self._out = None
+        call, self._close_deadline = self._close_deadline, None
+        if call is not None and call.active():
+            call.cancel()
+
+    # IPushProducer, for the transport's buffer
+
+    def pauseProducing(self):
+        self._out_paused = True
+
+    def resumeProducing(self):
+        self._out_paused = False
+        self._out_queued = 0
+
+    def stopProducing(self):
+        pass
 
     def _drop_slow_reader(self):
         log.info("Dropping {user}: more than {limit} bytes of output unread",
@@ -302,13 +373,10 @@ class IRCProtocol:
             # Nothing waiting: handle the lines straight from this read.
             self._processing = True
             try:
-                for index, line in enumerate(lines):
-                    if self._busy or self._held or self._closed:
-                        queue = self._queue()
-                        for queued in lines[index:]:
-                            queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
-                        break
-                    self._line(line if len(line) <= MAX_LINE + 1 else None)
+                if self._fast and self.rate is None:
+                    self._fast_lines(lines)
+                else:
+                    self._slow_lines(lines)
             finally:
                 self._processing = False
             if self._closed:
@@ -319,6 +387,54 @@ class IRCProtocol:
             rest = b""
         self._buffer = rest
         self._process()
+
+    def _fast_lines(self, lines) -> None:
+        """
+        The lines of one read of a registered client without a command rate:
+        a plain "PRIVMSG TARGET :text" goes to the core from here, the rest
+        through L{_line}; the fairness count is kept as L{_line} keeps it.
+        """
+        turn = self.factory.output.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = 0
+        count = self._lines_this_turn
+        privmsg = self._privmsg
+        for index, raw in enumerate(lines):
+            if self._busy or self._held or self._closed or count >= LINES_PER_TURN:
+                # The rest waits (_line holds a line over the turn's share).
+                self._lines_this_turn = count
+                queue = self._queue()
+                for queued in lines[index:]:
+                    queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
+                return
+            if raw.startswith(b"PRIVMSG "):
+                size = len(raw)
+                if raw.endswith(b"\r"):
+                    size -= 1
+                if size <= MAX_REST:
+                    try:
+                        target, colon, text = raw[8:size].decode("utf-8").partition(" :")
+                    except UnicodeDecodeError:
+                        colon = ""
+                    if colon and text and target and " " not in target and "," not in target \
+                            and not text.startswith("\x01"):
+                        count += 1
+                        privmsg(target, text)
+                        continue
+            self._lines_this_turn = count
+            self._line(raw if len(raw) <= MAX_LINE + 1 else None)
+            count = self._lines_this_turn
+        self._lines_this_turn = count
+
+    def _slow_lines(self, lines) -> None:
+        for index, line in enumerate(lines):
+            if self._busy or self._held or self._closed:
+                queue = self._queue()
+                for queued in lines[index:]:
+                    queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
+                return
+            self._line(line if len(line) <= MAX_LINE + 1 else None)
 
     def _process(self) -> None:
         if self._processing:
@@ -356,7 +472,7 @@ class IRCProtocol:
     def _line(self, raw: bytes | None) -> None:
         # Fairness: a connection gets LINES_PER_TURN lines a reactor turn, and
         # with a command rate a token per line; then its input waits.
-        turn = self.output.batch.turns
+        turn = self.factory.output.turns
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
@@ -662,7 +778,18 @@ class IRCProtocol:
     def receive(self, event) -> None:
         if type(event) is Message and self.ready and not self._closed:
             # The hot path of a fan-out: one line rendered once for every receiver.
-            self.output.write(self.factory.render_message(event, self.tag_flags))
+            factory = self.factory
+            line = factory._rendered.get(self.tag_flags) if event is factory._rendered_message else None
+            if line is None:
+                line = factory.render_message(event, self.tag_flags)
+            out = self._out
+            if out is None:
+                if self._out_closed:
+                    return
+                self._out = [line]
+                factory.output.add(self)
+            else:
+                out.append(line)
             return
         if self._closed:
             return
@@ -805,13 +932,13 @@ class IRCProtocol:
             if self._echo:
                 d.addCallbacks(self._sent, self._group_failed, errbackArgs=(target,))
             else:
-                d.addErrback(self._group_failed, target)
+                d.addErrback(_group_send_failed, self, target)  # no bound method per message
             return d
         d = self.chat.send_private(self.user, target, text)
         if self._echo:
             d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
         else:
-            d.addErrback(self._private_failed, target)
+            d.addErrback(_private_send_failed, self, target)
         if self.factory.away:
             away = self.factory.away_of(target)
             if away:
@@ -1294,6 +1421,14 @@ class IRCProtocol:
         self.close(f"Quit: {reason}" if reason else "Quit")
 
     irc_QUIT = pre_QUIT
+
+
+def _group_send_failed(failure, protocol, channel):
+    protocol._group_failed(failure, channel)
+
+
+def _private_send_failed(failure, protocol, name):
+    protocol._private_failed(failure, name)
 
 
 # Dispatch by one dict lookup: command -> IRCProtocol function.
