@@ -147,6 +147,22 @@ class RegistrationTests(IRCTestCase):
         self.assertEqual(one(c.lines(), "ERROR").params, ["Closing link: Registration timed out"])
         self.assertTrue(c.closed)
 
+    def test_registration_timeouts_of_many(self):
+        """Each connection has its own 30 s, counted from its connection (one timer serves them all)."""
+        first = self.env.connect()
+        self.clock.advance(10)
+        second = self.env.connect()
+        for _ in range(100):  # registered and gone meanwhile: the waiting ones are still timed
+            self.env.register("Yoda", "wise@!man").drop()
+        self.clock.advance(20)
+        self.assertTrue(first.closed)
+        self.assertFalse(second.closed)
+        self.clock.advance(10)
+        self.assertEqual(one(second.lines(), "ERROR").params, ["Closing link: Registration timed out"])
+        first.drop()
+        second.drop()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_timeout_cancelled_by_registration(self):
         c = self.env.register("Yoda", "wise@!man")
         self.clock.advance(60)

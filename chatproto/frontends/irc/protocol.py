@@ -145,7 +145,7 @@ class IRCProtocol:
         "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
         "_turn_seen", "_lines_this_turn", "_lines_before_registration", "_processing",
-        "_reading_paused", "_closed", "_timeout", "_batches",
+        "_reading_paused", "_closed", "_batches",
     )
 
     frontend = "irc"
@@ -193,7 +193,6 @@ class IRCProtocol:
         self._processing = False
         self._reading_paused = False
         self._closed = False
-        self._timeout = None
         self._batches = 0
         # Output (see "Output" below)
         self._out = None  # this turn's lines, once there is one
@@ -224,10 +223,10 @@ class IRCProtocol:
         self.transport.registerProducer(self, True)  # it tells when its buffer is full
         if not self.ip:
             self.ip = getattr(self.transport.getPeer(), "host", "") or ""
-        self._timeout = self.clock.callLater(self.factory.registration_timeout, self._registration_timeout)
+        self.factory.expect_registration(self)  # one timer for every connection (IRCFactory)
 
     def connectionLost(self, reason=None):
-        for name in ("_timeout", "_wakeup", "_abort"):
+        for name in ("_wakeup", "_abort"):
             call = getattr(self, name)
             if call is not None and call.active():
                 call.cancel()
@@ -241,7 +240,6 @@ class IRCProtocol:
             self.chat.logout(user)
 
     def _registration_timeout(self):
-        self._timeout = None
         if not self.registered:
             self.close("Registration timed out")
 
@@ -726,9 +724,6 @@ class IRCProtocol:
     def welcome(self):
         self.registered = True
         self._fast = True
-        if self._timeout is not None and self._timeout.active():
-            self._timeout.cancel()
-        self._timeout = None
         name = self.user.name
         if self.nick != name and self.nick is not None:
             self.send("NICK", name, prefix=prefix_of(self.nick))
@@ -1487,6 +1482,8 @@ class IRCFactory(ServerFactory):
         self._rendered: dict[int, bytes] = {}
         self._cap_sets: dict[frozenset, frozenset] = {NO_CAPS: NO_CAPS}
         self._welcome = None  # (the ISUPPORT it was made with, the welcome burst split at the nick)
+        self._deadlines: deque = deque()  # (registration deadline, protocol), oldest first
+        self._sweep = None  # the IDelayedCall of the next deadline
         self.isupport = [
             "CASEMAPPING=ascii", "CHANTYPES=#", "CHANMODES=b,,,m", "PREFIX=(o)@",
             f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", "AWAYLEN=300",
@@ -1515,6 +1512,35 @@ class IRCFactory(ServerFactory):
             if protocol.away:
                 protocol.away = None
                 self.away_changed(protocol, None)
+
+    def expect_registration(self, protocol) -> None:
+        """Close C{protocol} if it has not registered in C{registration_timeout} seconds."""
+        deadlines = self._deadlines
+        deadlines.append((self.clock.seconds() + self.registration_timeout, protocol))
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(self.registration_timeout, self._sweep_registrations)
+        elif len(deadlines) > 2 * (len(self.caps.connections) - len(self.sessions)) + 64:
+            # Mostly registered or gone: let them go before their deadline.
+            self._deadlines = deque(entry for entry in deadlines
+                                    if not (entry[1].registered or entry[1]._closed))
+
+    def _sweep_registrations(self) -> None:
+        """
+        The registration deadlines that have come: one timer for all the
+        connections (in the order they came, the order of their deadlines)
+        instead of a DelayedCall each, made and cancelled on every login.
+        """
+        self._sweep = None
+        now = self.clock.seconds()
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            protocol = deadlines.popleft()[1]
+            if not (protocol.registered or protocol._closed):
+                protocol._registration_timeout()
+        while deadlines and (deadlines[0][1].registered or deadlines[0][1]._closed):
+            deadlines.popleft()
+        if deadlines:
+            self._sweep = self.clock.callLater(max(0.0, deadlines[0][0] - now), self._sweep_registrations)
 
     def welcome_burst(self, name: str) -> bytes:
         """001-005 and 422 for C{name}: the lines are formatted once, the name put in."""
