@@ -76,3 +76,53 @@ def test_messages_and_fan_out_over_real_sockets(tmp_path):
             client.transport.loseConnection()
         yield port.stopListening()
         yield service.stopService()
+
+
+class IRCWireClient(LineReceiver):
+    def connectionMade(self):
+        self.lines = defer.DeferredQueue()
+        self.lost = defer.Deferred()
+
+    def lineReceived(self, line):
+        self.lines.put(line.decode())
+
+    def connectionLost(self, reason):
+        self.lost.callback(None)
+
+    @defer.inlineCallbacks
+    def until(self, word):
+        """The first line whose command (or numeric) is C{word}."""
+        while True:
+            line = yield self.lines.get()
+            if line.split(" ")[1:2] == [word] or line.startswith(word + " "):
+                return line
+
+
+@pytest_twisted.inlineCallbacks
+def test_shutdown_with_irc_clients(tmp_path):
+    """The server stops at once with IRC clients connected: each is told why, then closed."""
+    from chatproto.server.app import irc_front_end
+
+    credentials = tmp_path / "credentials.txt"
+    shutil.copy(DEMO_CREDENTIALS, credentials)
+    service = ChatService(str(credentials), str(tmp_path), 3, clock=reactor)
+    service.load()
+    factory = irc_front_end("tcp:0").make_factory(service)
+    service.startService()
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+    clients = []
+    for name, password in (("Yoda", "wise@!man"), ("Hans", "falcon*solo")):
+        client = yield endpoint.connect(protocol.Factory.forProtocol(IRCWireClient))
+        client.sendLine(f"PASS {password}\r\nNICK {name}\r\nUSER u 0 * :real".encode())
+        yield client.until("001")
+        clients.append(client)
+    waiting = yield endpoint.connect(protocol.Factory.forProtocol(IRCWireClient))  # not registered
+    clients.append(waiting)
+    yield port.stopListening()
+    started = reactor.seconds()
+    yield service.stopService()
+    assert reactor.seconds() - started < 2  # not the shutdown grace period
+    for client in clients:
+        assert (yield client.until("ERROR")) == "ERROR :Closing link: Server shutting down"
+        yield client.lost

@@ -145,7 +145,7 @@ class IRCProtocol:
         "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
         "_turn_seen", "_lines_this_turn", "_lines_before_registration", "_processing",
-        "_reading_paused", "_closed", "_batches",
+        "_reading_paused", "_closed", "_batches", "_lost_hook",
     )
 
     frontend = "irc"
@@ -194,6 +194,7 @@ class IRCProtocol:
         self._reading_paused = False
         self._closed = False
         self._batches = 0
+        self._lost_hook = None  # what was assigned to connectionLost (see there)
         # Output (see "Output" below)
         self._out = None  # this turn's lines, once there is one
         self._out_paused = False  # the transport's buffer is full (it paused us, its producer)
@@ -225,7 +226,19 @@ class IRCProtocol:
             self.ip = getattr(self.transport.getPeer(), "host", "") or ""
         self.factory.expect_registration(self)  # one timer for every connection (IRCFactory)
 
-    def connectionLost(self, reason=None):
+    # The server's shutdown (chatproto/server/app.py) wraps a connection's
+    # connectionLost by assigning the attribute; with slots and no instance
+    # dict, this property keeps what is assigned.
+
+    @property
+    def connectionLost(self):
+        return self._lost_hook or self._connection_lost
+
+    @connectionLost.setter
+    def connectionLost(self, hook):
+        self._lost_hook = hook
+
+    def _connection_lost(self, reason=None):
         for name in ("_wakeup", "_abort"):
             call = getattr(self, name)
             if call is not None and call.active():
