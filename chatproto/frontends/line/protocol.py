@@ -97,6 +97,10 @@ def line(tag: str, text: str = "") -> bytes:
     return (f"{tag} {text}\n" if text else f"{tag}\n").encode("utf-8", "surrogateescape")
 
 
+# (A set per connection is 216 bytes; pauses are rare.)
+NO_PAUSES = frozenset()
+
+
 class UsageError(ChatError):
     """Arguments missing or malformed: the text names the right form."""
 
@@ -167,7 +171,9 @@ class ChatLineProtocol(LineReceiver):
         self.transport = None
         self.connected = 0
         self.user = None
-        self._replies = None  # replies waiting for earlier ones: deque of [bytes or None]
+        # Replies waiting for earlier ones: a deque of [bytes or None] while there are any (an
+        # empty deque is 600 bytes, an idle connection's largest object), None when there are not.
+        self._replies = None
         self._closing = False  # close once every reply is out
         self._dropped = False  # gone, or disconnected for not reading its output
         self._discarding = False  # inside an over-long line
@@ -175,7 +181,7 @@ class ChatLineProtocol(LineReceiver):
         self._offset = 0
         self._busyReceiving = False
         self.paused = False
-        self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
+        self._pauses = NO_PAUSES  # why input is not read: "login", "turn", "rate", "closing"
         self._lines_this_turn = 0
         self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
         self._lines_before_login = 0
@@ -293,6 +299,8 @@ class ChatLineProtocol(LineReceiver):
             return  # gone
         while replies and replies[0][0] is not None:
             self.output.write(replies.popleft()[0])
+        if not replies and self._replies is replies:
+            self._replies = None
         self._close_if_done()
 
     def _close_if_done(self) -> None:
@@ -445,12 +453,12 @@ class ChatLineProtocol(LineReceiver):
         """Stop reading input for C{reason}, until L{resume} of the same reason (several may hold)."""
         if not self._pauses:
             self.pauseProducing()
-        self._pauses.add(reason)
+        self._pauses = self._pauses | {reason}
 
     def resume(self, reason: str) -> None:
         if reason not in self._pauses:
             return
-        self._pauses.discard(reason)
+        self._pauses = self._pauses - {reason} or NO_PAUSES
         if not self._pauses and self.connected:
             self.resumeProducing()
 
