@@ -265,6 +265,7 @@ def chatproto_runs(
     runs: int,
     workdir: str,
     profile: bool,
+    file_hash: str | None = None,
 ) -> dict:
     """Transfers between this process and receiving children, in one reactor run."""
     from twisted.internet import defer, reactor
@@ -286,7 +287,8 @@ def chatproto_runs(
         if profile:
             args += ["--profile-out", os.path.join(workdir, f"receiver-{loss}-{number}.prof")]
         child, port = spawn(args, env)
-        sender = transfer.TransferEndpoint(workdir, Listener(), loss=loss, chunk_size=chunk_size)
+        hashing = {"file_hash": file_hash} if file_hash else {}
+        sender = transfer.TransferEndpoint(workdir, Listener(), loss=loss, chunk_size=chunk_size, **hashing)
         udp = reactor.listenUDP(0, sender, interface="127.0.0.1", maxPacketSize=65536)
         result = {}
         start = time.monotonic()
@@ -353,6 +355,7 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1, help="repeat and keep the best")
     parser.add_argument("--smoke", action="store_true", help="4 MiB, a few seconds")
     parser.add_argument("--profile", action="store_true", help="cProfile both endpoints")
+    parser.add_argument("--hash", dest="file_hash", help="the presenter's file hash (blake3, sha256)")
     parser.add_argument("--role", help=argparse.SUPPRESS)
     parser.add_argument("--expected", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
@@ -418,6 +421,7 @@ def main(argv=None) -> int:
             options.runs,
             workdir,
             options.profile,
+            options.file_hash,
         )
         lossless = None
         for loss in losses:

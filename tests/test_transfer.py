@@ -179,6 +179,8 @@ def chunk_index(datagram):
 
 class TransferTestsMixin:
     chunk_size = 1024
+    file_hash = "blake3"  # the presenter's (the receivers check what it announces)
+    hash_name = "BLAKE3"  # as the users' texts name it
 
     def setUp(self):
         self.clock = task.Clock()
@@ -197,6 +199,7 @@ class TransferTestsMixin:
     def endpoint(self, directory, listener, address, **kwargs):
         kwargs.setdefault("loss", 0.0)
         kwargs.setdefault("chunk_size", self.chunk_size)
+        kwargs.setdefault("file_hash", self.file_hash)
         endpoint = TransferEndpoint(directory.path, listener, clock=self.clock, **kwargs)
         self.network.attach(address, endpoint)
         self.addCleanup(endpoint.stop)
@@ -331,7 +334,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.bob_listener.received), 1)
 
     def test_hashLost(self):
-        """The SHA-256 comes after the chunks; lost three times, it is sent again."""
+        """The hash comes after the chunks; lost three times, it is sent again."""
         lost = []
 
         def tamper(source, destination, datagram):
@@ -347,7 +350,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(len(lost), 3)
 
     def test_noFileBeforeHash(self):
-        """Every chunk arrived but not the SHA-256: nothing is stored yet."""
+        """Every chunk arrived but not the hash: nothing is stored yet."""
         held = []
 
         def tamper(source, destination, datagram):
@@ -369,7 +372,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertDelivered(outcome, data)
 
     def test_emptyFileWaitsForHash(self):
-        """Even an empty file is stored only once its SHA-256 came and matched."""
+        """Even an empty file is stored only once its hash came and matched."""
         kinds = []
 
         def tamper(source, destination, datagram):
@@ -538,7 +541,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(self.bob_listener.failed, [])
 
     def test_authenticCorruptChunk(self):
-        """A chunk that is authentic but wrong (a presenter's bug) fails the SHA-256 check on both sides."""
+        """A chunk that is authentic but wrong (a presenter's bug) fails the hash check on both sides."""
         corrupted = []
 
         def tamper(source, destination, datagram):
@@ -555,7 +558,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         outcome, _data = self.send(size=20_000)
         self.network.run(lambda: outcome)
         self.assertNothingStored()
-        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        reason = f"the file was corrupted in transit ({self.hash_name} mismatch)"
         outcome[0].trap(TransferFailed)
         self.assertEqual(outcome[0].value.reason, reason)
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
@@ -563,7 +566,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(self.bob_listener.received, [])
 
     def test_wrongHash(self):
-        """An authentic SHA-256 that does not match what arrived fails the transfer on both sides."""
+        """An authentic hash that does not match what arrived fails the transfer on both sides."""
 
         def tamper(source, destination, datagram):
             if kind(datagram) == transfer.HASH:
@@ -577,14 +580,14 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         outcome, _data = self.send(size=20_000)
         self.network.run(lambda: outcome)
         self.assertNothingStored()
-        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        reason = f"the file was corrupted in transit ({self.hash_name} mismatch)"
         self.assertEqual(outcome[0].value.reason, reason)
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
 
     def test_fileChangedBeforeResend(self):
         """
         The file changes after a chunk was first sent (and hashed) and before
-        it is resent: the receiver's SHA-256 differs, nothing is stored.
+        it is resent: the receiver's hash differs, nothing is stored.
         """
         path = []
         lost = []
@@ -604,7 +607,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.network.run(lambda: outcome)
         self.assertTrue(lost)
         self.assertNothingStored()
-        self.assertEqual(outcome[0].value.reason, "the file was corrupted in transit (SHA-256 mismatch)")
+        self.assertEqual(outcome[0].value.reason, f"the file was corrupted in transit ({self.hash_name} mismatch)")
 
     def test_fileShrunk(self):
         """The file shrinks while it is being sent: the presenter says so."""

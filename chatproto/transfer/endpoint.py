@@ -18,7 +18,8 @@ from .names import check_basename, check_presenter, printable, size_text
 from .outgoing import Outgoing
 from .wire import ACCEPT, ACCEPT_BODY, ACK, ANNOUNCE, ANNOUNCE_BODY, DATA, DATA_HEADER, DONE, FAIL, HASH
 from .wire import DEFAULT_CHUNK_SIZE, HEADER, HOLD, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MIN_DATAGRAM
-from .wire import TAG_SIZE, Keys, decode_reason, parse_secret, parse_transfer_id
+from .wire import ANNOUNCE_HASH, DEFAULT_HASH, HASH_NAMES, SHA256, TAG_SIZE, Keys, decode_reason
+from .wire import hash_available, parse_hash_name, parse_secret, parse_transfer_id
 
 log = Logger()
 
@@ -74,6 +75,9 @@ class TransferEndpoint(DatagramProtocol):
     @param max_file_size: the largest file accepted from a peer, in bytes
         (16 GiB by default); L{None}: only the free disk space limits it.
     @param ask_timeout: seconds the user has to accept an offer (C{"ask"}).
+    @param file_hash: the hash this endpoint's outgoing files are verified
+        with, C{"blake3"} (the default) or C{"sha256"}; incoming files are
+        checked with the hash their presenter announced, either.
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class TransferEndpoint(DatagramProtocol):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
         ask_timeout: float = DEFAULT_ASK_TIMEOUT,
+        file_hash: str = DEFAULT_HASH,
     ):
         if clock is None:
             from twisted.internet import reactor as clock
@@ -94,6 +99,7 @@ class TransferEndpoint(DatagramProtocol):
             raise ValueError(f"chunk_size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
         if max_file_size is not None and max_file_size < 0:
             raise ValueError("max_file_size must be a number of bytes, or None")
+        self.file_hash = parse_hash_name(file_hash)
         self.directory = directory
         self.listener = listener
         self.clock = clock
@@ -417,23 +423,35 @@ class TransferEndpoint(DatagramProtocol):
     # -- what an offer asks of the endpoint -----------------------------------------
 
     def _parse_announce(self, body: bytes):
-        """C{(size, chunk size, presenter, base name)} of an ANNOUNCE without its tag, or L{None}."""
+        """
+        C{(size, chunk size, presenter, base name, hash algorithm)} of an
+        ANNOUNCE without its tag, or L{None}.  The algorithm's byte after the
+        names is absent in announcements of earlier clients: SHA-256.
+        """
         try:
             size, chunk_size, plen, nlen = ANNOUNCE_BODY.unpack_from(body, HEADER.size)
         except struct.error:
             return None
         start = HEADER.size + ANNOUNCE_BODY.size
-        if len(body) != start + plen + nlen:
+        names_end = start + plen + nlen
+        if len(body) == names_end:
+            algorithm = SHA256
+        elif len(body) == names_end + ANNOUNCE_HASH.size:
+            (algorithm,) = ANNOUNCE_HASH.unpack_from(body, names_end)
+        else:
             return None
         try:
             presenter = body[start : start + plen].decode("utf-8")
-            basename = body[start + plen :].decode("utf-8")
+            basename = body[start + plen : names_end].decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return size, chunk_size, presenter, basename
+        return size, chunk_size, presenter, basename, algorithm
 
-    def _check_announce(self, size: int, chunk_size: int) -> str | None:
+    def _check_announce(self, size: int, chunk_size: int, algorithm: int = SHA256) -> str | None:
         """Why an announced file cannot be taken whatever else runs, or L{None}."""
+        if not hash_available(algorithm):
+            name = HASH_NAMES.get(algorithm, f"number {algorithm}")
+            return f"this client cannot check the file's hash ({name})"
         if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
             return "the chunk size is out of range"
         if -(-size // chunk_size) > 0xFFFFFFFF:

@@ -6,7 +6,6 @@ hashes (docs/TRANSFER.md, State machines, Verification).
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import struct
 import tempfile
@@ -16,7 +15,7 @@ from queue import SimpleQueue
 from .base import ACK_DELAY, PROGRESS_INTERVAL, Timer
 from .names import final_name, store_received
 from .wire import ACCEPT, ACCEPT_BODY, ACK, ACK_BODY, DATA_HEADER, DONE, HASH_BODY, HEADER, HOLD
-from .wire import MAX_RANGES, TAG_SIZE, encode_fail
+from .wire import HASH_NAMES, MAX_RANGES, SHA256, TAG_SIZE, encode_fail, new_hash
 
 ACK_EVERY = 8  # data packets per acknowledgement
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
@@ -50,7 +49,7 @@ class Offer:
         self.decision = decision
         self.state = "offered"
         self.peer = None  # (IP, port) of its first authenticated ANNOUNCE
-        self.size = self.chunk_size = None
+        self.size = self.chunk_size = self.algorithm = None
         self.incoming = None
         self.reply = b""
         self.replied_at = -1.0
@@ -75,16 +74,16 @@ class Offer:
         parsed = endpoint._parse_announce(body)
         if parsed is None:
             return  # authenticated but malformed: nothing to answer
-        size, chunk_size, presenter, basename = parsed
+        size, chunk_size, presenter, basename, algorithm = parsed
         self.peer = addr
         if presenter != self.presenter or basename != self.basename:
             self.refuse("the announcement does not match the server's offer")
             return
-        why = endpoint._check_announce(size, chunk_size)
+        why = endpoint._check_announce(size, chunk_size, algorithm)
         if why is not None:
             self.refuse(why)
             return
-        self.size, self.chunk_size = size, chunk_size
+        self.size, self.chunk_size, self.algorithm = size, chunk_size, algorithm
         if self.decision == "refuse":
             self.refuse("it does not accept files", notify=False)  # the client said so at the OFFER
         elif self.decision == "ask":
@@ -110,7 +109,7 @@ class Offer:
             self.refuse(why)
             return True
         try:
-            incoming = Incoming(endpoint, self, self.peer, self.size, self.chunk_size)
+            incoming = Incoming(endpoint, self, self.peer, self.size, self.chunk_size, self.algorithm)
         except OSError as e:
             self.refuse(f"cannot create the file: {e.strerror}")
             return True
@@ -178,7 +177,7 @@ class Offer:
 class Incoming:
     """The receiver's side of one transfer."""
 
-    def __init__(self, endpoint, offer, peer, size, chunk_size):
+    def __init__(self, endpoint, offer, peer, size, chunk_size, algorithm=SHA256):
         self.endpoint = endpoint
         self.offer = offer
         self.keys = offer.keys
@@ -189,7 +188,8 @@ class Incoming:
         self.basename = basename
         self.size = size
         self.chunk_size = chunk_size
-        self.expected = None  # the SHA-256, once the presenter sent it (HASH)
+        self.expected = None  # the file's hash, once the presenter sent it (HASH)
+        self.algorithm = algorithm  # which hash (the presenter's ANNOUNCE said)
         self.nchunks = -(-size // chunk_size)
         clock = endpoint.clock
         self.clock = clock
@@ -207,7 +207,7 @@ class Incoming:
         self.count = 0
         self.cum = 0  # the chunks below cum all arrived and are hashed
         self.hi = 0  # one more than the highest chunk that arrived
-        self.hash = hashlib.sha256()  # the worker thread's, until it ends
+        self.hash = new_hash(algorithm)  # the worker thread's, until it ends
         self.error = None  # set by the worker thread: why writing or reading back failed
         self.cancelled = False
         self.jobs = SimpleQueue()
@@ -249,7 +249,7 @@ class Incoming:
         )
 
     def hashed(self, data: bytes) -> None:
-        """The presenter's SHA-256 (the first one counts: it is sent once every chunk was)."""
+        """The presenter's hash of the file (the first one counts: it is sent once every chunk was)."""
         self.heard()
         if self.state != "receiving":
             self._repeat_reply()
@@ -510,7 +510,7 @@ class Incoming:
         self._close_file()
         if digest != self.expected:
             self._remove_temp()
-            self.fail("the file was corrupted in transit (SHA-256 mismatch)")
+            self.fail(f"the file was corrupted in transit ({HASH_NAMES[self.algorithm]} mismatch)")
             return
         try:
             directory = self.endpoint.directory
