@@ -439,6 +439,15 @@ def main(argv=None) -> int:
                 + (f", windows {result['window']}" if options.profile else "")
                 + (f", timeline {result['timeline']}" if options.profile else "")
             )
+            if len(ok) > 1:
+                times = sorted(r["seconds"] for r in ok)
+                cpus = sorted(sum(r["cpu"]) for r in ok)
+                note += (
+                    f"; median of {len(ok)}: {times[len(ok) // 2]:.3f} s"
+                    f" ({size / MiB / times[len(ok) // 2]:.0f} MiB/s,"
+                    f" {size / times[len(ok) // 2] / raw['goodput']:.1%} of raw),"
+                    f" CPU both ends {cpus[len(ok) // 2]:.3f} s"
+                )
             if loss and lossless is not None:
                 note += f", {result['seconds'] / lossless['seconds']:.2f}x the lossless time"
             else:

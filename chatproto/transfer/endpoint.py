@@ -116,6 +116,7 @@ class TransferEndpoint(DatagramProtocol):
         self._reported_forged = 0
         self._report_at = None
         self._receive_buffer = None  # bytes, once known from the socket
+        self._sendto = None  # the socket's own sendto, once known (see startProtocol)
         self._outgoing: dict[int, Outgoing] = {}
         self._offers: dict[int, Offer] = {}
         self._incoming: dict[int, Incoming] = {}
@@ -142,6 +143,11 @@ class TransferEndpoint(DatagramProtocol):
             sock = transport.getHandle()
         except AttributeError:
             return
+        if isinstance(sock, socket.socket) and not getattr(transport, "_connectedAddr", None):
+            # Twisted's Port.write checks the address (three isIPAddress calls,
+            # ~3 us a datagram); every address this endpoint sends to is an
+            # IP address already checked (send_file) or one a datagram came from
+            self._sendto = sock.sendto
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 if sock.getsockopt(socket.SOL_SOCKET, option) < SOCKET_BUFFER:
@@ -155,6 +161,7 @@ class TransferEndpoint(DatagramProtocol):
 
     def stopProtocol(self) -> None:
         self.stop()
+        self._sendto = None
 
     def _receive_window(self) -> int:
         """Chunks the socket buffer holds, shared by the transfers coming in."""
@@ -177,7 +184,10 @@ class TransferEndpoint(DatagramProtocol):
         if transport is None:
             return
         try:
-            transport.write(datagram, addr)
+            if self._sendto is not None:
+                self._sendto(datagram, addr)
+            else:
+                transport.write(datagram, addr)
         except (OSError, error.MessageLengthError, error.InvalidAddressError) as e:
             # a full socket buffer: the datagram is lost, and recovered as such
             log.debug("UDP write to {addr} failed: {e}", addr=addr, e=e)

