@@ -29,6 +29,7 @@ from chatproto.transfer import incoming as incoming_module
 from chatproto.transfer import names
 from chatproto.transfer import TransferEndpoint, TransferFailed
 from chatproto.transfer.names import INDEX_NAME
+from chatproto.transfer import wire
 from chatproto.transfer.wire import Keys
 
 ALICE = ("127.0.0.1", 5001)
@@ -1510,3 +1511,170 @@ class ForgedSmokeTests(SynchronousTestCase):
         self.assertIn("all intact: True", result.stdout)
         self.assertIn(f"files in the receiver's directory: ['{INDEX_NAME}', 'bench_video.bin']", result.stdout)
         self.assertNotIn("ERROR", result.stdout)
+
+
+class Sha256DeliveryTests(DeliveryTests):
+    """The delivery tests again, with a presenter that verifies its files with SHA-256."""
+
+    file_hash = "sha256"
+    hash_name = "SHA-256"
+
+
+class Sha256FailureTests(FailureTests):
+    """The failure tests again with SHA-256: a corrupted file says C{SHA-256 mismatch}."""
+
+    file_hash = "sha256"
+    hash_name = "SHA-256"
+
+
+class HashChoiceTests(TransferTestsMixin, SynchronousTestCase):
+    """The presenter names its file hash in the ANNOUNCE; the receiver checks with that one."""
+
+    def announce_body(self, datagram):
+        return datagram[transfer.HEADER.size : -transfer.TAG_SIZE]
+
+    def reannounce(self, change):
+        """Tamper: every ANNOUNCE's body is C{change(body)}, sealed again with the presenter's key."""
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.ANNOUNCE:
+                (outgoing,) = self.alice._outgoing.values()
+                return [outgoing.keys.seal(transfer.ANNOUNCE, change(self.announce_body(datagram)))]
+            return [datagram]
+
+        self.network.tamper = tamper
+
+    def captured(self, wanted):
+        seen = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == wanted:
+                seen.append(datagram)
+            return [datagram]
+
+        self.network.tamper = tamper
+        return seen
+
+    def test_blake3ByDefault(self):
+        """By default the ANNOUNCE ends with BLAKE3's number."""
+        self.assertEqual(TransferEndpoint(self.outbox.path, Listener(), clock=self.clock).file_hash, wire.BLAKE3)
+        announces = self.captured(transfer.ANNOUNCE)
+        outcome, data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(self.announce_body(announces[0])[-1], wire.BLAKE3)
+
+    def test_hashSentIsTheFilesDigest(self):
+        """The HASH datagram carries the announced algorithm's digest of the file, for both."""
+        import blake3
+        import hashlib
+
+        for name, digest in (("blake3", blake3.blake3), ("sha256", hashlib.sha256)):
+            alice = self.endpoint(self.outbox, self.alice_listener, ("127.0.0.1", 5100), file_hash=name)
+            hashes = self.captured(transfer.HASH)
+            path, data = self.make_file(f"{name}.bin", 20_000)
+            tid, secret = new_transfer()
+            self.bob.expect(tid, secret, "alice", "127.0.0.1", f"{name}.bin")
+            outcome = []
+            alice.send_file(path, "alice", BOB, transfer_id=tid, secret=secret).addBoth(outcome.append)
+            self.network.run(lambda outcome=outcome: outcome)
+            self.assertEqual(outcome, [f"{name}.bin"])
+            self.assertEqual(hashes[0][transfer.HEADER.size : -transfer.TAG_SIZE], digest(data).digest())
+            self.assertEqual(self.inbox.child(f"alice_{name}.bin").getContent(), data)
+            alice.stop()
+            del self.network.endpoints[("127.0.0.1", 5100)]
+
+    def test_earlierPresenterMeansSha256(self):
+        """An ANNOUNCE without the hash byte (a client of before BLAKE3) is checked with SHA-256."""
+        self.alice.file_hash = wire.SHA256
+        self.reannounce(lambda body: body[:-1])
+        outcome, data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+
+    def test_receiverChecksWhatWasAnnounced(self):
+        """
+        A BLAKE3 file announced (wrongly) as SHA-256 fails the receiver's
+        check: it really verifies with the announced hash, and stores nothing.
+        """
+        self.reannounce(lambda body: body[:-1])
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_unknownHashRefused(self):
+        """An algorithm this client does not know is refused, saying so, before any data."""
+        self.reannounce(lambda body: body[:-1] + bytes([9]))
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        reason = "the receiver refused the file: this client cannot check the file's hash (number 9)"
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_malformedAnnounceIgnored(self):
+        """Two bytes after the names is not an announcement: ignored, the presenter times out."""
+        self.reannounce(lambda body: body + b"\x02")
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertEqual(outcome[0].value.reason, "no answer from the receiver for 10 seconds")
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_receiverWithoutBlake3(self):
+        """A receiver without the blake3 package refuses a BLAKE3 file, saying why."""
+        outcome, _data = self.send(size=20_000)  # the presenter made its BLAKE3 hasher
+        self.patch(wire, "_blake3", None)
+        self.network.run(lambda: outcome)
+        reason = "the receiver refused the file: this client cannot check the file's hash (BLAKE3)"
+        self.assertEqual(outcome[0].value.reason, reason)
+
+    def test_option(self):
+        """C{file_hash}: C{blake3} or C{sha256}; anything else, or BLAKE3 without the package, is refused."""
+        directory = self.outbox.path
+        self.assertEqual(TransferEndpoint(directory, None, clock=self.clock, file_hash="sha256").file_hash,
+                         wire.SHA256)
+        error = self.assertRaises(ValueError, TransferEndpoint, directory, None, clock=self.clock, file_hash="md5")
+        self.assertEqual(str(error), "file_hash must be one of sha256, blake3")
+        self.patch(wire, "_blake3", None)
+        error = self.assertRaises(ValueError, TransferEndpoint, directory, None, clock=self.clock,
+                                  file_hash="blake3")
+        self.assertEqual(str(error), "BLAKE3 is not available (pip install blake3)")
+
+
+class AllocationTests(TransferTestsMixin, SynchronousTestCase):
+    """The receiver's worker allocates the file only a little ahead of the data written."""
+
+    def test_allocatedAheadBounded(self):
+        """With 4 KiB ahead, the temporary file never holds more than that beyond the data."""
+        self.patch(incoming_module, "ALLOCATE_AHEAD", 4096)
+        self.patch(incoming_module, "WORKER_BATCH", 2 * self.chunk_size)
+        sizes = []
+
+        def tamper(source, destination, datagram):
+            for incoming in self.bob._incoming.values():
+                if incoming.fd is not None and incoming.thread is not None:
+                    incoming._stop_worker(cancel=False)  # the worker is done with what it got
+                    written = incoming.count * self.chunk_size - len(incoming.batch) * self.chunk_size
+                    sizes.append((os.fstat(incoming.fd).st_size, written))
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, data = self.send(size=50_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertTrue(any(size > written for size, written in sizes), sizes)  # allocated ahead
+        for size, written in sizes:
+            self.assertLessEqual(size, written + self.chunk_size + 4096)
+
+    def test_unsupported(self):
+        """Where fallocate fails (a file system without it), the file still arrives intact."""
+        self.patch(incoming_module, "_fallocate", lambda fd, offset, length: False)
+        outcome, data = self.send(size=50_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.patch(incoming_module, "_fallocate", None)
+        outcome, data = self.send(name="other.bin", size=50_000, seed=2)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data, name="other.bin")
