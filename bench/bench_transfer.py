@@ -70,6 +70,13 @@ apply_tuning()
 SOCKET_BUFFER = 4 * MiB
 
 
+def listen(reactor, port, endpoint, interface):
+    """The endpoint's UDP port: chatproto.transfer.listen_udp, or listenUDP in trees before it."""
+    if hasattr(transfer, "listen_udp"):
+        return transfer.listen_udp(reactor, port, endpoint, interface=interface)
+    return reactor.listenUDP(port, endpoint, interface=interface, maxPacketSize=65536)
+
+
 # --- the child process -------------------------------------------------------
 
 
@@ -123,7 +130,7 @@ def endpoint_receiver(directory: str, chunk_size: int, profile: str | None, offe
             print("FAILED", reason, flush=True)
 
     endpoint = transfer.TransferEndpoint(directory, Listener(), chunk_size=chunk_size)
-    port = reactor.listenUDP(0, endpoint, interface="127.0.0.1", maxPacketSize=65536)
+    port = listen(reactor, 0, endpoint, interface="127.0.0.1")
     transfer_id, secret, filename = offer
     endpoint.expect(transfer_id, secret, "bench", "127.0.0.1", filename)
     print("PORT", port.getHost().port, flush=True)
@@ -289,7 +296,7 @@ def chatproto_runs(
         child, port = spawn(args, env)
         hashing = {"file_hash": file_hash} if file_hash else {}
         sender = transfer.TransferEndpoint(workdir, Listener(), loss=loss, chunk_size=chunk_size, **hashing)
-        udp = reactor.listenUDP(0, sender, interface="127.0.0.1", maxPacketSize=65536)
+        udp = listen(reactor, 0, sender, interface="127.0.0.1")
         result = {}
         start = time.monotonic()
         cpu = time.process_time()

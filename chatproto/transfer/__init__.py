@@ -16,6 +16,7 @@ socket, the limits, the dispatch of datagrams).
 from .base import LOSS_ENVIRONMENT_VARIABLE, TransferFailed
 from .endpoint import DEFAULT_MAX_FILE_SIZE, TransferEndpoint
 from .names import check_basename, check_presenter, final_name
+from .port import listen_udp
 from .wire import (
     ACCEPT,
     ACCEPT_BODY,
@@ -69,4 +70,5 @@ __all__ = [
     "check_presenter",
     "decode_reason",
     "final_name",
+    "listen_udp",
 ]

@@ -16,6 +16,7 @@ from .base import DEFAULT_RECEIVE_WINDOW, LOSS_ENVIRONMENT_VARIABLE, MIN_WINDOW,
 from .incoming import Incoming, Offer
 from .names import check_basename, check_presenter, printable, size_text
 from .outgoing import Outgoing
+from .port import BufferPool
 from .wire import ACCEPT, ACCEPT_BODY, ACK, ANNOUNCE, ANNOUNCE_BODY, DATA, DATA_HEADER, DONE, FAIL, HASH
 from .wire import DEFAULT_CHUNK_SIZE, HEADER, HOLD, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MIN_DATAGRAM
 from .wire import ANNOUNCE_HASH, DEFAULT_HASH, HASH_NAMES, SHA256, TAG_SIZE, Keys, decode_reason
@@ -117,6 +118,7 @@ class TransferEndpoint(DatagramProtocol):
         self._report_at = None
         self._receive_buffer = None  # bytes, once known from the socket
         self._sendto = None  # the socket's own sendto, once known (see startProtocol)
+        self.pool = BufferPool()  # the datagram buffers a TransferPort reads into (port.py)
         self._outgoing: dict[int, Outgoing] = {}
         self._offers: dict[int, Offer] = {}
         self._incoming: dict[int, Incoming] = {}
@@ -345,6 +347,26 @@ class TransferEndpoint(DatagramProtocol):
             self.ignored += 1
         else:
             handler(data, addr, tid)
+
+    def slotReceived(self, slot: bytearray, size: int, addr) -> bool:
+        """
+        A datagram a L{TransferPort} read into C{slot} (from L{pool}): a DATA
+        datagram is taken as a C{memoryview} of it; C{True} if the endpoint
+        kept the buffer (the receiver's worker gives it back once written and
+        hashed), C{False} if the port may reuse it at once.
+        """
+        if size < DATA_HEADER.size + TAG_SIZE or slot[2] != DATA or self._stopped or slot[:2] != MAGIC:
+            self.datagramReceived(bytes(memoryview(slot)[:size]), addr)
+            return False
+        transfer = self._incoming.get(int.from_bytes(slot[3:11], "big"))
+        if transfer is None or transfer.peer != addr:
+            self.ignored += 1
+            return False
+        data = memoryview(slot)[:size]
+        if not transfer.keys.check(data):
+            self._forgery()
+            return False
+        return transfer.data(data)
 
     def _forgery(self) -> None:
         """Count a datagram that failed authentication; log a count at most once a minute."""

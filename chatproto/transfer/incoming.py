@@ -26,6 +26,7 @@ TRACK_TRIM = 4096  # chunks of the prefix dropped from the tracking at a time
 WORKER_BATCH = 1024 * 1024  # bytes of chunks handed over to a receiver's worker thread at a time
 WORKER_QUEUE = 4 * 1024 * 1024  # bytes of chunks queued for the worker, at most
 READ_BACK = 1024 * 1024  # bytes read back (and hashed) at a time when a gap fills
+IDLE_SLOTS = 8  # the port's free 64 KiB buffers kept once no transfer is coming in (port.py)
 ALLOCATE_AHEAD = 8 * 1024 * 1024  # bytes of disk allocated (fallocate) beyond the data written
 
 
@@ -279,20 +280,24 @@ class Incoming:
     def heard(self) -> None:
         self.idle_timer.push(self.clock.seconds() + self.endpoint.idle_timeout)
 
-    def data(self, data: bytes) -> None:
+    def data(self, data) -> bool:
+        """
+        An authentic DATA datagram (C{bytes}, or a C{memoryview} of a pool
+        buffer: see port.py); C{True} if it was kept (for the worker thread).
+        """
         if self.state != "receiving":
             self._repeat_reply()
-            return
+            return False
         chunk, seq, stamp = struct.unpack_from("!III", data, HEADER.size)
         now = self.clock.seconds()
         self.idle_timer.push(now + self.endpoint.idle_timeout)
         if chunk >= self.nchunks:
-            return
+            return False
         chunk_size = self.chunk_size
         offset = chunk * chunk_size
         length = len(data) - DATA_HEADER.size - TAG_SIZE
         if length != min(chunk_size, self.size - offset):
-            return  # malformed
+            return False  # malformed
         if seq > self.highest_seq:
             self.highest_seq = seq
             self.echo = stamp
@@ -342,7 +347,7 @@ class Incoming:
         if job is not None:
             if self.error is not None:
                 self.fail(self.error)
-                return
+                return False
             self.count += 1
             # writing and hashing run in the worker thread (both release the
             # GIL), a batch at a time: few hand-overs between the threads
@@ -353,7 +358,7 @@ class Incoming:
             if self.count == self.nchunks:
                 if self.expected is not None:
                     self._finish()
-                    return
+                    return True
                 ack_now = True  # all here: the HASH is late, or lost
         self.unacked += 1
         if ack_now or self.unacked >= self.ack_every:
@@ -362,6 +367,7 @@ class Incoming:
             self.ack_timer.set(now + ACK_DELAY)
         if now - self.progress_at >= PROGRESS_INTERVAL:
             self._progress(now)
+        return job is not None
 
     # -- the worker thread: writes and hashes, in arrival order ----------------
 
@@ -391,6 +397,7 @@ class Incoming:
         """
         jobs, room = self.jobs, self.room
         limit = self.queue_limit // 2
+        give = self.endpoint.pool.give
         while True:
             batch = jobs.get()
             if batch is None:
@@ -403,6 +410,11 @@ class Incoming:
                     self.error = e.strerror
                 except Exception as e:  # noqa: BLE001 - the reactor thread reports it
                     self.error = f"cannot write the file: {e!r}"
+            for job in batch:  # the port's buffers (port.py), free again
+                data = job[0]
+                if type(data) is memoryview:
+                    give(data.obj)
+            batch = job = data = None
             self.done += 1
             if not room.is_set() and self.queued - self.done <= limit:
                 room.set()
@@ -558,6 +570,9 @@ class Incoming:
     def _settle(self, state: str, reply: bytes) -> None:
         """Keep answering late datagrams with C{reply} for a while, then forget."""
         self.state = state
+        endpoint = self.endpoint
+        if not any(t.state == "receiving" for t in endpoint._incoming.values()):
+            endpoint.pool.trim(IDLE_SLOTS)  # the port's buffers: a few kept while nothing comes in
         self.hash = None
         self.received = None
         self.idle_timer.cancel()
