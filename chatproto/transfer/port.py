@@ -84,7 +84,7 @@ class TransferPort(udp.Port):
                 addr = addr[:2]
             try:
                 kept = slot_received(slot, size, addr)
-            except BaseException:
+            except Exception:  # noqa: BLE001 - as in udp.Port: a bug must not stop the reads
                 kept = False
                 log.err()
             if not kept:
