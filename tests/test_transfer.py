@@ -1419,7 +1419,7 @@ class RealSocketSmokeTests(SynchronousTestCase):
             env=env,
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertEqual(len(result.stdout.splitlines()), 7, result.stdout)  # header + 6 rows
+        self.assertEqual(len(result.stdout.splitlines()), 8, result.stdout)  # header + 7 rows
         self.assertEqual(result.stdout.count("intact"), 2, result.stdout)
         self.assertNotIn("ERROR", result.stdout)
 
