@@ -215,6 +215,8 @@ class Incoming:
         self.cum = 0  # the chunks below cum all arrived and are hashed
         self.hi = 0  # one more than the highest chunk that arrived
         self.hash = new_hash(algorithm)  # the worker thread's, until it ends
+        self.hashed_to = 0  # bytes of the file hashed (by the worker thread)
+        self.read_buffer = None  # the worker's, to read the file back into
         self.error = None  # set by the worker thread: why writing or reading back failed
         self.cancelled = False
         self.jobs = SimpleQueue()
@@ -450,29 +452,30 @@ class Incoming:
             run_end += len(payload)
 
     def _hash_batch(self, batch) -> None:
-        fd, digest, chunk_size, size = self.fd, self.hash, self.chunk_size, self.size
-        header = DATA_HEADER.size
-        pending = []  # consecutive payloads to hash in one update
-        for data, _offset, extends, start, end in batch:
-            if not extends:
-                continue
-            pending.append(memoryview(data)[header:-TAG_SIZE])
-            if start == end:
-                continue
-            digest.update(b"".join(pending))
-            pending = []
-            position, stop = start * chunk_size, min(size, end * chunk_size)
-            while position < stop:
-                try:
-                    piece = os.pread(fd, min(READ_BACK, stop - position), position)
-                except OSError as e:
-                    raise OSError(e.errno, f"cannot read the file back: {e.strerror}") from None
-                if not piece:
-                    raise OSError(errno.EIO, "cannot read the file back: it is shorter")
-                digest.update(piece)
-                position += len(piece)
-        if pending:
-            digest.update(b"".join(pending))
+        """
+        Hash the file's contiguous prefix as far as this batch extends it,
+        reading it back from the file (just written: the page cache) in
+        C{READ_BACK} blocks into one reused buffer.  So what is hashed is what
+        the file holds, and no copy is made while holding the GIL (a
+        C{b"".join} of the datagrams stalled the reactor thread 1 MiB at a time).
+        """
+        stop = min(self.size, max((job[4] for job in batch if job[2]), default=0) * self.chunk_size)
+        position = self.hashed_to
+        if position >= stop:
+            return
+        if self.read_buffer is None:
+            self.read_buffer = memoryview(bytearray(READ_BACK))
+        fd, digest, view = self.fd, self.hash, self.read_buffer
+        while position < stop:
+            try:
+                got = os.preadv(fd, [view[: min(READ_BACK, stop - position)]], position)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot read the file back: {e.strerror}") from None
+            if not got:
+                raise OSError(errno.EIO, "cannot read the file back: it is shorter")
+            digest.update(view[:got])
+            position += got
+        self.hashed_to = position
 
     def _stop_worker(self, cancel: bool) -> None:
         """Let the worker finish (or skip, if C{cancel}) what is queued, and end it."""
@@ -574,6 +577,7 @@ class Incoming:
         if not any(t.state == "receiving" for t in endpoint._incoming.values()):
             endpoint.pool.trim(IDLE_SLOTS)  # the port's buffers: a few kept while nothing comes in
         self.hash = None
+        self.read_buffer = None
         self.received = None
         self.idle_timer.cancel()
         self.ack_timer.cancel()
