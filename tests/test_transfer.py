@@ -1586,12 +1586,18 @@ class HashChoiceTests(TransferTestsMixin, SynchronousTestCase):
             del self.network.endpoints[("127.0.0.1", 5100)]
 
     def test_earlierPresenterMeansSha256(self):
-        """An ANNOUNCE without the hash byte (a client of before BLAKE3) is checked with SHA-256."""
+        """
+        An ANNOUNCE without the hash byte (a client of before BLAKE3) is
+        checked with SHA-256; a presenter using SHA-256 sends no byte (so such
+        receivers take its files).
+        """
         self.alice.file_hash = wire.SHA256
-        self.reannounce(lambda body: body[:-1])
+        announces = self.captured(transfer.ANNOUNCE)
         outcome, data = self.send(size=20_000)
         self.network.run(lambda: outcome)
         self.assertDelivered(outcome, data)
+        body = self.announce_body(announces[0])
+        self.assertEqual(len(body), transfer.ANNOUNCE_BODY.size + len("alice") + len("clip.mp4"))
 
     def test_receiverChecksWhatWasAnnounced(self):
         """

@@ -11,7 +11,7 @@ from collections import deque
 
 from .base import ACK_DELAY, DEFAULT_RECEIVE_WINDOW, MIN_WINDOW, PROGRESS_INTERVAL, Timer, TransferFailed
 from .wire import ACK_BODY, ANNOUNCE, ANNOUNCE_BODY, DATA, DATA_HEADER, HASH, HASH_BODY, HEADER, MAGIC
-from .wire import ANNOUNCE_HASH, MAX_RANGES, RANGE, TAG_SIZE, encode_fail, micros, new_hash
+from .wire import ANNOUNCE_HASH, MAX_RANGES, RANGE, SHA256, TAG_SIZE, encode_fail, micros, new_hash
 
 INITIAL_WINDOW = 16  # chunks in flight before the first acknowledgement
 REORDER_THRESHOLD = 3  # a chunk is lost once 3 later packets arrived
@@ -58,7 +58,8 @@ class Outgoing:
             ANNOUNCE_BODY.pack(self.size, self.chunk_size, len(presenter_bytes), len(name))
             + presenter_bytes
             + name
-            + ANNOUNCE_HASH.pack(self.algorithm)
+            # the hash, unless SHA-256: so receivers of before BLAKE3 still take those
+            + (ANNOUNCE_HASH.pack(self.algorithm) if self.algorithm != SHA256 else b"")
         )
         # one datagram buffer, reused: the transport sends synchronously
         self.buffer = bytearray(DATA_HEADER.size + min(self.chunk_size, self.size) + TAG_SIZE)
