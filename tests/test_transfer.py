@@ -1733,7 +1733,11 @@ class PortTests(SynchronousTestCase):
         self.assertEqual((endpoint.pool.made, len(endpoint.pool.free)), (1, 1))
 
     def test_transfer(self):
-        """A file through two such ports arrives intact; the DATA buffers come back to the pool."""
+        """
+        A file through two such ports arrives intact, a forged DATA datagram
+        from the presenter's address among its own changing nothing; the
+        DATA buffers come back to the pool.
+        """
         alice_listener, bob_listener = Listener(), Listener()
         alice, alice_port, outbox = self.port("alice", alice_listener)
         bob, bob_port, inbox = self.port("bob", bob_listener, chunk_size=8192)
@@ -1746,14 +1750,19 @@ class PortTests(SynchronousTestCase):
         alice.send_file(outbox.child("clip.mp4").path, "alice", peer, transfer_id=tid, secret=secret).addBoth(
             outcome.append
         )
+        forged = bytearray(transfer.DATA_HEADER.pack(transfer.MAGIC, transfer.DATA, tid, 1 << 40, 2, 1, 0))
+        forged += bytes(8192) + bytes(transfer.TAG_SIZE)  # chunk 2 all zeros, a wrong tag
         for _ in range(20_000):
             if outcome:
                 break
+            if bob._incoming and not bob.forged:
+                alice_port.socket.sendto(forged, peer)  # from the presenter's own address
             bob_port.doRead()
             alice_port.doRead()
             self.clock.advance(0.001)
         self.assertEqual(outcome, ["clip.mp4"])
         self.assertEqual(inbox.child("alice_clip.mp4").getContent(), data)
+        self.assertEqual(bob.forged, 1)
         self.assertGreater(bob.pool.made, 0)
         self.assertLessEqual(bob.pool.made, 200)  # reused: 257 DATA datagrams, a few in flight
         # trimmed once nothing comes in, plus the buffer of the datagram that ended it
