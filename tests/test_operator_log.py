@@ -44,15 +44,25 @@ class LogLinesTests(SynchronousTestCase):
         self.assertTrue(self.out.getvalue().endswith(
             "Failed login: no account \"x'y\"\n\tsecond\n"), self.out.getvalue())
 
-    def test_flushed_once_per_turn(self):
-        flushes = []
-        self.out.flush = lambda: flushes.append(self.out.getvalue().count("\n"))
+    def test_a_turns_lines_written_and_flushed_together_at_its_end(self):
+        writes, flushes = [], []
+        self.out.write = writes.append
+        self.out.flush = lambda: flushes.append(len(writes))
         log = logger_into(self.observers)
         log.info("one")
         log.info("two")
-        self.assertEqual(flushes, [])
+        self.assertEqual((writes, flushes), ([], []))
         self.clock.advance(0)
-        self.assertEqual(flushes, [2])
+        self.assertEqual(len(writes), 1)
+        lines = writes[0].splitlines()
+        self.assertEqual([line.split("] ", 1)[1] for line in lines], ["one", "two"])
+        self.assertEqual(flushes, [1])
+
+    def test_without_a_running_reactor_each_line_at_once(self):
+        out = io.StringIO()
+        log = logger_into(server_log_observers(out, io.StringIO(), task.Clock()))
+        log.info("starting")
+        self.assertTrue(out.getvalue().endswith("] starting\n"))
 
     def test_problems_on_err_with_their_traceback_at_once(self):
         log = logger_into(self.observers)

@@ -8,8 +8,8 @@ cheaper: every login and logout writes one, and Twisted's own formatting
 (string.Formatter, a time zone object per event, a flush per line) cost a
 login about a third of its CPU (issue 17). chatproto's events are formatted
 with C{str.format_map}; an event that needs more (a traceback, another
-library's format) goes through twisted.logger's formatter. The file is
-flushed once per reactor turn, not once per line.
+library's format) goes through twisted.logger's formatter. A reactor turn's
+lines are written and flushed together, at its end.
 """
 
 import time
@@ -38,7 +38,7 @@ class LogLines:
     def __init__(self, out, reactor=None):
         self.out = out
         self.reactor = reactor
-        self._flush_pending = False
+        self._pending: list[str] = []  # this turn's lines
         self._second = None
         self._stamp = ""
 
@@ -67,17 +67,21 @@ class LogLines:
         text = self.format(event)
         if not text:
             return
-        self.out.write(text)
         reactor = self.reactor
-        if reactor is None or not reactor.running:
+        if reactor is None or not getattr(reactor, "running", False):
+            self._flush()
+            self.out.write(text)
             self.out.flush()
-        elif not self._flush_pending:
-            self._flush_pending = True
+            return
+        if not self._pending:
             reactor.callLater(0, self._flush)
+        self._pending.append(text)
 
     def _flush(self) -> None:
-        self._flush_pending = False
-        self.out.flush()
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.out.write("".join(pending))  # one write (the stream may be unbuffered)
+            self.out.flush()
 
 
 def server_log_observers(out, err, reactor=None):

@@ -99,6 +99,10 @@ def line(tag: str, text: str = "") -> bytes:
 
 # (A set per connection is 216 bytes; pauses are rare.)
 NO_PAUSES = frozenset()
+# While a login is recorded (about one reactor turn) the socket is still read, a little: a
+# hostile client's flood waits in its socket, not in the server's memory.
+SHORT_PAUSES = frozenset({"login"})
+MAX_UNREAD_WHILE_PAUSED = 4096
 
 
 class UsageError(ChatError):
@@ -180,7 +184,8 @@ class ChatLineProtocol(LineReceiver):
         self._buffer = b""  # what was read and not handled yet, from _offset on
         self._offset = 0
         self._busyReceiving = False
-        self.paused = False
+        self.paused = False  # no line is handled
+        self._transport_paused = False  # nothing is read from the socket either
         self._pauses = NO_PAUSES  # why input is not read: "login", "turn", "rate", "closing"
         self._lines_this_turn = 0
         self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
@@ -345,6 +350,8 @@ class ChatLineProtocol(LineReceiver):
                 self._offset = 0
             else:
                 self._buffer += data
+            if self.paused and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
+                self._pause_transport()  # until the short pause is over
         if self._busyReceiving:
             return  # the outer call goes on with the buffer
         self._busyReceiving = True
@@ -450,17 +457,34 @@ class ChatLineProtocol(LineReceiver):
         getattr(self, method)(args)
 
     def pause(self, reason: str) -> None:
-        """Stop reading input for C{reason}, until L{resume} of the same reason (several may hold)."""
-        if not self._pauses:
-            self.pauseProducing()
+        """
+        Handle no more input for C{reason}, until L{resume} of the same reason
+        (several may hold). A short pause (a login being recorded) leaves the
+        socket read, up to L{MAX_UNREAD_WHILE_PAUSED} bytes: stopping and
+        restarting the reading costs two system calls.
+        """
         self._pauses = self._pauses | {reason}
+        self.paused = True
+        if reason not in SHORT_PAUSES:
+            self._pause_transport()
+
+    def _pause_transport(self) -> None:
+        if not self._transport_paused:
+            self._transport_paused = True
+            self.transport.pauseProducing()
 
     def resume(self, reason: str) -> None:
         if reason not in self._pauses:
             return
         self._pauses = self._pauses - {reason} or NO_PAUSES
-        if not self._pauses and self.connected:
-            self.resumeProducing()
+        if not self.connected:
+            return
+        if self._transport_paused and self._pauses <= SHORT_PAUSES:
+            self._transport_paused = False
+            self.transport.resumeProducing()
+        if not self._pauses:
+            self.paused = False
+            self.dataReceived(b"")
 
     def _pause_until(self, d) -> None:
         """Read nothing more until C{d} has a result (a slow password check, a login being recorded)."""
