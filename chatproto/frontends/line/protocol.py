@@ -420,7 +420,7 @@ class ChatLineProtocol(LineReceiver):
     def lineReceived(self, data: bytes) -> None:
         if data.endswith(b"\r"):
             data = data[:-1]
-        if self._count_before_login():
+        if self.user is None and self._count_before_login():
             return
         if len(data) > MAX_LINE:
             self.err("Line too long")
@@ -454,7 +454,7 @@ class ChatLineProtocol(LineReceiver):
             method = self.COMMANDS.get(command)
             if method is None:
                 raise ChatError("invalid-command")
-        getattr(self, method)(args)
+        method(self, args)
 
     def pause(self, reason: str) -> None:
         """
@@ -717,13 +717,15 @@ def history_reply(messages) -> bytes:
     return b"".join(line("DATA", history_line(m)) for m in messages) + OK_LINE
 
 
-# The command word as typed -> the name of its method: LOGIN -> login_LOGIN before
-# login, /msgto -> cmd_msgto after it. Built once from the methods' names.
+# The command word as typed -> its method: LOGIN -> login_LOGIN before login, /msgto ->
+# cmd_msgto after it. Built once from the methods' names (one dict lookup per line).
 ChatLineProtocol.LOGIN_COMMANDS = {
-    name[len("login_"):]: name for name in dir(ChatLineProtocol) if name.startswith("login_")
+    name[len("login_"):]: getattr(ChatLineProtocol, name)
+    for name in dir(ChatLineProtocol) if name.startswith("login_")
 }
 ChatLineProtocol.COMMANDS = {
-    "/" + name[len("cmd_"):]: name for name in dir(ChatLineProtocol) if name.startswith("cmd_")
+    "/" + name[len("cmd_"):]: getattr(ChatLineProtocol, name)
+    for name in dir(ChatLineProtocol) if name.startswith("cmd_")
 }
 texts.ERROR_TEXTS.setdefault("log-in-first", texts.LOG_IN_FIRST)
 texts.ERROR_TEXTS.setdefault("invalid-command", texts.INVALID_COMMAND)
