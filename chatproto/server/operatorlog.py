@@ -14,22 +14,7 @@ lines are written and flushed together, at its end.
 
 import time
 
-from twisted.logger import (FilteringLogObserver, LogLevel, PredicateResult,
-                            formatEventAsClassicLogText)
-
-
-def _problems(event):
-    if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-        return PredicateResult.yes
-    return PredicateResult.no
-
-
-def _operator_events(event):
-    if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-        return PredicateResult.no
-    if str(event.get("log_namespace", "")).startswith("chatproto"):
-        return PredicateResult.yes
-    return PredicateResult.no
+from twisted.logger import LogLevel, formatEventAsClassicLogText
 
 
 class LogLines:
@@ -84,13 +69,27 @@ class LogLines:
             self.out.flush()
 
 
+class OperatorLog:
+    """
+    One observer for both streams (two filtering observers cost a login 2
+    us more): the server's own informational events (start, logins,
+    lockouts, dropped readers, shutdown) to C{out}, warnings and errors from
+    anything to C{err}, at once; not Twisted's informational chatter ("Main
+    loop terminated.", port opened), so that a failure to start is one line
+    on C{err}.
+    """
+
+    def __init__(self, out, err, reactor=None):
+        self.information = LogLines(out, reactor)
+        self.problems = LogLines(err)
+
+    def __call__(self, event) -> None:
+        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+            self.problems(event)
+        elif str(event.get("log_namespace", "")).startswith("chatproto"):
+            self.information(event)
+
+
 def server_log_observers(out, err, reactor=None):
-    """
-    The operator's log: the server's own informational events (start,
-    logins, lockouts, dropped readers, shutdown) on C{out}, warnings and
-    errors from anything on C{err}; not Twisted's informational chatter
-    ("Main loop terminated.", port opened), so that a failure to start is
-    one line on C{err}. Problems are flushed at once.
-    """
-    return [FilteringLogObserver(LogLines(out, reactor), [_operator_events]),
-            FilteringLogObserver(LogLines(err), [_problems])]
+    """The observers of the operator's log (L{OperatorLog})."""
+    return [OperatorLog(out, err, reactor)]
