@@ -88,7 +88,7 @@ def receiver(directory: str, offers_path: str) -> None:
     with open(offers_path) as f:
         for tid, secret in json.load(f):
             endpoint.expect(tid, secret, PRESENTER, "127.0.0.1", FILENAME)
-    port = reactor.listenUDP(0, endpoint, interface="127.0.0.1", maxPacketSize=65536)
+    port = transfer.listen_udp(reactor, 0, endpoint, interface="127.0.0.1")
 
     class Commands(LineReceiver):
         delimiter = b"\n"
@@ -278,7 +278,7 @@ def run(options) -> int:
             pass
 
     sender = transfer.TransferEndpoint(workdir, Listener(), loss=0.0)
-    udp = reactor.listenUDP(0, sender, interface="127.0.0.1", maxPacketSize=65536)
+    udp = transfer.listen_udp(reactor, 0, sender, interface="127.0.0.1")
     presenter_port = udp.getHost().port
     pending = list(offers)
 

@@ -292,3 +292,36 @@ class FailedGroupChangeTests(SynchronousTestCase):
         f.database.commit = real_commit
         self.assertEqual(yoda.send("/members Jedi"), ["DATA Yoda owner active", "DATA Hans invited active", "OK"])
         self.assertEqual(hans.send("/joingroup Jedi"), ["OK Joined the group chat: Jedi successfully."])
+
+
+class InputDuringLoginTests(SynchronousTestCase):
+    """While a login is being recorded, what follows it waits; a little of it in the server."""
+
+    def setUp(self):
+        self.f = ChatFixture(self)
+        self.f.login("Yoda", "wise@!man")
+
+    def test_commands_sent_with_the_login_are_answered_after_it_in_order(self):
+        hans = self.f.connect()
+        hans.protocol.dataReceived(b"LOGIN Hans falcon*solo 6000\n/msgto Yoda first\n/activeuser\n")
+        self.assertEqual(hans.transport.producerState, "producing")  # a few bytes: still read
+        self.f.clock.advance(0)
+        self.f.clock.advance(0)
+        replies = hans.output()
+        self.assertEqual(replies[0], "OK Welcome to chatproto!")
+        self.assertTrue(replies[1].startswith("OK message sent at"), replies)
+        self.assertTrue(replies[2].startswith("DATA Yoda, 127.0.0.1, 6000, active since"), replies)
+        self.assertEqual(hans.transport.producerState, "producing")
+
+    def test_a_flood_sent_with_the_login_waits_in_the_socket(self):
+        hans = self.f.connect()
+        flood = b"".join(b"/msgto Yoda flood %d\n" % i for i in range(400))  # about 8 KiB
+        hans.protocol.dataReceived(b"LOGIN Hans falcon*solo 6000\n" + flood[:1000])
+        self.assertEqual(hans.transport.producerState, "producing")
+        hans.protocol.dataReceived(flood[1000:])
+        self.assertEqual(hans.transport.producerState, "paused")  # over 4 KiB unread: not read
+        for _ in range(20):
+            self.f.clock.advance(0)
+        self.assertEqual(hans.transport.producerState, "producing")
+        sent = [r for r in hans.output() if r.startswith("OK message sent at")]
+        self.assertEqual(len(sent), 400)

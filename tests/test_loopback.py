@@ -78,6 +78,39 @@ def test_messages_and_fan_out_over_real_sockets(tmp_path):
         yield service.stopService()
 
 
+@pytest_twisted.inlineCallbacks
+def test_lean_connections_keep_no_description_strings_and_still_work():
+    from chatproto.frontends.output import send_through
+    from chatproto.frontends.transports import LeanServer, lean
+
+    accepted = defer.Deferred()
+
+    class Echo(protocol.Protocol):
+        def connectionMade(self):
+            accepted.callback(self)
+
+        def dataReceived(self, data):
+            # Straight to the socket, as the chat front ends send.
+            assert send_through(self.transport, data) == len(data)
+
+    port = reactor.listenTCP(0, protocol.Factory.forProtocol(Echo), interface="127.0.0.1")
+    lean(port)
+    try:
+        endpoint = endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        client = yield endpoint.connect(protocol.Factory.forProtocol(WireClient))
+        server_side = yield accepted
+        transport = server_side.transport
+        assert type(transport) is LeanServer
+        assert "logstr" not in vars(transport) and "repstr" not in vars(transport)
+        assert transport.logPrefix() == "Echo"
+        assert repr(transport) == f"<Echo #{transport.sessionno} on {port.getHost().port}>"
+        client.sendLine(b"still echoed")
+        assert (yield client.lines.get()) == "still echoed"
+        client.transport.loseConnection()
+    finally:
+        yield port.stopListening()
+
+
 class IRCWireClient(LineReceiver):
     def connectionMade(self):
         self.lines = defer.DeferredQueue()

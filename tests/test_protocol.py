@@ -227,10 +227,10 @@ class FramingTests(SynchronousTestCase):
         self.assertEqual(self.yoda.send_raw(b"/activeuser\r\n"), ["OK no other active user"])
 
     def test_handler_exception_is_answered_and_logged(self):
-        def broken(args):
+        def broken():
             raise RuntimeError("boom")
 
-        self.yoda.protocol.cmd_activeuser = broken
+        self.f.chat.active_users = broken  # a bug behind /activeuser
         self.assertEqual(self.yoda.send("/activeuser"), ["ERR Server error"])
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertFalse(self.yoda.transport.disconnecting)

@@ -222,6 +222,15 @@ class ConcurrentLoginTests(SynchronousTestCase):
         self.assertEqual(sorted(replies), [[f"ERR {errors.ALREADY_LOGGED_IN}"]] * 4 + [["OK Welcome to chatproto!"]])
         self.assertEqual(self.fixture.read("userlog.txt").count("Yoda"), 1)
 
+    def test_checks_queued_past_the_limit_are_refused_at_once(self):
+        replies = self.start_logins(["wrong"] * 10)
+        busy = "ERR Too many logins for this account at once. Please try again later"
+        self.assertEqual(replies[9], [busy])  # one checked, eight waiting: the tenth is refused
+        self.assertNotIn([busy], replies[:9])
+        # Once the queue has drained, the account takes logins again.
+        self.fixture.clock.advance(10)
+        self.assertEqual(self.start_logins(["wise@!man"]), [["OK Welcome to chatproto!"]])
+
     def test_each_failure_counted_once(self):
         replies = self.start_logins(["wrong1", "wrong2", "wrong3", "wrong4", "wrong5"])
         self.assertEqual(replies, [

@@ -9,6 +9,7 @@ import errno
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from chatproto.transfer import incoming as incoming_module
 from chatproto.transfer import names
 from chatproto.transfer import TransferEndpoint, TransferFailed
 from chatproto.transfer.names import INDEX_NAME
+from chatproto.transfer import wire
 from chatproto.transfer.wire import Keys
 
 ALICE = ("127.0.0.1", 5001)
@@ -179,6 +181,8 @@ def chunk_index(datagram):
 
 class TransferTestsMixin:
     chunk_size = 1024
+    file_hash = "blake3"  # the presenter's (the receivers check what it announces)
+    hash_name = "BLAKE3"  # as the users' texts name it
 
     def setUp(self):
         self.clock = task.Clock()
@@ -197,6 +201,7 @@ class TransferTestsMixin:
     def endpoint(self, directory, listener, address, **kwargs):
         kwargs.setdefault("loss", 0.0)
         kwargs.setdefault("chunk_size", self.chunk_size)
+        kwargs.setdefault("file_hash", self.file_hash)
         endpoint = TransferEndpoint(directory.path, listener, clock=self.clock, **kwargs)
         self.network.attach(address, endpoint)
         self.addCleanup(endpoint.stop)
@@ -331,7 +336,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(len(self.bob_listener.received), 1)
 
     def test_hashLost(self):
-        """The SHA-256 comes after the chunks; lost three times, it is sent again."""
+        """The hash comes after the chunks; lost three times, it is sent again."""
         lost = []
 
         def tamper(source, destination, datagram):
@@ -347,7 +352,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(len(lost), 3)
 
     def test_noFileBeforeHash(self):
-        """Every chunk arrived but not the SHA-256: nothing is stored yet."""
+        """Every chunk arrived but not the hash: nothing is stored yet."""
         held = []
 
         def tamper(source, destination, datagram):
@@ -369,7 +374,7 @@ class DeliveryTests(TransferTestsMixin, SynchronousTestCase):
         self.assertDelivered(outcome, data)
 
     def test_emptyFileWaitsForHash(self):
-        """Even an empty file is stored only once its SHA-256 came and matched."""
+        """Even an empty file is stored only once its hash came and matched."""
         kinds = []
 
         def tamper(source, destination, datagram):
@@ -538,7 +543,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(self.bob_listener.failed, [])
 
     def test_authenticCorruptChunk(self):
-        """A chunk that is authentic but wrong (a presenter's bug) fails the SHA-256 check on both sides."""
+        """A chunk that is authentic but wrong (a presenter's bug) fails the hash check on both sides."""
         corrupted = []
 
         def tamper(source, destination, datagram):
@@ -555,7 +560,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         outcome, _data = self.send(size=20_000)
         self.network.run(lambda: outcome)
         self.assertNothingStored()
-        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        reason = f"the file was corrupted in transit ({self.hash_name} mismatch)"
         outcome[0].trap(TransferFailed)
         self.assertEqual(outcome[0].value.reason, reason)
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
@@ -563,7 +568,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.assertEqual(self.bob_listener.received, [])
 
     def test_wrongHash(self):
-        """An authentic SHA-256 that does not match what arrived fails the transfer on both sides."""
+        """An authentic hash that does not match what arrived fails the transfer on both sides."""
 
         def tamper(source, destination, datagram):
             if kind(datagram) == transfer.HASH:
@@ -577,14 +582,14 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         outcome, _data = self.send(size=20_000)
         self.network.run(lambda: outcome)
         self.assertNothingStored()
-        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        reason = f"the file was corrupted in transit ({self.hash_name} mismatch)"
         self.assertEqual(outcome[0].value.reason, reason)
         self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
 
     def test_fileChangedBeforeResend(self):
         """
         The file changes after a chunk was first sent (and hashed) and before
-        it is resent: the receiver's SHA-256 differs, nothing is stored.
+        it is resent: the receiver's hash differs, nothing is stored.
         """
         path = []
         lost = []
@@ -604,7 +609,7 @@ class FailureTests(TransferTestsMixin, SynchronousTestCase):
         self.network.run(lambda: outcome)
         self.assertTrue(lost)
         self.assertNothingStored()
-        self.assertEqual(outcome[0].value.reason, "the file was corrupted in transit (SHA-256 mismatch)")
+        self.assertEqual(outcome[0].value.reason, f"the file was corrupted in transit ({self.hash_name} mismatch)")
 
     def test_fileShrunk(self):
         """The file shrinks while it is being sent: the presenter says so."""
@@ -1414,7 +1419,7 @@ class RealSocketSmokeTests(SynchronousTestCase):
             env=env,
         )
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
-        self.assertEqual(len(result.stdout.splitlines()), 7, result.stdout)  # header + 6 rows
+        self.assertEqual(len(result.stdout.splitlines()), 8, result.stdout)  # header + 7 rows
         self.assertEqual(result.stdout.count("intact"), 2, result.stdout)
         self.assertNotIn("ERROR", result.stdout)
 
@@ -1507,3 +1512,260 @@ class ForgedSmokeTests(SynchronousTestCase):
         self.assertIn("all intact: True", result.stdout)
         self.assertIn(f"files in the receiver's directory: ['{INDEX_NAME}', 'bench_video.bin']", result.stdout)
         self.assertNotIn("ERROR", result.stdout)
+
+
+class Sha256DeliveryTests(DeliveryTests):
+    """The delivery tests again, with a presenter that verifies its files with SHA-256."""
+
+    file_hash = "sha256"
+    hash_name = "SHA-256"
+
+
+class Sha256FailureTests(FailureTests):
+    """The failure tests again with SHA-256: a corrupted file says C{SHA-256 mismatch}."""
+
+    file_hash = "sha256"
+    hash_name = "SHA-256"
+
+
+class HashChoiceTests(TransferTestsMixin, SynchronousTestCase):
+    """The presenter names its file hash in the ANNOUNCE; the receiver checks with that one."""
+
+    def announce_body(self, datagram):
+        return datagram[transfer.HEADER.size : -transfer.TAG_SIZE]
+
+    def reannounce(self, change):
+        """Tamper: every ANNOUNCE's body is C{change(body)}, sealed again with the presenter's key."""
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == transfer.ANNOUNCE:
+                (outgoing,) = self.alice._outgoing.values()
+                return [outgoing.keys.seal(transfer.ANNOUNCE, change(self.announce_body(datagram)))]
+            return [datagram]
+
+        self.network.tamper = tamper
+
+    def captured(self, wanted):
+        seen = []
+
+        def tamper(source, destination, datagram):
+            if kind(datagram) == wanted:
+                seen.append(datagram)
+            return [datagram]
+
+        self.network.tamper = tamper
+        return seen
+
+    def test_blake3ByDefault(self):
+        """By default the ANNOUNCE ends with BLAKE3's number."""
+        self.assertEqual(TransferEndpoint(self.outbox.path, Listener(), clock=self.clock).file_hash, wire.BLAKE3)
+        announces = self.captured(transfer.ANNOUNCE)
+        outcome, data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertEqual(self.announce_body(announces[0])[-1], wire.BLAKE3)
+
+    def test_hashSentIsTheFilesDigest(self):
+        """The HASH datagram carries the announced algorithm's digest of the file, for both."""
+        import blake3
+        import hashlib
+
+        for name, digest in (("blake3", blake3.blake3), ("sha256", hashlib.sha256)):
+            alice = self.endpoint(self.outbox, self.alice_listener, ("127.0.0.1", 5100), file_hash=name)
+            hashes = self.captured(transfer.HASH)
+            path, data = self.make_file(f"{name}.bin", 20_000)
+            tid, secret = new_transfer()
+            self.bob.expect(tid, secret, "alice", "127.0.0.1", f"{name}.bin")
+            outcome = []
+            alice.send_file(path, "alice", BOB, transfer_id=tid, secret=secret).addBoth(outcome.append)
+            self.network.run(lambda outcome=outcome: outcome)
+            self.assertEqual(outcome, [f"{name}.bin"])
+            self.assertEqual(hashes[0][transfer.HEADER.size : -transfer.TAG_SIZE], digest(data).digest())
+            self.assertEqual(self.inbox.child(f"alice_{name}.bin").getContent(), data)
+            alice.stop()
+            del self.network.endpoints[("127.0.0.1", 5100)]
+
+    def test_earlierPresenterMeansSha256(self):
+        """
+        An ANNOUNCE without the hash byte (a client of before BLAKE3) is
+        checked with SHA-256; a presenter using SHA-256 sends no byte (so such
+        receivers take its files).
+        """
+        self.alice.file_hash = wire.SHA256
+        announces = self.captured(transfer.ANNOUNCE)
+        outcome, data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        body = self.announce_body(announces[0])
+        self.assertEqual(len(body), transfer.ANNOUNCE_BODY.size + len("alice") + len("clip.mp4"))
+
+    def test_receiverChecksWhatWasAnnounced(self):
+        """
+        A BLAKE3 file announced (wrongly) as SHA-256 fails the receiver's
+        check: it really verifies with the announced hash, and stores nothing.
+        """
+        self.reannounce(lambda body: body[:-1])
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        reason = "the file was corrupted in transit (SHA-256 mismatch)"
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.bob_listener.failed, [("receive", "alice", "clip.mp4", reason)])
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_unknownHashRefused(self):
+        """An algorithm this client does not know is refused, saying so, before any data."""
+        self.reannounce(lambda body: body[:-1] + bytes([9]))
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        reason = "the receiver refused the file: this client cannot check the file's hash (number 9)"
+        self.assertEqual(outcome[0].value.reason, reason)
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_malformedAnnounceIgnored(self):
+        """Two bytes after the names is not an announcement: ignored, the presenter times out."""
+        self.reannounce(lambda body: body + b"\x02")
+        outcome, _data = self.send(size=20_000)
+        self.network.run(lambda: outcome)
+        self.assertEqual(outcome[0].value.reason, "no answer from the receiver for 10 seconds")
+        self.assertEqual(self.inbox_files(), [])
+
+    def test_receiverWithoutBlake3(self):
+        """A receiver without the blake3 package refuses a BLAKE3 file, saying why."""
+        outcome, _data = self.send(size=20_000)  # the presenter made its BLAKE3 hasher
+        self.patch(wire, "_blake3", None)
+        self.network.run(lambda: outcome)
+        reason = "the receiver refused the file: this client cannot check the file's hash (BLAKE3)"
+        self.assertEqual(outcome[0].value.reason, reason)
+
+    def test_option(self):
+        """C{file_hash}: C{blake3} or C{sha256}; anything else, or BLAKE3 without the package, is refused."""
+        directory = self.outbox.path
+        self.assertEqual(TransferEndpoint(directory, None, clock=self.clock, file_hash="sha256").file_hash,
+                         wire.SHA256)
+        error = self.assertRaises(ValueError, TransferEndpoint, directory, None, clock=self.clock, file_hash="md5")
+        self.assertEqual(str(error), "file_hash must be one of sha256, blake3")
+        self.patch(wire, "_blake3", None)
+        error = self.assertRaises(ValueError, TransferEndpoint, directory, None, clock=self.clock,
+                                  file_hash="blake3")
+        self.assertEqual(str(error), "BLAKE3 is not available (pip install blake3)")
+
+
+class AllocationTests(TransferTestsMixin, SynchronousTestCase):
+    """The receiver's worker allocates the file only a little ahead of the data written."""
+
+    def test_allocatedAheadBounded(self):
+        """With 4 KiB ahead, the temporary file never holds more than that beyond the data."""
+        self.patch(incoming_module, "ALLOCATE_AHEAD", 4096)
+        self.patch(incoming_module, "WORKER_BATCH", 2 * self.chunk_size)
+        sizes = []
+
+        def tamper(source, destination, datagram):
+            for incoming in self.bob._incoming.values():
+                if incoming.fd is not None and incoming.thread is not None:
+                    incoming._stop_worker(cancel=False)  # the worker is done with what it got
+                    written = incoming.count * self.chunk_size - len(incoming.batch) * self.chunk_size
+                    sizes.append((os.fstat(incoming.fd).st_size, written))
+            return [datagram]
+
+        self.network.tamper = tamper
+        outcome, data = self.send(size=50_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.assertTrue(any(size > written for size, written in sizes), sizes)  # allocated ahead
+        for size, written in sizes:
+            self.assertLessEqual(size, written + self.chunk_size + 4096)
+
+    def test_unsupported(self):
+        """Where fallocate fails (a file system without it), the file still arrives intact."""
+        self.patch(incoming_module, "_fallocate", lambda fd, offset, length: False)
+        outcome, data = self.send(size=50_000)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data)
+        self.patch(incoming_module, "_fallocate", None)
+        outcome, data = self.send(name="other.bin", size=50_000, seed=2)
+        self.network.run(lambda: outcome)
+        self.assertDelivered(outcome, data, name="other.bin")
+
+
+class PortTests(SynchronousTestCase):
+    """
+    L{transfer.listen_udp}'s port over real loopback sockets, driven by hand
+    (C{doRead} when a datagram is waiting; a loopback C{sendto} has queued it
+    by the time it returns) on a L{task.Clock}.
+    """
+
+    def setUp(self):
+        from twisted.internet import reactor
+
+        self.reactor = reactor
+        self.clock = task.Clock()
+        self.root = FilePath(temporary_directory(self))
+
+    def port(self, name, listener, **kwargs):
+        from chatproto.transfer.port import TransferPort
+
+        directory = self.root.child(name)
+        directory.makedirs()
+        endpoint = TransferEndpoint(directory.path, listener, clock=self.clock, loss=0.0, **kwargs)
+        port = TransferPort(0, endpoint, "127.0.0.1", 65536, self.reactor)
+        port.startListening()
+
+        def close():
+            port.stopReading()
+            port.connectionLost(None)
+
+        self.addCleanup(close)
+        return endpoint, port, directory
+
+    def test_otherDatagramsAsBytes(self):
+        """What is not a DATA datagram reaches the endpoint as bytes; the buffer is reused at once."""
+        endpoint, port, _ = self.port("bob", Listener())
+        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sender.close)
+        seen = []
+        original = endpoint.datagramReceived
+        endpoint.datagramReceived = lambda data, addr: (seen.append(type(data)), original(data, addr))
+        for datagram in (b"garbage", transfer.MAGIC + bytes([transfer.ANNOUNCE]) + bytes(40)):
+            sender.sendto(datagram, ("127.0.0.1", port.getHost().port))
+        port.doRead()
+        self.assertEqual(seen, [bytes, bytes])
+        self.assertEqual(endpoint.ignored, 2)
+        self.assertEqual((endpoint.pool.made, len(endpoint.pool.free)), (1, 1))
+
+    def test_transfer(self):
+        """
+        A file through two such ports arrives intact, a forged DATA datagram
+        from the presenter's address among its own changing nothing; the
+        DATA buffers come back to the pool.
+        """
+        alice_listener, bob_listener = Listener(), Listener()
+        alice, alice_port, outbox = self.port("alice", alice_listener)
+        bob, bob_port, inbox = self.port("bob", bob_listener, chunk_size=8192)
+        data = random.Random(3).randbytes(2 * 1024 * 1024 + 5)
+        outbox.child("clip.mp4").setContent(data)
+        tid, secret = new_transfer()
+        bob.expect(tid, secret, "alice", "127.0.0.1", "clip.mp4")
+        outcome = []
+        peer = ("127.0.0.1", bob_port.getHost().port)
+        alice.send_file(outbox.child("clip.mp4").path, "alice", peer, transfer_id=tid, secret=secret).addBoth(
+            outcome.append
+        )
+        forged = bytearray(transfer.DATA_HEADER.pack(transfer.MAGIC, transfer.DATA, tid, 1 << 40, 2, 1, 0))
+        forged += bytes(8192) + bytes(transfer.TAG_SIZE)  # chunk 2 all zeros, a wrong tag
+        for _ in range(20_000):
+            if outcome:
+                break
+            if bob._incoming and not bob.forged:
+                alice_port.socket.sendto(forged, peer)  # from the presenter's own address
+            bob_port.doRead()
+            alice_port.doRead()
+            self.clock.advance(0.001)
+        self.assertEqual(outcome, ["clip.mp4"])
+        self.assertEqual(inbox.child("alice_clip.mp4").getContent(), data)
+        self.assertEqual(bob.forged, 1)
+        self.assertGreater(bob.pool.made, 0)
+        self.assertLessEqual(bob.pool.made, 200)  # reused: 257 DATA datagrams, a few in flight
+        # trimmed once nothing comes in, plus the buffer of the datagram that ended it
+        self.assertLessEqual(len(bob.pool.free), incoming_module.IDLE_SLOTS + 1)
+        alice.stop()
+        bob.stop()

@@ -841,14 +841,14 @@ def start_transfers(reactor, udp_port: int, client, idle_timeout: float = 10.0):
     returns the transfer endpoint (or None) and the port bound.
     """
     try:
-        from ..transfer import TransferEndpoint
+        from ..transfer import TransferEndpoint, listen_udp
     except ImportError:
         from twisted.internet.protocol import DatagramProtocol
 
         port = reactor.listenUDP(udp_port, DatagramProtocol())
         return None, port.getHost().port
     endpoint = TransferEndpoint(os.getcwd(), client.files, clock=reactor, idle_timeout=idle_timeout)
-    port = reactor.listenUDP(udp_port, endpoint)
+    port = listen_udp(reactor, udp_port, endpoint)
     return endpoint, port.getHost().port
 
 

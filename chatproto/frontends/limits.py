@@ -63,7 +63,8 @@ class ConnectionCaps:
     def __init__(self, max_connections: int = 0, max_per_ip: int = 0):
         self.max_connections = max_connections
         self.max_per_ip = max_per_ip
-        self.connections: set = set()
+        # A dict, not a set: at 5,000 connections a set's table is 512 KiB, a dict's 160.
+        self.connections: dict = {}
         self._per_host: dict[str, int] = {}
 
     def refusal(self, host) -> str | None:
@@ -77,15 +78,14 @@ class ConnectionCaps:
         return None
 
     def add(self, connection, host) -> None:
-        self.connections.add(connection)
+        self.connections[connection] = None
         if host is not None:
             self._per_host[host] = self._per_host.get(host, 0) + 1
 
     def forget(self, connection, host) -> None:
         """C{connection} is gone: it no longer counts toward the caps."""
-        if connection not in self.connections:
+        if self.connections.pop(connection, 0) is not None:
             return
-        self.connections.discard(connection)
         if host is not None:
             left = self._per_host.get(host, 0) - 1
             if left > 0:

@@ -3,12 +3,12 @@ Output every front end shares: each connection's output of a reactor turn
 joined and sent once, and the bound on output a client leaves unread.
 """
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..turns import EndOfTurn
+from .transports import PLAIN_TCP
 
 log = Logger()
 
@@ -74,10 +74,10 @@ def send_through(transport, data: bytes) -> int:
     Twisted would instead register the socket with epoll for writing, send at
     the next wake-up and unregister it: two more system calls and a dispatch
     per connection per turn, most of the cost of a fan-out to idle members.
-    Only a plain C{tcp.Server} qualifies (not TLS, not a test double); the
+    Only a plain C{tcp.Server} (or L{LeanServer}) qualifies (not TLS, not a test double); the
     rest of C{data} goes through C{transport.write} as usual.
     """
-    if (type(transport) is not tcp.Server or transport.dataBuffer or transport._tempDataBuffer
+    if (type(transport) not in PLAIN_TCP or transport.dataBuffer or transport._tempDataBuffer
             or transport.disconnecting or not transport.connected):
         return 0
     try:

@@ -11,6 +11,7 @@ from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_desc
 from . import ops
 from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
 from .config import ConfigError, ConfigurableOptions, print_config
+from .operatorlog import server_log_observers
 from .options import (
     COMMON_OPTIONS,
     IRC_OPTIONS,
@@ -125,31 +126,6 @@ def options_first(argv: list[str]) -> list[str]:
     return options + positional
 
 
-def server_log_observers(out, err):
-    """
-    The operator's log: the server's own informational events (start,
-    logins, lockouts, dropped readers, shutdown) on C{out}, warnings and
-    errors from anything on C{err}; not Twisted's informational chatter
-    ("Main loop terminated.", port opened), so that a failure to start is
-    one line on C{err}.
-    """
-    from twisted.logger import FilteringLogObserver, LogLevel, PredicateResult
-
-    def problems(event):
-        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-            return PredicateResult.yes
-        return PredicateResult.no
-
-    def operator_events(event):
-        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
-            return PredicateResult.no
-        if str(event.get("log_namespace", "")).startswith("chatproto"):
-            return PredicateResult.yes
-        return PredicateResult.no
-
-    return [FilteringLogObserver(out, [operator_events]), FilteringLogObserver(err, [problems])]
-
-
 def raise_descriptor_limit() -> None:
     """As many descriptors as the system lets this process have: one per connection, and some."""
     try:
@@ -179,11 +155,10 @@ def main(argv=None) -> None:
         sys.exit(2)
 
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo(
-        server_log_observers(textFileLogObserver(sys.stdout), textFileLogObserver(sys.stderr)),
-        redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(server_log_observers(sys.stdout, sys.stderr, reactor),
+                                     redirectStandardIO=False)
     status = {"code": 0}
 
     def listening(front_end, address):

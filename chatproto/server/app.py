@@ -19,6 +19,7 @@ from ..core.realm import ChatRealm
 from ..frontends.line.protocol import ChatServerFactory
 from ..frontends.line.texts import SHUTDOWN_NOTICE
 from ..frontends.output import DEFAULT_MAX_OUTPUT
+from ..frontends.transports import lean
 from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
 from ..storage.credentials import CredentialsFile
 from ..storage.ledger import Ledger
@@ -261,6 +262,7 @@ class ListeningService(service.Service):
 
     def _listening(self, port):
         self.port = port
+        lean(port)
         self.on_listening(port.getHost())
 
     def stopService(self):

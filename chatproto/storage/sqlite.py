@@ -14,6 +14,7 @@ from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .groupcommit import GroupCommit
 from .worker import OneWorker
 
 # Each entry migrates the schema from version i to i + 1; never edit one that shipped.
@@ -65,6 +66,7 @@ class SQLiteDatabase:
         self.durable = durable
         self._db = None
         self._worker = OneWorker(None, "")  # until open()
+        self._group = None  # GroupCommit once the worker thread runs
 
     # Start-up
 
@@ -105,6 +107,8 @@ class SQLiteDatabase:
             raise
         self._db = db
         self._worker = OneWorker(self.reactor, "chatproto-sqlite")
+        if self.reactor is not None:
+            self._group = GroupCommit(self.reactor, lambda ops: self._worker.run(self._commit, ops))
         return self
 
     def _migrate(self, db) -> None:
@@ -148,10 +152,14 @@ class SQLiteDatabase:
     # Run time: everything in order on the worker thread
 
     def _run(self, function, *args) -> defer.Deferred:
+        if self._group is not None:
+            self._group.start_now()  # a read sees every batch committed before it was asked for
         return self._worker.run(function, *args)
 
     def commit(self, ops) -> defer.Deferred:
-        return self._run(self._commit, ops)
+        if self._group is None:
+            return self._worker.run(self._commit, ops)
+        return self._group.commit(ops)
 
     def commit_now(self, ops) -> None:
         """Commit on the calling thread (start-up, before the worker takes over)."""
@@ -207,6 +215,8 @@ class SQLiteDatabase:
         return self._run(copy)
 
     def close(self) -> defer.Deferred:
+        if self._group is not None:
+            self._group.start_now()
         return self._worker.run_last(self._close)
 
     def _close(self) -> None:

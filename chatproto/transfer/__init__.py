@@ -16,6 +16,7 @@ socket, the limits, the dispatch of datagrams).
 from .base import LOSS_ENVIRONMENT_VARIABLE, TransferFailed
 from .endpoint import DEFAULT_MAX_FILE_SIZE, TransferEndpoint
 from .names import check_basename, check_presenter, final_name
+from .port import listen_udp
 from .wire import (
     ACCEPT,
     ACCEPT_BODY,
@@ -26,6 +27,7 @@ from .wire import (
     DATA,
     DATA_HEADER,
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_HASH,
     DONE,
     HOLD,
     FAIL,
@@ -50,6 +52,7 @@ __all__ = [
     "DATA",
     "DATA_HEADER",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_HASH",
     "DEFAULT_MAX_FILE_SIZE",
     "DONE",
     "FAIL",
@@ -69,4 +72,5 @@ __all__ = [
     "check_presenter",
     "decode_reason",
     "final_name",
+    "listen_udp",
 ]

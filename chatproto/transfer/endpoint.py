@@ -16,9 +16,11 @@ from .base import DEFAULT_RECEIVE_WINDOW, LOSS_ENVIRONMENT_VARIABLE, MIN_WINDOW,
 from .incoming import Incoming, Offer
 from .names import check_basename, check_presenter, printable, size_text
 from .outgoing import Outgoing
+from .port import BufferPool
 from .wire import ACCEPT, ACCEPT_BODY, ACK, ANNOUNCE, ANNOUNCE_BODY, DATA, DATA_HEADER, DONE, FAIL, HASH
 from .wire import DEFAULT_CHUNK_SIZE, HEADER, HOLD, MAGIC, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE, MIN_DATAGRAM
-from .wire import TAG_SIZE, Keys, decode_reason, parse_secret, parse_transfer_id
+from .wire import ANNOUNCE_HASH, DEFAULT_HASH, HASH_NAMES, SHA256, TAG_SIZE, Keys, decode_reason
+from .wire import hash_available, parse_hash_name, parse_secret, parse_transfer_id
 
 log = Logger()
 
@@ -74,6 +76,9 @@ class TransferEndpoint(DatagramProtocol):
     @param max_file_size: the largest file accepted from a peer, in bytes
         (16 GiB by default); L{None}: only the free disk space limits it.
     @param ask_timeout: seconds the user has to accept an offer (C{"ask"}).
+    @param file_hash: the hash this endpoint's outgoing files are verified
+        with, C{"blake3"} (the default) or C{"sha256"}; incoming files are
+        checked with the hash their presenter announced, either.
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class TransferEndpoint(DatagramProtocol):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         max_file_size: int | None = DEFAULT_MAX_FILE_SIZE,
         ask_timeout: float = DEFAULT_ASK_TIMEOUT,
+        file_hash: str = DEFAULT_HASH,
     ):
         if clock is None:
             from twisted.internet import reactor as clock
@@ -94,6 +100,7 @@ class TransferEndpoint(DatagramProtocol):
             raise ValueError(f"chunk_size must be {MIN_CHUNK_SIZE} to {MAX_CHUNK_SIZE}")
         if max_file_size is not None and max_file_size < 0:
             raise ValueError("max_file_size must be a number of bytes, or None")
+        self.file_hash = parse_hash_name(file_hash)
         self.directory = directory
         self.listener = listener
         self.clock = clock
@@ -110,6 +117,8 @@ class TransferEndpoint(DatagramProtocol):
         self._reported_forged = 0
         self._report_at = None
         self._receive_buffer = None  # bytes, once known from the socket
+        self._sendto = None  # the socket's own sendto, once known (see startProtocol)
+        self.pool = BufferPool()  # the datagram buffers a TransferPort reads into (port.py)
         self._outgoing: dict[int, Outgoing] = {}
         self._offers: dict[int, Offer] = {}
         self._incoming: dict[int, Incoming] = {}
@@ -136,6 +145,11 @@ class TransferEndpoint(DatagramProtocol):
             sock = transport.getHandle()
         except AttributeError:
             return
+        if isinstance(sock, socket.socket) and not getattr(transport, "_connectedAddr", None):
+            # Twisted's Port.write checks the address (three isIPAddress calls,
+            # ~3 us a datagram); every address this endpoint sends to is an
+            # IP address already checked (send_file) or one a datagram came from
+            self._sendto = sock.sendto
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 if sock.getsockopt(socket.SOL_SOCKET, option) < SOCKET_BUFFER:
@@ -149,6 +163,7 @@ class TransferEndpoint(DatagramProtocol):
 
     def stopProtocol(self) -> None:
         self.stop()
+        self._sendto = None
 
     def _receive_window(self) -> int:
         """Chunks the socket buffer holds, shared by the transfers coming in."""
@@ -171,7 +186,10 @@ class TransferEndpoint(DatagramProtocol):
         if transport is None:
             return
         try:
-            transport.write(datagram, addr)
+            if self._sendto is not None:
+                self._sendto(datagram, addr)
+            else:
+                transport.write(datagram, addr)
         except (OSError, error.MessageLengthError, error.InvalidAddressError) as e:
             # a full socket buffer: the datagram is lost, and recovered as such
             log.debug("UDP write to {addr} failed: {e}", addr=addr, e=e)
@@ -330,6 +348,26 @@ class TransferEndpoint(DatagramProtocol):
         else:
             handler(data, addr, tid)
 
+    def slotReceived(self, slot: bytearray, size: int, addr) -> bool:
+        """
+        A datagram a L{TransferPort} read into C{slot} (from L{pool}): a DATA
+        datagram is taken as a C{memoryview} of it; C{True} if the endpoint
+        kept the buffer (the receiver's worker gives it back once written and
+        hashed), C{False} if the port may reuse it at once.
+        """
+        if size < DATA_HEADER.size + TAG_SIZE or slot[2] != DATA or self._stopped or slot[:2] != MAGIC:
+            self.datagramReceived(bytes(memoryview(slot)[:size]), addr)
+            return False
+        transfer = self._incoming.get(int.from_bytes(slot[3:11], "big"))
+        if transfer is None or transfer.peer != addr:
+            self.ignored += 1
+            return False
+        data = memoryview(slot)[:size]
+        if not transfer.keys.check(data):
+            self._forgery()
+            return False
+        return transfer.data(data)
+
     def _forgery(self) -> None:
         """Count a datagram that failed authentication; log a count at most once a minute."""
         self.forged += 1
@@ -417,23 +455,35 @@ class TransferEndpoint(DatagramProtocol):
     # -- what an offer asks of the endpoint -----------------------------------------
 
     def _parse_announce(self, body: bytes):
-        """C{(size, chunk size, presenter, base name)} of an ANNOUNCE without its tag, or L{None}."""
+        """
+        C{(size, chunk size, presenter, base name, hash algorithm)} of an
+        ANNOUNCE without its tag, or L{None}.  The algorithm's byte after the
+        names is absent in announcements of earlier clients: SHA-256.
+        """
         try:
             size, chunk_size, plen, nlen = ANNOUNCE_BODY.unpack_from(body, HEADER.size)
         except struct.error:
             return None
         start = HEADER.size + ANNOUNCE_BODY.size
-        if len(body) != start + plen + nlen:
+        names_end = start + plen + nlen
+        if len(body) == names_end:
+            algorithm = SHA256
+        elif len(body) == names_end + ANNOUNCE_HASH.size:
+            (algorithm,) = ANNOUNCE_HASH.unpack_from(body, names_end)
+        else:
             return None
         try:
             presenter = body[start : start + plen].decode("utf-8")
-            basename = body[start + plen :].decode("utf-8")
+            basename = body[start + plen : names_end].decode("utf-8")
         except UnicodeDecodeError:
             return None
-        return size, chunk_size, presenter, basename
+        return size, chunk_size, presenter, basename, algorithm
 
-    def _check_announce(self, size: int, chunk_size: int) -> str | None:
+    def _check_announce(self, size: int, chunk_size: int, algorithm: int = SHA256) -> str | None:
         """Why an announced file cannot be taken whatever else runs, or L{None}."""
+        if not hash_available(algorithm):
+            name = HASH_NAMES.get(algorithm, f"number {algorithm}")
+            return f"this client cannot check the file's hash ({name})"
         if not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
             return "the chunk size is out of range"
         if -(-size // chunk_size) > 0xFFFFFFFF:

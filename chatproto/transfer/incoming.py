@@ -5,10 +5,11 @@ hashes (docs/TRANSFER.md, State machines, Verification).
 
 from __future__ import annotations
 
+import ctypes
 import errno
-import hashlib
 import os
 import struct
+import sys
 import tempfile
 import threading
 from queue import SimpleQueue
@@ -16,7 +17,7 @@ from queue import SimpleQueue
 from .base import ACK_DELAY, PROGRESS_INTERVAL, Timer
 from .names import final_name, store_received
 from .wire import ACCEPT, ACCEPT_BODY, ACK, ACK_BODY, DATA_HEADER, DONE, HASH_BODY, HEADER, HOLD
-from .wire import MAX_RANGES, TAG_SIZE, encode_fail
+from .wire import HASH_NAMES, MAX_RANGES, SHA256, TAG_SIZE, encode_fail, new_hash
 
 ACK_EVERY = 8  # data packets per acknowledgement
 REPLY_INTERVAL = 0.02  # at most one DONE/FAIL repeat per this many seconds
@@ -25,6 +26,8 @@ TRACK_TRIM = 4096  # chunks of the prefix dropped from the tracking at a time
 WORKER_BATCH = 1024 * 1024  # bytes of chunks handed over to a receiver's worker thread at a time
 WORKER_QUEUE = 4 * 1024 * 1024  # bytes of chunks queued for the worker, at most
 READ_BACK = 1024 * 1024  # bytes read back (and hashed) at a time when a gap fills
+IDLE_SLOTS = 8  # the port's free 64 KiB buffers kept once no transfer is coming in (port.py)
+ALLOCATE_AHEAD = 8 * 1024 * 1024  # bytes of disk allocated (fallocate) beyond the data written
 
 
 class Offer:
@@ -50,7 +53,7 @@ class Offer:
         self.decision = decision
         self.state = "offered"
         self.peer = None  # (IP, port) of its first authenticated ANNOUNCE
-        self.size = self.chunk_size = None
+        self.size = self.chunk_size = self.algorithm = None
         self.incoming = None
         self.reply = b""
         self.replied_at = -1.0
@@ -75,16 +78,16 @@ class Offer:
         parsed = endpoint._parse_announce(body)
         if parsed is None:
             return  # authenticated but malformed: nothing to answer
-        size, chunk_size, presenter, basename = parsed
+        size, chunk_size, presenter, basename, algorithm = parsed
         self.peer = addr
         if presenter != self.presenter or basename != self.basename:
             self.refuse("the announcement does not match the server's offer")
             return
-        why = endpoint._check_announce(size, chunk_size)
+        why = endpoint._check_announce(size, chunk_size, algorithm)
         if why is not None:
             self.refuse(why)
             return
-        self.size, self.chunk_size = size, chunk_size
+        self.size, self.chunk_size, self.algorithm = size, chunk_size, algorithm
         if self.decision == "refuse":
             self.refuse("it does not accept files", notify=False)  # the client said so at the OFFER
         elif self.decision == "ask":
@@ -110,7 +113,7 @@ class Offer:
             self.refuse(why)
             return True
         try:
-            incoming = Incoming(endpoint, self, self.peer, self.size, self.chunk_size)
+            incoming = Incoming(endpoint, self, self.peer, self.size, self.chunk_size, self.algorithm)
         except OSError as e:
             self.refuse(f"cannot create the file: {e.strerror}")
             return True
@@ -178,7 +181,7 @@ class Offer:
 class Incoming:
     """The receiver's side of one transfer."""
 
-    def __init__(self, endpoint, offer, peer, size, chunk_size):
+    def __init__(self, endpoint, offer, peer, size, chunk_size, algorithm=SHA256):
         self.endpoint = endpoint
         self.offer = offer
         self.keys = offer.keys
@@ -189,13 +192,17 @@ class Incoming:
         self.basename = basename
         self.size = size
         self.chunk_size = chunk_size
-        self.expected = None  # the SHA-256, once the presenter sent it (HASH)
+        self.expected = None  # the file's hash, once the presenter sent it (HASH)
+        self.algorithm = algorithm  # which hash (the presenter's ANNOUNCE said)
         self.nchunks = -(-size // chunk_size)
         clock = endpoint.clock
         self.clock = clock
         self.final_path = None  # chosen when the file is stored (never over a file not ours)
         fd, self.temp_path = mkstemp(endpoint.directory, final_name(presenter, basename))
         self.fd = fd
+        # the worker allocates the disk space a little ahead of the writes
+        # (ALLOCATE_AHEAD): ext4 then writes ~35% faster; 0 once unsupported
+        self.allocated = 0 if _fallocate is not None else None
         self.state = "receiving"
         # Which chunks arrived: the chunks below cum all did; received[i]
         # says whether chunk base + i did, for base <= cum.  It grows only as
@@ -207,7 +214,9 @@ class Incoming:
         self.count = 0
         self.cum = 0  # the chunks below cum all arrived and are hashed
         self.hi = 0  # one more than the highest chunk that arrived
-        self.hash = hashlib.sha256()  # the worker thread's, until it ends
+        self.hash = new_hash(algorithm)  # the worker thread's, until it ends
+        self.hashed_to = 0  # bytes of the file hashed (by the worker thread)
+        self.read_buffer = None  # the worker's, to read the file back into
         self.error = None  # set by the worker thread: why writing or reading back failed
         self.cancelled = False
         self.jobs = SimpleQueue()
@@ -249,7 +258,7 @@ class Incoming:
         )
 
     def hashed(self, data: bytes) -> None:
-        """The presenter's SHA-256 (the first one counts: it is sent once every chunk was)."""
+        """The presenter's hash of the file (the first one counts: it is sent once every chunk was)."""
         self.heard()
         if self.state != "receiving":
             self._repeat_reply()
@@ -273,20 +282,24 @@ class Incoming:
     def heard(self) -> None:
         self.idle_timer.push(self.clock.seconds() + self.endpoint.idle_timeout)
 
-    def data(self, data: bytes) -> None:
+    def data(self, data) -> bool:
+        """
+        An authentic DATA datagram (C{bytes}, or a C{memoryview} of a pool
+        buffer: see port.py); C{True} if it was kept (for the worker thread).
+        """
         if self.state != "receiving":
             self._repeat_reply()
-            return
+            return False
         chunk, seq, stamp = struct.unpack_from("!III", data, HEADER.size)
         now = self.clock.seconds()
         self.idle_timer.push(now + self.endpoint.idle_timeout)
         if chunk >= self.nchunks:
-            return
+            return False
         chunk_size = self.chunk_size
         offset = chunk * chunk_size
         length = len(data) - DATA_HEADER.size - TAG_SIZE
         if length != min(chunk_size, self.size - offset):
-            return  # malformed
+            return False  # malformed
         if seq > self.highest_seq:
             self.highest_seq = seq
             self.echo = stamp
@@ -336,7 +349,7 @@ class Incoming:
         if job is not None:
             if self.error is not None:
                 self.fail(self.error)
-                return
+                return False
             self.count += 1
             # writing and hashing run in the worker thread (both release the
             # GIL), a batch at a time: few hand-overs between the threads
@@ -347,7 +360,7 @@ class Incoming:
             if self.count == self.nchunks:
                 if self.expected is not None:
                     self._finish()
-                    return
+                    return True
                 ack_now = True  # all here: the HASH is late, or lost
         self.unacked += 1
         if ack_now or self.unacked >= self.ack_every:
@@ -356,6 +369,7 @@ class Incoming:
             self.ack_timer.set(now + ACK_DELAY)
         if now - self.progress_at >= PROGRESS_INTERVAL:
             self._progress(now)
+        return job is not None
 
     # -- the worker thread: writes and hashes, in arrival order ----------------
 
@@ -385,6 +399,7 @@ class Incoming:
         """
         jobs, room = self.jobs, self.room
         limit = self.queue_limit // 2
+        give = self.endpoint.pool.give
         while True:
             batch = jobs.get()
             if batch is None:
@@ -397,12 +412,29 @@ class Incoming:
                     self.error = e.strerror
                 except Exception as e:  # noqa: BLE001 - the reactor thread reports it
                     self.error = f"cannot write the file: {e!r}"
+            for job in batch:  # the port's buffers (port.py), free again
+                data = job[0]
+                if type(data) is memoryview:
+                    give(data.obj)
+            batch = job = data = None
             self.done += 1
             if not room.is_set() and self.queued - self.done <= limit:
                 room.set()
 
+    def _allocate(self, end: int) -> None:
+        """Allocate the file's blocks up to past C{end} (bounded: never the announced size at once)."""
+        allocated = self.allocated
+        if allocated is None or end <= allocated:
+            return
+        target = min(self.size, end + ALLOCATE_AHEAD)
+        if _fallocate(self.fd, allocated, target - allocated):
+            self.allocated = target
+        else:
+            self.allocated = None  # unsupported here, or no room: the writes say which
+
     def _write_batch(self, batch) -> None:
         fd, header = self.fd, DATA_HEADER.size
+        self._allocate(max(offset for _data, offset, *_rest in batch) + self.chunk_size)
         run, run_offset, run_end = [], 0, -1
         for data, offset, _extends, _start, _end in batch + [(bytes(TAG_SIZE), -2, False, 0, 0)]:
             if offset != run_end or len(run) >= 512:
@@ -420,29 +452,30 @@ class Incoming:
             run_end += len(payload)
 
     def _hash_batch(self, batch) -> None:
-        fd, digest, chunk_size, size = self.fd, self.hash, self.chunk_size, self.size
-        header = DATA_HEADER.size
-        pending = []  # consecutive payloads to hash in one update
-        for data, _offset, extends, start, end in batch:
-            if not extends:
-                continue
-            pending.append(memoryview(data)[header:-TAG_SIZE])
-            if start == end:
-                continue
-            digest.update(b"".join(pending))
-            pending = []
-            position, stop = start * chunk_size, min(size, end * chunk_size)
-            while position < stop:
-                try:
-                    piece = os.pread(fd, min(READ_BACK, stop - position), position)
-                except OSError as e:
-                    raise OSError(e.errno, f"cannot read the file back: {e.strerror}") from None
-                if not piece:
-                    raise OSError(errno.EIO, "cannot read the file back: it is shorter")
-                digest.update(piece)
-                position += len(piece)
-        if pending:
-            digest.update(b"".join(pending))
+        """
+        Hash the file's contiguous prefix as far as this batch extends it,
+        reading it back from the file (just written: the page cache) in
+        C{READ_BACK} blocks into one reused buffer.  So what is hashed is what
+        the file holds, and no copy is made while holding the GIL (a
+        C{b"".join} of the datagrams stalled the reactor thread 1 MiB at a time).
+        """
+        stop = min(self.size, max((job[4] for job in batch if job[2]), default=0) * self.chunk_size)
+        position = self.hashed_to
+        if position >= stop:
+            return
+        if self.read_buffer is None:
+            self.read_buffer = memoryview(bytearray(READ_BACK))
+        fd, digest, view = self.fd, self.hash, self.read_buffer
+        while position < stop:
+            try:
+                got = os.preadv(fd, [view[: min(READ_BACK, stop - position)]], position)
+            except OSError as e:
+                raise OSError(e.errno, f"cannot read the file back: {e.strerror}") from None
+            if not got:
+                raise OSError(errno.EIO, "cannot read the file back: it is shorter")
+            digest.update(view[:got])
+            position += got
+        self.hashed_to = position
 
     def _stop_worker(self, cancel: bool) -> None:
         """Let the worker finish (or skip, if C{cancel}) what is queued, and end it."""
@@ -510,7 +543,7 @@ class Incoming:
         self._close_file()
         if digest != self.expected:
             self._remove_temp()
-            self.fail("the file was corrupted in transit (SHA-256 mismatch)")
+            self.fail(f"the file was corrupted in transit ({HASH_NAMES[self.algorithm]} mismatch)")
             return
         try:
             directory = self.endpoint.directory
@@ -540,7 +573,11 @@ class Incoming:
     def _settle(self, state: str, reply: bytes) -> None:
         """Keep answering late datagrams with C{reply} for a while, then forget."""
         self.state = state
+        endpoint = self.endpoint
+        if not any(t.state == "receiving" for t in endpoint._incoming.values()):
+            endpoint.pool.trim(IDLE_SLOTS)  # the port's buffers: a few kept while nothing comes in
         self.hash = None
+        self.read_buffer = None
         self.received = None
         self.idle_timer.cancel()
         self.ack_timer.cancel()
@@ -577,6 +614,31 @@ class Incoming:
             os.unlink(self.temp_path)
         except FileNotFoundError:
             pass
+
+
+def _load_fallocate():
+    """fallocate(2) (Linux): C{fallocate(fd, offset, length) -> bool}; L{None} elsewhere.
+
+    Not C{os.posix_fallocate}: where the file system lacks it, glibc emulates
+    it by writing every block, slower than the writes it is meant to speed up.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    call.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong)
+    call.restype = ctypes.c_int
+
+    def fallocate(fd: int, offset: int, length: int) -> bool:
+        return call(fd, 0, offset, length) == 0
+
+    return fallocate
+
+
+_fallocate = _load_fallocate()
 
 
 def mkstemp(directory: str, name: str):

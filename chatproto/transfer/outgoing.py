@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 import struct
@@ -12,7 +11,7 @@ from collections import deque
 
 from .base import ACK_DELAY, DEFAULT_RECEIVE_WINDOW, MIN_WINDOW, PROGRESS_INTERVAL, Timer, TransferFailed
 from .wire import ACK_BODY, ANNOUNCE, ANNOUNCE_BODY, DATA, DATA_HEADER, HASH, HASH_BODY, HEADER, MAGIC
-from .wire import MAX_RANGES, RANGE, TAG_SIZE, encode_fail, micros
+from .wire import ANNOUNCE_HASH, MAX_RANGES, RANGE, SHA256, TAG_SIZE, encode_fail, micros, new_hash
 
 INITIAL_WINDOW = 16  # chunks in flight before the first acknowledgement
 REORDER_THRESHOLD = 3  # a chunk is lost once 3 later packets arrived
@@ -47,8 +46,9 @@ class Outgoing:
         self.size = info.st_size
         self.nchunks = -(-self.size // self.chunk_size)
         # hashed as each chunk is sent for the first time (in order): the
-        # SHA-256 is sent at the end (HASH), so hashing overlaps sending
-        self.hash = hashlib.sha256()
+        # hash is sent at the end (HASH), so hashing overlaps sending
+        self.algorithm = endpoint.file_hash
+        self.hash = new_hash(self.algorithm)
         self.digest = None
         self.hash_seq = 0  # the next packet number when the HASH was last sent
         self.state = "starting"
@@ -58,6 +58,8 @@ class Outgoing:
             ANNOUNCE_BODY.pack(self.size, self.chunk_size, len(presenter_bytes), len(name))
             + presenter_bytes
             + name
+            # the hash, unless SHA-256: so receivers of before BLAKE3 still take those
+            + (ANNOUNCE_HASH.pack(self.algorithm) if self.algorithm != SHA256 else b"")
         )
         # one datagram buffer, reused: the transport sends synchronously
         self.buffer = bytearray(DATA_HEADER.size + min(self.chunk_size, self.size) + TAG_SIZE)
@@ -294,7 +296,7 @@ class Outgoing:
         return True
 
     def _send_hash(self) -> None:
-        """The SHA-256 of every chunk as first sent; repeated until DONE."""
+        """The hash of every chunk as first sent; repeated until DONE."""
         self.hash_seq = self.next_seq
         self.endpoint._write(self.keys.seal(HASH, HASH_BODY.pack(self.digest)), self.peer)
 

@@ -12,8 +12,14 @@ which the server handed to both clients over their TCP sessions.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import struct
+
+try:
+    import blake3 as _blake3
+except ImportError:  # pragma: no cover - blake3 is in install_requires; SHA-256 still works
+    _blake3 = None
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -29,7 +35,8 @@ ACCEPT_BODY = struct.Struct("!H")  # receive window (chunks)
 DATA_HEADER = struct.Struct("!2sBQQIII")  # header + chunk index, packet number, timestamp (us)
 ACK_BODY = struct.Struct("!IIIIHH")  # highest packet, its timestamp, cum, hi, window, n ranges
 RANGE = struct.Struct("!II")  # a run of missing chunks [start, end)
-HASH_BODY = struct.Struct("!32s")  # the file's SHA-256, sent once every chunk was sent
+HASH_BODY = struct.Struct("!32s")  # the file's hash (32 bytes), sent once every chunk was sent
+ANNOUNCE_HASH = struct.Struct("!B")  # after the names: the file hash's algorithm (absent: SHA-256)
 TAG_SIZE = 16  # the GMAC tag at the end of every datagram
 
 MAX_DATAGRAM = 65507  # the largest UDP payload over IPv4
@@ -43,6 +50,42 @@ MAX_REASON = 200  # bytes of a FAIL reason
 SECRET_SIZE = 32  # bytes (64 hex digits on the wire lines)
 _NONCE_PAD = bytes(4)  # the 12-byte nonce: 4 zero bytes, then the datagram number
 _LABELS = (b"chatproto p2p v2: presenter to receiver", b"chatproto p2p v2: receiver to presenter")
+
+
+# The file hash (docs/TRANSFER.md, Verification): the presenter chooses it and
+# names it in its ANNOUNCE; a receiver checks either.  An announcement without
+# the byte (clients before BLAKE3) means SHA-256.
+SHA256, BLAKE3 = 1, 2
+HASH_NAMES = {SHA256: "SHA-256", BLAKE3: "BLAKE3"}
+HASH_IDS = {"sha256": SHA256, "blake3": BLAKE3}
+
+
+def hash_available(algorithm: int) -> bool:
+    return algorithm == SHA256 or (algorithm == BLAKE3 and _blake3 is not None)
+
+
+def new_hash(algorithm: int):
+    """A fresh hasher (C{update}, C{digest}: 32 bytes) for an algorithm of L{HASH_NAMES}."""
+    if algorithm == BLAKE3:
+        if _blake3 is None:
+            raise ValueError("BLAKE3 is not available (pip install blake3)")
+        return _blake3.blake3()
+    if algorithm == SHA256:
+        return hashlib.sha256()
+    raise ValueError(f"unknown hash algorithm {algorithm}")
+
+
+def parse_hash_name(name: str) -> int:
+    """C{"blake3"} or C{"sha256"} as an algorithm number (C{ValueError} else, or if not installed)."""
+    algorithm = HASH_IDS.get(name)
+    if algorithm is None:
+        raise ValueError(f"file_hash must be one of {', '.join(HASH_IDS)}")
+    if not hash_available(algorithm):
+        raise ValueError("BLAKE3 is not available (pip install blake3)")
+    return algorithm
+
+
+DEFAULT_HASH = "blake3" if _blake3 is not None else "sha256"
 
 
 def micros(seconds: float) -> int:

@@ -97,6 +97,14 @@ def line(tag: str, text: str = "") -> bytes:
     return (f"{tag} {text}\n" if text else f"{tag}\n").encode("utf-8", "surrogateescape")
 
 
+# (A set per connection is 216 bytes; pauses are rare.)
+NO_PAUSES = frozenset()
+# While a login is recorded (about one reactor turn) the socket is still read, a little: a
+# hostile client's flood waits in its socket, not in the server's memory.
+SHORT_PAUSES = frozenset({"login"})
+MAX_UNREAD_WHILE_PAUSED = 4096
+
+
 class UsageError(ChatError):
     """Arguments missing or malformed: the text names the right form."""
 
@@ -167,15 +175,18 @@ class ChatLineProtocol(LineReceiver):
         self.transport = None
         self.connected = 0
         self.user = None
-        self._replies = None  # replies waiting for earlier ones: deque of [bytes or None]
+        # Replies waiting for earlier ones: a deque of [bytes or None] while there are any (an
+        # empty deque is 600 bytes, an idle connection's largest object), None when there are not.
+        self._replies = None
         self._closing = False  # close once every reply is out
         self._dropped = False  # gone, or disconnected for not reading its output
         self._discarding = False  # inside an over-long line
         self._buffer = b""  # what was read and not handled yet, from _offset on
         self._offset = 0
         self._busyReceiving = False
-        self.paused = False
-        self._pauses = set()  # why input is not read: "login", "turn", "rate", "closing"
+        self.paused = False  # no line is handled
+        self._transport_paused = False  # nothing is read from the socket either
+        self._pauses = NO_PAUSES  # why input is not read: "login", "turn", "rate", "closing"
         self._lines_this_turn = 0
         self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
         self._lines_before_login = 0
@@ -293,6 +304,8 @@ class ChatLineProtocol(LineReceiver):
             return  # gone
         while replies and replies[0][0] is not None:
             self.output.write(replies.popleft()[0])
+        if not replies and self._replies is replies:
+            self._replies = None
         self._close_if_done()
 
     def _close_if_done(self) -> None:
@@ -337,6 +350,8 @@ class ChatLineProtocol(LineReceiver):
                 self._offset = 0
             else:
                 self._buffer += data
+            if self.paused and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
+                self._pause_transport()  # until the short pause is over
         if self._busyReceiving:
             return  # the outer call goes on with the buffer
         self._busyReceiving = True
@@ -405,7 +420,7 @@ class ChatLineProtocol(LineReceiver):
     def lineReceived(self, data: bytes) -> None:
         if data.endswith(b"\r"):
             data = data[:-1]
-        if self._count_before_login():
+        if self.user is None and self._count_before_login():
             return
         if len(data) > MAX_LINE:
             self.err("Line too long")
@@ -439,20 +454,37 @@ class ChatLineProtocol(LineReceiver):
             method = self.COMMANDS.get(command)
             if method is None:
                 raise ChatError("invalid-command")
-        getattr(self, method)(args)
+        method(self, args)
 
     def pause(self, reason: str) -> None:
-        """Stop reading input for C{reason}, until L{resume} of the same reason (several may hold)."""
-        if not self._pauses:
-            self.pauseProducing()
-        self._pauses.add(reason)
+        """
+        Handle no more input for C{reason}, until L{resume} of the same reason
+        (several may hold). A short pause (a login being recorded) leaves the
+        socket read, up to L{MAX_UNREAD_WHILE_PAUSED} bytes: stopping and
+        restarting the reading costs two system calls.
+        """
+        self._pauses = self._pauses | {reason}
+        self.paused = True
+        if reason not in SHORT_PAUSES:
+            self._pause_transport()
+
+    def _pause_transport(self) -> None:
+        if not self._transport_paused:
+            self._transport_paused = True
+            self.transport.pauseProducing()
 
     def resume(self, reason: str) -> None:
         if reason not in self._pauses:
             return
-        self._pauses.discard(reason)
-        if not self._pauses and self.connected:
-            self.resumeProducing()
+        self._pauses = self._pauses - {reason} or NO_PAUSES
+        if not self.connected:
+            return
+        if self._transport_paused and self._pauses <= SHORT_PAUSES:
+            self._transport_paused = False
+            self.transport.resumeProducing()
+        if not self._pauses:
+            self.paused = False
+            self.dataReceived(b"")
 
     def _pause_until(self, d) -> None:
         """Read nothing more until C{d} has a result (a slow password check, a login being recorded)."""
@@ -685,13 +717,15 @@ def history_reply(messages) -> bytes:
     return b"".join(line("DATA", history_line(m)) for m in messages) + OK_LINE
 
 
-# The command word as typed -> the name of its method: LOGIN -> login_LOGIN before
-# login, /msgto -> cmd_msgto after it. Built once from the methods' names.
+# The command word as typed -> its method: LOGIN -> login_LOGIN before login, /msgto ->
+# cmd_msgto after it. Built once from the methods' names (one dict lookup per line).
 ChatLineProtocol.LOGIN_COMMANDS = {
-    name[len("login_"):]: name for name in dir(ChatLineProtocol) if name.startswith("login_")
+    name[len("login_"):]: getattr(ChatLineProtocol, name)
+    for name in dir(ChatLineProtocol) if name.startswith("login_")
 }
 ChatLineProtocol.COMMANDS = {
-    "/" + name[len("cmd_"):]: name for name in dir(ChatLineProtocol) if name.startswith("cmd_")
+    "/" + name[len("cmd_"):]: getattr(ChatLineProtocol, name)
+    for name in dir(ChatLineProtocol) if name.startswith("cmd_")
 }
 texts.ERROR_TEXTS.setdefault("log-in-first", texts.LOG_IN_FIRST)
 texts.ERROR_TEXTS.setdefault("invalid-command", texts.INVALID_COMMAND)
