@@ -21,6 +21,7 @@ from types import MappingProxyType
 from twisted.internet import defer
 from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import ServerFactory
+from twisted.protocols.basic import LineReceiver
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -128,14 +129,18 @@ NO_CHANNELS = MappingProxyType({})  # the channels of a connection that has join
 
 
 @implementer(IProtocol, IPushProducer, ISession)
-class IRCProtocol:
+class IRCProtocol(LineReceiver):
     """
     One IRC connection; also the core's session object for its user.
 
+    A LineReceiver with its own framing (C{dataReceived}: lines cut from an
+    offset, fair per turn, bounded; see there), as the line protocol's.
     Memory per idle client is a goal (docs/PERFORMANCE.md): every attribute
-    is a slot (no instance dict), and what most connections never need is
-    made on first use: the queue of waiting lines, the events held before
-    registration ends, the channels; cap sets are shared between connections.
+    is a slot (LineReceiver's base allows an instance dict, but none is ever
+    made: nothing outside the slots is assigned), and what most connections
+    never need is made on first use: the queue of waiting lines, the events
+    held before registration ends, the channels; cap sets are shared
+    between connections.
     """
 
     __slots__ = (
