@@ -77,6 +77,17 @@ class ConnectionCaps:
             return f"Too many connections from {host}; try again later"
         return None
 
+    def refused(self, host, chat, frontend: str, render) -> Refusal | None:
+        """
+        Over a cap: a L{Refusal} saying why (C{render(text)} is the front end's
+        own line), noted with the core as C{("refused", frontend)}; else None.
+        """
+        refusal = self.refusal(host)
+        if refusal is None:
+            return None
+        chat.note("refused", frontend)
+        return Refusal(render(refusal))
+
     def add(self, connection, host) -> None:
         self.connections[connection] = None
         if host is not None:

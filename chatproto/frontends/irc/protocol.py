@@ -28,7 +28,7 @@ from zope.interface import implementer
 from ...core import errors as codes
 from ...core.events import GROUP, Message
 from ...core.interfaces import ISession
-from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
+from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
 from . import texts as T
@@ -1509,15 +1509,15 @@ class IRCFactory(ServerFactory):
         ]
 
     @property
-    def connections(self) -> set:
+    def connections(self) -> dict:
         return self.caps.connections
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)
-        refusal = self.caps.refusal(host)
+        refusal = self.caps.refused(host, self.chat, IRCProtocol.frontend,
+                                    lambda text: encode(format_line("ERROR", [f"Closing link: {text}"])))
         if refusal is not None:
-            self.chat.note("refused", "irc")
-            return Refusal(encode(format_line("ERROR", [f"Closing link: {refusal}"])))
+            return refusal
         protocol = self.protocol(self, host or "")
         protocol.caps_host = host
         self.caps.add(protocol, host)

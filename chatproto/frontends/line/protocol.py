@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
 from ...core.interfaces import ISession
-from ..limits import CommandRate, ConnectionCaps, Refusal, default_burst
+from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
 from .texts import error_text, event_line, history_line
@@ -754,15 +754,15 @@ class ChatServerFactory(ServerFactory):
         self.output = OutputBatch(chat.clock)
 
     @property
-    def connections(self) -> set:
+    def connections(self) -> dict:
         return self.caps.connections
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)
-        refusal = self.caps.refusal(host)
+        refusal = self.caps.refused(host, self.chat, ChatLineProtocol.frontend,
+                                    lambda text: line("ERR", text))
         if refusal is not None:
-            self.chat.note("refused", ChatLineProtocol.frontend)
-            return Refusal(line("ERR", refusal))
+            return refusal
         rate = None
         if self.rate_limit > 0:
             rate = CommandRate(self.rate_limit, self.rate_burst, self.chat.clock.seconds())
