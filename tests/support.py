@@ -26,7 +26,8 @@ obiwan hellothere
 class ChatFixture:
     """A realm, a factory and connected protocols, all on one C{task.Clock}."""
 
-    def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024, database=None):
+    def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024, database=None,
+                 **realm_options):
         self.dir = tempfile.mkdtemp(prefix="chatproto-unit-")
         testcase.addCleanup(shutil.rmtree, self.dir, True)
         path = os.path.join(self.dir, "credentials.txt")
@@ -37,7 +38,7 @@ class ChatFixture:
         self.accounts = CredentialsFile(path).load()
         self.database = database if database is not None else MemoryDatabase()
         self.storage = Ledger(self.database, self.dir, self.clock)
-        self.chat = ChatRealm(self.accounts, self.storage, self.clock, attempts)
+        self.chat = ChatRealm(self.accounts, self.storage, self.clock, attempts, **realm_options)
         self.chat.start()
         testcase.addCleanup(self.chat.close)
         self.factory = ChatServerFactory(self.chat, max_output)

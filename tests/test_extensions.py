@@ -169,7 +169,8 @@ class HelpTests(SynchronousTestCase):
             "/members GROUPNAME",
             "/users",
             "/help",
-            "/logout",
+            "/sessions",
+            "/logout [all]",
         ])
         # Every command handler is listed (the administrators' only to administrators).
         handlers = sorted(name[4:] for name in dir(yoda.protocol)

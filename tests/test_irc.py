@@ -120,6 +120,7 @@ class RegistrationTests(IRCTestCase):
         self.assertEqual(one(lines, "464").params[1], "Invalid Username. Please try again")
 
     def test_already_logged_in(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.env.register("Yoda", "wise@!man")
         c = self.env.connect()
         lines = c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y")
@@ -279,6 +280,7 @@ class SaslTests(IRCTestCase):
                           "Please try again later"])
 
     def test_already_logged_in(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.env.register("Yoda", "wise@!man")
         c = self.start()
         c.send("AUTHENTICATE PLAIN")
@@ -880,6 +882,7 @@ class WithLineProtocolTests(IRCTestCase):
                          ["ERR Your account is blocked due to multiple login failures. Please try again later"])
 
     def test_already_logged_in_on_the_other_front_end(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.fixture.login("Yoda", "wise@!man")
         c = self.env.connect()
         self.assertEqual(one(c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y"), "464").params[1],

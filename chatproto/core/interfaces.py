@@ -101,11 +101,12 @@ class IChatStorage(Interface):
     def remove_group(key):
         """Remove a group (its messages stay)."""
 
-    def user_logged_in(username, timestamp, ip, udp_port):
-        """Record that a user is active (userlog.txt)."""
+    def user_logged_in(username, timestamp, ip, udp_port, session=None):
+        """Record that a session of a user is active (userlog.txt, one line a
+        session); C{session} tells a user's sessions apart (None: the user's only one)."""
 
-    def user_logged_out(username):
-        """Record that a user is no longer active."""
+    def user_logged_out(username, session=None):
+        """Record that a session (as given to L{user_logged_in}) is no longer active."""
 
     def close():
         """Write what is pending and release everything; a Deferred."""

@@ -9,6 +9,7 @@ sessions once the change they report is durable, so nobody is shown a
 message that was not saved.
 """
 
+import itertools
 import re
 import secrets as random_secrets
 
@@ -32,6 +33,7 @@ from .events import (
     MemberLeft,
     Message,
     MessageDeleted,
+    Sent,
     ServerNotice,
     UserOffline,
     UserOnline,
@@ -47,6 +49,9 @@ ACCOUNT_REMOVED_NOTICE = "Your account has been removed"
 KICKED_NOTICE = "You have been disconnected by the administrator {admin}"
 BANNED_NOTICE = "You have been banned by the administrator {admin} until {until}"
 BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
+LOGGED_OUT_ELSEWHERE_NOTICE = "You have been logged out from another session"
+DEFAULT_MAX_SESSIONS = 10
+MAX_MAX_SESSIONS = 100
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
@@ -75,10 +80,22 @@ class IChatUser(Interface):
     """The avatar of a logged-in user."""
 
 
-class User:
-    """A logged-in user: the avatar a front end acts for."""
+# Numbers sessions in login order (their order in /activeuser, their key in userlog.txt) and
+# commands in arrival order (which session of a user was used last: User.touch).
+_numbers = itertools.count(1)
 
-    __slots__ = ("name", "session", "since", "since_time", "gone")
+
+class User:
+    """
+    One session of a logged-in user: the avatar a front end acts for.
+
+    A user may have several sessions at once (SPEC.md section 11): they
+    share one list, C{peers}, of every session of the account on this node
+    in login order. C{peers} is None while the session is the account's only
+    one, so that a user with one session costs what it always did.
+    """
+
+    __slots__ = ("name", "session", "since", "since_time", "gone", "peers", "number", "used")
 
     def __init__(self, name: str, session, since: str, since_time: float):
         self.name = name
@@ -86,6 +103,18 @@ class User:
         self.since = since
         self.since_time = since_time
         self.gone = False
+        self.peers = None
+        self.number = self.used = next(_numbers)
+
+    def touch(self) -> None:
+        """This session sent a command (front ends call it): it is the user's latest-used one."""
+        if self.peers is not None:
+            self.used = next(_numbers)
+
+    @property
+    def sessions(self) -> list:
+        """Every session of this user here, in login order (this one too)."""
+        return [self] if self.peers is None else list(self.peers)
 
     @property
     def ip(self) -> str:
@@ -126,7 +155,10 @@ class ChatRealm:
     @param attempts: consecutive failed logins before a block.
     """
 
-    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None):
+    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
+                 max_sessions: int = DEFAULT_MAX_SESSIONS, offline_messages: bool = False):
+        self.max_sessions = max_sessions  # sessions one account may have at once
+        self.offline_messages = offline_messages  # private messages to inactive users are kept for them
         self.accounts = accounts
         self.storage = storage
         self.clock = clock
@@ -135,7 +167,8 @@ class ChatRealm:
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
         self.portal = Portal(self, [self.checker])
-        self._active: dict[str, User] = {}  # login order
+        # Each active user's first session still logged in, in login order (the others: its peers).
+        self._active: dict[str, User] = {}
         # Everyone active, for lookups: this process's users; a cluster node
         # (chatproto.cluster) puts a view of every node's users here.
         self._everyone = self._active
@@ -179,10 +212,31 @@ class ChatRealm:
             observer(what, detail, 1)
 
     def _deliver(self, user: User, event) -> None:
+        """C{event} to every session of C{user}'s account."""
+        peers = user.peers
+        if peers is None:
+            try:
+                user.session.receive(event)
+            except Exception:  # noqa: BLE001 - one broken session must not stop the others' deliveries
+                log.failure("delivering to {username}", username=user.name)
+            return
+        for one in list(peers):
+            self._deliver_one(one, event)
+
+    def _deliver_one(self, user: User, event) -> None:
+        """C{event} to this one session."""
         try:
             user.session.receive(event)
         except Exception:  # noqa: BLE001 - one broken session must not stop the others' deliveries
             log.failure("delivering to {username}", username=user.name)
+
+    def _echo(self, actor: User, event) -> None:
+        """C{event} to the other sessions of C{actor}'s account (what one device did, the others see)."""
+        peers = actor.peers
+        if peers is not None:
+            for one in list(peers):
+                if one is not actor:
+                    self._deliver_one(one, event)
 
     # Login and logout
 
@@ -278,16 +332,27 @@ class ChatRealm:
         # login may have happened meanwhile.
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
-        if username in self._everyone:
-            raise AlreadyLoggedIn(username)
+        first = self._everyone.get(username)
+        if first is not None:
+            if first is not self._active.get(username):  # on another cluster node
+                raise AlreadyLoggedIn(username)
+            if (1 if first.peers is None else len(first.peers)) >= self.max_sessions:
+                raise AlreadyLoggedIn(username)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
-        self._active[username] = user  # at once: a concurrent login sees it
-        if self.cluster is None:
-            d = self.storage.user_logged_in(username, since, session.ip, session.udp_port)
-        else:  # claimed on every node first
-            d = self.cluster.claim(user).addCallback(
-                lambda _: self.storage.user_logged_in(username, since, session.ip, session.udp_port))
+        record = (username, since, session.ip, session.udp_port, user.number)
+        if first is not None:  # another session of an active user: at once, a concurrent login sees it
+            if first.peers is None:
+                first.peers = [first]
+            first.peers.append(user)
+            user.peers = first.peers
+            d = self.storage.user_logged_in(*record)
+        else:
+            self._active[username] = user  # at once: a concurrent login sees it
+            if self.cluster is None:
+                d = self.storage.user_logged_in(*record)
+            else:  # claimed on every node first
+                d = self.cluster.claim(user).addCallback(lambda _: self.storage.user_logged_in(*record))
 
         def recorded(_):
             presence = getattr(session, "wants_presence", False)
@@ -295,7 +360,8 @@ class ChatRealm:
                 self._group_watchers.add(user)
             elif presence:
                 self._watchers.add(user)
-            self._tell_watchers(UserOnline(username, since, since_time), user)
+            if first is None:  # presence is per user: the first login only
+                self._tell_watchers(UserOnline(username, since, since_time), user)
             return IChatUser, user, lambda: self.logout(user)
 
         def not_recorded(failure):
@@ -305,30 +371,65 @@ class ChatRealm:
             log.warn("Cannot record the login of {username}: {why}", username=username,
                      why=failure.getErrorMessage())
             self._forget(user)
-            # Nor later, by the log's own retry: the user is not active.
-            self.storage.user_logged_out(username).addErrback(lambda _: None)
+            # Nor later, by the log's own retry: the session is not active.
+            self.storage.user_logged_out(username, user.number).addErrback(lambda _: None)
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
         return d.addCallbacks(recorded, not_recorded)
 
-    def _forget(self, user: User) -> bool:
-        if self._active.get(user.name) is not user:
-            return False
-        del self._active[user.name]
+    def _forget(self, user: User) -> bool | None:
+        """
+        Take one session away: None if it was not there, else whether it was
+        the user's last (the user stays active while another session is).
+        """
+        name = user.name
+        first = self._active.get(name)
+        if user.gone or first is None:
+            return None
+        peers = user.peers
+        if peers is None:
+            if first is not user:
+                return None
+            del self._active[name]
+            if self.cluster is not None:
+                self.cluster.release(user)
+        else:
+            peers.remove(user)
+            if first is user:  # the next session stands for the user, in the same place
+                self._active[name] = peers[0]
+                if self._everyone is not self._active and self._everyone.get(name) is user:
+                    self._everyone[name] = peers[0]
+            if len(peers) == 1:
+                peers[0].peers = None  # alone again
+            user.peers = None
         self._watchers.discard(user)
         self._group_watchers.discard(user)
         user.gone = True
-        if self.cluster is not None:
-            self.cluster.release(user)
-        return True
+        return peers is None
 
     def logout(self, user: User) -> defer.Deferred:
-        if not self._forget(user):
+        """End one session; the user is told offline when it was their last."""
+        last = self._forget(user)
+        if last is None:
             return defer.succeed(None)
-        log.info("{username} logged out", username=user.name)
-        timestamp, now = self._now()
-        self._tell_watchers(UserOffline(user.name, timestamp, now), user)
-        return self.storage.user_logged_out(user.name).addErrback(self._logout_not_recorded, user.name)
+        log.info("{username} logged out{rest}", username=user.name,
+                 rest="" if last else " (one session; others stay)")
+        if last:
+            timestamp, now = self._now()
+            self._tell_watchers(UserOffline(user.name, timestamp, now), user)
+        return self.storage.user_logged_out(user.name, user.number).addErrback(
+            self._logout_not_recorded, user.name)
+
+    def logout_all(self, user: User) -> defer.Deferred:
+        """C{/logout all}: end every other session of the account (each told so), then this one."""
+        for other in user.sessions:
+            if other is not user:
+                self._end_one(other, LOGGED_OUT_ELSEWHERE_NOTICE)
+        return self.logout(user)
+
+    def sessions_of(self, user: User) -> list[User]:
+        """Every session of C{user}'s account, in login order."""
+        return user.sessions
 
     def _logout_not_recorded(self, failure, username: str) -> None:
         # The user is gone all the same; userlog.txt comes right by itself (a retry).
@@ -354,9 +455,18 @@ class ChatRealm:
         return self._everyone.get(username)
 
     def active_users(self) -> list[User]:
+        """Every active user, once (their first session), in login order."""
         if self.cluster is not None:
             return sorted(self._everyone.values(), key=lambda user: user.since_time)
         return list(self._active.values())
+
+    def active_sessions(self) -> list[User]:
+        """Every session of every active user, in login order (C{/activeuser})."""
+        users = self.active_users()
+        if all(getattr(user, "peers", None) is None for user in users):
+            return users
+        sessions = [one for user in users for one in (user.peers or (user,))]
+        return sorted(sessions, key=lambda one: (one.since_time, getattr(one, "number", 0)))
 
     def account_names(self) -> list[str]:
         return sorted(self.accounts.names())
@@ -380,17 +490,21 @@ class ChatRealm:
         """Store one private message, then deliver it; fire with the L{Message}."""
         try:
             recipient = self._recipient(sender, username, errors.TO_SELF)
-        except ChatError:
-            return defer.fail()
+        except ChatError as e:
+            if not (e.code == errors.NOT_ACTIVE and self.offline_messages):
+                return defer.fail()
+            recipient = None  # kept for them: unread at their next login
         text = single_line(text)
         timestamp, now = self._now()
         d = self.storage.append_private(sender.name, username, timestamp, now, text)
 
         def stored(seq):
             message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-            delivered = not recipient.gone
+            delivered = recipient is not None and not recipient.gone
             if delivered:
                 self._deliver(recipient, message)
+            if sender.peers is not None:
+                self._echo(sender, Sent(message))
             for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
                 observer("message", PRIVATE, delivered)
             return message
@@ -408,13 +522,16 @@ class ChatRealm:
             receiver = self._recipient(presenter, username, errors.TO_SELF_FILE)
         except ChatError:
             return defer.fail()
+        if receiver.peers is not None:  # the session used last, among those that can receive files
+            receiver = max((one for one in receiver.peers if one.udp_port), key=lambda one: one.used,
+                           default=receiver)
         if not receiver.udp_port:
             return defer.fail(ChatError(errors.CANNOT_RECEIVE_FILES, name=username))
         transfer_id = random_secrets.token_hex(8)
         secret = random_secrets.token_hex(32)
         timestamp, now = self._now()
-        self._deliver(receiver, FileOffer(transfer_id, secret, presenter.name, presenter.ip,
-                                          filename, timestamp, now))
+        self._deliver_one(receiver, FileOffer(transfer_id, secret, presenter.name, presenter.ip,
+                                              filename, timestamp, now))
         self._notify("file-offer", getattr(presenter.session, "frontend", "?"))
         return defer.succeed(FilePeer(receiver.name, receiver.ip, receiver.udp_port, transfer_id, secret))
 
@@ -472,10 +589,13 @@ class ChatRealm:
             if joined and username != but:
                 member = active.get(username)
                 if member is not None:
-                    try:
-                        member.session.receive(event)
-                    except Exception:  # noqa: BLE001 - one broken session must not stop the others
-                        log.failure("delivering to {username}", username=username)
+                    if member.peers is None:
+                        try:
+                            member.session.receive(event)
+                        except Exception:  # noqa: BLE001 - one broken session must not stop the others
+                            log.failure("delivering to {username}", username=username)
+                    else:
+                        self._deliver(member, event)
                     n += 1
         return n
 
@@ -546,7 +666,9 @@ class ChatRealm:
 
         def saved(_):
             timestamp, now = self._now()
-            self._fan_out(group, MemberJoined(group.name, user.name, timestamp, now), user.name)
+            joined_event = MemberJoined(group.name, user.name, timestamp, now)
+            self._fan_out(group, joined_event, user.name)
+            self._echo(user, joined_event)
             return group.info()
 
         def not_saved(failure):
@@ -598,6 +720,8 @@ class ChatRealm:
         def stored(seq):
             message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
             n = self._fan_out(group, message, sender.name)
+            if sender.peers is not None:
+                self._echo(sender, Sent(message))
             for observer in self.observers:
                 observer("message", GROUP, n)
             return message
@@ -642,7 +766,9 @@ class ChatRealm:
         def saved(_):
             if joined:
                 timestamp, now = self._now()
-                self._fan_out(group, MemberLeft(group.name, user.name, timestamp, now), user.name)
+                left = MemberLeft(group.name, user.name, timestamp, now)
+                self._fan_out(group, left, user.name)
+                self._echo(user, left)
             return info
 
         return d.addCallbacks(saved, not_saved)
@@ -734,6 +860,11 @@ class ChatRealm:
             self._end_session(user, notice)
 
     def _end_session(self, user: User, notice: str) -> defer.Deferred:
+        """End every session of C{user}'s account, each told C{notice}."""
+        sessions = user.sessions
+        return defer.gatherResults([self._end_one(one, notice) for one in sessions])
+
+    def _end_one(self, user: User, notice: str) -> defer.Deferred:
         try:
             user.session.disconnect(notice)
         except Exception:  # noqa: BLE001

@@ -262,13 +262,13 @@ class Ledger:
                 self.logs.drop_group_log(log_name)
         return d
 
-    def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
+    def user_logged_in(self, username, timestamp, ip, udp_port, session=None) -> defer.Deferred:
         userlog = self.logs.userlog
-        userlog.add(username, timestamp, ip, udp_port)
+        userlog.add(username, timestamp, ip, udp_port, session)
         return self._change(userlog, None)
 
-    def user_logged_out(self, username) -> defer.Deferred:
-        self.logs.userlog.remove(username)
+    def user_logged_out(self, username, session=None) -> defer.Deferred:
+        self.logs.userlog.remove(username, session)
         return self._change(self.logs.userlog, None)
 
     def close(self) -> defer.Deferred:

@@ -851,18 +851,33 @@ class IRCProtocol(LineReceiver):
     def event_Message(self, message):
         self.write(self.factory.render_message(message, self.tag_flags))
 
+    def event_Sent(self, event):
+        # What another session of this user sent: the message itself, as ergo does, with or
+        # without echo-message (that cap is about this session's own sends).
+        self.write(self._message_bytes(event.message))
+
     def event_Invited(self, event):
         self.send("INVITE", self.nick, "#" + event.group, prefix=prefix_of(event.by))
 
     def event_MemberJoined(self, event):
+        if event.username == self.nick:  # joined from another session of this user: here too
+            if event.group.lower() not in self.channels:
+                d = defer.maybeDeferred(self.chat.group_info, event.group)
+                d.addCallback(lambda info: self._join_burst(info) if info is not None else None)
+            return
         channel = self.channels.get(event.group.lower())
-        if channel is None or event.username == self.nick:
+        if channel is None:
             return
         channel.members[event.username] = True
         self.send("JOIN", channel.channel, prefix=prefix_of(event.username))
 
     def event_MemberLeft(self, event):
         channel = self.channels.get(event.group.lower())
+        if channel is not None and event.username == self.nick:  # left from another session
+            del self.channels[event.group.lower()]
+            self.send("PART", channel.channel, f"You have left the group chat {channel.name}.",
+                      prefix=prefix_of(self.nick))
+            return
         if channel is None or event.username == self.nick:
             return
         channel.members.pop(event.username, None)

@@ -53,7 +53,9 @@ USAGE = {
     "members": "/members GROUPNAME",
     "users": "/users",
     "help": "/help",
-    "logout": "/logout",
+    # Several sessions (docs/PROTOCOL.md)
+    "sessions": "/sessions",
+    "logout": "/logout [all]",
     # Administrators only (docs/OPERATING.md)
     "kick": "/kick USERNAME [REASON]",
     "ban": "/ban USERNAME DURATION",
@@ -454,6 +456,8 @@ class ChatLineProtocol(LineReceiver):
             method = self.COMMANDS.get(command)
             if method is None:
                 raise ChatError("invalid-command")
+            if self.user.peers is not None:
+                self.user.touch()  # this session is the user's latest-used one (/p2pvideo)
         method(self, args)
 
     def pause(self, reason: str) -> None:
@@ -542,8 +546,9 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
-        me = self.user
-        others = [other for other in self.chat.active_users() if other is not me]
+        me = self.user.name
+        # Every session of every other user (SPEC.md section 11).
+        others = [other for other in self.chat.active_sessions() if other.name != me]
         if not others:
             self._reply(NO_OTHER_ACTIVE_USER_LINE)
             return
@@ -670,10 +675,24 @@ class ChatLineProtocol(LineReceiver):
             if "/" + command in self.COMMANDS and (admin or command not in ADMIN_COMMANDS)
         ) + OK_LINE)
 
+    def cmd_sessions(self, args: str) -> None:
+        split_args(args, "sessions", 0)
+        me = self.user
+        self._reply(b"".join(
+            line("DATA", f"{n}, {getattr(one.session, 'frontend', '?')}, {one.ip}, {one.udp_port}, "
+                         f"active since {one.since}{' (this one)' if one is me else ''}.")
+            for n, one in enumerate(self.chat.sessions_of(me), 1)
+        ) + OK_LINE)
+
     def cmd_logout(self, args: str) -> None:
-        split_args(args, "logout", 0)
+        if args.strip() not in ("", "all"):
+            raise UsageError("logout")
         name = self.user.name
-        self._log_out()
+        if args.strip() == "all":
+            user, self.user = self.user, None
+            self.chat.logout_all(user)
+        else:
+            self._log_out()
         self.ok(f"Bye, {name}!")
         self.pause("closing")  # nothing after /logout is read
         self._closing = True

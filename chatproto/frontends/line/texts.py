@@ -12,6 +12,7 @@ from ...core.events import (
     MemberLeft,
     Message,
     MessageDeleted,
+    Sent,
     ServerNotice,
 )
 
@@ -135,4 +136,8 @@ def event_line(event) -> str | None:
                 f"{event.filename}")
     if kind is ServerNotice:
         return f"NOTICE {event.text}"
+    if kind is Sent:  # sent from another session of this user
+        message = event.message
+        to = message.recipient if message.kind == PRIVATE else "#" + message.group
+        return f"SENT {message.timestamp}, to {to}: {message.text}"
     return None

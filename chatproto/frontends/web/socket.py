@@ -233,6 +233,8 @@ def event_json(event, unread=None) -> dict | None:
         if unread is not None:
             out["unread"] = unread
         return out
+    if name == "Sent":  # sent from another session of this user: shown in its conversation
+        return {"type": "message", "message": message_json(event.message)}
     if name in NOT_FOR_BROWSERS:
         return None
     out = {"type": EVENT_TYPES.get(name) or _snake(name)}
@@ -538,7 +540,8 @@ class ChatSocket:
         return d
 
     def _sent(self, message):
-        # The core does not echo a sender's own message: the session's other tabs see it here.
+        # The core shows a message to the sender's other sessions (other devices, other browsers);
+        # the tabs of this browser share this one session, so they see it here.
         out = {"type": "message", "message": message_json(message)}
         for socket in list(self.session.sockets):
             if socket is not self:
