@@ -33,6 +33,7 @@ from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_throu
 from . import caps as C
 from . import texts as T
 from .wire import (
+    MAX_BODY,
     MAX_LINE,
     MAX_REST,
     MAX_TAGS,
@@ -43,6 +44,7 @@ from .wire import (
     parse_line,
     parse_server_time,
     server_time,
+    split_body,
 )
 
 log = Logger()
@@ -1450,7 +1452,11 @@ COMMANDS = {name[4:]: getattr(IRCProtocol, name) for name in dir(IRCProtocol) if
 
 
 def render_message(message, flags: int, batch: str | None = None, prefix_text: bool = False) -> bytes:
-    """A core Message as a PRIVMSG line, with the tags C{flags} asks for."""
+    """
+    A core Message as a PRIVMSG line, with the tags C{flags} asks for; a
+    text too long for one line (512 bytes after the tags) as several, split
+    by the wire's rule (L{split_body}); the first carries the msgid.
+    """
     tags = []
     if batch is not None:
         tags.append(("batch", batch))
@@ -1458,8 +1464,6 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
         tags.append(("time", server_time(message.time)))
     if flags & TAG_ACCOUNT:
         tags.append(("account", message.sender))
-    if flags & TAG_MSGID:
-        tags.append(("msgid", msgid_of(message)))
     target = "#" + message.group if message.kind == "group" else message.recipient
     text = message.text
     if "\n" in text or "\r" in text:
@@ -1467,10 +1471,17 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
     if prefix_text:
         text = f"[{message.timestamp}] {text}"
     sender = message.sender
-    line = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}\r\n"
-    if tags:
-        line = "@" + format_tags(tags) + " " + line
-    return line.encode("utf-8", "surrogateescape")
+    body = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}".encode("utf-8", "surrogateescape")
+    if flags & TAG_MSGID:
+        first = "@" + format_tags(tags + [("msgid", msgid_of(message))]) + " "
+    else:
+        first = "@" + format_tags(tags) + " " if tags else ""
+    if len(body) <= MAX_BODY:
+        return first.encode("utf-8", "surrogateescape") + body + b"\r\n" if first else body + b"\r\n"
+    rest = ("@" + format_tags(tags) + " " if tags else "").encode("utf-8", "surrogateescape")
+    lines = [rest + part + b"\r\n" for part in split_body(body)]
+    lines[0] = first.encode("utf-8", "surrogateescape") + lines[0][len(rest):]
+    return b"".join(lines)
 
 
 class IRCFactory(ServerFactory):

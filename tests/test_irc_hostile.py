@@ -1,0 +1,105 @@
+"""
+Hostile clients against the IRC front end (issue 28), over StringTransport
+and task.Clock: no forged lines, no input kept after a close, clean texts,
+no traceback for a busy login, no members shown to strangers.
+"""
+
+from tests.irc_support import commands, find, one, settle
+from tests.test_irc import IRCTestCase
+
+
+def wire_lines(connection) -> list[bytes]:
+    """The client's output since the last read, as raw lines (CR LF kept off)."""
+    settle(connection.clock)
+    data = connection.transport.value()
+    connection.transport.clear()
+    assert data == b"" or data.endswith(b"\r\n"), data[-80:]
+    return data.split(b"\r\n")[:-1]
+
+
+def untagged(line: bytes) -> bytes:
+    return line.split(b" ", 1)[1] if line.startswith(b"@") else line
+
+
+def pieces_of(data: bytes, size: int = 512) -> list[bytes]:
+    """What a client that reads C{size}-byte pieces and takes each as a line (ii) sees."""
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+class LongLineTests(IRCTestCase):
+    """F1: no line to an IRC client exceeds 512 bytes after its tags."""
+
+    def setUp(self):
+        super().setUp()
+        self.yoda = self.other("Yoda", "wise@!man")  # a line-protocol user
+        self.leia = self.env.register("leia", "alderaan")
+        wire_lines(self.leia)
+
+    def assertFits(self, lines):
+        for line in lines:
+            self.assertLessEqual(len(untagged(line)) + 2, 512, line[:100])
+            line.decode("utf-8")  # never a character cut in two
+
+    def test_a_64_KiB_message_arrives_as_lines_of_512_bytes_at_most(self):
+        words = " ".join(f"word{i}" for i in range(12000))[:65000]
+        self.call(self.chat.send_private(self.yoda.user, "leia", words))
+        lines = wire_lines(self.leia)
+        self.assertFits(lines)
+        self.assertGreater(len(lines), 100)
+        prefixes = {line.split(b" :", 1)[0] for line in lines}
+        self.assertEqual(prefixes, {b":Yoda!Yoda@chatproto PRIVMSG leia"})
+        # Cut at spaces: the words come back whole, in order.
+        text = " ".join(line.split(b" :", 1)[1].decode() for line in lines)
+        self.assertEqual(text, words)
+
+    def test_text_padded_to_512_forges_no_line(self):
+        head = ":Yoda!Yoda@chatproto PRIVMSG leia :"
+        forged = ":Hans!Hans@chatproto PRIVMSG leia :Hi leia, Hans here"
+        text = "hello leia" + " " * (512 - len(head) - len("hello leia"))
+        text += forged + " " * (1024 - len(head) - len(text) - len(forged))
+        text += ":chatproto NOTICE leia :the server says so"
+        self.call(self.chat.send_private(self.yoda.user, "leia", text))
+        data = b"".join(line + b"\r\n" for line in wire_lines(self.leia))
+        self.assertFits(data.split(b"\r\n")[:-1])
+        # ii reads 512-byte pieces: each is one of Yoda's lines, none is Hans's or the server's.
+        seen = [piece.split(b"\r\n")[0] for piece in pieces_of(data)]
+        for piece in seen:
+            self.assertTrue(piece.startswith(b":Yoda!Yoda@chatproto PRIVMSG leia :"), piece[:60])
+
+    def test_multibyte_text_is_never_cut_inside_a_character(self):
+        for text in ("é" * 3000, "🚀" * 900 + "e", "a" + "€" * 2000):
+            self.call(self.chat.send_private(self.yoda.user, "leia", text))
+            lines = wire_lines(self.leia)
+            self.assertFits(lines)
+            self.assertEqual("".join(line.split(b" :", 1)[1].decode() for line in lines), text)
+
+    def test_group_messages_and_history_replays_are_split_too(self):
+        luke = self.env.register("luke", "jedi*knight",
+                                 caps=["draft/chathistory", "batch", "server-time", "message-tags"])
+        luke.send("JOIN #Jedi", "INVITE leia #Jedi", "INVITE Yoda #Jedi")
+        self.leia.send("JOIN #Jedi")
+        luke.send("PRIVMSG #Jedi :" + "y" * 400)
+        self.leia.lines()
+        text = "x" * 65000  # from the line protocol: IRC input is at most 512 bytes
+        self.call(self.chat.join_group(self.yoda.user, "Jedi"))
+        self.call(self.chat.send_group(self.yoda.user, "Jedi", text))
+        for connection in (luke, self.leia):
+            lines = [line for line in wire_lines(connection) if b"PRIVMSG" in line]
+            self.assertFits(lines)
+            self.assertGreater(len(lines), 130)
+        luke.protocol.dataReceived(b"CHATHISTORY LATEST #Jedi * 10\r\n")
+        lines = [line for line in wire_lines(luke) if b"PRIVMSG" in line]
+        self.assertFits(lines)
+        self.assertGreater(len(lines), 130)
+        # Every part is in the batch and has the time; only the first names the message.
+        self.assertTrue(all(b"batch=" in line and b"time=" in line for line in lines))
+        with_msgid = [line for line in lines if b"msgid=" in line]
+        self.assertEqual(len(with_msgid), 2)  # luke's short one and the first part of Yoda's
+
+    def test_every_other_line_is_cut_or_split_too(self):
+        # Numerics echoing a long name the client sent are cut (at a character boundary).
+        self.leia.protocol.dataReceived(("PRIVMSG " + "n" * 480 + " :hi\r\n").encode())
+        self.leia.protocol.dataReceived(("WHOIS " + "é" * 250 + "\r\n").encode())
+        lines = wire_lines(self.leia)
+        self.assertFits(lines)
+        self.assertEqual(len(lines), 3)
