@@ -225,10 +225,3 @@ def _char_start(data: bytes, index: int) -> int:
         cut -= 1
     return cut if cut > 0 else index
 
-
-def truncate_utf8(text: str, limit: int) -> str:
-    """C{text} cut to at most C{limit} bytes of UTF-8, on a character boundary."""
-    data = text.encode("utf-8", "surrogateescape")
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore")
