@@ -103,3 +103,99 @@ class LongLineTests(IRCTestCase):
         lines = wire_lines(self.leia)
         self.assertFits(lines)
         self.assertEqual(len(lines), 3)
+
+
+class ClosedConnectionInputTests(IRCTestCase):
+    """F4: a connection closed before registration keeps none of its unread input."""
+
+    def test_a_flood_before_registration_is_dropped_with_the_connection(self):
+        c = self.env.connect()
+        c.protocol.dataReceived(b"ab\n" * 21845)
+        lines = c.lines()
+        self.assertEqual(commands(lines)[-1], "ERROR")
+        self.assertEqual(lines[-1].params, ["Closing link: Too many lines before registration"])
+        self.assertTrue(c.transport.disconnecting)
+        self.assertEqual(len(c.protocol._lines or ()), 0)  # was 21,780 lines until the 30 s deadline
+        c.protocol.dataReceived(b"ab\n" * 1000)  # what still comes is not kept either
+        self.assertEqual(len(c.protocol._lines or ()), 0)
+        self.assertEqual(c.lines(), [])
+
+    def test_a_flood_behind_a_slow_login_is_dropped_with_the_connection(self):
+        c = self.env.connect()
+        # The login waits for the core; the lines behind it wait in the queue, then QUIT closes.
+        c.protocol.dataReceived(b"PASS alderaan\r\nNICK leia\r\nUSER u 0 * :r\r\nQUIT\r\n" + b"PING x\r\n" * 3000)
+        c.lines()
+        self.assertTrue(c.closed)
+        self.assertEqual(len(c.protocol._lines or ()), 0)
+
+
+def controls(lines) -> list[bytes]:
+    """The lines that carry a control character (other than their CR LF)."""
+    return [line for line in lines if any(b < 0x20 or b == 0x7F for b in line)]
+
+
+class CleanTextTests(IRCTestCase):
+    """F9: away texts and the nick echoed before registration are cleaned as message text is."""
+
+    def test_away_text_reaches_nobody_with_control_characters(self):
+        leia = self.env.register("leia", "alderaan", caps=["away-notify"])
+        vader = self.env.register("vader", "sithlord**", caps=["away-notify"])
+        vader.send("JOIN #Sith", "INVITE leia #Sith")
+        leia.send("JOIN #Sith")
+        vader.lines()
+        leia.protocol.dataReceived(b"AWAY :gone \x1b[2J \x01x\x01 \x00z\xe2\x80\xaeevil\r\n")
+        notify = wire_lines(vader)
+        self.assertEqual(controls(notify), [])
+        self.assertEqual(notify, [b":leia!leia@chatproto AWAY :gone  [2J  x   z<U+202E>evil"])
+        vader.protocol.dataReceived(b"PRIVMSG leia :hi\r\nWHOIS leia\r\n")
+        replies = wire_lines(vader)
+        away = [line for line in replies if line.split(b" ")[1] == b"301"]
+        self.assertEqual(len(away), 2)
+        self.assertEqual(controls(replies), [])
+
+    def test_the_nick_echoed_before_registration_is_cleaned(self):
+        c = self.env.connect()
+        c.protocol.dataReceived(b"NICK a\x1b[2Jb\x07\r\nJOIN #x\r\n")
+        lines = wire_lines(c)
+        self.assertEqual(controls(lines), [])
+        self.assertEqual(lines, [b":chatproto 451 a_[2Jb_ :You have not registered"])
+
+
+class BusyLoginTests(IRCTestCase):
+    """F8: IRC says the line protocol's words for a login refused because too many wait."""
+
+    def test_concurrent_wrong_passwords_get_the_busy_text_and_no_traceback(self):
+        from twisted.internet import defer
+        from twisted.logger import globalLogPublisher
+
+        from chatproto.core.passwords import hash_password
+
+        self.fixture.accounts.secrets["Hans"] = hash_password("falcon*solo", rounds=4)
+        pending = []
+
+        def run(function, *args):  # a check "in a thread": it ends when the test says so
+            d = defer.Deferred()
+            pending.append((d, function, args))
+            return d
+
+        self.chat.passwords.run = run
+        failures = []
+
+        def observe(event):
+            if "log_failure" in event:
+                failures.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        flood = [self.env.connect() for _ in range(50)]
+        for i, c in enumerate(flood):
+            c.protocol.dataReceived(f"PASS wrong{i}\r\nNICK Hans\r\nUSER u 0 * :r\r\n".encode())
+        while pending:
+            d, function, args = pending.pop(0)
+            d.callback(function(*args))
+            settle(self.clock)
+        texts = [one(c.lines(), "464").params[-1] for c in flood]
+        busy = "Too many logins for this account at once. Please try again later"
+        self.assertGreater(texts.count(busy), 30)
+        self.assertEqual([t for t in texts if "Server error" in t], [])
+        self.assertEqual(failures, [])

@@ -28,6 +28,7 @@ from zope.interface import implementer
 from ...core import errors as codes
 from ...core.events import GROUP, Message
 from ...core.interfaces import ISession
+from ...core.realm import single_line
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
@@ -60,6 +61,7 @@ MAX_SASL = 4 * SASL_CHUNK
 QUEUED_LINES_PAUSE = 1000  # stop reading a client that pipelines more than this while waiting
 LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
 MAX_LINES_BEFORE_REGISTRATION = 64  # then the connection is closed: no client needs more
+AWAYLEN = 300  # characters of an away text (ISUPPORT AWAYLEN)
 DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last line
 
 # Tag flags of a rendered message: which tags this client gets.
@@ -269,7 +271,17 @@ class IRCProtocol(LineReceiver):
             return
         self.send_line(format_line("ERROR", [f"Closing link: {reason}"]))
         self._closed = True
+        self._forget_input()
         self._close_when_sent()
+
+    def _forget_input(self) -> None:
+        """
+        A closed connection's unread input goes now, not when its socket is
+        gone: the waiting lines of a flood of small lines take many times
+        their size in memory (issue 28, F4).
+        """
+        self._lines = None
+        self._buffer = b""
 
     # Output: what chatproto/frontends/output.py's BatchedOutput and OutputBound
     # do for the other front ends, in this object's slots (two objects and a bound
@@ -346,6 +358,7 @@ class IRCProtocol(LineReceiver):
                  user=self.nick, limit=self.factory.max_output)
         self.chat.note("dropped", self.frontend)
         self._closed = True
+        self._forget_input()
         if self.user is not None:
             user, self.user = self.user, None
             self.chat.logout(user)
@@ -419,7 +432,9 @@ class IRCProtocol(LineReceiver):
         count = self._lines_this_turn
         privmsg = self._privmsg
         for index, raw in enumerate(lines):
-            if self._busy or self._held or self._closed or count >= LINES_PER_TURN:
+            if self._closed:
+                return  # what a closed connection sent is never handled: nothing is kept
+            if self._busy or self._held or count >= LINES_PER_TURN:
                 # The rest waits (_line holds a line over the turn's share).
                 self._lines_this_turn = count
                 queue = self._queue()
@@ -447,7 +462,9 @@ class IRCProtocol(LineReceiver):
 
     def _slow_lines(self, lines) -> None:
         for index, line in enumerate(lines):
-            if self._busy or self._held or self._closed:
+            if self._closed:
+                return  # what a closed connection sent is never handled: nothing is kept
+            if self._busy or self._held:
                 queue = self._queue()
                 for queued in lines[index:]:
                     queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
@@ -627,7 +644,9 @@ class IRCProtocol(LineReceiver):
         if not params or not params[0]:
             self.numeric(T.ERR_NONICKNAMEGIVEN, "No nickname given")
             return None
-        self.nick = params[0]
+        # Echoed in every reply before registration: cleaned as message text is,
+        # and still one parameter (no space).
+        self.nick = single_line(params[0]).replace(" ", "_")
         return self.try_register()
 
     def pre_USER(self, params, tags):
@@ -1301,7 +1320,9 @@ class IRCProtocol(LineReceiver):
         return defer.maybeDeferred(self.chat.active_users).addCallback(userhost)
 
     def irc_AWAY(self, params, tags):
-        text = params[0] if params and params[0] else None
+        # Shown to others (301, away-notify): cleaned as message text is, at most AWAYLEN.
+        text = single_line(params[0])[:AWAYLEN].strip() if params and params[0] else None
+        text = text or None
         self.away = text
         if text:
             self.numeric(T.RPL_NOWAWAY, "You have been marked as being away")
@@ -1515,7 +1536,7 @@ class IRCFactory(ServerFactory):
         self._sweep = None  # the IDelayedCall of the next deadline
         self.isupport = [
             "CASEMAPPING=ascii", "CHANTYPES=#", "CHANMODES=b,,,m", "PREFIX=(o)@",
-            f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", "AWAYLEN=300",
+            f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", f"AWAYLEN={AWAYLEN}",
             f"CHATHISTORY={MAX_HISTORY}", "MSGREFTYPES=msgid,timestamp", "UTF8ONLY",
         ]
 

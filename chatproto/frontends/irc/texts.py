@@ -9,7 +9,7 @@ from ..line.texts import ERROR_TEXTS
 from ..line.texts import error_text as line_error_text
 
 LOGIN_CODES = (codes.BLOCKED, codes.NO_SUCH_ACCOUNT, codes.WRONG_PASSWORD, codes.BLOCKED_NOW,
-               codes.ALREADY_LOGGED_IN, codes.SERVER_ERROR, codes.LOGIN_NOT_RECORDED)
+               codes.ALREADY_LOGGED_IN, codes.SERVER_ERROR, codes.LOGIN_NOT_RECORDED, codes.LOGIN_BUSY)
 LOGIN_TEXTS = {code: ERROR_TEXTS[code] for code in LOGIN_CODES}
 # After these the connection is closed with ERROR.
 LOGIN_FATAL = {codes.BLOCKED, codes.BLOCKED_NOW}
