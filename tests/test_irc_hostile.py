@@ -5,7 +5,9 @@ no traceback for a busy login, no members shown to strangers.
 """
 
 from tests.irc_support import commands, find, one, settle
+from tests.support import hold_password_checks
 from tests.test_irc import IRCTestCase
+from tests.test_robustness import collect_failures
 
 
 def wire_lines(connection) -> list[bytes]:
@@ -165,28 +167,11 @@ class BusyLoginTests(IRCTestCase):
     """F8: IRC says the line protocol's words for a login refused because too many wait."""
 
     def test_concurrent_wrong_passwords_get_the_busy_text_and_no_traceback(self):
-        from twisted.internet import defer
-        from twisted.logger import globalLogPublisher
-
         from chatproto.core.passwords import hash_password
 
         self.fixture.accounts.secrets["Hans"] = hash_password("falcon*solo", rounds=4)
-        pending = []
-
-        def run(function, *args):  # a check "in a thread": it ends when the test says so
-            d = defer.Deferred()
-            pending.append((d, function, args))
-            return d
-
-        self.chat.passwords.run = run
-        failures = []
-
-        def observe(event):
-            if "log_failure" in event:
-                failures.append(event)
-
-        globalLogPublisher.addObserver(observe)
-        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        pending = hold_password_checks(self.chat)
+        failures = collect_failures(self)
         flood = [self.env.connect() for _ in range(50)]
         for i, c in enumerate(flood):
             c.protocol.dataReceived(f"PASS wrong{i}\r\nNICK Hans\r\nUSER u 0 * :r\r\n".encode())
