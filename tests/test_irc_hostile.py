@@ -184,3 +184,37 @@ class BusyLoginTests(IRCTestCase):
         self.assertGreater(texts.count(busy), 30)
         self.assertEqual([t for t in texts if "Server error" in t], [])
         self.assertEqual(failures, [])
+
+
+class PrivacyTests(IRCTestCase):
+    """F7: a group's members, owner and kind are shown to its members only (as /members)."""
+
+    def setUp(self):
+        super().setUp()
+        self.yoda = self.env.register("Yoda", "wise@!man")
+        self.hans = self.env.register("Hans", "falcon*solo")
+        self.yoda.send("JOIN #secret", "INVITE Hans #secret")
+        self.hans.send("JOIN #secret")
+        self.vader = self.env.register("vader", "sithlord**")
+        self.yoda.lines()
+
+    def test_a_stranger_sees_no_member_owner_or_mode(self):
+        lines = self.vader.send("NAMES #secret", "WHO #secret", "WHOIS Hans", "TOPIC #secret",
+                                "MODE #secret", "LIST")
+        self.assertEqual([line.format() for line in lines if "Yoda" in line.format()], [])
+        self.assertEqual(find(lines, "353") + find(lines, "352") + find(lines, "319") + find(lines, "322")
+                         + find(lines, "332") + find(lines, "324"), [])
+        self.assertEqual([line.params[1:] for line in find(lines, "442")],
+                         [["#secret", "You are not in this group chat."]] * 2)
+        self.assertEqual(commands(lines).count("366"), 1)
+        self.assertEqual(commands(lines).count("315"), 1)
+
+    def test_members_still_see_it_all(self):
+        lines = self.yoda.send("NAMES #secret", "WHO #secret", "WHOIS Hans", "TOPIC #secret", "MODE #secret",
+                               "LIST")
+        self.assertEqual(one(lines, "353").params[-1], "Yoda Hans")
+        self.assertEqual(sorted(line.params[5] for line in find(lines, "352")), ["Hans", "Yoda"])
+        self.assertEqual(one(lines, "319").params[-1], "#secret")
+        self.assertEqual(one(lines, "332").params[-1], "Group chat secret, owner Yoda")
+        self.assertEqual(one(lines, "324").params[-1], "+nt")
+        self.assertEqual(one(lines, "322").params[1], "#secret")

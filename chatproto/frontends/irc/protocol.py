@@ -1153,7 +1153,11 @@ class IRCProtocol(LineReceiver):
         return d
 
     def _group_or_403(self, channel: str, then):
-        """Call C{then(info)} with the group of C{channel}, or answer 403."""
+        """
+        Call C{then(info)} with the group of C{channel}, or answer 403; 442
+        to a non-member, as the line protocol's C{/members} answers: a group
+        shows itself (owner, kind, members) only to its members.
+        """
         if not channel.startswith("#"):
             self.numeric(T.ERR_NOSUCHCHANNEL, channel, "No such channel")
             return None
@@ -1162,6 +1166,9 @@ class IRCProtocol(LineReceiver):
         def found(info):
             if info is None:
                 self.numeric(T.ERR_NOSUCHCHANNEL, channel, "The group chat does not exist.")
+                return None
+            if info.role(self.nick) is None:
+                self.numeric(T.ERR_NOTONCHANNEL, channel, T.not_member_text(info.name))
                 return None
             return then(info)
 
@@ -1177,11 +1184,14 @@ class IRCProtocol(LineReceiver):
             return None
 
         def names(info):
+            # Members only (as /members): to anyone else a group has no names.
+            if info is None or info.role(self.nick) is None:
+                self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list.")
+                return None
             return self._names(info)
 
         d = defer.maybeDeferred(self.chat.group_info, channel[1:])
-        d.addCallback(lambda info: names(info) if info is not None else
-                      self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list."))
+        d.addCallback(names)
         return d
 
     def irc_TOPIC(self, params, tags):
@@ -1259,7 +1269,7 @@ class IRCProtocol(LineReceiver):
             return None
 
         def who_channel(info, active):
-            if info is not None:
+            if info is not None and info.role(self.nick) is not None:  # members only, as /members
                 for name, joined in info.members:
                     if joined and name in active:
                         flags = self._flags(name) + ("@" if info.broadcast and name == info.owner else "")
@@ -1286,8 +1296,9 @@ class IRCProtocol(LineReceiver):
                 self.numeric(T.RPL_ENDOFWHOIS, name, "End of /WHOIS list.")
                 return
             self.numeric(T.RPL_WHOISUSER, name, name, HOST, "*", name)
+            # Only the groups the asker is in too: a group's members are its members' business.
             joined = [("@" if info.broadcast and info.owner == name else "") + "#" + info.name
-                      for info in member_of if dict(info.members).get(name)]
+                      for info in member_of if dict(info.members).get(name) and info.role(self.nick)]
             if joined:
                 self.numeric(T.RPL_WHOISCHANNELS, name, " ".join(joined))
             self.numeric(T.RPL_WHOISSERVER, name, SERVER_NAME, "chatproto")

@@ -85,3 +85,8 @@ def error_text(code: str, failure_value, **_fields) -> str:
 def error_code(failure_value) -> str | None:
     """The core's error code of a failure, or None for anything else (a bug)."""
     return failure_value.code if isinstance(failure_value, ChatError) else None
+
+
+def not_member_text(group: str) -> str:
+    """The line protocol's words for a group the user is not in."""
+    return line_error_text(ChatError(codes.NOT_MEMBER, name=group))
