@@ -99,6 +99,7 @@ class RemoteUser:
     """A user logged in on another node, as the realm sees it."""
 
     __slots__ = ("name", "node", "session", "since", "since_time", "gone")
+    peers = None  # as the realm's User: one session, its own node delivers to all of the user's
 
     def __init__(self, bus, name, node, ip, udp_port, since, since_time):
         self.name = name
