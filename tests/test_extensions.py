@@ -170,6 +170,7 @@ class HelpTests(SynchronousTestCase):
             "/users",
             "/help",
             "/sessions",
+            "/away [MESSAGE]",
             "/logout [all]",
         ])
         # Every command handler is listed (the administrators' only to administrators).

@@ -621,7 +621,10 @@ class ChannelTests(IRCTestCase):
         lk.send("AWAY :gone")
         c.lines()
         lk.drop()
-        self.assertEqual(commands(c.lines()), ["AWAY", "QUIT"])
+        # Away lasts while the user is active: the QUIT says it all, and a new login is not away.
+        self.assertEqual(commands(c.lines()), ["QUIT"])
+        self.env.register("luke", "jedi*knight")
+        self.assertEqual([w.params[6] for w in find(c.send("WHO #Jedi"), "352")], ["H", "H"])
 
     def test_rejoin_on_registration_and_playback(self):
         """Groups stay joined in the core: a new connection is put back in them, with the last messages."""

@@ -199,3 +199,42 @@ class EveryFrontEndTests(SynchronousTestCase):
             self.assertEqual(self.privmsgs(irc), [("Yoda", ["#Jedi", "from the terminal"])])
         self.irc_echo.send("PART #Jedi")
         self.assertEqual([p.params[0] for p in self.find(self.irc.lines(), "PART")], ["#Jedi"])
+
+    def test_away_is_the_users_on_every_front_end(self):
+        from .irc_support import one
+
+        lk = self.env.register("luke", "jedi*knight", caps=["away-notify"])
+        lk.send("JOIN #Jedi", "INVITE Yoda #Jedi")
+        self.irc.send("JOIN #Jedi")
+        lk.lines(), self.irc_echo.lines(), self.line.output()
+        self.assertEqual(self.line.send("/away gone fishing"), ["OK You are marked as away."])
+        # Yoda's other sessions hear of it; so does everyone who watches presence.
+        self.assertEqual(one(self.irc.lines(), "306").params[-1], "You have been marked as being away")
+        self.assertEqual(self.page.next("away")["text"], "gone fishing")
+        away = one(lk.lines(), "AWAY")
+        self.assertEqual((away.source, away.params), ("Yoda!Yoda@chatproto", ["gone fishing"]))
+        # A private message is delivered, and its sender told: on every front end in its words.
+        lines = self.hans.send("/msgto Yoda are you there?")
+        self.assertEqual(lines[0], "NOTICE Yoda is away: gone fishing")
+        self.assertRegex(lines[1], "^OK message sent at")
+        self.assertEqual(one(lk.send("PRIVMSG Yoda :hello?"), "301").params[1:], ["Yoda", "gone fishing"])
+        self.assertRegex(self.line.output()[0], "^MSG .*, Hans: are you there\\?$")
+        # Cleared from another device (IRC): back everywhere.
+        self.assertEqual(one(self.irc_echo.send("AWAY"), "305").params[-1], "You are no longer marked as being away")
+        self.assertEqual(self.line.output(), ["NOTICE You are no longer marked as away."])
+        self.assertEqual(one(lk.lines(), "AWAY").params, [])
+        self.assertIsNone(self.page.next("away")["text"])
+        self.assertRegex(self.hans.send("/msgto Yoda back?")[0], "^OK message sent at")
+        self.line.output()
+        self.assertEqual(self.line.send("/away"), ["OK You are no longer marked as away."])
+
+    def test_away_from_the_page(self):
+        reply = self.page.request("away", text="in a meeting")
+        self.assertEqual((reply["away"], reply["text"]), ("in a meeting", "You are marked as away."))
+        self.assertEqual(self.line.output(), ["NOTICE You are marked as away: in a meeting"])
+        hans_page = self.web.browser("Hans", "falcon*solo")
+        self.assertEqual([u.get("away") for u in hans_page.hello["active"] if u["name"] == "Yoda"],
+                         ["in a meeting"])
+        self.assertEqual(hans_page.request("send", to="Yoda", text="hi")["away"], "Yoda is away: in a meeting")
+        self.assertEqual(self.page.request("away", text="")["away"], None)
+        self.assertEqual(hans_page.next("away")["username"], "Yoda")

@@ -111,6 +111,16 @@ class UserOffline:
 
 
 @dataclass(slots=True)
+class AwayChanged:
+    """A user set (C{text}) or cleared (C{text} None) their away message, for all their sessions."""
+
+    username: str
+    text: str | None
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
 class ServerNotice:
     text: str
     timestamp: str

@@ -25,6 +25,7 @@ from .errors import ChatError, LoginFailed
 from .events import (
     GROUP,
     PRIVATE,
+    AwayChanged,
     FileOffer,
     FilePeer,
     GroupInfo,
@@ -51,6 +52,7 @@ BANNED_NOTICE = "You have been banned by the administrator {admin} until {until}
 BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
 LOGGED_OUT_ELSEWHERE_NOTICE = "You have been logged out from another session"
 DEFAULT_MAX_SESSIONS = 10
+MAX_AWAY = 300  # characters of an away message (IRC's AWAYLEN)
 MAX_MAX_SESSIONS = 100
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
@@ -174,6 +176,7 @@ class ChatRealm:
         self._everyone = self._active
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
+        self._away: dict[str, str] = {}  # username -> away message, while the user is active
         self._watchers: set[User] = set()  # sessions that want presence events about everyone
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
@@ -415,6 +418,7 @@ class ChatRealm:
         log.info("{username} logged out{rest}", username=user.name,
                  rest="" if last else " (one session; others stay)")
         if last:
+            self._away.pop(user.name, None)  # away is while active: the last logout ends it
             timestamp, now = self._now()
             self._tell_watchers(UserOffline(user.name, timestamp, now), user)
         return self.storage.user_logged_out(user.name, user.number).addErrback(
@@ -437,19 +441,21 @@ class ChatRealm:
                  why=failure.getErrorMessage())
 
     def _tell_watchers(self, event, about: User | None) -> None:
-        """UserOnline/UserOffline to the sessions that watch everyone, and to those that watch
-        the members of their groups (IRC), without a scan of every session."""
+        """UserOnline/UserOffline/AwayChanged to the sessions that watch everyone, and to those
+        that watch the members of their groups (IRC), without a scan of every session."""
+        name = event.username
         for watcher in list(self._watchers):
-            if watcher is not about:
-                self._deliver(watcher, event)
+            if watcher.name != name:  # about a user: not to their own sessions
+                self._deliver_one(watcher, event)
         if self._group_watchers:
-            name, told = event.username, set()
+            told = set()
             for group in list(self._groups.values()):
                 if name in group.members:
                     for member in self._joined_members(group, name):
-                        if member in self._group_watchers and member not in told:
-                            told.add(member)
-                            self._deliver(member, event)
+                        for one in member.peers or (member,):  # each session of the member
+                            if one in self._group_watchers and one not in told:
+                                told.add(one)
+                                self._deliver_one(one, event)
 
     def active_user(self, username: str) -> User | None:
         return self._everyone.get(username)
@@ -473,6 +479,33 @@ class ChatRealm:
 
     def is_account(self, username: str) -> bool:
         return self.accounts.secret(username) is not None
+
+    # Away (SPEC.md section 11): the user's, for all their sessions
+
+    def away_of(self, username: str) -> str | None:
+        """The away message of C{username}, or None when they are not away."""
+        return self._away.get(username) if self._away else None
+
+    def set_away(self, user: User, text: str | None) -> defer.Deferred:
+        """
+        Set (or, with a blank C{text}, clear) C{user}'s away message; their
+        other sessions and whoever watches presence are told (L{AwayChanged}).
+        Fire with the message as kept (cleaned as message text is, at most
+        L{MAX_AWAY} characters), or None.
+        """
+        text = single_line(text or "").strip()[:MAX_AWAY].strip() or None
+        if text is None:
+            if self._away.pop(user.name, None) is None:
+                return defer.succeed(None)
+        elif self._away.get(user.name) == text:
+            return defer.succeed(text)
+        else:
+            self._away[user.name] = text
+        timestamp, now = self._now()
+        event = AwayChanged(user.name, text, timestamp, now)
+        self._echo(user, event)
+        self._tell_watchers(event, user)
+        return defer.succeed(text)
 
     # Private messages
 

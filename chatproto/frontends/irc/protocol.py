@@ -151,7 +151,7 @@ class IRCProtocol(LineReceiver):
         "factory", "chat", "clock", "ip", "caps_host", "transport", "connected",
         "_out", "_out_paused", "_out_queued", "_out_closed", "_then_close", "_close_deadline",
         "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
-        "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
+        "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
         "_turn_seen", "_lines_this_turn", "_lines_before_registration", "_processing",
         "_reading_paused", "_closed", "_batches", "_lost_hook",
@@ -184,7 +184,6 @@ class IRCProtocol(LineReceiver):
         self.registered = False
         self.ready = False  # registered and the joined channels shown: events go out at once
         self.channels = NO_CHANNELS  # a dict of name.lower() -> Channel once one is joined
-        self.away = None
         self.rate = None
         if factory.rate_limit > 0:
             self.rate = CommandRate(factory.rate_limit, factory.rate_burst, self.clock.seconds())
@@ -988,10 +987,9 @@ class IRCProtocol(LineReceiver):
             d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
         else:
             d.addErrback(_private_send_failed, self, target)
-        if self.factory.away:
-            away = self.factory.away_of(target)
-            if away:
-                self.numeric(T.RPL_AWAY, target, away)
+        away = self.chat.away_of(target)
+        if away:
+            self.numeric(T.RPL_AWAY, target, away)
         return d
 
     def _group_failed(self, failure, channel):
@@ -1346,15 +1344,24 @@ class IRCProtocol(LineReceiver):
         return defer.maybeDeferred(self.chat.active_users).addCallback(userhost)
 
     def irc_AWAY(self, params, tags):
-        # Shown to others (301, away-notify): cleaned as message text is, at most AWAYLEN.
+        # The user's, for all their sessions (the core keeps it): shown to others (301,
+        # away-notify), cleaned as message text is, at most AWAYLEN characters.
         text = single_line(params[0])[:AWAYLEN].strip() if params and params[0] else None
-        text = text or None
-        self.away = text
+        d = self.chat.set_away(self.user, text)
+        d.addCallback(self._away_numeric)
+        return d
+
+    def _away_numeric(self, text) -> None:
         if text:
             self.numeric(T.RPL_NOWAWAY, "You have been marked as being away")
         else:
             self.numeric(T.RPL_UNAWAY, "You are no longer marked as being away")
-        self.factory.away_changed(self, text)
+
+    def event_AwayChanged(self, event):
+        if event.username == self.nick:  # set or cleared from another session of this user
+            self._away_numeric(event.text)
+        else:
+            self.away_changed(event.username, event.text)
 
     def irc_NICK(self, params, tags):
         if params and params[0] != self.nick:
@@ -1553,7 +1560,6 @@ class IRCFactory(ServerFactory):
         self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.output = OutputBatch(clock)
         self.sessions: dict[str, IRCProtocol] = {}  # registered users by name
-        self.away = False  # is anybody away?
         self._rendered_message = None
         self._rendered: dict[int, bytes] = {}
         self._cap_sets: dict[frozenset, frozenset] = {NO_CAPS: NO_CAPS}
@@ -1585,9 +1591,6 @@ class IRCFactory(ServerFactory):
         self.caps.forget(protocol, protocol.caps_host)
         if protocol.nick is not None and self.sessions.get(protocol.nick) is protocol:
             del self.sessions[protocol.nick]
-            if protocol.away:
-                protocol.away = None
-                self.away_changed(protocol, None)
 
     def expect_registration(self, protocol) -> None:
         """Close C{protocol} if it has not registered in C{registration_timeout} seconds."""
@@ -1654,14 +1657,8 @@ class IRCFactory(ServerFactory):
         return self.chat.create_group(user, name, [], broadcast=False, allow_alone=True)
 
     def away_of(self, name: str) -> str | None:
-        protocol = self.sessions.get(name)
-        return protocol.away if protocol is not None else None
-
-    def away_changed(self, protocol, text) -> None:
-        self.away = any(other.away for other in self.sessions.values())
-        for other in list(self.sessions.values()):
-            if other is not protocol:
-                other.away_changed(protocol.nick, text)
+        """A user's away message (the core's: set from any front end), or None."""
+        return self.chat.away_of(name)
 
     def render_message(self, message, flags: int) -> bytes:
         """The line for C{message} and tag C{flags}, rendered once for all its receivers."""

@@ -55,6 +55,7 @@ USAGE = {
     "help": "/help",
     # Several sessions (docs/PROTOCOL.md)
     "sessions": "/sessions",
+    "away": "/away [MESSAGE]",
     "logout": "/logout [all]",
     # Administrators only (docs/OPERATING.md)
     "kick": "/kick USERNAME [REASON]",
@@ -542,7 +543,13 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
+        d = self.chat.send_private(self.user, username, message)
+        away = self.chat.away_of(username)
+        if away is None:
+            self._later(d, _sent_at_reply, "msgto")
+        else:  # delivered all the same; the sender is told why there may be no answer soon
+            notice = line("NOTICE", texts.IS_AWAY.format(name=username, text=away))
+            self._later(d, lambda message: notice + _sent_at_reply(message), "msgto")
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
@@ -683,6 +690,10 @@ class ChatLineProtocol(LineReceiver):
                          f"active since {one.since}{' (this one)' if one is me else ''}.")
             for n, one in enumerate(self.chat.sessions_of(me), 1)
         ) + OK_LINE)
+
+    def cmd_away(self, args: str) -> None:
+        d = self.chat.set_away(self.user, args)
+        self._later(d, lambda text: line("OK", texts.AWAY_SET if text else texts.AWAY_CLEARED), "away")
 
     def cmd_logout(self, args: str) -> None:
         if args.strip() not in ("", "all"):

@@ -12,6 +12,7 @@ from ...core.events import (
     MemberLeft,
     Message,
     MessageDeleted,
+    AwayChanged,
     Sent,
     ServerNotice,
 )
@@ -40,6 +41,9 @@ ALREADY_LOGGED_IN = "This account is already logged in"
 HAS_WHITESPACE = "A password cannot contain whitespace."
 EMPTY_PASSWORD = "A password cannot be empty."
 CURRENT_INCORRECT = "Current password is incorrect."
+AWAY_SET = "You are marked as away."
+AWAY_CLEARED = "You are no longer marked as away."
+IS_AWAY = "{name} is away: {text}"
 
 ERROR_TEXTS = {
     codes.BLOCKED: ACCOUNT_BLOCKED,
@@ -140,4 +144,6 @@ def event_line(event) -> str | None:
         message = event.message
         to = message.recipient if message.kind == PRIVATE else "#" + message.group
         return f"SENT {message.timestamp}, to {to}: {message.text}"
+    if kind is AwayChanged:  # the line protocol hears of its own user's only (another session)
+        return f"NOTICE {AWAY_SET[:-1]}: {event.text}" if event.text else f"NOTICE {AWAY_CLEARED}"
     return None
