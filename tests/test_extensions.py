@@ -171,6 +171,8 @@ class HelpTests(SynchronousTestCase):
             "/help",
             "/sessions",
             "/away [MESSAGE]",
+            "/read NAME SEQ",
+            "/unread",
             "/logout [all]",
         ])
         # Every command handler is listed (the administrators' only to administrators).

@@ -238,3 +238,90 @@ class EveryFrontEndTests(SynchronousTestCase):
         self.assertEqual(hans_page.request("send", to="Yoda", text="hi")["away"], "Yoda is away: in a meeting")
         self.assertEqual(self.page.request("away", text="")["away"], None)
         self.assertEqual(hans_page.next("away")["username"], "Yoda")
+
+
+    def test_read_on_one_device_clears_the_others(self):
+        from .irc_support import one
+
+        marker = self.env.register("Yoda", "wise@!man", caps=["draft/read-marker", "server-time"])
+        for text in ("one", "two"):
+            self.hans.send(f"/msgto Yoda {text}")
+            self.f.clock.advance(1)
+        times = [line.tags["time"] for line in self.find(marker.lines(), "PRIVMSG")]
+        self.assertEqual(self.page.next("message")["unread"], 1)
+        self.line.output()
+        # irssi reads the first message (MARKREAD with its time): the others are told.
+        self.assertEqual(one(marker.send(f"MARKREAD Hans timestamp={times[0]}"), "MARKREAD").params,
+                         ["Hans", f"timestamp={times[0]}"])
+        self.assertEqual(self.line.output(), ["READ Hans 1"])
+        self.assertEqual(self.page.next("read")["conversation"], "user:Hans")
+        self.assertEqual(self.line.send("/unread"), ["DATA Hans 1", "OK"])
+        # The page opens the conversation: read up to its newest message, everywhere.
+        self.assertEqual(self.page.request("read", kind="user", name="Hans")["ok"], True)
+        self.assertEqual(self.line.output(), ["READ Hans 2"])
+        self.assertEqual(one(marker.lines(), "MARKREAD").params, ["Hans", f"timestamp={times[1]}"])
+        self.assertEqual(one(marker.send("MARKREAD Hans"), "MARKREAD").params, ["Hans", f"timestamp={times[1]}"])
+        self.assertEqual(one(marker.send("MARKREAD leia"), "MARKREAD").params, ["leia", "*"])
+        self.assertEqual(one(marker.send("MARKREAD Hans timestamp=yesterday"), "FAIL").params,
+                         ["MARKREAD", "INVALID_PARAMS", "Hans", "Invalid timestamp"])
+        self.assertEqual(self.line.send("/unread"), ["OK No unread messages."])
+
+    def test_a_new_browser_login_shows_what_was_missed(self):
+        self.hans.send("/msgto Yoda while you were out")
+        self.hans.send("/msgto Yoda and again")
+        later = self.web.browser("Yoda", "wise@!man")
+        self.assertEqual(later.hello["unread"], {"user:Hans": 2})
+        self.line.send("/read Hans 2")
+        self.assertEqual(self.web.browser("Yoda", "wise@!man").hello["unread"], {})
+
+
+class ReadMarkerTests(SynchronousTestCase):
+    def setUp(self):
+        self.f = ChatFixture(self)
+        self.yoda1 = self.f.login("Yoda", "wise@!man", 6001)
+        self.yoda2 = self.f.login("Yoda", "wise@!man", 6002)
+        self.hans = self.f.login("Hans", "falcon*solo", 6003)
+        self.leia = self.f.login("leia", "alderaan", 6004)
+
+    def test_unread_read_and_the_other_sessions_told(self):
+        self.assertEqual(self.yoda1.send("/unread"), ["OK No unread messages."])
+        for text in ("one", "two", "three"):
+            self.hans.send(f"/msgto Yoda {text}")
+        self.leia.send("/creategroup Jedi Yoda")
+        self.yoda1.send("/joingroup Jedi")
+        self.leia.send("/groupmsg Jedi to the group")
+        self.yoda1.send("/groupmsg Jedi mine is not unread")
+        self.yoda1.output(), self.yoda2.output()
+        self.assertEqual(self.yoda2.send("/unread"), ["DATA #Jedi 1", "DATA Hans 3", "OK"])
+        # Read up to the second message on one device: the other is told at once.
+        self.assertEqual(self.yoda1.send("/read Hans 2"), ["OK"])
+        self.assertEqual(self.yoda2.output(), ["READ Hans 2"])
+        self.assertEqual(self.yoda2.send("/unread"), ["DATA #Jedi 1", "DATA Hans 1", "OK"])
+        # Only forward: an older SEQ changes nothing and tells nobody.
+        self.assertEqual(self.yoda2.send("/read Hans 1"), ["OK"])
+        self.assertEqual(self.yoda1.output(), [])
+        # A SEQ past the newest lands on the newest; groups by any spelling of their name.
+        self.assertEqual(self.yoda2.send("/read Hans 999"), ["OK"])
+        self.assertEqual(self.yoda1.output(), ["READ Hans 3"])
+        self.assertEqual(self.yoda2.send("/read #jedi 1"), ["OK"])
+        self.assertEqual(self.yoda1.output(), ["READ #Jedi 1"])
+        self.assertEqual(self.yoda1.send("/unread"), ["OK No unread messages."])
+        # Markers are the user's: a new session sees them.
+        self.assertEqual(self.f.login("Yoda", "wise@!man").send("/unread"), ["OK No unread messages."])
+
+    def test_bad_input(self):
+        self.assertEqual(self.yoda1.send("/read Hans"), ["ERR Usage: /read NAME SEQ"])
+        self.assertEqual(self.yoda1.send("/read Hans x"), ["ERR Usage: /read NAME SEQ"])
+        self.assertEqual(self.yoda1.send("/read Hans 0"), ["ERR Usage: /read NAME SEQ"])
+        self.assertEqual(self.yoda1.send("/read Nobody 1"), ["ERR No such user: Nobody"])
+        self.assertEqual(self.yoda1.send("/read Yoda 1"), ["ERR No such user: Yoda"])
+        self.assertEqual(self.yoda1.send("/read #Nope 1"), ["ERR The group chat does not exist."])
+        self.assertEqual(self.yoda1.send("/unread now"), ["ERR Usage: /unread"])
+        self.assertEqual(self.yoda2.output(), [])
+
+    def test_offline_messages_are_unread_at_the_next_login(self):
+        f = ChatFixture(self, offline_messages=True)
+        hans = f.login("Hans", "falcon*solo")
+        hans.send("/msgto Yoda one")
+        hans.send("/msgto Yoda two")
+        self.assertEqual(f.login("Yoda", "wise@!man").send("/unread"), ["DATA Hans 2", "OK"])

@@ -111,6 +111,20 @@ class UserOffline:
 
 
 @dataclass(slots=True)
+class ReadMarker:
+    """
+    The user's read marker of a conversation moved (read on another of their
+    sessions): C{conversation} is another user's name or C{#GROUPNAME}; C{seq},
+    C{timestamp} and C{time} are those of the newest message read.
+    """
+
+    conversation: str
+    seq: int
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
 class AwayChanged:
     """A user set (C{text}) or cleared (C{text} None) their away message, for all their sessions."""
 

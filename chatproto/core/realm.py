@@ -41,6 +41,7 @@ from .events import (
 )
 from .interfaces import GroupRecord
 from .lockout import LoginLockout
+from .markers import ReadMarkers
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
 from .timestamps import Timestamper, format_timestamp
 
@@ -177,6 +178,7 @@ class ChatRealm:
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
         self._away: dict[str, str] = {}  # username -> away message, while the user is active
+        self.markers = ReadMarkers(self)
         self._watchers: set[User] = set()  # sessions that want presence events about everyone
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
@@ -506,6 +508,20 @@ class ChatRealm:
         self._echo(user, event)
         self._tell_watchers(event, user)
         return defer.succeed(text)
+
+    # Read markers (chatproto.core.markers)
+
+    def mark_read(self, user: User, name: str, seq: int | None = None,
+                  time: float | None = None) -> defer.Deferred:
+        """Move C{user}'s read marker of conversation C{name} (a user or C{#GROUP}) forward."""
+        return self.markers.mark(user, name, seq, time)
+
+    def read_marker(self, user: User, name: str) -> defer.Deferred:
+        return self.markers.current(user, name)
+
+    def unread(self, user: User) -> defer.Deferred:
+        """C{[(NAME, COUNT)]}: the conversations with messages after the read marker, newest first."""
+        return self.markers.unread(user)
 
     # Private messages
 

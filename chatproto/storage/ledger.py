@@ -262,6 +262,15 @@ class Ledger:
                 self.logs.drop_group_log(log_name)
         return d
 
+    def set_read_marker(self, username, conversation, seq) -> defer.Deferred:
+        return self._change(None, ("mark", username, conversation, seq))
+
+    def read_markers(self, username) -> defer.Deferred:
+        return self._read(self.database.read_markers, username)
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._read(self.database.unread_counts, username, list(groups))
+
     def user_logged_in(self, username, timestamp, ip, udp_port, session=None) -> defer.Deferred:
         userlog = self.logs.userlog
         userlog.add(username, timestamp, ip, udp_port, session)

@@ -24,7 +24,7 @@ import threading
 from twisted.internet import defer
 
 from ..core.events import Message
-from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .worker import OneWorker
 
 try:
@@ -72,6 +72,18 @@ MIGRATIONS = [
         username TEXT PRIMARY KEY,
         until DOUBLE PRECISION NOT NULL
     );
+    """,
+    # Read markers (docs/PROTOCOL.md, "Read markers"): per user and conversation (another
+    # user's name, or '#' and a group's folded name) the SEQ of the newest message read;
+    # unread private messages are found by recipient.
+    """
+    CREATE TABLE read_markers (
+        username TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (username, conversation)
+    );
+    CREATE INDEX messages_by_recipient ON messages (recipient, seq) WHERE recipient IS NOT NULL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -225,6 +237,13 @@ class PostgresDatabase:
     def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
         return self._run(_history, "log", log, limit, before, since)
 
+    def read_markers(self, username) -> defer.Deferred:
+        return self._run(lambda db: dict(db.execute(
+            "SELECT conversation, seq FROM read_markers WHERE username = %s", (username,)).fetchall()))
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._run(_unread_counts, username, list(groups))
+
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
         return self._run(lambda db: self._groups(db))
@@ -357,6 +376,11 @@ def _commit(db, ops, node=None) -> list:
                 cursor.execute("DELETE FROM members WHERE group_key = %s AND username = %s", op[1:])
             elif kind == "ungroup":
                 cursor.execute("DELETE FROM groups WHERE key = %s", op[1:])
+            elif kind == "mark":
+                cursor.execute(
+                    "INSERT INTO read_markers AS r (username, conversation, seq) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (username, conversation) DO UPDATE SET seq = GREATEST(r.seq, excluded.seq)",
+                    op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs
@@ -371,6 +395,10 @@ def _save_block(db, username, until):
         db.execute("DELETE FROM blocks WHERE until < %s", (until - 86400,))
         db.execute("INSERT INTO blocks (username, until) VALUES (%s, %s) "
                    "ON CONFLICT (username) DO UPDATE SET until = excluded.until", (username, until))
+
+
+def _unread_counts(db, username, groups) -> list:
+    return unread_counts(lambda query, args: db.execute(query, args).fetchall(), "%s", username, groups)
 
 
 def _history(db, column, value, limit, before, since=1):

@@ -13,7 +13,7 @@ import sqlite3
 from twisted.internet import defer
 
 from ..core.events import Message
-from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .groupcommit import GroupCommit
 from .worker import OneWorker
 
@@ -47,6 +47,18 @@ MIGRATIONS = [
         joined INTEGER NOT NULL,
         UNIQUE (group_key, username)
     );
+    """,
+    # Read markers (docs/PROTOCOL.md, "Read markers"): per user and conversation (another
+    # user's name, or '#' and a group's folded name) the SEQ of the newest message read;
+    # unread private messages are found by recipient.
+    """
+    CREATE TABLE read_markers (
+        username TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (username, conversation)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_by_recipient ON messages (recipient, seq) WHERE recipient IS NOT NULL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -202,6 +214,16 @@ class SQLiteDatabase:
         rows.reverse()
         return [message_from_row(row) for row in rows]
 
+    def read_markers(self, username) -> defer.Deferred:
+        return self._run(lambda: dict(self._db.execute(
+            "SELECT conversation, seq FROM read_markers WHERE username = ?", (username,)).fetchall()))
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._run(self._unread_counts, username, groups)
+
+    def _unread_counts(self, username, groups) -> list:
+        return unread_counts(lambda query, args: self._db.execute(query, args).fetchall(), "?", username, groups)
+
     def backup(self, target_path: str) -> defer.Deferred:
         """SQLite's online backup into a new file, on the worker thread after every batch before it."""
 
@@ -249,4 +271,7 @@ _APPLY = {
     "unmember": lambda db, op: db.execute(
         "DELETE FROM members WHERE group_key = ? AND username = ?", op[1:]),
     "ungroup": lambda db, op: db.execute("DELETE FROM groups WHERE key = ?", op[1:]),
+    "mark": lambda db, op: db.execute(
+        "INSERT INTO read_markers (username, conversation, seq) VALUES (?, ?, ?) "
+        "ON CONFLICT (username, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)", op[1:]),
 }

@@ -9,6 +9,7 @@ AWAY_NOTIFY = "away-notify"
 ACCOUNT_TAG = "account-tag"
 BATCH = "batch"
 CHATHISTORY = "draft/chathistory"
+READ_MARKER = "draft/read-marker"
 
 # Name -> value shown in CAP LS 302 (None: no value).
 OFFERED = {
@@ -19,6 +20,7 @@ OFFERED = {
     ECHO_MESSAGE: None,
     MESSAGE_TAGS: None,
     MULTI_PREFIX: None,
+    READ_MARKER: None,
     SASL: "PLAIN",
     SERVER_TIME: None,
 }

@@ -876,6 +876,48 @@ class IRCProtocol(LineReceiver):
         # without echo-message (that cap is about this session's own sends).
         self.write(self._message_bytes(event.message))
 
+    def event_ReadMarker(self, event):
+        # Read on another session of this user (draft/read-marker): this client clears it too.
+        if C.READ_MARKER in self.caps:
+            self._markread_line(event.conversation, event)
+
+    def _markread_line(self, target: str, marker) -> None:
+        value = f"timestamp={server_time(marker.time)}" if marker is not None and marker.time else "*"
+        self.send("MARKREAD", target, value)
+
+    def _send_marker(self, result, target: str):
+        d = self.chat.read_marker(self.user, target)
+        d.addCallback(lambda marker: self._markread_line(target, marker))
+        d.addErrback(lambda failure: None if T.error_code(failure.value) else failure)
+        return result
+
+    def irc_MARKREAD(self, params, tags):
+        """draft/read-marker: C{MARKREAD target} asks, C{MARKREAD target timestamp=…} moves it."""
+        if not params or not params[0]:
+            self.send("FAIL", "MARKREAD", "NEED_MORE_PARAMS", "Missing target")
+            return None
+        target = params[0]
+        if len(params) < 2:
+            d = self.chat.read_marker(self.user, target)
+        else:
+            value = params[1]
+            when = parse_server_time(value[len("timestamp="):]) if value.startswith("timestamp=") else None
+            if when is None:
+                self.send("FAIL", "MARKREAD", "INVALID_PARAMS", target, "Invalid timestamp")
+                return None
+            d = self.chat.mark_read(self.user, target, time=when)
+        d.addCallback(lambda marker: self._markread_line(target, marker))
+
+        def refused(failure):
+            code = T.error_code(failure.value)
+            if code is None:
+                return failure
+            self.send("FAIL", "MARKREAD", "INVALID_PARAMS", target,
+                      T.error_text(code, failure.value, name=target, group=target[1:]))
+            return None
+
+        return d.addErrback(refused)
+
     def event_Invited(self, event):
         self.send("INVITE", self.nick, "#" + event.group, prefix=prefix_of(event.by))
 
@@ -1068,6 +1110,8 @@ class IRCProtocol(LineReceiver):
         self.send("JOIN", channel.channel, prefix=prefix_of(self.nick))
         self.numeric(T.RPL_TOPIC, channel.channel, topic_of(info))
         d = self._names(info)
+        if C.READ_MARKER in self.caps:  # the client learns where it read up to, on any device
+            d.addCallback(self._send_marker, channel.channel)
         if C.CHATHISTORY not in self.caps:
             d.addCallback(lambda _: self._playback(info))
         return d

@@ -56,6 +56,8 @@ USAGE = {
     # Several sessions (docs/PROTOCOL.md)
     "sessions": "/sessions",
     "away": "/away [MESSAGE]",
+    "read": "/read NAME SEQ",
+    "unread": "/unread",
     "logout": "/logout [all]",
     # Administrators only (docs/OPERATING.md)
     "kick": "/kick USERNAME [REASON]",
@@ -694,6 +696,21 @@ class ChatLineProtocol(LineReceiver):
     def cmd_away(self, args: str) -> None:
         d = self.chat.set_away(self.user, args)
         self._later(d, lambda text: line("OK", texts.AWAY_SET if text else texts.AWAY_CLEARED), "away")
+
+    def cmd_read(self, args: str) -> None:
+        name, seq = split_args(args, "read", 2)
+        seq = parse_seq(seq, "read")
+        self._later(self.chat.mark_read(self.user, name, seq), lambda _: OK_LINE, "read")
+
+    def cmd_unread(self, args: str) -> None:
+        split_args(args, "unread", 0)
+
+        def listed(rows):
+            if not rows:
+                return line("OK", texts.NO_UNREAD)
+            return b"".join(line("DATA", f"{name} {count}") for name, count in rows) + OK_LINE
+
+        self._later(self.chat.unread(self.user), listed, "unread")
 
     def cmd_logout(self, args: str) -> None:
         if args.strip() not in ("", "all"):

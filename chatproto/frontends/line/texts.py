@@ -13,6 +13,7 @@ from ...core.events import (
     Message,
     MessageDeleted,
     AwayChanged,
+    ReadMarker,
     Sent,
     ServerNotice,
 )
@@ -44,6 +45,7 @@ CURRENT_INCORRECT = "Current password is incorrect."
 AWAY_SET = "You are marked as away."
 AWAY_CLEARED = "You are no longer marked as away."
 IS_AWAY = "{name} is away: {text}"
+NO_UNREAD = "No unread messages."
 
 ERROR_TEXTS = {
     codes.BLOCKED: ACCOUNT_BLOCKED,
@@ -144,6 +146,8 @@ def event_line(event) -> str | None:
         message = event.message
         to = message.recipient if message.kind == PRIVATE else "#" + message.group
         return f"SENT {message.timestamp}, to {to}: {message.text}"
+    if kind is ReadMarker:  # read on another session of this user
+        return f"READ {event.conversation} {event.seq}"
     if kind is AwayChanged:  # the line protocol hears of its own user's only (another session)
         return f"NOTICE {AWAY_SET[:-1]}: {event.text}" if event.text else f"NOTICE {AWAY_CLEARED}"
     return None

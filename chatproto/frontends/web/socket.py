@@ -639,9 +639,12 @@ class ChatSocket:
         kind = request.get("kind")
         if kind not in ("user", "group"):
             raise bad("kind must be user or group")
-        key = conversation_key(kind, _string(request, "name"))
+        name = _string(request, "name")
+        key = conversation_key(kind, name)
         self.session.mark_read(key, except_socket=self)
-        return {}
+        # The user's read marker (every device): up to the conversation's newest message.
+        d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
+        return d.addCallback(lambda _: {})
 
 
 class ChatSocketFactory:
