@@ -4,26 +4,12 @@ and task.Clock: plain HTTP connections count against the caps, a request's
 head has a deadline that a trickle of bytes does not move.
 """
 
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.frontends.web.site import HEADER_DEADLINE
 from tests.test_robustness import collect_failures
 from tests.web_support import Response, WebFixture
-
-
-def collect_events(testcase, text: str) -> list:
-    """The log events whose format contains C{text}."""
-    from twisted.logger import globalLogPublisher
-
-    events = []
-
-    def observer(event):
-        if text in (event.get("log_format") or ""):
-            events.append(event)
-
-    globalLogPublisher.addObserver(observer)
-    testcase.addCleanup(globalLogPublisher.removeObserver, observer)
-    return events
 
 
 class HTTPCapTests(SynchronousTestCase):
@@ -41,7 +27,8 @@ class HTTPCapTests(SynchronousTestCase):
         return channel, transport
 
     def test_idle_http_connections_count_against_the_caps(self):
-        logged = collect_events(self, "Refusing")
+        events = self.enterContext(capturedLogs())
+        logged = lambda: [e for e in events if "Refusing" in (e.get("log_format") or "")]  # noqa: E731
         held = [self.trickler() for _ in range(3)]
         self.assertFalse(any(transport.disconnecting for _, transport in held))
         channel, transport = self.web.connect_http()  # the fourth from the address
@@ -50,13 +37,13 @@ class HTTPCapTests(SynchronousTestCase):
         self.assertEqual(response.body, b"Too many connections from 127.0.0.1; try again later\n")
         self.assertTrue(transport.disconnecting)
         self.assertEqual(self.refused, ["web"])  # the refused metric counts the web front end
-        self.assertEqual(len(logged), 1)  # and the log says so
+        self.assertEqual(len(logged()), 1)  # and the log says so
         # A WebSocket needs a connection too: refused as well while the three are held.
         self.assertEqual(self.web.ws().status, 503)
         for _ in range(100):
             self.web.connect_http()
         self.assertEqual(len(self.refused), 102)
-        self.assertEqual(len(logged), 1)  # a flood is reported, not logged line by line
+        self.assertEqual(len(logged()), 1)  # a flood is reported, not logged line by line
         held[0][0].connectionLost(None)
         token_reply = self.web.login("Yoda", "wise@!man")  # a connection is free again
         self.assertEqual(token_reply.status, 200)
