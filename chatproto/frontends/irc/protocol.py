@@ -1028,6 +1028,8 @@ class IRCProtocol(LineReceiver):
             answers = {
                 "bad-group-name": (T.ERR_NOSUCHCHANNEL, (channel,)),
                 "group-exists": (T.ERR_NOSUCHCHANNEL, (channel,)),
+                codes.TOO_MANY_GROUPS: (T.ERR_TOOMANYCHANNELS, (channel,)),
+                codes.GROUPS_TOO_FAST: (T.ERR_TOOMANYCHANNELS, (channel,)),
             }
             d.addCallbacks(self._join_burst, self._core_error, errbackArgs=(answers,),
                            errbackKeywords={"group": group})
