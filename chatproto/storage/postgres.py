@@ -25,6 +25,7 @@ from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
+from .model import group_where, private_where, read_conversations, read_range
 from .worker import OneWorker
 
 try:
@@ -73,9 +74,17 @@ MIGRATIONS = [
         until DOUBLE PRECISION NOT NULL
     );
     """,
+    # CHATHISTORY: any range of a conversation in the order (time, seq), and each
+    # user's conversations with activity in a span of time (TARGETS).
+    """
+    CREATE INDEX messages_by_peers_time ON messages (peers, time, seq) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE peers IS NULL;
+    CREATE INDEX messages_by_sender ON messages (sender, time) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
+    """,
     # Read markers (docs/PROTOCOL.md, "Read markers"): per user and conversation (another
-    # user's name, or '#' and a group's folded name) the SEQ of the newest message read;
-    # unread private messages are found by recipient.
+    # user's name, or '#' and a group's folded name) the SEQ of the newest message read.
+    # Unread private messages are found by recipient (messages_by_recipient).
     """
     CREATE TABLE read_markers (
         username TEXT NOT NULL,
@@ -83,7 +92,6 @@ MIGRATIONS = [
         seq BIGINT NOT NULL,
         PRIMARY KEY (username, conversation)
     );
-    CREATE INDEX messages_by_recipient ON messages (recipient, seq) WHERE recipient IS NOT NULL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -244,6 +252,16 @@ class PostgresDatabase:
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(_unread_counts, username, list(groups))
 
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._run(_range, private_where(a, b, "%s"), after, before, limit, latest)
+
+    def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._run(_range, group_where(log, since, "%s"), after, before, limit, latest)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._run(lambda db: read_conversations(_rows_of(db), "%s", username, list(groups), after,
+                                                       before, limit, latest))
+
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
         return self._run(lambda db: self._groups(db))
@@ -398,7 +416,7 @@ def _save_block(db, username, until):
 
 
 def _unread_counts(db, username, groups) -> list:
-    return unread_counts(lambda query, args: db.execute(query, args).fetchall(), "%s", username, groups)
+    return unread_counts(_rows_of(db), "%s", username, groups)
 
 
 def _history(db, column, value, limit, before, since=1):
@@ -415,6 +433,14 @@ def _history(db, column, value, limit, before, since=1):
     rows = db.execute(query, args).fetchall()
     rows.reverse()
     return [message_from_row(row) for row in rows]
+
+
+def _rows_of(db):
+    return lambda query, args: db.execute(query, args).fetchall()
+
+
+def _range(db, where, after, before, limit, latest):
+    return read_range(_rows_of(db), "%s", where, after, before, limit, latest)
 
 
 def _delete_checked(db, log, seq, author) -> str:
