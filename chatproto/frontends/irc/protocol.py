@@ -44,6 +44,7 @@ from .wire import (
     format_line,
     format_tags,
     parse_line,
+    parse_server_time,
     server_time,
     split_body,
 )
