@@ -86,6 +86,23 @@ class BusTests(SynchronousTestCase):
         self.assertEqual(hans.output(), ["MSG 01 Jun 2022 21:30:04, Yoda: hi"])
         self.assertEqual(self.bus.received_pos, 42)
 
+    def test_away_is_told_to_every_node_and_heard_from_them(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.redis.published.clear()
+        self.assertEqual(yoda.send("/away gone fishing"), ["OK You are marked as away."])
+        (channel, payload), = self.bus.redis.published
+        self.assertEqual((channel, payload["t"], payload["u"], payload["x"]),
+                         ("chatproto:0:all", "away", "Yoda", "gone fishing"))
+        # Hans, on node B, goes away: a message to him here says so; his logout ends it.
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+        self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": "at lunch"}))
+        self.assertEqual(yoda.send("/msgto Hans hi")[0], "NOTICE Hans is away: at lunch")
+        self.bus.received("chatproto:0:all", json.dumps({"t": "off", "n": "B", "u": ["Hans"]}))
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:05", 2.0]]}))
+        self.assertRegex(yoda.send("/msgto Hans back?")[0], "^OK message sent at")
+
     def test_remote_users_are_listed_and_already_logged_in(self):
         self.bus.received("chatproto:0:all", json.dumps(
             {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))

@@ -424,6 +424,10 @@ class ClusterBus:
 
         return self._register(user).addCallbacks(claimed, failed)
 
+    def away_changed(self, username: str, text) -> None:
+        """C{username}, logged in here, set (or cleared: None) their away message (the realm's away)."""
+        self.tell_all({"t": "away", "u": username, "x": text})
+
     def release(self, user) -> None:
         """C{user} logged out here (the realm's logout)."""
         if self.everyone.get(user.name) is user:
@@ -458,6 +462,7 @@ class ClusterBus:
         if self.everyone.get(name) is known:
             del self.everyone[name]
         known.gone = True
+        self.realm.away_elsewhere(name, None, tell=False)  # away lasts while the user is active
         timestamp, now = self.realm._now()
         self.realm._tell_watchers(events.UserOffline(name, timestamp, now), None)
 
@@ -566,6 +571,9 @@ class ClusterBus:
         if node == self.node:
             return
         kind = payload.get("t")
+        if kind == "away":  # a user of that node set or cleared their away message
+            self.realm.away_elsewhere(payload["u"], payload.get("x"))
+            return
         if kind == "on":
             for name, ip, udp_port, since, since_time in payload["u"]:
                 self._remote_on(name, node, ip, udp_port, since, since_time)

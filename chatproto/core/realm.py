@@ -506,18 +506,31 @@ class ChatRealm:
         L{MAX_AWAY} characters), or None.
         """
         text = single_line(text or "").strip()[:MAX_AWAY].strip() or None
-        if text is None:
-            if self._away.pop(user.name, None) is None:
-                return defer.succeed(None)
-        elif self._away.get(user.name) == text:
+        if self._away.get(user.name) == text:
             return defer.succeed(text)
-        else:
-            self._away[user.name] = text
-        timestamp, now = self._now()
-        event = AwayChanged(user.name, text, timestamp, now)
+        event = self._away_changed(user.name, text)
         self._echo(user, event)
-        self._tell_watchers(event, user)
+        if self.cluster is not None:  # the other nodes' users see it too (301, away-notify)
+            self.cluster.away_changed(user.name, text)
         return defer.succeed(text)
+
+    def away_elsewhere(self, username: str, text: str | None, tell: bool = True) -> None:
+        """A user of another cluster node set or cleared their away message (the cluster's bus);
+        not C{tell}: they logged out, which says it all."""
+        if not tell:
+            self._away.pop(username, None)
+        elif self._away.get(username) != text:
+            self._away_changed(username, text)
+
+    def _away_changed(self, username: str, text: str | None) -> AwayChanged:
+        if text is None:
+            self._away.pop(username, None)
+        else:
+            self._away[username] = text
+        timestamp, now = self._now()
+        event = AwayChanged(username, text, timestamp, now)
+        self._tell_watchers(event, None)
+        return event
 
     # Read markers (chatproto.core.markers)
 
