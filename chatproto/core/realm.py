@@ -56,7 +56,6 @@ BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
 LOGGED_OUT_ELSEWHERE_NOTICE = "You have been logged out from another session"
 DEFAULT_MAX_SESSIONS = 10
 MAX_AWAY = 300  # characters of an away message (IRC's AWAYLEN)
-MAX_MAX_SESSIONS = 100
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
