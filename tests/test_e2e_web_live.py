@@ -43,17 +43,28 @@ def test_members_are_current_for_an_invited_member(browser, cleanup):
     assert page.errors == []
 
 
-def test_a_server_restart_seen_from_the_login_form(browser, cleanup):
+def logged_in_server_gone(browser, cleanup, stop):
+    """A page logged in; then the server goes (C{stop}); returns a starter of the next one and the page."""
     server = start(cleanup)
     port = int(re.search(r":(\d+)/$", server.url).group(1))
     page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
-    assert server.stop() == 0
+    stop(server)
+
+    def start_again():
+        # Same data, same web port: the page's address.
+        again = start(cleanup, data_dir=server.data_dir, credentials=server.credentials, web_port=port)
+        assert again.url == server.url
+
+    return start_again, page
+
+
+def test_a_server_restart_seen_from_the_login_form(browser, cleanup):
+    start_again, page = logged_in_server_gone(browser, cleanup, lambda server: server.stop())
     # The session cannot survive a restart: the login form, saying what is going on now.
     page.wait_for_selector("#login-view:not([hidden])")
     page.wait_for_selector(f"#login-error:text-is('{SERVER_GONE}')")
     page.fill("#login-username", "Yoda")  # what the user types meanwhile is kept
-    again = start(cleanup, data_dir=server.data_dir, credentials=server.credentials, web_port=port)
-    assert again.url == server.url
+    start_again()
     page.wait_for_selector(f"#login-info:text-is('{SERVER_BACK}')")
     assert page.text_content("#login-error") == ""
     assert page.input_value("#login-username") == "Yoda"
@@ -65,12 +76,9 @@ def test_a_server_restart_seen_from_the_login_form(browser, cleanup):
 
 def test_a_server_killed_and_started_again(browser, cleanup):
     """No shutdown notice at all (kill -9): the page retries, then asks for a new login."""
-    server = start(cleanup)
-    port = int(re.search(r":(\d+)/$", server.url).group(1))
-    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
-    server.kill()
+    start_again, page = logged_in_server_gone(browser, cleanup, lambda server: server.kill())
     page.wait_for_selector("#connection:text-is('Reconnecting…')")
-    start(cleanup, data_dir=server.data_dir, credentials=server.credentials, web_port=port)
+    start_again()
     page.wait_for_selector("#login-info:text-is('The server has restarted. Please log in again.')")
     assert page.text_content("#login-error") == ""
     assert page.errors == []
