@@ -29,7 +29,7 @@ from ...core import errors as codes
 from ...core.events import GROUP, Message
 from ...core.interfaces import ISession
 from ...core.realm import single_line
-from ..limits import CommandRate, ConnectionCaps, default_burst
+from ..limits import BYTES_PER_TURN, CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
 from . import texts as T
@@ -153,7 +153,7 @@ class IRCProtocol(LineReceiver):
         "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
         "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
-        "_turn_seen", "_lines_this_turn", "_lines_before_registration", "_processing",
+        "_turn_seen", "_lines_this_turn", "_bytes_this_turn", "_lines_before_registration", "_processing",
         "_reading_paused", "_closed", "_batches", "_lost_hook",
     )
 
@@ -198,6 +198,7 @@ class IRCProtocol(LineReceiver):
         self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
         self._turn_seen = -1
         self._lines_this_turn = 0
+        self._bytes_this_turn = 0
         self._lines_before_registration = 0
         self._processing = False
         self._reading_paused = False
@@ -429,14 +430,17 @@ class IRCProtocol(LineReceiver):
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
+            self._bytes_this_turn = 0
         count = self._lines_this_turn
+        nbytes = self._bytes_this_turn
         privmsg = self._privmsg
         for index, raw in enumerate(lines):
             if self._closed:
                 return  # what a closed connection sent is never handled: nothing is kept
-            if self._busy or self._held or count >= LINES_PER_TURN:
+            if self._busy or self._held or count >= LINES_PER_TURN or nbytes >= BYTES_PER_TURN:
                 # The rest waits (_line holds a line over the turn's share).
                 self._lines_this_turn = count
+                self._bytes_this_turn = nbytes
                 queue = self._queue()
                 for queued in lines[index:]:
                     queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
@@ -453,12 +457,16 @@ class IRCProtocol(LineReceiver):
                     if colon and text and target and " " not in target and "," not in target \
                             and not text.startswith("\x01"):
                         count += 1
+                        nbytes += size + 1
                         privmsg(target, text)
                         continue
             self._lines_this_turn = count
+            self._bytes_this_turn = nbytes
             self._line(raw if len(raw) <= MAX_LINE + 1 else None)
             count = self._lines_this_turn
+            nbytes = self._bytes_this_turn
         self._lines_this_turn = count
+        self._bytes_this_turn = nbytes
 
     def _slow_lines(self, lines) -> None:
         for index, line in enumerate(lines):
@@ -505,14 +513,16 @@ class IRCProtocol(LineReceiver):
         self._process()
 
     def _line(self, raw: bytes | None) -> None:
-        # Fairness: a connection gets LINES_PER_TURN lines a reactor turn, and
-        # with a command rate a token per line; then its input waits.
+        # Fairness: a connection gets LINES_PER_TURN lines and BYTES_PER_TURN bytes
+        # a reactor turn, and with a command rate a token per line; then its input waits.
         turn = self.factory.output.turns
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
+            self._bytes_this_turn = 0
         self._lines_this_turn += 1
-        if self._lines_this_turn > LINES_PER_TURN:
+        self._bytes_this_turn += len(raw) + 1 if raw is not None else MAX_LINE
+        if over_turn(self._lines_this_turn, self._bytes_this_turn, LINES_PER_TURN):
             self._hold(raw, 0)
             return
         if self.rate is not None:
@@ -1028,6 +1038,8 @@ class IRCProtocol(LineReceiver):
             answers = {
                 "bad-group-name": (T.ERR_NOSUCHCHANNEL, (channel,)),
                 "group-exists": (T.ERR_NOSUCHCHANNEL, (channel,)),
+                codes.TOO_MANY_GROUPS: (T.ERR_TOOMANYCHANNELS, (channel,)),
+                codes.GROUPS_TOO_FAST: (T.ERR_TOOMANYCHANNELS, (channel,)),
             }
             d.addCallbacks(self._join_burst, self._core_error, errbackArgs=(answers,),
                            errbackKeywords={"group": group})
