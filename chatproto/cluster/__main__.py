@@ -145,9 +145,12 @@ def demo(args) -> int:
     nodes = []
     try:
         print(f"Scratch directory: {scratch}", flush=True)
-        postgres = LocalPostgres(os.path.join(scratch, "postgres")).start()
+        # Each is named before it starts: an interrupt while it starts still stops it.
+        postgres = LocalPostgres(os.path.join(scratch, "postgres"))
+        postgres.start()
         print(f"PostgreSQL: {postgres.url}", flush=True)
-        redis = LocalRedis(os.path.join(scratch, "redis")).start()
+        redis = LocalRedis(os.path.join(scratch, "redis"))
+        redis.start()
         print(f"Redis: {redis.url}", flush=True)
         taken: set = set()
         chosen = []
@@ -199,7 +202,6 @@ def demo(args) -> int:
         print("Try: a user on each node, /creategroup, /groupmsg, /activeuser; kill -9 a node "
               "(pids: " + ", ".join(str(n.process.pid) for n in nodes) + f") and start it again with "
               f"{os.path.join(scratch, 'nodeN.sh')}. Ctrl-C stops everything.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
             for node in nodes:
                 node.process.wait()
@@ -244,7 +246,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 20:
         parser.error("--nodes: from 1 to 20")
-    return demo(args)
+    # SIGTERM stops everything as Ctrl-C does, at any moment (the demo's cleanup runs).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return demo(args)
+    except KeyboardInterrupt:
+        print("Interrupted: stopped everything.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
