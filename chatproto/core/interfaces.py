@@ -88,6 +88,10 @@ class IChatStorage(Interface):
     def group_history(log_name, limit, before, since):
         """The same for a group's log, from SEQ C{since} on (the group's first_seq)."""
 
+    def search(query):
+        """A Deferred list of the L{Message}s that match a
+        L{chatproto.core.search.SearchQuery}, newest first."""
+
     def save_group(record):
         """A new group (L{GroupRecord}); its log is created, and C{record.first_seq} set
         (at once) to the SEQ its first message will get."""

@@ -68,6 +68,8 @@ class Ledger:
         for group in self._groups:
             self._reconcile(group.name, self.logs.group_log(group.name))
         self.logs.write()
+        # Messages stored before the search index existed: indexed in the background.
+        self.indexed = self.database.start_indexing()
 
     def _reconcile(self, log_name: str, text_log) -> None:
         in_file = text_log.last_seq
@@ -236,6 +238,9 @@ class Ledger:
 
     def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
         return self._read(self.database.group_history, log_name, limit, before, since)
+
+    def search(self, query) -> defer.Deferred:
+        return self._read(self.database.search, query)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
         text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on

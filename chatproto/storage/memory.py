@@ -7,12 +7,14 @@ from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key
+from .search import matches
 
 
 class MemoryDatabase:
     def __init__(self):
         self._messages: dict[str, dict[int, list]] = {}  # log -> seq -> row
         self._by_peers: dict[str, list] = {}  # peers -> [row] in SEQ order
+        self._stored: list = []  # every row, in the order stored (search scans it backwards)
         self._groups: dict[str, GroupRecord] = {}
 
     # Start-up (synchronous: nothing else runs yet)
@@ -45,6 +47,7 @@ class MemoryDatabase:
     def _op_msg(self, log, seq, timestamp, time, sender, recipient, text):
         row = [log, seq, timestamp, time, sender, recipient, text]
         self._messages.setdefault(log, {})[seq] = row
+        self._stored.append(row)
         if log == PRIVATE_LOG and recipient is not None:
             self._by_peers.setdefault(peers_key(sender, recipient), []).append(row)
 
@@ -79,6 +82,21 @@ class MemoryDatabase:
     def group_history(self, log, limit, before=None, since=1):
         rows = self._messages.get(log, {})
         return defer.succeed(_last([rows[s] for s in sorted(rows) if s >= since], limit, before))
+
+    def search(self, query):
+        """The messages of a L{SearchQuery}, newest first: a scan, the reference for the indexes."""
+        found = []
+        if not query.is_empty():
+            for row in reversed(self._stored):
+                if matches(query, *row[:2], row[3], *row[4:]):
+                    found.append(message_from_row(row))
+                    if len(found) == query.limit:
+                        break
+        return defer.succeed(found)
+
+    def start_indexing(self) -> defer.Deferred:
+        """Nothing to index: every search is a scan."""
+        return defer.succeed(None)
 
     def close(self) -> defer.Deferred:
         return defer.succeed(None)
