@@ -11,6 +11,7 @@ message that was not saved.
 
 import re
 import secrets as random_secrets
+from collections import deque
 
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
@@ -36,6 +37,7 @@ from .events import (
     UserOffline,
     UserOnline,
 )
+from .history import HistoryQuery, answer
 from .interfaces import GroupRecord
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
@@ -50,6 +52,11 @@ BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
+# What one user may create (issue 28, F5): groups that exist with them as
+# owner, and creations in any minute. A person creates a few groups; a
+# script creating thousands fills the memory and the data directory.
+MAX_GROUPS_OWNED = 100
+GROUP_CREATIONS_PER_MINUTE = 10
 MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
 # Control characters and line separators would break a record (one line for any reader).
 _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
@@ -147,6 +154,9 @@ class ChatRealm:
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
         self.admins: set[str] = set()  # account names that may kick, ban and announce
         self.bans = Bans(clock)  # the server gives it a store in the data directory
+        self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
+        self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
+        self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
         """Load the groups from storage."""
@@ -424,6 +434,30 @@ class ChatRealm:
             return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
         return self.storage.private_history(user.name, username, min(limit, MAX_HISTORY), before)
 
+    def query_history(self, user: User, username: str, query: HistoryQuery) -> defer.Deferred:
+        """L{history} for any L{HistoryQuery}: at most L{MAX_HISTORY} messages, oldest first."""
+        if not self.is_account(username):
+            return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
+        a, b = user.name, username
+
+        def fetch(after, before, limit, latest):
+            return self.storage.private_range(a, b, after, before, limit, latest)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
+
+    def conversations(self, user: User, after: float, before: float, limit: int,
+                      latest: bool = False) -> defer.Deferred:
+        """
+        C{user}'s conversations (private ones, and the groups it has joined)
+        with a message strictly between the epoch times C{after} and
+        C{before}: a Deferred list of L{Conversation}s in the order of their
+        last such message, at most L{MAX_HISTORY} (the newest when C{latest}).
+        """
+        groups = {group.name: group.first_seq for group in self._groups.values()
+                  if group.members.get(user.name)}
+        return self.storage.conversations(user.name, list(groups.items()), after, before,
+                                          min(limit, MAX_HISTORY), latest)
+
     # Groups
 
     def group_info(self, name: str) -> GroupInfo | None:
@@ -503,6 +537,7 @@ class ChatRealm:
                 invited.append(username)
             if not invited and not allow_alone:
                 raise ChatError(errors.NO_OTHER_MEMBER)
+            self._may_create_group(owner.name)
         except ChatError:
             return defer.fail()
         members = {owner.name: True}
@@ -530,6 +565,27 @@ class ChatRealm:
             return failure
 
         return d.addCallbacks(saved, not_saved)
+
+    def _may_create_group(self, name: str) -> None:
+        """Raise the ChatError that says why C{name} may not create a group now; else count the creation."""
+        limit = self.group_creations_per_minute
+        now = self.clock.seconds()
+        recent = self._creations.get(name)
+        if limit and recent:
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= limit:
+                raise ChatError(errors.GROUPS_TOO_FAST, limit=limit)
+        owned_limit = self.max_groups_owned
+        if owned_limit and sum(1 for group in self._groups.values() if group.owner == name) >= owned_limit:
+            raise ChatError(errors.TOO_MANY_GROUPS, limit=owned_limit)
+        if limit:
+            if recent is None:
+                if len(self._creations) > 4096:  # those of users who have not created lately go
+                    self._creations = {user: times for user, times in self._creations.items()
+                                       if times and times[-1] > now - 60}
+                recent = self._creations[name] = deque()
+            recent.append(now)
 
     def join_group(self, user: User, name: str) -> defer.Deferred:
         try:
@@ -653,6 +709,19 @@ class ChatRealm:
         except ChatError:
             return defer.fail()
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
+
+    def query_group_history(self, user: User, name: str, query: HistoryQuery) -> defer.Deferred:
+        """L{group_history} for any L{HistoryQuery}."""
+        try:
+            group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
+        except ChatError:
+            return defer.fail()
+        log_name, since = group.name, group.first_seq
+
+        def fetch(after, before, limit, latest):
+            return self.storage.group_range(log_name, after, before, limit, latest, since)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""

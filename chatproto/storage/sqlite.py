@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import group_where, private_where, read_conversations, read_range
 from .groupcommit import GroupCommit
 from .search import DELETED, fts5_match, scope_tokens, searchable, sql_filters
 from .worker import OneWorker, in_chunks
@@ -54,6 +55,14 @@ MIGRATIONS = [
         UNIQUE (group_key, username)
     );
     """,
+    # CHATHISTORY: any range of a conversation in the order (time, seq), and each
+    # user's conversations with activity in a span of time (TARGETS).
+    """
+    CREATE INDEX messages_by_peers_time ON messages (peers, time, seq) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE peers IS NULL;
+    CREATE INDEX messages_by_sender ON messages (sender, time) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
+    """,
     # Search (see chatproto.storage.search): the words and scope tokens of every message
     # that can be found, in FTS5 without a copy of the text (contentless); its rowid is
     # the message's time in microseconds (made unique), so that newest first is rowid
@@ -65,7 +74,7 @@ MIGRATIONS = [
     ALTER TABLE messages ADD COLUMN search_id INTEGER;
     """,
 ]
-SEARCH_VERSION = 2  # the migration that adds the search index
+SEARCH_VERSION = 3  # the migration that adds the search index
 INDEX_CHUNK = 500  # messages indexed per transaction while the backlog is built
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -365,6 +374,20 @@ class SQLiteDatabase:
         rows = self._db.execute(query, args).fetchall()
         rows.reverse()
         return [message_from_row(row) for row in rows]
+
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._run(read_range, self._rows, "?", private_where(a, b, "?"), after, before, limit, latest)
+
+    def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._run(read_range, self._rows, "?", group_where(log, since, "?"), after, before, limit,
+                         latest)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._run(read_conversations, self._rows, "?", username, list(groups), after, before, limit,
+                         latest)
+
+    def _rows(self, query, args) -> list:
+        return self._db.execute(query, args).fetchall()
 
     def backup(self, target_path: str) -> defer.Deferred:
         """SQLite's online backup into a new file, on the worker thread after every batch before it."""
