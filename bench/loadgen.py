@@ -574,14 +574,17 @@ class Worker:
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline and any(p.sent > p.delivered for p in active):
             await task.deferLater(self.reactor, 0.05, lambda: None)
+        return {"sent": sum(p.sent for p in active),
+                "delivered": sum(p.delivered for p in active), **self._finish(active)}
+
+    def _finish(self, active) -> dict:
+        """The receivers back to ignoring; the count, errors and latency sample of a run."""
         for pair in active:
             pair.receiver.chunk = pair.receiver._ignore
         sample, weight = self._sample(self.latencies)
         senders = [p.sender for p in active]
         return {
             "count": self.count,
-            "sent": sum(p.sent for p in active),
-            "delivered": sum(p.delivered for p in active),
             "errors": sum(c.errors for c in senders),
             "first_error": next((c.first_error for c in senders if c.first_error), None),
             "lat_us": sample,
@@ -637,20 +640,8 @@ class Worker:
             await all_done.addTimeout(deadline, self.reactor)
         except defer.TimeoutError:
             pass
-        for pair in active:
-            pair.receiver.chunk = pair.receiver._ignore
-        sample, weight = self._sample(self.latencies)
-        senders = [p.sender for p in active]
-        return {
-            "count": self.count,
-            "sent": sum(messages - max(p.left, 0) for p in active),
-            "t_first": t_first,
-            "t_last": self.t_last,
-            "errors": sum(c.errors for c in senders),
-            "first_error": next((c.first_error for c in senders if c.first_error), None),
-            "lat_us": sample,
-            "weight": weight,
-        }
+        return {"sent": sum(messages - max(p.left, 0) for p in active), "t_first": t_first,
+                "t_last": self.t_last, **self._finish(active)}
 
     def group_delivered(self, k, now):
         n = self.group_counts.get(k, 0) + 1

@@ -39,16 +39,15 @@ kills ergo too. Nothing is written outside SCRATCH and C{ERGO_SRC}.
 """
 
 import argparse
-import ctypes
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
+
+# The process plumbing is InspIRCd's wrapper's (this directory is on sys.path when run).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from inspircd import free_port, serve  # noqa: E402
 
 VERSION = "2.11.1"
 DEFAULT_SRC = "/tmp/ergo-src"
@@ -129,36 +128,6 @@ def write_config(directory: str, interface: str, port: int) -> str:
     return path
 
 
-def free_port(interface: str) -> int:
-    with socket.socket() as s:
-        s.bind((interface, 0))
-        return s.getsockname()[1]
-
-
-def _die_with_parent():
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def _relay(stream):
-    for line in iter(stream.readline, b""):
-        sys.stderr.buffer.write(line)
-        sys.stderr.flush()
-
-
-def wait_listening(child, interface: str, port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            return False
-        try:
-            socket.create_connection((interface, port), timeout=1).close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="ergo as a benchmark baseline")
     parser.add_argument("--dir", help="scratch directory (config, database)")
@@ -180,27 +149,8 @@ def main(argv=None) -> int:
     config = write_config(args.dir, args.interface, port)
     subprocess.run([binary, "initdb", "--conf", config, "--quiet"], cwd=args.dir, check=True,
                    stdout=sys.stderr, stderr=sys.stderr)
-    child = subprocess.Popen(
-        [binary, "run", "--conf", config], cwd=args.dir, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
-    threading.Thread(target=_relay, args=(child.stdout,), daemon=True).start()
-
-    def forward(signum, _frame):
-        if child.poll() is None:
-            child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    if not wait_listening(child, args.interface, port, args.timeout):
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        print(f"ergo did not listen on {args.interface}:{port} "
-              f"(exit status {child.returncode})", file=sys.stderr)
-        return 1
-    print(f"Server listening on {args.interface}:{port} (ergo pid {child.pid})", flush=True)
-    return child.wait()
-
+    return serve([binary, "run", "--conf", config], args.dir, args.interface, port, args.timeout,
+                 "ergo")
 
 if __name__ == "__main__":
     sys.exit(main())
