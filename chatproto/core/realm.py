@@ -38,6 +38,7 @@ from .events import (
     UserOffline,
     UserOnline,
 )
+from .history import HistoryQuery, answer
 from .interfaces import GroupRecord
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
@@ -499,6 +500,30 @@ class ChatRealm:
             return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
         return self.storage.private_history(user.name, username, min(limit, MAX_HISTORY), before)
 
+    def query_history(self, user: User, username: str, query: HistoryQuery) -> defer.Deferred:
+        """L{history} for any L{HistoryQuery}: at most L{MAX_HISTORY} messages, oldest first."""
+        if not self.is_account(username):
+            return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
+        a, b = user.name, username
+
+        def fetch(after, before, limit, latest):
+            return self.storage.private_range(a, b, after, before, limit, latest)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
+
+    def conversations(self, user: User, after: float, before: float, limit: int,
+                      latest: bool = False) -> defer.Deferred:
+        """
+        C{user}'s conversations (private ones, and the groups it has joined)
+        with a message strictly between the epoch times C{after} and
+        C{before}: a Deferred list of L{Conversation}s in the order of their
+        last such message, at most L{MAX_HISTORY} (the newest when C{latest}).
+        """
+        groups = {group.name: group.first_seq for group in self._groups.values()
+                  if group.members.get(user.name)}
+        return self.storage.conversations(user.name, list(groups.items()), after, before,
+                                          min(limit, MAX_HISTORY), latest)
+
     # Groups
 
     def group_info(self, name: str) -> GroupInfo | None:
@@ -750,6 +775,19 @@ class ChatRealm:
         except ChatError:
             return defer.fail()
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
+
+    def query_group_history(self, user: User, name: str, query: HistoryQuery) -> defer.Deferred:
+        """L{group_history} for any L{HistoryQuery}."""
+        try:
+            group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
+        except ChatError:
+            return defer.fail()
+        log_name, since = group.name, group.first_seq
+
+        def fetch(after, before, limit, latest):
+            return self.storage.group_range(log_name, after, before, limit, latest, since)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""

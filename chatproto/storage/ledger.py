@@ -247,6 +247,15 @@ class Ledger:
     def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
         return self._read(self.database.group_history, log_name, limit, before, since)
 
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._read(self.database.private_range, a, b, after, before, limit, latest)
+
+    def group_range(self, log_name, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._read(self.database.group_range, log_name, after, before, limit, latest, since)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._read(self.database.conversations, username, groups, after, before, limit, latest)
+
     def save_group(self, record: GroupRecord) -> defer.Deferred:
         text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
         record.first_seq = text_log.last_seq + 1

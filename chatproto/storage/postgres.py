@@ -25,6 +25,7 @@ from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import group_where, private_where, read_conversations, read_range
 from .worker import OneWorker
 
 try:
@@ -72,6 +73,14 @@ MIGRATIONS = [
         username TEXT PRIMARY KEY,
         until DOUBLE PRECISION NOT NULL
     );
+    """,
+    # CHATHISTORY: any range of a conversation in the order (time, seq), and each
+    # user's conversations with activity in a span of time (TARGETS).
+    """
+    CREATE INDEX messages_by_peers_time ON messages (peers, time, seq) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE peers IS NULL;
+    CREATE INDEX messages_by_sender ON messages (sender, time) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -224,6 +233,16 @@ class PostgresDatabase:
 
     def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
         return self._run(_history, "log", log, limit, before, since)
+
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._run(_range, private_where(a, b, "%s"), after, before, limit, latest)
+
+    def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._run(_range, group_where(log, since, "%s"), after, before, limit, latest)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._run(lambda db: read_conversations(_rows_of(db), "%s", username, list(groups), after,
+                                                       before, limit, latest))
 
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
@@ -387,6 +406,14 @@ def _history(db, column, value, limit, before, since=1):
     rows = db.execute(query, args).fetchall()
     rows.reverse()
     return [message_from_row(row) for row in rows]
+
+
+def _rows_of(db):
+    return lambda query, args: db.execute(query, args).fetchall()
+
+
+def _range(db, where, after, before, limit, latest):
+    return read_range(_rows_of(db), "%s", where, after, before, limit, latest)
 
 
 def _delete_checked(db, log, seq, author) -> str:

@@ -14,6 +14,7 @@ from twisted.internet import defer
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import group_where, private_where, read_conversations, read_range
 from .groupcommit import GroupCommit
 from .worker import OneWorker
 
@@ -47,6 +48,14 @@ MIGRATIONS = [
         joined INTEGER NOT NULL,
         UNIQUE (group_key, username)
     );
+    """,
+    # CHATHISTORY: any range of a conversation in the order (time, seq), and each
+    # user's conversations with activity in a span of time (TARGETS).
+    """
+    CREATE INDEX messages_by_peers_time ON messages (peers, time, seq) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE peers IS NULL;
+    CREATE INDEX messages_by_sender ON messages (sender, time) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -201,6 +210,20 @@ class SQLiteDatabase:
         rows = self._db.execute(query, args).fetchall()
         rows.reverse()
         return [message_from_row(row) for row in rows]
+
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._run(read_range, self._rows, "?", private_where(a, b, "?"), after, before, limit, latest)
+
+    def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._run(read_range, self._rows, "?", group_where(log, since, "?"), after, before, limit,
+                         latest)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._run(read_conversations, self._rows, "?", username, list(groups), after, before, limit,
+                         latest)
+
+    def _rows(self, query, args) -> list:
+        return self._db.execute(query, args).fetchall()
 
     def backup(self, target_path: str) -> defer.Deferred:
         """SQLite's online backup into a new file, on the worker thread after every batch before it."""

@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
 from ...core.interfaces import ISession
-from ..limits import CommandRate, ConnectionCaps, default_burst
+from ..limits import CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
 from .texts import error_text, event_line, history_line
@@ -216,6 +216,7 @@ class ChatLineProtocol(LineReceiver):
         self._transport_paused = False  # nothing is read from the socket either
         self._pauses = NO_PAUSES  # why input is not read: "login", "turn", "rate", "closing"
         self._lines_this_turn = 0
+        self._bytes_this_turn = 0
         self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
         self._lines_before_login = 0
         self._deadline = None  # the login deadline's IDelayedCall
@@ -394,11 +395,11 @@ class ChatLineProtocol(LineReceiver):
                     if len(buffer) - offset > self.max_length():
                         self._buffer, self._offset = b"", 0
                         self._discarding = True
-                        self._take_turn()
+                        self._take_turn(len(buffer) - offset)
                         if not self._count_before_login():
                             self.err("Line too long")
                     break
-                self._take_turn()
+                self._take_turn(end - offset + 1)
                 if self.paused:
                     break
                 self._offset = end + 1
@@ -416,19 +417,22 @@ class ChatLineProtocol(LineReceiver):
         """The longest line read: small until the user has logged in."""
         return self.MAX_LENGTH if self.user is not None else MAX_LINE_BEFORE_LOGIN + 1
 
-    def _take_turn(self) -> None:
+    def _take_turn(self, size: int) -> None:
         """
-        Before each line: a connection gets C{LINES_PER_TURN} lines a reactor
-        turn (then its input waits for the next turn, after everyone's output
-        of this one), and with a command rate, a token per line (without one,
+        Before each line (of C{size} bytes): a connection gets
+        C{LINES_PER_TURN} lines and C{BYTES_PER_TURN} bytes a reactor turn
+        (then its input waits for the next turn, after everyone's output of
+        this one), and with a command rate, a token per line (without one,
         its input waits for the next token: nothing is read, nothing answered).
         """
         turn = self.output.batch.turns
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
+            self._bytes_this_turn = 0
         self._lines_this_turn += 1
-        if self._lines_this_turn > LINES_PER_TURN:
+        self._bytes_this_turn += size
+        if over_turn(self._lines_this_turn, self._bytes_this_turn, LINES_PER_TURN):
             self._wait("turn", 0)
             return
         rate = self.rate
