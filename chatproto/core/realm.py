@@ -42,6 +42,7 @@ from .history import HistoryQuery, answer
 from .interfaces import GroupRecord
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
 log = Logger()
@@ -59,24 +60,6 @@ MAX_HISTORY = 500
 MAX_GROUPS_OWNED = 100
 GROUP_CREATIONS_PER_MINUTE = 10
 MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
-# Control characters and line separators would break a record (one line for any reader).
-_LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
-
-
-def single_line(text: str) -> str:
-    """
-    The text of a message as it is stored and shown: control characters and
-    line breaks become spaces (a record stays one line), and invisible or
-    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
-    format characters) become a visible C{<U+202E>}, so that nobody can hide
-    or reverse text in someone else's view.
-    """
-    if text.isprintable():
-        return text
-    text = text.translate(_LINE_BREAKS)
-    if text.isprintable():
-        return text
-    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
