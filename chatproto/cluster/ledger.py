@@ -149,6 +149,8 @@ class ClusterLedger(Ledger):
                 result = None
             d.callback(result)
 
+    accepts_waiters = False  # append_private returns a Deferred (the SEQ comes from the database)
+
     def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
         op = ("msg", PRIVATE_LOG, None, timestamp, time, sender, recipient, text)
         return self._message(self.logs.messagelog, op)

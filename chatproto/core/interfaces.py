@@ -98,8 +98,11 @@ class IChatStorage(Interface):
     def groups():
         """A Deferred list of L{GroupRecord}s: every group that exists."""
 
-    def append_private(sender, recipient, timestamp, time, text):
-        """Store one private message; a Deferred firing with its SEQ."""
+    def append_private(sender, recipient, timestamp, time, text, waiter=None):
+        """Store one private message; a Deferred firing with its SEQ. A storage
+        whose C{accepts_waiters} is true takes a C{waiter} instead (an object
+        with C{callback(seq)} and C{errback(error)}, called as the Deferred
+        would fire) and returns None."""
 
     def append_group(log_name, sender, timestamp, time, text):
         """Store one group message; a Deferred firing with its SEQ."""
