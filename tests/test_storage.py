@@ -473,7 +473,8 @@ class PostgresMigrationTests(NeedsPostgres, SynchronousTestCase):
         self.assertEqual(database.blocks(0.0), [])
         self.assertEqual(database.last_seq(""), 1)
         with psycopg.connect(url) as db:
-            self.assertEqual(db.execute("SELECT value FROM meta").fetchone()[0], str(PG_SCHEMA_VERSION))
+            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0],
+                             str(PG_SCHEMA_VERSION))
 
 
 

@@ -113,8 +113,11 @@ class IChatStorage(IBanStore):
     def groups():
         """A Deferred list of L{GroupRecord}s: every group that exists."""
 
-    def append_private(sender, recipient, timestamp, time, text):
-        """Store one private message; a Deferred firing with its SEQ."""
+    def append_private(sender, recipient, timestamp, time, text, waiter=None):
+        """Store one private message; a Deferred firing with its SEQ. A storage
+        whose C{accepts_waiters} is true takes a C{waiter} instead (an object
+        with C{callback(seq)} and C{errback(error)}, called as the Deferred
+        would fire) and returns None."""
 
     def append_group(log_name, sender, timestamp, time, text):
         """Store one group message; a Deferred firing with its SEQ."""
@@ -151,6 +154,10 @@ class IChatStorage(IBanStore):
         of those times: at most C{limit}, the newest when C{latest}, else the
         oldest.
         """
+
+    def search(query):
+        """A Deferred list of the L{Message}s that match a
+        L{chatproto.core.search.SearchQuery}, newest first."""
 
     def save_group(record):
         """A new group (L{GroupRecord}); its log is created, and C{record.first_seq} set

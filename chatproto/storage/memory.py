@@ -8,6 +8,7 @@ from twisted.internet import defer
 from ..core.events import GROUP, PRIVATE, Message
 from ..core.interfaces import Conversation
 from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key, pick_conversations, range_key
+from .search import matches
 
 
 class MemoryDatabase:
@@ -16,6 +17,7 @@ class MemoryDatabase:
     def __init__(self):
         self._messages: dict[str, dict[int, list]] = {}  # log -> seq -> row
         self._by_peers: dict[str, list] = {}  # peers -> [row] in SEQ order
+        self._stored: list = []  # every row, in the order stored (search scans it backwards)
         self._groups: dict[str, GroupRecord] = {}
         self._bans: dict[str, float] = {}
 
@@ -52,6 +54,7 @@ class MemoryDatabase:
     def _op_msg(self, log, seq, timestamp, time, sender, recipient, text):
         row = [log, seq, timestamp, time, sender, recipient, text]
         self._messages.setdefault(log, {})[seq] = row
+        self._stored.append(row)
         if log == PRIVATE_LOG and recipient is not None:
             self._by_peers.setdefault(peers_key(sender, recipient), []).append(row)
 
@@ -116,6 +119,21 @@ class MemoryDatabase:
             if times:
                 found.append(Conversation(GROUP, log, max(times)))
         return defer.succeed(pick_conversations(found, limit, latest))
+
+    def search(self, query):
+        """The messages of a L{SearchQuery}, newest first: a scan, the reference for the indexes."""
+        found = []
+        if not query.is_empty():
+            for row in reversed(self._stored):
+                if matches(query, *row[:2], row[3], *row[4:]):
+                    found.append(message_from_row(row))
+                    if len(found) == query.limit:
+                        break
+        return defer.succeed(found)
+
+    def start_indexing(self) -> defer.Deferred:
+        """Nothing to index: every search is a scan."""
+        return defer.succeed(None)
 
     def close(self) -> defer.Deferred:
         return defer.succeed(None)

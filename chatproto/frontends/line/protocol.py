@@ -72,10 +72,6 @@ def sent_at_line(timestamp: str) -> bytes:
     return _sent_at[1]
 
 
-def _sent_at_reply(message) -> bytes:
-    return sent_at_line(message.timestamp)
-
-
 _rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
 
 
@@ -153,6 +149,38 @@ def name_and_count(args: str, command: str) -> tuple[str, int]:
 def error_line(error: ChatError, command: str) -> bytes:
     text = error.text if isinstance(error, UsageError) else error_text(error, command)
     return line("ERR", text)
+
+
+class _Reply:
+    """A reply's place in the order of the commands: its bytes, None until they are known."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data=None):
+        self.data = data
+
+
+class _SentReply(_Reply):
+    """
+    The place of a /msgto's reply, filled by the core when the message is
+    durable (L{ChatRealm.send_private}'s C{reply}): no Deferred, callbacks or
+    closure per message.
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol):
+        self.data = None
+        self.protocol = protocol
+
+    def answered(self, message) -> None:
+        self.data = sent_at_line(message.timestamp)
+        self.protocol._release()
+
+    def refused(self, error) -> None:
+        self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
+                     else line("ERR", "Server error"))
+        self.protocol._release()
 
 
 @implementer(ISession)
@@ -268,7 +296,7 @@ class ChatLineProtocol(LineReceiver):
 
     def _reply(self, data: bytes) -> None:
         if self._replies:
-            self._replies.append([data])
+            self._replies.append(_Reply(data))
         else:
             self.output.write(data)
             self._close_if_done()
@@ -281,30 +309,33 @@ class ChatLineProtocol(LineReceiver):
 
     def _later(self, d, render, command: str) -> None:
         """Reply with C{render(result)} when C{d} fires, or with its error; in order."""
-        slot = [None]
+        slot = _Reply()
+        self._queue_reply(slot)
+        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
+
+    def _queue_reply(self, slot) -> None:
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
-        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
 
     def _answered(self, result, slot, render) -> None:
-        slot[0] = render(result)
+        slot.data = render(result)
         self._release()
 
     def _refused(self, failure, slot, command) -> None:
         if failure.check(ChatError):
-            slot[0] = error_line(failure.value, command)
+            slot.data = error_line(failure.value, command)
         else:
             log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-            slot[0] = line("ERR", "Server error")
+            slot.data = line("ERR", "Server error")
         self._release()
 
     def _release(self) -> None:
         replies = self._replies
         if replies is None:
             return  # gone
-        while replies and replies[0][0] is not None:
-            self.output.write(replies.popleft()[0])
+        while replies and replies[0].data is not None:
+            self.output.write(replies.popleft().data)
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()
@@ -542,7 +573,14 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
+        # No Deferred per message: the core fills the reply's place (issue 25).
+        reply = _SentReply(self)
+        self._queue_reply(reply)
+        try:
+            self.chat.send_private(self.user, username, message, reply)
+        except Exception:  # noqa: BLE001 - the place is filled all the same: replies stay in order
+            log.failure("handling /msgto from {user}", user=self.user_name)
+            reply.refused(None)
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
