@@ -42,6 +42,7 @@ from .history import HistoryQuery, answer
 from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .search import MAX_RESULTS, SearchQuery, search_words
 from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
@@ -778,6 +779,38 @@ class ChatRealm:
             return self.storage.group_range(log_name, after, before, limit, latest, since)
 
         return answer(query, fetch, min(query.limit, MAX_HISTORY))
+
+    def search(self, user: User, text: str, in_: str | None = None, limit: int = MAX_RESULTS,
+               sender: str | None = None, before: float | None = None,
+               after: float | None = None) -> defer.Deferred:
+        """
+        The messages C{user} can read whose text has a word beginning with
+        each word of C{text} (case and accents ignored), newest first, at most
+        L{MAX_RESULTS}: the private messages they sent or received and those
+        of the groups they have joined now (not one they left or were only
+        invited to). C{in_}: one conversation, C{#GROUP}, or a name (a user's
+        first, else a group's); refused as L{history} and L{group_history}.
+        C{sender}, C{before}, C{after} (epoch seconds): narrower still.
+        """
+        query = SearchQuery(search_words(text), user.name, limit=max(0, min(limit, MAX_RESULTS)),
+                            sender=sender, before=before, after=after)
+        if in_ is None:
+            query.groups = {group.name: group.first_seq for group in self._groups.values()
+                            if group.members.get(user.name)}
+        elif not in_.startswith("#") and (self.is_account(in_) or in_.lower() not in self._groups):
+            if not self.is_account(in_):
+                return defer.fail(ChatError(errors.NO_SUCH_USER, name=in_))
+            query.peer = in_
+        else:
+            try:
+                group = self._joined_group(user, in_.removeprefix("#"), errors.HISTORY_NOT_JOINED)
+            except ChatError:
+                return defer.fail()
+            query.private = False
+            query.groups = {group.name: group.first_seq}
+        if query.is_empty():
+            return defer.succeed([])
+        return self.storage.search(query)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
