@@ -39,7 +39,7 @@ from .events import (
     UserOnline,
 )
 from .history import HistoryQuery, answer
-from .interfaces import GroupRecord
+from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
 from .search import MAX_RESULTS, SearchQuery, search_words
@@ -158,9 +158,13 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param admins: the account names that may kick, ban and announce.
+    @param bans: the L{IBanStore} that keeps bans; by default C{storage}
+        (or, when it keeps none, this process's memory).
     """
 
-    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None):
+    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
+                 admins=(), bans=None):
         self.accounts = accounts
         self.storage = storage
         # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
@@ -181,14 +185,16 @@ class ChatRealm:
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
-        self.admins: set[str] = set()  # account names that may kick, ban and announce
-        self.bans = Bans(clock)  # the server gives it a store in the data directory
+        self.admins: set[str] = set(admins)  # account names that may kick, ban and announce
+        if bans is None and IBanStore.providedBy(storage):
+            bans = storage
+        self.bans = Bans(clock, bans)  # loaded by start()
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
-        """Load the groups from storage."""
+        """Load the groups from storage, and the bans."""
 
         def loaded(records):
             for record in records:
@@ -196,7 +202,8 @@ class ChatRealm:
                                                  {name: joined for name, joined in record.members},
                                                  record.first_seq)
 
-        return self.storage.groups().addCallback(loaded)
+        return defer.gatherResults([self.storage.groups().addCallback(loaded), self.bans.load()],
+                                   consumeErrors=True)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
@@ -964,35 +971,37 @@ class ChatRealm:
             seconds = parse_duration(duration)
         except ChatError:
             return defer.fail()
-        try:
-            until = self.bans.ban(username, seconds)
-        except OSError:
-            log.failure("Cannot save the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        ends = None if until == FOREVER else format_timestamp(until)
-        log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
-                 until=ends or "forever")
-        self._notify("admin", "ban")
-        user = self._active.get(username)
-        if user is None:
-            return defer.succeed(ends)
-        notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
-                  else BANNED_FOREVER_NOTICE.format(admin=admin.name))
-        return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        def banned(until):
+            ends = None if until == FOREVER else format_timestamp(until)
+            log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
+                     until=ends or "forever")
+            self._notify("admin", "ban")
+            user = self._active.get(username)
+            if user is None:
+                return ends
+            notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
+                      else BANNED_FOREVER_NOTICE.format(admin=admin.name))
+            return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        return self.bans.ban(username, seconds).addCallbacks(banned, _not_saved, errbackArgs=(
+            "Cannot save the ban of {username}", username))
 
     def unban(self, admin: User, username: str) -> defer.Deferred:
         try:
             self._check_admin(admin, "unban")
-            if not self.bans.unban(username):
-                raise ChatError(errors.NOT_BANNED, name=username)
         except ChatError:
             return defer.fail()
-        except OSError:
-            log.failure("Cannot save the end of the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
-        self._notify("admin", "unban")
-        return defer.succeed(username)
+
+        def lifted(was_banned):
+            if not was_banned:
+                raise ChatError(errors.NOT_BANNED, name=username)
+            log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
+            self._notify("admin", "unban")
+            return username
+
+        return self.bans.unban(username).addCallbacks(lifted, _not_saved, errbackArgs=(
+            "Cannot save the end of the ban of {username}", username))
 
     def announce_by(self, admin: User, text: str) -> defer.Deferred:
         """L{announce} for an administrator; fire with the number of users told."""
@@ -1009,6 +1018,14 @@ class ChatRealm:
     def close(self) -> defer.Deferred:
         self.lockout.stop()
         return self.storage.close()
+
+
+def _not_saved(failure, what: str, username: str):
+    """A change the storage could not keep: C{not-saved} for the user (logged, unless the storage did)."""
+    if failure.check(ChatError):
+        return failure
+    log.failure(what, failure, username=username)
+    raise ChatError(errors.NOT_SAVED)
 
 
 __all__ = ["ChatRealm", "IUsernamePassword", "User"]

@@ -87,6 +87,12 @@ MIGRATIONS = [
     CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
     """,
     lambda db: _add_search(db),
+    """
+    CREATE TABLE bans (               -- administrators' bans: until when (epoch seconds; 'Infinity')
+        username TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    );
+    """,
 ]
 SEARCH_VERSION = 4  # the migration that adds the search index
 INDEX_CHUNK = 2000  # positions walked per transaction while the backlog is indexed
@@ -189,6 +195,10 @@ class PostgresDatabase:
             if key in groups:
                 groups[key].members.append([username, bool(joined)])
         return list(groups.values())
+
+    def bans(self) -> list:
+        """Every ban: C{(username, until)} (start-up, synchronous)."""
+        return self._guarded(lambda db: db.execute("SELECT username, until FROM bans ORDER BY username").fetchall())
 
     def last_seq(self, log: str) -> int:
         row = self._connection().execute("SELECT MAX(seq) FROM messages WHERE log = %s", (log,)).fetchone()
@@ -408,6 +418,12 @@ def _commit(db, ops, node=None) -> list:
                 cursor.execute("DELETE FROM members WHERE group_key = %s AND username = %s", op[1:])
             elif kind == "ungroup":
                 cursor.execute("DELETE FROM groups WHERE key = %s", op[1:])
+            elif kind == "ban":
+                cursor.execute("INSERT INTO bans (username, until) VALUES (%s, %s) "
+                               "ON CONFLICT (username) DO UPDATE SET until = excluded.until",
+                               op[1:])
+            elif kind == "unban":
+                cursor.execute("DELETE FROM bans WHERE username = %s", op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs
