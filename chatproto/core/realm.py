@@ -18,6 +18,7 @@ from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from . import errors
@@ -41,10 +42,12 @@ from .events import (
     UserOnline,
 )
 from .history import HistoryQuery, answer
-from .interfaces import GroupRecord
+from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .markers import ReadMarkers
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .search import MAX_RESULTS, SearchQuery, search_words
+from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
 log = Logger()
@@ -65,24 +68,6 @@ MAX_HISTORY = 500
 MAX_GROUPS_OWNED = 100
 GROUP_CREATIONS_PER_MINUTE = 10
 MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
-# Control characters and line separators would break a record (one line for any reader).
-_LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
-
-
-def single_line(text: str) -> str:
-    """
-    The text of a message as it is stored and shown: control characters and
-    line breaks become spaces (a record stays one line), and invisible or
-    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
-    format characters) become a visible C{<U+202E>}, so that nobody can hide
-    or reverse text in someone else's view.
-    """
-    if text.isprintable():
-        return text
-    text = text.translate(_LINE_BREAKS)
-    if text.isprintable():
-        return text
-    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
@@ -155,6 +140,48 @@ class AlreadyLoggedIn(Exception):
     pass
 
 
+class _PrivateSend:
+    """
+    One private message waiting for its batch to be durable: the storage's
+    waiter (C{callback(seq)} / C{errback(error)}, what it would call on a
+    Deferred), without a Deferred's machinery (issue 25).
+    """
+
+    __slots__ = ("realm", "sender", "recipient", "username", "timestamp", "now", "text", "reply")
+
+    def __init__(self, realm, sender, recipient, username, timestamp, now, text, reply):
+        self.realm = realm
+        self.sender = sender
+        self.recipient = recipient
+        self.username = username
+        self.timestamp = timestamp
+        self.now = now
+        self.text = text
+        self.reply = reply
+
+    def callback(self, seq) -> None:
+        try:
+            message = self.realm._private_stored(seq, self.sender, self.recipient, self.username,
+                                                 self.timestamp, self.now, self.text)
+            self.reply.answered(message)
+        except Exception:  # noqa: BLE001 - the batch's other waiters are called all the same
+            log.failure("after storing a message from {username}", username=self.sender.name)
+
+    def errback(self, error) -> None:
+        try:
+            self.reply.refused(error.value if isinstance(error, Failure) else error)
+        except Exception:  # noqa: BLE001 - as above
+            log.failure("after failing to store a message from {username}",
+                        username=self.sender.name)
+
+
+def _refused_with_error(failure, reply) -> None:
+    """A Deferred's failure to a C{reply} object: a ChatError, or the failure logged."""
+    if not failure.check(ChatError):
+        log.failure("sending a private message", failure)
+    reply.refused(failure.value)
+
+
 @implementer(IRealm)
 class ChatRealm:
     """
@@ -162,14 +189,20 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param admins: the account names that may kick, ban and announce.
+    @param bans: the L{IBanStore} that keeps bans; by default C{storage}
+        (or, when it keeps none, this process's memory).
     """
 
     def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
-                 max_sessions: int = DEFAULT_MAX_SESSIONS, offline_messages: bool = False):
+                 admins=(), bans=None, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 offline_messages: bool = False):
         self.max_sessions = max_sessions  # sessions one account may have at once
         self.offline_messages = offline_messages  # private messages to inactive users are kept for them
         self.accounts = accounts
         self.storage = storage
+        # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
+        self._waiters = getattr(storage, "accepts_waiters", False)
         self.clock = clock
         self.lockout = LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
@@ -189,14 +222,16 @@ class ChatRealm:
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
-        self.admins: set[str] = set()  # account names that may kick, ban and announce
-        self.bans = Bans(clock)  # the server gives it a store in the data directory
+        self.admins: set[str] = set(admins)  # account names that may kick, ban and announce
+        if bans is None and IBanStore.providedBy(storage):
+            bans = storage
+        self.bans = Bans(clock, bans)  # loaded by start()
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
-        """Load the groups from storage."""
+        """Load the groups from storage, and the bans."""
 
         def loaded(records):
             for record in records:
@@ -204,7 +239,8 @@ class ChatRealm:
                                                  {name: joined for name, joined in record.members},
                                                  record.first_seq)
 
-        return self.storage.groups().addCallback(loaded)
+        return defer.gatherResults([self.storage.groups().addCallback(loaded), self.bans.load()],
+                                   consumeErrors=True)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
@@ -557,30 +593,51 @@ class ChatRealm:
             raise ChatError(errors.NOT_ACTIVE, name=username)
         return recipient
 
-    def send_private(self, sender: User, username: str, text: str) -> defer.Deferred:
-        """Store one private message, then deliver it; fire with the L{Message}."""
+    def send_private(self, sender: User, username: str, text: str, reply=None):
+        """
+        Store one private message, then deliver it; fire with the L{Message}.
+
+        With C{reply} (an object with C{answered(message)} and C{refused(error)}),
+        no Deferred is made: C{reply.answered} is called once the message is
+        durable and delivered, C{reply.refused} with the L{ChatError} otherwise
+        (at once when the recipient is wrong), and None is returned. A front end
+        whose pipelined messages each wait on their batch saves a Deferred, its
+        callbacks and a closure per message that way (issue 25).
+        """
         try:
             recipient = self._recipient(sender, username, errors.TO_SELF)
         except ChatError as e:
             if not (e.code == errors.NOT_ACTIVE and self.offline_messages):
-                return defer.fail()
+                if reply is None:
+                    return defer.fail()
+                reply.refused(e)
+                return None
             recipient = None  # kept for them: unread at their next login
         text = single_line(text)
         timestamp, now = self._now()
+        if reply is not None and self._waiters:
+            self.storage.append_private(sender.name, username, timestamp, now, text,
+                                        _PrivateSend(self, sender, recipient, username, timestamp,
+                                                     now, text, reply))
+            return None
         d = self.storage.append_private(sender.name, username, timestamp, now, text)
+        d.addCallback(self._private_stored, sender, recipient, username, timestamp, now, text)
+        if reply is not None:
+            d.addCallbacks(reply.answered, _refused_with_error, errbackArgs=(reply,))
+            return None
+        return d
 
-        def stored(seq):
-            message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-            delivered = recipient is not None and not recipient.gone
-            if delivered:
-                self._deliver(recipient, message)
-            if sender.peers is not None:
-                self._echo(sender, Sent(message))
-            for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
-                observer("message", PRIVATE, delivered)
-            return message
-
-        return d.addCallback(stored)
+    def _private_stored(self, seq, sender, recipient, username, timestamp, now, text) -> Message:
+        """A private message is durable: deliver it (and show it on the sender's other sessions); return it."""
+        message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
+        delivered = recipient is not None and not recipient.gone
+        if delivered:
+            self._deliver(recipient, message)
+        if sender.peers is not None:
+            self._echo(sender, Sent(message))
+        for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
+            observer("message", PRIVATE, delivered)
+        return message
 
     def offer_file(self, presenter: User, username: str, filename: str) -> defer.Deferred:
         """
@@ -910,6 +967,38 @@ class ChatRealm:
 
         return answer(query, fetch, min(query.limit, MAX_HISTORY))
 
+    def search(self, user: User, text: str, in_: str | None = None, limit: int = MAX_RESULTS,
+               sender: str | None = None, before: float | None = None,
+               after: float | None = None) -> defer.Deferred:
+        """
+        The messages C{user} can read whose text has a word beginning with
+        each word of C{text} (case and accents ignored), newest first, at most
+        L{MAX_RESULTS}: the private messages they sent or received and those
+        of the groups they have joined now (not one they left or were only
+        invited to). C{in_}: one conversation, C{#GROUP}, or a name (a user's
+        first, else a group's); refused as L{history} and L{group_history}.
+        C{sender}, C{before}, C{after} (epoch seconds): narrower still.
+        """
+        query = SearchQuery(search_words(text), user.name, limit=max(0, min(limit, MAX_RESULTS)),
+                            sender=sender, before=before, after=after)
+        if in_ is None:
+            query.groups = {group.name: group.first_seq for group in self._groups.values()
+                            if group.members.get(user.name)}
+        elif not in_.startswith("#") and (self.is_account(in_) or in_.lower() not in self._groups):
+            if not self.is_account(in_):
+                return defer.fail(ChatError(errors.NO_SUCH_USER, name=in_))
+            query.peer = in_
+        else:
+            try:
+                group = self._joined_group(user, in_.removeprefix("#"), errors.HISTORY_NOT_JOINED)
+            except ChatError:
+                return defer.fail()
+            query.private = False
+            query.groups = {group.name: group.first_seq}
+        if query.is_empty():
+            return defer.succeed([])
+        return self.storage.search(query)
+
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
         return self.storage.delete_message(None, seq, user.name).addCallback(lambda _: None)
@@ -1074,35 +1163,37 @@ class ChatRealm:
             seconds = parse_duration(duration)
         except ChatError:
             return defer.fail()
-        try:
-            until = self.bans.ban(username, seconds)
-        except OSError:
-            log.failure("Cannot save the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        ends = None if until == FOREVER else format_timestamp(until)
-        log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
-                 until=ends or "forever")
-        self._notify("admin", "ban")
-        user = self._active.get(username)
-        if user is None:
-            return defer.succeed(ends)
-        notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
-                  else BANNED_FOREVER_NOTICE.format(admin=admin.name))
-        return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        def banned(until):
+            ends = None if until == FOREVER else format_timestamp(until)
+            log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
+                     until=ends or "forever")
+            self._notify("admin", "ban")
+            user = self._active.get(username)
+            if user is None:
+                return ends
+            notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
+                      else BANNED_FOREVER_NOTICE.format(admin=admin.name))
+            return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        return self.bans.ban(username, seconds).addCallbacks(banned, _not_saved, errbackArgs=(
+            "Cannot save the ban of {username}", username))
 
     def unban(self, admin: User, username: str) -> defer.Deferred:
         try:
             self._check_admin(admin, "unban")
-            if not self.bans.unban(username):
-                raise ChatError(errors.NOT_BANNED, name=username)
         except ChatError:
             return defer.fail()
-        except OSError:
-            log.failure("Cannot save the end of the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
-        self._notify("admin", "unban")
-        return defer.succeed(username)
+
+        def lifted(was_banned):
+            if not was_banned:
+                raise ChatError(errors.NOT_BANNED, name=username)
+            log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
+            self._notify("admin", "unban")
+            return username
+
+        return self.bans.unban(username).addCallbacks(lifted, _not_saved, errbackArgs=(
+            "Cannot save the end of the ban of {username}", username))
 
     def announce_by(self, admin: User, text: str) -> defer.Deferred:
         """L{announce} for an administrator; fire with the number of users told."""
@@ -1119,6 +1210,14 @@ class ChatRealm:
     def close(self) -> defer.Deferred:
         self.lockout.stop()
         return self.storage.close()
+
+
+def _not_saved(failure, what: str, username: str):
+    """A change the storage could not keep: C{not-saved} for the user (logged, unless the storage did)."""
+    if failure.check(ChatError):
+        return failure
+    log.failure(what, failure, username=username)
+    raise ChatError(errors.NOT_SAVED)
 
 
 __all__ = ["ChatRealm", "IUsernamePassword", "User"]

@@ -118,8 +118,9 @@ class ChatService(service.Service):
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
                  durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
-                 database: str = DEFAULT_DATABASE, cluster=None, sessions=None):
+                 database: str = DEFAULT_DATABASE, cluster=None, admins=(), sessions=None):
         self.limits = limits or {}
+        self.admins = tuple(admins)  # accounts that may kick, ban and announce
         self.sessions = sessions or {}  # ChatRealm's max_sessions, offline_messages
         self.cluster = cluster  # (host, port, db) of Redis: one node of a cluster
         self.bus = None
@@ -149,12 +150,13 @@ class ChatService(service.Service):
             remove_stale_temporaries(self.data_dir, is_server_file)
             credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
             remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
-            accounts = CredentialsFile(self.credentials_path).load()
             reactor = self.clock if hasattr(self.clock, "callFromThread") else None
+            accounts = CredentialsFile(self.credentials_path, reactor).load()
             if self.cluster is None:
                 database = open_database(self.database_url, self.data_dir, reactor, self.durable)
                 self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
-                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, **self.sessions)
+                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                                      **self.sessions)
             else:
                 self._load_node(accounts, reactor)
             self.chat.start()
@@ -164,6 +166,8 @@ class ChatService(service.Service):
             raise
         log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
                  database=self.database_url)
+        if self.admins:
+            log.info("Administrators: {names}", names=" ".join(sorted(self.admins)))
 
     def _load_node(self, accounts, reactor) -> None:
         """One node of a cluster: PostgreSQL gives the SEQs, Redis carries presence and deliveries."""
@@ -175,7 +179,8 @@ class ChatService(service.Service):
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
-        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, **self.sessions)
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                              **self.sessions)
         self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
         self.bus.install()
 
@@ -278,7 +283,7 @@ class ListeningService(service.Service):
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None,
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None, admins=(),
                   sessions=None):
     """
     The whole server: the chat service, the line protocol on C{listen}, and
@@ -290,7 +295,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
                                max_output=max_output, limits=limits, database=database, cluster=cluster,
-                               sessions=sessions)
+                               admins=admins, sessions=sessions)
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
@@ -308,8 +313,8 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
 class Options(ConfigurableOptions, usage.Options):
     """C{twistd chat} options."""
 
-    synopsis = ("[--port N | --listen ENDPOINT] [--irc-listen ENDPOINT] --attempts N --credentials FILE "
-                "--data-dir DIR")
+    synopsis = ("[--port N | --listen ENDPOINT] [--irc-port N | --irc-listen ENDPOINT] "
+                "[--web-port N | --web-listen ENDPOINT] --attempts N --credentials FILE --data-dir DIR")
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
@@ -381,7 +386,8 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"], cluster=options["cluster"],
-        sessions=options["sessions"], front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
+        admins=options.get("admins") or (), sessions=options["sessions"],
+        front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
     try:

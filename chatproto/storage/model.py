@@ -28,6 +28,8 @@ class DatabaseError(Exception):
 #   ("member", key, username, joined)
 #   ("unmember", key, username)
 #   ("ungroup", key)
+#   ("ban", username, until)     until: epoch seconds, or math.inf (forever)
+#   ("unban", username)
 #   ("mark", username, conversation, seq)   a read marker, only forward
 
 
