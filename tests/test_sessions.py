@@ -19,6 +19,7 @@ TS = r"01 Jun 2022 \d{2}:\d{2}:\d{2}"
 class Watcher(OtherSession):
     """A session that wants presence events about everyone (as the page does)."""
 
+    frontend = "web"
     wants_presence = True
 
 
@@ -325,3 +326,25 @@ class ReadMarkerTests(SynchronousTestCase):
         hans.send("/msgto Yoda one")
         hans.send("/msgto Yoda two")
         self.assertEqual(f.login("Yoda", "wise@!man").send("/unread"), ["DATA Hans 2", "OK"])
+
+
+class MetricsTests(SynchronousTestCase):
+    def test_active_users_count_sessions_by_front_end(self):
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        from chatproto.server.metrics import ChatMetrics
+
+        f = ChatFixture(self)
+        f.login("Yoda", "wise@!man")
+        f.login("Yoda", "wise@!man")
+        f.chat.login("Yoda", "wise@!man", Watcher())
+        f.clock.advance(0)
+
+        class Service:
+            chat, storage, factories = f.chat, f.storage, [f.factory]
+
+        registry = CollectorRegistry()
+        registry.register(ChatMetrics(Service()))
+        text = generate_latest(registry).decode()
+        self.assertIn('chatproto_active_users{frontend="line"} 2.0', text)
+        self.assertIn('chatproto_active_users{frontend="web"} 1.0', text)
