@@ -187,3 +187,43 @@ def test_unread_survives_a_restart_and_shows_at_login(cleanup):
     while "unread: 2:Hans" in screen.text():  # the status line clears: read on another device
         assert time.monotonic() < deadline, screen.text()
         screen.pump(0.05)
+
+
+from twisted.trial.unittest import SynchronousTestCase  # noqa: E402
+
+from tests import test_e2e_cluster as cluster  # noqa: E402 - its helpers, not its tests
+from tests.services import NeedsPostgres, NeedsRedis  # noqa: E402
+
+
+class AcrossClusterNodesTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
+    """Two real nodes on Redis and PostgreSQL: away and read markers hold on both."""
+
+    setUp = cluster.ClusterTests.setUp
+    node = cluster.ClusterTests.node
+    login = cluster.ClusterTests.login
+
+    def test_away_and_read_markers_on_every_node(self):
+        a, b = self.node(), self.node()
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        yoda.command("/away gone fishing", "You are marked as away.")
+        hans.command("/msgto Yoda are you there?", "Yoda is away: gone fishing", re.compile("^message sent at"))
+        hans.command("/msgto Yoda and now?", "Yoda is away: gone fishing", re.compile("^message sent at"))
+        yoda.command("/away", "You are no longer marked as away.")
+        hans.command("/msgto Yoda back?", re.compile("^message sent at"))
+        yoda.command("/unread", "Hans 3")
+        yoda.command("/read Hans 2")  # a bare OK: nothing to show
+        yoda.send("/logout")
+        yoda.expect("Bye, Yoda!")
+        self.assertEqual(yoda.wait(), 0)
+        # Node B hears of the logout (Redis released the name before telling it): Yoda is inactive.
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            hans.send("/users")
+            found = hans.expect(re.compile(r"^Yoda (in)?active$"))
+            hans.expect_prompt()
+            if found.group(1) or time.monotonic() > deadline:
+                break
+        # On the other node: the marker (in PostgreSQL) holds.
+        again = self.login(b, "Yoda", "wise@!man")
+        again.command("/unread", "Hans 1")
