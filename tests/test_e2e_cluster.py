@@ -136,10 +136,17 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
 
     def test_lockout_counted_across_nodes(self):
         a, b = self.node(attempts=2), self.node(attempts=2)
-        self.try_login(a, "Yoda", "wrong", "Invalid Password. Please try again")
-        self.try_login(b, "Yoda", "wrong", "Invalid Password. Your account has been blocked. Please try again later")
-        self.try_login(a, "Yoda", "wise@!man",
-                       "Your account is blocked due to multiple login failures. Please try again later")
+        # Two nodes failing the same account at the same moment count two.
+        sockets = [socket.create_connection((node.host, node.port), timeout=10) for node in (a, b)]
+        for s in sockets:
+            self.addCleanup(s.close)
+            s.sendall(b"LOGIN Yoda wrong 7000\n")
+        answers = sorted(s.makefile("rb").readline().decode().strip() for s in sockets)
+        self.assertEqual(answers, ["ERR Invalid Password. Please try again",
+                                   "ERR Invalid Password. Your account has been blocked. Please try again later"])
+        for node in (a, b):
+            self.try_login(node, "Yoda", "wise@!man",
+                           "Your account is blocked due to multiple login failures. Please try again later")
         # The block is kept in PostgreSQL: a node started during it knows it.
         c = self.node(attempts=2)
         self.try_login(c, "Yoda", "wise@!man",

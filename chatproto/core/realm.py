@@ -124,13 +124,16 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param lockout: an L{ILockout}; by default one that counts in this process
+        (a cluster node passes one that counts on every node).
     """
 
-    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None):
+    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
+                 lockout=None):
         self.accounts = accounts
         self.storage = storage
         self.clock = clock
-        self.lockout = LoginLockout(clock, attempts)
+        self.lockout = lockout if lockout is not None else LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
@@ -243,7 +246,6 @@ class ChatRealm:
 
     def _logged_in(self, result):
         _interface, user, _logout = result
-        self.lockout.record_success(user.name)
         log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
                  frontend=getattr(user.session, "frontend", "?"))
         self._notify("login", getattr(user.session, "frontend", "?"))
@@ -257,18 +259,22 @@ class ChatRealm:
             if self.lockout.is_blocked(username):
                 # A concurrent check ended in a block while this one ran.
                 raise LoginFailed(errors.BLOCKED)
-            if self.lockout.record_failure(username):
-                log.warn("{username} blocked after {n} failed logins", username=username,
-                         n=self.lockout.attempts)
-                raise LoginFailed(errors.BLOCKED_NOW)
-            log.info("Failed login for {username}: wrong password", username=username)
-            raise LoginFailed(errors.WRONG_PASSWORD)
+            return self.lockout.failed(username).addCallback(self._counted, username)
         if failure.check(AlreadyLoggedIn):
             raise LoginFailed(errors.ALREADY_LOGGED_IN)
         if failure.check(LoginFailed):
             return failure
         log.failure("login of {username}", failure, username=username)
         raise LoginFailed(errors.SERVER_ERROR)
+
+    def _counted(self, outcome: str, username: str):
+        """A wrong password counted by the lockout: the login's failure."""
+        if outcome == errors.BLOCKED_NOW:
+            log.warn("{username} blocked after {n} failed logins", username=username,
+                     n=self.lockout.attempts)
+        elif outcome == errors.WRONG_PASSWORD:
+            log.info("Failed login for {username}: wrong password", username=username)
+        raise LoginFailed(outcome)
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if IChatUser not in interfaces:
@@ -279,6 +285,15 @@ class ChatRealm:
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
         if username in self._everyone:
+            raise AlreadyLoggedIn(username)
+        # The right password starts the count again, unless the account was
+        # blocked meanwhile (a cluster's lockout knows of failures elsewhere).
+        return self.lockout.succeeded(username).addCallback(self._admit, username, session)
+
+    def _admit(self, admitted: bool, username: str, session):
+        if not admitted:
+            raise LoginFailed(errors.BLOCKED)
+        if username in self._everyone:  # logged in meanwhile
             raise AlreadyLoggedIn(username)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
@@ -698,17 +713,23 @@ class ChatRealm:
         failure.trap(WrongPassword, UnknownUser)
         if self.lockout.is_blocked(username):
             raise ChatError(errors.BLOCKED)
-        if self.lockout.record_failure(username):
-            log.warn("{username} blocked after {n} failed password checks", username=username,
-                     n=self.lockout.attempts)
-        raise ChatError(errors.CURRENT_INCORRECT)
+
+        def counted(outcome):
+            if outcome == errors.BLOCKED:
+                raise ChatError(errors.BLOCKED)
+            if outcome == errors.BLOCKED_NOW:
+                log.warn("{username} blocked after {n} failed password checks", username=username,
+                         n=self.lockout.attempts)
+            raise ChatError(errors.CURRENT_INCORRECT)
+
+        return self.lockout.failed(username).addCallback(counted)
 
     def _store_password(self, secret: str, username: str):
         if self.lockout.is_blocked(username):  # blocked while the hash was computed
             raise ChatError(errors.BLOCKED)
 
         def stored(_):
-            self.lockout.record_success(username)
+            self.lockout.succeeded(username)
             log.info("{username} changed their password", username=username)
 
         def failed(failure):

@@ -167,12 +167,15 @@ class ChatService(service.Service):
 
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
+        from ..cluster.lockout import SharedLockout
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
-        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
+        lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
+        lockout.load()
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, lockout=lockout)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
