@@ -23,6 +23,25 @@ obiwan hellothere
 """
 
 
+def hold_password_checks(chat) -> list:
+    """
+    Password checks of C{chat} wait "in a thread" until the test ends them:
+    the returned list gets (Deferred, function, args) for each; fire the
+    Deferred with C{function(*args)}.
+    """
+    from twisted.internet import defer
+
+    pending = []
+
+    def run(function, *args):
+        d = defer.Deferred()
+        pending.append((d, function, args))
+        return d
+
+    chat.passwords.run = run
+    return pending
+
+
 class ChatFixture:
     """A realm, a factory and connected protocols, all on one C{task.Clock}."""
 

@@ -7,7 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.frontends.line.protocol import LINES_PER_TURN, LOGIN_DEADLINE, MAX_LINES_BEFORE_LOGIN
 
-from .support import ChatFixture
+from .support import ChatFixture, hold_password_checks
 
 
 class FairnessTests(SynchronousTestCase):
@@ -77,21 +77,12 @@ class PasswordCheckFloodTests(SynchronousTestCase):
     """Checks of hashed passwords cannot be queued without limit (issue 12, item 3)."""
 
     def test_a_flood_of_wrong_logins_runs_at_most_attempts_checks(self):
-        from twisted.internet import defer
-
         from chatproto.core.passwords import hash_password
 
         f = ChatFixture(self, attempts=3)
         f.accounts.secrets["Hans"] = hash_password("falcon*solo", rounds=4)
         f.accounts.secrets["leia"] = hash_password("alderaan", rounds=4)
-        pending = []
-
-        def run(function, *args):  # a check "in a thread": it ends when the test says so
-            d = defer.Deferred()
-            pending.append((d, function, args))
-            return d
-
-        f.chat.passwords.run = run
+        pending = hold_password_checks(f.chat)
         flood = [f.connect() for _ in range(200)]
         for c in flood:
             c.protocol.dataReceived(b"LOGIN Hans wrong 6000\n")

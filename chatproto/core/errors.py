@@ -59,6 +59,8 @@ NOT_JOINED = "not-joined"
 HISTORY_NOT_JOINED = "history-not-joined"
 BROADCAST_OWNER_ONLY = "broadcast-owner-only"
 ALREADY_MEMBER = "already-member"
+TOO_MANY_GROUPS = "too-many-groups"  # fields: limit
+GROUPS_TOO_FAST = "groups-too-fast"  # fields: limit
 
 CURRENT_INCORRECT = "current-incorrect"
 PASSWORD_WHITESPACE = "password-whitespace"

@@ -11,6 +11,7 @@ message that was not saved.
 
 import re
 import secrets as random_secrets
+from collections import deque
 
 from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
@@ -50,6 +51,11 @@ BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
+# What one user may create (issue 28, F5): groups that exist with them as
+# owner, and creations in any minute. A person creates a few groups; a
+# script creating thousands fills the memory and the data directory.
+MAX_GROUPS_OWNED = 100
+GROUP_CREATIONS_PER_MINUTE = 10
 MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
 # Control characters and line separators would break a record (one line for any reader).
 _LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
@@ -150,6 +156,9 @@ class ChatRealm:
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
         self.admins: set[str] = set()  # account names that may kick, ban and announce
         self.bans = Bans(clock)  # the server gives it a store in the data directory
+        self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
+        self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
+        self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
         """Load the groups from storage."""
@@ -518,6 +527,7 @@ class ChatRealm:
                 invited.append(username)
             if not invited and not allow_alone:
                 raise ChatError(errors.NO_OTHER_MEMBER)
+            self._may_create_group(owner.name)
         except ChatError:
             return defer.fail()
         members = {owner.name: True}
@@ -545,6 +555,27 @@ class ChatRealm:
             return failure
 
         return d.addCallbacks(saved, not_saved)
+
+    def _may_create_group(self, name: str) -> None:
+        """Raise the ChatError that says why C{name} may not create a group now; else count the creation."""
+        limit = self.group_creations_per_minute
+        now = self.clock.seconds()
+        recent = self._creations.get(name)
+        if limit and recent:
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= limit:
+                raise ChatError(errors.GROUPS_TOO_FAST, limit=limit)
+        owned_limit = self.max_groups_owned
+        if owned_limit and sum(1 for group in self._groups.values() if group.owner == name) >= owned_limit:
+            raise ChatError(errors.TOO_MANY_GROUPS, limit=owned_limit)
+        if limit:
+            if recent is None:
+                if len(self._creations) > 4096:  # those of users who have not created lately go
+                    self._creations = {user: times for user, times in self._creations.items()
+                                       if times and times[-1] > now - 60}
+                recent = self._creations[name] = deque()
+            recent.append(now)
 
     def join_group(self, user: User, name: str) -> defer.Deferred:
         try:

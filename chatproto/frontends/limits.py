@@ -1,10 +1,12 @@
 """Limits every listener shares: connection caps and command rates."""
 
+import time
+
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 log = Logger()
-
+REPORT_SECONDS = 10.0  # at most one log line about refused connections in this time, per listener
 
 
 def default_burst(rate: float) -> int:
@@ -66,16 +68,34 @@ class ConnectionCaps:
         # A dict, not a set: at 5,000 connections a set's table is 512 KiB, a dict's 160.
         self.connections: dict = {}
         self._per_host: dict[str, int] = {}
+        self.now = time.monotonic  # for the refusal reports' pace
+        self._reported = None
+        self._refused = 0
 
     def refusal(self, host) -> str | None:
         """Why a connection from C{host} is refused now, or None."""
         if self.max_connections and len(self.connections) >= self.max_connections:
-            log.info("Refusing {host}: {n} connections already", host=host, n=len(self.connections))
+            self._report("Refusing {host}: {n} connections already ({refused} refused since the last report)",
+                         host=host, n=len(self.connections))
             return "Too many connections to this server; try again later"
         if self.max_per_ip and host is not None and self._per_host.get(host, 0) >= self.max_per_ip:
-            log.info("Refusing {host}: too many connections from it", host=host)
+            self._report("Refusing {host}: too many connections from it ({refused} refused since the last report)",
+                         host=host)
             return f"Too many connections from {host}; try again later"
         return None
+
+    def _report(self, text: str, **fields) -> None:
+        """
+        Log a refusal: the first one, then one line (with a count) every
+        REPORT_SECONDS at most, so that a flood of connections is in the log
+        without flooding it.
+        """
+        self._refused += 1
+        now = self.now()
+        if self._reported is None or now - self._reported >= REPORT_SECONDS:
+            log.info(text, refused=self._refused, **fields)
+            self._reported = now
+            self._refused = 0
 
     def refused(self, host, chat, frontend: str, render) -> Refusal | None:
         """

@@ -488,16 +488,26 @@ class TextLogs:
         return self._groups.get(name)
 
     def drop_group_log(self, name: str) -> None:
-        """The group is gone: close its log (the file stays)."""
+        """
+        The group is gone: close its log. The file stays if it holds a
+        message; an empty one goes (else a script creating and leaving
+        groups would fill the directory with empty files: issue 28, F5).
+        """
         group_log = self._groups.pop(name, None)
-        if group_log is None:
-            return
-        self._open.pop(group_log, None)
+        path = os.path.join(self.data_dir, group_log_name(name))
+        if group_log is not None:
+            self._open.pop(group_log, None)
+            try:
+                group_log.close()
+            except OSError:
+                # Its last records are lost: their acknowledgements become errors.
+                log.failure("closing {path}", path=group_log.path)
+                return
         try:
-            group_log.close()
+            if os.path.getsize(path) == 0:
+                os.remove(path)
         except OSError:
-            # Its last records are lost: their acknowledgements become errors.
-            log.failure("closing {path}", path=group_log.path)
+            pass  # already gone, or never made
 
     def write(self) -> set:
         failed = self.journal.write()

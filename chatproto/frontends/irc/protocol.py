@@ -28,11 +28,13 @@ from zope.interface import implementer
 from ...core import errors as codes
 from ...core.events import GROUP, Message
 from ...core.interfaces import ISession
+from ...core.realm import single_line
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
 from . import texts as T
 from .wire import (
+    MAX_BODY,
     MAX_LINE,
     MAX_REST,
     MAX_TAGS,
@@ -43,6 +45,7 @@ from .wire import (
     parse_line,
     parse_server_time,
     server_time,
+    split_body,
 )
 
 log = Logger()
@@ -58,6 +61,7 @@ MAX_SASL = 4 * SASL_CHUNK
 QUEUED_LINES_PAUSE = 1000  # stop reading a client that pipelines more than this while waiting
 LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
 MAX_LINES_BEFORE_REGISTRATION = 64  # then the connection is closed: no client needs more
+AWAYLEN = 300  # characters of an away text (ISUPPORT AWAYLEN)
 DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last line
 
 # Tag flags of a rendered message: which tags this client gets.
@@ -267,7 +271,17 @@ class IRCProtocol(LineReceiver):
             return
         self.send_line(format_line("ERROR", [f"Closing link: {reason}"]))
         self._closed = True
+        self._forget_input()
         self._close_when_sent()
+
+    def _forget_input(self) -> None:
+        """
+        A closed connection's unread input goes now, not when its socket is
+        gone: the waiting lines of a flood of small lines take many times
+        their size in memory (issue 28, F4).
+        """
+        self._lines = None
+        self._buffer = b""
 
     # Output: what chatproto/frontends/output.py's BatchedOutput and OutputBound
     # do for the other front ends, in this object's slots (two objects and a bound
@@ -344,6 +358,7 @@ class IRCProtocol(LineReceiver):
                  user=self.nick, limit=self.factory.max_output)
         self.chat.note("dropped", self.frontend)
         self._closed = True
+        self._forget_input()
         if self.user is not None:
             user, self.user = self.user, None
             self.chat.logout(user)
@@ -417,7 +432,9 @@ class IRCProtocol(LineReceiver):
         count = self._lines_this_turn
         privmsg = self._privmsg
         for index, raw in enumerate(lines):
-            if self._busy or self._held or self._closed or count >= LINES_PER_TURN:
+            if self._closed:
+                return  # what a closed connection sent is never handled: nothing is kept
+            if self._busy or self._held or count >= LINES_PER_TURN:
                 # The rest waits (_line holds a line over the turn's share).
                 self._lines_this_turn = count
                 queue = self._queue()
@@ -445,7 +462,9 @@ class IRCProtocol(LineReceiver):
 
     def _slow_lines(self, lines) -> None:
         for index, line in enumerate(lines):
-            if self._busy or self._held or self._closed:
+            if self._closed:
+                return  # what a closed connection sent is never handled: nothing is kept
+            if self._busy or self._held:
                 queue = self._queue()
                 for queued in lines[index:]:
                     queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
@@ -625,7 +644,9 @@ class IRCProtocol(LineReceiver):
         if not params or not params[0]:
             self.numeric(T.ERR_NONICKNAMEGIVEN, "No nickname given")
             return None
-        self.nick = params[0]
+        # Echoed in every reply before registration: cleaned as message text is,
+        # and still one parameter (no space).
+        self.nick = single_line(params[0]).replace(" ", "_")
         return self.try_register()
 
     def pre_USER(self, params, tags):
@@ -1007,6 +1028,8 @@ class IRCProtocol(LineReceiver):
             answers = {
                 "bad-group-name": (T.ERR_NOSUCHCHANNEL, (channel,)),
                 "group-exists": (T.ERR_NOSUCHCHANNEL, (channel,)),
+                codes.TOO_MANY_GROUPS: (T.ERR_TOOMANYCHANNELS, (channel,)),
+                codes.GROUPS_TOO_FAST: (T.ERR_TOOMANYCHANNELS, (channel,)),
             }
             d.addCallbacks(self._join_burst, self._core_error, errbackArgs=(answers,),
                            errbackKeywords={"group": group})
@@ -1132,7 +1155,11 @@ class IRCProtocol(LineReceiver):
         return d
 
     def _group_or_403(self, channel: str, then):
-        """Call C{then(info)} with the group of C{channel}, or answer 403."""
+        """
+        Call C{then(info)} with the group of C{channel}, or answer 403; 442
+        to a non-member, as the line protocol's C{/members} answers: a group
+        shows itself (owner, kind, members) only to its members.
+        """
         if not channel.startswith("#"):
             self.numeric(T.ERR_NOSUCHCHANNEL, channel, "No such channel")
             return None
@@ -1141,6 +1168,9 @@ class IRCProtocol(LineReceiver):
         def found(info):
             if info is None:
                 self.numeric(T.ERR_NOSUCHCHANNEL, channel, "The group chat does not exist.")
+                return None
+            if info.role(self.nick) is None:
+                self.numeric(T.ERR_NOTONCHANNEL, channel, T.not_member_text(info.name))
                 return None
             return then(info)
 
@@ -1156,11 +1186,14 @@ class IRCProtocol(LineReceiver):
             return None
 
         def names(info):
+            # Members only (as /members): to anyone else a group has no names.
+            if info is None or info.role(self.nick) is None:
+                self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list.")
+                return None
             return self._names(info)
 
         d = defer.maybeDeferred(self.chat.group_info, channel[1:])
-        d.addCallback(lambda info: names(info) if info is not None else
-                      self.numeric(T.RPL_ENDOFNAMES, channel, "End of /NAMES list."))
+        d.addCallback(names)
         return d
 
     def irc_TOPIC(self, params, tags):
@@ -1238,7 +1271,7 @@ class IRCProtocol(LineReceiver):
             return None
 
         def who_channel(info, active):
-            if info is not None:
+            if info is not None and info.role(self.nick) is not None:  # members only, as /members
                 for name, joined in info.members:
                     if joined and name in active:
                         flags = self._flags(name) + ("@" if info.broadcast and name == info.owner else "")
@@ -1265,8 +1298,9 @@ class IRCProtocol(LineReceiver):
                 self.numeric(T.RPL_ENDOFWHOIS, name, "End of /WHOIS list.")
                 return
             self.numeric(T.RPL_WHOISUSER, name, name, HOST, "*", name)
+            # Only the groups the asker is in too: a group's members are its members' business.
             joined = [("@" if info.broadcast and info.owner == name else "") + "#" + info.name
-                      for info in member_of if dict(info.members).get(name)]
+                      for info in member_of if dict(info.members).get(name) and info.role(self.nick)]
             if joined:
                 self.numeric(T.RPL_WHOISCHANNELS, name, " ".join(joined))
             self.numeric(T.RPL_WHOISSERVER, name, SERVER_NAME, "chatproto")
@@ -1299,7 +1333,9 @@ class IRCProtocol(LineReceiver):
         return defer.maybeDeferred(self.chat.active_users).addCallback(userhost)
 
     def irc_AWAY(self, params, tags):
-        text = params[0] if params and params[0] else None
+        # Shown to others (301, away-notify): cleaned as message text is, at most AWAYLEN.
+        text = single_line(params[0])[:AWAYLEN].strip() if params and params[0] else None
+        text = text or None
         self.away = text
         if text:
             self.numeric(T.RPL_NOWAWAY, "You have been marked as being away")
@@ -1450,7 +1486,11 @@ COMMANDS = {name[4:]: getattr(IRCProtocol, name) for name in dir(IRCProtocol) if
 
 
 def render_message(message, flags: int, batch: str | None = None, prefix_text: bool = False) -> bytes:
-    """A core Message as a PRIVMSG line, with the tags C{flags} asks for."""
+    """
+    A core Message as a PRIVMSG line, with the tags C{flags} asks for; a
+    text too long for one line (512 bytes after the tags) as several, split
+    by the wire's rule (L{split_body}); the first carries the msgid.
+    """
     tags = []
     if batch is not None:
         tags.append(("batch", batch))
@@ -1458,8 +1498,6 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
         tags.append(("time", server_time(message.time)))
     if flags & TAG_ACCOUNT:
         tags.append(("account", message.sender))
-    if flags & TAG_MSGID:
-        tags.append(("msgid", msgid_of(message)))
     target = "#" + message.group if message.kind == "group" else message.recipient
     text = message.text
     if "\n" in text or "\r" in text:
@@ -1467,10 +1505,17 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
     if prefix_text:
         text = f"[{message.timestamp}] {text}"
     sender = message.sender
-    line = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}\r\n"
-    if tags:
-        line = "@" + format_tags(tags) + " " + line
-    return line.encode("utf-8", "surrogateescape")
+    body = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}".encode("utf-8", "surrogateescape")
+    if flags & TAG_MSGID:
+        first = "@" + format_tags(tags + [("msgid", msgid_of(message))]) + " "
+    else:
+        first = "@" + format_tags(tags) + " " if tags else ""
+    if len(body) <= MAX_BODY:
+        return first.encode("utf-8", "surrogateescape") + body + b"\r\n" if first else body + b"\r\n"
+    rest = ("@" + format_tags(tags) + " " if tags else "").encode("utf-8", "surrogateescape")
+    lines = [rest + part + b"\r\n" for part in split_body(body)]
+    lines[0] = first.encode("utf-8", "surrogateescape") + lines[0][len(rest):]
+    return b"".join(lines)
 
 
 class IRCFactory(ServerFactory):
@@ -1504,7 +1549,7 @@ class IRCFactory(ServerFactory):
         self._sweep = None  # the IDelayedCall of the next deadline
         self.isupport = [
             "CASEMAPPING=ascii", "CHANTYPES=#", "CHANMODES=b,,,m", "PREFIX=(o)@",
-            f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", "AWAYLEN=300",
+            f"NETWORK={SERVER_NAME}", "NICKLEN=64", "CHANNELLEN=33", "MODES=1", f"AWAYLEN={AWAYLEN}",
             f"CHATHISTORY={MAX_HISTORY}", "MSGREFTYPES=msgid,timestamp", "UTF8ONLY",
         ]
 

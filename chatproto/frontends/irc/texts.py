@@ -9,7 +9,7 @@ from ..line.texts import ERROR_TEXTS
 from ..line.texts import error_text as line_error_text
 
 LOGIN_CODES = (codes.BLOCKED, codes.NO_SUCH_ACCOUNT, codes.WRONG_PASSWORD, codes.BLOCKED_NOW,
-               codes.ALREADY_LOGGED_IN, codes.SERVER_ERROR, codes.LOGIN_NOT_RECORDED)
+               codes.ALREADY_LOGGED_IN, codes.SERVER_ERROR, codes.LOGIN_NOT_RECORDED, codes.LOGIN_BUSY)
 LOGIN_TEXTS = {code: ERROR_TEXTS[code] for code in LOGIN_CODES}
 # After these the connection is closed with ERROR.
 LOGIN_FATAL = {codes.BLOCKED, codes.BLOCKED_NOW}
@@ -46,6 +46,7 @@ RPL_ENDOFBANLIST = "368"
 ERR_NOSUCHNICK = "401"
 ERR_NOSUCHCHANNEL = "403"
 ERR_CANNOTSENDTOCHAN = "404"
+ERR_TOOMANYCHANNELS = "405"
 ERR_NORECIPIENT = "411"
 ERR_NOTEXTTOSEND = "412"
 ERR_INPUTTOOLONG = "417"
@@ -85,3 +86,8 @@ def error_text(code: str, failure_value, **_fields) -> str:
 def error_code(failure_value) -> str | None:
     """The core's error code of a failure, or None for anything else (a bug)."""
     return failure_value.code if isinstance(failure_value, ChatError) else None
+
+
+def not_member_text(group: str) -> str:
+    """The line protocol's words for a group the user is not in."""
+    return line_error_text(ChatError(codes.NOT_MEMBER, name=group))

@@ -10,6 +10,10 @@ import time as _time
 MAX_TAGS = 8191
 MAX_REST = 512
 MAX_LINE = MAX_TAGS + MAX_REST
+MAX_BODY = MAX_REST - 2  # an outgoing line after its tags, without its CR LF
+# Commands whose trailing text is split into lines of their own when too long;
+# any other line is cut (its text is the server's, or a name the client sent).
+SPLIT_COMMANDS = (b"PRIVMSG", b"NOTICE")
 
 _UNESCAPE = {":": ";", "s": " ", "\\": "\\", "r": "\r", "n": "\n"}
 _ESCAPE = str.maketrans({";": "\\:", " ": "\\s", "\\": "\\\\", "\r": "\\r", "\n": "\\n"})
@@ -145,12 +149,79 @@ def parse_server_time(text: str) -> float | None:
 
 
 def encode(line: str) -> bytes:
-    return line.encode("utf-8", "surrogateescape") + b"\r\n"
+    """
+    One line as the bytes sent, never more than 512 after its tags (see
+    L{fit}): every line to an IRC client is made here or by L{fit} directly.
+    """
+    data = line.encode("utf-8", "surrogateescape")
+    if len(data) > MAX_BODY or b"\n" in data or b"\r" in data:
+        return fit(data)
+    return data + b"\r\n"
 
 
-def truncate_utf8(text: str, limit: int) -> str:
-    """C{text} cut to at most C{limit} bytes of UTF-8, on a character boundary."""
-    data = text.encode("utf-8", "surrogateescape")
-    if len(data) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore")
+def fit(data: bytes) -> bytes:
+    """
+    A formatted line (with its tags, without CR LF) as the lines an IRC
+    client can read: CR and LF become spaces, and a line longer than 512
+    bytes after its tags is split (PRIVMSG, NOTICE: L{split_body}) or cut.
+    A client reading 512-byte pieces (ii) or a 64 KiB buffer (irssi) would
+    take the rest of a longer line as a line of its own: a line forged by
+    whoever wrote the text (issue 28, F1).
+    """
+    if b"\n" in data or b"\r" in data:
+        data = data.replace(b"\r", b" ").replace(b"\n", b" ")
+    tags = b""
+    if data.startswith(b"@"):
+        space = data.find(b" ")
+        if space > 0:
+            tags, data = data[:space + 1], data[space + 1:]
+    return b"".join(tags + body + b"\r\n" for body in split_body(data))
+
+
+def split_body(body: bytes) -> list[bytes]:
+    """
+    A line without tags as lines of at most L{MAX_BODY} bytes: the text of
+    a PRIVMSG or NOTICE in parts, each a line with the same prefix, command
+    and target (L{split_text}); any other line cut at a character boundary.
+    """
+    if len(body) <= MAX_BODY:
+        return [body]
+    head, colon, text = body.partition(b" :")
+    words = head.split(b" ", 2)
+    command = words[1] if head.startswith(b":") and len(words) > 1 else words[0]
+    room = MAX_BODY - len(head) - 2
+    if colon and command in SPLIT_COMMANDS and room >= 64:
+        head += b" :"
+        return [head + piece for piece in split_text(text, room)]
+    return [body[:_char_start(body, MAX_BODY)]]
+
+
+def split_text(text: bytes, room: int) -> list[bytes]:
+    """
+    C{text} (UTF-8) in pieces of at most C{room} bytes, as IRC servers and
+    clients split long messages: at the last space that fits (the space
+    itself dropped), else before the first character that does not fit;
+    never inside a character.
+    """
+    pieces = []
+    while len(text) > room:
+        cut = text.rfind(b" ", 1, room + 1)
+        if cut > 0:
+            pieces.append(text[:cut])
+            text = text[cut + 1:]
+        else:
+            cut = _char_start(text, room)
+            pieces.append(text[:cut])
+            text = text[cut:]
+    if text or not pieces:
+        pieces.append(text)
+    return pieces
+
+
+def _char_start(data: bytes, index: int) -> int:
+    """C{index}, or the start of the UTF-8 character it falls in (continuation bytes are 10xxxxxx)."""
+    cut = index
+    while cut > index - 4 and cut > 0 and data[cut] & 0xC0 == 0x80:
+        cut -= 1
+    return cut if cut > 0 else index
+

@@ -66,6 +66,8 @@ ERROR_TEXTS = {
     codes.HISTORY_NOT_JOINED: "Please join the group before reading its history.",
     codes.BROADCAST_OWNER_ONLY: "Only the owner can send messages to this broadcast group.",
     codes.ALREADY_MEMBER: "{name} is already a member of the group chat {group}.",
+    codes.TOO_MANY_GROUPS: "You already own {limit} group chats; no more can be created.",
+    codes.GROUPS_TOO_FAST: "Too many group chats created in a minute (at most {limit}). Please try again later",
     codes.CURRENT_INCORRECT: CURRENT_INCORRECT,
     codes.PASSWORD_WHITESPACE: HAS_WHITESPACE,
     codes.PASSWORD_EMPTY: EMPTY_PASSWORD,

@@ -17,7 +17,7 @@ import json
 import os
 
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 from twisted.web.websocket import WebSocketResource
 
 from .session import COOKIE_NAME, LoginRefused
@@ -76,10 +76,105 @@ class WebRequest(server.Request):
         super().process()
 
 
+HEADER_DEADLINE = 20.0  # seconds a request has for its request line and headers, however it trickles
+
+
+class WebChannel(http.HTTPChannel):
+    """
+    An HTTP connection of the web front end: counted against the listener's
+    connection caps (L{WebSite.buildProtocol}) until it is gone, WebSocket
+    or not; and a request's head (request line and headers) must be
+    complete within L{HEADER_DEADLINE} seconds of its first byte. Twisted's
+    idle timer (which still closes a connection that sends nothing) starts
+    again with each byte: a byte every 20 s kept a connection forever
+    (issue 28, F2).
+    """
+
+    caps_host = None
+    header_deadline = HEADER_DEADLINE
+    _deadline = None
+    _awaiting_head = True  # no request under way: the next byte starts one's head
+
+    def connectionMade(self):
+        super().connectionMade()
+        # Counted by its transport: after a WebSocket upgrade this channel no longer
+        # hears of the end (the WebSocket does: ChatSocketFactory.closed forgets it).
+        caps = getattr(self.site, "caps", None)
+        if caps is not None:
+            caps.add(self.transport, self.caps_host)
+
+    def dataReceived(self, data):
+        if self._awaiting_head and self._deadline is None and self.header_deadline:
+            self._deadline = self.callLater(self.header_deadline, self._headers_late)
+        super().dataReceived(data)
+
+    def _headers_late(self) -> None:
+        self._deadline = None
+        log.info("Closing {peer}: no complete request within {seconds:.0f} seconds",
+                 peer=self.caps_host, seconds=self.header_deadline)
+        self.transport.abortConnection()
+
+    def allHeadersReceived(self):
+        self._awaiting_head = False
+        call, self._deadline = self._deadline, None
+        if call is not None and call.active():
+            call.cancel()
+        super().allHeadersReceived()
+
+    def requestDone(self, request):
+        super().requestDone(request)
+        if not self.requests:
+            self._awaiting_head = True  # the next request's head has the same deadline
+
+    def connectionLost(self, reason):
+        call, self._deadline = self._deadline, None
+        if call is not None and call.active():
+            call.cancel()
+        caps = getattr(self.site, "caps", None)
+        if caps is not None:
+            caps.forget(self.transport, self.caps_host)
+        super().connectionLost(reason)
+
+
+def _web_channel(site) -> WebChannel:
+    # HTTP/1.1 only (no HTTP/2 negotiation wrapper): what the page and its WebSocket speak.
+    return WebChannel()
+
+
+def http_refusal(text: str) -> bytes:
+    """The whole HTTP response to a connection over the caps: 503 and why."""
+    body = text.encode("utf-8") + b"\n"
+    return (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+
+
 class WebSite(server.Site):
+    """
+    The web listener's factory. Every TCP connection, plain HTTP or one
+    that becomes a WebSocket, counts against C{caps} (the front end's
+    L{ConnectionCaps}); one over a cap is answered 503 and closed, and
+    counted as refused (C{chat.note}).
+    """
+
     requestFactory = WebRequest
+    protocol = _web_channel
     displayTracebacks = False
     noisy = False
+
+    def __init__(self, resource, *args, caps=None, chat=None, **kwargs):
+        super().__init__(resource, *args, **kwargs)
+        self.caps = caps
+        self.chat = chat
+
+    def buildProtocol(self, addr):
+        host = getattr(addr, "host", None)
+        if self.caps is not None:
+            refusal = self.caps.refused(host, self.chat, "web", http_refusal)
+            if refusal is not None:
+                return refusal
+        channel = super().buildProtocol(addr)
+        channel.caps_host = host
+        return channel
 
     def log(self, request):
         """No access log: it would only repeat what the chat's own log says."""
@@ -333,9 +428,7 @@ class ChatWebSocket(WebSocketResource):
             request.setResponseCode(401)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             return b"Please log in first\n"
-        refusal = self.factory.refusal(getattr(request.getClientAddress(), "host", None))
-        if refusal is not None:
-            return plain(request, 503, refusal)
+        # (Its connection was counted against the caps when it was made: WebSite.buildProtocol.)
         request.chat_session = session
         return super().render_GET(request)
 

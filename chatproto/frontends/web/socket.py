@@ -629,6 +629,7 @@ class ChatSocketFactory:
         self.max_output = max_output
         self.rate_limit = rate_limit
         self.rate_burst = rate_burst or default_burst(rate_limit)
+        # The web listener's caps: its site counts every TCP connection, WebSocket or not.
         self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.sockets: set = set()
         self.batch = OutputBatch(clock)
@@ -643,7 +644,8 @@ class ChatSocketFactory:
 
     def closed(self, socket) -> None:
         self.sockets.discard(socket)
-        self.caps.forget(socket, socket.host)
+        if socket.tcp is not None:
+            self.caps.forget(socket.tcp, socket.host)  # its connection was counted by the site (WebChannel)
         if not self.sockets:
             self.stop()
 
@@ -660,15 +662,10 @@ class ChatSocketFactory:
             except Exception:  # noqa: BLE001 - one broken socket must not stop the others' pings
                 log.failure("pinging a web client")
 
-    def refusal(self, host) -> str | None:
-        """Why a new WebSocket from C{host} is refused now (the connection caps), or None."""
-        return self.caps.refusal(host)
-
     def buildProtocol(self, request) -> ChatSocket:
         session = getattr(request, "chat_session", None)
         socket = ChatSocket(self, request, session)
         socket.host = getattr(request.getClientAddress(), "host", None)
-        self.caps.add(socket, socket.host)
         return socket
 
 
