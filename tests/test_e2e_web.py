@@ -34,7 +34,7 @@ class WebServer(ServerProcess):
     """The server with its web listener on a free port; C{url} is the page."""
 
     def __init__(self, **kwargs):
-        extra = list(kwargs.pop("extra_args", ())) + ["--web-port", "0"]
+        extra = list(kwargs.pop("extra_args", ())) + ["--web-port", str(kwargs.pop("web_port", 0))]
         try:
             super().__init__(extra_args=extra, **kwargs)
             for line in self.stdout.lines:

@@ -218,3 +218,27 @@ class PrivacyTests(IRCTestCase):
         self.assertEqual(one(lines, "332").params[-1], "Group chat secret, owner Yoda")
         self.assertEqual(one(lines, "324").params[-1], "+nt")
         self.assertEqual(one(lines, "322").params[1], "#secret")
+
+
+HEAVY = b"@" + b"a=\\s\\:;" * 1169 + b" PING x\r\n"  # 8 KiB of tags that take long to parse
+
+
+class ByteFairnessTests(IRCTestCase):
+    """F6: a turn's share of input is measured in bytes too, not only in lines."""
+
+    def test_heavy_lines_get_a_turn_of_bytes_not_of_64_lines(self):
+        heavy = [self.env.connect() for _ in range(5)]
+        other = self.env.connect()
+        written = []  # (connection, bytes), in the order they reach the transports
+        for c in heavy + [other]:
+            c.transport.write = lambda data, c=c, write=c.transport.write: (written.append((c, data)), write(data))
+        for c in heavy:
+            c.protocol.dataReceived(HEAVY * 60)
+        other.protocol.dataReceived(b"PING mine\r\n")
+        settle(self.clock)
+        pongs = [c for c, data in written for _ in range(data.count(b"PONG"))]
+        self.assertEqual(len(pongs), 5 * 60 + 1)  # nothing is lost, only spread over turns
+        # Before the other connection's answer: a turn's worth of bytes of each heavy connection
+        # (two lines at most), not all their 300 lines.
+        self.assertLessEqual(pongs.index(other), 2 * 5)
+        self.assertEqual(wire_lines(other), [b":chatproto PONG chatproto mine"])

@@ -34,7 +34,7 @@ from .render import Renderer, parse_message
 __all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "HISTORY_ON_OPEN", "INVALID_COMMAND",
            "NO_CONVERSATION", "ChatClient", "ServerConnection", "main"]
 
-USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--no-reconnect] [--version]"
+USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--no-reconnect | --reconnect] [--version]"
          " [--accept-files all|ask|none]"
          " [SERVER_IP [SERVER_PORT [UDP_PORT]]]")
 DEFAULT_SERVER = "127.0.0.1"
@@ -576,11 +576,12 @@ class ChatClient(ConversationCommands):
             self._reply(text)
         if self.rich and ok:
             found = _NEW_GROUP.search(text)
-            if found:  # a group one has just joined or created gets its window
+            if found:  # a group one has just joined or created opens, as /chat would: plain text goes there
                 name = found["group"] or found["group2"]
-                self.conversations.open(name, "group")
                 self._groups.setdefault(name, ("joined", "group"))
-                self._set_status()
+                self._pending_file = None
+                self._open(name, "group", guessing=False)
+                return
         if ok and command == "/logout":
             self.exit(0)
             return
@@ -750,8 +751,9 @@ def _print_help() -> None:
     print("  UDP_PORT: where this client receives files from other clients (/p2pvideo);"
           " 0 (the default) picks a free one")
     print("  --p2p-timeout SECONDS: give a silent transfer up after this long (default 10)")
-    print("  --no-reconnect: exit when the server goes away (the default when stdin is not a terminal;"
-          " --reconnect retries there too)")
+    print("  --no-reconnect: exit 1 when the server goes away (the default when stdin is not a terminal)")
+    print("  --reconnect: when the server goes away, log in again once it is back (the default on a"
+          " terminal)")
     print("  --version: print the version and exit")
     print(files.OPTION_HELP)
     print(f"  Settings (server, port, udp_port, username, colours, reconnect): {config_path()}")

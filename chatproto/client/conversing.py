@@ -321,7 +321,7 @@ class ConversationCommands:
         def data(text):
             name, _, presence = text.partition(" ")
             self._users[name] = presence
-            rows.append(name if presence == "active" else f"{name} (away)")
+            rows.append(name if presence == "active" else f"{name} (offline)")
 
         def done(ok, text):
             if rows:
@@ -357,12 +357,12 @@ class ConversationCommands:
 
 
 def _members_text(group: str, members) -> str:
-    """C{Members of Jedi: @Yoda luke leia (invited) obiwan (away)}."""
+    """C{Members of Jedi: @Yoda luke leia (invited) obiwan (offline)}."""
     shown = []
     for name, role, presence in members:
         text = ("@" if role == "owner" else "") + name
         notes = [n for n in ("invited" if role == "invited" else "",
-                             "away" if presence != "active" else "") if n]
+                             "offline" if presence != "active" else "") if n]
         if notes:
             text += f" ({', '.join(notes)})"
         shown.append(text)

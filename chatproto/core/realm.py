@@ -17,6 +17,7 @@ from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from . import errors
@@ -37,9 +38,11 @@ from .events import (
     UserOffline,
     UserOnline,
 )
+from .history import HistoryQuery, answer
 from .interfaces import GroupRecord
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
 log = Logger()
@@ -57,24 +60,6 @@ MAX_HISTORY = 500
 MAX_GROUPS_OWNED = 100
 GROUP_CREATIONS_PER_MINUTE = 10
 MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
-# Control characters and line separators would break a record (one line for any reader).
-_LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
-
-
-def single_line(text: str) -> str:
-    """
-    The text of a message as it is stored and shown: control characters and
-    line breaks become spaces (a record stays one line), and invisible or
-    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
-    format characters) become a visible C{<U+202E>}, so that nobody can hide
-    or reverse text in someone else's view.
-    """
-    if text.isprintable():
-        return text
-    text = text.translate(_LINE_BREAKS)
-    if text.isprintable():
-        return text
-    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
@@ -123,6 +108,48 @@ class AlreadyLoggedIn(Exception):
     pass
 
 
+class _PrivateSend:
+    """
+    One private message waiting for its batch to be durable: the storage's
+    waiter (C{callback(seq)} / C{errback(error)}, what it would call on a
+    Deferred), without a Deferred's machinery (issue 25).
+    """
+
+    __slots__ = ("realm", "sender", "recipient", "username", "timestamp", "now", "text", "reply")
+
+    def __init__(self, realm, sender, recipient, username, timestamp, now, text, reply):
+        self.realm = realm
+        self.sender = sender
+        self.recipient = recipient
+        self.username = username
+        self.timestamp = timestamp
+        self.now = now
+        self.text = text
+        self.reply = reply
+
+    def callback(self, seq) -> None:
+        try:
+            message = self.realm._private_stored(seq, self.sender, self.recipient, self.username,
+                                                 self.timestamp, self.now, self.text)
+            self.reply.answered(message)
+        except Exception:  # noqa: BLE001 - the batch's other waiters are called all the same
+            log.failure("after storing a message from {username}", username=self.sender.name)
+
+    def errback(self, error) -> None:
+        try:
+            self.reply.refused(error.value if isinstance(error, Failure) else error)
+        except Exception:  # noqa: BLE001 - as above
+            log.failure("after failing to store a message from {username}",
+                        username=self.sender.name)
+
+
+def _refused_with_error(failure, reply) -> None:
+    """A Deferred's failure to a C{reply} object: a ChatError, or the failure logged."""
+    if not failure.check(ChatError):
+        log.failure("sending a private message", failure)
+    reply.refused(failure.value)
+
+
 @implementer(IRealm)
 class ChatRealm:
     """
@@ -138,6 +165,8 @@ class ChatRealm:
                  lockout=None):
         self.accounts = accounts
         self.storage = storage
+        # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
+        self._waiters = getattr(storage, "accepts_waiters", False)
         self.clock = clock
         self.lockout = lockout if lockout is not None else LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
@@ -400,26 +429,47 @@ class ChatRealm:
             raise ChatError(errors.NOT_ACTIVE, name=username)
         return recipient
 
-    def send_private(self, sender: User, username: str, text: str) -> defer.Deferred:
-        """Store one private message, then deliver it; fire with the L{Message}."""
+    def send_private(self, sender: User, username: str, text: str, reply=None):
+        """
+        Store one private message, then deliver it; fire with the L{Message}.
+
+        With C{reply} (an object with C{answered(message)} and C{refused(error)}),
+        no Deferred is made: C{reply.answered} is called once the message is
+        durable and delivered, C{reply.refused} with the L{ChatError} otherwise
+        (at once when the recipient is wrong), and None is returned. A front end
+        whose pipelined messages each wait on their batch saves a Deferred, its
+        callbacks and a closure per message that way (issue 25).
+        """
         try:
             recipient = self._recipient(sender, username, errors.TO_SELF)
-        except ChatError:
-            return defer.fail()
+        except ChatError as e:
+            if reply is None:
+                return defer.fail()
+            reply.refused(e)
+            return None
         text = single_line(text)
         timestamp, now = self._now()
+        if reply is not None and self._waiters:
+            self.storage.append_private(sender.name, username, timestamp, now, text,
+                                        _PrivateSend(self, sender, recipient, username, timestamp,
+                                                     now, text, reply))
+            return None
         d = self.storage.append_private(sender.name, username, timestamp, now, text)
+        d.addCallback(self._private_stored, sender, recipient, username, timestamp, now, text)
+        if reply is not None:
+            d.addCallbacks(reply.answered, _refused_with_error, errbackArgs=(reply,))
+            return None
+        return d
 
-        def stored(seq):
-            message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-            delivered = not recipient.gone
-            if delivered:
-                self._deliver(recipient, message)
-            for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
-                observer("message", PRIVATE, delivered)
-            return message
-
-        return d.addCallback(stored)
+    def _private_stored(self, seq, sender, recipient, username, timestamp, now, text) -> Message:
+        """A private message is durable: deliver it; return it."""
+        message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
+        delivered = not recipient.gone
+        if delivered:
+            self._deliver(recipient, message)
+        for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
+            observer("message", PRIVATE, delivered)
+        return message
 
     def offer_file(self, presenter: User, username: str, filename: str) -> defer.Deferred:
         """
@@ -447,6 +497,30 @@ class ChatRealm:
         if not self.is_account(username):
             return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
         return self.storage.private_history(user.name, username, min(limit, MAX_HISTORY), before)
+
+    def query_history(self, user: User, username: str, query: HistoryQuery) -> defer.Deferred:
+        """L{history} for any L{HistoryQuery}: at most L{MAX_HISTORY} messages, oldest first."""
+        if not self.is_account(username):
+            return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
+        a, b = user.name, username
+
+        def fetch(after, before, limit, latest):
+            return self.storage.private_range(a, b, after, before, limit, latest)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
+
+    def conversations(self, user: User, after: float, before: float, limit: int,
+                      latest: bool = False) -> defer.Deferred:
+        """
+        C{user}'s conversations (private ones, and the groups it has joined)
+        with a message strictly between the epoch times C{after} and
+        C{before}: a Deferred list of L{Conversation}s in the order of their
+        last such message, at most L{MAX_HISTORY} (the newest when C{latest}).
+        """
+        groups = {group.name: group.first_seq for group in self._groups.values()
+                  if group.members.get(user.name)}
+        return self.storage.conversations(user.name, list(groups.items()), after, before,
+                                          min(limit, MAX_HISTORY), latest)
 
     # Groups
 
@@ -699,6 +773,19 @@ class ChatRealm:
         except ChatError:
             return defer.fail()
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
+
+    def query_group_history(self, user: User, name: str, query: HistoryQuery) -> defer.Deferred:
+        """L{group_history} for any L{HistoryQuery}."""
+        try:
+            group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
+        except ChatError:
+            return defer.fail()
+        log_name, since = group.name, group.first_seq
+
+        def fetch(after, before, limit, latest):
+            return self.storage.group_range(log_name, after, before, limit, latest, since)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""

@@ -328,8 +328,8 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
 class Options(ConfigurableOptions, usage.Options):
     """C{twistd chat} options."""
 
-    synopsis = ("[--port N | --listen ENDPOINT] [--irc-listen ENDPOINT] --attempts N --credentials FILE "
-                "--data-dir DIR")
+    synopsis = ("[--port N | --listen ENDPOINT] [--irc-port N | --irc-listen ENDPOINT] "
+                "[--web-port N | --web-listen ENDPOINT] --attempts N --credentials FILE --data-dir DIR")
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],

@@ -68,6 +68,8 @@ class Ledger:
         for group in self._groups:
             self._reconcile(group.name, self.logs.group_log(group.name))
         self.logs.write()
+        # Messages stored before the search index existed: indexed in the background.
+        self.indexed = self.database.start_indexing()
 
     def _reconcile(self, log_name: str, text_log) -> None:
         in_file = text_log.last_seq
@@ -134,7 +136,7 @@ class Ledger:
 
     def _committed(self, _, waiting) -> None:
         for d, _log, result in waiting:
-            d.callback(result)
+            d.callback(result)  # a Deferred, or a waiter (append_private)
 
     def _not_committed(self, failure, waiting) -> None:
         log.failure("Cannot write the database", failure)
@@ -161,11 +163,21 @@ class Ledger:
     def groups(self) -> defer.Deferred:
         return defer.succeed(list(self._groups))
 
-    def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
+    # append_private takes a waiter (an object with callback(seq) and errback(error)) in place
+    # of the Deferred it would return: one object less per message, and no Deferred machinery
+    # when the batch is committed (issue 25).
+    accepts_waiters = True
+
+    def append_private(self, sender, recipient, timestamp, time, text, waiter=None):
         text_log = self.logs.messagelog
         seq = text_log.append(timestamp, sender, text)
         op = ("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text)
-        return self._change(text_log, op, seq)
+        if waiter is None:
+            return self._change(text_log, op, seq)
+        self._ops.append((text_log, op))
+        self._waiting.append((waiter, text_log, seq))
+        self._turn.schedule()
+        return None
 
     def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
         text_log = self.logs.group_log(log_name)
@@ -236,6 +248,18 @@ class Ledger:
 
     def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
         return self._read(self.database.group_history, log_name, limit, before, since)
+
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._read(self.database.private_range, a, b, after, before, limit, latest)
+
+    def group_range(self, log_name, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._read(self.database.group_range, log_name, after, before, limit, latest, since)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._read(self.database.conversations, username, groups, after, before, limit, latest)
+
+    def search(self, query) -> defer.Deferred:
+        return self._read(self.database.search, query)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
         text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on

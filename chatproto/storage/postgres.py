@@ -22,10 +22,15 @@ import select
 import threading
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
-from .worker import OneWorker
+from .model import group_where, private_where, read_conversations, read_range
+from .search import sql_filters, tsquery_text
+from .worker import OneWorker, in_chunks
+
+log = Logger()
 
 try:
     import psycopg
@@ -73,6 +78,15 @@ MIGRATIONS = [
         until DOUBLE PRECISION NOT NULL
     );
     """,
+    # CHATHISTORY: any range of a conversation in the order (time, seq), and each
+    # user's conversations with activity in a span of time (TARGETS).
+    """
+    CREATE INDEX messages_by_peers_time ON messages (peers, time, seq) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE peers IS NULL;
+    CREATE INDEX messages_by_sender ON messages (sender, time) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
+    """,
+    lambda db: _add_search(db),
     """
     CREATE TABLE lockout (            -- the lockout of every node: one row per account that failed
         username TEXT PRIMARY KEY,
@@ -87,6 +101,8 @@ MIGRATIONS = [
     );
     """,
 ]
+SEARCH_VERSION = 4  # the migration that adds the search index
+INDEX_CHUNK = 2000  # positions walked per transaction while the backlog is indexed
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x63686174  # pg_advisory_xact_lock key: "chat"
 
@@ -165,7 +181,10 @@ class PostgresDatabase:
                 f"the database {self.name} has schema version {version}, newer than this "
                 f"server's {SCHEMA_VERSION}: run a newer chatproto")
         for step in range(version, SCHEMA_VERSION):
-            db.execute(MIGRATIONS[step])
+            if callable(MIGRATIONS[step]):
+                MIGRATIONS[step](db)
+            else:
+                db.execute(MIGRATIONS[step])
         if version != SCHEMA_VERSION:
             db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
@@ -237,6 +256,38 @@ class PostgresDatabase:
 
     def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
         return self._run(_history, "log", log, limit, before, since)
+
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._run(_range, private_where(a, b, "%s"), after, before, limit, latest)
+
+    def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._run(_range, group_where(log, since, "%s"), after, before, limit, latest)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._run(lambda db: read_conversations(_rows_of(db), "%s", username, list(groups), after,
+                                                       before, limit, latest))
+
+    def search(self, query) -> defer.Deferred:
+        """The messages of a L{SearchQuery}, newest first."""
+        if query.is_empty():
+            return defer.succeed([])
+        return self._run(_search, query)
+
+    def start_indexing(self) -> defer.Deferred:
+        """Index the backlog (messages stored before the index existed) in the background,
+        one small transaction at a time on the worker thread (without a reactor: at once);
+        the Deferred fires when it is done. Every node of a cluster may take part: a
+        message is never indexed twice."""
+        if self.reactor is None:
+            while self.index_some(INDEX_CHUNK):
+                pass
+            return defer.succeed(None)
+        return in_chunks(self._run, _index_some, INDEX_CHUNK, lambda: self._worker.running)
+
+    def index_some(self, limit: int) -> int:
+        """Walk up to C{limit} positions of the backlog, in one transaction; return how
+        many were walked (0: the backlog is done)."""
+        return self._guarded(_index_some, limit)
 
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
@@ -451,6 +502,93 @@ def _history(db, column, value, limit, before, since=1):
     rows = db.execute(query, args).fetchall()
     rows.reverse()
     return [message_from_row(row) for row in rows]
+
+
+def _rows_of(db):
+    return lambda query, args: db.execute(query, args).fetchall()
+
+
+def _range(db, where, after, before, limit, latest):
+    return read_range(_rows_of(db), "%s", where, after, before, limit, latest)
+
+
+def _add_search(db) -> None:
+    """
+    The search index: a C{tsvector} column kept by a trigger (so every way
+    a message is written or deleted keeps it, the cluster's too), with a GIN
+    index. Words: the C{simple} configuration (no stemming, no stop words:
+    a chat has every language) over the text with its accents removed by the
+    C{unaccent} extension; scope tokens with weight A, words with weight D
+    (see L{chatproto.storage.search}). Messages stored before run in the
+    background (L{PostgresDatabase.start_indexing}) from position 0 up to
+    the position recorded here.
+    """
+    db.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
+    schema = db.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                        "WHERE extname = 'unaccent'").fetchone()[0]
+    db.execute(f"""
+    CREATE FUNCTION chatproto_unaccent(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT {schema}.unaccent('{schema}.unaccent'::regdictionary, $1) $$;
+    -- The scope tokens are written as a tsvector (hexadecimal needs no quoting), with
+    -- positions so that they keep their weight.
+    CREATE FUNCTION chatproto_search_document(log text, sender text, recipient text, body text)
+    RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+      SELECT CASE WHEN body = '[deleted]' OR (log = '' AND recipient IS NULL) THEN ''::tsvector
+      ELSE setweight(to_tsvector('simple'::regconfig, chatproto_unaccent(body)), 'D')
+        || (CASE WHEN log = '' THEN
+             'ps' || encode(convert_to(sender, 'UTF8'), 'hex') || ':1A '
+             'pr' || encode(convert_to(recipient, 'UTF8'), 'hex') || ':2A '
+             's' || encode(convert_to(sender, 'UTF8'), 'hex') || ':3A'
+           ELSE
+             'g' || encode(convert_to(log, 'UTF8'), 'hex') || ':1A '
+             's' || encode(convert_to(sender, 'UTF8'), 'hex') || ':2A' END)::tsvector
+      END $$;
+    CREATE FUNCTION chatproto_search_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      NEW.search := chatproto_search_document(NEW.log, NEW.sender, NEW.recipient, NEW.text);
+      RETURN NEW;
+    END $$;
+    ALTER TABLE messages ADD COLUMN search tsvector;
+    CREATE TRIGGER messages_search BEFORE INSERT OR UPDATE OF text ON messages
+      FOR EACH ROW EXECUTE FUNCTION chatproto_search_trigger();
+    CREATE INDEX messages_search ON messages USING GIN (search);
+    INSERT INTO meta (key, value) SELECT 'search_backlog', '0' FROM messages HAVING COUNT(*) > 0;
+    INSERT INTO meta (key, value) SELECT 'search_backlog_end', MAX(pos)::text FROM messages
+      HAVING COUNT(*) > 0;
+    """)
+
+
+def _index_some(db, limit) -> int:
+    with db.transaction():
+        row = db.execute("SELECT (SELECT value FROM meta WHERE key = 'search_backlog'), "
+                         "(SELECT value FROM meta WHERE key = 'search_backlog_end')").fetchone()
+        if row[0] is None:
+            return 0
+        start, end = int(row[0]), int(row[1])
+        if start >= end:
+            db.execute("DELETE FROM meta WHERE key LIKE 'search_backlog%'")
+            log.info("Search index: built ({end} positions)", end=end)
+            return 0
+        stop = min(start + limit, end)
+        db.execute("UPDATE messages SET search = chatproto_search_document(log, sender, recipient, text) "
+                   "WHERE pos > %s AND pos <= %s AND search IS NULL", (start, stop))
+        db.execute("UPDATE meta SET value = GREATEST(value::bigint, %s)::text WHERE key = 'search_backlog'",
+                   (stop,))
+    if end and stop * 10 // end != start * 10 // end:
+        log.info("Search index: {done} of {end} stored positions indexed", done=stop, end=end)
+    return stop - start
+
+
+def _search(db, query):
+    sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', chatproto_unaccent(%s)) "
+           "AND text <> '[deleted]'")
+    args: list = [tsquery_text(query)]
+    filters, filter_args = sql_filters(query, "%s")
+    sql += filters
+    args += filter_args
+    sql += " ORDER BY pos DESC LIMIT %s"
+    args.append(query.limit)
+    return [message_from_row(row) for row in db.execute(sql, args)]
 
 
 def _delete_checked(db, log, seq, author) -> str:

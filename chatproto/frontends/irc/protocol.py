@@ -29,9 +29,10 @@ from ...core import errors as codes
 from ...core.events import GROUP, Message
 from ...core.interfaces import ISession
 from ...core.realm import single_line
-from ..limits import CommandRate, ConnectionCaps, default_burst
+from ..limits import BYTES_PER_TURN, CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
+from . import chathistory
 from . import texts as T
 from .wire import (
     MAX_BODY,
@@ -43,7 +44,6 @@ from .wire import (
     format_line,
     format_tags,
     parse_line,
-    parse_server_time,
     server_time,
     split_body,
 )
@@ -93,11 +93,6 @@ def msgid_of(message) -> str:
     if message.kind == GROUP:
         return f"g.{message.group}.{message.seq}"
     return f"p.{message.seq}"
-
-
-def seq_of_msgid(msgid: str) -> int | None:
-    tail = msgid.rpartition(".")[2]
-    return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
 class Channel:
@@ -153,7 +148,7 @@ class IRCProtocol(LineReceiver):
         "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
         "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
-        "_turn_seen", "_lines_this_turn", "_lines_before_registration", "_processing",
+        "_turn_seen", "_lines_this_turn", "_bytes_this_turn", "_lines_before_registration", "_processing",
         "_reading_paused", "_closed", "_batches", "_lost_hook",
     )
 
@@ -198,6 +193,7 @@ class IRCProtocol(LineReceiver):
         self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
         self._turn_seen = -1
         self._lines_this_turn = 0
+        self._bytes_this_turn = 0
         self._lines_before_registration = 0
         self._processing = False
         self._reading_paused = False
@@ -429,14 +425,17 @@ class IRCProtocol(LineReceiver):
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
+            self._bytes_this_turn = 0
         count = self._lines_this_turn
+        nbytes = self._bytes_this_turn
         privmsg = self._privmsg
         for index, raw in enumerate(lines):
             if self._closed:
                 return  # what a closed connection sent is never handled: nothing is kept
-            if self._busy or self._held or count >= LINES_PER_TURN:
+            if self._busy or self._held or count >= LINES_PER_TURN or nbytes >= BYTES_PER_TURN:
                 # The rest waits (_line holds a line over the turn's share).
                 self._lines_this_turn = count
+                self._bytes_this_turn = nbytes
                 queue = self._queue()
                 for queued in lines[index:]:
                     queue.append(queued if len(queued) <= MAX_LINE + 1 else None)
@@ -453,12 +452,16 @@ class IRCProtocol(LineReceiver):
                     if colon and text and target and " " not in target and "," not in target \
                             and not text.startswith("\x01"):
                         count += 1
+                        nbytes += size + 1
                         privmsg(target, text)
                         continue
             self._lines_this_turn = count
+            self._bytes_this_turn = nbytes
             self._line(raw if len(raw) <= MAX_LINE + 1 else None)
             count = self._lines_this_turn
+            nbytes = self._bytes_this_turn
         self._lines_this_turn = count
+        self._bytes_this_turn = nbytes
 
     def _slow_lines(self, lines) -> None:
         for index, line in enumerate(lines):
@@ -505,14 +508,16 @@ class IRCProtocol(LineReceiver):
         self._process()
 
     def _line(self, raw: bytes | None) -> None:
-        # Fairness: a connection gets LINES_PER_TURN lines a reactor turn, and
-        # with a command rate a token per line; then its input waits.
+        # Fairness: a connection gets LINES_PER_TURN lines and BYTES_PER_TURN bytes
+        # a reactor turn, and with a command rate a token per line; then its input waits.
         turn = self.factory.output.turns
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
+            self._bytes_this_turn = 0
         self._lines_this_turn += 1
-        if self._lines_this_turn > LINES_PER_TURN:
+        self._bytes_this_turn += len(raw) + 1 if raw is not None else MAX_LINE
+        if over_turn(self._lines_this_turn, self._bytes_this_turn, LINES_PER_TURN):
             self._hold(raw, 0)
             return
         if self.rate is not None:
@@ -1396,62 +1401,46 @@ class IRCProtocol(LineReceiver):
     # History (draft/chathistory)
 
     def irc_CHATHISTORY(self, params, tags):
-        if len(params) < 3:
-            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", *params[:1], "Not enough parameters")
+        try:
+            request = chathistory.parse(params, MAX_HISTORY)
+        except chathistory.Refused as refused:
+            self.send("FAIL", "CHATHISTORY", *refused.params)
             return None
         sub = params[0].upper()
-        if sub not in ("LATEST", "BEFORE"):
-            self.send("FAIL", "CHATHISTORY", "UNKNOWN_COMMAND", params[0],
-                      "Only CHATHISTORY LATEST and BEFORE are supported")
-            return None
-        target = params[1]
-        reference = params[2] if len(params) > 3 else "*"
-        limit_text = params[3] if len(params) > 3 else params[2]
-        if not (limit_text.isascii() and limit_text.isdigit()) or int(limit_text) < 1:
-            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, limit_text, "Invalid limit")
-            return None
-        limit = min(int(limit_text), MAX_HISTORY)
-        kind, _, value = reference.partition("=")
-        before_seq = before_time = after_seq = after_time = None
-        if reference == "*" and sub == "LATEST":
-            pass
-        elif kind == "msgid" and seq_of_msgid(value) is not None:
-            if sub == "BEFORE":
-                before_seq = seq_of_msgid(value)
-            else:
-                after_seq = seq_of_msgid(value)
-        elif kind == "timestamp" and parse_server_time(value) is not None:
-            if sub == "BEFORE":
-                before_time = parse_server_time(value)
-            else:
-                after_time = parse_server_time(value)
-        else:
-            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, reference, "Invalid message reference")
-            return None
-        fetch = MAX_HISTORY if before_time is not None or after_seq or after_time else limit
+        if isinstance(request, chathistory.TargetsRequest):
+            d = defer.maybeDeferred(self.chat.conversations, self.user, request.after, request.before,
+                                    request.limit, request.latest)
+            return d.addCallbacks(self._send_targets, self._history_failed, errbackArgs=(sub, None))
+        target = request.target
         if target.startswith("#"):
-            d = defer.maybeDeferred(self.chat.group_history, self.user, target[1:], fetch, before=before_seq)
+            d = defer.maybeDeferred(self.chat.query_group_history, self.user, target[1:], request.query)
         else:
-            d = defer.maybeDeferred(self.chat.history, self.user, target, fetch, before=before_seq)
+            d = defer.maybeDeferred(self.chat.query_history, self.user, target, request.query)
+        return d.addCallbacks(self._send_history, self._history_failed, callbackArgs=(target,),
+                              errbackArgs=(sub, target))
 
-        def got(messages):
-            if before_time is not None:
-                messages = [m for m in messages if m.time < before_time]
-            if after_seq is not None:
-                messages = [m for m in messages if m.seq > after_seq]
-            if after_time is not None:
-                messages = [m for m in messages if m.time > after_time]
-            self._send_history(messages[-limit:], target)
+    def _send_targets(self, conversations):
+        batch = None
+        if C.BATCH in self.caps:
+            self._batches += 1
+            batch = f"h{self._batches}"
+            self.send("BATCH", "+" + batch, "draft/chathistory-targets")
+        for conversation in conversations:
+            name = "#" + conversation.name if conversation.kind == GROUP else conversation.name
+            self.send("CHATHISTORY", "TARGETS", name, server_time(conversation.time),
+                      tags=f"batch={batch}" if batch else "")
+        if batch is not None:
+            self.send("BATCH", "-" + batch)
 
-        def failed(failure):
-            code = T.error_code(failure.value)
-            if code is None:
-                return failure
-            text = T.error_text(code, failure.value, name=target, group=target[1:])
-            self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target, text)
+    def _history_failed(self, failure, sub: str, target: str | None):
+        code = T.error_code(failure.value)
+        if code is None:
+            log.failure("CHATHISTORY {sub} from {user}", failure, sub=sub, user=self.nick)
+            self.send("FAIL", "CHATHISTORY", "MESSAGE_ERROR", sub, "Messages could not be retrieved")
             return None
-
-        return d.addCallbacks(got, failed)
+        text = T.error_text(code, failure.value, name=target, group=(target or "")[1:])
+        self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target or "*", text)
+        return None
 
     # Connection commands
 

@@ -24,6 +24,8 @@ class BadLine(ValueError):
 
 
 def unescape_tag_value(value: str) -> str:
+    if "\\" not in value:
+        return value  # the usual case: nothing to undo
     out = []
     i = 0
     while i < len(value):

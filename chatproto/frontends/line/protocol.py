@@ -18,7 +18,7 @@ from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
 from ...core.interfaces import ISession
-from ..limits import CommandRate, ConnectionCaps, default_burst
+from ..limits import CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
 from .texts import error_text, event_line, history_line
@@ -70,10 +70,6 @@ def sent_at_line(timestamp: str) -> bytes:
     if _sent_at[0] is not timestamp:
         _sent_at[:] = [timestamp, f"OK message sent at {timestamp}.\n".encode()]
     return _sent_at[1]
-
-
-def _sent_at_reply(message) -> bytes:
-    return sent_at_line(message.timestamp)
 
 
 _rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
@@ -155,6 +151,38 @@ def error_line(error: ChatError, command: str) -> bytes:
     return line("ERR", text)
 
 
+class _Reply:
+    """A reply's place in the order of the commands: its bytes, None until they are known."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data=None):
+        self.data = data
+
+
+class _SentReply(_Reply):
+    """
+    The place of a /msgto's reply, filled by the core when the message is
+    durable (L{ChatRealm.send_private}'s C{reply}): no Deferred, callbacks or
+    closure per message.
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol):
+        self.data = None
+        self.protocol = protocol
+
+    def answered(self, message) -> None:
+        self.data = sent_at_line(message.timestamp)
+        self.protocol._release()
+
+    def refused(self, error) -> None:
+        self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
+                     else line("ERR", "Server error"))
+        self.protocol._release()
+
+
 @implementer(ISession)
 class ChatLineProtocol(LineReceiver):
     delimiter = b"\n"
@@ -188,6 +216,7 @@ class ChatLineProtocol(LineReceiver):
         self._transport_paused = False  # nothing is read from the socket either
         self._pauses = NO_PAUSES  # why input is not read: "login", "turn", "rate", "closing"
         self._lines_this_turn = 0
+        self._bytes_this_turn = 0
         self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
         self._lines_before_login = 0
         self._deadline = None  # the login deadline's IDelayedCall
@@ -267,7 +296,7 @@ class ChatLineProtocol(LineReceiver):
 
     def _reply(self, data: bytes) -> None:
         if self._replies:
-            self._replies.append([data])
+            self._replies.append(_Reply(data))
         else:
             self.output.write(data)
             self._close_if_done()
@@ -280,30 +309,33 @@ class ChatLineProtocol(LineReceiver):
 
     def _later(self, d, render, command: str) -> None:
         """Reply with C{render(result)} when C{d} fires, or with its error; in order."""
-        slot = [None]
+        slot = _Reply()
+        self._queue_reply(slot)
+        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
+
+    def _queue_reply(self, slot) -> None:
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
-        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
 
     def _answered(self, result, slot, render) -> None:
-        slot[0] = render(result)
+        slot.data = render(result)
         self._release()
 
     def _refused(self, failure, slot, command) -> None:
         if failure.check(ChatError):
-            slot[0] = error_line(failure.value, command)
+            slot.data = error_line(failure.value, command)
         else:
             log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-            slot[0] = line("ERR", "Server error")
+            slot.data = line("ERR", "Server error")
         self._release()
 
     def _release(self) -> None:
         replies = self._replies
         if replies is None:
             return  # gone
-        while replies and replies[0][0] is not None:
-            self.output.write(replies.popleft()[0])
+        while replies and replies[0].data is not None:
+            self.output.write(replies.popleft().data)
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()
@@ -363,11 +395,11 @@ class ChatLineProtocol(LineReceiver):
                     if len(buffer) - offset > self.max_length():
                         self._buffer, self._offset = b"", 0
                         self._discarding = True
-                        self._take_turn()
+                        self._take_turn(len(buffer) - offset)
                         if not self._count_before_login():
                             self.err("Line too long")
                     break
-                self._take_turn()
+                self._take_turn(end - offset + 1)
                 if self.paused:
                     break
                 self._offset = end + 1
@@ -385,19 +417,22 @@ class ChatLineProtocol(LineReceiver):
         """The longest line read: small until the user has logged in."""
         return self.MAX_LENGTH if self.user is not None else MAX_LINE_BEFORE_LOGIN + 1
 
-    def _take_turn(self) -> None:
+    def _take_turn(self, size: int) -> None:
         """
-        Before each line: a connection gets C{LINES_PER_TURN} lines a reactor
-        turn (then its input waits for the next turn, after everyone's output
-        of this one), and with a command rate, a token per line (without one,
+        Before each line (of C{size} bytes): a connection gets
+        C{LINES_PER_TURN} lines and C{BYTES_PER_TURN} bytes a reactor turn
+        (then its input waits for the next turn, after everyone's output of
+        this one), and with a command rate, a token per line (without one,
         its input waits for the next token: nothing is read, nothing answered).
         """
         turn = self.output.batch.turns
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = 0
+            self._bytes_this_turn = 0
         self._lines_this_turn += 1
-        if self._lines_this_turn > LINES_PER_TURN:
+        self._bytes_this_turn += size
+        if over_turn(self._lines_this_turn, self._bytes_this_turn, LINES_PER_TURN):
             self._wait("turn", 0)
             return
         rate = self.rate
@@ -538,7 +573,14 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
+        # No Deferred per message: the core fills the reply's place (issue 25).
+        reply = _SentReply(self)
+        self._queue_reply(reply)
+        try:
+            self.chat.send_private(self.user, username, message, reply)
+        except Exception:  # noqa: BLE001 - the place is filled all the same: replies stay in order
+            log.failure("handling /msgto from {user}", user=self.user_name)
+            reply.refused(None)
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)

@@ -61,6 +61,9 @@ def web_front_ends(listen: str | None, max_output: int, limits: dict | None = No
         # session (the pages' "ended"); its own connection bookkeeping is the line protocol's.
         site.connections = ()
         site.output = web.sockets.batch
+        # For the metrics: its connections are the pages' WebSockets (an HTTP request is brief).
+        site.frontend = "web"
+        site.open_connections = lambda: len(web.sockets.sockets)
         chat_service.factories.append(site)
         return site
 

@@ -4,6 +4,12 @@ import { Connection, currentSession, post } from "./connection.js";
 import { $, el, setText } from "./dom.js";
 
 const HISTORY_PAGE = 50;
+const STATUS_SECONDS = 10; // a reply in the status line fades after this long (a newer one replaces it)
+const SERVER_GONE = "The server is not reachable. This page will reconnect when it is back.";
+const SERVER_BACK = "The server is back. Please log in again.";
+const SERVER_RESTARTED = "The server has restarted. Please log in again.";
+const WATCH_MAX_DELAY = 5000; // how often, at most, a page whose session ended asks for the server
+const WATCH_TRIES = 10; // a session ended with the server still there (a kick): stop asking then
 
 const state = {
   me: null,
@@ -16,6 +22,7 @@ const state = {
   reconnectDelay: 1000,
   reconnectTimer: null,
   loggingOut: false,
+  serverAway: false,       // the server could not be reached since the socket closed
 };
 
 let connection = null;
@@ -100,6 +107,7 @@ async function logout() {
 // ---------------------------------------------------------------- connection
 
 function connect() {
+  stopWatching();
   if (state.reconnectTimer) clearTimeout(state.reconnectTimer);
   state.reconnectTimer = null;
   if (connection) connection.close();
@@ -115,11 +123,16 @@ async function onClose() {
     username = await currentSession();
   } catch {
     username = undefined; // the server is unreachable: try again later
+    state.serverAway = true;
   }
   if (username === null) {
+    // The server answers, without the session: a restart (it cannot survive one), or it ended.
+    const restarted = state.serverAway;
+    state.serverAway = false;
     if (!$("chat-view").hidden) {
       resetChat();
-      showLogin("", "Your session has ended. Please log in again.");
+      if (restarted) showLogin(SERVER_RESTARTED);
+      else showLogin("", "Your session has ended. Please log in again.");
     } else if ($("login-view").hidden) {
       showLogin();
     }
@@ -224,18 +237,71 @@ const EVENTS = {
     status(event.error);
   },
   ended(event) {
-    state.loggingOut = true;
-    if (connection) connection.close();
-    connection = null;
-    resetChat();
-    showLogin("", event.text || "Your session has ended.");
-    state.loggingOut = false;
+    endSession("", event.text || "Your session has ended.");
+    watchServer(); // a shutdown: the page notices by itself when the server is back
   },
   logged_out(event) {
-    EVENTS.ended({ text: "" });
-    setText("login-info", event.text);
+    endSession(event.text, "");
   },
 };
+
+function endSession(info, error) {
+  state.loggingOut = true;
+  if (connection) connection.close();
+  connection = null;
+  resetChat();
+  showLogin(info, error);
+  state.loggingOut = false;
+}
+
+// ---------------------------------------------------------------- the server going away and back
+
+// After the server ended the session, ask it (GET /session) with a growing pause until it is gone
+// and back; the login form says which, so that what it shows is always current.
+let watch = null; // {timer, delay, away, tries}
+
+function watchServer() {
+  stopWatching();
+  watch = { timer: null, delay: 1000, away: false, tries: 0 };
+  watch.timer = setTimeout(checkServer, watch.delay);
+}
+
+function stopWatching() {
+  if (watch && watch.timer) clearTimeout(watch.timer);
+  watch = null;
+}
+
+async function checkServer() {
+  const current = watch;
+  if (!current) return;
+  current.timer = null;
+  let username;
+  try {
+    username = await currentSession();
+  } catch {
+    username = undefined;
+  }
+  if (watch !== current) return; // logged in meanwhile
+  if (username) {
+    connect(); // logged in again in another tab
+    return;
+  }
+  if (username === undefined && !current.away) {
+    current.away = true;
+    setText("login-info", "");
+    setText("login-error", SERVER_GONE);
+  } else if (username === null && current.away) {
+    stopWatching();
+    setText("login-error", "");
+    setText("login-info", SERVER_BACK);
+    return;
+  } else if (username === null && ++current.tries >= WATCH_TRIES) {
+    stopWatching();
+    return;
+  }
+  current.delay = Math.min(current.delay * 2, WATCH_MAX_DELAY);
+  current.timer = setTimeout(checkServer, current.delay);
+}
 
 function applyState(data) {
   state.active = new Map(data.active.map((u) => [u.name, u.since]));
@@ -261,8 +327,23 @@ function refreshState() {
   );
 }
 
+// The status line shows the latest reply for a while, then fades out (CSS) and empties.
+let statusTimer = null;
 function status(text) {
+  const line = $("status");
+  if (statusTimer) clearTimeout(statusTimer);
+  statusTimer = null;
+  line.classList.remove("fading");
   setText("status", text);
+  if (!text) return;
+  statusTimer = setTimeout(() => {
+    line.classList.add("fading");
+    statusTimer = setTimeout(() => {
+      statusTimer = null;
+      line.classList.remove("fading");
+      setText("status", "");
+    }, 1000);
+  }, STATUS_SECONDS * 1000);
 }
 
 // ---------------------------------------------------------------- the lists
@@ -389,6 +470,8 @@ async function openConversation(kind, name, { focus = true } = {}) {
   markRead(state.current);
   renderLists();
   renderConversation();
+  // Members change without a word to those merely invited (a join from IRC): ask afresh.
+  if (kind === "group") refreshState();
   const history = historyOf(key);
   if (!history.loaded) await loadHistory(history, state.current);
   if (focus) {
@@ -761,6 +844,9 @@ function wire() {
     if (document.visibilityState === "visible" && state.current && state.unread.has(state.current.key)) {
       markRead(state.current);
       renderLists();
+    }
+    if (document.visibilityState === "visible" && state.current && state.current.kind === "group") {
+      refreshState();
     }
   });
 }
