@@ -3,6 +3,7 @@ The storage interface (the Ledger over each database), run against every
 implementation: the same tests for the in-memory and the SQLite database.
 """
 
+import math
 import os
 import shutil
 import sqlite3
@@ -143,6 +144,19 @@ class StorageContract:
 
     def expected_after_import(self, seq):
         return seq
+
+    def test_bans_are_kept_and_forgotten(self):
+        self.assertEqual(self.successResultOf(self.ledger.bans()), {})
+        self.durable(self.ledger.save_ban("vader", math.inf))
+        self.durable(self.ledger.save_ban("Hans", 2000.0))
+        self.durable(self.ledger.save_ban("Hans", 3000.5))  # a new ban replaces the old one
+        self.durable(self.ledger.save_ban("leia", 10.0))
+        self.durable(self.ledger.remove_ban("leia"))
+        self.durable(self.ledger.remove_ban("nobody"))
+        expected = {"vader": math.inf, "Hans": 3000.5}
+        self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
+        self.reopen()
+        self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
 
     # History ranges (CHATHISTORY): any reference, however old, answered by the database
 
@@ -497,3 +511,34 @@ class PostgresMigrationTests(NeedsPostgres, SynchronousTestCase):
             self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0],
                              str(PG_SCHEMA_VERSION))
 
+
+
+@pytest_twisted.inlineCallbacks
+def test_password_rewrites_run_in_a_thread_one_at_a_time(tmp_path):
+    """IAccounts.set_secret off the reactor thread: several at once all land, each durable when it fires."""
+    import threading
+
+    from twisted.internet import defer, reactor
+
+    from chatproto.storage import credentials
+
+    path = tmp_path / "credentials.txt"
+    path.write_text("Yoda one\nHans two\nleia three\n")
+    accounts = credentials.CredentialsFile(str(path), reactor).load()
+    threads_seen = set()
+    original = credentials.rewrite_credentials
+
+    def watched(*args):
+        threads_seen.add(threading.current_thread() is threading.main_thread())
+        return original(*args)
+
+    credentials.rewrite_credentials = watched
+    try:
+        yield defer.gatherResults([accounts.set_secret(name, f"new-{name}") for name in ("Yoda", "Hans", "leia")])
+    finally:
+        credentials.rewrite_credentials = original
+    assert path.read_text() == "Yoda new-Yoda\nHans new-Hans\nleia new-leia\n"
+    assert accounts.secret("Hans") == "new-Hans"
+    assert threads_seen == {False}
+    with pytest.raises(KeyError):
+        yield accounts.set_secret("nobody", "x")

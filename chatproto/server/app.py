@@ -115,8 +115,9 @@ class ChatService(service.Service):
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
                  durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
-                 database: str = DEFAULT_DATABASE, cluster=None):
+                 database: str = DEFAULT_DATABASE, cluster=None, admins=()):
         self.limits = limits or {}
+        self.admins = tuple(admins)  # accounts that may kick, ban and announce
         self.cluster = cluster  # (host, port, db) of Redis: one node of a cluster
         self.bus = None
         self.credentials_path = credentials_path
@@ -145,12 +146,12 @@ class ChatService(service.Service):
             remove_stale_temporaries(self.data_dir, is_server_file)
             credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
             remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
-            accounts = CredentialsFile(self.credentials_path).load()
             reactor = self.clock if hasattr(self.clock, "callFromThread") else None
+            accounts = CredentialsFile(self.credentials_path, reactor).load()
             if self.cluster is None:
                 database = open_database(self.database_url, self.data_dir, reactor, self.durable)
                 self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
-                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins)
             else:
                 self._load_node(accounts, reactor)
             self.chat.start()
@@ -160,6 +161,8 @@ class ChatService(service.Service):
             raise
         log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
                  database=self.database_url)
+        if self.admins:
+            log.info("Administrators: {names}", names=" ".join(sorted(self.admins)))
 
     def _load_node(self, accounts, reactor) -> None:
         """One node of a cluster: PostgreSQL gives the SEQs, Redis carries presence and deliveries."""
@@ -174,7 +177,8 @@ class ChatService(service.Service):
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
         lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
         lockout.load()
-        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, lockout=lockout)
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                              lockout=lockout)
         self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout)
         self.bus.install()
 
@@ -299,7 +303,7 @@ class ListeningService(service.Service):
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None):
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None, admins=()):
     """
     The whole server: the chat service, the line protocol on C{listen}, and
     each extra L{FrontEnd}. C{on_listening(front_end, address)} is called as
@@ -309,7 +313,8 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
         from twisted.internet import reactor
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
-                               max_output=max_output, limits=limits, database=database, cluster=cluster)
+                               max_output=max_output, limits=limits, database=database, cluster=cluster,
+                               admins=admins)
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
@@ -399,6 +404,7 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"], cluster=options["cluster"],
+        admins=options.get("admins") or (),
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )

@@ -12,11 +12,14 @@ from .search import matches
 
 
 class MemoryDatabase:
+    keeps_data = False  # nothing survives the process
+
     def __init__(self):
         self._messages: dict[str, dict[int, list]] = {}  # log -> seq -> row
         self._by_peers: dict[str, list] = {}  # peers -> [row] in SEQ order
         self._stored: list = []  # every row, in the order stored (search scans it backwards)
         self._groups: dict[str, GroupRecord] = {}
+        self._bans: dict[str, float] = {}
 
     # Start-up (synchronous: nothing else runs yet)
 
@@ -26,6 +29,9 @@ class MemoryDatabase:
     def groups(self) -> list[GroupRecord]:
         return [GroupRecord(g.key, g.name, g.owner, g.broadcast, [list(m) for m in g.members], g.first_seq)
                 for g in self._groups.values()]
+
+    def bans(self) -> list:
+        return sorted(self._bans.items())
 
     def last_seq(self, log: str) -> int:
         rows = self._messages.get(log)
@@ -75,6 +81,12 @@ class MemoryDatabase:
 
     def _op_ungroup(self, key):
         self._groups.pop(key, None)
+
+    def _op_ban(self, username, until):
+        self._bans[username] = until
+
+    def _op_unban(self, username):
+        self._bans.pop(username, None)
 
     def private_history(self, a, b, limit, before=None):
         rows = self._by_peers.get(peers_key(a, b), [])

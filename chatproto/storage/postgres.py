@@ -88,6 +88,12 @@ MIGRATIONS = [
     """,
     lambda db: _add_search(db),
     """
+    CREATE TABLE bans (               -- administrators' bans: until when (epoch seconds; 'Infinity')
+        username TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    );
+    """,
+    """
     CREATE TABLE lockout (            -- the lockout of every node: one row per account that failed
         username TEXT PRIMARY KEY,
         failures INTEGER NOT NULL,    -- consecutive failed logins since the last success or block
@@ -95,10 +101,6 @@ MIGRATIONS = [
     );
     INSERT INTO lockout (username, failures, until) SELECT username, 0, until FROM blocks;
     DROP TABLE blocks;
-    CREATE TABLE bans (               -- administrators' bans: until when (epoch seconds; 'Infinity')
-        username TEXT PRIMARY KEY,
-        until DOUBLE PRECISION NOT NULL
-    );
     """,
 ]
 SEARCH_VERSION = 4  # the migration that adds the search index
@@ -202,6 +204,10 @@ class PostgresDatabase:
             if key in groups:
                 groups[key].members.append([username, bool(joined)])
         return list(groups.values())
+
+    def bans(self) -> list:
+        """Every ban: C{(username, until)} (start-up, synchronous)."""
+        return self._guarded(lambda db: db.execute("SELECT username, until FROM bans ORDER BY username").fetchall())
 
     def last_seq(self, log: str) -> int:
         row = self._connection().execute("SELECT MAX(seq) FROM messages WHERE log = %s", (log,)).fetchone()
@@ -328,17 +334,6 @@ class PostgresDatabase:
         """A correct password: the count starts again unless blocked; fire with the block's end (or 0)."""
         return self._run(_lockout_success, username, now)
 
-    def bans(self) -> list:
-        """Every ban: C{(username, until)} (start-up, synchronous)."""
-        return self._guarded(lambda db: db.execute("SELECT username, until FROM bans ORDER BY username").fetchall())
-
-    def save_ban(self, username: str, until: float, now: float) -> defer.Deferred:
-        return self._run(_save_ban, username, until, now)
-
-    def remove_ban(self, username: str) -> defer.Deferred:
-        """Fire with True when there was a ban to remove."""
-        return self._run(lambda db: db.execute("DELETE FROM bans WHERE username = %s RETURNING 1",
-                                               (username,)).fetchone() is not None)
 
     def last_pos(self) -> defer.Deferred:
         return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
@@ -445,6 +440,12 @@ def _commit(db, ops, node=None) -> list:
                 cursor.execute("DELETE FROM members WHERE group_key = %s AND username = %s", op[1:])
             elif kind == "ungroup":
                 cursor.execute("DELETE FROM groups WHERE key = %s", op[1:])
+            elif kind == "ban":
+                cursor.execute("INSERT INTO bans (username, until) VALUES (%s, %s) "
+                               "ON CONFLICT (username) DO UPDATE SET until = excluded.until",
+                               op[1:])
+            elif kind == "unban":
+                cursor.execute("DELETE FROM bans WHERE username = %s", op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs
@@ -479,13 +480,6 @@ def _lockout_success(db, username, now):
     row = db.execute("UPDATE lockout SET failures = CASE WHEN until > %(now)s THEN LEAST(failures, 0) ELSE 0 END "
                      "WHERE username = %(u)s RETURNING until", {"u": username, "now": now}).fetchone()
     return row[0] if row else 0.0
-
-
-def _save_ban(db, username, until, now):
-    with db.transaction():
-        db.execute("DELETE FROM bans WHERE until <= %s", (now,))  # ended: nobody needs them
-        db.execute("INSERT INTO bans (username, until) VALUES (%s, %s) "
-                   "ON CONFLICT (username) DO UPDATE SET until = excluded.until", (username, until))
 
 
 def _history(db, column, value, limit, before, since=1):

@@ -73,6 +73,12 @@ MIGRATIONS = [
     CREATE TABLE search_rows (id INTEGER PRIMARY KEY, log TEXT NOT NULL, seq INTEGER NOT NULL);
     ALTER TABLE messages ADD COLUMN search_id INTEGER;
     """,
+    """
+    CREATE TABLE bans (               -- administrators' bans
+        username TEXT PRIMARY KEY,
+        until REAL NOT NULL           -- when it ends (epoch seconds), Inf: never
+    );
+    """,
 ]
 SEARCH_VERSION = 3  # the migration that adds the search index
 INDEX_CHUNK = 500  # messages indexed per transaction while the backlog is built
@@ -190,6 +196,10 @@ class SQLiteDatabase:
                 "SELECT group_key, username, joined FROM members ORDER BY id"):
             groups[key].members.append([username, bool(joined)])
         return list(groups.values())
+
+    def bans(self) -> list:
+        """Every ban: C{(username, until)} (start-up, synchronous)."""
+        return self._db.execute("SELECT username, until FROM bans ORDER BY username").fetchall()
 
     def last_seq(self, log: str) -> int:
         row = self._db.execute("SELECT MAX(seq) FROM messages WHERE log = ?", (log,)).fetchone()
@@ -427,4 +437,8 @@ _APPLY = {
     "unmember": lambda db, op: db.execute(
         "DELETE FROM members WHERE group_key = ? AND username = ?", op[1:]),
     "ungroup": lambda db, op: db.execute("DELETE FROM groups WHERE key = ?", op[1:]),
+    "ban": lambda db, op: db.execute(
+        "INSERT INTO bans (username, until) VALUES (?, ?) "
+        "ON CONFLICT (username) DO UPDATE SET until = excluded.until", op[1:]),
+    "unban": lambda db, op: db.execute("DELETE FROM bans WHERE username = ?", op[1:]),
 }
