@@ -457,16 +457,6 @@ class ClusterLedgerTests(NeedsPostgres, SynchronousTestCase):
         # ATTEMPTS 1: the first failure blocks.
         self.assertEqual(self.successResultOf(a.lockout_failure("leia", 200.0, 1, 10)), (210.0, False))
 
-    def test_bans_are_shared(self):
-        a, b = (ledger.database for ledger in self.ledgers)
-        self.successResultOf(a.save_ban("Yoda", float("inf"), 0.0))
-        self.successResultOf(a.save_ban("Hans", 50.0, 0.0))
-        self.assertEqual(b.bans(), [("Hans", 50.0), ("Yoda", float("inf"))])
-        self.successResultOf(b.save_ban("leia", 100.0, 60.0))  # Hans's ended ban goes
-        self.assertTrue(self.successResultOf(b.remove_ban("Yoda")))
-        self.assertFalse(self.successResultOf(b.remove_ban("Yoda")))
-        self.assertEqual(a.bans(), [("leia", 100.0)])
-
     def test_a_group_created_again_starts_after_its_old_log(self):
         a, b = self.ledgers
         self.clock.advance(0)
