@@ -438,7 +438,8 @@ class ChatClient(ConversationCommands):
             self._connection_notice(RECONNECTED)
             self._learn_names()
             for window in self.conversations.windows[1:]:
-                self._load_history(window, HISTORY_ON_RESUME, self._missed_history)
+                if window.kind != "search":  # a conversation's window: what it missed
+                    self._load_history(window, HISTORY_ON_RESUME, self._missed_history)
             self._set_status()
         elif text == errors.ALREADY_LOGGED_IN:
             # The server has not noticed the old connection is gone yet.
