@@ -158,19 +158,21 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param lockout: an L{ILockout}; by default one that counts in this process
+        (a cluster node passes one that counts on every node).
     @param admins: the account names that may kick, ban and announce.
     @param bans: the L{IBanStore} that keeps bans; by default C{storage}
         (or, when it keeps none, this process's memory).
     """
 
     def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
-                 admins=(), bans=None):
+                 admins=(), bans=None, lockout=None):
         self.accounts = accounts
         self.storage = storage
         # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
         self._waiters = getattr(storage, "accepts_waiters", False)
         self.clock = clock
-        self.lockout = LoginLockout(clock, attempts)
+        self.lockout = lockout if lockout is not None else LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
@@ -289,7 +291,6 @@ class ChatRealm:
 
     def _logged_in(self, result):
         _interface, user, _logout = result
-        self.lockout.record_success(user.name)
         log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
                  frontend=getattr(user.session, "frontend", "?"))
         self._notify("login", getattr(user.session, "frontend", "?"))
@@ -303,18 +304,22 @@ class ChatRealm:
             if self.lockout.is_blocked(username):
                 # A concurrent check ended in a block while this one ran.
                 raise LoginFailed(errors.BLOCKED)
-            if self.lockout.record_failure(username):
-                log.warn("{username} blocked after {n} failed logins", username=username,
-                         n=self.lockout.attempts)
-                raise LoginFailed(errors.BLOCKED_NOW)
-            log.info("Failed login for {username}: wrong password", username=username)
-            raise LoginFailed(errors.WRONG_PASSWORD)
+            return self.lockout.failed(username).addCallback(self._counted, username)
         if failure.check(AlreadyLoggedIn):
             raise LoginFailed(errors.ALREADY_LOGGED_IN)
         if failure.check(LoginFailed):
             return failure
         log.failure("login of {username}", failure, username=username)
         raise LoginFailed(errors.SERVER_ERROR)
+
+    def _counted(self, outcome: str, username: str):
+        """A wrong password counted by the lockout: the login's failure."""
+        if outcome == errors.BLOCKED_NOW:
+            log.warn("{username} blocked after {n} failed logins", username=username,
+                     n=self.lockout.attempts)
+        elif outcome == errors.WRONG_PASSWORD:
+            log.info("Failed login for {username}: wrong password", username=username)
+        raise LoginFailed(outcome)
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if IChatUser not in interfaces:
@@ -325,6 +330,15 @@ class ChatRealm:
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
         if username in self._everyone:
+            raise AlreadyLoggedIn(username)
+        # The right password starts the count again, unless the account was
+        # blocked meanwhile (a cluster's lockout knows of failures elsewhere).
+        return self.lockout.succeeded(username).addCallback(self._admit, username, session)
+
+    def _admit(self, admitted: bool, username: str, session):
+        if not admitted:
+            raise LoginFailed(errors.BLOCKED)
+        if username in self._everyone:  # logged in meanwhile
             raise AlreadyLoggedIn(username)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
@@ -856,17 +870,23 @@ class ChatRealm:
         failure.trap(WrongPassword, UnknownUser)
         if self.lockout.is_blocked(username):
             raise ChatError(errors.BLOCKED)
-        if self.lockout.record_failure(username):
-            log.warn("{username} blocked after {n} failed password checks", username=username,
-                     n=self.lockout.attempts)
-        raise ChatError(errors.CURRENT_INCORRECT)
+
+        def counted(outcome):
+            if outcome == errors.BLOCKED:
+                raise ChatError(errors.BLOCKED)
+            if outcome == errors.BLOCKED_NOW:
+                log.warn("{username} blocked after {n} failed password checks", username=username,
+                         n=self.lockout.attempts)
+            raise ChatError(errors.CURRENT_INCORRECT)
+
+        return self.lockout.failed(username).addCallback(counted)
 
     def _store_password(self, secret: str, username: str):
         if self.lockout.is_blocked(username):  # blocked while the hash was computed
             raise ChatError(errors.BLOCKED)
 
         def stored(_):
-            self.lockout.record_success(username)
+            self.lockout.succeeded(username)
             log.info("{username} changed their password", username=username)
 
         def failed(failure):

@@ -170,12 +170,16 @@ class ChatService(service.Service):
 
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
+        from ..cluster.lockout import SharedLockout
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
-        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
+        lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
+        lockout.load()
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                              lockout=lockout)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
@@ -187,8 +191,21 @@ class ChatService(service.Service):
         if self.chat is None:
             self.load()
         if self.bus is not None:
+            log.info("Cluster: node {node} joining Redis at {host}:{port}", node=self.bus.node,
+                     host=self.bus.host, port=self.bus.port)
             self.bus.start(self.clock)
         super().startService()
+
+    def when_ready(self) -> defer.Deferred:
+        """
+        Fires once every command works: at once for a server on its own; for a
+        cluster node once it has joined Redis (PostgreSQL was opened by L{load}).
+        The listeners open only then, so that a ready line (and an open port
+        behind a load balancer) never answers a login with a server error.
+        """
+        if self.bus is None:
+            return defer.succeed(None)
+        return self.bus.when_up()
 
     def stopService(self):
         """Tell every client, let their output drain (briefly), then close the files."""
@@ -251,19 +268,28 @@ class ListeningService(service.Service):
     0 ("any free port") can be read from the ready line.
     """
 
-    def __init__(self, endpoint, factory_source, on_listening, on_error):
+    def __init__(self, endpoint, factory_source, on_listening, on_error, ready=None):
         self.endpoint = endpoint
         self.factory_source = factory_source
         self.on_listening = on_listening
         self.on_error = on_error
+        self.ready = ready  # a callable: a Deferred that fires when the server can serve
         self.port = None
 
     def startService(self):
         super().startService()
+        d = self.ready() if self.ready is not None else defer.succeed(None)
+        d.addCallback(self._listen)
+
+    def _listen(self, _):
+        if not self.running:
+            return  # stopped before the server was ready
         d = self.endpoint.listen(self.factory_source())
         d.addCallbacks(self._listening, self.on_error)
 
     def _listening(self, port):
+        if not self.running:  # stopped while the port was being opened
+            return port.stopListening()
         self.port = port
         lean(port)
         self.on_listening(port.getHost())
@@ -298,6 +324,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
             lambda fe=front_end: fe.make_factory(chat_service),
             lambda address, fe=front_end: on_listening(fe, address),
             lambda failure, fe=front_end: on_error(fe, failure),
+            ready=chat_service.when_ready,
         ).setServiceParent(top)
     CollectorTuning().setServiceParent(top)
     return top, chat_service

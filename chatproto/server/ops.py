@@ -74,6 +74,7 @@ def attach(top, chat_service, options, on_listening, on_error, reactor=None) -> 
             lambda: front_end.make_factory(chat_service),
             lambda address: on_listening(front_end, address),
             lambda failure: on_error(front_end, failure),
+            ready=chat_service.when_ready,
         ).setServiceParent(top)
 
 
