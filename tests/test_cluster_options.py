@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,9 +69,14 @@ class DemoTests(SynchronousTestCase):
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
 
         def stop():
+            # As Ctrl-C: the demo stops its nodes, Redis and PostgreSQL (a kill would leave them).
             if process.poll() is None:
-                process.kill()
-                process.wait(30)
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(30)
             process.stdout.close()
 
         self.addCleanup(stop)
@@ -78,7 +84,6 @@ class DemoTests(SynchronousTestCase):
 
     def test_demo_starts_two_nodes_and_stops_cleanly(self):
         import re
-        import signal
 
         from chatproto.cluster.local import free_port
 
@@ -114,15 +119,18 @@ class DemoTests(SynchronousTestCase):
         squatter.bind(("0.0.0.0", base))  # as a server on all interfaces holds it
         squatter.listen()
         process, out = self.demo("--nodes", "2", "--port", str(base))
-        out.expect(re.compile(rf"^Some of the ports {base}-{base + 1} are in use: the nodes use "
-                              rf"{base + 1}, {base + 2}$"), timeout=60)
+        out.expect(f"In use: port {base}; the nodes use ports {base + 1}, {base + 2}", timeout=60)
         out.expect(re.compile(r"^2 nodes are up"), timeout=60)
         out.expect(re.compile(rf"node 1: \S+ -m chatproto\.client 127\.0\.0\.1 {base + 1} "))
         out.expect(re.compile(rf"node 2: \S+ -m chatproto\.client 127\.0\.0\.1 {base + 2} "))
+        scratch = out.lines[0].split(": ", 1)[1]
         client = ClientProcess("127.0.0.1", base + 2, free_port())
         self.addCleanup(client.cleanup)
         client.login("Yoda", "wise@!man")
         self.assertFalse(any("Error" in line for line in out.lines), out.lines)
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(60), 0)
+        self.assertFalse(os.path.exists(scratch))
 
     def test_a_node_that_cannot_start_is_named_with_its_own_error(self):
         import re

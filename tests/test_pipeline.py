@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.core.events import Message
 from chatproto.storage.ledger import Ledger
+from chatproto.storage.model import peers_key
 from chatproto.storage.sqlite import SQLiteDatabase
 
 from .support import ChatFixture
@@ -126,8 +127,9 @@ class PartnersMigrationTests(SynchronousTestCase):
         db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
         for seq, (sender, recipient, time) in enumerate(
                 [("Yoda", "Hans", 10.0), ("leia", "Yoda", 30.0), ("Hans", "leia", 45.0)], 1):
-            db.execute(store._INSERT_MESSAGE, store._message_row(
-                ("msg", "", seq, "t", time, sender, recipient, "x")))
+            db.execute("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                       "VALUES ('', ?, 't', ?, ?, ?, ?, 'x')",
+                       (seq, time, sender, recipient, peers_key(sender, recipient)))
         db.close()
         database = SQLiteDatabase(path).open()
         self.addCleanup(database._close)

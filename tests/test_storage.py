@@ -3,6 +3,7 @@ The storage interface (the Ledger over each database), run against every
 implementation: the same tests for the in-memory and the SQLite database.
 """
 
+import math
 import os
 import shutil
 import sqlite3
@@ -143,6 +144,19 @@ class StorageContract:
 
     def expected_after_import(self, seq):
         return seq
+
+    def test_bans_are_kept_and_forgotten(self):
+        self.assertEqual(self.successResultOf(self.ledger.bans()), {})
+        self.durable(self.ledger.save_ban("vader", math.inf))
+        self.durable(self.ledger.save_ban("Hans", 2000.0))
+        self.durable(self.ledger.save_ban("Hans", 3000.5))  # a new ban replaces the old one
+        self.durable(self.ledger.save_ban("leia", 10.0))
+        self.durable(self.ledger.remove_ban("leia"))
+        self.durable(self.ledger.remove_ban("nobody"))
+        expected = {"vader": math.inf, "Hans": 3000.5}
+        self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
+        self.reopen()
+        self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
 
     # History ranges (CHATHISTORY): any reference, however old, answered by the database
 
@@ -412,11 +426,36 @@ class ClusterLedgerTests(NeedsPostgres, SynchronousTestCase):
         groups = a.database.groups()
         self.assertEqual(groups, [GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True], ["luke", False]])])
 
-    def test_blocks_are_kept(self):
-        a, b = self.ledgers
-        self.successResultOf(a.database.save_block("Yoda", 100.0))
-        self.successResultOf(a.database.save_block("Hans", 50.0))
-        self.assertEqual(b.database.blocks(60.0), [("Yoda", 100.0)])
+    def test_lockout_failures_are_counted_atomically_across_nodes(self):
+        import threading
+
+        a, b = (ledger.database for ledger in self.ledgers)  # no reactor: calls run on the caller's thread
+
+        def fail(database):
+            for _ in range(50):
+                self.assertEqual(self.successResultOf(database.lockout_failure("Yoda", 100.0, 101, 10)),
+                                 (0, False))
+
+        threads = [threading.Thread(target=fail, args=(database,)) for database in (a, b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        import psycopg
+
+        with psycopg.connect(a.url) as db:  # two nodes failing at once: every failure counted
+            self.assertEqual(db.execute("SELECT failures FROM lockout").fetchall(), [(100,)])
+        # The 101st blocks until now + 10, on every node; the count starts again.
+        self.assertEqual(self.successResultOf(b.lockout_failure("Yoda", 100.0, 101, 10)), (110.0, False))
+        self.assertEqual(a.blocks(105.0), [("Yoda", 110.0)])
+        self.assertEqual(self.successResultOf(a.lockout_failure("Yoda", 100.0, 101, 10)),
+                         (110.0, True))  # blocked already: no change, even at the same moment
+        self.assertEqual(self.successResultOf(a.lockout_success("Yoda", 109.0)), 110.0)  # still blocked
+        self.assertEqual(self.successResultOf(a.lockout_success("Yoda", 110.0)), 110.0)  # ended
+        self.assertEqual(b.blocks(110.0), [])
+        self.assertEqual(self.successResultOf(a.lockout_success("Hans", 0.0)), 0.0)  # never failed
+        # ATTEMPTS 1: the first failure blocks.
+        self.assertEqual(self.successResultOf(a.lockout_failure("leia", 200.0, 1, 10)), (210.0, False))
 
     def test_a_group_created_again_starts_after_its_old_log(self):
         a, b = self.ledgers
@@ -459,5 +498,37 @@ class PostgresMigrationTests(NeedsPostgres, SynchronousTestCase):
         self.assertEqual(database.blocks(0.0), [])
         self.assertEqual(database.last_seq(""), 1)
         with psycopg.connect(url) as db:
-            self.assertEqual(db.execute("SELECT value FROM meta").fetchone()[0], str(PG_SCHEMA_VERSION))
+            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0],
+                             str(PG_SCHEMA_VERSION))
 
+
+
+@pytest_twisted.inlineCallbacks
+def test_password_rewrites_run_in_a_thread_one_at_a_time(tmp_path):
+    """IAccounts.set_secret off the reactor thread: several at once all land, each durable when it fires."""
+    import threading
+
+    from twisted.internet import defer, reactor
+
+    from chatproto.storage import credentials
+
+    path = tmp_path / "credentials.txt"
+    path.write_text("Yoda one\nHans two\nleia three\n")
+    accounts = credentials.CredentialsFile(str(path), reactor).load()
+    threads_seen = set()
+    original = credentials.rewrite_credentials
+
+    def watched(*args):
+        threads_seen.add(threading.current_thread() is threading.main_thread())
+        return original(*args)
+
+    credentials.rewrite_credentials = watched
+    try:
+        yield defer.gatherResults([accounts.set_secret(name, f"new-{name}") for name in ("Yoda", "Hans", "leia")])
+    finally:
+        credentials.rewrite_credentials = original
+    assert path.read_text() == "Yoda new-Yoda\nHans new-Hans\nleia new-leia\n"
+    assert accounts.secret("Hans") == "new-Hans"
+    assert threads_seen == {False}
+    with pytest.raises(KeyError):
+        yield accounts.set_secret("nobody", "x")

@@ -49,6 +49,7 @@ class Node:
         self.missing = set(expected)  # ready lines not printed yet
         self.tail: list[str] = []  # its last lines: what it said when it fails
         self.settled = threading.Event()  # up, or its output ended
+        self.ended = False  # its output ended: it exited (or is exiting)
         self.thread = threading.Thread(target=self._relay, args=(out,), daemon=True)
         self.thread.start()
 
@@ -67,12 +68,16 @@ class Node:
             out.flush()
             if self.up:
                 self.settled.set()
+        self.ended = True
         self.settled.set()
 
     def failure(self) -> str:
         """Why the node is not up, in its own words."""
-        if self.process.poll() is None and not self.thread.is_alive():
-            self.process.wait(10)
+        if self.ended:
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
         status = self.process.poll()
         said = [line.strip() for line in self.tail if line.strip()]
         errors = [line for line in said if line.startswith("Error:")]
@@ -96,11 +101,12 @@ def port_free(port: int) -> bool:
     return True
 
 
-def pick_ports(first: int, count: int, taken: set) -> list:
+def pick_ports(first: int, count: int, taken: set, busy: list) -> list:
     """
     C{count} ports from C{first} up, one per node: a port in use (another
     server, a demo already running) is replaced by the next free one above
-    it, so that the demo starts whatever else runs on the machine.
+    it, so that the demo starts whatever else runs on the machine. The ports
+    found in use are added to C{busy}.
     """
     ports = []
     candidate = first
@@ -108,6 +114,8 @@ def pick_ports(first: int, count: int, taken: set) -> list:
         for port in range(candidate, min(candidate + PORT_SCAN, 65536)):
             if port not in taken and port_free(port):
                 break
+            if port not in taken:
+                busy.append(port)
         else:
             port = free_port()
         ports.append(port)
@@ -142,20 +150,22 @@ def demo(args) -> int:
     nodes = []
     try:
         print(f"Scratch directory: {scratch}", flush=True)
-        postgres = LocalPostgres(os.path.join(scratch, "postgres")).start()
+        # Each is named before it starts: an interrupt while it starts still stops it.
+        postgres = LocalPostgres(os.path.join(scratch, "postgres"))
+        postgres.start()
         print(f"PostgreSQL: {postgres.url}", flush=True)
-        redis = LocalRedis(os.path.join(scratch, "redis")).start()
+        redis = LocalRedis(os.path.join(scratch, "redis"))
+        redis.start()
         print(f"Redis: {redis.url}", flush=True)
         taken: set = set()
-        ports = pick_ports(args.port, args.nodes, taken)
-        irc_ports = pick_ports(args.irc_port, args.nodes, taken) if args.irc_port else None
-        web_ports = pick_ports(args.web_port, args.nodes, taken) if args.web_port else None
-        for name, first, chosen in (("", args.port, ports), ("IRC ", args.irc_port, irc_ports),
-                                    ("web ", args.web_port, web_ports)):
-            wanted = [first + i for i in range(args.nodes)]
-            if chosen is not None and chosen != wanted:
-                print(f"Some of the {name}ports {wanted[0]}-{wanted[-1]} are in use: the nodes use "
-                      + ", ".join(map(str, chosen)), flush=True)
+        chosen = []
+        for kind, first in (("", args.port), ("IRC ", args.irc_port), ("web ", args.web_port)):
+            busy: list = []
+            chosen.append(pick_ports(first, args.nodes, taken, busy) if first else None)
+            if busy:
+                print(f"In use: {kind}port {', '.join(map(str, busy))}; the nodes use {kind}ports "
+                      + ", ".join(map(str, chosen[-1])), flush=True)
+        ports, irc_ports, web_ports = chosen
         for i in range(args.nodes):
             data_dir = os.path.join(scratch, f"node{i + 1}")
             os.makedirs(data_dir, exist_ok=True)
@@ -197,7 +207,6 @@ def demo(args) -> int:
         print("Try: a user on each node, /creategroup, /groupmsg, /activeuser; kill -9 a node "
               "(pids: " + ", ".join(str(n.process.pid) for n in nodes) + f") and start it again with "
               f"{os.path.join(scratch, 'nodeN.sh')}. Ctrl-C stops everything.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
             for node in nodes:
                 node.process.wait()
@@ -242,7 +251,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 20:
         parser.error("--nodes: from 1 to 20")
-    return demo(args)
+    # SIGTERM stops everything as Ctrl-C does, at any moment (the demo's cleanup runs).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return demo(args)
+    except KeyboardInterrupt:
+        print("Interrupted: stopped everything.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

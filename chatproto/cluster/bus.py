@@ -21,7 +21,6 @@ from twisted.logger import Logger
 
 from ..core import errors, events
 from ..core.errors import LoginFailed
-from ..core.lockout import LoginLockout
 from ..core.realm import Group
 from ..turns import EndOfTurn
 
@@ -117,37 +116,6 @@ class RemoteUser:
         return self.session.udp_port
 
 
-class ClusterLockout(LoginLockout):
-    """The lockout, its failures and successes told to every node (each counts them all)."""
-
-    def __init__(self, clock, attempts, bus, block_seconds=None):
-        if block_seconds is None:
-            super().__init__(clock, attempts)
-        else:
-            super().__init__(clock, attempts, block_seconds)
-        self.bus = bus
-
-    def record_failure(self, username: str) -> bool:
-        self.bus.tell_all({"t": "fail", "u": username})
-        was_blocked = username in self._blocks
-        blocked = super().record_failure(username)
-        if blocked and not was_blocked:  # kept in PostgreSQL: a node started meanwhile knows
-            self.bus.save_block(username, self.clock.seconds() + self.block_seconds)
-        return blocked
-
-    def block_until(self, username: str, until: float) -> None:
-        """A block read from PostgreSQL at start-up."""
-        remaining = until - self.clock.seconds()
-        if remaining > 0 and username not in self._blocks:
-            self._failures.pop(username, None)
-            self._blocks[username] = self.clock.callLater(remaining, self._unblock, username)
-
-    def record_success(self, username: str) -> None:
-        if username in self._failures:
-            self.bus.tell_all({"t": "ok", "u": username})
-        super().record_success(username)
-
-
 class ClusterBus:
     """
     @param realm: the L{ChatRealm} of this node (install() adds the seams).
@@ -155,8 +123,9 @@ class ClusterBus:
     @param redis: (host, port, db).
     """
 
-    def __init__(self, realm, ledger, redis, clock, node: str | None = None):
+    def __init__(self, realm, ledger, redis, clock, node: str | None = None, lockout=None):
         self.realm = realm
+        self.lockout = lockout  # a SharedLockout: its blocks are told to every node at once
         self.ledger = ledger
         self.host, self.port, self.db = redis
         self.clock = clock
@@ -193,11 +162,9 @@ class ClusterBus:
         realm.cluster = self
         self.everyone.update(realm._active)
         realm._everyone = self.everyone
-        old = realm.lockout
-        realm.lockout = ClusterLockout(self.clock, old.attempts, self, old.block_seconds)
-        old.stop()
-        for username, until in self.ledger.database.blocks(self.clock.seconds()):
-            realm.lockout.block_until(username, until)
+        if self.lockout is not None:
+            self.lockout.tell = lambda username, until: self.tell_all({"t": "block", "u": username,
+                                                                       "until": until})
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
         self.ledger.on_first_seq = self._first_seq
@@ -372,11 +339,6 @@ class ClusterBus:
         group = self.realm._groups.get(key)
         if group is not None:
             group.first_seq = first_seq
-
-    def save_block(self, username, until) -> None:
-        d = self.ledger.database.save_block(username, until)
-        d.addErrback(lambda f: log.warn("Cluster: cannot keep the block of {name}: {why}",
-                                        name=username, why=f.getErrorMessage()))
 
     def _set_secret(self, username, secret):
         """A password changed here: every node stores it too (their credentials files and memory)."""
@@ -583,10 +545,9 @@ class ClusterBus:
             if self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"]):
                 log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
                          seq=payload["seq"], log=payload["log"] or "messagelog.txt")
-        elif kind == "fail":
-            LoginLockout.record_failure(self.realm.lockout, payload["u"])
-        elif kind == "ok":
-            LoginLockout.record_success(self.realm.lockout, payload["u"])
+        elif kind == "block":
+            if self.lockout is not None:
+                self.lockout.blocked_elsewhere(payload["u"], payload["until"])
 
     def _deliveries(self, batch) -> None:
         realm = self.realm

@@ -84,7 +84,22 @@ class IAccounts(Interface):
         them); raise OSError, keeping the old ones, when they cannot be read."""
 
 
-class IChatStorage(Interface):
+class IBanStore(Interface):
+    """Where administrators' bans are kept (the storage, by default): USERNAME -> the epoch
+    time the ban ends (C{math.inf}: never)."""
+
+    def bans():
+        """A Deferred dict of every ban kept (some may have ended)."""
+
+    def save_ban(username, until):
+        """Keep a ban of C{username} until C{until}, replacing any earlier one; a Deferred
+        that fires once it is durable."""
+
+    def remove_ban(username):
+        """Forget the ban of C{username} (none: nothing changes); a Deferred, as L{save_ban}."""
+
+
+class IChatStorage(IBanStore):
     """
     The core's state, behind one asynchronous interface. Every change
     returns a Deferred that fires once it is durable; reads see every change
@@ -139,6 +154,10 @@ class IChatStorage(Interface):
         of those times: at most C{limit}, the newest when C{latest}, else the
         oldest.
         """
+
+    def search(query):
+        """A Deferred list of the L{Message}s that match a
+        L{chatproto.core.search.SearchQuery}, newest first."""
 
     def save_group(record):
         """A new group (L{GroupRecord}); its log is created, and C{record.first_seq} set

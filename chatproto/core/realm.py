@@ -39,9 +39,10 @@ from .events import (
     UserOnline,
 )
 from .history import HistoryQuery, answer
-from .interfaces import GroupRecord
+from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .search import MAX_RESULTS, SearchQuery, search_words
 from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
@@ -157,15 +158,21 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param lockout: an L{ILockout}; by default one that counts in this process
+        (a cluster node passes one that counts on every node).
+    @param admins: the account names that may kick, ban and announce.
+    @param bans: the L{IBanStore} that keeps bans; by default C{storage}
+        (or, when it keeps none, this process's memory).
     """
 
-    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None):
+    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
+                 admins=(), bans=None, lockout=None):
         self.accounts = accounts
         self.storage = storage
         # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
         self._waiters = getattr(storage, "accepts_waiters", False)
         self.clock = clock
-        self.lockout = LoginLockout(clock, attempts)
+        self.lockout = lockout if lockout is not None else LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
@@ -180,14 +187,16 @@ class ChatRealm:
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
-        self.admins: set[str] = set()  # account names that may kick, ban and announce
-        self.bans = Bans(clock)  # the server gives it a store in the data directory
+        self.admins: set[str] = set(admins)  # account names that may kick, ban and announce
+        if bans is None and IBanStore.providedBy(storage):
+            bans = storage
+        self.bans = Bans(clock, bans)  # loaded by start()
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
-        """Load the groups from storage."""
+        """Load the groups from storage, and the bans."""
 
         def loaded(records):
             for record in records:
@@ -195,7 +204,8 @@ class ChatRealm:
                                                  {name: joined for name, joined in record.members},
                                                  record.first_seq)
 
-        return self.storage.groups().addCallback(loaded)
+        return defer.gatherResults([self.storage.groups().addCallback(loaded), self.bans.load()],
+                                   consumeErrors=True)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
@@ -281,7 +291,6 @@ class ChatRealm:
 
     def _logged_in(self, result):
         _interface, user, _logout = result
-        self.lockout.record_success(user.name)
         log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
                  frontend=getattr(user.session, "frontend", "?"))
         self._notify("login", getattr(user.session, "frontend", "?"))
@@ -295,18 +304,22 @@ class ChatRealm:
             if self.lockout.is_blocked(username):
                 # A concurrent check ended in a block while this one ran.
                 raise LoginFailed(errors.BLOCKED)
-            if self.lockout.record_failure(username):
-                log.warn("{username} blocked after {n} failed logins", username=username,
-                         n=self.lockout.attempts)
-                raise LoginFailed(errors.BLOCKED_NOW)
-            log.info("Failed login for {username}: wrong password", username=username)
-            raise LoginFailed(errors.WRONG_PASSWORD)
+            return self.lockout.failed(username).addCallback(self._counted, username)
         if failure.check(AlreadyLoggedIn):
             raise LoginFailed(errors.ALREADY_LOGGED_IN)
         if failure.check(LoginFailed):
             return failure
         log.failure("login of {username}", failure, username=username)
         raise LoginFailed(errors.SERVER_ERROR)
+
+    def _counted(self, outcome: str, username: str):
+        """A wrong password counted by the lockout: the login's failure."""
+        if outcome == errors.BLOCKED_NOW:
+            log.warn("{username} blocked after {n} failed logins", username=username,
+                     n=self.lockout.attempts)
+        elif outcome == errors.WRONG_PASSWORD:
+            log.info("Failed login for {username}: wrong password", username=username)
+        raise LoginFailed(outcome)
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if IChatUser not in interfaces:
@@ -317,6 +330,15 @@ class ChatRealm:
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
         if username in self._everyone:
+            raise AlreadyLoggedIn(username)
+        # The right password starts the count again, unless the account was
+        # blocked meanwhile (a cluster's lockout knows of failures elsewhere).
+        return self.lockout.succeeded(username).addCallback(self._admit, username, session)
+
+    def _admit(self, admitted: bool, username: str, session):
+        if not admitted:
+            raise LoginFailed(errors.BLOCKED)
+        if username in self._everyone:  # logged in meanwhile
             raise AlreadyLoggedIn(username)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
@@ -772,6 +794,38 @@ class ChatRealm:
 
         return answer(query, fetch, min(query.limit, MAX_HISTORY))
 
+    def search(self, user: User, text: str, in_: str | None = None, limit: int = MAX_RESULTS,
+               sender: str | None = None, before: float | None = None,
+               after: float | None = None) -> defer.Deferred:
+        """
+        The messages C{user} can read whose text has a word beginning with
+        each word of C{text} (case and accents ignored), newest first, at most
+        L{MAX_RESULTS}: the private messages they sent or received and those
+        of the groups they have joined now (not one they left or were only
+        invited to). C{in_}: one conversation, C{#GROUP}, or a name (a user's
+        first, else a group's); refused as L{history} and L{group_history}.
+        C{sender}, C{before}, C{after} (epoch seconds): narrower still.
+        """
+        query = SearchQuery(search_words(text), user.name, limit=max(0, min(limit, MAX_RESULTS)),
+                            sender=sender, before=before, after=after)
+        if in_ is None:
+            query.groups = {group.name: group.first_seq for group in self._groups.values()
+                            if group.members.get(user.name)}
+        elif not in_.startswith("#") and (self.is_account(in_) or in_.lower() not in self._groups):
+            if not self.is_account(in_):
+                return defer.fail(ChatError(errors.NO_SUCH_USER, name=in_))
+            query.peer = in_
+        else:
+            try:
+                group = self._joined_group(user, in_.removeprefix("#"), errors.HISTORY_NOT_JOINED)
+            except ChatError:
+                return defer.fail()
+            query.private = False
+            query.groups = {group.name: group.first_seq}
+        if query.is_empty():
+            return defer.succeed([])
+        return self.storage.search(query)
+
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
         return self.storage.delete_message(None, seq, user.name).addCallback(lambda _: None)
@@ -816,17 +870,23 @@ class ChatRealm:
         failure.trap(WrongPassword, UnknownUser)
         if self.lockout.is_blocked(username):
             raise ChatError(errors.BLOCKED)
-        if self.lockout.record_failure(username):
-            log.warn("{username} blocked after {n} failed password checks", username=username,
-                     n=self.lockout.attempts)
-        raise ChatError(errors.CURRENT_INCORRECT)
+
+        def counted(outcome):
+            if outcome == errors.BLOCKED:
+                raise ChatError(errors.BLOCKED)
+            if outcome == errors.BLOCKED_NOW:
+                log.warn("{username} blocked after {n} failed password checks", username=username,
+                         n=self.lockout.attempts)
+            raise ChatError(errors.CURRENT_INCORRECT)
+
+        return self.lockout.failed(username).addCallback(counted)
 
     def _store_password(self, secret: str, username: str):
         if self.lockout.is_blocked(username):  # blocked while the hash was computed
             raise ChatError(errors.BLOCKED)
 
         def stored(_):
-            self.lockout.record_success(username)
+            self.lockout.succeeded(username)
             log.info("{username} changed their password", username=username)
 
         def failed(failure):
@@ -931,35 +991,37 @@ class ChatRealm:
             seconds = parse_duration(duration)
         except ChatError:
             return defer.fail()
-        try:
-            until = self.bans.ban(username, seconds)
-        except OSError:
-            log.failure("Cannot save the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        ends = None if until == FOREVER else format_timestamp(until)
-        log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
-                 until=ends or "forever")
-        self._notify("admin", "ban")
-        user = self._active.get(username)
-        if user is None:
-            return defer.succeed(ends)
-        notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
-                  else BANNED_FOREVER_NOTICE.format(admin=admin.name))
-        return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        def banned(until):
+            ends = None if until == FOREVER else format_timestamp(until)
+            log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
+                     until=ends or "forever")
+            self._notify("admin", "ban")
+            user = self._active.get(username)
+            if user is None:
+                return ends
+            notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
+                      else BANNED_FOREVER_NOTICE.format(admin=admin.name))
+            return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        return self.bans.ban(username, seconds).addCallbacks(banned, _not_saved, errbackArgs=(
+            "Cannot save the ban of {username}", username))
 
     def unban(self, admin: User, username: str) -> defer.Deferred:
         try:
             self._check_admin(admin, "unban")
-            if not self.bans.unban(username):
-                raise ChatError(errors.NOT_BANNED, name=username)
         except ChatError:
             return defer.fail()
-        except OSError:
-            log.failure("Cannot save the end of the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
-        self._notify("admin", "unban")
-        return defer.succeed(username)
+
+        def lifted(was_banned):
+            if not was_banned:
+                raise ChatError(errors.NOT_BANNED, name=username)
+            log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
+            self._notify("admin", "unban")
+            return username
+
+        return self.bans.unban(username).addCallbacks(lifted, _not_saved, errbackArgs=(
+            "Cannot save the end of the ban of {username}", username))
 
     def announce_by(self, admin: User, text: str) -> defer.Deferred:
         """L{announce} for an administrator; fire with the number of users told."""
@@ -976,6 +1038,14 @@ class ChatRealm:
     def close(self) -> defer.Deferred:
         self.lockout.stop()
         return self.storage.close()
+
+
+def _not_saved(failure, what: str, username: str):
+    """A change the storage could not keep: C{not-saved} for the user (logged, unless the storage did)."""
+    if failure.check(ChatError):
+        return failure
+    log.failure(what, failure, username=username)
+    raise ChatError(errors.NOT_SAVED)
 
 
 __all__ = ["ChatRealm", "IUsernamePassword", "User"]

@@ -178,7 +178,7 @@ def main(argv=None) -> None:
         options["credentials"], options["data-dir"], options["attempts"],
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
-        database=options["database"], cluster=options["cluster"],
+        database=options["database"], cluster=options["cluster"], admins=options.get("admins") or (),
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )

@@ -115,8 +115,9 @@ class ChatService(service.Service):
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
                  durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
-                 database: str = DEFAULT_DATABASE, cluster=None):
+                 database: str = DEFAULT_DATABASE, cluster=None, admins=()):
         self.limits = limits or {}
+        self.admins = tuple(admins)  # accounts that may kick, ban and announce
         self.cluster = cluster  # (host, port, db) of Redis: one node of a cluster
         self.bus = None
         self.credentials_path = credentials_path
@@ -145,12 +146,12 @@ class ChatService(service.Service):
             remove_stale_temporaries(self.data_dir, is_server_file)
             credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
             remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
-            accounts = CredentialsFile(self.credentials_path).load()
             reactor = self.clock if hasattr(self.clock, "callFromThread") else None
+            accounts = CredentialsFile(self.credentials_path, reactor).load()
             if self.cluster is None:
                 database = open_database(self.database_url, self.data_dir, reactor, self.durable)
                 self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
-                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins)
             else:
                 self._load_node(accounts, reactor)
             self.chat.start()
@@ -160,6 +161,8 @@ class ChatService(service.Service):
             raise
         log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
                  database=self.database_url)
+        if self.admins:
+            log.info("Administrators: {names}", names=" ".join(sorted(self.admins)))
 
     def _load_node(self, accounts, reactor) -> None:
         """One node of a cluster: PostgreSQL gives the SEQs, Redis carries presence and deliveries."""
@@ -167,12 +170,16 @@ class ChatService(service.Service):
 
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
+        from ..cluster.lockout import SharedLockout
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
-        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
+        lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
+        lockout.load()
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                              lockout=lockout)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
@@ -184,8 +191,21 @@ class ChatService(service.Service):
         if self.chat is None:
             self.load()
         if self.bus is not None:
+            log.info("Cluster: node {node} joining Redis at {host}:{port}", node=self.bus.node,
+                     host=self.bus.host, port=self.bus.port)
             self.bus.start(self.clock)
         super().startService()
+
+    def when_ready(self) -> defer.Deferred:
+        """
+        Fires once every command works: at once for a server on its own; for a
+        cluster node once it has joined Redis (PostgreSQL was opened by L{load}).
+        The listeners open only then, so that a ready line (and an open port
+        behind a load balancer) never answers a login with a server error.
+        """
+        if self.bus is None:
+            return defer.succeed(None)
+        return self.bus.when_up()
 
     def stopService(self):
         """Tell every client, let their output drain (briefly), then close the files."""
@@ -248,19 +268,28 @@ class ListeningService(service.Service):
     0 ("any free port") can be read from the ready line.
     """
 
-    def __init__(self, endpoint, factory_source, on_listening, on_error):
+    def __init__(self, endpoint, factory_source, on_listening, on_error, ready=None):
         self.endpoint = endpoint
         self.factory_source = factory_source
         self.on_listening = on_listening
         self.on_error = on_error
+        self.ready = ready  # a callable: a Deferred that fires when the server can serve
         self.port = None
 
     def startService(self):
         super().startService()
+        d = self.ready() if self.ready is not None else defer.succeed(None)
+        d.addCallback(self._listen)
+
+    def _listen(self, _):
+        if not self.running:
+            return  # stopped before the server was ready
         d = self.endpoint.listen(self.factory_source())
         d.addCallbacks(self._listening, self.on_error)
 
     def _listening(self, port):
+        if not self.running:  # stopped while the port was being opened
+            return port.stopListening()
         self.port = port
         lean(port)
         self.on_listening(port.getHost())
@@ -274,7 +303,7 @@ class ListeningService(service.Service):
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None):
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None, admins=()):
     """
     The whole server: the chat service, the line protocol on C{listen}, and
     each extra L{FrontEnd}. C{on_listening(front_end, address)} is called as
@@ -284,7 +313,8 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
         from twisted.internet import reactor
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
-                               max_output=max_output, limits=limits, database=database, cluster=cluster)
+                               max_output=max_output, limits=limits, database=database, cluster=cluster,
+                               admins=admins)
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
@@ -294,6 +324,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
             lambda fe=front_end: fe.make_factory(chat_service),
             lambda address, fe=front_end: on_listening(fe, address),
             lambda failure, fe=front_end: on_error(fe, failure),
+            ready=chat_service.when_ready,
         ).setServiceParent(top)
     CollectorTuning().setServiceParent(top)
     return top, chat_service
@@ -373,6 +404,7 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"], cluster=options["cluster"],
+        admins=options.get("admins") or (),
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )

@@ -1,7 +1,8 @@
 """
-Running the server for real (docs/OPERATING.md): administrators, bans kept
-in the data directory, accounts reloaded without a restart (SIGHUP, and a
-watch on the credentials file), backups on SIGUSR2 and the metrics listener.
+Running the server for real (docs/OPERATING.md): the administrators option
+(the realm is built with them; bans are kept by the storage), accounts
+reloaded without a restart (SIGHUP, and a watch on the credentials file),
+backups on SIGUSR2 and the metrics listener.
 Shared by C{python -m chatproto.server} and C{twistd chat}.
 """
 
@@ -14,8 +15,6 @@ from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ..core.bans import Bans
-from ..storage.bans import BanFile
 from ..storage.credentials import username_problem
 from .options import parse_port
 
@@ -52,17 +51,12 @@ def parse_ops(options, metrics_interface: str) -> None:
 
 
 def attach(top, chat_service, options, on_listening, on_error, reactor=None) -> None:
-    """Once the chat service is loaded: administrators, bans, the accounts watcher, metrics."""
+    """Once the chat service is loaded (with its administrators and bans): the accounts watcher, metrics."""
     from .app import FrontEnd, ListeningService
 
     if reactor is None:
         from twisted.internet import reactor
     chat = chat_service.chat
-    chat.admins = set(options.get("admins") or ())
-    if chat_service.database_url != "memory:":
-        chat.bans = Bans(chat.clock, BanFile(chat_service.data_dir))
-    if chat.admins:
-        log.info("Administrators: {names}", names=" ".join(sorted(chat.admins)))
     AccountsWatcher(chat, chat_service.credentials_path, reactor).setServiceParent(top)
     BackupOnSignal(chat_service, reactor).setServiceParent(top)
     listen = options.get("metrics-listen")
@@ -80,6 +74,7 @@ def attach(top, chat_service, options, on_listening, on_error, reactor=None) -> 
             lambda: front_end.make_factory(chat_service),
             lambda address: on_listening(front_end, address),
             lambda failure: on_error(front_end, failure),
+            ready=chat_service.when_ready,
         ).setServiceParent(top)
 
 

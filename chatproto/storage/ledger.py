@@ -28,6 +28,7 @@ from ..core.errors import ChatError
 from ..core.interfaces import IChatStorage
 from ..core.timestamps import parse_timestamp
 from ..turns import EndOfTurn
+from .bans import import_ban_file
 from .model import PRIVATE_LOG, GroupRecord
 from .records import NoSuchRecord, NotAuthor, delete_records
 from .textlogs import TextLogs, read_records_after
@@ -61,6 +62,7 @@ class Ledger:
         self._closed = False
         self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
         self._open()
+        self._bans = dict(self.database.bans())  # what bans() answers; kept up to date by each change
 
     def _open(self) -> None:
         self._groups = self.database.groups()
@@ -68,6 +70,9 @@ class Ledger:
         for group in self._groups:
             self._reconcile(group.name, self.logs.group_log(group.name))
         self.logs.write()
+        # Messages stored before the search index existed: indexed in the background.
+        self.indexed = self.database.start_indexing()
+        import_ban_file(self.logs.data_dir, self.database)
 
     def _reconcile(self, log_name: str, text_log) -> None:
         in_file = text_log.last_seq
@@ -256,6 +261,9 @@ class Ledger:
     def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
         return self._read(self.database.conversations, username, groups, after, before, limit, latest)
 
+    def search(self, query) -> defer.Deferred:
+        return self._read(self.database.search, query)
+
     def save_group(self, record: GroupRecord) -> defer.Deferred:
         text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
         record.first_seq = text_log.last_seq + 1
@@ -280,6 +288,19 @@ class Ledger:
             else:
                 self.logs.drop_group_log(log_name)
         return d
+
+    # Bans (IBanStore): in the database only
+
+    def bans(self) -> defer.Deferred:
+        return defer.succeed(dict(self._bans))
+
+    def save_ban(self, username, until) -> defer.Deferred:
+        self._bans[username] = until
+        return self._change(None, ("ban", username, until))
+
+    def remove_ban(self, username) -> defer.Deferred:
+        self._bans.pop(username, None)
+        return self._change(None, ("unban", username))
 
     def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
         userlog = self.logs.userlog

@@ -8,13 +8,18 @@ from twisted.internet import defer
 from ..core.events import GROUP, PRIVATE, Message
 from ..core.interfaces import Conversation
 from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key, pick_conversations, range_key
+from .search import matches
 
 
 class MemoryDatabase:
+    keeps_data = False  # nothing survives the process
+
     def __init__(self):
         self._messages: dict[str, dict[int, list]] = {}  # log -> seq -> row
         self._by_peers: dict[str, list] = {}  # peers -> [row] in SEQ order
+        self._stored: list = []  # every row, in the order stored (search scans it backwards)
         self._groups: dict[str, GroupRecord] = {}
+        self._bans: dict[str, float] = {}
 
     # Start-up (synchronous: nothing else runs yet)
 
@@ -24,6 +29,9 @@ class MemoryDatabase:
     def groups(self) -> list[GroupRecord]:
         return [GroupRecord(g.key, g.name, g.owner, g.broadcast, [list(m) for m in g.members], g.first_seq)
                 for g in self._groups.values()]
+
+    def bans(self) -> list:
+        return sorted(self._bans.items())
 
     def last_seq(self, log: str) -> int:
         rows = self._messages.get(log)
@@ -46,6 +54,7 @@ class MemoryDatabase:
     def _op_msg(self, log, seq, timestamp, time, sender, recipient, text):
         row = [log, seq, timestamp, time, sender, recipient, text]
         self._messages.setdefault(log, {})[seq] = row
+        self._stored.append(row)
         if log == PRIVATE_LOG and recipient is not None:
             self._by_peers.setdefault(peers_key(sender, recipient), []).append(row)
 
@@ -72,6 +81,12 @@ class MemoryDatabase:
 
     def _op_ungroup(self, key):
         self._groups.pop(key, None)
+
+    def _op_ban(self, username, until):
+        self._bans[username] = until
+
+    def _op_unban(self, username):
+        self._bans.pop(username, None)
 
     def private_history(self, a, b, limit, before=None):
         rows = self._by_peers.get(peers_key(a, b), [])
@@ -104,6 +119,21 @@ class MemoryDatabase:
             if times:
                 found.append(Conversation(GROUP, log, max(times)))
         return defer.succeed(pick_conversations(found, limit, latest))
+
+    def search(self, query):
+        """The messages of a L{SearchQuery}, newest first: a scan, the reference for the indexes."""
+        found = []
+        if not query.is_empty():
+            for row in reversed(self._stored):
+                if matches(query, *row[:2], row[3], *row[4:]):
+                    found.append(message_from_row(row))
+                    if len(found) == query.limit:
+                        break
+        return defer.succeed(found)
+
+    def start_indexing(self) -> defer.Deferred:
+        """Nothing to index: every search is a scan."""
+        return defer.succeed(None)
 
     def close(self) -> defer.Deferred:
         return defer.succeed(None)

@@ -27,6 +27,8 @@ class DatabaseError(Exception):
 #   ("member", key, username, joined)
 #   ("unmember", key, username)
 #   ("ungroup", key)
+#   ("ban", username, until)     until: epoch seconds, or math.inf (forever)
+#   ("unban", username)
 
 
 def message_from_row(row) -> Message:

@@ -21,7 +21,7 @@ from ...core.interfaces import ISession
 from ..limits import CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
-from .texts import error_text, event_line, history_line
+from .texts import error_text, event_line, history_line, search_line
 
 log = Logger()
 
@@ -49,6 +49,7 @@ USAGE = {
     "createbroadcast": "/createbroadcast GROUPNAME USERNAME [USERNAME ...]",
     "history": "/history USERNAME [N]",
     "grouphistory": "/grouphistory GROUPNAME [N]",
+    "search": "/search [in NAME] TEXT",
     "groups": "/groups",
     "members": "/members GROUPNAME",
     "users": "/users",
@@ -86,6 +87,7 @@ WELCOME_LINE = f"OK {texts.WELCOME}\n".encode()
 GROUP_SENT_LINE = b"OK Group chat message sent.\n"
 NO_OTHER_ACTIVE_USER_LINE = (texts.NO_OTHER_ACTIVE_USER_REPLY + "\n").encode()
 NO_MESSAGES_LINE = (texts.NO_MESSAGES_REPLY + "\n").encode()
+NO_MESSAGES_FOUND_LINE = f"OK {texts.NO_MESSAGES_FOUND}\n".encode()
 OK_LINE = b"OK\n"
 
 
@@ -704,6 +706,18 @@ class ChatLineProtocol(LineReceiver):
             for name in self.chat.account_names()
         ) + OK_LINE)
 
+    def cmd_search(self, args: str) -> None:
+        """C{/search TEXT} or C{/search in NAME TEXT} (NAME: a user, C{#GROUP} or a group)."""
+        parts = args.split(None, 2)
+        if not parts:
+            raise UsageError("search")
+        if parts[0] == "in" and len(parts) == 3:
+            d = self.chat.search(self.user, parts[2], parts[1])
+        else:
+            d = self.chat.search(self.user, args.strip())
+        name = self.user.name
+        self._later(d, lambda messages: search_reply(messages, name), "search")
+
     def cmd_help(self, args: str) -> None:
         split_args(args, "help", 0)
         admin = self.chat.is_admin(self.user.name)
@@ -757,6 +771,12 @@ def history_reply(messages) -> bytes:
     if not messages:
         return NO_MESSAGES_LINE
     return b"".join(line("DATA", history_line(m)) for m in messages) + OK_LINE
+
+
+def search_reply(messages, username: str) -> bytes:
+    if not messages:
+        return NO_MESSAGES_FOUND_LINE
+    return b"".join(line("DATA", search_line(m, username)) for m in messages) + OK_LINE
 
 
 # The command word as typed -> its method: LOGIN -> login_LOGIN before login, /msgto ->

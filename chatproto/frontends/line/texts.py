@@ -22,6 +22,7 @@ PASSWORD_CHANGED = "Your password has been changed."
 NEW_MISMATCH = "The new passwords do not match."
 NO_MESSAGES = "No messages."
 NO_MESSAGES_REPLY = "OK No messages."  # SPEC.md's whole line
+NO_MESSAGES_FOUND = "No messages found."  # /search
 NO_GROUPS = "No groups."
 NO_OTHER_ACTIVE_USER = "no other active user"
 NO_OTHER_ACTIVE_USER_REPLY = "OK no other active user"  # SPEC.md's whole line
@@ -116,6 +117,16 @@ def message_text(message: Message) -> str:
 
 def history_line(message: Message) -> str:
     return f"#{message.seq} {message_text(message)}"
+
+
+def search_line(message: Message, username: str) -> str:
+    """A result of /search for C{username}: C{NAME #SEQ TIMESTAMP, SENDER: MESSAGE}, NAME the
+    other user of a private conversation or C{#GROUPNAME}."""
+    if message.kind == PRIVATE:
+        name = message.recipient if message.sender == username else message.sender
+    else:
+        name = "#" + message.group
+    return f"{name} #{message.seq} {message.timestamp}, {message.sender}: {message.text}"
 
 
 def event_line(event) -> str | None:
