@@ -33,6 +33,7 @@ from ..limits import BYTES_PER_TURN, CommandRate, ConnectionCaps, default_burst,
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
 from . import chathistory
+from . import search as irc_search
 from . import texts as T
 from .wire import (
     MAX_BODY,
@@ -1440,6 +1441,41 @@ class IRCProtocol(LineReceiver):
             return None
         text = T.error_text(code, failure.value, name=target, group=(target or "")[1:])
         self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target or "*", text)
+        return None
+
+    # Search (soju.im/search)
+
+    def irc_SEARCH(self, params, tags):
+        try:
+            request = irc_search.parse(params)
+        except chathistory.Refused as refused:
+            self.send("FAIL", irc_search.COMMAND, *refused.params)
+            return None
+        d = defer.maybeDeferred(self.chat.search, self.user, request.text, request.in_, request.limit,
+                                request.sender, request.before, request.after)
+        return d.addCallbacks(self._send_found, self._search_failed, errbackArgs=(request.in_,))
+
+    def _send_found(self, messages):
+        """The results in one C{soju.im/search} batch, oldest first (as every IRC batch of
+        messages), each with its server-time."""
+        batch = None
+        if C.BATCH in self.caps:
+            self._batches += 1
+            batch = f"s{self._batches}"
+            self.send("BATCH", "+" + batch, C.SEARCH)
+        for message in reversed(messages):
+            self.write(render_message(message, self.tag_flags, batch))
+        if batch is not None:
+            self.send("BATCH", "-" + batch)
+
+    def _search_failed(self, failure, target: str | None):
+        code = T.error_code(failure.value)
+        if code is None:
+            log.failure("SEARCH from {user}", failure, user=self.nick)
+            self.send("FAIL", irc_search.COMMAND, "MESSAGE_ERROR", "Messages could not be searched")
+            return None
+        text = T.error_text(code, failure.value, name=target, group=(target or "").removeprefix("#"))
+        self.send("FAIL", irc_search.COMMAND, "INVALID_TARGET", target or "*", text)
         return None
 
     # Connection commands

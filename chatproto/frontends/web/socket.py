@@ -15,6 +15,7 @@ import re
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from ...core.search import MAX_RESULTS, search_words
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import BatchedOutput, OutputBatch
 from .session import conversation_key, message_key
@@ -561,6 +562,19 @@ class ChatSocket:
         else:
             d = defer.maybeDeferred(self.chat.group_history, self.user, group, limit, before=before)
         return d.addCallback(lambda messages: {"messages": [message_json(m) for m in messages]})
+
+    def do_search(self, request):
+        """The messages with these words, newest first (at most 50); C{in}: a user or C{#GROUP}."""
+        text = request.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > 1024:
+            raise bad("text must be a non-empty string of at most 1024 characters")
+        limit = request.get("limit", MAX_RESULTS)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_RESULTS:
+            raise bad(f"limit must be an integer from 1 to {MAX_RESULTS}")
+        d = defer.maybeDeferred(self.chat.search, self.user, text, _string(request, "in", required=False),
+                                limit)
+        return d.addCallback(lambda messages: {"messages": [message_json(m) for m in messages],
+                                               "words": list(search_words(text))})
 
     def _group_reply(self, info):
         return {"group": group_json(info)}
