@@ -447,11 +447,36 @@ class ClusterLedgerTests(NeedsPostgres, SynchronousTestCase):
         groups = a.database.groups()
         self.assertEqual(groups, [GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True], ["luke", False]])])
 
-    def test_blocks_are_kept(self):
-        a, b = self.ledgers
-        self.successResultOf(a.database.save_block("Yoda", 100.0))
-        self.successResultOf(a.database.save_block("Hans", 50.0))
-        self.assertEqual(b.database.blocks(60.0), [("Yoda", 100.0)])
+    def test_lockout_failures_are_counted_atomically_across_nodes(self):
+        import threading
+
+        a, b = (ledger.database for ledger in self.ledgers)  # no reactor: calls run on the caller's thread
+
+        def fail(database):
+            for _ in range(50):
+                self.assertEqual(self.successResultOf(database.lockout_failure("Yoda", 100.0, 101, 10)),
+                                 (0, False))
+
+        threads = [threading.Thread(target=fail, args=(database,)) for database in (a, b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        import psycopg
+
+        with psycopg.connect(a.url) as db:  # two nodes failing at once: every failure counted
+            self.assertEqual(db.execute("SELECT failures FROM lockout").fetchall(), [(100,)])
+        # The 101st blocks until now + 10, on every node; the count starts again.
+        self.assertEqual(self.successResultOf(b.lockout_failure("Yoda", 100.0, 101, 10)), (110.0, False))
+        self.assertEqual(a.blocks(105.0), [("Yoda", 110.0)])
+        self.assertEqual(self.successResultOf(a.lockout_failure("Yoda", 100.0, 101, 10)),
+                         (110.0, True))  # blocked already: no change, even at the same moment
+        self.assertEqual(self.successResultOf(a.lockout_success("Yoda", 109.0)), 110.0)  # still blocked
+        self.assertEqual(self.successResultOf(a.lockout_success("Yoda", 110.0)), 110.0)  # ended
+        self.assertEqual(b.blocks(110.0), [])
+        self.assertEqual(self.successResultOf(a.lockout_success("Hans", 0.0)), 0.0)  # never failed
+        # ATTEMPTS 1: the first failure blocks.
+        self.assertEqual(self.successResultOf(a.lockout_failure("leia", 200.0, 1, 10)), (210.0, False))
 
     def test_a_group_created_again_starts_after_its_old_log(self):
         a, b = self.ledgers

@@ -617,18 +617,17 @@ class ChatClient(ConversationCommands):
 
     def _command_done(self, ok: bool, text: str) -> None:
         command = self._last_command
+        joined = _NEW_GROUP.search(text) if self.rich and ok else None
+        if joined:  # a group one has just joined or created opens, as /chat would: plain text goes there
+            name = joined["group"] or joined["group2"]
+            self._groups.setdefault(name, ("joined", "group"))
+            self._pending_file = None
+            self._open(name, "group", guessing=False, note=text)  # the confirmation shown in it
+            return
         if self.rich and ok and command in ("/msgto", "/groupmsg"):
             self._shown_as_sent(text)
         elif text:
             self._reply(text)
-        if self.rich and ok:
-            found = _NEW_GROUP.search(text)
-            if found:  # a group one has just joined or created opens, as /chat would: plain text goes there
-                name = found["group"] or found["group2"]
-                self._groups.setdefault(name, ("joined", "group"))
-                self._pending_file = None
-                self._open(name, "group", guessing=False)
-                return
         if ok and command == "/logout":
             self.exit(0)
             return

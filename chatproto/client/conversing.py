@@ -105,11 +105,11 @@ class ConversationCommands:
         del window.lines[:]
         self._switch(window)
 
-    def _open(self, name: str, kind: str, guessing: bool, count: int = 0) -> None:
+    def _open(self, name: str, kind: str, guessing: bool, count: int = 0, note: str | None = None) -> None:
         """
         Open a conversation with its last messages (at least C{count} more than
         the default: those its window holds already); try a group when no user
-        has the name.
+        has the name. C{note} (a command's reply) follows the history in it.
         """
         self._state = "waiting"
         found = []
@@ -149,6 +149,8 @@ class ConversationCommands:
                 window.reset()
             for msg in found:
                 self.conversations.add_history(window, msg)
+            if note:
+                window.append(self.renderer.info(note))
             if text and (ok or text != INVALID_COMMAND):
                 window.append(self.renderer.info(text))
             if kind == "group":

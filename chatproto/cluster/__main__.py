@@ -49,6 +49,7 @@ class Node:
         self.missing = set(expected)  # ready lines not printed yet
         self.tail: list[str] = []  # its last lines: what it said when it fails
         self.settled = threading.Event()  # up, or its output ended
+        self.ended = False  # its output ended: it exited (or is exiting)
         self.thread = threading.Thread(target=self._relay, args=(out,), daemon=True)
         self.thread.start()
 
@@ -67,12 +68,16 @@ class Node:
             out.flush()
             if self.up:
                 self.settled.set()
+        self.ended = True
         self.settled.set()
 
     def failure(self) -> str:
         """Why the node is not up, in its own words."""
-        if self.process.poll() is None and not self.thread.is_alive():
-            self.process.wait(10)
+        if self.ended:
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
         status = self.process.poll()
         said = [line.strip() for line in self.tail if line.strip()]
         errors = [line for line in said if line.startswith("Error:")]

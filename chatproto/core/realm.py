@@ -189,13 +189,15 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param lockout: an L{ILockout}; by default one that counts in this process
+        (a cluster node passes one that counts on every node).
     @param admins: the account names that may kick, ban and announce.
     @param bans: the L{IBanStore} that keeps bans; by default C{storage}
         (or, when it keeps none, this process's memory).
     """
 
     def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
-                 admins=(), bans=None, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 admins=(), bans=None, lockout=None, max_sessions: int = DEFAULT_MAX_SESSIONS,
                  offline_messages: bool = False):
         self.max_sessions = max_sessions  # sessions one account may have at once
         self.offline_messages = offline_messages  # private messages to inactive users are kept for them
@@ -204,7 +206,7 @@ class ChatRealm:
         # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
         self._waiters = getattr(storage, "accepts_waiters", False)
         self.clock = clock
-        self.lockout = LoginLockout(clock, attempts)
+        self.lockout = lockout if lockout is not None else LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
@@ -347,7 +349,6 @@ class ChatRealm:
 
     def _logged_in(self, result):
         _interface, user, _logout = result
-        self.lockout.record_success(user.name)
         log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
                  frontend=getattr(user.session, "frontend", "?"))
         self._notify("login", getattr(user.session, "frontend", "?"))
@@ -361,18 +362,22 @@ class ChatRealm:
             if self.lockout.is_blocked(username):
                 # A concurrent check ended in a block while this one ran.
                 raise LoginFailed(errors.BLOCKED)
-            if self.lockout.record_failure(username):
-                log.warn("{username} blocked after {n} failed logins", username=username,
-                         n=self.lockout.attempts)
-                raise LoginFailed(errors.BLOCKED_NOW)
-            log.info("Failed login for {username}: wrong password", username=username)
-            raise LoginFailed(errors.WRONG_PASSWORD)
+            return self.lockout.failed(username).addCallback(self._counted, username)
         if failure.check(AlreadyLoggedIn):
             raise LoginFailed(errors.ALREADY_LOGGED_IN)
         if failure.check(LoginFailed):
             return failure
         log.failure("login of {username}", failure, username=username)
         raise LoginFailed(errors.SERVER_ERROR)
+
+    def _counted(self, outcome: str, username: str):
+        """A wrong password counted by the lockout: the login's failure."""
+        if outcome == errors.BLOCKED_NOW:
+            log.warn("{username} blocked after {n} failed logins", username=username,
+                     n=self.lockout.attempts)
+        elif outcome == errors.WRONG_PASSWORD:
+            log.info("Failed login for {username}: wrong password", username=username)
+        raise LoginFailed(outcome)
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if IChatUser not in interfaces:
@@ -382,12 +387,25 @@ class ChatRealm:
         # login may have happened meanwhile.
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
+        self._refuse_another_session(username)
+        # The right password starts the count again, unless the account was
+        # blocked meanwhile (a cluster's lockout knows of failures elsewhere).
+        return self.lockout.succeeded(username).addCallback(self._admit, username, session)
+
+    def _refuse_another_session(self, username: str):
+        """The account's first session, or None; AlreadyLoggedIn when one more is too many."""
         first = self._everyone.get(username)
         if first is not None:
             if first is not self._active.get(username):  # on another cluster node
                 raise AlreadyLoggedIn(username)
             if (1 if first.peers is None else len(first.peers)) >= self.max_sessions:
                 raise AlreadyLoggedIn(username)
+        return first
+
+    def _admit(self, admitted: bool, username: str, session):
+        if not admitted:
+            raise LoginFailed(errors.BLOCKED)
+        first = self._refuse_another_session(username)  # (logged in meanwhile)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
         record = (username, since, session.ip, session.udp_port, user.number)
@@ -1043,17 +1061,23 @@ class ChatRealm:
         failure.trap(WrongPassword, UnknownUser)
         if self.lockout.is_blocked(username):
             raise ChatError(errors.BLOCKED)
-        if self.lockout.record_failure(username):
-            log.warn("{username} blocked after {n} failed password checks", username=username,
-                     n=self.lockout.attempts)
-        raise ChatError(errors.CURRENT_INCORRECT)
+
+        def counted(outcome):
+            if outcome == errors.BLOCKED:
+                raise ChatError(errors.BLOCKED)
+            if outcome == errors.BLOCKED_NOW:
+                log.warn("{username} blocked after {n} failed password checks", username=username,
+                         n=self.lockout.attempts)
+            raise ChatError(errors.CURRENT_INCORRECT)
+
+        return self.lockout.failed(username).addCallback(counted)
 
     def _store_password(self, secret: str, username: str):
         if self.lockout.is_blocked(username):  # blocked while the hash was computed
             raise ChatError(errors.BLOCKED)
 
         def stored(_):
-            self.lockout.record_success(username)
+            self.lockout.succeeded(username)
             log.info("{username} changed their password", username=username)
 
         def failed(failure):
@@ -1070,7 +1094,7 @@ class ChatRealm:
         """A server notice to everyone active."""
         timestamp, now = self._now()
         notice = ServerNotice(text, timestamp, now)
-        for user in list(self._active.values()):
+        for user in list(self._everyone.values()):  # a cluster: every node's users
             self._deliver(user, notice)
 
     def shutdown(self, notice: str) -> None:
@@ -1113,6 +1137,13 @@ class ChatRealm:
                  n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
         return added, removed
 
+    def end_session(self, username: str, notice: str) -> None:
+        """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node
+        does this for an administrator on another node)."""
+        user = self._active.get(username)
+        if user is not None:
+            self._end_session(user, notice)
+
     def remove_account(self, username: str, notice: str | None = None) -> None:
         """The account C{username} is gone: log out its session, if any, telling it C{notice}."""
         user = self._active.get(username)
@@ -1140,7 +1171,7 @@ class ChatRealm:
         """Log C{username} out with a notice naming C{admin} (and C{reason})."""
         try:
             self._check_admin(admin, "kick", username)
-            user = self._active.get(username)
+            user = self._everyone.get(username)  # a user on another node is ended by its node
             if user is None:
                 raise ChatError(errors.NOT_ACTIVE, name=username)
         except ChatError:
@@ -1169,7 +1200,7 @@ class ChatRealm:
             log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
                      until=ends or "forever")
             self._notify("admin", "ban")
-            user = self._active.get(username)
+            user = self._everyone.get(username)
             if user is None:
                 return ends
             notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
@@ -1205,7 +1236,7 @@ class ChatRealm:
         log.warn("Admin {admin} announced: {text}", admin=admin.name, text=text)
         self._notify("admin", "announce")
         self.announce(text)
-        return defer.succeed(len(self._active))
+        return defer.succeed(len(self._everyone))
 
     def close(self) -> defer.Deferred:
         self.lockout.stop()

@@ -9,7 +9,7 @@ from twisted.python import usage
 
 from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
 from . import ops
-from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
+from .app import DatabaseError, DataDirectoryInUse, attach_ops, build_service, irc_front_end
 from .config import ConfigError, ConfigurableOptions, print_config
 from .operatorlog import server_log_observers
 from .options import (
@@ -198,7 +198,7 @@ def main(argv=None) -> None:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
     raise_descriptor_limit()
-    ops.attach(top, chat_service, options, listening, listen_failed, reactor)
+    attach_ops(top, chat_service, options, listening, listen_failed, reactor)
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()

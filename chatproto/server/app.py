@@ -8,7 +8,6 @@ that a L{ListeningService} puts on the air.
 """
 
 import os
-from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -16,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ..core.realm import ChatRealm
+from ..frontends.frontend import FrontEnd
 from ..frontends.line.protocol import ChatServerFactory
 from ..frontends.line.texts import SHUTDOWN_NOTICE
 from ..frontends.output import DEFAULT_MAX_OUTPUT
@@ -56,25 +56,6 @@ SHUTDOWN_GRACE_SECONDS = 0.5  # then connections still draining are cut: SIGTERM
 
 __all__ = ["ChatService", "DataDirectoryInUse", "DatabaseError", "FrontEnd", "Options", "build_service",
            "makeService"]
-
-
-@dataclass
-class FrontEnd:
-    """
-    One listener of the server.
-
-    @param name: for logs (C{line}, C{irc}, C{web}).
-    @param listen: a server endpoint description (C{tcp:9000}, C{ssl:...}).
-    @param make_factory: called with the L{ChatService} once it is loaded;
-        returns the protocol factory (with C{connections} and optionally
-        C{output.flush()}).
-    @param ready_line: the line printed once listening, from the bound address.
-    """
-
-    name: str
-    listen: str
-    make_factory: object
-    ready_line: object
 
 
 def line_ready_line(address) -> str:
@@ -175,13 +156,20 @@ class ChatService(service.Service):
 
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
+        from ..cluster.lockout import SharedLockout
+        from ..cluster.shared import SharedAccounts, SharedBans
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
+        lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
+        lockout.load()
+        # Accounts and bans changed on one node act on every node (told over the bus).
+        accounts, bans = SharedAccounts(accounts), SharedBans(self.storage)
         self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
-                              **self.sessions)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
+                              lockout=lockout, bans=bans, **self.sessions)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout,
+                              accounts=accounts, bans=bans)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
@@ -193,8 +181,21 @@ class ChatService(service.Service):
         if self.chat is None:
             self.load()
         if self.bus is not None:
+            log.info("Cluster: node {node} joining Redis at {host}:{port}", node=self.bus.node,
+                     host=self.bus.host, port=self.bus.port)
             self.bus.start(self.clock)
         super().startService()
+
+    def when_ready(self) -> defer.Deferred:
+        """
+        Fires once every command works: at once for a server on its own; for a
+        cluster node once it has joined Redis (PostgreSQL was opened by L{load}).
+        The listeners open only then, so that a ready line (and an open port
+        behind a load balancer) never answers a login with a server error.
+        """
+        if self.bus is None:
+            return defer.succeed(None)
+        return self.bus.when_up()
 
     def stopService(self):
         """Tell every client, let their output drain (briefly), then close the files."""
@@ -257,19 +258,28 @@ class ListeningService(service.Service):
     0 ("any free port") can be read from the ready line.
     """
 
-    def __init__(self, endpoint, factory_source, on_listening, on_error):
+    def __init__(self, endpoint, factory_source, on_listening, on_error, ready=None):
         self.endpoint = endpoint
         self.factory_source = factory_source
         self.on_listening = on_listening
         self.on_error = on_error
+        self.ready = ready  # a callable: a Deferred that fires when the server can serve
         self.port = None
 
     def startService(self):
         super().startService()
+        d = self.ready() if self.ready is not None else defer.succeed(None)
+        d.addCallback(self._listen)
+
+    def _listen(self, _):
+        if not self.running:
+            return  # stopped before the server was ready
         d = self.endpoint.listen(self.factory_source())
         d.addCallbacks(self._listening, self.on_error)
 
     def _listening(self, port):
+        if not self.running:  # stopped while the port was being opened
+            return port.stopListening()
         self.port = port
         lean(port)
         self.on_listening(port.getHost())
@@ -299,15 +309,29 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
-        endpoint = endpoints.serverFromString(reactor, front_end.listen)
-        ListeningService(
-            endpoint,
-            lambda fe=front_end: fe.make_factory(chat_service),
-            lambda address, fe=front_end: on_listening(fe, address),
-            lambda failure, fe=front_end: on_error(fe, failure),
-        ).setServiceParent(top)
+        listen_on(top, front_end, chat_service, on_listening, on_error, reactor)
     CollectorTuning().setServiceParent(top)
     return top, chat_service
+
+
+def listen_on(top, front_end: FrontEnd, chat_service, on_listening, on_error, reactor) -> None:
+    """Put C{front_end} on the air under C{top}, once the service starts."""
+    ListeningService(
+        endpoints.serverFromString(reactor, front_end.listen),
+        lambda: front_end.make_factory(chat_service),
+        lambda address: on_listening(front_end, address),
+        lambda failure: on_error(front_end, failure),
+        ready=chat_service.when_ready,
+    ).setServiceParent(top)
+
+
+def attach_ops(top, chat_service, options, on_listening, on_error, reactor=None) -> None:
+    """Once the chat service is loaded: L{ops.attach}'s services, and the metrics listener if asked for."""
+    if reactor is None:
+        from twisted.internet import reactor
+    metrics = ops.attach(top, chat_service, options, reactor)
+    if metrics is not None:
+        listen_on(top, metrics, chat_service, on_listening, on_error, reactor)
 
 
 class Options(ConfigurableOptions, usage.Options):
@@ -396,5 +420,5 @@ def makeService(options):
         raise SystemExit(f"Error: {e}") from None
     except OSError as e:
         raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
-    ops.attach(top, chat_service, options, listening, failed)
+    attach_ops(top, chat_service, options, listening, failed)
     return top

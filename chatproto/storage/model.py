@@ -33,20 +33,24 @@ class DatabaseError(Exception):
 #   ("mark", username, conversation, seq)   a read marker, only forward
 
 
-def unread_counts(execute, mark: str, username: str, groups) -> list:
+def unread_counts(execute, mark: str, username: str, groups, partners_query: str) -> list:
     """
     L{IChatStorage.unread_counts} over SQL: C{execute(query, args)} returns
-    rows, C{mark} is the driver's placeholder (C{?} or C{%s}). Private
-    messages in one query (by recipient), then one range count per group.
+    rows, C{mark} is the driver's placeholder (C{?} or C{%s}),
+    C{partners_query} gives the users C{username} has a private conversation
+    with. Then one range count per conversation, on its index (peers, seq) or
+    (log, seq): the cost follows the user's conversations, not the table.
     """
-    q = "?" if mark == "?" else "%s"
-    found = {sender: (count, newest) for sender, count, newest in execute(
-        "SELECT m.sender, COUNT(*), MAX(m.time) FROM messages m "
-        "LEFT JOIN read_markers r ON r.username = m.recipient AND r.conversation = m.sender "
-        f"WHERE m.recipient = {q} AND m.peers IS NOT NULL AND m.log = '' AND m.seq > COALESCE(r.seq, 0) "
-        "GROUP BY m.sender",
-        (username,))}
+    q = mark
     markers = dict(execute(f"SELECT conversation, seq FROM read_markers WHERE username = {q}", (username,)))
+    found = {}
+    partners = [row[0] for row in execute(partners_query, (username,))]
+    for partner in partners:
+        for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
+                                     f"WHERE peers = {q} AND seq > {q} AND sender = {q}",
+                                     (peers_key(username, partner), markers.get(partner, 0), partner)):
+            if count:
+                found[partner] = (count, newest)
     for conversation, log_name, first_seq in groups:
         after = max(markers.get(conversation, 0), first_seq - 1)
         for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
@@ -135,10 +139,20 @@ def read_range(execute, mark: str, where: tuple[str, list], after, before, limit
 
 
 def read_conversations(execute, mark: str, username: str, groups, after: float, before: float,
-                       limit: int, latest: bool) -> list[Conversation]:
-    """L{IChatStorage.conversations} for a database."""
+                       limit: int, latest: bool, partners: bool = False) -> list[Conversation]:
+    """
+    L{IChatStorage.conversations} for a database. C{partners}: the database
+    lists who wrote to whom in a table C{partners} (SQLite): each of the
+    user's conversations is then read through its own index.
+    """
     found = []
-    for column, other in (("sender", "recipient"), ("recipient", "sender")):
+    if partners:
+        for (peer,) in execute(f"SELECT peer FROM partners WHERE username = {mark}", [username]):
+            rows = execute(f"SELECT MAX(time) FROM messages WHERE peers = {mark} AND time > {mark} "
+                           f"AND time < {mark}", [peers_key(username, peer), after, before])
+            if rows and rows[0][0] is not None:
+                found.append((peer, rows[0][0]))
+    for column, other in (("sender", "recipient"), ("recipient", "sender")) if not partners else ():
         found += execute(
             f"SELECT {other}, MAX(time) FROM messages WHERE peers IS NOT NULL AND {column} = {mark} "
             f"AND time > {mark} AND time < {mark} GROUP BY {other}", [username, after, before])

@@ -93,9 +93,18 @@ MIGRATIONS = [
         until DOUBLE PRECISION NOT NULL
     );
     """,
+    """
+    CREATE TABLE lockout (            -- the lockout of every node: one row per account that failed
+        username TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,    -- consecutive failed logins since the last success or block
+        until DOUBLE PRECISION NOT NULL  -- the end of its block (epoch seconds); past: not blocked
+    );
+    INSERT INTO lockout (username, failures, until) SELECT username, 0, until FROM blocks;
+    DROP TABLE blocks;
+    """,
     # Read markers (docs/PROTOCOL.md, "Read markers"): per user and conversation (another
     # user's name, or '#' and a group's folded name) the SEQ of the newest message read.
-    # Unread private messages are found by recipient (messages_by_recipient).
+    # Unread private messages are counted per partner (partners) in each conversation's index.
     """
     CREATE TABLE read_markers (
         username TEXT NOT NULL,
@@ -325,11 +334,24 @@ class PostgresDatabase:
 
     def blocks(self, now: float) -> list:
         """The accounts blocked at C{now}: C{(username, until)} (start-up, synchronous)."""
-        return self._connection().execute(
-            "SELECT username, until FROM blocks WHERE until > %s ORDER BY username", (now,)).fetchall()
+        return self._guarded(lambda db: db.execute(
+            "SELECT username, until FROM lockout WHERE until > %s ORDER BY username", (now,)).fetchall())
 
-    def save_block(self, username: str, until: float) -> defer.Deferred:
-        return self._run(_save_block, username, until)
+    def lockout_failure(self, username: str, now: float, attempts: int, block_seconds: float) -> defer.Deferred:
+        """
+        Count one failed login of C{username}, in one atomic statement (two
+        nodes failing the same account at once count two); fire with the end
+        of its block (epoch seconds; C{<= now}: not blocked) and whether it
+        was blocked before. A failure during a block changes nothing; the
+        ATTEMPTS-th blocks it until C{now + block_seconds} and starts the
+        count again.
+        """
+        return self._run(_lockout_failure, username, now, attempts, now + block_seconds)
+
+    def lockout_success(self, username: str, now: float) -> defer.Deferred:
+        """A correct password: the count starts again unless blocked; fire with the block's end (or 0)."""
+        return self._run(_lockout_success, username, now)
+
 
     def last_pos(self) -> defer.Deferred:
         return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
@@ -456,15 +478,36 @@ def _commit(db, ops, node=None) -> list:
     return results
 
 
-def _save_block(db, username, until):
-    with db.transaction():
-        db.execute("DELETE FROM blocks WHERE until < %s", (until - 86400,))
-        db.execute("INSERT INTO blocks (username, until) VALUES (%s, %s) "
-                   "ON CONFLICT (username) DO UPDATE SET until = excluded.until", (username, until))
+# failures: consecutive failures since the last success or block; during a block it
+# goes below zero (one less per failure), so that the result says whether this
+# statement blocked the account (0) or it was blocked already (< 0).
+_LOCKOUT_FAILURE = """
+INSERT INTO lockout AS l (username, failures, until)
+VALUES (%(u)s, CASE WHEN %(a)s <= 1 THEN 0 ELSE 1 END, CASE WHEN %(a)s <= 1 THEN %(until)s ELSE 0 END)
+ON CONFLICT (username) DO UPDATE SET
+  failures = CASE WHEN l.until > %(now)s THEN LEAST(l.failures, 0) - 1
+                  WHEN GREATEST(l.failures, 0) + 1 >= %(a)s THEN 0 ELSE GREATEST(l.failures, 0) + 1 END,
+  until = CASE WHEN l.until > %(now)s THEN l.until
+               WHEN GREATEST(l.failures, 0) + 1 >= %(a)s THEN %(until)s ELSE l.until END
+RETURNING until, failures
+"""
+
+
+def _lockout_failure(db, username, now, attempts, until):
+    until, failures = db.execute(_LOCKOUT_FAILURE, {"u": username, "a": attempts, "now": now,
+                                                    "until": until}).fetchone()
+    return until, until > now and failures < 0
+
+
+def _lockout_success(db, username, now):
+    row = db.execute("UPDATE lockout SET failures = CASE WHEN until > %(now)s THEN LEAST(failures, 0) ELSE 0 END "
+                     "WHERE username = %(u)s RETURNING until", {"u": username, "now": now}).fetchone()
+    return row[0] if row else 0.0
 
 
 def _unread_counts(db, username, groups) -> list:
-    return unread_counts(_rows_of(db), "%s", username, groups)
+    return unread_counts(_rows_of(db), "%s", username, groups,
+                         "SELECT DISTINCT sender FROM messages WHERE recipient = %s AND peers IS NOT NULL")
 
 
 def _history(db, column, value, limit, before, since=1):

@@ -10,6 +10,7 @@ ACCOUNT_TAG = "account-tag"
 BATCH = "batch"
 CHATHISTORY = "draft/chathistory"
 READ_MARKER = "draft/read-marker"
+SEARCH = "soju.im/search"
 
 # Name -> value shown in CAP LS 302 (None: no value).
 OFFERED = {
@@ -22,6 +23,7 @@ OFFERED = {
     MULTI_PREFIX: None,
     READ_MARKER: None,
     SASL: "PLAIN",
+    SEARCH: None,
     SERVER_TIME: None,
 }
 

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols.basic import LineReceiver
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ...core import errors as codes
@@ -33,6 +34,7 @@ from ..limits import BYTES_PER_TURN, CommandRate, ConnectionCaps, default_burst,
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
 from . import chathistory
+from . import search as irc_search
 from . import texts as T
 from .wire import (
     MAX_BODY,
@@ -1030,15 +1032,12 @@ class IRCProtocol(LineReceiver):
             else:
                 d.addErrback(_group_send_failed, self, target)  # no bound method per message
             return d
-        d = self.chat.send_private(self.user, target, text)
-        if self._echo:
-            d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
-        else:
-            d.addErrback(_private_send_failed, self, target)
+        # No Deferred per message: the core answers the reply object (issue 25).
+        self.chat.send_private(self.user, target, text, _PrivateReply(self, target))
         away = self.chat.away_of(target)
         if away:
             self.numeric(T.RPL_AWAY, target, away)
-        return d
+        return None
 
     def _group_failed(self, failure, channel):
         self._core_error(failure, GROUP_SEND_ERRORS, (channel,), group=channel[1:])
@@ -1509,6 +1508,41 @@ class IRCProtocol(LineReceiver):
         self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target or "*", text)
         return None
 
+    # Search (soju.im/search)
+
+    def irc_SEARCH(self, params, tags):
+        try:
+            request = irc_search.parse(params)
+        except chathistory.Refused as refused:
+            self.send("FAIL", irc_search.COMMAND, *refused.params)
+            return None
+        d = defer.maybeDeferred(self.chat.search, self.user, request.text, request.in_, request.limit,
+                                request.sender, request.before, request.after)
+        return d.addCallbacks(self._send_found, self._search_failed, errbackArgs=(request.in_,))
+
+    def _send_found(self, messages):
+        """The results in one C{soju.im/search} batch, oldest first (as every IRC batch of
+        messages), each with its server-time."""
+        batch = None
+        if C.BATCH in self.caps:
+            self._batches += 1
+            batch = f"s{self._batches}"
+            self.send("BATCH", "+" + batch, C.SEARCH)
+        for message in reversed(messages):
+            self.write(render_message(message, self.tag_flags, batch))
+        if batch is not None:
+            self.send("BATCH", "-" + batch)
+
+    def _search_failed(self, failure, target: str | None):
+        code = T.error_code(failure.value)
+        if code is None:
+            log.failure("SEARCH from {user}", failure, user=self.nick)
+            self.send("FAIL", irc_search.COMMAND, "MESSAGE_ERROR", "Messages could not be searched")
+            return None
+        text = T.error_text(code, failure.value, name=target, group=(target or "").removeprefix("#"))
+        self.send("FAIL", irc_search.COMMAND, "INVALID_TARGET", target or "*", text)
+        return None
+
     # Connection commands
 
     def pre_PING(self, params, tags):
@@ -1532,8 +1566,24 @@ def _group_send_failed(failure, protocol, channel):
     protocol._group_failed(failure, channel)
 
 
-def _private_send_failed(failure, protocol, name):
-    protocol._private_failed(failure, name)
+class _PrivateReply:
+    """
+    What becomes of one PRIVMSG to a user (L{ChatRealm.send_private}'s reply):
+    the echo (echo-message) once it is stored, or the error numeric.
+    """
+
+    __slots__ = ("protocol", "name")
+
+    def __init__(self, protocol, name):
+        self.protocol = protocol
+        self.name = name
+
+    def answered(self, message) -> None:
+        if self.protocol._echo:
+            self.protocol._sent(message)
+
+    def refused(self, error) -> None:
+        self.protocol._private_failed(Failure(error), self.name)
 
 
 # Dispatch by one dict lookup: command -> IRCProtocol function.

@@ -510,9 +510,9 @@ function markRead(current) {
   }, 1000));
 }
 
-async function loadHistory(history, current, older = false) {
+async function loadHistory(history, current, older = false, limit = HISTORY_PAGE) {
   if (history.loading || (older && history.complete) || !connection) return;
-  const request = { limit: HISTORY_PAGE };
+  const request = { limit };
   if (current.kind === "user") request.with = current.name;
   else request.group = current.name;
   if (older && history.messages.length) request.before = history.messages[0].seq;
@@ -523,7 +523,7 @@ async function loadHistory(history, current, older = false) {
   try {
     const reply = await ask("history", request);
     addMessages(history, reply.messages);
-    if (reply.messages.length < HISTORY_PAGE) history.complete = true;
+    if (reply.messages.length < limit) history.complete = true;
     history.loaded = true;
     history.error = "";
   } catch (error) {
@@ -536,6 +536,89 @@ async function loadHistory(history, current, older = false) {
     renderMessages(!older);
     if (older) scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
+}
+
+// ---------------------------------------------------------------- search
+
+const HISTORY_MAX = 500; // the most one history request may ask for
+// Case and accents ignored, as the server's search does: "Café" -> "cafe".
+const fold = (text) => text.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+const WORD = /[\p{L}\p{N}]+/gu;
+
+// The text as nodes, each word that begins with one of the searched words in a <mark> (text only).
+function highlighted(text, words) {
+  const prefixes = words.map(fold);
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(WORD)) {
+    const word = match[0];
+    const folded = fold(word);
+    if (!prefixes.some((prefix) => folded.startsWith(prefix))) continue;
+    if (match.index > last) parts.push(text.slice(last, match.index));
+    parts.push(el("mark", { text: word }));
+    last = match.index + word.length;
+  }
+  if (last < text.length) parts.push(text.slice(last));
+  return parts;
+}
+
+async function search(event) {
+  event.preventDefault();
+  const text = $("search-input").value.trim();
+  if (!text) return;
+  const dialog = $("search-dialog");
+  setText("search-summary", "Searching…");
+  $("search-results").replaceChildren();
+  if (!dialog.open) dialog.show(); // not modal: the search box above stays usable to refine
+  try {
+    const reply = await ask("search", { text });
+    const n = reply.messages.length;
+    setText("search-summary", n
+      ? `${n} message${n === 1 ? "" : "s"} with “${text}”, newest first.`
+      : "No messages found.");
+    $("search-results").replaceChildren(...reply.messages.map((m) => searchResult(m, reply.words)));
+  } catch (error) {
+    setText("search-summary", error.error || "The search failed.");
+  }
+}
+
+function searchResult(m, words) {
+  const kind = m.kind === "group" ? "group" : "user";
+  const name = kind === "group" ? m.group : (m.sender === state.me ? m.recipient : m.sender);
+  return el("li", {},
+    el("button", { type: "button", class: "result", "data-seq": m.seq, onclick: () => openAt(kind, name, m.seq) },
+      el("span", { class: "meta" },
+        el("span", { class: "where", text: kind === "group" ? `# ${name}` : name }),
+        ` · ${m.sender} · ${m.timestamp} · #${m.seq}`),
+      el("span", { class: "text" }, ...highlighted(m.text, words))));
+}
+
+// A result opens its conversation scrolled to that message, older history loaded as needed.
+async function openAt(kind, name, seq) {
+  $("search-dialog").close();
+  await openConversation(kind, name, { focus: false });
+  const current = state.current;
+  const history = historyOf(current.key);
+  const found = () => history.messages.some((m) => m.seq === seq);
+  while (state.current === current && !found() && !history.complete) {
+    const oldest = history.messages.length ? history.messages[0].seq : seq + 1;
+    const before = history.messages.length;
+    // Enough to reach it in one request when it is near (SEQs of private messages count every
+    // conversation's, so this may ask for more than needed, never for less than a page).
+    const limit = Math.min(HISTORY_MAX, Math.max(HISTORY_PAGE, oldest - seq + 1));
+    await loadHistory(history, current, true, limit);
+    if (history.messages.length === before) break; // nothing came (an error, or no connection)
+  }
+  if (state.current !== current) return;
+  const item = $("messages").querySelector(`li[data-seq="${seq}"]`);
+  if (!item) {
+    status("That message is not in the conversation any more.");
+    return;
+  }
+  item.classList.add("found");
+  item.tabIndex = -1;
+  item.scrollIntoView({ block: "center" });
+  item.focus({ preventScroll: true });
 }
 
 function renderConversation() {
@@ -865,6 +948,8 @@ function wire() {
   $("password-form").addEventListener("submit", changePassword);
   $("password-cancel").addEventListener("click", () => $("password-dialog").close());
   $("back-button").addEventListener("click", back);
+  $("search-form").addEventListener("submit", search);
+  $("search-close").addEventListener("click", () => $("search-dialog").close());
   $("older-button").addEventListener("click", () => {
     if (state.current) loadHistory(historyOf(state.current.key), state.current, true);
   });
@@ -875,6 +960,10 @@ function wire() {
     if (history && history.loaded && !history.complete) loadHistory(history, current, true);
   });
   document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && $("search-dialog").open) {
+      $("search-dialog").close();
+      return;
+    }
     if (e.key === "Escape" && $("chat-view").classList.contains("open") && !document.querySelector("dialog[open]")) {
       back();
     }
