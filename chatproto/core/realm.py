@@ -1104,7 +1104,7 @@ class ChatRealm:
 
     def _end_session(self, user: User, notice: str) -> defer.Deferred:
         """End every session of C{user}'s account, each told C{notice}."""
-        sessions = user.sessions
+        sessions = [user] if user.peers is None else list(user.peers)  # (a cluster's RemoteUser too)
         return defer.gatherResults([self._end_one(one, notice) for one in sessions])
 
     def _end_one(self, user: User, notice: str) -> defer.Deferred:
