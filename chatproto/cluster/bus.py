@@ -385,9 +385,10 @@ class ClusterBus:
 
         return self._register(user).addCallbacks(claimed, failed)
 
-    def away_changed(self, username: str, text) -> None:
-        """C{username}, logged in here, set (or cleared: None) their away message (the realm's away)."""
-        self.tell_all({"t": "away", "u": username, "x": text})
+    def away_changed(self, username: str, text) -> defer.Deferred:
+        """C{username}, logged in here, set (or cleared: None) their away message (the realm's away);
+        fires once Redis has handed it to every node."""
+        return self.tell_all({"t": "away", "u": username, "x": text})
 
     def release(self, user) -> None:
         """C{user} logged out here (the realm's logout)."""

@@ -563,8 +563,12 @@ class ChatRealm:
             return defer.succeed(text)
         event = self._away_changed(user.name, text)
         self._echo(user, event)
-        if self.cluster is not None:  # the other nodes' users see it too (301, away-notify)
-            self.cluster.away_changed(user.name, text)
+        if self.cluster is not None:
+            # The other nodes' users see it too (301, away-notify): answered once Redis has
+            # handed it to every node, as a login is, so that a message sent after the answer
+            # finds it there.
+            d = self.cluster.away_changed(user.name, text)
+            return d.addBoth(lambda _: text)
         return defer.succeed(text)
 
     def away_elsewhere(self, username: str, text: str | None, tell: bool = True) -> None:
