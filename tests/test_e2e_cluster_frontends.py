@@ -39,15 +39,8 @@ def ready(server, pattern) -> str:
     return server.stdout.expect(pattern).group(1)
 
 
-@pytest.fixture
-def cleanup():
-    things = []
-    yield things.append
-    for thing in reversed(things):
-        thing()
-
-
-def test_irc_web_and_line_users_across_three_nodes(cleanup, tmp_path):
+def test_irc_web_and_line_users_across_three_nodes(request, tmp_path):
+    cleanup = request.addfinalizer  # run last first
     database = shared_postgres().fresh_database()
     redis = shared_redis()
     with socket.create_connection(("127.0.0.1", redis.port)) as s:  # a clean presence
