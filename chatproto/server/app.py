@@ -152,15 +152,19 @@ class ChatService(service.Service):
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
         from ..cluster.lockout import SharedLockout
+        from ..cluster.shared import SharedAccounts, SharedBans
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
         lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
         lockout.load()
+        # Accounts and bans changed on one node act on every node (told over the bus).
+        accounts, bans = SharedAccounts(accounts), SharedBans(self.storage)
         self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
-                              lockout=lockout)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout)
+                              lockout=lockout, bans=bans)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout,
+                              accounts=accounts, bans=bans)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
