@@ -7,10 +7,12 @@ node does with what it receives.
 import json
 
 from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.cluster.bus import ClusterBus
 from chatproto.cluster.lockout import SharedLockout
+from chatproto.cluster.shared import SharedBans
 from chatproto.storage.model import DatabaseError
 from chatproto.core.realm import Group
 
@@ -133,6 +135,94 @@ class BusTests(SynchronousTestCase):
                          ["ERR Your account is blocked due to multiple login failures. Please try again later"])
         self.fixture.clock.advance(5)
         self.assertEqual(self.fixture.connect().send("LOGIN luke jedi*knight 6000"), ["OK Welcome to chatproto!"])
+
+
+class Watcher:
+    """A session that watches everyone's presence (as the web page's does)."""
+
+    frontend, ip, udp_port, wants_presence = "web", "127.0.0.1", 0, True
+
+    def __init__(self):
+        self.events = []
+
+    def receive(self, event):
+        self.events.append(event)
+
+    def disconnect(self, notice):
+        pass
+
+
+class NodeGoneTests(SynchronousTestCase):
+    def setUp(self):
+        self.fixture = ChatFixture(self)
+        self.fixture.storage.last_pos = 0
+        self.bus = ClusterBus(self.fixture.chat, self.fixture.storage, ("127.0.0.1", 6379, 0),
+                              self.fixture.clock, node="A")
+        self.bus.install()
+        self.bus.redis = RecordingRedis()
+        self.bus.up = True
+        self.logged = []
+        observer = lambda event: self.logged.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def test_a_dead_node_s_users_go_offline_and_it_is_logged_once(self):
+        watcher = Watcher()
+        d = self.fixture.chat.login("Yoda", "wise@!man", watcher)
+        self.fixture.clock.advance(0)  # the login recorded
+        self.successResultOf(d)
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+        gone = json.dumps({"t": "off", "n": "B", "u": ["leia"], "gone": True})
+        for _ in range(2):  # from the node that saw it first, then this node's own view of it
+            self.bus.received("chatproto:0:all", gone)
+        self.assertEqual([type(e).__name__ + " " + e.username for e in watcher.events],
+                         ["UserOnline leia", "UserOffline leia"])
+        self.assertEqual([line for line in self.logged if "is gone" in line],
+                         ["Cluster: node B is gone; 1 users inactive"])
+
+
+class OperatingTests(SynchronousTestCase):
+    """An administrator on this node and users on another one; what another node's administrator did here."""
+
+    def setUp(self):
+        self.fixture = ChatFixture(self)
+        self.chat = self.fixture.chat
+        self.chat.admins = {"Yoda"}
+        self.fixture.storage.last_pos = 0
+        self.bans = SharedBans(self.fixture.storage)
+        self.chat.bans.store = self.bans  # as a node is assembled: ChatRealm(..., bans=SharedBans(ledger))
+        self.bus = ClusterBus(self.chat, self.fixture.storage, ("127.0.0.1", 6379, 0), self.fixture.clock,
+                              node="A", bans=self.bans)
+        self.bus.install()
+        self.bus.redis = RecordingRedis()
+        self.bus.up = True
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+
+    def test_kick_and_ban_of_a_user_on_another_node_end_the_session_there(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.assertEqual(yoda.send("/kick leia flooding"), ["OK leia has been disconnected."])
+        self.fixture.clock.advance(0)
+        self.assertIn(("chatproto:0:node:B",
+                       {"end": [["leia", "You have been disconnected by the administrator Yoda: flooding"]]}),
+                      self.bus.redis.published)
+        self.assertEqual(yoda.send("/ban leia forever"),
+                         ["OK leia is banned until the ban is lifted (/unban leia)."])
+        self.assertIn(("chatproto:0:all", {"t": "ban", "u": "leia", "until": float("inf"), "n": "A"}),
+                      self.bus.redis.published)
+
+    def test_what_another_node_s_administrator_did_applies_here(self):
+        hans = self.fixture.login("Hans", "falcon*solo")
+        self.bus.received("chatproto:0:node:A", json.dumps(
+            {"end": [["Hans", "You have been disconnected by the administrator Yoda"]]}))
+        self.fixture.clock.advance(0)
+        self.assertEqual(hans.output(), ["NOTICE You have been disconnected by the administrator Yoda"])
+        self.bus.received("chatproto:0:all", json.dumps({"t": "ban", "n": "B", "u": "Hans", "until": 2e9}))
+        self.assertEqual(self.fixture.connect().send("LOGIN Hans falcon*solo 6000"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+        self.bus.received("chatproto:0:all", json.dumps({"t": "ban", "n": "B", "u": "Hans", "until": None}))
+        self.assertEqual(self.fixture.connect().send("LOGIN Hans falcon*solo 6000"), ["OK Welcome to chatproto!"])
 
 
 class LockoutTable:

@@ -7,12 +7,14 @@ import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .harness import DEMO_CREDENTIALS, ServerProcess
+from .harness import DEMO_CREDENTIALS, ServerProcess, child_env
 from .services import NeedsPostgres, NeedsRedis
 
 TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
@@ -32,10 +34,10 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
             s.sendall(b"FLUSHALL\r\n")
             assert s.recv(100).startswith(b"+OK")
 
-    def node(self, attempts=3, credentials=None, data_dir=None, wait_joined=True):
+    def node(self, attempts=3, credentials=None, data_dir=None, wait_joined=True, extra=()):
         server = ServerProcess(attempts=attempts, credentials=credentials or self.credentials,
                                data_dir=data_dir, extra_args=(
-                                   "--database", self.database, "--cluster", self.redis.url))
+                                   "--database", self.database, "--cluster", self.redis.url, *extra))
         self.addCleanup(server.cleanup)
         if wait_joined:  # logged in the turn it listens (log lines are written at a turn's end)
             server.stdout.expect(JOINED)
@@ -110,6 +112,46 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         hans.command("/activeuser", re.compile(r"^Yoda, "))
         yoda.command("/msgto Hans welcome back", re.compile("^message sent at"))
         hans.expect(re.compile(rf"^{TS}, Yoda: welcome back$"))
+
+    def test_operating_a_cluster_acts_on_every_node(self):
+        own = [shutil.copy(DEMO_CREDENTIALS, os.path.join(self.shared, f"credentials{i}.txt")) for i in (1, 2)]
+        a = self.node(credentials=own[0], extra=("--admins", "Yoda"))
+        b = self.node(credentials=own[1], extra=("--admins", "Yoda"))
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        leia = self.login(b, "leia", "alderaan")
+        luke = self.login(a, "luke", "jedi*knight")
+        yoda.command("/activeuser", re.compile(r"^Hans, "), re.compile(r"^leia, "), re.compile(r"^luke, "))
+        yoda.command("/announce Maintenance at 22:00", "Maintenance at 22:00",
+                     "Announcement sent to 4 active users.")
+        hans.expect("Maintenance at 22:00")
+        leia.expect("Maintenance at 22:00")
+        # /kick and /ban of users on the other node.
+        yoda.command("/kick leia flooding", "leia has been disconnected.")
+        leia.expect("You have been disconnected by the administrator Yoda: flooding")
+        self.assertEqual(leia.wait(), 1)
+        yoda.command("/ban Hans 1h", re.compile(r"^Hans is banned until "))
+        hans.expect(re.compile(r"^You have been banned by the administrator Yoda until "))
+        self.assertEqual(hans.wait(), 1)
+        blocked = "Your account is blocked due to multiple login failures. Please try again later"
+        self.try_login(b, "Hans", "falcon*solo", blocked)  # refused on node B at once
+        yoda.command("/unban Hans", "Hans is no longer banned.")
+        self.login(b, "Hans", "falcon*solo")
+        # An account deleted through node B's file (its own copy) is logged out on node A.
+        result = subprocess.run([sys.executable, "-m", "chatproto.server.admin", "--credentials", own[1],
+                                 "deluser", "luke"], capture_output=True, text=True, env=child_env())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        luke.expect("Your account has been removed")
+        self.assertEqual(luke.wait(), 1)
+        with open(own[0]) as f:
+            self.assertNotIn("luke", f.read())  # node A's copy too
+        # One added through node A's file logs in on node B.
+        result = subprocess.run([sys.executable, "-m", "chatproto.server.admin", "--credentials", own[0],
+                                 "adduser", "rey"], input="scavenger\nscavenger\n", capture_output=True,
+                                text=True, env=child_env())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        b.stdout.expect(re.compile(r"Accounts reloaded: .* added rey"))
+        self.login(b, "rey", "scavenger")
 
     def raw_login(self, server, username, password):
         """LOGIN sent the moment the node said it listens; its answer, then logged out."""

@@ -1,5 +1,6 @@
 """The IRC front end over StringTransport: registration, CAP/SASL, every command and numeric."""
 
+import irctokens
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -763,6 +764,18 @@ class FullHistoryTests(HistoryTests):
         self.assertEqual(self.texts(f"CHATHISTORY AFTER luke timestamp={first} 2"), ["old 1", "old 2"])
         self.assertEqual(self.texts(f"CHATHISTORY BEFORE luke timestamp={first} 2"), ["to luke 3", "to luke 4"])
         self.assertEqual(len(self.history("CHATHISTORY LATEST luke * 1000")), 500)  # CHATHISTORY=500
+
+    def test_a_long_message_is_replayed_in_lines_of_512_bytes(self):
+        text = " ".join(f"word{i}" for i in range(700))  # about 6 KB, sent from the line protocol
+        self.call(self.chat.send_private(self.luke.user, "Yoda", text))
+        self.c.lines()
+        raw_lines = [line.format() for line in self.history("CHATHISTORY LATEST luke * 1")]
+        parts = [irctokens.tokenise(raw) for raw in raw_lines]
+        self.assertGreater(len(parts), 10)
+        for raw in raw_lines:
+            self.assertLessEqual(len(raw.split(" ", 1)[1].encode()) + 2, 512)  # after the tags, with CR LF
+        self.assertEqual(" ".join(part.params[1] for part in parts), text)
+        self.assertEqual(parts[0].tags["msgid"], "p.6")
 
     def test_targets(self):
         start = "2000-01-01T00:00:00.000Z"

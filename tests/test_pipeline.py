@@ -12,6 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.core.events import Message
 from chatproto.storage.ledger import Ledger
+from chatproto.storage.model import peers_key
 from chatproto.storage.sqlite import SQLiteDatabase
 
 from .support import ChatFixture
@@ -107,3 +108,37 @@ class PipelineOnSQLiteTests(SynchronousTestCase):
         self.assertEqual(committed, [0])  # one batch, committed before any acknowledgement left
         history = self.successResultOf(database.private_history("Yoda", "Hans", 100))
         self.assertEqual([m.text for m in history], [f"n{i}" for i in range(50)])
+
+
+class PartnersMigrationTests(SynchronousTestCase):
+    """A database of schema version 2 (TARGETS read two indexes) opens with its partners listed."""
+
+    def test_partners_of_an_older_database(self):
+        import sqlite3
+
+        from chatproto.storage import sqlite as store
+
+        path = os.path.join(self.mktemp() + ".db")
+        db = sqlite3.connect(path, isolation_level=None)
+        for migration in store.MIGRATIONS[:2]:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '2')")
+        for seq, (sender, recipient, time) in enumerate(
+                [("Yoda", "Hans", 10.0), ("leia", "Yoda", 30.0), ("Hans", "leia", 45.0)], 1):
+            db.execute("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                       "VALUES ('', ?, 't', ?, ?, ?, ?, 'x')",
+                       (seq, time, sender, recipient, peers_key(sender, recipient)))
+        db.close()
+        database = SQLiteDatabase(path).open()
+        self.addCleanup(database._close)
+        found = self.successResultOf(database.conversations("Yoda", [], 0.0, 100.0, 10))
+        self.assertEqual([(c.name, c.time) for c in found], [("Hans", 10.0), ("leia", 30.0)])
+        indexes = {row[0] for row in database._db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'")}
+        self.assertNotIn("messages_by_sender", indexes)
+        # A new pair written after the migration is listed too.
+        database.commit_now([("msg", "", 4, "t", 50.0, "obiwan", "Yoda", "y")])
+        found = self.successResultOf(database.conversations("Yoda", [], 0.0, 100.0, 10))
+        self.assertEqual([c.name for c in found], ["Hans", "leia", "obiwan"])

@@ -91,7 +91,7 @@ class RemoteSession:
         self.bus.queue(self.node, self.name, event)
 
     def disconnect(self, notice) -> None:
-        pass  # its own node disconnects it
+        self.bus.end_session(self.node, self.name, notice)  # its own node disconnects it
 
 
 class RemoteUser:
@@ -123,9 +123,12 @@ class ClusterBus:
     @param redis: (host, port, db).
     """
 
-    def __init__(self, realm, ledger, redis, clock, node: str | None = None, lockout=None):
+    def __init__(self, realm, ledger, redis, clock, node: str | None = None, lockout=None,
+                 accounts=None, bans=None):
         self.realm = realm
         self.lockout = lockout  # a SharedLockout: its blocks are told to every node at once
+        self.accounts = accounts  # a SharedAccounts: changes of the accounts, to every node
+        self.bans = bans  # a SharedBans: bans and their end, to every node
         self.ledger = ledger
         self.host, self.port, self.db = redis
         self.clock = clock
@@ -168,8 +171,9 @@ class ClusterBus:
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
         self.ledger.on_first_seq = self._first_seq
-        self._store_secret = realm.accounts.set_secret
-        realm.accounts.set_secret = self._set_secret
+        for shared in (self.accounts, self.bans):
+            if shared is not None:
+                shared.tell = self.tell_all
         self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
             {"t": "deleted", "log": log_name, "seq": seq, "by": author})
 
@@ -323,15 +327,12 @@ class ClusterBus:
                 alive = yield self.redis.exists(self.prefix + "alive:" + node)
                 if not alive:
                     removed = yield self._forget_node(node)
-                    for name in removed or []:
-                        self._remote_off(name, node)
+                    # Its users, gone from Redis (by this node or another one that saw it first).
+                    names = set(removed or []) | {n for n, u in self.remote.items() if u.node == node}
+                    self._node_gone(node, names)
                     if removed:
-                        log.info("Cluster: node {node} is gone; {n} users inactive", node=node,
-                                 n=len(removed))
                         yield self._publish(self.all_channel, {"t": "off", "n": node, "u": removed,
                                                                "gone": True})
-                    for name in [n for n, u in self.remote.items() if u.node == node]:
-                        self._remote_off(name, node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
 
@@ -340,15 +341,10 @@ class ClusterBus:
         if group is not None:
             group.first_seq = first_seq
 
-    def _set_secret(self, username, secret):
-        """A password changed here: every node stores it too (their credentials files and memory)."""
-        d = self._store_secret(username, secret)
-
-        def stored(result):
-            self.tell_all({"t": "secret", "u": username, "s": secret})
-            return result
-
-        return d.addCallback(stored)
+    def end_session(self, node, name, notice) -> None:
+        """An administrator here ended the session of C{name} on C{node} (kick, ban)."""
+        if self.up:
+            self._publish(self.prefix + "node:" + node, {"end": [[name, notice]]})
 
     def _forget_node(self, node):
         return self.redis.eval(FORGET_NODE, [self.presence_key, self.prefix + "users:" + node], [node])
@@ -411,16 +407,24 @@ class ClusterBus:
             timestamp, now = self.realm._now()
             self.realm._tell_watchers(events.UserOnline(name, timestamp, now), None)
 
-    def _remote_off(self, name, node) -> None:
+    def _node_gone(self, node, names) -> None:
+        """A dead node's users are offline here (told to the watching clients, as a logout
+        on one server is); logged once per node, by whichever news of it comes first."""
+        n = sum(self._remote_off(name, node) for name in sorted(names))
+        if n:
+            log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=n)
+
+    def _remote_off(self, name, node) -> bool:
         known = self.remote.get(name)
         if known is None or (node is not None and known.node != node):
-            return
+            return False
         del self.remote[name]
         if self.everyone.get(name) is known:
             del self.everyone[name]
         known.gone = True
         timestamp, now = self.realm._now()
         self.realm._tell_watchers(events.UserOffline(name, timestamp, now), None)
+        return True
 
     # Deliveries
 
@@ -521,7 +525,10 @@ class ClusterBus:
             log.warn("Cluster: unreadable bus message on {channel}", channel=channel)
             return
         if channel == self.node_channel:
-            self._deliveries(payload["e"])
+            if "e" in payload:
+                self._deliveries(payload["e"])
+            for name, notice in payload.get("end", ()):
+                self.realm.end_session(name, notice)
             return
         node = payload.get("n")
         if node == self.node:
@@ -531,16 +538,17 @@ class ClusterBus:
             for name, ip, udp_port, since, since_time in payload["u"]:
                 self._remote_on(name, node, ip, udp_port, since, since_time)
         elif kind == "off":
-            for name in payload["u"]:
-                self._remote_off(name, node)
             if payload.get("gone"):
-                log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=len(payload["u"]))
+                self._node_gone(node, payload["u"])
+            else:
+                for name in payload["u"]:
+                    self._remote_off(name, node)
         elif kind == "group":
             self._group_change(payload["op"])
-        elif kind == "secret":
-            d = self._store_secret(payload["u"], payload["s"])
-            d.addErrback(lambda f: log.warn("Cluster: cannot store the new password of {name}: {why}",
-                                            name=payload["u"], why=f.getErrorMessage()))
+        elif kind == "accounts" and self.accounts is not None:
+            self._accounts_changed(payload["set"], payload["del"])
+        elif kind == "ban":
+            self.realm.bans.changed_elsewhere(payload["u"], payload["until"])
         elif kind == "deleted":  # the record may be in this node's file
             if self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"]):
                 log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
@@ -548,6 +556,16 @@ class ClusterBus:
         elif kind == "block":
             if self.lockout is not None:
                 self.lockout.blocked_elsewhere(payload["u"], payload["until"])
+
+    def _accounts_changed(self, changed, removed) -> None:
+        """Accounts added, changed or removed through another node: here too, and a removed
+        account's session here is logged out."""
+        try:
+            self.accounts.apply(changed, removed)
+            self.realm.reload_accounts()
+        except OSError as e:
+            log.warn("Cluster: cannot apply the accounts changed on another node: {why}",
+                     why=e.strerror or e)
 
     def _deliveries(self, batch) -> None:
         realm = self.realm

@@ -103,6 +103,14 @@ class Bans:
         return self.store.remove_ban(username).addCallbacks(
             lambda _: True, self._undo, errbackArgs=(username, earlier))
 
+    def changed_elsewhere(self, username: str, until: float | None) -> None:
+        """A ban set (until C{until}) or lifted (None) through another server sharing the
+        store (a cluster node): in effect here at once."""
+        if until is None:
+            self._until.pop(username, None)
+        else:
+            self._until[username] = until
+
     def _undo(self, failure, username: str, earlier: float | None):
         if earlier is None:
             self._until.pop(username, None)

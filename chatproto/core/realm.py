@@ -903,7 +903,7 @@ class ChatRealm:
         """A server notice to everyone active."""
         timestamp, now = self._now()
         notice = ServerNotice(text, timestamp, now)
-        for user in list(self._active.values()):
+        for user in list(self._everyone.values()):  # a cluster: every node's users
             self._deliver(user, notice)
 
     def shutdown(self, notice: str) -> None:
@@ -941,6 +941,13 @@ class ChatRealm:
                  n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
         return added, removed
 
+    def end_session(self, username: str, notice: str) -> None:
+        """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node
+        does this for an administrator on another node)."""
+        user = self._active.get(username)
+        if user is not None:
+            self._end_session(user, notice)
+
     def remove_account(self, username: str, notice: str | None = None) -> None:
         """The account C{username} is gone: log out its session, if any, telling it C{notice}."""
         user = self._active.get(username)
@@ -968,7 +975,7 @@ class ChatRealm:
         """Log C{username} out with a notice naming C{admin} (and C{reason})."""
         try:
             self._check_admin(admin, "kick", username)
-            user = self._active.get(username)
+            user = self._everyone.get(username)  # a user on another node is ended by its node
             if user is None:
                 raise ChatError(errors.NOT_ACTIVE, name=username)
         except ChatError:
@@ -997,7 +1004,7 @@ class ChatRealm:
             log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
                      until=ends or "forever")
             self._notify("admin", "ban")
-            user = self._active.get(username)
+            user = self._everyone.get(username)
             if user is None:
                 return ends
             notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
@@ -1033,7 +1040,7 @@ class ChatRealm:
         log.warn("Admin {admin} announced: {text}", admin=admin.name, text=text)
         self._notify("admin", "announce")
         self.announce(text)
-        return defer.succeed(len(self._active))
+        return defer.succeed(len(self._everyone))
 
     def close(self) -> defer.Deferred:
         self.lockout.stop()

@@ -19,7 +19,7 @@ import sys
 
 from ..core.errors import ChatError
 from ..core.passwords import check_new_password, hash_password, is_hashed
-from ..frontends.line.texts import error_text
+from ..texts import error_text
 from ..storage.credentials import (
     AccountExists,
     AccountNotInFile,

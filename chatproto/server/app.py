@@ -8,7 +8,6 @@ that a L{ListeningService} puts on the air.
 """
 
 import os
-from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -16,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ..core.realm import ChatRealm
+from ..frontends.frontend import FrontEnd
 from ..frontends.line.protocol import ChatServerFactory
 from ..frontends.line.texts import SHUTDOWN_NOTICE
 from ..frontends.output import DEFAULT_MAX_OUTPUT
@@ -53,25 +53,6 @@ SHUTDOWN_GRACE_SECONDS = 0.5  # then connections still draining are cut: SIGTERM
 
 __all__ = ["ChatService", "DataDirectoryInUse", "DatabaseError", "FrontEnd", "Options", "build_service",
            "makeService"]
-
-
-@dataclass
-class FrontEnd:
-    """
-    One listener of the server.
-
-    @param name: for logs (C{line}, C{irc}, C{web}).
-    @param listen: a server endpoint description (C{tcp:9000}, C{ssl:...}).
-    @param make_factory: called with the L{ChatService} once it is loaded;
-        returns the protocol factory (with C{connections} and optionally
-        C{output.flush()}).
-    @param ready_line: the line printed once listening, from the bound address.
-    """
-
-    name: str
-    listen: str
-    make_factory: object
-    ready_line: object
 
 
 def line_ready_line(address) -> str:
@@ -171,15 +152,19 @@ class ChatService(service.Service):
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
         from ..cluster.lockout import SharedLockout
+        from ..cluster.shared import SharedAccounts, SharedBans
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
         lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
         lockout.load()
+        # Accounts and bans changed on one node act on every node (told over the bus).
+        accounts, bans = SharedAccounts(accounts), SharedBans(self.storage)
         self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
-                              lockout=lockout)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout)
+                              lockout=lockout, bans=bans)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout,
+                              accounts=accounts, bans=bans)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
@@ -318,16 +303,29 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
-        endpoint = endpoints.serverFromString(reactor, front_end.listen)
-        ListeningService(
-            endpoint,
-            lambda fe=front_end: fe.make_factory(chat_service),
-            lambda address, fe=front_end: on_listening(fe, address),
-            lambda failure, fe=front_end: on_error(fe, failure),
-            ready=chat_service.when_ready,
-        ).setServiceParent(top)
+        listen_on(top, front_end, chat_service, on_listening, on_error, reactor)
     CollectorTuning().setServiceParent(top)
     return top, chat_service
+
+
+def listen_on(top, front_end: FrontEnd, chat_service, on_listening, on_error, reactor) -> None:
+    """Put C{front_end} on the air under C{top}, once the service starts."""
+    ListeningService(
+        endpoints.serverFromString(reactor, front_end.listen),
+        lambda: front_end.make_factory(chat_service),
+        lambda address: on_listening(front_end, address),
+        lambda failure: on_error(front_end, failure),
+        ready=chat_service.when_ready,
+    ).setServiceParent(top)
+
+
+def attach_ops(top, chat_service, options, on_listening, on_error, reactor=None) -> None:
+    """Once the chat service is loaded: L{ops.attach}'s services, and the metrics listener if asked for."""
+    if reactor is None:
+        from twisted.internet import reactor
+    metrics = ops.attach(top, chat_service, options, reactor)
+    if metrics is not None:
+        listen_on(top, metrics, chat_service, on_listening, on_error, reactor)
 
 
 class Options(ConfigurableOptions, usage.Options):
@@ -414,5 +412,5 @@ def makeService(options):
         raise SystemExit(f"Error: {e}") from None
     except OSError as e:
         raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
-    ops.attach(top, chat_service, options, listening, failed)
+    attach_ops(top, chat_service, options, listening, failed)
     return top

@@ -15,6 +15,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import usage
 
+from ..frontends.frontend import FrontEnd
 from ..storage.credentials import username_problem
 from .options import parse_port
 
@@ -50,32 +51,25 @@ def parse_ops(options, metrics_interface: str) -> None:
     options["metrics-listen"] = listen
 
 
-def attach(top, chat_service, options, on_listening, on_error, reactor=None) -> None:
-    """Once the chat service is loaded (with its administrators and bans): the accounts watcher, metrics."""
-    from .app import FrontEnd, ListeningService
-
-    if reactor is None:
-        from twisted.internet import reactor
+def attach(top, chat_service, options, reactor) -> FrontEnd | None:
+    """
+    Once the chat service is loaded (with its administrators and bans): the
+    accounts watcher and backups on a signal under C{top}; return the
+    metrics listener the options ask for (the server app puts it on the air),
+    or None.
+    """
     chat = chat_service.chat
     AccountsWatcher(chat, chat_service.credentials_path, reactor).setServiceParent(top)
     BackupOnSignal(chat_service, reactor).setServiceParent(top)
     listen = options.get("metrics-listen")
-    if listen:
-        from twisted.internet import endpoints
+    if not listen:
+        return None
+    from .metrics import ChatMetrics, metrics_site
 
-        from .metrics import ChatMetrics, metrics_site
-
-        metrics = ChatMetrics(chat_service)
-        chat_service.metrics = metrics
-        front_end = FrontEnd("metrics", listen, lambda _service: metrics_site(metrics.registry),
-                             lambda address: f"Metrics on http://{address.host}:{address.port}/metrics")
-        ListeningService(
-            endpoints.serverFromString(reactor, listen),
-            lambda: front_end.make_factory(chat_service),
-            lambda address: on_listening(front_end, address),
-            lambda failure: on_error(front_end, failure),
-            ready=chat_service.when_ready,
-        ).setServiceParent(top)
+    metrics = ChatMetrics(chat_service)
+    chat_service.metrics = metrics
+    return FrontEnd("metrics", listen, lambda _service: metrics_site(metrics.registry),
+                    lambda address: f"Metrics on http://{address.host}:{address.port}/metrics")
 
 
 def _on_signal(signum, reactor, function):

@@ -103,10 +103,20 @@ def read_range(execute, mark: str, where: tuple[str, list], after, before, limit
 
 
 def read_conversations(execute, mark: str, username: str, groups, after: float, before: float,
-                       limit: int, latest: bool) -> list[Conversation]:
-    """L{IChatStorage.conversations} for a database."""
+                       limit: int, latest: bool, partners: bool = False) -> list[Conversation]:
+    """
+    L{IChatStorage.conversations} for a database. C{partners}: the database
+    lists who wrote to whom in a table C{partners} (SQLite): each of the
+    user's conversations is then read through its own index.
+    """
     found = []
-    for column, other in (("sender", "recipient"), ("recipient", "sender")):
+    if partners:
+        for (peer,) in execute(f"SELECT peer FROM partners WHERE username = {mark}", [username]):
+            rows = execute(f"SELECT MAX(time) FROM messages WHERE peers = {mark} AND time > {mark} "
+                           f"AND time < {mark}", [peers_key(username, peer), after, before])
+            if rows and rows[0][0] is not None:
+                found.append((peer, rows[0][0]))
+    for column, other in (("sender", "recipient"), ("recipient", "sender")) if not partners else ():
         found += execute(
             f"SELECT {other}, MAX(time) FROM messages WHERE peers IS NOT NULL AND {column} = {mark} "
             f"AND time > {mark} AND time < {mark} GROUP BY {other}", [username, after, before])

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols.basic import LineReceiver
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ...core import errors as codes
@@ -974,16 +975,13 @@ class IRCProtocol(LineReceiver):
             else:
                 d.addErrback(_group_send_failed, self, target)  # no bound method per message
             return d
-        d = self.chat.send_private(self.user, target, text)
-        if self._echo:
-            d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
-        else:
-            d.addErrback(_private_send_failed, self, target)
+        # No Deferred per message: the core answers the reply object (issue 25).
+        self.chat.send_private(self.user, target, text, _PrivateReply(self, target))
         if self.factory.away:
             away = self.factory.away_of(target)
             if away:
                 self.numeric(T.RPL_AWAY, target, away)
-        return d
+        return None
 
     def _group_failed(self, failure, channel):
         self._core_error(failure, GROUP_SEND_ERRORS, (channel,), group=channel[1:])
@@ -1501,8 +1499,24 @@ def _group_send_failed(failure, protocol, channel):
     protocol._group_failed(failure, channel)
 
 
-def _private_send_failed(failure, protocol, name):
-    protocol._private_failed(failure, name)
+class _PrivateReply:
+    """
+    What becomes of one PRIVMSG to a user (L{ChatRealm.send_private}'s reply):
+    the echo (echo-message) once it is stored, or the error numeric.
+    """
+
+    __slots__ = ("protocol", "name")
+
+    def __init__(self, protocol, name):
+        self.protocol = protocol
+        self.name = name
+
+    def answered(self, message) -> None:
+        if self.protocol._echo:
+            self.protocol._sent(message)
+
+    def refused(self, error) -> None:
+        self.protocol._private_failed(Failure(error), self.name)
 
 
 # Dispatch by one dict lookup: command -> IRCProtocol function.

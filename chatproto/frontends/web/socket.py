@@ -16,6 +16,7 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from ...core.search import MAX_RESULTS, search_words
+from ...twisted_internals import replace_protocol
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import BatchedOutput, OutputBatch
 from .session import conversation_key, message_key
@@ -314,12 +315,8 @@ class ChatSocket:
         # request, a few KiB a connection.
         upgraded = channel.dataReceived
         shim = _Shim(self, upgraded, channel.connectionLost)
-        for holder in ("wrappedProtocol", "protocol"):  # TLS, then plain TCP
-            current = getattr(tcp, holder, None)
-            if current is not None and (current is channel or getattr(current, "_channel", None) is channel):
-                setattr(tcp, holder, shim)
-                return
-        channel.dataReceived = shim.dataReceived
+        if not replace_protocol(tcp, channel, shim):
+            channel.dataReceived = shim.dataReceived
 
     def negotiationFinished(self) -> None:
         # The upgraded request never finishes: let it (headers and all) go, it is not needed now.
