@@ -96,8 +96,20 @@ MIGRATIONS = [
     INSERT OR IGNORE INTO partners (username, peer)
         SELECT recipient, sender FROM messages WHERE peers IS NOT NULL;
     """,
+    # Issue 25: the search index without its per-document sizes (columnsize = 0: no row of
+    # search_index_docsize per message; only ranking by bm25 reads them, and search orders
+    # by rowid): 2.9 -> 2.1 us of CPU per message indexed. Built again from the messages,
+    # in the background, as the backlog of the first search index was.
+    """
+    DROP TABLE search_index;
+    CREATE VIRTUAL TABLE search_index USING fts5 (
+        text, scope, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 2');
+    DELETE FROM search_rows;
+    UPDATE messages SET search_id = NULL WHERE search_id IS NOT NULL;
+    """,
 ]
 SEARCH_VERSION = 3  # the migration that adds the search index
+REINDEX_VERSION = 6  # the migration that makes it again (its backlog planned the same way)
 INDEX_CHUNK = 500  # messages indexed per transaction while the backlog is built
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -180,7 +192,7 @@ class SQLiteDatabase:
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if step + 1 == SEARCH_VERSION:
+            if step + 1 in (SEARCH_VERSION, REINDEX_VERSION):
                 self._plan_backlog(db)
         if version != SCHEMA_VERSION:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
