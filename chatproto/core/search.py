@@ -35,8 +35,11 @@ def words_of(text: str) -> list[str]:
 
 
 def fold(text: str) -> str:
-    """C{text} with case and accents ignored (C{Café} -> C{cafe}): the memory database's matching."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """C{text} with case and accents ignored (C{Café} -> C{cafe}), as SQLite's unicode61
+    tokenizer with remove_diacritics does (lower case, combining marks dropped)."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
