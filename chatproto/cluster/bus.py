@@ -404,8 +404,7 @@ class ClusterBus:
         self.remote[name] = self.everyone[name] = RemoteUser(self, name, node, ip, udp_port, since,
                                                              since_time)
         if known is None:
-            timestamp, now = self.realm._now()
-            self.realm._tell_watchers(events.UserOnline(name, timestamp, now), None)
+            self.realm.presence_elsewhere(name, True)
 
     def _node_gone(self, node, names) -> None:
         """A dead node's users are offline here (told to the watching clients, as a logout
@@ -422,8 +421,7 @@ class ClusterBus:
         if self.everyone.get(name) is known:
             del self.everyone[name]
         known.gone = True
-        timestamp, now = self.realm._now()
-        self.realm._tell_watchers(events.UserOffline(name, timestamp, now), None)
+        self.realm.presence_elsewhere(name, False)
         return True
 
     # Deliveries

@@ -955,6 +955,12 @@ class ChatRealm:
                  n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
         return added, removed
 
+    def presence_elsewhere(self, username: str, online: bool) -> None:
+        """C{username} logged in (or out) on another cluster node: the sessions here that
+        watch presence are told, as of a login (logout) here."""
+        timestamp, now = self._now()
+        self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
+
     def end_session(self, username: str, notice: str) -> None:
         """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node
         does this for an administrator on another node)."""
