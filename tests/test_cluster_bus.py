@@ -7,6 +7,7 @@ node does with what it receives.
 import json
 
 from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.cluster.bus import ClusterBus
@@ -151,6 +152,51 @@ class BusTests(SynchronousTestCase):
                          ["ERR Your account is blocked due to multiple login failures. Please try again later"])
         self.fixture.clock.advance(5)
         self.assertEqual(self.fixture.connect().send("LOGIN luke jedi*knight 6000"), ["OK Welcome to chatproto!"])
+
+
+class Watcher:
+    """A session that watches everyone's presence (as the web page's does)."""
+
+    frontend, ip, udp_port, wants_presence = "web", "127.0.0.1", 0, True
+
+    def __init__(self):
+        self.events = []
+
+    def receive(self, event):
+        self.events.append(event)
+
+    def disconnect(self, notice):
+        pass
+
+
+class NodeGoneTests(SynchronousTestCase):
+    def setUp(self):
+        self.fixture = ChatFixture(self)
+        self.fixture.storage.last_pos = 0
+        self.bus = ClusterBus(self.fixture.chat, self.fixture.storage, ("127.0.0.1", 6379, 0),
+                              self.fixture.clock, node="A")
+        self.bus.install()
+        self.bus.redis = RecordingRedis()
+        self.bus.up = True
+        self.logged = []
+        observer = lambda event: self.logged.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def test_a_dead_node_s_users_go_offline_and_it_is_logged_once(self):
+        watcher = Watcher()
+        d = self.fixture.chat.login("Yoda", "wise@!man", watcher)
+        self.fixture.clock.advance(0)  # the login recorded
+        self.successResultOf(d)
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+        gone = json.dumps({"t": "off", "n": "B", "u": ["leia"], "gone": True})
+        for _ in range(2):  # from the node that saw it first, then this node's own view of it
+            self.bus.received("chatproto:0:all", gone)
+        self.assertEqual([type(e).__name__ + " " + e.username for e in watcher.events],
+                         ["UserOnline leia", "UserOffline leia"])
+        self.assertEqual([line for line in self.logged if "is gone" in line],
+                         ["Cluster: node B is gone; 1 users inactive"])
 
 
 class OperatingTests(SynchronousTestCase):

@@ -16,6 +16,7 @@ import pytest
 from tests.test_e2e_web import (  # noqa: F401 - browser and cleanup are pytest fixtures
     browser,
     cleanup,
+    create_group,
     line_client,
     logged_in,
     log_in,
@@ -90,11 +91,7 @@ def test_status_messages_fade(browser, cleanup):
     page = new_page(browser, cleanup)
     page.clock.install()  # the page's timers run when the test says
     logged_in(page, server.url, "Yoda", "wise@!man")
-    page.wait_for_selector("#people-list button[data-name=Hans] .dot.on")
-    page.click("#new-group-button")
-    page.fill("#group-name", "Jedi")
-    page.check("#group-members input[value=Hans]")
-    page.click("#group-create")
+    create_group(page, "Jedi", ["Hans"])
     created = "Group chat room has been created, room name: Jedi, users in this room: Yoda Hans"
     page.wait_for_selector(f"#status:text-is('{created}')")
     page.clock.run_for(9000)
@@ -127,3 +124,27 @@ def test_the_page_is_in_the_connection_metrics(browser, cleanup):
     assert samples["chatproto_connections", (("frontend", "web"),)] == 1
     assert samples["chatproto_connections", (("frontend", "line"),)] == 1
     assert samples["chatproto_active_users", (("frontend", "web"),)] == 1
+
+
+def test_emoji_sequences_from_the_page_reach_ii_the_terminal_and_the_log(browser, cleanup):
+    """The family emoji keeps its joiners everywhere; a right-to-left override is shown."""
+    from tests.test_e2e_web import with_ii_luke
+
+    server, luke = with_ii_luke(cleanup)
+    hans = line_client(server, cleanup, "Hans", "falcon*solo")
+    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
+    create_group(page, "Jedi", ["luke", "Hans"])
+    luke.command("/j #Jedi")
+    luke.expect("has joined #Jedi", "#jedi")
+    hans.send("/joingroup Jedi")
+    hans.expect("Joined the group chat: Jedi successfully.")
+    family = "👨\u200d👩\u200d👧"
+    page.fill("#composer-input", f"{family} and \u202eevil")
+    page.press("#composer-input", "Enter")
+    shown = f"{family} and <U+202E>evil"
+    luke.expect(f"<Yoda> {shown}", "#jedi")
+    hans.expect(re.compile(r", Jedi, Yoda: " + re.escape(shown) + "$"))
+    page.wait_for_selector("#messages li.mine .text")
+    assert page.text_content("#messages li.mine .text") == shown
+    assert server.read("Jedi_messageLog.txt").endswith(f"; Yoda; {shown}\n")
+    assert page.errors == []

@@ -328,15 +328,12 @@ class ClusterBus:
                 alive = yield self.redis.exists(self.prefix + "alive:" + node)
                 if not alive:
                     removed = yield self._forget_node(node)
-                    for name in removed or []:
-                        self._remote_off(name, node)
+                    # Its users, gone from Redis (by this node or another one that saw it first).
+                    names = set(removed or []) | {n for n, u in self.remote.items() if u.node == node}
+                    self._node_gone(node, names)
                     if removed:
-                        log.info("Cluster: node {node} is gone; {n} users inactive", node=node,
-                                 n=len(removed))
                         yield self._publish(self.all_channel, {"t": "off", "n": node, "u": removed,
                                                                "gone": True})
-                    for name in [n for n, u in self.remote.items() if u.node == node]:
-                        self._remote_off(name, node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
 
@@ -413,20 +410,25 @@ class ClusterBus:
         self.remote[name] = self.everyone[name] = RemoteUser(self, name, node, ip, udp_port, since,
                                                              since_time)
         if known is None:
-            timestamp, now = self.realm._now()
-            self.realm._tell_watchers(events.UserOnline(name, timestamp, now), None)
+            self.realm.presence_elsewhere(name, True)
 
-    def _remote_off(self, name, node) -> None:
+    def _node_gone(self, node, names) -> None:
+        """A dead node's users are offline here (told to the watching clients, as a logout
+        on one server is); logged once per node, by whichever news of it comes first."""
+        n = sum(self._remote_off(name, node) for name in sorted(names))
+        if n:
+            log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=n)
+
+    def _remote_off(self, name, node) -> bool:
         known = self.remote.get(name)
         if known is None or (node is not None and known.node != node):
-            return
+            return False
         del self.remote[name]
         if self.everyone.get(name) is known:
             del self.everyone[name]
         known.gone = True
-        self.realm.away_elsewhere(name, None, tell=False)  # away lasts while the user is active
-        timestamp, now = self.realm._now()
-        self.realm._tell_watchers(events.UserOffline(name, timestamp, now), None)
+        self.realm.presence_elsewhere(name, False)
+        return True
 
     # Deliveries
 
@@ -543,10 +545,11 @@ class ClusterBus:
             for name, ip, udp_port, since, since_time in payload["u"]:
                 self._remote_on(name, node, ip, udp_port, since, since_time)
         elif kind == "off":
-            for name in payload["u"]:
-                self._remote_off(name, node)
             if payload.get("gone"):
-                log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=len(payload["u"]))
+                self._node_gone(node, payload["u"])
+            else:
+                for name in payload["u"]:
+                    self._remote_off(name, node)
         elif kind == "group":
             self._group_change(payload["op"])
         elif kind == "accounts" and self.accounts is not None:

@@ -46,7 +46,7 @@ from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .markers import ReadMarkers
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
-from .search import MAX_RESULTS, SearchQuery, search_words
+from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
 from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
@@ -228,6 +228,7 @@ class ChatRealm:
         if bans is None and IBanStore.providedBy(storage):
             bans = storage
         self.bans = Bans(clock, bans)  # loaded by start()
+        self._searching: dict[str, int] = {}  # username -> searches in progress
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
@@ -571,12 +572,9 @@ class ChatRealm:
             return d.addBoth(lambda _: text)
         return defer.succeed(text)
 
-    def away_elsewhere(self, username: str, text: str | None, tell: bool = True) -> None:
-        """A user of another cluster node set or cleared their away message (the cluster's bus);
-        not C{tell}: they logged out, which says it all."""
-        if not tell:
-            self._away.pop(username, None)
-        elif self._away.get(username) != text:
+    def away_elsewhere(self, username: str, text: str | None) -> None:
+        """A user of another cluster node set or cleared their away message (the cluster's bus)."""
+        if self._away.get(username) != text:
             self._away_changed(username, text)
 
     def _away_changed(self, username: str, text: str | None) -> AwayChanged:
@@ -1019,7 +1017,20 @@ class ChatRealm:
             query.groups = {group.name: group.first_seq}
         if query.is_empty():
             return defer.succeed([])
-        return self.storage.search(query)
+        # One database worker serves everybody: a client sending searches faster than they
+        # are answered is told to wait instead of queueing work in front of everyone's messages.
+        waiting = self._searching.get(user.name, 0)
+        if waiting >= MAX_WAITING:
+            return defer.fail(ChatError(errors.SEARCHES_WAITING, limit=MAX_WAITING))
+        self._searching[user.name] = waiting + 1
+
+        def done(result):
+            left = self._searching.pop(user.name, 1) - 1
+            if left:
+                self._searching[user.name] = left
+            return result
+
+        return self.storage.search(query).addBoth(done)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
@@ -1140,6 +1151,14 @@ class ChatRealm:
         log.info("Accounts reloaded: {n} accounts, added {added}, removed {removed}",
                  n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
         return added, removed
+
+    def presence_elsewhere(self, username: str, online: bool) -> None:
+        """C{username} logged in (or out) on another cluster node: the sessions here that
+        watch presence are told, as of a login (logout) here."""
+        if not online:
+            self._away.pop(username, None)  # away lasts while the user is active
+        timestamp, now = self._now()
+        self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
 
     def end_session(self, username: str, notice: str) -> None:
         """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node

@@ -1540,7 +1540,10 @@ class IRCProtocol(LineReceiver):
             self.send("FAIL", irc_search.COMMAND, "MESSAGE_ERROR", "Messages could not be searched")
             return None
         text = T.error_text(code, failure.value, name=target, group=(target or "").removeprefix("#"))
-        self.send("FAIL", irc_search.COMMAND, "INVALID_TARGET", target or "*", text)
+        if code == codes.SEARCHES_WAITING:
+            self.send("FAIL", irc_search.COMMAND, "TEMPORARILY_UNAVAILABLE", text)
+        else:
+            self.send("FAIL", irc_search.COMMAND, "INVALID_TARGET", target or "*", text)
         return None
 
     # Connection commands
