@@ -430,6 +430,50 @@ class Pair:
             self.refill()
 
 
+class PipePair:
+    """
+    A sender writing C{messages} private messages to its receiver in writes of
+    C{batch} lines, each write as soon as the socket has taken the one before
+    (a pull producer on the sender's transport): the deep-pipeline shape of
+    issue 25, with no window and no waiting for deliveries.
+    """
+
+    __slots__ = ("batch", "delivered", "done", "left", "receiver", "sender", "template",
+                 "worker")
+
+    def __init__(self, worker, sender, receiver, messages, batch):
+        self.worker = worker
+        self.sender = sender
+        self.receiver = receiver
+        self.template = sender.dialect.private_line(receiver.name)
+        self.left = messages
+        self.batch = batch
+        self.delivered = 0
+        self.done = defer.Deferred()
+
+    # IPullProducer: the transport asks for more once its buffer is written out.
+    def resumeProducing(self):
+        n = min(self.batch, self.left)
+        if n <= 0:
+            self.sender.transport.unregisterProducer()
+            return
+        self.left -= n
+        self.sender.transport.write((self.template % time.monotonic_ns()) * n)
+
+    def stopProducing(self):
+        self.left = 0
+
+    def delivered_chunk(self, now, stamps):
+        n = len(stamps)
+        self.delivered += n
+        w = self.worker
+        w.count += n
+        w.t_last = now
+        w.latencies.extend([(now - int(t)) // 1000 for t in stamps])
+        if self.left <= 0 and self.delivered >= w.per_pair and not self.done.called:
+            self.done.callback(None)
+
+
 class Worker:
     """The clients of one worker process and the commands that drive them."""
 
@@ -530,14 +574,17 @@ class Worker:
         deadline = time.monotonic() + drain
         while time.monotonic() < deadline and any(p.sent > p.delivered for p in active):
             await task.deferLater(self.reactor, 0.05, lambda: None)
+        return {"sent": sum(p.sent for p in active),
+                "delivered": sum(p.delivered for p in active), **self._finish(active)}
+
+    def _finish(self, active) -> dict:
+        """The receivers back to ignoring; the count, errors and latency sample of a run."""
         for pair in active:
             pair.receiver.chunk = pair.receiver._ignore
         sample, weight = self._sample(self.latencies)
         senders = [p.sender for p in active]
         return {
             "count": self.count,
-            "sent": sum(p.sent for p in active),
-            "delivered": sum(p.delivered for p in active),
             "errors": sum(c.errors for c in senders),
             "first_error": next((c.first_error for c in senders if c.first_error), None),
             "lat_us": sample,
@@ -568,6 +615,33 @@ class Worker:
             client.chunk = client._group
         return {"joined": len(clients) - len(failures), "failed": len(failures),
                 "first_error": str(failures[0].value) if failures else None}
+
+    async def cmd_pipeline(self, pairs, messages, batch, t_start, deadline=120.0):
+        """Every pair sends C{messages} in writes of C{batch}; wait until all are delivered."""
+        from twisted.internet import task
+
+        self.count = 0
+        self.t_last = 0
+        self.per_pair = messages
+        self.latencies = array.array("q")
+        active = []
+        for s, r in pairs:
+            pair = PipePair(self, self.clients[s], self.clients[r], messages, batch)
+            pair.receiver.pair = pair
+            pair.receiver.chunk = pair.receiver._private
+            active.append(pair)
+        await task.deferLater(self.reactor, max(0.0, (t_start - time.monotonic_ns()) / 1e9),
+                              lambda: None)
+        t_first = time.monotonic_ns()
+        for pair in active:
+            pair.sender.transport.registerProducer(pair, False)
+        all_done = defer.DeferredList([p.done for p in active])
+        try:
+            await all_done.addTimeout(deadline, self.reactor)
+        except defer.TimeoutError:
+            pass
+        return {"sent": sum(messages - max(p.left, 0) for p in active), "t_first": t_first,
+                "t_last": self.t_last, **self._finish(active)}
 
     def group_delivered(self, k, now):
         n = self.group_counts.get(k, 0) + 1
@@ -785,6 +859,47 @@ async def run_private(reactor, target: Target, pool: WorkerPool, pairs_per_worke
     }
 
 
+async def run_pipeline(reactor, target: Target, pool: WorkerPool, pairs=50, messages=4000,
+                       batch=100, timeout=120.0) -> dict:
+    """
+    The deep pipeline (issue 25): C{pairs} sender/receiver pairs (dealt over the
+    workers), each sender writing C{messages} private messages in writes of
+    C{batch} lines as fast as its socket takes them. Rate = deliveries / (first
+    write to last delivery); server CPU over all its threads per delivered message.
+    """
+    n = len(pool.workers)
+    # Pairs are dealt to the workers whole: a sender and its receiver share a process.
+    dealt = split([accounts(2 * i + 1, 2) for i in range(pairs)], n)
+    users = [[a for pair in part for a in pair] for part in dealt]
+    _check_login(await pool.each("login", [
+        {"host": target.host, "port": target.port, "dialect": target.dialect, "users": u}
+        for u in users]), "login")
+    t_start = time.monotonic_ns() + 300_000_000
+    work = pool.each("pipeline", [
+        {"pairs": [[s[0], r[0]] for s, r in part],
+         "messages": messages, "batch": batch, "t_start": t_start, "deadline": timeout}
+        for part in dealt], timeout=timeout + 60)
+    await _sleep_until(reactor, t_start)
+    meter = CpuMeter(target.pid, pool.pids)
+    replies = await work
+    meter.stop()
+    count = sum(r["count"] for r in replies)
+    lat = merge_samples([(r["lat_us"], r["weight"]) for r in replies])
+    wall = (max(r["t_last"] for r in replies) - min(r["t_first"] for r in replies)) / 1e9
+    expected = messages * pairs
+    return {
+        "msgs_per_s": count / wall if wall > 0 else None,
+        "p50_ms": _ms(percentile(lat, 1, 0.50)),
+        "p99_ms": _ms(percentile(lat, 1, 0.99)),
+        **meter.report(count, "msg"),
+        "messages": count,
+        "expected": expected,
+        "lost": expected - count,
+        "errors": sum(r["errors"] for r in replies),
+        "first_error": next((r["first_error"] for r in replies if r["first_error"]), None),
+    }
+
+
 def _ms(us):
     return None if us is None else us / 1000.0
 
@@ -899,8 +1014,8 @@ async def run_logins(reactor, target: Target, pool: WorkerPool, n=10000) -> dict
     return out
 
 
-SCENARIOS = {"private": run_private, "fanout": run_fanout, "idle": run_idle,
-             "logins": run_logins}
+SCENARIOS = {"private": run_private, "pipeline": run_pipeline, "fanout": run_fanout,
+             "idle": run_idle, "logins": run_logins}
 
 
 def main(argv=None) -> int:

@@ -31,6 +31,8 @@ from twisted.internet import defer, task, utils
 LOADS = {
     "private": {"pairs_per_worker": 20, "window": 32, "warmup": 2.0, "duration": 12.0},
     "fanout": {"members": 1000, "repeats": 600, "warmup": 5},
+    # Issue 25's deep pipeline, longer (20,000 per sender) so that sampling sees its middle.
+    "pipeline": {"pairs": 50, "messages": 20000, "batch": 100, "timeout": 300},
     # Connecting 10,000 sockets takes a few seconds first: use --delay 8 or so.
     "logins": {"n": 10000},
 }
@@ -76,7 +78,8 @@ async def run(reactor, args):
         await task.deferLater(reactor, args.delay, lambda: None)
         _out, err, code = await utils.getProcessOutputAndValue(
             pyspy, ["record", "-p", str(server.pid), "-d", str(args.duration), "-r", "200",
-                    "-f", "raw", "-o", args.out, "--nonblocking"], env=os.environ)
+                    "-f", "raw", "-o", args.out, "--nonblocking",
+                    *(["--threads"] if args.threads else [])], env=os.environ)
         result = await work
     finally:
         await pool.stop()
@@ -99,6 +102,8 @@ def main(argv=None) -> int:
     parser.add_argument("--delay", type=float, default=4.0,
                         help="seconds of load before sampling starts (logins, warm-up)")
     parser.add_argument("--duration", type=int, default=8, help="seconds of sampling")
+    parser.add_argument("--threads", action="store_true",
+                        help="stacks per thread (the SQLite worker apart from the reactor)")
     parser.add_argument("--out", default=os.path.join(servers.BENCH, "results",
                                                       "profile-stacks.txt"))
     args = parser.parse_args(argv)

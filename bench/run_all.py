@@ -31,26 +31,30 @@ import servers
 PROFILES = {
     "smoke": {
         "private": {"pairs_per_worker": 2, "window": 8, "warmup": 0.2, "duration": 0.5},
+        "pipeline": {"pairs": 4, "messages": 200, "batch": 100},
         "fanout": {"members": 20, "repeats": 3, "warmup": 1},
         "idle": {"levels": [50, 100]},
         "logins": {"n": 100},
     },
     "quick": {
         "private": {"pairs_per_worker": 20, "window": 32, "warmup": 0.5, "duration": 3.0},
+        "pipeline": {"pairs": 50, "messages": 4000, "batch": 100},
         "fanout": {"members": 1000, "repeats": 10, "warmup": 2},
         "idle": {"levels": [1000, 5000]},
         "logins": {"n": 2000},
     },
     "full": {
         "private": {"pairs_per_worker": 20, "window": 32, "warmup": 1.0, "duration": 10.0},
+        "pipeline": {"pairs": 50, "messages": 4000, "batch": 100},
         "fanout": {"members": 1000, "repeats": 50, "warmup": 3},
         "idle": {"levels": [1000, 5000, 10000]},
         "logins": {"n": 10000},
     },
 }
 
-ORDER = ["ours", "ours-irc", "before", "before-irc", "ours-hotpath", "seed", "words", "inspircd"]
-BASELINES = ("before", "seed", "words", "inspircd")  # compared with "ours"; "before-irc" with "ours-irc"
+ORDER = ["ours", "ours-irc", "ours-noindex", "before", "before-irc", "ours-hotpath", "seed", "words", "inspircd",
+         "ergo"]
+BASELINES = ("before", "seed", "words", "inspircd", "ergo", "ours-noindex")  # compared with "ours"; "before-irc" with "ours-irc"
 # CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
 DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 
@@ -58,6 +62,8 @@ DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 # measure (the machine is shared: the best run is the least disturbed one).
 PRIMARY = {
     "private": lambda r: r["msgs_per_s"],
+    # The deep pipeline's figure is its CPU per message (its rate follows the machine).
+    "pipeline": lambda r: -r["cpu_us_per_msg"],
     "fanout": lambda r: -r["p50_ms"],
     "idle": lambda r: len(r["levels"]),
     "logins": lambda r: r["logins_per_s"],
@@ -74,6 +80,11 @@ def rows_for(profile: dict):
         ("private server CPU us/msg", "private", lambda r: r["cpu_us_per_msg"], "{:.2f}",
          "lower"),
         ("private server CPU %", "private", lambda r: r["server_cpu_pct"], "{:.0f}", None),
+        ("pipeline msgs/s", "pipeline", lambda r: r["msgs_per_s"], "{:,.0f}", "higher"),
+        ("pipeline server CPU us/msg", "pipeline", lambda r: r["cpu_us_per_msg"], "{:.2f}",
+         "lower"),
+        ("pipeline p99 latency ms", "pipeline", lambda r: r["p99_ms"], "{:.1f}", "lower"),
+        ("pipeline lost", "pipeline", lambda r: r["lost"], "{:,}", None),
         (f"fan-out {members}: p50 ms", "fanout", lambda r: r["p50_ms"], "{:.2f}", "lower"),
         (f"fan-out {members}: p99 ms", "fanout", lambda r: r["p99_ms"], "{:.2f}", "lower"),
         (f"fan-out {members}: server CPU us/delivery", "fanout",
@@ -111,6 +122,8 @@ def build_table(results: dict, profile: dict, kinds: list):
         pairs.append(("ours-irc", "before-irc"))
     if "ours-irc" in kinds and "inspircd" in kinds:
         pairs.append(("ours-irc", "inspircd"))
+    if "ours-irc" in kinds and "ergo" in kinds:
+        pairs.append(("ours-irc", "ergo"))
     header += [f"{servers.SERVERS[a][0]} vs {servers.SERVERS[b][0]}" for a, b in pairs]
     table = [header]
     for label, scenario, get, fmt, better in rows_for(profile):
@@ -369,11 +382,17 @@ async def run(reactor, args):
     if "ours" in kinds and not servers.ours_available():
         print("chatproto/server.py not found: skipping 'ours'", file=sys.stderr)
         kinds.remove("ours")
-    scenarios = [s for s in ("private", "fanout", "idle", "logins")
+    for kind in list(kinds):
+        why = servers.available(kind)
+        if why:
+            print(f"skipping {kind!r}: {why}", file=sys.stderr)
+            kinds.remove(kind)
+    scenarios = [s for s in ("private", "pipeline", "fanout", "idle", "logins")
                  if s in args.scenarios.split(",")]
     workers = args.workers
     n_accounts = max(
         2 * profile["private"]["pairs_per_worker"] * workers,
+        2 * profile["pipeline"]["pairs"],
         profile["fanout"]["members"] + 1,
         max(profile["idle"]["levels"]),
         profile["logins"]["n"],
@@ -421,8 +440,9 @@ def main(argv=None) -> int:
                         help="comma-separated subset of ours,ours-irc,seed,words,inspircd "
                         "(before, before-irc: ours at the checkout BENCH_BEFORE_TREE) "
                         "(inspircd: Debian's InspIRCd, apt-get installed when missing; "
+                        "ergo: built from ERGO_SRC with go, skipped without them; "
                         "and ours-hotpath, an experiment)")
-    parser.add_argument("--scenarios", default="private,fanout,idle,logins")
+    parser.add_argument("--scenarios", default="private,pipeline,fanout,idle,logins")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="load-generator processes (default: one per core)")
     parser.add_argument("--set", action="append", default=[], metavar="SCENARIO.KEY=JSON",

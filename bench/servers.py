@@ -14,6 +14,9 @@ a port it picks itself (port 0) and its files in a directory of its own.
   installed with apt-get when missing; benchmark only, never in the tests). Its
   ready line names the pid to measure: C{Server listening on ADDR:PORT
   (inspircd pid N)} (the wrapper script is not the server)
+- C{ergo}: C{bench/baselines/ergo.py --dir D} (ergo 2.11.1, Go, built from a
+  copy of its sources named by C{ERGO_SRC}; skipped when Go or the sources are
+  missing, see L{available}); ready line C{... (ergo pid N)}
 
 Each prints C{Server listening on ADDR:PORT} when ready. The open-file limit
 is raised in this process first, and the servers inherit it.
@@ -30,6 +33,7 @@ REPO = os.path.dirname(BENCH)
 READY = re.compile(rb"Server listening on ([0-9.]+):(\d+)")
 IRC_READY = re.compile(rb"IRC listening on ([0-9.]+):(\d+)")
 INSPIRCD_READY = re.compile(rb"Server listening on ([0-9.]+):(\d+) \(inspircd pid (\d+)\)\n")
+ERGO_READY = re.compile(rb"Server listening on ([0-9.]+):(\d+) \(ergo pid (\d+)\)\n")
 
 SERVERS = {
     # name: (label, dialect)
@@ -38,11 +42,15 @@ SERVERS = {
     "words": ("twistd-words", "irc"),
     # InspIRCd 3.15, a production C++ IRC server (issue 17), same IRC dialect.
     "inspircd": ("inspircd", "irc"),
+    # ergo 2.11.1, a production Go IRC server (issue 25), history in memory.
+    "ergo": ("ergo", "irc"),
     # chatproto's IRC front end (the same server, its --irc-port listener).
     "ours-irc": ("ours-irc", "chatirc"),
     # An experiment, not a baseline: ours with the profile's suggested changes
     # monkeypatched in (bench/experiments/hotpath_server.py).
     "ours-hotpath": ("ours+hotpath", "chat"),
+    # Ours without the search index (bench/experiments/noindex_server.py): what the index costs.
+    "ours-noindex": ("ours-no-search-index", "chat"),
     # Ours at another commit, side by side in the same run: a checkout named by
     # BENCH_BEFORE_TREE (e.g. `git worktree add /tmp/before 3f303dc`).
     "before": ("ours-before", "chat"),
@@ -70,6 +78,9 @@ def command(kind: str, data_dir: str, credentials: str):
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
         extra = ["--irc-port", "0"] if kind == "before-irc" else []
         return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
+    if kind == "ours-noindex":
+        script = os.path.join(BENCH, "experiments", "noindex_server.py")
+        return [sys.executable, script, *common, *uncapped], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")
         return [sys.executable, script, *common], env
@@ -84,12 +95,28 @@ def command(kind: str, data_dir: str, credentials: str):
     if kind == "inspircd":
         script = os.path.join(BENCH, "baselines", "inspircd.py")
         return [sys.executable, script, "--dir", data_dir, "--interface", "127.0.0.1"], env
+    if kind == "ergo":
+        script = os.path.join(BENCH, "baselines", "ergo.py")
+        return [sys.executable, script, "--dir", data_dir, "--interface", "127.0.0.1"], env
     raise ValueError(f"unknown server {kind!r}")
 
 
 def ready_line(kind: str):
     """The regex of C{kind}'s ready line: groups host, port and (maybe) the measured pid."""
-    return {"ours-irc": IRC_READY, "before-irc": IRC_READY, "inspircd": INSPIRCD_READY}.get(kind, READY)
+    return {"ours-irc": IRC_READY, "before-irc": IRC_READY, "inspircd": INSPIRCD_READY,
+            "ergo": ERGO_READY}.get(kind, READY)
+
+
+def available(kind: str) -> str:
+    """Why server C{kind} cannot run here ("" when it can): ergo needs Go and its sources."""
+    if kind == "ergo":
+        sys.path.insert(0, os.path.join(BENCH, "baselines"))
+        try:
+            import ergo
+        finally:
+            sys.path.pop(0)
+        return ergo.missing()
+    return ""
 
 
 def ours_available() -> bool:

@@ -1,9 +1,9 @@
 """
 The line protocol's login and password texts that chatproto's client reacts
-to (the server's side is L{chatproto.frontends.line.texts}).
+to (the words every side shares are L{chatproto.texts}).
 """
 
-from .frontends.line.texts import (  # noqa: F401 - re-exported for the client
+from .texts import (  # noqa: F401 - re-exported for the client
     ACCOUNT_BLOCKED,
     ALREADY_LOGGED_IN,
     BLOCKED_NOW,

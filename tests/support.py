@@ -45,7 +45,8 @@ def hold_password_checks(chat) -> list:
 class ChatFixture:
     """A realm, a factory and connected protocols, all on one C{task.Clock}."""
 
-    def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024, database=None):
+    def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024, database=None,
+                 lockout=None):
         self.dir = tempfile.mkdtemp(prefix="chatproto-unit-")
         testcase.addCleanup(shutil.rmtree, self.dir, True)
         path = os.path.join(self.dir, "credentials.txt")
@@ -56,7 +57,9 @@ class ChatFixture:
         self.accounts = CredentialsFile(path).load()
         self.database = database if database is not None else MemoryDatabase()
         self.storage = Ledger(self.database, self.dir, self.clock)
-        self.chat = ChatRealm(self.accounts, self.storage, self.clock, attempts)
+        # lockout: called with (clock, attempts) for the realm's ILockout (default: its own).
+        self.chat = ChatRealm(self.accounts, self.storage, self.clock, attempts,
+                              lockout=lockout(self.clock, attempts) if lockout else None)
         self.chat.start()
         testcase.addCleanup(self.chat.close)
         self.factory = ChatServerFactory(self.chat, max_output)

@@ -193,7 +193,7 @@ class ConversationTests(TerminalClientTestCase):
         self.answer("DATA Yoda owner active", "DATA luke joined active", "DATA leia invited inactive", "OK")
         rows = self.look()
         self.assertEqual(rows[-4:], ["#7 21:30 <luke> may the force",
-                                     "Members of Jedi: @Yoda luke leia (invited, away)",
+                                     "Members of Jedi: @Yoda luke leia (invited, offline)",
                                      " Yoda | 2:Jedi | windows: 2:Jedi", "[Jedi]"])
         self.type(b"hello\r")
         self.assertEqual(self.sent(), ["/groupmsg Jedi hello"])
@@ -596,3 +596,44 @@ class HostileInputTests(TerminalClientTestCase):
             self.assertEqual(self.exits, [])
 
         run()
+
+
+class NewcomerTests(TerminalClientTestCase):
+    """What a new user tries first: /users, and typing after /joingroup or /creategroup."""
+
+    def test_users_says_offline(self):
+        self.login()
+        self.type(b"/users\r")
+        self.assertEqual(self.sent(), ["/users"])
+        self.answer("DATA Hans active", "DATA Yoda active", "DATA leia inactive", "OK")
+        self.assertEqual(self.look()[-3], "Users: Hans Yoda leia (offline)")
+
+    def test_plain_text_goes_to_the_group_just_joined(self):
+        self.login(groups=("DATA Rebels invited group", "OK"))
+        self.type(b"/joingroup Rebels\r")
+        self.assertEqual(self.sent(), ["/joingroup Rebels"])
+        self.answer("OK Joined the group chat: Rebels successfully.")
+        # It opens as /chat Rebels does: its last messages, then its members.
+        self.assertEqual(self.sent(), ["/grouphistory Rebels 20"])
+        self.answer("DATA #1 01 Jun 2022 21:30:04, Rebels, leia: welcome", "OK")
+        self.assertEqual(self.sent(), ["/members Rebels"])
+        self.answer("DATA leia owner active", "DATA Yoda joined active", "OK")
+        rows = self.look()
+        self.assertIn("#1 21:30 <leia> welcome", rows)
+        self.assertEqual(rows[-2:], [" Yoda | 2:Rebels | windows: 2:Rebels", "[Rebels]"])
+        self.type(b"hello rebels\r")
+        self.assertEqual(self.sent(), ["/groupmsg Rebels hello rebels"])
+        self.assertNotIn(client_module.NO_CONVERSATION, self.look())
+
+    def test_plain_text_goes_to_the_group_just_created(self):
+        self.login()
+        self.type(b"/creategroup Jedi Hans\r")
+        self.assertEqual(self.sent(), ["/creategroup Jedi Hans"])
+        self.answer("OK Group chat room has been created, room name: Jedi, users in this room: Yoda Hans")
+        self.assertEqual(self.sent(), ["/grouphistory Jedi 20"])
+        self.answer("OK No messages.")
+        self.assertEqual(self.sent(), ["/members Jedi"])
+        self.answer("DATA Yoda owner active", "DATA Hans invited active", "OK")
+        self.assertEqual(self.status(), "Yoda | 2:Jedi | windows: 2:Jedi")
+        self.type(b"first!\r")
+        self.assertEqual(self.sent(), ["/groupmsg Jedi first!"])

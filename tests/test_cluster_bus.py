@@ -7,9 +7,13 @@ node does with what it receives.
 import json
 
 from twisted.internet import defer
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from chatproto.cluster.bus import ClusterBus
+from chatproto.cluster.lockout import SharedLockout
+from chatproto.cluster.shared import SharedBans
+from chatproto.storage.model import DatabaseError
 from chatproto.core.realm import Group
 
 from .support import ChatFixture
@@ -29,15 +33,19 @@ class RecordingRedis:
 
 class BusTests(SynchronousTestCase):
     def setUp(self):
-        self.fixture = ChatFixture(self)
+        table = LockoutTable()  # PostgreSQL's lockout, in memory
+        table.rows["luke"] = [0, 1654119004 + 5]  # a block running when the node starts
+
+        def shared(clock, attempts):
+            self.lockout = SharedLockout(clock, attempts, table)
+            self.lockout.load()
+            return self.lockout
+
+        self.fixture = ChatFixture(self, lockout=shared)
         self.chat = self.fixture.chat
         self.fixture.storage.last_pos = 0
-        database = self.fixture.storage.database  # PostgreSQL's lockout calls, recorded
-        self.saved_blocks = []
-        database.blocks = lambda now: [("luke", now + 5)]
-        database.save_block = lambda name, until: defer.succeed(self.saved_blocks.append(name))
         self.bus = ClusterBus(self.chat, self.fixture.storage, ("127.0.0.1", 6379, 0), self.fixture.clock,
-                              node="A")
+                              node="A", lockout=self.lockout)
         self.bus.install()
         self.bus.redis = RecordingRedis()
         self.bus.up = True
@@ -105,14 +113,21 @@ class BusTests(SynchronousTestCase):
         self.bus.received("chatproto:0:all", json.dumps({"t": "group", "n": "B", "op": ["ungroup", "jedi"]}))
         self.assertIsNone(self.chat.group_info("Jedi"))
 
-    def test_failures_on_other_nodes_count_toward_the_lockout(self):
-        for _ in range(2):
-            self.bus.received("chatproto:0:all", json.dumps({"t": "fail", "n": "B", "u": "Yoda"}))
+    def test_a_block_decided_on_another_node_is_known_here_at_once(self):
+        self.bus.received("chatproto:0:all", json.dumps({"t": "block", "n": "B", "u": "Yoda",
+                                                         "until": self.fixture.clock.seconds() + 10}))
+        self.assertEqual(self.fixture.connect().send("LOGIN Yoda wise@!man 6000"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+
+    def test_a_block_decided_here_is_told_to_every_node(self):
         connection = self.fixture.connect()
+        for _ in range(2):
+            connection.send("LOGIN Yoda wrong 6000")
         self.assertEqual(connection.send("LOGIN Yoda wrong 6000"),
                          ["ERR Invalid Password. Your account has been blocked. Please try again later"])
-        self.assertIn(("chatproto:0:all", {"t": "fail", "u": "Yoda", "n": "A"}), self.bus.redis.published)
-        self.assertEqual(self.saved_blocks, ["Yoda"])
+        until = self.fixture.clock.seconds() + 10
+        self.assertIn(("chatproto:0:all", {"t": "block", "u": "Yoda", "until": until, "n": "A"}),
+                      self.bus.redis.published)
 
     def test_a_block_kept_in_postgresql_is_known_at_start(self):
         connection = self.fixture.connect()
@@ -120,3 +135,185 @@ class BusTests(SynchronousTestCase):
                          ["ERR Your account is blocked due to multiple login failures. Please try again later"])
         self.fixture.clock.advance(5)
         self.assertEqual(self.fixture.connect().send("LOGIN luke jedi*knight 6000"), ["OK Welcome to chatproto!"])
+
+
+class Watcher:
+    """A session that watches everyone's presence (as the web page's does)."""
+
+    frontend, ip, udp_port, wants_presence = "web", "127.0.0.1", 0, True
+
+    def __init__(self):
+        self.events = []
+
+    def receive(self, event):
+        self.events.append(event)
+
+    def disconnect(self, notice):
+        pass
+
+
+class NodeGoneTests(SynchronousTestCase):
+    def setUp(self):
+        self.fixture = ChatFixture(self)
+        self.fixture.storage.last_pos = 0
+        self.bus = ClusterBus(self.fixture.chat, self.fixture.storage, ("127.0.0.1", 6379, 0),
+                              self.fixture.clock, node="A")
+        self.bus.install()
+        self.bus.redis = RecordingRedis()
+        self.bus.up = True
+        self.logged = []
+        observer = lambda event: self.logged.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+
+    def test_a_dead_node_s_users_go_offline_and_it_is_logged_once(self):
+        watcher = Watcher()
+        d = self.fixture.chat.login("Yoda", "wise@!man", watcher)
+        self.fixture.clock.advance(0)  # the login recorded
+        self.successResultOf(d)
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+        gone = json.dumps({"t": "off", "n": "B", "u": ["leia"], "gone": True})
+        for _ in range(2):  # from the node that saw it first, then this node's own view of it
+            self.bus.received("chatproto:0:all", gone)
+        self.assertEqual([type(e).__name__ + " " + e.username for e in watcher.events],
+                         ["UserOnline leia", "UserOffline leia"])
+        self.assertEqual([line for line in self.logged if "is gone" in line],
+                         ["Cluster: node B is gone; 1 users inactive"])
+
+
+class OperatingTests(SynchronousTestCase):
+    """An administrator on this node and users on another one; what another node's administrator did here."""
+
+    def setUp(self):
+        self.fixture = ChatFixture(self)
+        self.chat = self.fixture.chat
+        self.chat.admins = {"Yoda"}
+        self.fixture.storage.last_pos = 0
+        self.bans = SharedBans(self.fixture.storage)
+        self.chat.bans.store = self.bans  # as a node is assembled: ChatRealm(..., bans=SharedBans(ledger))
+        self.bus = ClusterBus(self.chat, self.fixture.storage, ("127.0.0.1", 6379, 0), self.fixture.clock,
+                              node="A", bans=self.bans)
+        self.bus.install()
+        self.bus.redis = RecordingRedis()
+        self.bus.up = True
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+
+    def test_kick_and_ban_of_a_user_on_another_node_end_the_session_there(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.assertEqual(yoda.send("/kick leia flooding"), ["OK leia has been disconnected."])
+        self.fixture.clock.advance(0)
+        self.assertIn(("chatproto:0:node:B",
+                       {"end": [["leia", "You have been disconnected by the administrator Yoda: flooding"]]}),
+                      self.bus.redis.published)
+        self.assertEqual(yoda.send("/ban leia forever"),
+                         ["OK leia is banned until the ban is lifted (/unban leia)."])
+        self.assertIn(("chatproto:0:all", {"t": "ban", "u": "leia", "until": float("inf"), "n": "A"}),
+                      self.bus.redis.published)
+
+    def test_what_another_node_s_administrator_did_applies_here(self):
+        hans = self.fixture.login("Hans", "falcon*solo")
+        self.bus.received("chatproto:0:node:A", json.dumps(
+            {"end": [["Hans", "You have been disconnected by the administrator Yoda"]]}))
+        self.fixture.clock.advance(0)
+        self.assertEqual(hans.output(), ["NOTICE You have been disconnected by the administrator Yoda"])
+        self.bus.received("chatproto:0:all", json.dumps({"t": "ban", "n": "B", "u": "Hans", "until": 2e9}))
+        self.assertEqual(self.fixture.connect().send("LOGIN Hans falcon*solo 6000"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+        self.bus.received("chatproto:0:all", json.dumps({"t": "ban", "n": "B", "u": "Hans", "until": None}))
+        self.assertEqual(self.fixture.connect().send("LOGIN Hans falcon*solo 6000"), ["OK Welcome to chatproto!"])
+
+
+class LockoutTable:
+    """
+    PostgreSQL's lockout table and its two statements (tested against
+    PostgreSQL in test_storage), in memory: each call is atomic, as each
+    statement is.
+    """
+
+    def __init__(self):
+        self.rows = {}  # username -> [failures, until]
+
+    def lockout_failure(self, username, now, attempts, block_seconds):
+        row = self.rows.setdefault(username, [0, 0.0])
+        was_blocked = row[1] > now
+        if not was_blocked:
+            if row[0] + 1 >= attempts:
+                row[:] = [0, now + block_seconds]
+            else:
+                row[0] += 1
+        return defer.succeed((row[1], was_blocked))
+
+    def lockout_success(self, username, now):
+        row = self.rows.get(username)
+        if row is None:
+            return defer.succeed(0.0)
+        if row[1] <= now:
+            row[0] = 0
+        return defer.succeed(row[1])
+
+    def blocks(self, now):
+        return sorted((name, until) for name, (_failures, until) in self.rows.items() if until > now)
+
+
+class SharedLockoutTests(SynchronousTestCase):
+    """Two nodes' lockouts on one table and one clock: node A's realm, node B's lockout."""
+
+    def setUp(self):
+        self.table = LockoutTable()
+        self.told = []
+
+        def node_a(clock, attempts):
+            lockout = SharedLockout(clock, attempts, self.table)
+            lockout.tell = lambda username, until: self.told.append((username, until))
+            return lockout
+
+        self.fixture = ChatFixture(self, attempts=2, lockout=node_a)
+        self.clock = self.fixture.clock
+        self.b = SharedLockout(self.clock, 2, self.table)
+
+    def login(self, password):
+        return self.fixture.connect().send(f"LOGIN Yoda {password} 6000")
+
+    def test_failures_on_two_nodes_count_toward_one_block_that_ends_at_once_everywhere(self):
+        self.assertEqual(self.successResultOf(self.b.failed("Yoda")), "wrong-password")
+        self.assertEqual(self.login("wrong"),
+                         ["ERR Invalid Password. Your account has been blocked. Please try again later"])
+        until = self.clock.seconds() + 10
+        self.assertEqual(self.told, [("Yoda", until)])
+        self.b.blocked_elsewhere("Yoda", until)  # what the bus does on node B
+        self.clock.advance(9.99)
+        self.assertTrue(self.b.is_blocked("Yoda"))
+        self.assertEqual(self.login("wise@!man"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+        self.clock.advance(0.01)  # the same moment on both nodes
+        self.assertFalse(self.b.is_blocked("Yoda"))
+        self.assertEqual(self.login("wise@!man"), ["OK Welcome to chatproto!"])
+        self.assertEqual(self.fixture.timers(), [])
+
+    def test_a_failure_during_a_block_elsewhere_is_refused_as_blocked(self):
+        self.successResultOf(self.b.failed("Yoda"))
+        self.assertEqual(self.successResultOf(self.b.failed("Yoda")), "blocked-now")
+        # Node A has not heard of the block yet: the table refuses all the same.
+        self.assertEqual(self.login("wrong"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+
+    def test_the_right_password_on_a_node_that_has_not_heard_of_the_block_is_refused(self):
+        self.successResultOf(self.b.failed("Yoda"))
+        self.successResultOf(self.b.failed("Yoda"))
+        self.assertEqual(self.login("wise@!man"),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+        self.clock.advance(10)
+        self.assertEqual(self.login("wise@!man"), ["OK Welcome to chatproto!"])
+
+    def test_a_success_starts_the_count_again_on_every_node(self):
+        self.successResultOf(self.b.failed("Yoda"))
+        self.assertEqual(self.login("wise@!man"), ["OK Welcome to chatproto!"])
+        self.assertEqual(self.successResultOf(self.b.failed("Yoda")), "wrong-password")
+
+    def test_a_node_that_cannot_reach_the_database_counts_alone(self):
+        self.table.lockout_failure = lambda *args: defer.fail(DatabaseError("the database: gone"))
+        self.assertEqual(self.login("wrong"), ["ERR Invalid Password. Please try again"])
+        self.assertEqual(self.login("wrong"),
+                         ["ERR Invalid Password. Your account has been blocked. Please try again later"])

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -53,37 +54,99 @@ class OptionTests(SynchronousTestCase):
 
 
 class DemoTests(SynchronousTestCase):
-    def test_demo_starts_two_nodes_and_stops_cleanly(self):
-        import re
-        import signal
+    """C{python -m chatproto.cluster demo}: real Redis, PostgreSQL and node processes."""
 
-        from chatproto.cluster.local import free_port, postgres_bin, redis_bin
-
-        from .harness import ClientProcess, OutputReader
+    def setUp(self):
+        from chatproto.cluster.local import postgres_bin, redis_bin
 
         if postgres_bin() is None or redis_bin() is None:
             raise self.skipTest("needs PostgreSQL and redis-server")
-        base = _two_free_ports()  # below the ephemeral range, where Redis and PostgreSQL get theirs
-        process = subprocess.Popen(
-            [sys.executable, "-m", "chatproto.cluster", "demo", "--nodes", "2", "--port", str(base)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
-        out = OutputReader(process.stdout, "demo")
-        try:
-            scratch = out.expect(re.compile(r"^Scratch directory: (\S+)"), timeout=60).group(1)
-            out.expect(re.compile(r"^2 nodes are up"), timeout=60)
-            out.expect(re.compile(rf"node 2: python -m chatproto.client 127\.0\.0\.1 {base + 1} "))
-            out.expect(re.compile(r"\[node2\] .*Cluster: node \w+ joined"), timeout=30)
-            client = ClientProcess("127.0.0.1", base + 1, free_port())
-            self.addCleanup(client.cleanup)
-            client.login("Yoda", "wise@!man")
-            process.send_signal(signal.SIGINT)
-            self.assertEqual(process.wait(60), 0)
-            self.assertFalse(os.path.exists(scratch))  # removed at the end
-        finally:
+
+    def demo(self, *args):
+        from .harness import OutputReader
+
+        process = subprocess.Popen([sys.executable, "-m", "chatproto.cluster", "demo", *args],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env())
+
+        def stop():
+            # As Ctrl-C: the demo stops its nodes, Redis and PostgreSQL (a kill would leave them).
             if process.poll() is None:
-                process.kill()
-                process.wait(30)
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(30)
             process.stdout.close()
+
+        self.addCleanup(stop)
+        return process, OutputReader(process.stdout, "demo")
+
+    def test_demo_starts_two_nodes_and_stops_cleanly(self):
+        import re
+
+        from chatproto.cluster.local import free_port
+
+        from .harness import ClientProcess
+
+        base = _two_free_ports()  # below the ephemeral range, where Redis and PostgreSQL get theirs
+        process, out = self.demo("--nodes", "2", "--port", str(base))
+        scratch = out.expect(re.compile(r"^Scratch directory: (\S+)"), timeout=60).group(1)
+        out.expect(re.compile(r"^2 nodes are up"), timeout=60)
+        # The hint is a command that works here: this interpreter, the node's port, any UDP port.
+        hint = out.expect(re.compile(rf"node 2: (\S+) -m chatproto\.client 127\.0\.0\.1 {base + 1} "))
+        self.assertEqual(os.path.realpath(hint.group(1)), os.path.realpath(sys.executable))
+        out.expect(re.compile(r"\[node2\] .*Cluster: node \w+ joined"), timeout=30)
+        client = ClientProcess("127.0.0.1", base + 1, free_port())
+        self.addCleanup(client.cleanup)
+        client.login("Yoda", "wise@!man")
+        process.send_signal(signal.SIGINT)
+        self.assertEqual(process.wait(60), 0)
+        self.assertFalse(os.path.exists(scratch))  # removed at the end
+
+    def test_a_port_in_use_is_replaced_by_a_free_one(self):
+        """A server already on the first node's port (as README's own): node 1 gets another port."""
+        import re
+        import socket
+
+        from chatproto.cluster.local import free_port
+
+        from .harness import ClientProcess
+
+        base = _two_free_ports()
+        squatter = socket.socket()
+        self.addCleanup(squatter.close)
+        squatter.bind(("0.0.0.0", base))  # as a server on all interfaces holds it
+        squatter.listen()
+        process, out = self.demo("--nodes", "2", "--port", str(base))
+        out.expect(f"In use: port {base}; the nodes use ports {base + 1}, {base + 2}", timeout=60)
+        out.expect(re.compile(r"^2 nodes are up"), timeout=60)
+        out.expect(re.compile(rf"node 1: \S+ -m chatproto\.client 127\.0\.0\.1 {base + 1} "))
+        out.expect(re.compile(rf"node 2: \S+ -m chatproto\.client 127\.0\.0\.1 {base + 2} "))
+        scratch = out.lines[0].split(": ", 1)[1]
+        client = ClientProcess("127.0.0.1", base + 2, free_port())
+        self.addCleanup(client.cleanup)
+        client.login("Yoda", "wise@!man")
+        self.assertFalse(any("Error" in line for line in out.lines), out.lines)
+        process.send_signal(signal.SIGTERM)
+        self.assertEqual(process.wait(60), 0)
+        self.assertFalse(os.path.exists(scratch))
+
+    def test_a_node_that_cannot_start_is_named_with_its_own_error(self):
+        import re
+
+        base = _two_free_ports()
+        missing = os.path.join(tempfile.mkdtemp(prefix="chatproto-demo-"), "no-such-accounts.txt")
+        self.addCleanup(shutil.rmtree, os.path.dirname(missing), True)
+        process, out = self.demo("--nodes", "2", "--port", str(base), "--credentials", missing)
+        self.assertEqual(process.wait(120), 1)
+        out.expect(f"Error: node 1 did not start (exit status 1): {missing}: No such file or directory",
+                   timeout=30)
+        text = "\n".join(out.lines)
+        self.assertNotIn("nodes are up", text)
+        self.assertNotIn("node 2", text)  # the demo stopped at the first node that failed
+        self.assertNotIn("in use?", text)  # no guess at a cause
+        self.assertNotIn("Traceback", text)
 
 
 def _two_free_ports() -> int:

@@ -6,12 +6,15 @@ real clients on each node.
 import os
 import re
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from .harness import DEMO_CREDENTIALS, ServerProcess
+from .harness import DEMO_CREDENTIALS, ServerProcess, child_env
 from .services import NeedsPostgres, NeedsRedis
 
 TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
@@ -27,17 +30,17 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         self.addCleanup(shutil.rmtree, self.shared, True)
         self.credentials = shutil.copy(DEMO_CREDENTIALS, self.shared)
         # A fresh Redis database number per test would need more; flush instead.
-        import socket
-
         with socket.create_connection(("127.0.0.1", self.redis.port)) as s:
             s.sendall(b"FLUSHALL\r\n")
             assert s.recv(100).startswith(b"+OK")
 
-    def node(self, attempts=3):
-        server = ServerProcess(attempts=attempts, credentials=self.credentials, extra_args=(
-            "--database", self.database, "--cluster", self.redis.url))
+    def node(self, attempts=3, credentials=None, data_dir=None, wait_joined=True, extra=()):
+        server = ServerProcess(attempts=attempts, credentials=credentials or self.credentials,
+                               data_dir=data_dir, extra_args=(
+                                   "--database", self.database, "--cluster", self.redis.url, *extra))
         self.addCleanup(server.cleanup)
-        server.stdout.expect(JOINED)
+        if wait_joined:  # logged in the turn it listens (log lines are written at a turn's end)
+            server.stdout.expect(JOINED)
         return server
 
     def login(self, server, username, password):
@@ -86,6 +89,83 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         self.assertRegex(b.read("messagelog.txt"), rf"^1; {TS}; Hans; hello from B\n$")
         self.assertRegex(b.read("Jedi_messageLog.txt"), rf"^2; {TS}; Hans; there is no try\n$")
 
+    def test_ready_means_every_command_works_and_a_restart_answers_no_server_error(self):
+        a = self.node()
+        yoda = self.login(a, "Yoda", "wise@!man")
+        directory = tempfile.mkdtemp(prefix="chatproto-restarted-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        # Ready means joined: the node listens only once it is in the cluster.
+        b = self.node(data_dir=directory, wait_joined=False)
+        self.assertEqual(self.raw_login(b, "Hans", "falcon*solo"), "OK Welcome to chatproto!")
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/msgto Yoda ready", re.compile("^message sent at"))
+        yoda.expect(re.compile(rf"^{TS}, Hans: ready$"))
+        # B restarted while Yoda keeps writing to Hans: an answer, never a server error.
+        self.assertEqual(b.stop(), 0)
+        hans.expect(re.compile("Server shutting down"))
+        answer = re.compile(r"^message sent at|^Hans is not active|Server error")
+        yoda.send("/msgto Hans while away")
+        self.assertNotIn("Server error", yoda.expect(answer).group(0))
+        yoda.expect_prompt()
+        b = self.node(data_dir=directory, wait_joined=False)
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/activeuser", re.compile(r"^Yoda, "))
+        yoda.command("/msgto Hans welcome back", re.compile("^message sent at"))
+        hans.expect(re.compile(rf"^{TS}, Yoda: welcome back$"))
+
+    def test_operating_a_cluster_acts_on_every_node(self):
+        own = [shutil.copy(DEMO_CREDENTIALS, os.path.join(self.shared, f"credentials{i}.txt")) for i in (1, 2)]
+        a = self.node(credentials=own[0], extra=("--admins", "Yoda"))
+        b = self.node(credentials=own[1], extra=("--admins", "Yoda"))
+        yoda = self.login(a, "Yoda", "wise@!man")
+        hans = self.login(b, "Hans", "falcon*solo")
+        leia = self.login(b, "leia", "alderaan")
+        luke = self.login(a, "luke", "jedi*knight")
+        yoda.command("/activeuser", re.compile(r"^Hans, "), re.compile(r"^leia, "), re.compile(r"^luke, "))
+        yoda.command("/announce Maintenance at 22:00", "Maintenance at 22:00",
+                     "Announcement sent to 4 active users.")
+        hans.expect("Maintenance at 22:00")
+        leia.expect("Maintenance at 22:00")
+        # /kick and /ban of users on the other node.
+        yoda.command("/kick leia flooding", "leia has been disconnected.")
+        leia.expect("You have been disconnected by the administrator Yoda: flooding")
+        self.assertEqual(leia.wait(), 1)
+        yoda.command("/ban Hans 1h", re.compile(r"^Hans is banned until "))
+        hans.expect(re.compile(r"^You have been banned by the administrator Yoda until "))
+        self.assertEqual(hans.wait(), 1)
+        blocked = "Your account is blocked due to multiple login failures. Please try again later"
+        self.try_login(b, "Hans", "falcon*solo", blocked)  # refused on node B at once
+        yoda.command("/unban Hans", "Hans is no longer banned.")
+        self.login(b, "Hans", "falcon*solo")
+        # An account deleted through node B's file (its own copy) is logged out on node A.
+        result = subprocess.run([sys.executable, "-m", "chatproto.server.admin", "--credentials", own[1],
+                                 "deluser", "luke"], capture_output=True, text=True, env=child_env())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        luke.expect("Your account has been removed")
+        self.assertEqual(luke.wait(), 1)
+        with open(own[0]) as f:
+            self.assertNotIn("luke", f.read())  # node A's copy too
+        # One added through node A's file logs in on node B.
+        result = subprocess.run([sys.executable, "-m", "chatproto.server.admin", "--credentials", own[0],
+                                 "adduser", "rey"], input="scavenger\nscavenger\n", capture_output=True,
+                                text=True, env=child_env())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        b.stdout.expect(re.compile(r"Accounts reloaded: .* added rey"))
+        self.login(b, "rey", "scavenger")
+
+    def raw_login(self, server, username, password):
+        """LOGIN sent the moment the node said it listens; its answer, then logged out."""
+        with socket.create_connection((server.host, server.port), timeout=10) as s:
+            f = s.makefile("rwb")
+            f.write(f"LOGIN {username} {password} 7000\n".encode())
+            f.flush()
+            answer = f.readline().decode().rstrip("\n")
+            if answer.startswith("OK"):
+                f.write(b"/logout\n")
+                f.flush()
+                f.read()  # until the server closes after the logout
+            return answer
+
     def try_login(self, server, username, password, expected):
         client = server.client()
         self.addCleanup(client.cleanup)
@@ -98,10 +178,17 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
 
     def test_lockout_counted_across_nodes(self):
         a, b = self.node(attempts=2), self.node(attempts=2)
-        self.try_login(a, "Yoda", "wrong", "Invalid Password. Please try again")
-        self.try_login(b, "Yoda", "wrong", "Invalid Password. Your account has been blocked. Please try again later")
-        self.try_login(a, "Yoda", "wise@!man",
-                       "Your account is blocked due to multiple login failures. Please try again later")
+        # Two nodes failing the same account at the same moment count two.
+        sockets = [socket.create_connection((node.host, node.port), timeout=10) for node in (a, b)]
+        for s in sockets:
+            self.addCleanup(s.close)
+            s.sendall(b"LOGIN Yoda wrong 7000\n")
+        answers = sorted(s.makefile("rb").readline().decode().strip() for s in sockets)
+        self.assertEqual(answers, ["ERR Invalid Password. Please try again",
+                                   "ERR Invalid Password. Your account has been blocked. Please try again later"])
+        for node in (a, b):
+            self.try_login(node, "Yoda", "wise@!man",
+                           "Your account is blocked due to multiple login failures. Please try again later")
         # The block is kept in PostgreSQL: a node started during it knows it.
         c = self.node(attempts=2)
         self.try_login(c, "Yoda", "wise@!man",
@@ -194,9 +281,7 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         own = shutil.copy(DEMO_CREDENTIALS, tempfile.mkdtemp(prefix="chatproto-own-credentials-"))
         self.addCleanup(shutil.rmtree, os.path.dirname(own), True)
         a = self.node()
-        b = ServerProcess(credentials=own, extra_args=("--database", self.database, "--cluster", self.redis.url))
-        self.addCleanup(b.cleanup)
-        b.stdout.expect(JOINED)
+        b = self.node(credentials=own)
         yoda = self.login(a, "Yoda", "wise@!man")
         yoda.command("/changepassword wise@!man newpass1", "Your password has been changed.")
         yoda.send("/logout")

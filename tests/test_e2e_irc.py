@@ -197,3 +197,72 @@ def _weechat_time(text: str) -> str:
 def _stored_time(text: str) -> str:
     """A SPEC timestamp C{01 Jun 2022 21:30:04} as C{21:30:04}."""
     return text.split(" ")[3]
+
+
+class ChathistoryTest(IRCServerMixin, unittest.TestCase):
+    def test_chathistory_from_the_database_after_a_restart(self):
+        """draft/chathistory over a real socket (no client here speaks it), read with irctokens."""
+        import signal
+        import socket
+
+        import irctokens
+
+        def connect(port):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            self.addCleanup(raw.close)
+            f = raw.makefile("rwb")
+            f.write(b"CAP REQ :draft/chathistory batch server-time message-tags\r\n"
+                    b"PASS Yoda:wise@!man\r\nNICK Yoda\r\nUSER y 0 * :y\r\nCAP END\r\n")
+            f.flush()
+            return f
+
+        def send(f, line):
+            f.write(line.encode() + b"\r\n")
+            f.flush()
+
+        def read_batch(f):
+            """The lines of the next batch (its BATCH lines left out)."""
+            lines = None
+            while True:
+                data = f.readline()
+                self.assertTrue(data, "connection closed")
+                line = irctokens.tokenise(data.decode().rstrip("\r\n"))
+                if line.command == "FAIL":
+                    self.fail(line.format())
+                if line.command == "BATCH" and line.params[0].startswith("+"):
+                    lines = []
+                elif line.command == "BATCH":
+                    return lines
+                elif lines is not None:
+                    lines.append(line)
+
+        server = self.start_irc_server()
+        luke = self.login("luke", "jedi*knight")
+        yoda = connect(server.irc_port)
+        for i in range(30):
+            send(yoda, f"PRIVMSG luke :message {i}")
+        send(yoda, "CHATHISTORY LATEST luke * 1")
+        (last,) = read_batch(yoda)
+        self.assertEqual(last.params, ["luke", "message 29"])
+        luke.expect(message_line("Yoda: message 29"))
+        self.assertEqual(server.stop(signal.SIGTERM), 0)
+
+        server = self.start_irc_server(data_dir=server.data_dir, credentials=server.credentials)
+        yoda = connect(server.irc_port)
+        send(yoda, "CHATHISTORY AFTER luke msgid=p.3 2")
+        self.assertEqual([m.params[1] for m in read_batch(yoda)], ["message 3", "message 4"])
+        send(yoda, "CHATHISTORY AROUND luke msgid=p.10 4")
+        around = read_batch(yoda)
+        self.assertEqual([m.params[1] for m in around], [f"message {i}" for i in range(7, 11)])
+        send(yoda, "CHATHISTORY LATEST luke * 100")
+        every = read_batch(yoda)
+        self.assertEqual([m.params[1] for m in every], [f"message {i}" for i in range(30)])
+        # A timestamp stands for its millisecond: BEFORE it, the messages shown with an earlier one.
+        stamp = around[0].tags["time"]
+        send(yoda, f"CHATHISTORY BEFORE luke timestamp={stamp} 100")
+        self.assertEqual([m.params[1] for m in read_batch(yoda)],
+                         [m.params[1] for m in every if m.tags["time"] < stamp])
+        send(yoda, "CHATHISTORY BETWEEN luke msgid=p.30 msgid=p.25 2")
+        self.assertEqual([m.params[1] for m in read_batch(yoda)], ["message 27", "message 28"])
+        send(yoda, "CHATHISTORY TARGETS timestamp=2000-01-01T00:00:00.000Z timestamp=2200-01-01T00:00:00.000Z 10")
+        self.assertEqual([t.params[:2] for t in read_batch(yoda)], [["TARGETS", "luke"]])

@@ -34,7 +34,7 @@ class WebServer(ServerProcess):
     """The server with its web listener on a free port; C{url} is the page."""
 
     def __init__(self, **kwargs):
-        extra = list(kwargs.pop("extra_args", ())) + ["--web-port", "0"]
+        extra = list(kwargs.pop("extra_args", ())) + ["--web-port", str(kwargs.pop("web_port", 0))]
         try:
             super().__init__(extra_args=extra, **kwargs)
             for line in self.stdout.lines:
@@ -280,7 +280,8 @@ def test_keyboard_alone_on_a_phone(browser, cleanup):
 IRC_READY = re.compile(r"^IRC listening on ([\d.]+):(\d+)$")
 
 
-def test_group_with_an_irc_user(browser, cleanup):
+def with_ii_luke(cleanup):
+    """A server with its IRC listener, and luke logged in there with ii (skipped without ii)."""
     from tests.irc_clients import II, have
 
     if not have("ii"):
@@ -295,13 +296,25 @@ def test_group_with_an_irc_user(browser, cleanup):
     luke = II(server.host, int(found.group(2)), "luke", "jedi*knight")
     cleanup(luke.cleanup)
     luke.expect("Welcome to chatproto")
-    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
-    page.wait_for_selector("#people-list button[data-name=luke] .dot.on")
+    return server, luke
+
+
+def create_group(page, name, members):
+    """The page's New group dialog, with C{members} (active users) invited; the group opens."""
+    for member in members:
+        page.wait_for_selector(f"#people-list button[data-name={member}] .dot.on")
     page.click("#new-group-button")
-    page.fill("#group-name", "Jedi")
-    page.check("#group-members input[value=luke]")
+    page.fill("#group-name", name)
+    for member in members:
+        page.check(f"#group-members input[value={member}]")
     page.click("#group-create")
-    page.wait_for_selector("#conversation-title:text-is('# Jedi')")
+    page.wait_for_selector(f"#conversation-title:text-is('# {name}')")
+
+
+def test_group_with_an_irc_user(browser, cleanup):
+    server, luke = with_ii_luke(cleanup)
+    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
+    create_group(page, "Jedi", ["luke"])
     luke.command("/j #Jedi")
     luke.expect("has joined #Jedi", "#jedi")
     page.wait_for_selector("#messages li.system:text-is('luke has joined the group chat Jedi.')")

@@ -165,6 +165,7 @@ class HelpTests(SynchronousTestCase):
             "/createbroadcast GROUPNAME USERNAME [USERNAME ...]",
             "/history USERNAME [N]",
             "/grouphistory GROUPNAME [N]",
+            "/search [in NAME] TEXT",
             "/groups",
             "/members GROUPNAME",
             "/users",

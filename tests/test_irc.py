@@ -1,5 +1,6 @@
 """The IRC front end over StringTransport: registration, CAP/SASL, every command and numeric."""
 
+import irctokens
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -702,7 +703,7 @@ class HistoryTests(IRCTestCase):
         self.assertEqual([line.params[1] for line in lines], ["to luke 3", "to luke 4"])
 
     def test_errors(self):
-        self.assertEqual(one(self.c.send("CHATHISTORY AROUND luke * 3"), "FAIL").params[:2],
+        self.assertEqual(one(self.c.send("CHATHISTORY SIDEWAYS luke * 3"), "FAIL").params[:2],
                          ["CHATHISTORY", "UNKNOWN_COMMAND"])
         self.assertEqual(one(self.c.send("CHATHISTORY LATEST luke * x"), "FAIL").params[1], "INVALID_PARAMS")
         self.assertEqual(one(self.c.send("CHATHISTORY BEFORE luke junk 3"), "FAIL").params[1], "INVALID_PARAMS")
@@ -711,6 +712,106 @@ class HistoryTests(IRCTestCase):
         self.assertEqual(one(self.c.send("CHATHISTORY LATEST #Nope * 3"), "FAIL").params[-1],
                          "The group chat does not exist.")
         self.assertEqual(one(self.c.send("CHATHISTORY LATEST"), "FAIL").params[1], "INVALID_PARAMS")
+
+
+class FullHistoryTests(HistoryTests):
+    """draft/chathistory's other subcommands: AFTER, AROUND, BETWEEN, TARGETS (setUp: p.1-p.5, g.Jedi.1-3)."""
+
+    def texts(self, command):
+        return [line.params[1] for line in self.history(command)]
+
+    def stamp(self, msgid):
+        lines = self.history(f"CHATHISTORY AROUND {'#Jedi' if msgid.startswith('g') else 'luke'} msgid={msgid} 1")
+        self.assertEqual(lines[0].tags["msgid"], msgid)
+        return lines[0].tags["time"]
+
+    def test_after(self):
+        self.assertEqual(self.texts("CHATHISTORY AFTER luke msgid=p.2 2"), ["to luke 2", "to luke 3"])
+        self.assertEqual(self.texts(f"CHATHISTORY AFTER luke timestamp={self.stamp('p.2')} 10"),
+                         ["to luke 2", "to luke 3", "to luke 4"])
+        self.assertEqual(self.texts("CHATHISTORY AFTER #Jedi msgid=g.Jedi.1 10"), ["group 1", "group 2"])
+        self.assertEqual(self.texts("CHATHISTORY AFTER luke msgid=p.5 10"), [])
+
+    def test_latest_after_a_timestamp(self):
+        self.assertEqual(self.texts(f"CHATHISTORY LATEST luke timestamp={self.stamp('p.2')} 2"),
+                         ["to luke 3", "to luke 4"])
+        self.assertEqual(self.texts(f"CHATHISTORY LATEST luke timestamp={self.stamp('p.5')} 2"), [])
+
+    def test_around(self):
+        self.assertEqual(self.texts("CHATHISTORY AROUND luke msgid=p.3 3"), ["to luke 1", "to luke 2", "to luke 3"])
+        self.assertEqual(self.texts("CHATHISTORY AROUND luke msgid=p.1 3"), ["to luke 0", "to luke 1", "to luke 2"])
+        self.assertEqual(self.texts(f"CHATHISTORY AROUND #Jedi timestamp={self.stamp('g.Jedi.2')} 2"),
+                         ["group 0", "group 1"])
+
+    def test_between_both_ways(self):
+        self.assertEqual(self.texts("CHATHISTORY BETWEEN luke msgid=p.1 msgid=p.5 10"),
+                         ["to luke 1", "to luke 2", "to luke 3"])
+        self.assertEqual(self.texts("CHATHISTORY BETWEEN luke msgid=p.1 msgid=p.5 2"), ["to luke 1", "to luke 2"])
+        self.assertEqual(self.texts("CHATHISTORY BETWEEN luke msgid=p.5 msgid=p.1 2"), ["to luke 2", "to luke 3"])
+        first, last = self.stamp("p.1"), self.stamp("p.5")
+        self.assertEqual(self.texts(f"CHATHISTORY BETWEEN luke timestamp={last} timestamp={first} 1"),
+                         ["to luke 3"])
+        self.assertEqual(self.texts(f"CHATHISTORY BETWEEN luke timestamp={first} msgid=p.4 10"),
+                         ["to luke 1", "to luke 2"])
+        self.assertEqual(self.texts("CHATHISTORY BETWEEN luke * msgid=p.3 10"), ["to luke 0", "to luke 1"])
+
+    def test_a_reference_from_another_conversation_finds_nothing(self):
+        self.assertEqual(self.texts("CHATHISTORY BEFORE luke msgid=g.Jedi.3 10"), [])
+        self.assertEqual(self.texts("CHATHISTORY AFTER #Jedi msgid=p.1 10"), [])
+        self.assertEqual(self.texts("CHATHISTORY AROUND #Jedi msgid=g.Sith.2 10"), [])
+
+    def test_references_older_than_any_window(self):
+        for i in range(700):
+            self.call(self.chat.send_private(self.luke.user, "Yoda", f"old {i}"))
+            self.clock.advance(1)
+        self.assertEqual(len(find(self.c.lines(), "PRIVMSG")), 700)  # delivered live
+        first = self.stamp("p.6")
+        self.assertEqual(self.texts(f"CHATHISTORY AFTER luke timestamp={first} 2"), ["old 1", "old 2"])
+        self.assertEqual(self.texts(f"CHATHISTORY BEFORE luke timestamp={first} 2"), ["to luke 3", "to luke 4"])
+        self.assertEqual(len(self.history("CHATHISTORY LATEST luke * 1000")), 500)  # CHATHISTORY=500
+
+    def test_a_long_message_is_replayed_in_lines_of_512_bytes(self):
+        text = " ".join(f"word{i}" for i in range(700))  # about 6 KB, sent from the line protocol
+        self.call(self.chat.send_private(self.luke.user, "Yoda", text))
+        self.c.lines()
+        raw_lines = [line.format() for line in self.history("CHATHISTORY LATEST luke * 1")]
+        parts = [irctokens.tokenise(raw) for raw in raw_lines]
+        self.assertGreater(len(parts), 10)
+        for raw in raw_lines:
+            self.assertLessEqual(len(raw.split(" ", 1)[1].encode()) + 2, 512)  # after the tags, with CR LF
+        self.assertEqual(" ".join(part.params[1] for part in parts), text)
+        self.assertEqual(parts[0].tags["msgid"], "p.6")
+
+    def test_targets(self):
+        start = "2000-01-01T00:00:00.000Z"
+        lines = self.c.send(f"CHATHISTORY TARGETS timestamp={start} timestamp=2100-01-01T00:00:00.000Z 10")
+        self.assertEqual(commands(lines), ["BATCH", "CHATHISTORY", "CHATHISTORY", "BATCH"])
+        self.assertEqual(lines[0].params[1:], ["draft/chathistory-targets"])
+        self.assertEqual([line.params for line in lines[1:3]],
+                         [["TARGETS", "luke", self.stamp("p.5")], ["TARGETS", "#Jedi", self.stamp("g.Jedi.3")]])
+        self.assertEqual(lines[1].tags["batch"], lines[0].params[0][1:])
+        # Backwards: the newest; a span that ends at the last message leaves it out.
+        lines = self.c.send(f"CHATHISTORY TARGETS timestamp=2100-01-01T00:00:00.000Z timestamp={start} 1")
+        self.assertEqual([line.params[1] for line in find(lines, "CHATHISTORY")], ["#Jedi"])
+        lines = self.c.send(f"CHATHISTORY TARGETS timestamp={start} timestamp={self.stamp('g.Jedi.1')} 5")
+        self.assertEqual([line.params[1] for line in find(lines, "CHATHISTORY")], ["luke"])
+        self.assertEqual(one(self.c.send("CHATHISTORY TARGETS msgid=p.1 timestamp=x 5"), "FAIL").params[1],
+                         "INVALID_PARAMS")
+
+    def test_more_errors(self):
+        fail = one(self.c.send("CHATHISTORY AROUND luke * 3"), "FAIL")
+        self.assertEqual(fail.params, ["CHATHISTORY", "INVALID_PARAMS", "AROUND", "*", "Invalid message reference"])
+        self.assertEqual(one(self.c.send("CHATHISTORY BETWEEN luke msgid=p.1 5"), "FAIL").params[1:3],
+                         ["INVALID_PARAMS", "BETWEEN"])
+        self.assertEqual(one(self.c.send("CHATHISTORY AFTER luke timestamp=soon 5"), "FAIL").params[1],
+                         "INVALID_PARAMS")
+        fail = one(self.c.send("CHATHISTORY AFTER #Sith msgid=g.Sith.1 5"), "FAIL")
+        self.assertEqual(fail.params[1:4], ["INVALID_TARGET", "AFTER", "#Sith"])
+        leia = self.other("leia", "alderaan")
+        self.call(self.chat.create_group(leia.user, "Rebels", []))
+        fail = one(self.c.send("CHATHISTORY AROUND #Rebels msgid=g.Rebels.1 5"), "FAIL")
+        self.assertEqual(fail.params[1:4], ["INVALID_TARGET", "AROUND", "#Rebels"])
+        self.assertEqual(find(self.c.lines(), "PRIVMSG"), [])
 
 
 class EventTests(IRCTestCase):

@@ -5,12 +5,14 @@ chatproto-admin's rewrites of credentials.txt.
 """
 
 import io
+import math
 import os
 import shutil
 import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 
 from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet import defer
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -21,7 +23,9 @@ from chatproto.server import admin as admin_cli
 from chatproto.server.app import Options as TwistdOptions
 from chatproto.server.config import ConfigError
 from chatproto.server.metrics import ChatMetrics
-from chatproto.storage.bans import BanFile
+from chatproto.core.realm import ChatRealm
+from chatproto.storage.ledger import Ledger
+from chatproto.storage.sqlite import SQLiteDatabase
 from chatproto.storage.credentials import username_problem
 
 from .support import ChatFixture
@@ -82,16 +86,44 @@ class AdminCommandTests(SynchronousTestCase):
 
     def test_bans_survive_a_restart(self):
         f = fixture(self)
-        f.chat.bans = Bans(f.clock, BanFile(f.dir))
         yoda = f.login("Yoda", "wise@!man")
         yoda.send("/ban vader 1d")
         yoda.send("/ban leia forever")
-        self.assertIn("leia forever\n", f.read("bans.txt"))
-        bans = Bans(f.clock, BanFile(f.dir))  # what the next server reads
+        self.assertIn(("leia", math.inf), f.database.bans())  # in the database when acknowledged
+        bans = Bans(f.clock, Ledger(f.database, f.dir, f.clock))  # what the next server reads
+        bans.load()
         self.assertEqual(bans.names(), ["leia", "vader"])
         f.clock.advance(86401)
         self.assertEqual(bans.names(), ["leia"])
-        self.assertEqual(f.read("bans.txt"), "leia forever\n")
+        f.clock.advance(0)  # the end of the turn: the ended ban is forgotten in the database too
+        self.assertEqual(f.database.bans(), [("leia", math.inf)])
+
+    def test_an_older_servers_bans_file_is_moved_into_the_database(self):
+        f = fixture(self, database=SQLiteDatabase(os.path.join(tempfile.mkdtemp(prefix="chatproto-bans-"),
+                                                               "chatproto.db")).open())
+        self.addCleanup(shutil.rmtree, os.path.dirname(f.database.path), True)
+        with open(os.path.join(f.dir, "bans.txt"), "w") as out:
+            out.write(f"vader forever\nbad line\nhan {int(f.clock.seconds()) + 60}\n")
+        f.chat = ChatRealm(f.accounts, Ledger(f.database, f.dir, f.clock), f.clock, 3, admins=["Yoda"])
+        f.chat.start()
+        f.factory.chat = f.chat
+        self.assertEqual(sorted(f.chat.bans.names()), ["han", "vader"])
+        self.assertFalse(os.path.exists(os.path.join(f.dir, "bans.txt")))
+        self.assertIn("vader forever", f.read("bans.txt.imported"))
+        self.assertEqual([name for name, _until in f.database.bans()], ["han", "vader"])
+        yoda = f.login("Yoda", "wise@!man")
+        self.assertEqual(yoda.send("/unban vader"), ["OK vader is no longer banned."])
+        self.assertEqual([name for name, _until in f.database.bans()], ["han"])
+
+    def test_a_ban_the_storage_cannot_keep_is_refused_and_not_in_force(self):
+        f = fixture(self)
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        f.database.commit = lambda ops: defer.fail(OSError("disk full"))
+        self.assertEqual(yoda.send("/ban Hans 1h"), ["ERR Server error: the message could not be saved"])
+        self.assertEqual(f.chat.bans.names(), [])
+        self.assertEqual(hans.output(), [])
+        self.flushLoggedErrors(OSError)
 
     def test_announce_reaches_everyone(self):
         f = fixture(self)

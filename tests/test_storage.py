@@ -3,17 +3,19 @@ The storage interface (the Ledger over each database), run against every
 implementation: the same tests for the in-memory and the SQLite database.
 """
 
+import math
 import os
 import shutil
 import sqlite3
 import tempfile
+from dataclasses import replace
 
 import pytest
 import pytest_twisted
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatproto.core.interfaces import GroupRecord
+from chatproto.core.interfaces import Bound, Conversation, GroupRecord
 from chatproto.storage.ledger import Ledger
 from chatproto.storage.memory import MemoryDatabase
 from chatproto.storage.model import DatabaseError
@@ -143,6 +145,114 @@ class StorageContract:
     def expected_after_import(self, seq):
         return seq
 
+    def test_bans_are_kept_and_forgotten(self):
+        self.assertEqual(self.successResultOf(self.ledger.bans()), {})
+        self.durable(self.ledger.save_ban("vader", math.inf))
+        self.durable(self.ledger.save_ban("Hans", 2000.0))
+        self.durable(self.ledger.save_ban("Hans", 3000.5))  # a new ban replaces the old one
+        self.durable(self.ledger.save_ban("leia", 10.0))
+        self.durable(self.ledger.remove_ban("leia"))
+        self.durable(self.ledger.remove_ban("nobody"))
+        expected = {"vader": math.inf, "Hans": 3000.5}
+        self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
+        self.reopen()
+        self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
+
+    # History ranges (CHATHISTORY): any reference, however old, answered by the database
+
+    def private_texts(self, a, b, after=None, before=None, limit=10, latest=True):
+        return [m.text for m in self.successResultOf(
+            self.ledger.private_range(a, b, after, before, limit, latest))]
+
+    def test_private_ranges_by_seq_and_by_time(self):
+        for i in range(6):  # Yoda and Hans at times 10, 20, ... 60; one to leia between
+            self.ledger.append_private(*(("Yoda", "Hans") if i % 2 else ("Hans", "Yoda")), T,
+                                       10.0 * (i + 1), f"m{i}")
+            if i == 2:
+                self.ledger.append_private("Yoda", "leia", T, 35.0, "to leia")
+        self.clock.advance(0)
+        # SEQs: m0 1, m1 2, m2 3, to leia 4, m3 5, m4 6, m5 7
+        self.assertEqual(self.private_texts("Hans", "Yoda"), ["m0", "m1", "m2", "m3", "m4", "m5"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", limit=2), ["m4", "m5"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", limit=2, latest=False), ["m0", "m1"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", before=Bound(seq=5), limit=2), ["m1", "m2"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(seq=3), latest=False), ["m3", "m4", "m5"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(seq=3, inclusive=True), limit=2,
+                                            latest=False), ["m2", "m3"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", before=Bound(seq=5, inclusive=True), limit=2),
+                         ["m2", "m3"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(time=20.0), before=Bound(time=50.0)),
+                         ["m2", "m3"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(time=20.0, inclusive=True),
+                                            before=Bound(time=50.0, inclusive=True)), ["m1", "m2", "m3", "m4"])
+        shown_20 = Bound(time=19.9995, until=20.0005)  # 20.000 as a time to the millisecond
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=shown_20, limit=1, latest=False), ["m2"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", before=shown_20), ["m0"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=replace(shown_20, inclusive=True), limit=1,
+                                            latest=False), ["m1"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", before=replace(shown_20, inclusive=True)),
+                         ["m0", "m1"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(seq=2), before=Bound(time=55.0),
+                                            limit=1, latest=False), ["m2"])
+        # A SEQ of another conversation, or of none, is no reference here: nothing.
+        self.assertEqual(self.private_texts("Yoda", "Hans", before=Bound(seq=4)), [])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(seq=99)), [])
+        self.assertEqual(self.private_texts("Yoda", "leia"), ["to leia"])
+        self.assertEqual(self.private_texts("Yoda", "Hans", after=Bound(seq=6), before=Bound(seq=2)), [])
+
+    def test_a_reference_older_than_any_fixed_window(self):
+        for i in range(1200):
+            self.ledger.append_group("Jedi", "Yoda", T, 1000.0 + i, f"g{i}")
+        self.clock.advance(0)
+        texts = [m.text for m in self.successResultOf(
+            self.ledger.group_range("Jedi", None, Bound(time=1003.5), 2, True, 1))]
+        self.assertEqual(texts, ["g2", "g3"])
+        texts = [m.text for m in self.successResultOf(
+            self.ledger.group_range("Jedi", Bound(seq=3), None, 3, False, 1))]
+        self.assertEqual(texts, ["g3", "g4", "g5"])
+
+    def test_group_ranges_start_at_the_groups_first_seq_and_keep_the_time_order(self):
+        for i, time in enumerate([1.0, 2.0, 3.0, 2.5]):  # the clock went back for the last one
+            self.ledger.append_group("Jedi", "Yoda", T, time, f"g{i}")
+        self.clock.advance(0)
+
+        def texts(after=None, before=None, limit=10, latest=True, since=1):
+            return [m.text for m in self.successResultOf(
+                self.ledger.group_range("Jedi", after, before, limit, latest, since))]
+
+        self.assertEqual(texts(), ["g0", "g1", "g3", "g2"])
+        self.assertEqual(texts(since=2), ["g1", "g3", "g2"])
+        self.assertEqual(texts(before=Bound(seq=1), since=2), [])  # before the group's history
+        self.assertEqual(texts(after=Bound(seq=4)), ["g2"])
+        self.assertEqual(texts(before=Bound(seq=3), limit=1), ["g3"])
+        self.assertEqual(self.successResultOf(self.ledger.group_range("Other", None, None, 5, True, 1)), [])
+        self.assertEqual(self.successResultOf(self.ledger.group_range("", None, None, 5, True, 1)), [])
+
+    def test_conversations_with_activity_in_a_span_of_time(self):
+        self.ledger.append_private("Yoda", "Hans", T, 10.0, "a")
+        self.ledger.append_private("leia", "Yoda", T, 30.0, "b")
+        self.ledger.append_private("Hans", "Yoda", T, 40.0, "c")
+        self.ledger.append_private("Hans", "leia", T, 45.0, "not Yoda's")
+        self.ledger.append_group("Jedi", "Hans", T, 20.0, "g")
+        self.ledger.append_group("Sith", "Hans", T, 50.0, "not joined")
+        self.ledger.append_group("Old", "Hans", T, 25.0, "before the group")
+        self.clock.advance(0)
+        groups = [("Jedi", 1), ("Old", 2)]
+
+        def conversations(after, before, limit=10, latest=False):
+            return self.successResultOf(self.ledger.conversations("Yoda", groups, after, before, limit, latest))
+
+        self.assertEqual(conversations(0.0, 100.0), [Conversation("group", "Jedi", 20.0),
+                                                     Conversation("private", "leia", 30.0),
+                                                     Conversation("private", "Hans", 40.0)])
+        self.assertEqual(conversations(0.0, 35.0), [Conversation("private", "Hans", 10.0),
+                                                    Conversation("group", "Jedi", 20.0),
+                                                    Conversation("private", "leia", 30.0)])
+        self.assertEqual(conversations(0.0, 100.0, limit=1), [Conversation("group", "Jedi", 20.0)])
+        self.assertEqual(conversations(0.0, 100.0, limit=1, latest=True), [Conversation("private", "Hans", 40.0)])
+        self.assertEqual(conversations(40.0, 100.0), [])
+        self.assertEqual(conversations(100.0, 200.0), [])
+
 
 class MemoryStorageTests(StorageContract, SynchronousTestCase):
     def make_database(self, directory):
@@ -180,6 +290,24 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         with self.assertRaises(DatabaseError) as raised:
             SQLiteDatabase(os.path.join(self.dir, "chatproto.db")).open()
         self.assertIn("locked", str(raised.exception))
+
+    def test_history_ranges_are_read_through_an_index_in_their_order(self):
+        """However old the reference, a range reads its own rows only: no scan, no sort."""
+        from chatproto.storage import model
+
+        plans = []
+
+        def explain(query, args):
+            plans.append(" ".join(row[3] for row in self.database._db.execute("EXPLAIN QUERY PLAN " + query, args)))
+            return self.database._db.execute(query, args).fetchall()
+
+        for where in (model.private_where("Yoda", "Hans", "?"), model.group_where("Jedi", 2, "?")):
+            for after, before in ((None, None), (Bound(time=1.0), None), (None, Bound(time=9.0))):
+                model.read_range(explain, "?", where, after, before, 5, True)
+        model.read_conversations(explain, "?", "Yoda", [("Jedi", 1)], 0.0, 9.0, 5, False)
+        for plan in plans:
+            self.assertIn("USING INDEX", plan)
+            self.assertNotIn("FOR ORDER BY", plan)
 
     def test_unopenable_database(self):
         with self.assertRaises(DatabaseError) as raised:
@@ -298,11 +426,36 @@ class ClusterLedgerTests(NeedsPostgres, SynchronousTestCase):
         groups = a.database.groups()
         self.assertEqual(groups, [GroupRecord("jedi", "Jedi", "Yoda", False, [["Yoda", True], ["luke", False]])])
 
-    def test_blocks_are_kept(self):
-        a, b = self.ledgers
-        self.successResultOf(a.database.save_block("Yoda", 100.0))
-        self.successResultOf(a.database.save_block("Hans", 50.0))
-        self.assertEqual(b.database.blocks(60.0), [("Yoda", 100.0)])
+    def test_lockout_failures_are_counted_atomically_across_nodes(self):
+        import threading
+
+        a, b = (ledger.database for ledger in self.ledgers)  # no reactor: calls run on the caller's thread
+
+        def fail(database):
+            for _ in range(50):
+                self.assertEqual(self.successResultOf(database.lockout_failure("Yoda", 100.0, 101, 10)),
+                                 (0, False))
+
+        threads = [threading.Thread(target=fail, args=(database,)) for database in (a, b)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        import psycopg
+
+        with psycopg.connect(a.url) as db:  # two nodes failing at once: every failure counted
+            self.assertEqual(db.execute("SELECT failures FROM lockout").fetchall(), [(100,)])
+        # The 101st blocks until now + 10, on every node; the count starts again.
+        self.assertEqual(self.successResultOf(b.lockout_failure("Yoda", 100.0, 101, 10)), (110.0, False))
+        self.assertEqual(a.blocks(105.0), [("Yoda", 110.0)])
+        self.assertEqual(self.successResultOf(a.lockout_failure("Yoda", 100.0, 101, 10)),
+                         (110.0, True))  # blocked already: no change, even at the same moment
+        self.assertEqual(self.successResultOf(a.lockout_success("Yoda", 109.0)), 110.0)  # still blocked
+        self.assertEqual(self.successResultOf(a.lockout_success("Yoda", 110.0)), 110.0)  # ended
+        self.assertEqual(b.blocks(110.0), [])
+        self.assertEqual(self.successResultOf(a.lockout_success("Hans", 0.0)), 0.0)  # never failed
+        # ATTEMPTS 1: the first failure blocks.
+        self.assertEqual(self.successResultOf(a.lockout_failure("leia", 200.0, 1, 10)), (210.0, False))
 
     def test_a_group_created_again_starts_after_its_old_log(self):
         a, b = self.ledgers
@@ -345,5 +498,37 @@ class PostgresMigrationTests(NeedsPostgres, SynchronousTestCase):
         self.assertEqual(database.blocks(0.0), [])
         self.assertEqual(database.last_seq(""), 1)
         with psycopg.connect(url) as db:
-            self.assertEqual(db.execute("SELECT value FROM meta").fetchone()[0], str(PG_SCHEMA_VERSION))
+            self.assertEqual(db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0],
+                             str(PG_SCHEMA_VERSION))
 
+
+
+@pytest_twisted.inlineCallbacks
+def test_password_rewrites_run_in_a_thread_one_at_a_time(tmp_path):
+    """IAccounts.set_secret off the reactor thread: several at once all land, each durable when it fires."""
+    import threading
+
+    from twisted.internet import defer, reactor
+
+    from chatproto.storage import credentials
+
+    path = tmp_path / "credentials.txt"
+    path.write_text("Yoda one\nHans two\nleia three\n")
+    accounts = credentials.CredentialsFile(str(path), reactor).load()
+    threads_seen = set()
+    original = credentials.rewrite_credentials
+
+    def watched(*args):
+        threads_seen.add(threading.current_thread() is threading.main_thread())
+        return original(*args)
+
+    credentials.rewrite_credentials = watched
+    try:
+        yield defer.gatherResults([accounts.set_secret(name, f"new-{name}") for name in ("Yoda", "Hans", "leia")])
+    finally:
+        credentials.rewrite_credentials = original
+    assert path.read_text() == "Yoda new-Yoda\nHans new-Hans\nleia new-leia\n"
+    assert accounts.secret("Hans") == "new-Hans"
+    assert threads_seen == {False}
+    with pytest.raises(KeyError):
+        yield accounts.set_secret("nobody", "x")

@@ -140,9 +140,18 @@ def main(argv=None) -> int:
     binary = find_binary() or install()
     port = args.port or free_port(args.interface)
     config = write_config(args.dir, args.interface, port)
+    return serve([binary, "--runasroot", "--nofork", "--nopid", "--config", config], args.dir,
+                 args.interface, port, args.timeout, "inspircd")
+
+
+def serve(argv, cwd: str, interface: str, port: int, timeout: float, name: str) -> int:
+    """
+    Run the server C{argv} as a child (killed with this process), its output
+    relayed to stderr and signals passed on; once C{interface:port} accepts,
+    print the ready line naming the child's pid; return its exit status.
+    """
     child = subprocess.Popen(
-        [binary, "--runasroot", "--nofork", "--nopid", "--config", config],
-        cwd=args.dir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
     threading.Thread(target=_relay, args=(child.stdout,), daemon=True).start()
 
@@ -152,16 +161,15 @@ def main(argv=None) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    if not wait_listening(child, args.interface, port, args.timeout):
+    if not wait_listening(child, interface, port, timeout):
         if child.poll() is None:
             child.kill()
         child.wait()
-        print(f"inspircd did not listen on {args.interface}:{port} "
+        print(f"{name} did not listen on {interface}:{port} "
               f"(exit status {child.returncode})", file=sys.stderr)
         return 1
-    print(f"Server listening on {args.interface}:{port} (inspircd pid {child.pid})", flush=True)
+    print(f"Server listening on {interface}:{port} ({name} pid {child.pid})", flush=True)
     return child.wait()
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -34,7 +34,7 @@ from .render import Renderer, parse_message
 __all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "HISTORY_ON_OPEN", "INVALID_COMMAND",
            "NO_CONVERSATION", "ChatClient", "ServerConnection", "main"]
 
-USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--no-reconnect] [--version]"
+USAGE = ("Usage: python -m chatproto.client [--p2p-timeout SECONDS] [--no-reconnect | --reconnect] [--version]"
          " [--accept-files all|ask|none]"
          " [SERVER_IP [SERVER_PORT [UDP_PORT]]]")
 DEFAULT_SERVER = "127.0.0.1"
@@ -438,7 +438,8 @@ class ChatClient(ConversationCommands):
             self._connection_notice(RECONNECTED)
             self._learn_names()
             for window in self.conversations.windows[1:]:
-                self._load_history(window, HISTORY_ON_RESUME, self._missed_history)
+                if window.kind != "search":  # a conversation's window: what it missed
+                    self._load_history(window, HISTORY_ON_RESUME, self._missed_history)
             self._set_status()
         elif text == errors.ALREADY_LOGGED_IN:
             # The server has not noticed the old connection is gone yet.
@@ -570,17 +571,17 @@ class ChatClient(ConversationCommands):
 
     def _command_done(self, ok: bool, text: str) -> None:
         command = self._last_command
+        joined = _NEW_GROUP.search(text) if self.rich and ok else None
+        if joined:  # a group one has just joined or created opens, as /chat would: plain text goes there
+            name = joined["group"] or joined["group2"]
+            self._groups.setdefault(name, ("joined", "group"))
+            self._pending_file = None
+            self._open(name, "group", guessing=False, note=text)  # the confirmation shown in it
+            return
         if self.rich and ok and command in ("/msgto", "/groupmsg"):
             self._shown_as_sent(text)
         elif text:
             self._reply(text)
-        if self.rich and ok:
-            found = _NEW_GROUP.search(text)
-            if found:  # a group one has just joined or created gets its window
-                name = found["group"] or found["group2"]
-                self.conversations.open(name, "group")
-                self._groups.setdefault(name, ("joined", "group"))
-                self._set_status()
         if ok and command == "/logout":
             self.exit(0)
             return
@@ -750,8 +751,9 @@ def _print_help() -> None:
     print("  UDP_PORT: where this client receives files from other clients (/p2pvideo);"
           " 0 (the default) picks a free one")
     print("  --p2p-timeout SECONDS: give a silent transfer up after this long (default 10)")
-    print("  --no-reconnect: exit when the server goes away (the default when stdin is not a terminal;"
-          " --reconnect retries there too)")
+    print("  --no-reconnect: exit 1 when the server goes away (the default when stdin is not a terminal)")
+    print("  --reconnect: when the server goes away, log in again once it is back (the default on a"
+          " terminal)")
     print("  --version: print the version and exit")
     print(files.OPTION_HELP)
     print(f"  Settings (server, port, udp_port, username, colours, reconnect): {config_path()}")
@@ -762,7 +764,11 @@ def main(argv=None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
-        _print_help()
+        try:
+            _print_help()
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     if "--version" in argv:
         print(f"chatproto-client {version()}")

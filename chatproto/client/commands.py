@@ -12,7 +12,7 @@ COMMAND_PROMPT = f"Enter one of the following commands ({', '.join(COMMANDS)}): 
 
 #: Server commands the client uses but does not list in the pipe-mode prompt,
 #: and the answers to file offers (chatproto.client.files).
-EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members", "/accept", "/reject"]
+EXTRA_SERVER_COMMANDS = ["/users", "/groups", "/members", "/search", "/accept", "/reject"]
 
 #: Commands the terminal client handles itself.
 CLIENT_COMMANDS = ["/chat", "/query", "/win", "/window", "/close", "/clear", "/quit"]
@@ -37,6 +37,7 @@ HELP = [
     ("/members [GROUPNAME]", "who is in a group, and who is active"),
     ("/history [USERNAME] [N]", "the last N messages with a user (#SEQ shown)"),
     ("/grouphistory [GROUPNAME] [N]", "the last N messages of a group (#SEQ shown)"),
+    ("/search [in NAME] TEXT", "find messages with these words (or words they begin), newest first"),
     ("/deletemsg SEQ", "delete your private message #SEQ"),
     ("/deletegroupmsg GROUPNAME SEQ", "delete your group message #SEQ"),
     ("/p2pvideo USERNAME FILENAME", "send a file straight to a user"),

@@ -19,7 +19,7 @@ WINDOW_LINES = 2000
 class Window:
     def __init__(self, number_hint: int, name: str | None, kind: str | None):
         self.name = name
-        self.kind = kind  # "user", "group" or None (window 1)
+        self.kind = kind  # "user", "group", "search" (the results of /search) or None (window 1)
         self.lines: list = []
         self.unread = 0
         self.last_day: str | None = None
@@ -71,6 +71,16 @@ class Conversations:
         if window is None:
             window = Window(len(self.windows) + 1, name, kind)
             self.windows.append(window)
+        return window
+
+    def search_window(self) -> Window:
+        """The window of /search's results (one, reused), emptied for new ones."""
+        for window in self.windows[1:]:
+            if window.kind == "search":
+                window.reset()
+                return window
+        window = Window(len(self.windows) + 1, "search", "search")
+        self.windows.append(window)
         return window
 
     def close(self, window: Window) -> None:

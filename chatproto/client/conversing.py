@@ -12,11 +12,12 @@ C{_switch}) and its model (C{conversations}, C{renderer}).
 import time
 
 from .commands import HELP
-from .render import Message, parse_history, sent_at
+from .render import Message, parse_history, parse_search, sent_at
 
 HISTORY_ON_OPEN = 20
 INVALID_COMMAND = "Error. Invalid command!"
 NO_CONVERSATION = "Plain text goes to a conversation: /chat NAME opens one."
+SEARCH_HINT = "/chat NAME opens a conversation (NAME as in [NAME] above); /win 1 goes back."
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -29,7 +30,7 @@ def _timestamp(seconds: float) -> str:
 class ConversationCommands:
     def _say(self, text: str) -> None:
         window = self.conversations.current
-        if window.name is None:
+        if window.kind not in ("user", "group"):
             self._reply(NO_CONVERSATION)
             self._ask_command()
             return
@@ -104,11 +105,11 @@ class ConversationCommands:
         del window.lines[:]
         self._switch(window)
 
-    def _open(self, name: str, kind: str, guessing: bool, count: int = 0) -> None:
+    def _open(self, name: str, kind: str, guessing: bool, count: int = 0, note: str | None = None) -> None:
         """
         Open a conversation with its last messages (at least C{count} more than
         the default: those its window holds already); try a group when no user
-        has the name.
+        has the name. C{note} (a command's reply) follows the history in it.
         """
         self._state = "waiting"
         found = []
@@ -148,6 +149,8 @@ class ConversationCommands:
                 window.reset()
             for msg in found:
                 self.conversations.add_history(window, msg)
+            if note:
+                window.append(self.renderer.info(note))
             if text and (ok or text != INVALID_COMMAND):
                 window.append(self.renderer.info(text))
             if kind == "group":
@@ -269,7 +272,39 @@ class ConversationCommands:
     def _here(self, args) -> tuple[str | None, str | None]:
         """In a conversation, a command's name argument may be left out: (kind, name)."""
         window = self.conversations.current
+        if window.kind == "search":
+            return None, None
         return window.kind, window.name
+
+    def _local_search(self, args, line) -> None:
+        """/search [in NAME] TEXT: the results, newest first, in a window of their own."""
+        found = []
+
+        def data(text):
+            msg = parse_search(text)
+            if msg is None:
+                self._reply(text)
+            else:
+                found.append(msg)
+
+        def done(ok, text):
+            if not ok:
+                self._reply(text)
+                self._ask_command()
+                return
+            window = self.conversations.search_window()
+            query = " ".join(args)
+            count = f"{len(found)} message{'s' if len(found) != 1 else ''}, newest first" if found else text
+            window.append(self.renderer.info(f"Search {query}: {count}"))
+            for msg in found:
+                window.append(self.renderer.search_result(msg))
+            if found:
+                window.append(self.renderer.info(SEARCH_HINT))
+            self._switch(window)
+            self._ask_command()
+
+        self._state = "waiting"
+        self._request(line, done, data)
 
     def _local_history(self, args, line) -> None:
         kind, name = self._here(args)
@@ -321,7 +356,7 @@ class ConversationCommands:
         def data(text):
             name, _, presence = text.partition(" ")
             self._users[name] = presence
-            rows.append(name if presence == "active" else f"{name} (away)")
+            rows.append(name if presence == "active" else f"{name} (offline)")
 
         def done(ok, text):
             if rows:
@@ -357,12 +392,12 @@ class ConversationCommands:
 
 
 def _members_text(group: str, members) -> str:
-    """C{Members of Jedi: @Yoda luke leia (invited) obiwan (away)}."""
+    """C{Members of Jedi: @Yoda luke leia (invited) obiwan (offline)}."""
     shown = []
     for name, role, presence in members:
         text = ("@" if role == "owner" else "") + name
         notes = [n for n in ("invited" if role == "invited" else "",
-                             "away" if presence != "active" else "") if n]
+                             "offline" if presence != "active" else "") if n]
         if notes:
             text += f" ({', '.join(notes)})"
         shown.append(text)

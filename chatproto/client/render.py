@@ -71,6 +71,18 @@ def parse_history(text: str) -> Message | None:
     return Message(found["ts"], found["sender"], found["text"], found["group"], int(found["seq"]))
 
 
+def parse_search(text: str) -> Message | None:
+    """A C{/search} C{DATA} line: C{NAME #SEQ TIMESTAMP, SENDER: MESSAGE} (NAME: a user, or
+    C{#GROUP})."""
+    name, _, rest = text.partition(" ")
+    found = _HISTORY.match(rest)
+    if not name or found is None or found["mon"] not in _MONTHS or found["group"] is not None:
+        return None
+    if name.startswith("#"):
+        return Message(found["ts"], found["sender"], found["text"], name[1:], int(found["seq"]))
+    return Message(found["ts"], found["sender"], found["text"], None, int(found["seq"]), peer=name)
+
+
 def sent_at(text: str) -> str | None:
     """The timestamp of C{message sent at TIMESTAMP.}, or None."""
     found = _SENT_AT.match(text)
@@ -115,6 +127,13 @@ class Renderer:
         line.append((msg.sender, self.name_style(msg.sender)))
         line.append(("> ", ()))
         line.append((msg.text, ()))
+        return line
+
+    def search_result(self, msg: Message) -> list:
+        """C{#12 01 Jun 2022 21:30 [#Jedi] <luke> hello}: a result of /search, with its day
+        (results are newest first, so no date lines) and its conversation."""
+        line = self.message(msg, f"#{msg.group}" if msg.group else msg.peer)
+        line.insert(1, (msg.day + " ", self._style(DIM)))
         return line
 
     def day_line(self, day: str) -> list:

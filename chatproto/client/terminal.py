@@ -75,14 +75,17 @@ def masked(line: str) -> str | None:
     return None
 
 
+_ZERO_WIDTH = frozenset(("Mn", "Me", "Cf"))
+
+
 def cell_width(text: str) -> int:
     """Screen columns C{text} takes (wide East Asian characters take two)."""
     if text.isascii():
         return len(text)
     width = 0
     for ch in text:
-        if unicodedata.combining(ch):
-            continue
+        if unicodedata.combining(ch) or unicodedata.category(ch) in _ZERO_WIDTH:
+            continue  # marks and joiners (an emoji sequence's U+200D, U+FE0F) take no column
         width += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
     return width
 

@@ -2,9 +2,12 @@
 C{python -m chatproto.cluster demo --nodes 3}: a local cluster to try.
 
 Starts a private PostgreSQL and a private Redis in a scratch directory (on
-free loopback ports), then NODES server nodes on ports BASE, BASE+1, ...,
-each with its own data directory, and prints how to connect to each. Ctrl-C
-stops everything; the scratch directory is removed unless C{--keep}.
+free loopback ports), then NODES server nodes on ports BASE, BASE+1, ...
+(a port in use is replaced by the next free one), each with its own data
+directory, and prints how to connect to each once every node has printed its
+ready lines. A node that does not start stops the demo with its own error
+and exit status 1. Ctrl-C stops everything; the scratch directory is removed
+unless C{--keep}.
 """
 
 import argparse
@@ -12,12 +15,13 @@ import os
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 
-from .local import LocalPostgres, LocalRedis, postgres_bin, redis_bin
+from .local import LocalPostgres, LocalRedis, free_port, postgres_bin, redis_bin
 
 DEMO_ACCOUNTS = """Hans falcon*solo
 Yoda wise@!man
@@ -28,13 +32,105 @@ obiwan hellothere
 """
 
 
-def _relay(prefix, stream, ready, out=sys.stdout):
-    for line in stream:
-        if "listening on" in line:
-            ready.set()
-        out.write(f"{prefix} {line}")
-        out.flush()
-    ready.set()
+# What a node prints once each of its listeners is open: only then is it up.
+LINE_READY = "Server listening on "
+IRC_READY = "IRC listening on "
+WEB_READY = "Web client on http://"
+READY_SECONDS = 60  # a node that has printed neither its ready lines nor its end by then is stuck
+PORT_SCAN = 100  # a port in use is replaced by the next free one above it, this far at most
+
+
+class Node:
+    """One node process: its output relayed with a prefix, and whether it is up or has ended."""
+
+    def __init__(self, number: int, process, expected: tuple, out=sys.stdout):
+        self.number = number
+        self.process = process
+        self.missing = set(expected)  # ready lines not printed yet
+        self.tail: list[str] = []  # its last lines: what it said when it fails
+        self.settled = threading.Event()  # up, or its output ended
+        self.ended = False  # its output ended: it exited (or is exiting)
+        self.thread = threading.Thread(target=self._relay, args=(out,), daemon=True)
+        self.thread.start()
+
+    @property
+    def up(self) -> bool:
+        return not self.missing
+
+    def _relay(self, out) -> None:
+        prefix = f"[node{self.number}]"
+        for line in self.process.stdout:
+            self.tail = (self.tail + [line.rstrip("\n")])[-20:]
+            for ready in list(self.missing):
+                if line.startswith(ready):
+                    self.missing.discard(ready)
+            out.write(f"{prefix} {line}")
+            out.flush()
+            if self.up:
+                self.settled.set()
+        self.ended = True
+        self.settled.set()
+
+    def failure(self) -> str:
+        """Why the node is not up, in its own words."""
+        if self.ended:
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        status = self.process.poll()
+        said = [line.strip() for line in self.tail if line.strip()]
+        errors = [line for line in said if line.startswith("Error:")]
+        reason = (errors or said or ["(it printed nothing)"])[-1]
+        if reason.startswith("Error: "):
+            reason = reason[len("Error: "):]
+        if status is None:
+            return (f"node {self.number} printed no ready line within {READY_SECONDS} s; "
+                    f"its last line: {reason}")
+        return f"node {self.number} did not start (exit status {status}): {reason}"
+
+
+def port_free(port: int) -> bool:
+    """Whether a node could listen on C{port} on the loopback address now (as the server binds)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def pick_ports(first: int, count: int, taken: set, busy: list) -> list:
+    """
+    C{count} ports from C{first} up, one per node: a port in use (another
+    server, a demo already running) is replaced by the next free one above
+    it, so that the demo starts whatever else runs on the machine. The ports
+    found in use are added to C{busy}.
+    """
+    ports = []
+    candidate = first
+    while len(ports) < count:
+        for port in range(candidate, min(candidate + PORT_SCAN, 65536)):
+            if port not in taken and port_free(port):
+                break
+            if port not in taken:
+                busy.append(port)
+        else:
+            port = free_port()
+        ports.append(port)
+        taken.add(port)
+        candidate = port + 1
+    return ports
+
+
+def client_command() -> str:
+    """How to run this interpreter from here: C{.venv/bin/python} in a clone with its venv."""
+    python = sys.executable
+    relative = os.path.relpath(python)
+    if not relative.startswith(os.pardir):
+        python = relative
+    return f"{shlex.quote(python)} -m chatproto.client"
 
 
 def demo(args) -> int:
@@ -54,66 +150,81 @@ def demo(args) -> int:
     nodes = []
     try:
         print(f"Scratch directory: {scratch}", flush=True)
-        postgres = LocalPostgres(os.path.join(scratch, "postgres")).start()
+        # Each is named before it starts: an interrupt while it starts still stops it.
+        postgres = LocalPostgres(os.path.join(scratch, "postgres"))
+        postgres.start()
         print(f"PostgreSQL: {postgres.url}", flush=True)
-        redis = LocalRedis(os.path.join(scratch, "redis")).start()
+        redis = LocalRedis(os.path.join(scratch, "redis"))
+        redis.start()
         print(f"Redis: {redis.url}", flush=True)
+        taken: set = set()
+        chosen = []
+        for kind, first in (("", args.port), ("IRC ", args.irc_port), ("web ", args.web_port)):
+            busy: list = []
+            chosen.append(pick_ports(first, args.nodes, taken, busy) if first else None)
+            if busy:
+                print(f"In use: {kind}port {', '.join(map(str, busy))}; the nodes use {kind}ports "
+                      + ", ".join(map(str, chosen[-1])), flush=True)
+        ports, irc_ports, web_ports = chosen
         for i in range(args.nodes):
             data_dir = os.path.join(scratch, f"node{i + 1}")
             os.makedirs(data_dir, exist_ok=True)
-            port = args.port + i
             command = [sys.executable, "-m", "chatproto.server", "--interface", "127.0.0.1",
                        "--data-dir", data_dir, "--credentials", credentials,
                        "--database", postgres.url, "--cluster", redis.url]
-            if args.irc_port:
-                command += ["--irc-port", str(args.irc_port + i)]
-            if args.web_port:
-                command += ["--web-port", str(args.web_port + i)]
-            command += [str(port), str(args.attempts)]
+            expected = [LINE_READY]
+            if irc_ports:
+                command += ["--irc-port", str(irc_ports[i])]
+                expected.append(IRC_READY)
+            if web_ports:
+                command += ["--web-port", str(web_ports[i])]
+                expected.append(WEB_READY)
+            command += [str(ports[i]), str(args.attempts)]
             script = os.path.join(scratch, f"node{i + 1}.sh")
             with open(script, "w") as f:  # to start the node again by hand after killing it
                 f.write("#!/bin/sh\nexec " + " ".join(shlex.quote(part) for part in command) + "\n")
             os.chmod(script, 0o755)
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, text=True,
+                                       stderr=subprocess.STDOUT, text=True, errors="replace",
                                        env={**os.environ, "PYTHONUNBUFFERED": "1"})
-            ready = threading.Event()
-            threading.Thread(target=_relay, args=(f"[node{i + 1}]", process.stdout, ready),
-                             daemon=True).start()
-            nodes.append(process)
-            ready.wait(30)
-            if process.poll() is not None:
-                print(f"Error: node {i + 1} did not start (port {port} in use?)", file=sys.stderr)
+            node = Node(i + 1, process, tuple(expected))
+            nodes.append(node)
+            node.settled.wait(READY_SECONDS)
+            if not node.up:
+                print(f"Error: {node.failure()}", file=sys.stderr, flush=True)
                 return 1
         print("", flush=True)
         print(f"{args.nodes} nodes are up. Accounts: {credentials}", flush=True)
+        client = client_command()
         for i in range(args.nodes):
             extra = ""
-            if args.irc_port:
-                extra += f", IRC 127.0.0.1:{args.irc_port + i}"
-            if args.web_port:
-                extra += f", web http://127.0.0.1:{args.web_port + i}/"
-            print(f"  node {i + 1}: python -m chatproto.client 127.0.0.1 {args.port + i} {6001 + i}"
+            if irc_ports:
+                extra += f", IRC 127.0.0.1:{irc_ports[i]}"
+            if web_ports:
+                extra += f", web http://127.0.0.1:{web_ports[i]}/"
+            print(f"  node {i + 1}: {client} 127.0.0.1 {ports[i]}"
                   f"{extra}   (data: {os.path.join(scratch, f'node{i + 1}')})", flush=True)
         print("Try: a user on each node, /creategroup, /groupmsg, /activeuser; kill -9 a node "
-              "(pids: " + ", ".join(str(p.pid) for p in nodes) + f") and start it again with "
+              "(pids: " + ", ".join(str(n.process.pid) for n in nodes) + f") and start it again with "
               f"{os.path.join(scratch, 'nodeN.sh')}. Ctrl-C stops everything.", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         try:
-            for process in nodes:
-                process.wait()
+            for node in nodes:
+                node.process.wait()
         except KeyboardInterrupt:
             pass
         return 0
     finally:
-        for process in nodes:
-            if process.poll() is None:
-                process.terminate()
-        for process in nodes:
+        for node in nodes:
+            if node.process.poll() is None:
+                node.process.terminate()
+        for node in nodes:
             try:
-                process.wait(10)
+                node.process.wait(10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                node.process.kill()
+                node.process.wait(10)
+            node.thread.join(10)
+            node.process.stdout.close()
         if redis is not None:
             redis.stop()
         if postgres is not None:
@@ -140,7 +251,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.nodes <= 20:
         parser.error("--nodes: from 1 to 20")
-    return demo(args)
+    # SIGTERM stops everything as Ctrl-C does, at any moment (the demo's cleanup runs).
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return demo(args)
+    except KeyboardInterrupt:
+        print("Interrupted: stopped everything.", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from twisted.logger import Logger
 
 from ..core import errors, events
 from ..core.errors import LoginFailed
-from ..core.lockout import LoginLockout
 from ..core.realm import Group
 from ..turns import EndOfTurn
 
@@ -92,7 +91,7 @@ class RemoteSession:
         self.bus.queue(self.node, self.name, event)
 
     def disconnect(self, notice) -> None:
-        pass  # its own node disconnects it
+        self.bus.end_session(self.node, self.name, notice)  # its own node disconnects it
 
 
 class RemoteUser:
@@ -117,37 +116,6 @@ class RemoteUser:
         return self.session.udp_port
 
 
-class ClusterLockout(LoginLockout):
-    """The lockout, its failures and successes told to every node (each counts them all)."""
-
-    def __init__(self, clock, attempts, bus, block_seconds=None):
-        if block_seconds is None:
-            super().__init__(clock, attempts)
-        else:
-            super().__init__(clock, attempts, block_seconds)
-        self.bus = bus
-
-    def record_failure(self, username: str) -> bool:
-        self.bus.tell_all({"t": "fail", "u": username})
-        was_blocked = username in self._blocks
-        blocked = super().record_failure(username)
-        if blocked and not was_blocked:  # kept in PostgreSQL: a node started meanwhile knows
-            self.bus.save_block(username, self.clock.seconds() + self.block_seconds)
-        return blocked
-
-    def block_until(self, username: str, until: float) -> None:
-        """A block read from PostgreSQL at start-up."""
-        remaining = until - self.clock.seconds()
-        if remaining > 0 and username not in self._blocks:
-            self._failures.pop(username, None)
-            self._blocks[username] = self.clock.callLater(remaining, self._unblock, username)
-
-    def record_success(self, username: str) -> None:
-        if username in self._failures:
-            self.bus.tell_all({"t": "ok", "u": username})
-        super().record_success(username)
-
-
 class ClusterBus:
     """
     @param realm: the L{ChatRealm} of this node (install() adds the seams).
@@ -155,8 +123,12 @@ class ClusterBus:
     @param redis: (host, port, db).
     """
 
-    def __init__(self, realm, ledger, redis, clock, node: str | None = None):
+    def __init__(self, realm, ledger, redis, clock, node: str | None = None, lockout=None,
+                 accounts=None, bans=None):
         self.realm = realm
+        self.lockout = lockout  # a SharedLockout: its blocks are told to every node at once
+        self.accounts = accounts  # a SharedAccounts: changes of the accounts, to every node
+        self.bans = bans  # a SharedBans: bans and their end, to every node
         self.ledger = ledger
         self.host, self.port, self.db = redis
         self.clock = clock
@@ -193,16 +165,15 @@ class ClusterBus:
         realm.cluster = self
         self.everyone.update(realm._active)
         realm._everyone = self.everyone
-        old = realm.lockout
-        realm.lockout = ClusterLockout(self.clock, old.attempts, self, old.block_seconds)
-        old.stop()
-        for username, until in self.ledger.database.blocks(self.clock.seconds()):
-            realm.lockout.block_until(username, until)
+        if self.lockout is not None:
+            self.lockout.tell = lambda username, until: self.tell_all({"t": "block", "u": username,
+                                                                       "until": until})
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
         self.ledger.on_first_seq = self._first_seq
-        self._store_secret = realm.accounts.set_secret
-        realm.accounts.set_secret = self._set_secret
+        for shared in (self.accounts, self.bans):
+            if shared is not None:
+                shared.tell = self.tell_all
         self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
             {"t": "deleted", "log": log_name, "seq": seq, "by": author})
 
@@ -356,15 +327,12 @@ class ClusterBus:
                 alive = yield self.redis.exists(self.prefix + "alive:" + node)
                 if not alive:
                     removed = yield self._forget_node(node)
-                    for name in removed or []:
-                        self._remote_off(name, node)
+                    # Its users, gone from Redis (by this node or another one that saw it first).
+                    names = set(removed or []) | {n for n, u in self.remote.items() if u.node == node}
+                    self._node_gone(node, names)
                     if removed:
-                        log.info("Cluster: node {node} is gone; {n} users inactive", node=node,
-                                 n=len(removed))
                         yield self._publish(self.all_channel, {"t": "off", "n": node, "u": removed,
                                                                "gone": True})
-                    for name in [n for n, u in self.remote.items() if u.node == node]:
-                        self._remote_off(name, node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
 
@@ -373,20 +341,10 @@ class ClusterBus:
         if group is not None:
             group.first_seq = first_seq
 
-    def save_block(self, username, until) -> None:
-        d = self.ledger.database.save_block(username, until)
-        d.addErrback(lambda f: log.warn("Cluster: cannot keep the block of {name}: {why}",
-                                        name=username, why=f.getErrorMessage()))
-
-    def _set_secret(self, username, secret):
-        """A password changed here: every node stores it too (their credentials files and memory)."""
-        d = self._store_secret(username, secret)
-
-        def stored(result):
-            self.tell_all({"t": "secret", "u": username, "s": secret})
-            return result
-
-        return d.addCallback(stored)
+    def end_session(self, node, name, notice) -> None:
+        """An administrator here ended the session of C{name} on C{node} (kick, ban)."""
+        if self.up:
+            self._publish(self.prefix + "node:" + node, {"end": [[name, notice]]})
 
     def _forget_node(self, node):
         return self.redis.eval(FORGET_NODE, [self.presence_key, self.prefix + "users:" + node], [node])
@@ -446,19 +404,25 @@ class ClusterBus:
         self.remote[name] = self.everyone[name] = RemoteUser(self, name, node, ip, udp_port, since,
                                                              since_time)
         if known is None:
-            timestamp, now = self.realm._now()
-            self.realm._tell_watchers(events.UserOnline(name, timestamp, now), None)
+            self.realm.presence_elsewhere(name, True)
 
-    def _remote_off(self, name, node) -> None:
+    def _node_gone(self, node, names) -> None:
+        """A dead node's users are offline here (told to the watching clients, as a logout
+        on one server is); logged once per node, by whichever news of it comes first."""
+        n = sum(self._remote_off(name, node) for name in sorted(names))
+        if n:
+            log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=n)
+
+    def _remote_off(self, name, node) -> bool:
         known = self.remote.get(name)
         if known is None or (node is not None and known.node != node):
-            return
+            return False
         del self.remote[name]
         if self.everyone.get(name) is known:
             del self.everyone[name]
         known.gone = True
-        timestamp, now = self.realm._now()
-        self.realm._tell_watchers(events.UserOffline(name, timestamp, now), None)
+        self.realm.presence_elsewhere(name, False)
+        return True
 
     # Deliveries
 
@@ -559,7 +523,10 @@ class ClusterBus:
             log.warn("Cluster: unreadable bus message on {channel}", channel=channel)
             return
         if channel == self.node_channel:
-            self._deliveries(payload["e"])
+            if "e" in payload:
+                self._deliveries(payload["e"])
+            for name, notice in payload.get("end", ()):
+                self.realm.end_session(name, notice)
             return
         node = payload.get("n")
         if node == self.node:
@@ -569,24 +536,34 @@ class ClusterBus:
             for name, ip, udp_port, since, since_time in payload["u"]:
                 self._remote_on(name, node, ip, udp_port, since, since_time)
         elif kind == "off":
-            for name in payload["u"]:
-                self._remote_off(name, node)
             if payload.get("gone"):
-                log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=len(payload["u"]))
+                self._node_gone(node, payload["u"])
+            else:
+                for name in payload["u"]:
+                    self._remote_off(name, node)
         elif kind == "group":
             self._group_change(payload["op"])
-        elif kind == "secret":
-            d = self._store_secret(payload["u"], payload["s"])
-            d.addErrback(lambda f: log.warn("Cluster: cannot store the new password of {name}: {why}",
-                                            name=payload["u"], why=f.getErrorMessage()))
+        elif kind == "accounts" and self.accounts is not None:
+            self._accounts_changed(payload["set"], payload["del"])
+        elif kind == "ban":
+            self.realm.bans.changed_elsewhere(payload["u"], payload["until"])
         elif kind == "deleted":  # the record may be in this node's file
             if self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"]):
                 log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
                          seq=payload["seq"], log=payload["log"] or "messagelog.txt")
-        elif kind == "fail":
-            LoginLockout.record_failure(self.realm.lockout, payload["u"])
-        elif kind == "ok":
-            LoginLockout.record_success(self.realm.lockout, payload["u"])
+        elif kind == "block":
+            if self.lockout is not None:
+                self.lockout.blocked_elsewhere(payload["u"], payload["until"])
+
+    def _accounts_changed(self, changed, removed) -> None:
+        """Accounts added, changed or removed through another node: here too, and a removed
+        account's session here is logged out."""
+        try:
+            self.accounts.apply(changed, removed)
+            self.realm.reload_accounts()
+        except OSError as e:
+            log.warn("Cluster: cannot apply the accounts changed on another node: {why}",
+                     why=e.strerror or e)
 
     def _deliveries(self, batch) -> None:
         realm = self.realm

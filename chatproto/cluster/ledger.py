@@ -46,6 +46,7 @@ class ClusterLedger(Ledger):
         self._messages_this_turn = 0  # messages in the pending batch
         self._in_flight = False
         self._landings: list = []  # Deferreds fired once nothing is in flight
+        self.indexed = self.database.start_indexing()  # the search index's backlog (nodes share it)
 
     def flush(self) -> None:
         """
@@ -147,6 +148,8 @@ class ClusterLedger(Ledger):
                     continue
                 result = None
             d.callback(result)
+
+    accepts_waiters = False  # append_private returns a Deferred (the SEQ comes from the database)
 
     def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
         op = ("msg", PRIVATE_LOG, None, timestamp, time, sender, recipient, text)

@@ -22,6 +22,34 @@ class GroupRecord:
     first_seq: int = 1
 
 
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """
+    One end of a range of a conversation's history. Messages are in the
+    order of C{(time, seq)} (the order they were sent in). C{seq}: the
+    message with that SEQ in the conversation (when there is none, the range
+    is empty); else C{time}, an epoch time, or with C{until} the span of time
+    C{[time, until)} that one shown time stands for (a time to the
+    millisecond). The end (the whole span) is left out of the range unless
+    C{inclusive}.
+    """
+
+    seq: int | None = None
+    time: float | None = None
+    inclusive: bool = False
+    until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """A conversation with activity in a span of time: C{kind} PRIVATE (C{name} the other
+    user) or GROUP (C{name} the group), C{time} its last message's in the span."""
+
+    kind: str
+    name: str
+    time: float
+
+
 class ISession(Interface):
     """A logged-in connection of some front end, as the core sees it."""
 
@@ -56,7 +84,22 @@ class IAccounts(Interface):
         them); raise OSError, keeping the old ones, when they cannot be read."""
 
 
-class IChatStorage(Interface):
+class IBanStore(Interface):
+    """Where administrators' bans are kept (the storage, by default): USERNAME -> the epoch
+    time the ban ends (C{math.inf}: never)."""
+
+    def bans():
+        """A Deferred dict of every ban kept (some may have ended)."""
+
+    def save_ban(username, until):
+        """Keep a ban of C{username} until C{until}, replacing any earlier one; a Deferred
+        that fires once it is durable."""
+
+    def remove_ban(username):
+        """Forget the ban of C{username} (none: nothing changes); a Deferred, as L{save_ban}."""
+
+
+class IChatStorage(IBanStore):
     """
     The core's state, behind one asynchronous interface. Every change
     returns a Deferred that fires once it is durable; reads see every change
@@ -70,8 +113,11 @@ class IChatStorage(Interface):
     def groups():
         """A Deferred list of L{GroupRecord}s: every group that exists."""
 
-    def append_private(sender, recipient, timestamp, time, text):
-        """Store one private message; a Deferred firing with its SEQ."""
+    def append_private(sender, recipient, timestamp, time, text, waiter=None):
+        """Store one private message; a Deferred firing with its SEQ. A storage
+        whose C{accepts_waiters} is true takes a C{waiter} instead (an object
+        with C{callback(seq)} and C{errback(error)}, called as the Deferred
+        would fire) and returns None."""
 
     def append_group(log_name, sender, timestamp, time, text):
         """Store one group message; a Deferred firing with its SEQ."""
@@ -87,6 +133,31 @@ class IChatStorage(Interface):
 
     def group_history(log_name, limit, before, since):
         """The same for a group's log, from SEQ C{since} on (the group's first_seq)."""
+
+    def private_range(a, b, after, before, limit, latest):
+        """
+        A Deferred list of at most C{limit} L{Message}s between a and b that
+        come after the L{Bound} C{after} and before the L{Bound} C{before}
+        (None: no bound), oldest first: the newest of the range when
+        C{latest}, else its oldest.
+        """
+
+    def group_range(log_name, after, before, limit, latest, since):
+        """The same for a group's log, from SEQ C{since} on."""
+
+    def conversations(username, groups, after, before, limit, latest):
+        """
+        A Deferred list of L{Conversation}s: C{username}'s private
+        conversations and the C{groups} (C{(log_name, since)} pairs) that
+        have a message with a time strictly between the epoch times C{after}
+        and C{before}, each with its last such message's time, in the order
+        of those times: at most C{limit}, the newest when C{latest}, else the
+        oldest.
+        """
+
+    def search(query):
+        """A Deferred list of the L{Message}s that match a
+        L{chatproto.core.search.SearchQuery}, newest first."""
 
     def save_group(record):
         """A new group (L{GroupRecord}); its log is created, and C{record.first_seq} set

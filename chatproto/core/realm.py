@@ -17,6 +17,7 @@ from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import Interface, implementer
 
 from . import errors
@@ -37,9 +38,12 @@ from .events import (
     UserOffline,
     UserOnline,
 )
-from .interfaces import GroupRecord
+from .history import HistoryQuery, answer
+from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
+from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
+from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
 log = Logger()
@@ -57,24 +61,6 @@ MAX_HISTORY = 500
 MAX_GROUPS_OWNED = 100
 GROUP_CREATIONS_PER_MINUTE = 10
 MAX_WAITING_LOGINS = 8  # password checks queued for one account; more are refused at once
-# Control characters and line separators would break a record (one line for any reader).
-_LINE_BREAKS = {c: " " for c in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
-
-
-def single_line(text: str) -> str:
-    """
-    The text of a message as it is stored and shown: control characters and
-    line breaks become spaces (a record stays one line), and invisible or
-    direction-changing characters (U+202E, U+200B, U+FEFF, ...: Unicode's
-    format characters) become a visible C{<U+202E>}, so that nobody can hide
-    or reverse text in someone else's view.
-    """
-    if text.isprintable():
-        return text
-    text = text.translate(_LINE_BREAKS)
-    if text.isprintable():
-        return text
-    return "".join(f"<U+{ord(c):04X}>" if not c.isprintable() and c != " " else c for c in text)
 
 
 class IChatUser(Interface):
@@ -123,6 +109,48 @@ class AlreadyLoggedIn(Exception):
     pass
 
 
+class _PrivateSend:
+    """
+    One private message waiting for its batch to be durable: the storage's
+    waiter (C{callback(seq)} / C{errback(error)}, what it would call on a
+    Deferred), without a Deferred's machinery (issue 25).
+    """
+
+    __slots__ = ("realm", "sender", "recipient", "username", "timestamp", "now", "text", "reply")
+
+    def __init__(self, realm, sender, recipient, username, timestamp, now, text, reply):
+        self.realm = realm
+        self.sender = sender
+        self.recipient = recipient
+        self.username = username
+        self.timestamp = timestamp
+        self.now = now
+        self.text = text
+        self.reply = reply
+
+    def callback(self, seq) -> None:
+        try:
+            message = self.realm._private_stored(seq, self.sender, self.recipient, self.username,
+                                                 self.timestamp, self.now, self.text)
+            self.reply.answered(message)
+        except Exception:  # noqa: BLE001 - the batch's other waiters are called all the same
+            log.failure("after storing a message from {username}", username=self.sender.name)
+
+    def errback(self, error) -> None:
+        try:
+            self.reply.refused(error.value if isinstance(error, Failure) else error)
+        except Exception:  # noqa: BLE001 - as above
+            log.failure("after failing to store a message from {username}",
+                        username=self.sender.name)
+
+
+def _refused_with_error(failure, reply) -> None:
+    """A Deferred's failure to a C{reply} object: a ChatError, or the failure logged."""
+    if not failure.check(ChatError):
+        log.failure("sending a private message", failure)
+    reply.refused(failure.value)
+
+
 @implementer(IRealm)
 class ChatRealm:
     """
@@ -130,13 +158,21 @@ class ChatRealm:
     @param storage: an L{IChatStorage}; its groups are loaded by L{start}.
     @param clock: the reactor, or a L{twisted.internet.task.Clock} in tests.
     @param attempts: consecutive failed logins before a block.
+    @param lockout: an L{ILockout}; by default one that counts in this process
+        (a cluster node passes one that counts on every node).
+    @param admins: the account names that may kick, ban and announce.
+    @param bans: the L{IBanStore} that keeps bans; by default C{storage}
+        (or, when it keeps none, this process's memory).
     """
 
-    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None):
+    def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
+                 admins=(), bans=None, lockout=None):
         self.accounts = accounts
         self.storage = storage
+        # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
+        self._waiters = getattr(storage, "accepts_waiters", False)
         self.clock = clock
-        self.lockout = LoginLockout(clock, attempts)
+        self.lockout = lockout if lockout is not None else LoginLockout(clock, attempts)
         self.timestamps = Timestamper(clock)
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
@@ -151,14 +187,17 @@ class ChatRealm:
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
         self.observers: list = []  # callables told of every event (metrics, tests): see _notify
-        self.admins: set[str] = set()  # account names that may kick, ban and announce
-        self.bans = Bans(clock)  # the server gives it a store in the data directory
+        self.admins: set[str] = set(admins)  # account names that may kick, ban and announce
+        if bans is None and IBanStore.providedBy(storage):
+            bans = storage
+        self.bans = Bans(clock, bans)  # loaded by start()
+        self._searching: dict[str, int] = {}  # username -> searches in progress
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
-        """Load the groups from storage."""
+        """Load the groups from storage, and the bans."""
 
         def loaded(records):
             for record in records:
@@ -166,7 +205,8 @@ class ChatRealm:
                                                  {name: joined for name, joined in record.members},
                                                  record.first_seq)
 
-        return self.storage.groups().addCallback(loaded)
+        return defer.gatherResults([self.storage.groups().addCallback(loaded), self.bans.load()],
+                                   consumeErrors=True)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
@@ -252,7 +292,6 @@ class ChatRealm:
 
     def _logged_in(self, result):
         _interface, user, _logout = result
-        self.lockout.record_success(user.name)
         log.info("{username} logged in from {ip} ({frontend})", username=user.name, ip=user.ip,
                  frontend=getattr(user.session, "frontend", "?"))
         self._notify("login", getattr(user.session, "frontend", "?"))
@@ -266,18 +305,22 @@ class ChatRealm:
             if self.lockout.is_blocked(username):
                 # A concurrent check ended in a block while this one ran.
                 raise LoginFailed(errors.BLOCKED)
-            if self.lockout.record_failure(username):
-                log.warn("{username} blocked after {n} failed logins", username=username,
-                         n=self.lockout.attempts)
-                raise LoginFailed(errors.BLOCKED_NOW)
-            log.info("Failed login for {username}: wrong password", username=username)
-            raise LoginFailed(errors.WRONG_PASSWORD)
+            return self.lockout.failed(username).addCallback(self._counted, username)
         if failure.check(AlreadyLoggedIn):
             raise LoginFailed(errors.ALREADY_LOGGED_IN)
         if failure.check(LoginFailed):
             return failure
         log.failure("login of {username}", failure, username=username)
         raise LoginFailed(errors.SERVER_ERROR)
+
+    def _counted(self, outcome: str, username: str):
+        """A wrong password counted by the lockout: the login's failure."""
+        if outcome == errors.BLOCKED_NOW:
+            log.warn("{username} blocked after {n} failed logins", username=username,
+                     n=self.lockout.attempts)
+        elif outcome == errors.WRONG_PASSWORD:
+            log.info("Failed login for {username}: wrong password", username=username)
+        raise LoginFailed(outcome)
 
     def requestAvatar(self, avatarId, mind, *interfaces):
         if IChatUser not in interfaces:
@@ -288,6 +331,15 @@ class ChatRealm:
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
         if username in self._everyone:
+            raise AlreadyLoggedIn(username)
+        # The right password starts the count again, unless the account was
+        # blocked meanwhile (a cluster's lockout knows of failures elsewhere).
+        return self.lockout.succeeded(username).addCallback(self._admit, username, session)
+
+    def _admit(self, admitted: bool, username: str, session):
+        if not admitted:
+            raise LoginFailed(errors.BLOCKED)
+        if username in self._everyone:  # logged in meanwhile
             raise AlreadyLoggedIn(username)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
@@ -385,26 +437,47 @@ class ChatRealm:
             raise ChatError(errors.NOT_ACTIVE, name=username)
         return recipient
 
-    def send_private(self, sender: User, username: str, text: str) -> defer.Deferred:
-        """Store one private message, then deliver it; fire with the L{Message}."""
+    def send_private(self, sender: User, username: str, text: str, reply=None):
+        """
+        Store one private message, then deliver it; fire with the L{Message}.
+
+        With C{reply} (an object with C{answered(message)} and C{refused(error)}),
+        no Deferred is made: C{reply.answered} is called once the message is
+        durable and delivered, C{reply.refused} with the L{ChatError} otherwise
+        (at once when the recipient is wrong), and None is returned. A front end
+        whose pipelined messages each wait on their batch saves a Deferred, its
+        callbacks and a closure per message that way (issue 25).
+        """
         try:
             recipient = self._recipient(sender, username, errors.TO_SELF)
-        except ChatError:
-            return defer.fail()
+        except ChatError as e:
+            if reply is None:
+                return defer.fail()
+            reply.refused(e)
+            return None
         text = single_line(text)
         timestamp, now = self._now()
+        if reply is not None and self._waiters:
+            self.storage.append_private(sender.name, username, timestamp, now, text,
+                                        _PrivateSend(self, sender, recipient, username, timestamp,
+                                                     now, text, reply))
+            return None
         d = self.storage.append_private(sender.name, username, timestamp, now, text)
+        d.addCallback(self._private_stored, sender, recipient, username, timestamp, now, text)
+        if reply is not None:
+            d.addCallbacks(reply.answered, _refused_with_error, errbackArgs=(reply,))
+            return None
+        return d
 
-        def stored(seq):
-            message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-            delivered = not recipient.gone
-            if delivered:
-                self._deliver(recipient, message)
-            for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
-                observer("message", PRIVATE, delivered)
-            return message
-
-        return d.addCallback(stored)
+    def _private_stored(self, seq, sender, recipient, username, timestamp, now, text) -> Message:
+        """A private message is durable: deliver it; return it."""
+        message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
+        delivered = not recipient.gone
+        if delivered:
+            self._deliver(recipient, message)
+        for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
+            observer("message", PRIVATE, delivered)
+        return message
 
     def offer_file(self, presenter: User, username: str, filename: str) -> defer.Deferred:
         """
@@ -432,6 +505,30 @@ class ChatRealm:
         if not self.is_account(username):
             return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
         return self.storage.private_history(user.name, username, min(limit, MAX_HISTORY), before)
+
+    def query_history(self, user: User, username: str, query: HistoryQuery) -> defer.Deferred:
+        """L{history} for any L{HistoryQuery}: at most L{MAX_HISTORY} messages, oldest first."""
+        if not self.is_account(username):
+            return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
+        a, b = user.name, username
+
+        def fetch(after, before, limit, latest):
+            return self.storage.private_range(a, b, after, before, limit, latest)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
+
+    def conversations(self, user: User, after: float, before: float, limit: int,
+                      latest: bool = False) -> defer.Deferred:
+        """
+        C{user}'s conversations (private ones, and the groups it has joined)
+        with a message strictly between the epoch times C{after} and
+        C{before}: a Deferred list of L{Conversation}s in the order of their
+        last such message, at most L{MAX_HISTORY} (the newest when C{latest}).
+        """
+        groups = {group.name: group.first_seq for group in self._groups.values()
+                  if group.members.get(user.name)}
+        return self.storage.conversations(user.name, list(groups.items()), after, before,
+                                          min(limit, MAX_HISTORY), latest)
 
     # Groups
 
@@ -685,6 +782,64 @@ class ChatRealm:
             return defer.fail()
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
 
+    def query_group_history(self, user: User, name: str, query: HistoryQuery) -> defer.Deferred:
+        """L{group_history} for any L{HistoryQuery}."""
+        try:
+            group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
+        except ChatError:
+            return defer.fail()
+        log_name, since = group.name, group.first_seq
+
+        def fetch(after, before, limit, latest):
+            return self.storage.group_range(log_name, after, before, limit, latest, since)
+
+        return answer(query, fetch, min(query.limit, MAX_HISTORY))
+
+    def search(self, user: User, text: str, in_: str | None = None, limit: int = MAX_RESULTS,
+               sender: str | None = None, before: float | None = None,
+               after: float | None = None) -> defer.Deferred:
+        """
+        The messages C{user} can read whose text has a word beginning with
+        each word of C{text} (case and accents ignored), newest first, at most
+        L{MAX_RESULTS}: the private messages they sent or received and those
+        of the groups they have joined now (not one they left or were only
+        invited to). C{in_}: one conversation, C{#GROUP}, or a name (a user's
+        first, else a group's); refused as L{history} and L{group_history}.
+        C{sender}, C{before}, C{after} (epoch seconds): narrower still.
+        """
+        query = SearchQuery(search_words(text), user.name, limit=max(0, min(limit, MAX_RESULTS)),
+                            sender=sender, before=before, after=after)
+        if in_ is None:
+            query.groups = {group.name: group.first_seq for group in self._groups.values()
+                            if group.members.get(user.name)}
+        elif not in_.startswith("#") and (self.is_account(in_) or in_.lower() not in self._groups):
+            if not self.is_account(in_):
+                return defer.fail(ChatError(errors.NO_SUCH_USER, name=in_))
+            query.peer = in_
+        else:
+            try:
+                group = self._joined_group(user, in_.removeprefix("#"), errors.HISTORY_NOT_JOINED)
+            except ChatError:
+                return defer.fail()
+            query.private = False
+            query.groups = {group.name: group.first_seq}
+        if query.is_empty():
+            return defer.succeed([])
+        # One database worker serves everybody: a client sending searches faster than they
+        # are answered is told to wait instead of queueing work in front of everyone's messages.
+        waiting = self._searching.get(user.name, 0)
+        if waiting >= MAX_WAITING:
+            return defer.fail(ChatError(errors.SEARCHES_WAITING, limit=MAX_WAITING))
+        self._searching[user.name] = waiting + 1
+
+        def done(result):
+            left = self._searching.pop(user.name, 1) - 1
+            if left:
+                self._searching[user.name] = left
+            return result
+
+        return self.storage.search(query).addBoth(done)
+
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
         return self.storage.delete_message(None, seq, user.name).addCallback(lambda _: None)
@@ -729,17 +884,23 @@ class ChatRealm:
         failure.trap(WrongPassword, UnknownUser)
         if self.lockout.is_blocked(username):
             raise ChatError(errors.BLOCKED)
-        if self.lockout.record_failure(username):
-            log.warn("{username} blocked after {n} failed password checks", username=username,
-                     n=self.lockout.attempts)
-        raise ChatError(errors.CURRENT_INCORRECT)
+
+        def counted(outcome):
+            if outcome == errors.BLOCKED:
+                raise ChatError(errors.BLOCKED)
+            if outcome == errors.BLOCKED_NOW:
+                log.warn("{username} blocked after {n} failed password checks", username=username,
+                         n=self.lockout.attempts)
+            raise ChatError(errors.CURRENT_INCORRECT)
+
+        return self.lockout.failed(username).addCallback(counted)
 
     def _store_password(self, secret: str, username: str):
         if self.lockout.is_blocked(username):  # blocked while the hash was computed
             raise ChatError(errors.BLOCKED)
 
         def stored(_):
-            self.lockout.record_success(username)
+            self.lockout.succeeded(username)
             log.info("{username} changed their password", username=username)
 
         def failed(failure):
@@ -756,7 +917,7 @@ class ChatRealm:
         """A server notice to everyone active."""
         timestamp, now = self._now()
         notice = ServerNotice(text, timestamp, now)
-        for user in list(self._active.values()):
+        for user in list(self._everyone.values()):  # a cluster: every node's users
             self._deliver(user, notice)
 
     def shutdown(self, notice: str) -> None:
@@ -794,6 +955,19 @@ class ChatRealm:
                  n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
         return added, removed
 
+    def presence_elsewhere(self, username: str, online: bool) -> None:
+        """C{username} logged in (or out) on another cluster node: the sessions here that
+        watch presence are told, as of a login (logout) here."""
+        timestamp, now = self._now()
+        self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
+
+    def end_session(self, username: str, notice: str) -> None:
+        """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node
+        does this for an administrator on another node)."""
+        user = self._active.get(username)
+        if user is not None:
+            self._end_session(user, notice)
+
     def remove_account(self, username: str, notice: str | None = None) -> None:
         """The account C{username} is gone: log out its session, if any, telling it C{notice}."""
         user = self._active.get(username)
@@ -821,7 +995,7 @@ class ChatRealm:
         """Log C{username} out with a notice naming C{admin} (and C{reason})."""
         try:
             self._check_admin(admin, "kick", username)
-            user = self._active.get(username)
+            user = self._everyone.get(username)  # a user on another node is ended by its node
             if user is None:
                 raise ChatError(errors.NOT_ACTIVE, name=username)
         except ChatError:
@@ -844,35 +1018,37 @@ class ChatRealm:
             seconds = parse_duration(duration)
         except ChatError:
             return defer.fail()
-        try:
-            until = self.bans.ban(username, seconds)
-        except OSError:
-            log.failure("Cannot save the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        ends = None if until == FOREVER else format_timestamp(until)
-        log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
-                 until=ends or "forever")
-        self._notify("admin", "ban")
-        user = self._active.get(username)
-        if user is None:
-            return defer.succeed(ends)
-        notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
-                  else BANNED_FOREVER_NOTICE.format(admin=admin.name))
-        return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        def banned(until):
+            ends = None if until == FOREVER else format_timestamp(until)
+            log.warn("Admin {admin} banned {username} until {until}", admin=admin.name, username=username,
+                     until=ends or "forever")
+            self._notify("admin", "ban")
+            user = self._everyone.get(username)
+            if user is None:
+                return ends
+            notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
+                      else BANNED_FOREVER_NOTICE.format(admin=admin.name))
+            return self._end_session(user, notice).addCallback(lambda _: ends)
+
+        return self.bans.ban(username, seconds).addCallbacks(banned, _not_saved, errbackArgs=(
+            "Cannot save the ban of {username}", username))
 
     def unban(self, admin: User, username: str) -> defer.Deferred:
         try:
             self._check_admin(admin, "unban")
-            if not self.bans.unban(username):
-                raise ChatError(errors.NOT_BANNED, name=username)
         except ChatError:
             return defer.fail()
-        except OSError:
-            log.failure("Cannot save the end of the ban of {username}", username=username)
-            return defer.fail(ChatError(errors.NOT_SAVED))
-        log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
-        self._notify("admin", "unban")
-        return defer.succeed(username)
+
+        def lifted(was_banned):
+            if not was_banned:
+                raise ChatError(errors.NOT_BANNED, name=username)
+            log.warn("Admin {admin} lifted the ban of {username}", admin=admin.name, username=username)
+            self._notify("admin", "unban")
+            return username
+
+        return self.bans.unban(username).addCallbacks(lifted, _not_saved, errbackArgs=(
+            "Cannot save the end of the ban of {username}", username))
 
     def announce_by(self, admin: User, text: str) -> defer.Deferred:
         """L{announce} for an administrator; fire with the number of users told."""
@@ -884,11 +1060,19 @@ class ChatRealm:
         log.warn("Admin {admin} announced: {text}", admin=admin.name, text=text)
         self._notify("admin", "announce")
         self.announce(text)
-        return defer.succeed(len(self._active))
+        return defer.succeed(len(self._everyone))
 
     def close(self) -> defer.Deferred:
         self.lockout.stop()
         return self.storage.close()
+
+
+def _not_saved(failure, what: str, username: str):
+    """A change the storage could not keep: C{not-saved} for the user (logged, unless the storage did)."""
+    if failure.check(ChatError):
+        return failure
+    log.failure(what, failure, username=username)
+    raise ChatError(errors.NOT_SAVED)
 
 
 __all__ = ["ChatRealm", "IUsernamePassword", "User"]

@@ -8,6 +8,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ..turns import EndOfTurn
+from ..twisted_internals import send_now, unsent_bytes  # noqa: F401 - unsent_bytes: the front ends' too
 from .transports import PLAIN_TCP
 
 log = Logger()
@@ -55,35 +56,15 @@ class OutputBound:
         return unsent > limit
 
 
-def unsent_bytes(transport) -> int | None:
-    """
-    Bytes waiting in the write buffer of a Twisted file-descriptor transport
-    (TCP), or None for a transport that does not expose it (TLS, test doubles).
-    """
-    try:
-        return len(transport.dataBuffer) - transport.offset + transport._tempDataLen
-    except (AttributeError, TypeError):
-        return None
-
-
 def send_through(transport, data: bytes) -> int:
     """
     Send C{data} on a TCP transport's socket at once, when the transport has
     nothing waiting; return how many bytes the kernel took (0 when it cannot).
-
-    Twisted would instead register the socket with epoll for writing, send at
-    the next wake-up and unregister it: two more system calls and a dispatch
-    per connection per turn, most of the cost of a fan-out to idle members.
-    Only a plain C{tcp.Server} (or L{LeanServer}) qualifies (not TLS, not a test double); the
-    rest of C{data} goes through C{transport.write} as usual.
+    Only a plain C{tcp.Server} (or L{LeanServer}) qualifies (not TLS, not a
+    test double); the rest of C{data} goes through C{transport.write} as
+    usual. (Why: L{chatproto.twisted_internals.send_now}.)
     """
-    if (type(transport) not in PLAIN_TCP or transport.dataBuffer or transport._tempDataBuffer
-            or transport.disconnecting or not transport.connected):
-        return 0
-    try:
-        return transport.socket.send(data)
-    except OSError:
-        return 0  # EAGAIN, or an error the transport will find and report
+    return send_now(transport, data, PLAIN_TCP)
 
 
 class OutputBatch:

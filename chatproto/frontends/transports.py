@@ -12,6 +12,8 @@ its peer (chatproto's log names peers where it matters).
 
 from twisted.internet import tcp
 
+from ..twisted_internals import port_number, use_server_class
+
 
 class LeanServer(tcp.Server):
     @property
@@ -24,7 +26,7 @@ class LeanServer(tcp.Server):
 
     @property
     def repstr(self) -> str:
-        port = getattr(self.server, "_realPortNumber", None)
+        port = port_number(self.server)
         return f"<{type(self.protocol).__name__} #{self.sessionno} on {port}>"
 
     @repstr.setter
@@ -38,5 +40,4 @@ PLAIN_TCP = (tcp.Server, LeanServer)
 
 def lean(port) -> None:
     """Have a listening port's next connections use L{LeanServer} (plain TCP ports only)."""
-    if type(port) is tcp.Port and port.transport is tcp.Server:
-        port.transport = LeanServer
+    use_server_class(port, LeanServer)

@@ -9,7 +9,7 @@ from twisted.python import usage
 
 from ..frontends.web.options import WEB_OPTIONS, web_front_ends, web_listen_description
 from . import ops
-from .app import DatabaseError, DataDirectoryInUse, build_service, irc_front_end
+from .app import DatabaseError, DataDirectoryInUse, attach_ops, build_service, irc_front_end
 from .config import ConfigError, ConfigurableOptions, print_config
 from .operatorlog import server_log_observers
 from .options import (
@@ -79,8 +79,11 @@ class ServerOptions(ConfigurableOptions, usage.Options):
 
     def opt_help(self):
         """show this help and exit"""
-        print(USAGE)
-        print(self.__str__().split("\n", 1)[1])
+        try:
+            print(USAGE)
+            print(self.__str__().split("\n", 1)[1], flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
 
     def opt_version(self):
@@ -178,7 +181,7 @@ def main(argv=None) -> None:
         options["credentials"], options["data-dir"], options["attempts"],
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
-        database=options["database"], cluster=options["cluster"],
+        database=options["database"], cluster=options["cluster"], admins=options.get("admins") or (),
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
@@ -191,7 +194,7 @@ def main(argv=None) -> None:
         print(f"Error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(1)
     raise_descriptor_limit()
-    ops.attach(top, chat_service, options, listening, listen_failed, reactor)
+    attach_ops(top, chat_service, options, listening, listen_failed, reactor)
     reactor.callWhenRunning(top.startService)
     reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
     reactor.run()

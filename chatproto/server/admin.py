@@ -19,7 +19,7 @@ import sys
 
 from ..core.errors import ChatError
 from ..core.passwords import check_new_password, hash_password, is_hashed
-from ..frontends.line.texts import error_text
+from ..texts import error_text
 from ..storage.credentials import (
     AccountExists,
     AccountNotInFile,
@@ -29,6 +29,7 @@ from ..storage.credentials import (
     rewrite_credentials,
     username_problem,
 )
+from . import package_version
 from .config import ConfigError, read_config
 from .options import DEFAULT_DATABASE
 
@@ -135,6 +136,7 @@ def _exists(path: str) -> bool:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatproto-admin",
                                 description="Manage chatproto's accounts and backups.")
+    p.add_argument("--version", action="version", version=f"chatproto-admin {package_version()}")
     p.add_argument("--config", help="take --credentials, --data-dir and --database from this chatproto.toml")
     p.add_argument("--credentials", help="the accounts file (default: credentials.txt)")
     p.add_argument("--data-dir", help="the server's data directory, for backup (default: .)")

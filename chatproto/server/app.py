@@ -8,7 +8,6 @@ that a L{ListeningService} puts on the air.
 """
 
 import os
-from dataclasses import dataclass
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
@@ -16,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ..core.realm import ChatRealm
+from ..frontends.frontend import FrontEnd
 from ..frontends.line.protocol import ChatServerFactory
 from ..frontends.line.texts import SHUTDOWN_NOTICE
 from ..frontends.output import DEFAULT_MAX_OUTPUT
@@ -53,25 +53,6 @@ SHUTDOWN_GRACE_SECONDS = 0.5  # then connections still draining are cut: SIGTERM
 
 __all__ = ["ChatService", "DataDirectoryInUse", "DatabaseError", "FrontEnd", "Options", "build_service",
            "makeService"]
-
-
-@dataclass
-class FrontEnd:
-    """
-    One listener of the server.
-
-    @param name: for logs (C{line}, C{irc}, C{web}).
-    @param listen: a server endpoint description (C{tcp:9000}, C{ssl:...}).
-    @param make_factory: called with the L{ChatService} once it is loaded;
-        returns the protocol factory (with C{connections} and optionally
-        C{output.flush()}).
-    @param ready_line: the line printed once listening, from the bound address.
-    """
-
-    name: str
-    listen: str
-    make_factory: object
-    ready_line: object
 
 
 def line_ready_line(address) -> str:
@@ -115,8 +96,9 @@ class ChatService(service.Service):
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
                  durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
-                 database: str = DEFAULT_DATABASE, cluster=None):
+                 database: str = DEFAULT_DATABASE, cluster=None, admins=()):
         self.limits = limits or {}
+        self.admins = tuple(admins)  # accounts that may kick, ban and announce
         self.cluster = cluster  # (host, port, db) of Redis: one node of a cluster
         self.bus = None
         self.credentials_path = credentials_path
@@ -145,12 +127,12 @@ class ChatService(service.Service):
             remove_stale_temporaries(self.data_dir, is_server_file)
             credentials_dir, credentials_name = os.path.split(os.path.abspath(self.credentials_path))
             remove_stale_temporaries(credentials_dir, lambda name: name == credentials_name)
-            accounts = CredentialsFile(self.credentials_path).load()
             reactor = self.clock if hasattr(self.clock, "callFromThread") else None
+            accounts = CredentialsFile(self.credentials_path, reactor).load()
             if self.cluster is None:
                 database = open_database(self.database_url, self.data_dir, reactor, self.durable)
                 self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
-                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
+                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins)
             else:
                 self._load_node(accounts, reactor)
             self.chat.start()
@@ -160,6 +142,8 @@ class ChatService(service.Service):
             raise
         log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
                  database=self.database_url)
+        if self.admins:
+            log.info("Administrators: {names}", names=" ".join(sorted(self.admins)))
 
     def _load_node(self, accounts, reactor) -> None:
         """One node of a cluster: PostgreSQL gives the SEQs, Redis carries presence and deliveries."""
@@ -167,12 +151,20 @@ class ChatService(service.Service):
 
         from ..cluster.bus import ClusterBus
         from ..cluster.ledger import ClusterLedger
+        from ..cluster.lockout import SharedLockout
+        from ..cluster.shared import SharedAccounts, SharedBans
 
         node = secrets.token_hex(6)
         database = open_database(self.database_url, self.data_dir, reactor, self.durable, node=node)
         self.storage = ClusterLedger(database, self.data_dir, self.clock, self.durable)
-        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts)
-        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node)
+        lockout = SharedLockout(self.clock, self.attempts, database)  # counted in PostgreSQL
+        lockout.load()
+        # Accounts and bans changed on one node act on every node (told over the bus).
+        accounts, bans = SharedAccounts(accounts), SharedBans(self.storage)
+        self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                              lockout=lockout, bans=bans)
+        self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout,
+                              accounts=accounts, bans=bans)
         self.bus.install()
 
     def line_factory(self) -> ChatServerFactory:
@@ -184,8 +176,21 @@ class ChatService(service.Service):
         if self.chat is None:
             self.load()
         if self.bus is not None:
+            log.info("Cluster: node {node} joining Redis at {host}:{port}", node=self.bus.node,
+                     host=self.bus.host, port=self.bus.port)
             self.bus.start(self.clock)
         super().startService()
+
+    def when_ready(self) -> defer.Deferred:
+        """
+        Fires once every command works: at once for a server on its own; for a
+        cluster node once it has joined Redis (PostgreSQL was opened by L{load}).
+        The listeners open only then, so that a ready line (and an open port
+        behind a load balancer) never answers a login with a server error.
+        """
+        if self.bus is None:
+            return defer.succeed(None)
+        return self.bus.when_up()
 
     def stopService(self):
         """Tell every client, let their output drain (briefly), then close the files."""
@@ -248,19 +253,28 @@ class ListeningService(service.Service):
     0 ("any free port") can be read from the ready line.
     """
 
-    def __init__(self, endpoint, factory_source, on_listening, on_error):
+    def __init__(self, endpoint, factory_source, on_listening, on_error, ready=None):
         self.endpoint = endpoint
         self.factory_source = factory_source
         self.on_listening = on_listening
         self.on_error = on_error
+        self.ready = ready  # a callable: a Deferred that fires when the server can serve
         self.port = None
 
     def startService(self):
         super().startService()
+        d = self.ready() if self.ready is not None else defer.succeed(None)
+        d.addCallback(self._listen)
+
+    def _listen(self, _):
+        if not self.running:
+            return  # stopped before the server was ready
         d = self.endpoint.listen(self.factory_source())
         d.addCallbacks(self._listening, self.on_error)
 
     def _listening(self, port):
+        if not self.running:  # stopped while the port was being opened
+            return port.stopListening()
         self.port = port
         lean(port)
         self.on_listening(port.getHost())
@@ -274,7 +288,7 @@ class ListeningService(service.Service):
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None):
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None, admins=()):
     """
     The whole server: the chat service, the line protocol on C{listen}, and
     each extra L{FrontEnd}. C{on_listening(front_end, address)} is called as
@@ -284,26 +298,41 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
         from twisted.internet import reactor
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
-                               max_output=max_output, limits=limits, database=database, cluster=cluster)
+                               max_output=max_output, limits=limits, database=database, cluster=cluster,
+                               admins=admins)
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
-        endpoint = endpoints.serverFromString(reactor, front_end.listen)
-        ListeningService(
-            endpoint,
-            lambda fe=front_end: fe.make_factory(chat_service),
-            lambda address, fe=front_end: on_listening(fe, address),
-            lambda failure, fe=front_end: on_error(fe, failure),
-        ).setServiceParent(top)
+        listen_on(top, front_end, chat_service, on_listening, on_error, reactor)
     CollectorTuning().setServiceParent(top)
     return top, chat_service
+
+
+def listen_on(top, front_end: FrontEnd, chat_service, on_listening, on_error, reactor) -> None:
+    """Put C{front_end} on the air under C{top}, once the service starts."""
+    ListeningService(
+        endpoints.serverFromString(reactor, front_end.listen),
+        lambda: front_end.make_factory(chat_service),
+        lambda address: on_listening(front_end, address),
+        lambda failure: on_error(front_end, failure),
+        ready=chat_service.when_ready,
+    ).setServiceParent(top)
+
+
+def attach_ops(top, chat_service, options, on_listening, on_error, reactor=None) -> None:
+    """Once the chat service is loaded: L{ops.attach}'s services, and the metrics listener if asked for."""
+    if reactor is None:
+        from twisted.internet import reactor
+    metrics = ops.attach(top, chat_service, options, reactor)
+    if metrics is not None:
+        listen_on(top, metrics, chat_service, on_listening, on_error, reactor)
 
 
 class Options(ConfigurableOptions, usage.Options):
     """C{twistd chat} options."""
 
-    synopsis = ("[--port N | --listen ENDPOINT] [--irc-listen ENDPOINT] --attempts N --credentials FILE "
-                "--data-dir DIR")
+    synopsis = ("[--port N | --listen ENDPOINT] [--irc-port N | --irc-listen ENDPOINT] "
+                "[--web-port N | --web-listen ENDPOINT] --attempts N --credentials FILE --data-dir DIR")
     optParameters = [
         ["port", "p", None, "TCP port to listen on, all interfaces (default 9000)"],
         ["listen", "l", None, "a server endpoint string: tcp:9000:interface=127.0.0.1, ssl:9443:..."],
@@ -373,6 +402,7 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"], cluster=options["cluster"],
+        admins=options.get("admins") or (),
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )
@@ -382,5 +412,5 @@ def makeService(options):
         raise SystemExit(f"Error: {e}") from None
     except OSError as e:
         raise SystemExit(f"Error: {e.strerror or e}" + (f": {e.filename}" if e.filename else "")) from None
-    ops.attach(top, chat_service, options, listening, failed)
+    attach_ops(top, chat_service, options, listening, failed)
     return top

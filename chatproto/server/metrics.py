@@ -92,6 +92,10 @@ class ChatMetrics:
         counts: dict[str, int] = defaultdict(int)
         counts["line"] = 0
         for factory in self.chat_service.factories:
+            open_connections = getattr(factory, "open_connections", None)
+            if open_connections is not None:  # the web site: its open WebSockets
+                counts[factory.frontend] += open_connections()
+                continue
             for connection in list(factory.connections):
                 counts[getattr(connection, "frontend", None) or getattr(factory, "frontend", "?")] += 1
         for frontend, n in sorted(counts.items()):

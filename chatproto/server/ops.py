@@ -1,7 +1,8 @@
 """
-Running the server for real (docs/OPERATING.md): administrators, bans kept
-in the data directory, accounts reloaded without a restart (SIGHUP, and a
-watch on the credentials file), backups on SIGUSR2 and the metrics listener.
+Running the server for real (docs/OPERATING.md): the administrators option
+(the realm is built with them; bans are kept by the storage), accounts
+reloaded without a restart (SIGHUP, and a watch on the credentials file),
+backups on SIGUSR2 and the metrics listener.
 Shared by C{python -m chatproto.server} and C{twistd chat}.
 """
 
@@ -14,8 +15,7 @@ from twisted.internet import task
 from twisted.logger import Logger
 from twisted.python import usage
 
-from ..core.bans import Bans
-from ..storage.bans import BanFile
+from ..frontends.frontend import FrontEnd
 from ..storage.credentials import username_problem
 from .options import parse_port
 
@@ -51,36 +51,25 @@ def parse_ops(options, metrics_interface: str) -> None:
     options["metrics-listen"] = listen
 
 
-def attach(top, chat_service, options, on_listening, on_error, reactor=None) -> None:
-    """Once the chat service is loaded: administrators, bans, the accounts watcher, metrics."""
-    from .app import FrontEnd, ListeningService
-
-    if reactor is None:
-        from twisted.internet import reactor
+def attach(top, chat_service, options, reactor) -> FrontEnd | None:
+    """
+    Once the chat service is loaded (with its administrators and bans): the
+    accounts watcher and backups on a signal under C{top}; return the
+    metrics listener the options ask for (the server app puts it on the air),
+    or None.
+    """
     chat = chat_service.chat
-    chat.admins = set(options.get("admins") or ())
-    if chat_service.database_url != "memory:":
-        chat.bans = Bans(chat.clock, BanFile(chat_service.data_dir))
-    if chat.admins:
-        log.info("Administrators: {names}", names=" ".join(sorted(chat.admins)))
     AccountsWatcher(chat, chat_service.credentials_path, reactor).setServiceParent(top)
     BackupOnSignal(chat_service, reactor).setServiceParent(top)
     listen = options.get("metrics-listen")
-    if listen:
-        from twisted.internet import endpoints
+    if not listen:
+        return None
+    from .metrics import ChatMetrics, metrics_site
 
-        from .metrics import ChatMetrics, metrics_site
-
-        metrics = ChatMetrics(chat_service)
-        chat_service.metrics = metrics
-        front_end = FrontEnd("metrics", listen, lambda _service: metrics_site(metrics.registry),
-                             lambda address: f"Metrics on http://{address.host}:{address.port}/metrics")
-        ListeningService(
-            endpoints.serverFromString(reactor, listen),
-            lambda: front_end.make_factory(chat_service),
-            lambda address: on_listening(front_end, address),
-            lambda failure: on_error(front_end, failure),
-        ).setServiceParent(top)
+    metrics = ChatMetrics(chat_service)
+    chat_service.metrics = metrics
+    return FrontEnd("metrics", listen, lambda _service: metrics_site(metrics.registry),
+                    lambda address: f"Metrics on http://{address.host}:{address.port}/metrics")
 
 
 def _on_signal(signum, reactor, function):

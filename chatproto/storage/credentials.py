@@ -13,7 +13,8 @@ import os
 import re
 from dataclasses import dataclass
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -54,10 +55,18 @@ def parse_credentials(path: str, text: str):
 
 @implementer(IAccounts)
 class CredentialsFile:
-    """The accounts, loaded from one file."""
+    """
+    The accounts, loaded from one file.
 
-    def __init__(self, path: str):
+    @param reactor: where C{set_secret}'s rewrites run in a thread (one at a
+        time, in order), so the reactor never waits for the disk's flush;
+        None rewrites on the calling thread (tests on a Clock).
+    """
+
+    def __init__(self, path: str, reactor=None):
         self.path = path
+        self.reactor = reactor if IReactorThreads.providedBy(reactor) else None
+        self._rewrites = defer.DeferredLock()  # one rewrite at a time: the file lock is per process
         self.secrets: dict[str, str] = {}
         self.problems: list[CredentialProblem] = []
 
@@ -82,15 +91,26 @@ class CredentialsFile:
         return sorted(self.secrets)
 
     def set_secret(self, username: str, secret: str) -> defer.Deferred:
-        """Store C{secret} for C{username}, rewriting the file atomically (every other byte kept)."""
-        try:
-            rewrite_credentials(self.path, username, secret)
-        except AccountNotInFile:
-            return defer.fail(KeyError(username))
-        except OSError:
-            return defer.fail()
-        self.secrets[username] = secret
-        return defer.succeed(None)
+        """
+        Store C{secret} for C{username}, rewriting the file atomically (every
+        other byte kept); fire once it is on disk.
+        """
+
+        def rewrite():
+            if self.reactor is None:
+                return defer.maybeDeferred(rewrite_credentials, self.path, username, secret)
+            return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(), rewrite_credentials,
+                                             self.path, username, secret)
+
+        def stored(_):
+            self.secrets[username] = secret
+
+        def not_stored(failure):
+            if failure.check(AccountNotInFile):
+                raise KeyError(username)
+            return failure
+
+        return self._rewrites.run(rewrite).addCallbacks(stored, not_stored)
 
 
 class AccountNotInFile(Exception):

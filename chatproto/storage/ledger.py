@@ -28,6 +28,7 @@ from ..core.errors import ChatError
 from ..core.interfaces import IChatStorage
 from ..core.timestamps import parse_timestamp
 from ..turns import EndOfTurn
+from .bans import import_ban_file
 from .model import PRIVATE_LOG, GroupRecord
 from .records import NoSuchRecord, NotAuthor, delete_records
 from .textlogs import TextLogs, read_records_after
@@ -61,6 +62,7 @@ class Ledger:
         self._closed = False
         self.observers: list = []  # observer(what, size, seconds) per batch: "journal", "database"
         self._open()
+        self._bans = dict(self.database.bans())  # what bans() answers; kept up to date by each change
 
     def _open(self) -> None:
         self._groups = self.database.groups()
@@ -68,6 +70,9 @@ class Ledger:
         for group in self._groups:
             self._reconcile(group.name, self.logs.group_log(group.name))
         self.logs.write()
+        # Messages stored before the search index existed: indexed in the background.
+        self.indexed = self.database.start_indexing()
+        import_ban_file(self.logs.data_dir, self.database)
 
     def _reconcile(self, log_name: str, text_log) -> None:
         in_file = text_log.last_seq
@@ -134,7 +139,7 @@ class Ledger:
 
     def _committed(self, _, waiting) -> None:
         for d, _log, result in waiting:
-            d.callback(result)
+            d.callback(result)  # a Deferred, or a waiter (append_private)
 
     def _not_committed(self, failure, waiting) -> None:
         log.failure("Cannot write the database", failure)
@@ -161,11 +166,21 @@ class Ledger:
     def groups(self) -> defer.Deferred:
         return defer.succeed(list(self._groups))
 
-    def append_private(self, sender, recipient, timestamp, time, text) -> defer.Deferred:
+    # append_private takes a waiter (an object with callback(seq) and errback(error)) in place
+    # of the Deferred it would return: one object less per message, and no Deferred machinery
+    # when the batch is committed (issue 25).
+    accepts_waiters = True
+
+    def append_private(self, sender, recipient, timestamp, time, text, waiter=None):
         text_log = self.logs.messagelog
         seq = text_log.append(timestamp, sender, text)
         op = ("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text)
-        return self._change(text_log, op, seq)
+        if waiter is None:
+            return self._change(text_log, op, seq)
+        self._ops.append((text_log, op))
+        self._waiting.append((waiter, text_log, seq))
+        self._turn.schedule()
+        return None
 
     def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
         text_log = self.logs.group_log(log_name)
@@ -237,6 +252,18 @@ class Ledger:
     def group_history(self, log_name, limit, before=None, since=1) -> defer.Deferred:
         return self._read(self.database.group_history, log_name, limit, before, since)
 
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._read(self.database.private_range, a, b, after, before, limit, latest)
+
+    def group_range(self, log_name, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._read(self.database.group_range, log_name, after, before, limit, latest, since)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._read(self.database.conversations, username, groups, after, before, limit, latest)
+
+    def search(self, query) -> defer.Deferred:
+        return self._read(self.database.search, query)
+
     def save_group(self, record: GroupRecord) -> defer.Deferred:
         text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
         record.first_seq = text_log.last_seq + 1
@@ -261,6 +288,19 @@ class Ledger:
             else:
                 self.logs.drop_group_log(log_name)
         return d
+
+    # Bans (IBanStore): in the database only
+
+    def bans(self) -> defer.Deferred:
+        return defer.succeed(dict(self._bans))
+
+    def save_ban(self, username, until) -> defer.Deferred:
+        self._bans[username] = until
+        return self._change(None, ("ban", username, until))
+
+    def remove_ban(self, username) -> defer.Deferred:
+        self._bans.pop(username, None)
+        return self._change(None, ("unban", username))
 
     def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
         userlog = self.logs.userlog

@@ -5,15 +5,21 @@ follow (the storage tests run against every implementation).
 
 from twisted.internet import defer
 
-from ..core.events import Message
-from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key
+from ..core.events import GROUP, PRIVATE, Message
+from ..core.interfaces import Conversation
+from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key, pick_conversations, range_key
+from .search import matches
 
 
 class MemoryDatabase:
+    keeps_data = False  # nothing survives the process
+
     def __init__(self):
         self._messages: dict[str, dict[int, list]] = {}  # log -> seq -> row
         self._by_peers: dict[str, list] = {}  # peers -> [row] in SEQ order
+        self._stored: list = []  # every row, in the order stored (search scans it backwards)
         self._groups: dict[str, GroupRecord] = {}
+        self._bans: dict[str, float] = {}
 
     # Start-up (synchronous: nothing else runs yet)
 
@@ -23,6 +29,9 @@ class MemoryDatabase:
     def groups(self) -> list[GroupRecord]:
         return [GroupRecord(g.key, g.name, g.owner, g.broadcast, [list(m) for m in g.members], g.first_seq)
                 for g in self._groups.values()]
+
+    def bans(self) -> list:
+        return sorted(self._bans.items())
 
     def last_seq(self, log: str) -> int:
         rows = self._messages.get(log)
@@ -45,6 +54,7 @@ class MemoryDatabase:
     def _op_msg(self, log, seq, timestamp, time, sender, recipient, text):
         row = [log, seq, timestamp, time, sender, recipient, text]
         self._messages.setdefault(log, {})[seq] = row
+        self._stored.append(row)
         if log == PRIVATE_LOG and recipient is not None:
             self._by_peers.setdefault(peers_key(sender, recipient), []).append(row)
 
@@ -72,6 +82,12 @@ class MemoryDatabase:
     def _op_ungroup(self, key):
         self._groups.pop(key, None)
 
+    def _op_ban(self, username, until):
+        self._bans[username] = until
+
+    def _op_unban(self, username):
+        self._bans.pop(username, None)
+
     def private_history(self, a, b, limit, before=None):
         rows = self._by_peers.get(peers_key(a, b), [])
         return defer.succeed(_last(rows, limit, before))
@@ -79,6 +95,45 @@ class MemoryDatabase:
     def group_history(self, log, limit, before=None, since=1):
         rows = self._messages.get(log, {})
         return defer.succeed(_last([rows[s] for s in sorted(rows) if s >= since], limit, before))
+
+    def private_range(self, a, b, after, before, limit, latest=True):
+        return defer.succeed(_range(self._by_peers.get(peers_key(a, b), []), after, before, limit, latest))
+
+    def group_range(self, log, after, before, limit, latest=True, since=1):
+        rows = self._messages.get(log, {}) if log != PRIVATE_LOG else {}
+        return defer.succeed(_range([rows[s] for s in sorted(rows) if s >= since], after, before, limit,
+                                    latest))
+
+    def conversations(self, username, groups, after, before, limit, latest=False):
+        last: dict[str, float] = {}
+        for peers, rows in self._by_peers.items():
+            a, b = peers.split("\n")
+            if username in (a, b):
+                times = [row[3] for row in rows if after < row[3] < before]
+                if times:
+                    last[b if a == username else a] = max(times)
+        found = [Conversation(PRIVATE, name, time) for name, time in last.items()]
+        for log, since in groups:
+            rows = self._messages.get(log, {})
+            times = [row[3] for seq, row in rows.items() if seq >= since and after < row[3] < before]
+            if times:
+                found.append(Conversation(GROUP, log, max(times)))
+        return defer.succeed(pick_conversations(found, limit, latest))
+
+    def search(self, query):
+        """The messages of a L{SearchQuery}, newest first: a scan, the reference for the indexes."""
+        found = []
+        if not query.is_empty():
+            for row in reversed(self._stored):
+                if matches(query, *row[:2], row[3], *row[4:]):
+                    found.append(message_from_row(row))
+                    if len(found) == query.limit:
+                        break
+        return defer.succeed(found)
+
+    def start_indexing(self) -> defer.Deferred:
+        """Nothing to index: every search is a scan."""
+        return defer.succeed(None)
 
     def close(self) -> defer.Deferred:
         return defer.succeed(None)
@@ -88,3 +143,23 @@ def _last(rows, limit, before):
     if before is not None:
         rows = [row for row in rows if row[1] < before]
     return [message_from_row(row) for row in rows[-limit:]] if limit > 0 else []
+
+
+def _range(rows, after, before, limit, latest):
+    """The rows (one conversation's) in (time, seq) order, within the bounds."""
+    by_seq = {row[1]: row for row in rows}
+    keys = []
+    for side, bound in (("after", after), ("before", before)):
+        if bound is not None:
+            if bound.seq is not None and bound.seq not in by_seq:
+                return []
+            found = by_seq[bound.seq][3] if bound.seq is not None else None
+            keys.append((side, range_key(bound, side, found)))
+    chosen = sorted((row for row in rows
+                     if all((row[3], row[1]) > key if side == "after" else (row[3], row[1]) < key
+                            for side, key in keys)),
+                    key=lambda row: (row[3], row[1]))
+    if limit <= 0:
+        return []
+    chosen = chosen[-limit:] if latest else chosen[:limit]
+    return [message_from_row(row) for row in chosen]

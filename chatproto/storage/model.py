@@ -1,9 +1,12 @@
 """The values storage keeps and gives back, and the database operations of one batch."""
 
 from ..core.events import GROUP, PRIVATE, Message
-from ..core.interfaces import GroupRecord
+from ..core.interfaces import Conversation, GroupRecord
 
 __all__ = ["PRIVATE_LOG", "DatabaseError", "GroupRecord", "message_from_row", "peers_key"]
+
+COLUMNS = "log, seq, timestamp, time, sender, recipient, text"
+_ABOVE_ANY_SEQ = 1 << 62
 
 PRIVATE_LOG = ""  # the log name of private messages (messagelog.txt)
 
@@ -24,6 +27,8 @@ class DatabaseError(Exception):
 #   ("member", key, username, joined)
 #   ("unmember", key, username)
 #   ("ungroup", key)
+#   ("ban", username, until)     until: epoch seconds, or math.inf (forever)
+#   ("unban", username)
 
 
 def message_from_row(row) -> Message:
@@ -32,3 +37,104 @@ def message_from_row(row) -> Message:
     if log == PRIVATE_LOG:
         return Message(PRIVATE, seq, timestamp, time, sender, recipient, None, text)
     return Message(GROUP, seq, timestamp, time, sender, None, log, text)
+
+
+# History ranges (CHATHISTORY), the same SQL for SQLite and PostgreSQL: C{execute(sql, args)}
+# returns the rows, C{mark} is the driver's placeholder. A range is a strict limit on each
+# side of the order (time, seq), so that one index per conversation, (its key, time, seq),
+# answers any range, however old, without reading the messages outside it.
+
+def range_key(bound, side: str, found_time: float | None = None) -> tuple[float, int]:
+    """
+    The L{Bound} as a strict limit on C{(time, seq)}: messages above it
+    (C{side} "after") or below it ("before"). A SEQ bound needs its
+    message's time, C{found_time}.
+    """
+    if bound.seq is not None:
+        seq = bound.seq
+        if bound.inclusive:
+            seq = seq - 1 if side == "after" else seq + 1
+        return (found_time, seq)
+    # No message has SEQ 0, and none has one above _ABOVE_ANY_SEQ.
+    if bound.until is not None:  # a span [time, until): ">= (t, 0)" is "time >= t", "< (t, 0)" "time < t"
+        leaves_out = (side == "after") != bound.inclusive
+        return (bound.until if leaves_out else bound.time, 0)
+    exclusive = _ABOVE_ANY_SEQ if side == "after" else 0
+    return (bound.time, exclusive if not bound.inclusive else _ABOVE_ANY_SEQ - exclusive)
+
+
+def private_where(a: str, b: str, mark: str) -> tuple[str, list]:
+    return f"log = '' AND peers = {mark}", [peers_key(a, b)]
+
+
+def group_where(log_name: str, since: int, mark: str) -> tuple[str, list]:
+    # "+seq": the order (time, seq) comes from the index on it, not from the primary key.
+    return f"log = {mark} AND peers IS NULL AND +seq >= {mark}", [log_name, since]
+
+
+def read_range(execute, mark: str, where: tuple[str, list], after, before, limit: int,
+               latest: bool) -> list[Message]:
+    """L{IChatStorage.private_range} and C{group_range} for a database."""
+    condition, args = where
+    keys = []
+    for side, bound in (("after", after), ("before", before)):
+        if bound is None:
+            continue
+        found = None
+        if bound.seq is not None:
+            rows = execute(f"SELECT time FROM messages WHERE {condition} AND seq = {mark}",
+                           [*args, bound.seq])
+            if not rows:
+                return []  # a reference to no message of this conversation
+            found = rows[0][0]
+        keys.append((side, range_key(bound, side, found)))
+    query = f"SELECT {COLUMNS} FROM messages WHERE {condition}"
+    args = list(args)
+    for side, key in keys:
+        query += f" AND (time, seq) {'>' if side == 'after' else '<'} ({mark}, {mark})"
+        args.extend(key)
+    order = "DESC" if latest else "ASC"
+    query += f" ORDER BY time {order}, seq {order} LIMIT {mark}"
+    args.append(limit)
+    rows = execute(query, args)
+    if latest:
+        rows.reverse()
+    return [message_from_row(row) for row in rows]
+
+
+def read_conversations(execute, mark: str, username: str, groups, after: float, before: float,
+                       limit: int, latest: bool, partners: bool = False) -> list[Conversation]:
+    """
+    L{IChatStorage.conversations} for a database. C{partners}: the database
+    lists who wrote to whom in a table C{partners} (SQLite): each of the
+    user's conversations is then read through its own index.
+    """
+    found = []
+    if partners:
+        for (peer,) in execute(f"SELECT peer FROM partners WHERE username = {mark}", [username]):
+            rows = execute(f"SELECT MAX(time) FROM messages WHERE peers = {mark} AND time > {mark} "
+                           f"AND time < {mark}", [peers_key(username, peer), after, before])
+            if rows and rows[0][0] is not None:
+                found.append((peer, rows[0][0]))
+    for column, other in (("sender", "recipient"), ("recipient", "sender")) if not partners else ():
+        found += execute(
+            f"SELECT {other}, MAX(time) FROM messages WHERE peers IS NOT NULL AND {column} = {mark} "
+            f"AND time > {mark} AND time < {mark} GROUP BY {other}", [username, after, before])
+    last: dict[str, float] = {}
+    for name, time in found:
+        if time > last.get(name, float("-inf")):
+            last[name] = time
+    conversations = [Conversation(PRIVATE, name, time) for name, time in last.items()]
+    for log_name, since in groups:
+        rows = execute(
+            f"SELECT time FROM messages WHERE log = {mark} AND peers IS NULL AND seq >= {mark} "
+            f"AND time > {mark} AND time < {mark} ORDER BY time DESC LIMIT 1",
+            [log_name, since, after, before])
+        if rows:
+            conversations.append(Conversation(GROUP, log_name, rows[0][0]))
+    return pick_conversations(conversations, limit, latest)
+
+
+def pick_conversations(conversations, limit: int, latest: bool) -> list[Conversation]:
+    conversations.sort(key=lambda c: (c.time, c.kind, c.name))
+    return conversations[-limit:] if latest and limit > 0 else conversations[:max(limit, 0)]

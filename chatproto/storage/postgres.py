@@ -22,10 +22,15 @@ import select
 import threading
 
 from twisted.internet import defer
+from twisted.logger import Logger
 
 from ..core.events import Message
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
-from .worker import OneWorker
+from .model import group_where, private_where, read_conversations, read_range
+from .search import sql_filters, tsquery_text
+from .worker import OneWorker, in_chunks
+
+log = Logger()
 
 try:
     import psycopg
@@ -73,7 +78,33 @@ MIGRATIONS = [
         until DOUBLE PRECISION NOT NULL
     );
     """,
+    # CHATHISTORY: any range of a conversation in the order (time, seq), and each
+    # user's conversations with activity in a span of time (TARGETS).
+    """
+    CREATE INDEX messages_by_peers_time ON messages (peers, time, seq) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE peers IS NULL;
+    CREATE INDEX messages_by_sender ON messages (sender, time) WHERE peers IS NOT NULL;
+    CREATE INDEX messages_by_recipient ON messages (recipient, time) WHERE peers IS NOT NULL;
+    """,
+    lambda db: _add_search(db),
+    """
+    CREATE TABLE bans (               -- administrators' bans: until when (epoch seconds; 'Infinity')
+        username TEXT PRIMARY KEY,
+        until DOUBLE PRECISION NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE lockout (            -- the lockout of every node: one row per account that failed
+        username TEXT PRIMARY KEY,
+        failures INTEGER NOT NULL,    -- consecutive failed logins since the last success or block
+        until DOUBLE PRECISION NOT NULL  -- the end of its block (epoch seconds); past: not blocked
+    );
+    INSERT INTO lockout (username, failures, until) SELECT username, 0, until FROM blocks;
+    DROP TABLE blocks;
+    """,
 ]
+SEARCH_VERSION = 4  # the migration that adds the search index
+INDEX_CHUNK = 2000  # positions walked per transaction while the backlog is indexed
 SCHEMA_VERSION = len(MIGRATIONS)
 _MIGRATION_LOCK = 0x63686174  # pg_advisory_xact_lock key: "chat"
 
@@ -152,7 +183,10 @@ class PostgresDatabase:
                 f"the database {self.name} has schema version {version}, newer than this "
                 f"server's {SCHEMA_VERSION}: run a newer chatproto")
         for step in range(version, SCHEMA_VERSION):
-            db.execute(MIGRATIONS[step])
+            if callable(MIGRATIONS[step]):
+                MIGRATIONS[step](db)
+            else:
+                db.execute(MIGRATIONS[step])
         if version != SCHEMA_VERSION:
             db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', %s) "
                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(SCHEMA_VERSION),))
@@ -170,6 +204,10 @@ class PostgresDatabase:
             if key in groups:
                 groups[key].members.append([username, bool(joined)])
         return list(groups.values())
+
+    def bans(self) -> list:
+        """Every ban: C{(username, until)} (start-up, synchronous)."""
+        return self._guarded(lambda db: db.execute("SELECT username, until FROM bans ORDER BY username").fetchall())
 
     def last_seq(self, log: str) -> int:
         row = self._connection().execute("SELECT MAX(seq) FROM messages WHERE log = %s", (log,)).fetchone()
@@ -225,6 +263,38 @@ class PostgresDatabase:
     def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
         return self._run(_history, "log", log, limit, before, since)
 
+    def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
+        return self._run(_range, private_where(a, b, "%s"), after, before, limit, latest)
+
+    def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
+        return self._run(_range, group_where(log, since, "%s"), after, before, limit, latest)
+
+    def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
+        return self._run(lambda db: read_conversations(_rows_of(db), "%s", username, list(groups), after,
+                                                       before, limit, latest))
+
+    def search(self, query) -> defer.Deferred:
+        """The messages of a L{SearchQuery}, newest first."""
+        if query.is_empty():
+            return defer.succeed([])
+        return self._run(_search, query)
+
+    def start_indexing(self) -> defer.Deferred:
+        """Index the backlog (messages stored before the index existed) in the background,
+        one small transaction at a time on the worker thread (without a reactor: at once);
+        the Deferred fires when it is done. Every node of a cluster may take part: a
+        message is never indexed twice."""
+        if self.reactor is None:
+            while self.index_some(INDEX_CHUNK):
+                pass
+            return defer.succeed(None)
+        return in_chunks(self._run, _index_some, INDEX_CHUNK, lambda: self._worker.running)
+
+    def index_some(self, limit: int) -> int:
+        """Walk up to C{limit} positions of the backlog, in one transaction; return how
+        many were walked (0: the backlog is done)."""
+        return self._guarded(_index_some, limit)
+
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
         return self._run(lambda db: self._groups(db))
@@ -246,11 +316,24 @@ class PostgresDatabase:
 
     def blocks(self, now: float) -> list:
         """The accounts blocked at C{now}: C{(username, until)} (start-up, synchronous)."""
-        return self._connection().execute(
-            "SELECT username, until FROM blocks WHERE until > %s ORDER BY username", (now,)).fetchall()
+        return self._guarded(lambda db: db.execute(
+            "SELECT username, until FROM lockout WHERE until > %s ORDER BY username", (now,)).fetchall())
 
-    def save_block(self, username: str, until: float) -> defer.Deferred:
-        return self._run(_save_block, username, until)
+    def lockout_failure(self, username: str, now: float, attempts: int, block_seconds: float) -> defer.Deferred:
+        """
+        Count one failed login of C{username}, in one atomic statement (two
+        nodes failing the same account at once count two); fire with the end
+        of its block (epoch seconds; C{<= now}: not blocked) and whether it
+        was blocked before. A failure during a block changes nothing; the
+        ATTEMPTS-th blocks it until C{now + block_seconds} and starts the
+        count again.
+        """
+        return self._run(_lockout_failure, username, now, attempts, now + block_seconds)
+
+    def lockout_success(self, username: str, now: float) -> defer.Deferred:
+        """A correct password: the count starts again unless blocked; fire with the block's end (or 0)."""
+        return self._run(_lockout_success, username, now)
+
 
     def last_pos(self) -> defer.Deferred:
         return self._run(lambda db: db.execute("SELECT COALESCE(MAX(pos), 0) FROM messages").fetchone()[0])
@@ -357,6 +440,12 @@ def _commit(db, ops, node=None) -> list:
                 cursor.execute("DELETE FROM members WHERE group_key = %s AND username = %s", op[1:])
             elif kind == "ungroup":
                 cursor.execute("DELETE FROM groups WHERE key = %s", op[1:])
+            elif kind == "ban":
+                cursor.execute("INSERT INTO bans (username, until) VALUES (%s, %s) "
+                               "ON CONFLICT (username) DO UPDATE SET until = excluded.until",
+                               op[1:])
+            elif kind == "unban":
+                cursor.execute("DELETE FROM bans WHERE username = %s", op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs
@@ -366,11 +455,31 @@ def _commit(db, ops, node=None) -> list:
     return results
 
 
-def _save_block(db, username, until):
-    with db.transaction():
-        db.execute("DELETE FROM blocks WHERE until < %s", (until - 86400,))
-        db.execute("INSERT INTO blocks (username, until) VALUES (%s, %s) "
-                   "ON CONFLICT (username) DO UPDATE SET until = excluded.until", (username, until))
+# failures: consecutive failures since the last success or block; during a block it
+# goes below zero (one less per failure), so that the result says whether this
+# statement blocked the account (0) or it was blocked already (< 0).
+_LOCKOUT_FAILURE = """
+INSERT INTO lockout AS l (username, failures, until)
+VALUES (%(u)s, CASE WHEN %(a)s <= 1 THEN 0 ELSE 1 END, CASE WHEN %(a)s <= 1 THEN %(until)s ELSE 0 END)
+ON CONFLICT (username) DO UPDATE SET
+  failures = CASE WHEN l.until > %(now)s THEN LEAST(l.failures, 0) - 1
+                  WHEN GREATEST(l.failures, 0) + 1 >= %(a)s THEN 0 ELSE GREATEST(l.failures, 0) + 1 END,
+  until = CASE WHEN l.until > %(now)s THEN l.until
+               WHEN GREATEST(l.failures, 0) + 1 >= %(a)s THEN %(until)s ELSE l.until END
+RETURNING until, failures
+"""
+
+
+def _lockout_failure(db, username, now, attempts, until):
+    until, failures = db.execute(_LOCKOUT_FAILURE, {"u": username, "a": attempts, "now": now,
+                                                    "until": until}).fetchone()
+    return until, until > now and failures < 0
+
+
+def _lockout_success(db, username, now):
+    row = db.execute("UPDATE lockout SET failures = CASE WHEN until > %(now)s THEN LEAST(failures, 0) ELSE 0 END "
+                     "WHERE username = %(u)s RETURNING until", {"u": username, "now": now}).fetchone()
+    return row[0] if row else 0.0
 
 
 def _history(db, column, value, limit, before, since=1):
@@ -387,6 +496,93 @@ def _history(db, column, value, limit, before, since=1):
     rows = db.execute(query, args).fetchall()
     rows.reverse()
     return [message_from_row(row) for row in rows]
+
+
+def _rows_of(db):
+    return lambda query, args: db.execute(query, args).fetchall()
+
+
+def _range(db, where, after, before, limit, latest):
+    return read_range(_rows_of(db), "%s", where, after, before, limit, latest)
+
+
+def _add_search(db) -> None:
+    """
+    The search index: a C{tsvector} column kept by a trigger (so every way
+    a message is written or deleted keeps it, the cluster's too), with a GIN
+    index. Words: the C{simple} configuration (no stemming, no stop words:
+    a chat has every language) over the text with its accents removed by the
+    C{unaccent} extension; scope tokens with weight A, words with weight D
+    (see L{chatproto.storage.search}). Messages stored before run in the
+    background (L{PostgresDatabase.start_indexing}) from position 0 up to
+    the position recorded here.
+    """
+    db.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
+    schema = db.execute("SELECT extnamespace::regnamespace::text FROM pg_extension "
+                        "WHERE extname = 'unaccent'").fetchone()[0]
+    db.execute(f"""
+    CREATE FUNCTION chatproto_unaccent(text) RETURNS text LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT {schema}.unaccent('{schema}.unaccent'::regdictionary, $1) $$;
+    -- The scope tokens are written as a tsvector (hexadecimal needs no quoting), with
+    -- positions so that they keep their weight.
+    CREATE FUNCTION chatproto_search_document(log text, sender text, recipient text, body text)
+    RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+      SELECT CASE WHEN body = '[deleted]' OR (log = '' AND recipient IS NULL) THEN ''::tsvector
+      ELSE setweight(to_tsvector('simple'::regconfig, chatproto_unaccent(body)), 'D')
+        || (CASE WHEN log = '' THEN
+             'ps' || encode(convert_to(sender, 'UTF8'), 'hex') || ':1A '
+             'pr' || encode(convert_to(recipient, 'UTF8'), 'hex') || ':2A '
+             's' || encode(convert_to(sender, 'UTF8'), 'hex') || ':3A'
+           ELSE
+             'g' || encode(convert_to(log, 'UTF8'), 'hex') || ':1A '
+             's' || encode(convert_to(sender, 'UTF8'), 'hex') || ':2A' END)::tsvector
+      END $$;
+    CREATE FUNCTION chatproto_search_trigger() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      NEW.search := chatproto_search_document(NEW.log, NEW.sender, NEW.recipient, NEW.text);
+      RETURN NEW;
+    END $$;
+    ALTER TABLE messages ADD COLUMN search tsvector;
+    CREATE TRIGGER messages_search BEFORE INSERT OR UPDATE OF text ON messages
+      FOR EACH ROW EXECUTE FUNCTION chatproto_search_trigger();
+    CREATE INDEX messages_search ON messages USING GIN (search);
+    INSERT INTO meta (key, value) SELECT 'search_backlog', '0' FROM messages HAVING COUNT(*) > 0;
+    INSERT INTO meta (key, value) SELECT 'search_backlog_end', MAX(pos)::text FROM messages
+      HAVING COUNT(*) > 0;
+    """)
+
+
+def _index_some(db, limit) -> int:
+    with db.transaction():
+        row = db.execute("SELECT (SELECT value FROM meta WHERE key = 'search_backlog'), "
+                         "(SELECT value FROM meta WHERE key = 'search_backlog_end')").fetchone()
+        if row[0] is None:
+            return 0
+        start, end = int(row[0]), int(row[1])
+        if start >= end:
+            db.execute("DELETE FROM meta WHERE key LIKE 'search_backlog%'")
+            log.info("Search index: built ({end} positions)", end=end)
+            return 0
+        stop = min(start + limit, end)
+        db.execute("UPDATE messages SET search = chatproto_search_document(log, sender, recipient, text) "
+                   "WHERE pos > %s AND pos <= %s AND search IS NULL", (start, stop))
+        db.execute("UPDATE meta SET value = GREATEST(value::bigint, %s)::text WHERE key = 'search_backlog'",
+                   (stop,))
+    if end and stop * 10 // end != start * 10 // end:
+        log.info("Search index: {done} of {end} stored positions indexed", done=stop, end=end)
+    return stop - start
+
+
+def _search(db, query):
+    sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', chatproto_unaccent(%s)) "
+           "AND text <> '[deleted]'")
+    args: list = [tsquery_text(query)]
+    filters, filter_args = sql_filters(query, "%s")
+    sql += filters
+    args += filter_args
+    sql += " ORDER BY pos DESC LIMIT %s"
+    args.append(query.limit)
+    return [message_from_row(row) for row in db.execute(sql, args)]
 
 
 def _delete_checked(db, log, seq, author) -> str:

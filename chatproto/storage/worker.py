@@ -1,7 +1,10 @@
 """A database's one worker thread: its batches and reads run there, in order."""
 
 from twisted.internet import defer, threads
+from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+
+log = Logger()
 
 
 class OneWorker:
@@ -22,6 +25,11 @@ class OneWorker:
             return defer.maybeDeferred(function, *args)
         return threads.deferToThreadPool(self.reactor, self._pool, function, *args)
 
+    @property
+    def running(self) -> bool:
+        """Whether calls still go to the thread (L{run_last} has not been called)."""
+        return self._pool is not None
+
     def run_last(self, function) -> defer.Deferred:
         """Run C{function} after everything queued, then stop the thread."""
         d = self.run(function)
@@ -34,3 +42,28 @@ class OneWorker:
 
             d.addBoth(stop)
         return d
+
+
+def in_chunks(run, step, size: int, going) -> defer.Deferred:
+    """
+    Background work in small pieces: C{run(step, size)} again and again
+    until C{step} returns 0 or C{going()} turns false. Each piece is queued
+    once the one before is done, so whatever the worker was given meanwhile
+    (a batch, a read) goes first. The Deferred fires when it ends; a failure
+    is logged.
+    """
+    finished = defer.Deferred()
+
+    def next_piece(more):
+        if more and going():
+            run(step, size).addCallbacks(next_piece, failed)
+        else:
+            finished.callback(None)
+
+    def failed(failure):
+        if going():
+            log.failure("Background work on the database failed", failure)
+        finished.callback(None)
+
+    next_piece(True)
+    return finished

@@ -21,6 +21,8 @@ from collections import deque
 from twisted.internet import udp
 from twisted.python import log
 
+from ..twisted_internals import udp_connected, udp_read_errors
+
 SLOT_SIZE = 65536  # one datagram (the largest UDP payload fits)
 KEEP_SLOTS = 128  # free buffers kept (8 MiB); beyond that a returned one is dropped
 
@@ -72,10 +74,11 @@ class TransferPort(udp.Port):
             except OSError as se:
                 pool.give(slot)
                 no = se.args[0]
-                if no in udp._sockErrReadIgnore:
+                ignore, refuse = udp_read_errors()
+                if no in ignore:
                     return
-                if no in udp._sockErrReadRefuse:
-                    if self._connectedAddr:
+                if no in refuse:
+                    if udp_connected(self):
                         protocol.connectionRefused()
                     return
                 raise

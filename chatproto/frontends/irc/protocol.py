@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IProtocol, IPushProducer
 from twisted.internet.protocol import ServerFactory
 from twisted.protocols.basic import LineReceiver
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ...core import errors as codes
@@ -32,6 +33,8 @@ from ...core.realm import single_line
 from ..limits import BYTES_PER_TURN, CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 from . import caps as C
+from . import chathistory
+from . import search as irc_search
 from . import texts as T
 from .wire import (
     MAX_BODY,
@@ -43,7 +46,6 @@ from .wire import (
     format_line,
     format_tags,
     parse_line,
-    parse_server_time,
     server_time,
     split_body,
 )
@@ -93,11 +95,6 @@ def msgid_of(message) -> str:
     if message.kind == GROUP:
         return f"g.{message.group}.{message.seq}"
     return f"p.{message.seq}"
-
-
-def seq_of_msgid(msgid: str) -> int | None:
-    tail = msgid.rpartition(".")[2]
-    return int(tail) if tail.isascii() and tail.isdigit() else None
 
 
 class Channel:
@@ -988,16 +985,13 @@ class IRCProtocol(LineReceiver):
             else:
                 d.addErrback(_group_send_failed, self, target)  # no bound method per message
             return d
-        d = self.chat.send_private(self.user, target, text)
-        if self._echo:
-            d.addCallbacks(self._sent, self._private_failed, errbackArgs=(target,))
-        else:
-            d.addErrback(_private_send_failed, self, target)
+        # No Deferred per message: the core answers the reply object (issue 25).
+        self.chat.send_private(self.user, target, text, _PrivateReply(self, target))
         if self.factory.away:
             away = self.factory.away_of(target)
             if away:
                 self.numeric(T.RPL_AWAY, target, away)
-        return d
+        return None
 
     def _group_failed(self, failure, channel):
         self._core_error(failure, GROUP_SEND_ERRORS, (channel,), group=channel[1:])
@@ -1416,62 +1410,84 @@ class IRCProtocol(LineReceiver):
     # History (draft/chathistory)
 
     def irc_CHATHISTORY(self, params, tags):
-        if len(params) < 3:
-            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", *params[:1], "Not enough parameters")
+        try:
+            request = chathistory.parse(params, MAX_HISTORY)
+        except chathistory.Refused as refused:
+            self.send("FAIL", "CHATHISTORY", *refused.params)
             return None
         sub = params[0].upper()
-        if sub not in ("LATEST", "BEFORE"):
-            self.send("FAIL", "CHATHISTORY", "UNKNOWN_COMMAND", params[0],
-                      "Only CHATHISTORY LATEST and BEFORE are supported")
-            return None
-        target = params[1]
-        reference = params[2] if len(params) > 3 else "*"
-        limit_text = params[3] if len(params) > 3 else params[2]
-        if not (limit_text.isascii() and limit_text.isdigit()) or int(limit_text) < 1:
-            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, limit_text, "Invalid limit")
-            return None
-        limit = min(int(limit_text), MAX_HISTORY)
-        kind, _, value = reference.partition("=")
-        before_seq = before_time = after_seq = after_time = None
-        if reference == "*" and sub == "LATEST":
-            pass
-        elif kind == "msgid" and seq_of_msgid(value) is not None:
-            if sub == "BEFORE":
-                before_seq = seq_of_msgid(value)
-            else:
-                after_seq = seq_of_msgid(value)
-        elif kind == "timestamp" and parse_server_time(value) is not None:
-            if sub == "BEFORE":
-                before_time = parse_server_time(value)
-            else:
-                after_time = parse_server_time(value)
-        else:
-            self.send("FAIL", "CHATHISTORY", "INVALID_PARAMS", sub, reference, "Invalid message reference")
-            return None
-        fetch = MAX_HISTORY if before_time is not None or after_seq or after_time else limit
+        if isinstance(request, chathistory.TargetsRequest):
+            d = defer.maybeDeferred(self.chat.conversations, self.user, request.after, request.before,
+                                    request.limit, request.latest)
+            return d.addCallbacks(self._send_targets, self._history_failed, errbackArgs=(sub, None))
+        target = request.target
         if target.startswith("#"):
-            d = defer.maybeDeferred(self.chat.group_history, self.user, target[1:], fetch, before=before_seq)
+            d = defer.maybeDeferred(self.chat.query_group_history, self.user, target[1:], request.query)
         else:
-            d = defer.maybeDeferred(self.chat.history, self.user, target, fetch, before=before_seq)
+            d = defer.maybeDeferred(self.chat.query_history, self.user, target, request.query)
+        return d.addCallbacks(self._send_history, self._history_failed, callbackArgs=(target,),
+                              errbackArgs=(sub, target))
 
-        def got(messages):
-            if before_time is not None:
-                messages = [m for m in messages if m.time < before_time]
-            if after_seq is not None:
-                messages = [m for m in messages if m.seq > after_seq]
-            if after_time is not None:
-                messages = [m for m in messages if m.time > after_time]
-            self._send_history(messages[-limit:], target)
+    def _send_targets(self, conversations):
+        batch = None
+        if C.BATCH in self.caps:
+            self._batches += 1
+            batch = f"h{self._batches}"
+            self.send("BATCH", "+" + batch, "draft/chathistory-targets")
+        for conversation in conversations:
+            name = "#" + conversation.name if conversation.kind == GROUP else conversation.name
+            self.send("CHATHISTORY", "TARGETS", name, server_time(conversation.time),
+                      tags=f"batch={batch}" if batch else "")
+        if batch is not None:
+            self.send("BATCH", "-" + batch)
 
-        def failed(failure):
-            code = T.error_code(failure.value)
-            if code is None:
-                return failure
-            text = T.error_text(code, failure.value, name=target, group=target[1:])
-            self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target, text)
+    def _history_failed(self, failure, sub: str, target: str | None):
+        code = T.error_code(failure.value)
+        if code is None:
+            log.failure("CHATHISTORY {sub} from {user}", failure, sub=sub, user=self.nick)
+            self.send("FAIL", "CHATHISTORY", "MESSAGE_ERROR", sub, "Messages could not be retrieved")
             return None
+        text = T.error_text(code, failure.value, name=target, group=(target or "")[1:])
+        self.send("FAIL", "CHATHISTORY", "INVALID_TARGET", sub, target or "*", text)
+        return None
 
-        return d.addCallbacks(got, failed)
+    # Search (soju.im/search)
+
+    def irc_SEARCH(self, params, tags):
+        try:
+            request = irc_search.parse(params)
+        except chathistory.Refused as refused:
+            self.send("FAIL", irc_search.COMMAND, *refused.params)
+            return None
+        d = defer.maybeDeferred(self.chat.search, self.user, request.text, request.in_, request.limit,
+                                request.sender, request.before, request.after)
+        return d.addCallbacks(self._send_found, self._search_failed, errbackArgs=(request.in_,))
+
+    def _send_found(self, messages):
+        """The results in one C{soju.im/search} batch, oldest first (as every IRC batch of
+        messages), each with its server-time."""
+        batch = None
+        if C.BATCH in self.caps:
+            self._batches += 1
+            batch = f"s{self._batches}"
+            self.send("BATCH", "+" + batch, C.SEARCH)
+        for message in reversed(messages):
+            self.write(render_message(message, self.tag_flags, batch))
+        if batch is not None:
+            self.send("BATCH", "-" + batch)
+
+    def _search_failed(self, failure, target: str | None):
+        code = T.error_code(failure.value)
+        if code is None:
+            log.failure("SEARCH from {user}", failure, user=self.nick)
+            self.send("FAIL", irc_search.COMMAND, "MESSAGE_ERROR", "Messages could not be searched")
+            return None
+        text = T.error_text(code, failure.value, name=target, group=(target or "").removeprefix("#"))
+        if code == codes.SEARCHES_WAITING:
+            self.send("FAIL", irc_search.COMMAND, "TEMPORARILY_UNAVAILABLE", text)
+        else:
+            self.send("FAIL", irc_search.COMMAND, "INVALID_TARGET", target or "*", text)
+        return None
 
     # Connection commands
 
@@ -1496,8 +1512,24 @@ def _group_send_failed(failure, protocol, channel):
     protocol._group_failed(failure, channel)
 
 
-def _private_send_failed(failure, protocol, name):
-    protocol._private_failed(failure, name)
+class _PrivateReply:
+    """
+    What becomes of one PRIVMSG to a user (L{ChatRealm.send_private}'s reply):
+    the echo (echo-message) once it is stored, or the error numeric.
+    """
+
+    __slots__ = ("protocol", "name")
+
+    def __init__(self, protocol, name):
+        self.protocol = protocol
+        self.name = name
+
+    def answered(self, message) -> None:
+        if self.protocol._echo:
+            self.protocol._sent(message)
+
+    def refused(self, error) -> None:
+        self.protocol._private_failed(Failure(error), self.name)
 
 
 # Dispatch by one dict lookup: command -> IRCProtocol function.

@@ -5,8 +5,8 @@ The core's error codes as IRC numerics, with SPEC.md's texts (sections 2,
 
 from ...core import errors as codes
 from ...core.errors import ChatError
-from ..line.texts import ERROR_TEXTS
-from ..line.texts import error_text as line_error_text
+from ...texts import ERROR_TEXTS
+from ...texts import error_text as shared_error_text
 
 LOGIN_CODES = (codes.BLOCKED, codes.NO_SUCH_ACCOUNT, codes.WRONG_PASSWORD, codes.BLOCKED_NOW,
                codes.ALREADY_LOGGED_IN, codes.SERVER_ERROR, codes.LOGIN_NOT_RECORDED, codes.LOGIN_BUSY)
@@ -80,7 +80,7 @@ def error_text(code: str, failure_value, **_fields) -> str:
     """SPEC.md's text for a core error (the line protocol's words), or a server error."""
     if not isinstance(failure_value, ChatError):
         return SERVER_ERROR
-    return line_error_text(failure_value)
+    return shared_error_text(failure_value)
 
 
 def error_code(failure_value) -> str | None:
@@ -90,4 +90,4 @@ def error_code(failure_value) -> str | None:
 
 def not_member_text(group: str) -> str:
     """The line protocol's words for a group the user is not in."""
-    return line_error_text(ChatError(codes.NOT_MEMBER, name=group))
+    return shared_error_text(ChatError(codes.NOT_MEMBER, name=group))

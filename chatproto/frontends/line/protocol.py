@@ -21,7 +21,7 @@ from ...core.interfaces import ISession
 from ..limits import CommandRate, ConnectionCaps, default_burst, over_turn
 from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
 from . import texts
-from .texts import error_text, event_line, history_line
+from .texts import error_text, event_line, history_line, search_line
 
 log = Logger()
 
@@ -49,6 +49,7 @@ USAGE = {
     "createbroadcast": "/createbroadcast GROUPNAME USERNAME [USERNAME ...]",
     "history": "/history USERNAME [N]",
     "grouphistory": "/grouphistory GROUPNAME [N]",
+    "search": "/search [in NAME] TEXT",
     "groups": "/groups",
     "members": "/members GROUPNAME",
     "users": "/users",
@@ -72,10 +73,6 @@ def sent_at_line(timestamp: str) -> bytes:
     return _sent_at[1]
 
 
-def _sent_at_reply(message) -> bytes:
-    return sent_at_line(message.timestamp)
-
-
 _rendered = [None, b""]  # the last event and its line: a fan-out hands every member the same event
 
 
@@ -90,6 +87,7 @@ WELCOME_LINE = f"OK {texts.WELCOME}\n".encode()
 GROUP_SENT_LINE = b"OK Group chat message sent.\n"
 NO_OTHER_ACTIVE_USER_LINE = (texts.NO_OTHER_ACTIVE_USER_REPLY + "\n").encode()
 NO_MESSAGES_LINE = (texts.NO_MESSAGES_REPLY + "\n").encode()
+NO_MESSAGES_FOUND_LINE = f"OK {texts.NO_MESSAGES_FOUND}\n".encode()
 OK_LINE = b"OK\n"
 
 
@@ -153,6 +151,38 @@ def name_and_count(args: str, command: str) -> tuple[str, int]:
 def error_line(error: ChatError, command: str) -> bytes:
     text = error.text if isinstance(error, UsageError) else error_text(error, command)
     return line("ERR", text)
+
+
+class _Reply:
+    """A reply's place in the order of the commands: its bytes, None until they are known."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data=None):
+        self.data = data
+
+
+class _SentReply(_Reply):
+    """
+    The place of a /msgto's reply, filled by the core when the message is
+    durable (L{ChatRealm.send_private}'s C{reply}): no Deferred, callbacks or
+    closure per message.
+    """
+
+    __slots__ = ("protocol",)
+
+    def __init__(self, protocol):
+        self.data = None
+        self.protocol = protocol
+
+    def answered(self, message) -> None:
+        self.data = sent_at_line(message.timestamp)
+        self.protocol._release()
+
+    def refused(self, error) -> None:
+        self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
+                     else line("ERR", "Server error"))
+        self.protocol._release()
 
 
 @implementer(ISession)
@@ -268,7 +298,7 @@ class ChatLineProtocol(LineReceiver):
 
     def _reply(self, data: bytes) -> None:
         if self._replies:
-            self._replies.append([data])
+            self._replies.append(_Reply(data))
         else:
             self.output.write(data)
             self._close_if_done()
@@ -281,30 +311,33 @@ class ChatLineProtocol(LineReceiver):
 
     def _later(self, d, render, command: str) -> None:
         """Reply with C{render(result)} when C{d} fires, or with its error; in order."""
-        slot = [None]
+        slot = _Reply()
+        self._queue_reply(slot)
+        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
+
+    def _queue_reply(self, slot) -> None:
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
-        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
 
     def _answered(self, result, slot, render) -> None:
-        slot[0] = render(result)
+        slot.data = render(result)
         self._release()
 
     def _refused(self, failure, slot, command) -> None:
         if failure.check(ChatError):
-            slot[0] = error_line(failure.value, command)
+            slot.data = error_line(failure.value, command)
         else:
             log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-            slot[0] = line("ERR", "Server error")
+            slot.data = line("ERR", "Server error")
         self._release()
 
     def _release(self) -> None:
         replies = self._replies
         if replies is None:
             return  # gone
-        while replies and replies[0][0] is not None:
-            self.output.write(replies.popleft()[0])
+        while replies and replies[0].data is not None:
+            self.output.write(replies.popleft().data)
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()
@@ -542,7 +575,14 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        self._later(self.chat.send_private(self.user, username, message), _sent_at_reply, "msgto")
+        # No Deferred per message: the core fills the reply's place (issue 25).
+        reply = _SentReply(self)
+        self._queue_reply(reply)
+        try:
+            self.chat.send_private(self.user, username, message, reply)
+        except Exception:  # noqa: BLE001 - the place is filled all the same: replies stay in order
+            log.failure("handling /msgto from {user}", user=self.user_name)
+            reply.refused(None)
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
@@ -666,6 +706,18 @@ class ChatLineProtocol(LineReceiver):
             for name in self.chat.account_names()
         ) + OK_LINE)
 
+    def cmd_search(self, args: str) -> None:
+        """C{/search TEXT} or C{/search in NAME TEXT} (NAME: a user, C{#GROUP} or a group)."""
+        parts = args.split(None, 2)
+        if not parts:
+            raise UsageError("search")
+        if parts[0] == "in" and len(parts) == 3:
+            d = self.chat.search(self.user, parts[2], parts[1])
+        else:
+            d = self.chat.search(self.user, args.strip())
+        name = self.user.name
+        self._later(d, lambda messages: search_reply(messages, name), "search")
+
     def cmd_help(self, args: str) -> None:
         split_args(args, "help", 0)
         admin = self.chat.is_admin(self.user.name)
@@ -719,6 +771,12 @@ def history_reply(messages) -> bytes:
     if not messages:
         return NO_MESSAGES_LINE
     return b"".join(line("DATA", history_line(m)) for m in messages) + OK_LINE
+
+
+def search_reply(messages, username: str) -> bytes:
+    if not messages:
+        return NO_MESSAGES_FOUND_LINE
+    return b"".join(line("DATA", search_line(m, username)) for m in messages) + OK_LINE
 
 
 # The command word as typed -> its method: LOGIN -> login_LOGIN before login, /msgto ->

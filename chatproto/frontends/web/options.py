@@ -8,6 +8,8 @@ app and the twistd plugin:
 
 from twisted.python import usage
 
+from ..frontend import FrontEnd
+
 WEB_OPTIONS = [
     ["web-port", None, None, "serve the browser client on this TCP port (0: any free port)"],
     ["web-listen", None, None, "serve the browser client on a server endpoint: tcp:8080, ssl:8443:..."],
@@ -49,7 +51,6 @@ def web_front_ends(listen: str | None, max_output: int, limits: dict | None = No
     """The server app's L{FrontEnd} list for the web client: empty when it is off."""
     if listen is None:
         return []
-    from ...server.app import FrontEnd
     from . import ready_line
 
     web = web_frontend(listen, max_output, limits)
@@ -61,6 +62,9 @@ def web_front_ends(listen: str | None, max_output: int, limits: dict | None = No
         # session (the pages' "ended"); its own connection bookkeeping is the line protocol's.
         site.connections = ()
         site.output = web.sockets.batch
+        # For the metrics: its connections are the pages' WebSockets (an HTTP request is brief).
+        site.frontend = "web"
+        site.open_connections = lambda: len(web.sockets.sockets)
         chat_service.factories.append(site)
         return site
 

@@ -341,7 +341,7 @@ class JSONPost(Plain):
 
 
 def _finish(request, status, obj):
-    if not request._disconnected and not request.finished:
+    if request.channel is not None and not request.finished:  # no channel: the connection is gone
         request.write(json_response(request, status, obj))
         request.finish()
 
@@ -359,7 +359,7 @@ class Login(JSONPost):
         d = self.store.login(username, password, ip)
 
         def ok(session):
-            if request._disconnected:
+            if request.channel is None:
                 return  # nobody to give the cookie to: the grace period logs it out
             set_cookie(request, session.token)
             _finish(request, 200, {"ok": True, "username": session.user.name})

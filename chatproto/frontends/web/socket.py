@@ -15,6 +15,8 @@ import re
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
+from ...core.search import MAX_RESULTS, search_words
+from ...twisted_internals import replace_protocol
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import BatchedOutput, OutputBatch
 from .session import conversation_key, message_key
@@ -313,12 +315,8 @@ class ChatSocket:
         # request, a few KiB a connection.
         upgraded = channel.dataReceived
         shim = _Shim(self, upgraded, channel.connectionLost)
-        for holder in ("wrappedProtocol", "protocol"):  # TLS, then plain TCP
-            current = getattr(tcp, holder, None)
-            if current is not None and (current is channel or getattr(current, "_channel", None) is channel):
-                setattr(tcp, holder, shim)
-                return
-        channel.dataReceived = shim.dataReceived
+        if not replace_protocol(tcp, channel, shim):
+            channel.dataReceived = shim.dataReceived
 
     def negotiationFinished(self) -> None:
         # The upgraded request never finishes: let it (headers and all) go, it is not needed now.
@@ -561,6 +559,19 @@ class ChatSocket:
         else:
             d = defer.maybeDeferred(self.chat.group_history, self.user, group, limit, before=before)
         return d.addCallback(lambda messages: {"messages": [message_json(m) for m in messages]})
+
+    def do_search(self, request):
+        """The messages with these words, newest first (at most 50); C{in}: a user or C{#GROUP}."""
+        text = request.get("text")
+        if not isinstance(text, str) or not text.strip() or len(text) > 1024:
+            raise bad("text must be a non-empty string of at most 1024 characters")
+        limit = request.get("limit", MAX_RESULTS)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_RESULTS:
+            raise bad(f"limit must be an integer from 1 to {MAX_RESULTS}")
+        d = defer.maybeDeferred(self.chat.search, self.user, text, _string(request, "in", required=False),
+                                limit)
+        return d.addCallback(lambda messages: {"messages": [message_json(m) for m in messages],
+                                               "words": list(search_words(text))})
 
     def _group_reply(self, info):
         return {"group": group_json(info)}

@@ -1,10 +1,10 @@
 """
 What the browser user reads for each core error code: SPEC.md's texts, the
-same words as the line protocol's (L{chatproto.frontends.line.texts}), so
+same words as the line protocol's (L{chatproto.texts}), so
 that a person sees in the page what a terminal shows.
 """
 
-from ..line import texts as line_texts
+from ... import texts as shared_texts
 
 # The web requests named as the line-protocol commands whose wording they share.
 COMMANDS = {"join": "joingroup", "leave": "leavegroup", "send": "msgto", "create_group": "creategroup",
@@ -40,12 +40,12 @@ def error_text(command: str, code: str, error=None) -> str:
     if template is not None:
         return template.format_map(_Fields(fields))
     if error is not None and hasattr(error, "code"):
-        return line_texts.error_text(error, COMMANDS.get(command, command))
-    return line_texts.ERROR_TEXTS.get(code, "Server error")
+        return shared_texts.error_text(error, COMMANDS.get(command, command))
+    return shared_texts.ERROR_TEXTS.get(code, "Server error")
 
 
 def login_text(code: str, error=None) -> str:
-    return line_texts.ERROR_TEXTS.get(code) or "Login failed"
+    return shared_texts.ERROR_TEXTS.get(code) or "Login failed"
 
 
 def protocol_text(code: str, **fields) -> str:

@@ -4,6 +4,12 @@ import { Connection, currentSession, post } from "./connection.js";
 import { $, el, setText } from "./dom.js";
 
 const HISTORY_PAGE = 50;
+const STATUS_SECONDS = 10; // a reply in the status line fades after this long (a newer one replaces it)
+const SERVER_GONE = "The server is not reachable. This page will reconnect when it is back.";
+const SERVER_BACK = "The server is back. Please log in again.";
+const SERVER_RESTARTED = "The server has restarted. Please log in again.";
+const WATCH_MAX_DELAY = 5000; // how often, at most, a page whose session ended asks for the server
+const WATCH_TRIES = 10; // a session ended with the server still there (a kick): stop asking then
 
 const state = {
   me: null,
@@ -16,6 +22,7 @@ const state = {
   reconnectDelay: 1000,
   reconnectTimer: null,
   loggingOut: false,
+  serverAway: false,       // the server could not be reached since the socket closed
 };
 
 let connection = null;
@@ -100,6 +107,7 @@ async function logout() {
 // ---------------------------------------------------------------- connection
 
 function connect() {
+  stopWatching();
   if (state.reconnectTimer) clearTimeout(state.reconnectTimer);
   state.reconnectTimer = null;
   if (connection) connection.close();
@@ -115,11 +123,16 @@ async function onClose() {
     username = await currentSession();
   } catch {
     username = undefined; // the server is unreachable: try again later
+    state.serverAway = true;
   }
   if (username === null) {
+    // The server answers, without the session: a restart (it cannot survive one), or it ended.
+    const restarted = state.serverAway;
+    state.serverAway = false;
     if (!$("chat-view").hidden) {
       resetChat();
-      showLogin("", "Your session has ended. Please log in again.");
+      if (restarted) showLogin(SERVER_RESTARTED);
+      else showLogin("", "Your session has ended. Please log in again.");
     } else if ($("login-view").hidden) {
       showLogin();
     }
@@ -224,18 +237,71 @@ const EVENTS = {
     status(event.error);
   },
   ended(event) {
-    state.loggingOut = true;
-    if (connection) connection.close();
-    connection = null;
-    resetChat();
-    showLogin("", event.text || "Your session has ended.");
-    state.loggingOut = false;
+    endSession("", event.text || "Your session has ended.");
+    watchServer(); // a shutdown: the page notices by itself when the server is back
   },
   logged_out(event) {
-    EVENTS.ended({ text: "" });
-    setText("login-info", event.text);
+    endSession(event.text, "");
   },
 };
+
+function endSession(info, error) {
+  state.loggingOut = true;
+  if (connection) connection.close();
+  connection = null;
+  resetChat();
+  showLogin(info, error);
+  state.loggingOut = false;
+}
+
+// ---------------------------------------------------------------- the server going away and back
+
+// After the server ended the session, ask it (GET /session) with a growing pause until it is gone
+// and back; the login form says which, so that what it shows is always current.
+let watch = null; // {timer, delay, away, tries}
+
+function watchServer() {
+  stopWatching();
+  watch = { timer: null, delay: 1000, away: false, tries: 0 };
+  watch.timer = setTimeout(checkServer, watch.delay);
+}
+
+function stopWatching() {
+  if (watch && watch.timer) clearTimeout(watch.timer);
+  watch = null;
+}
+
+async function checkServer() {
+  const current = watch;
+  if (!current) return;
+  current.timer = null;
+  let username;
+  try {
+    username = await currentSession();
+  } catch {
+    username = undefined;
+  }
+  if (watch !== current) return; // logged in meanwhile
+  if (username) {
+    connect(); // logged in again in another tab
+    return;
+  }
+  if (username === undefined && !current.away) {
+    current.away = true;
+    setText("login-info", "");
+    setText("login-error", SERVER_GONE);
+  } else if (username === null && current.away) {
+    stopWatching();
+    setText("login-error", "");
+    setText("login-info", SERVER_BACK);
+    return;
+  } else if (username === null && ++current.tries >= WATCH_TRIES) {
+    stopWatching();
+    return;
+  }
+  current.delay = Math.min(current.delay * 2, WATCH_MAX_DELAY);
+  current.timer = setTimeout(checkServer, current.delay);
+}
 
 function applyState(data) {
   state.active = new Map(data.active.map((u) => [u.name, u.since]));
@@ -261,8 +327,23 @@ function refreshState() {
   );
 }
 
+// The status line shows the latest reply for a while, then fades out (CSS) and empties.
+let statusTimer = null;
 function status(text) {
+  const line = $("status");
+  if (statusTimer) clearTimeout(statusTimer);
+  statusTimer = null;
+  line.classList.remove("fading");
   setText("status", text);
+  if (!text) return;
+  statusTimer = setTimeout(() => {
+    line.classList.add("fading");
+    statusTimer = setTimeout(() => {
+      statusTimer = null;
+      line.classList.remove("fading");
+      setText("status", "");
+    }, 1000);
+  }, STATUS_SECONDS * 1000);
 }
 
 // ---------------------------------------------------------------- the lists
@@ -389,6 +470,8 @@ async function openConversation(kind, name, { focus = true } = {}) {
   markRead(state.current);
   renderLists();
   renderConversation();
+  // Members change without a word to those merely invited (a join from IRC): ask afresh.
+  if (kind === "group") refreshState();
   const history = historyOf(key);
   if (!history.loaded) await loadHistory(history, state.current);
   if (focus) {
@@ -416,9 +499,9 @@ function markRead(current) {
   }, 1000));
 }
 
-async function loadHistory(history, current, older = false) {
+async function loadHistory(history, current, older = false, limit = HISTORY_PAGE) {
   if (history.loading || (older && history.complete) || !connection) return;
-  const request = { limit: HISTORY_PAGE };
+  const request = { limit };
   if (current.kind === "user") request.with = current.name;
   else request.group = current.name;
   if (older && history.messages.length) request.before = history.messages[0].seq;
@@ -429,7 +512,7 @@ async function loadHistory(history, current, older = false) {
   try {
     const reply = await ask("history", request);
     addMessages(history, reply.messages);
-    if (reply.messages.length < HISTORY_PAGE) history.complete = true;
+    if (reply.messages.length < limit) history.complete = true;
     history.loaded = true;
     history.error = "";
   } catch (error) {
@@ -442,6 +525,89 @@ async function loadHistory(history, current, older = false) {
     renderMessages(!older);
     if (older) scroller.scrollTop = scroller.scrollHeight - fromBottom;
   }
+}
+
+// ---------------------------------------------------------------- search
+
+const HISTORY_MAX = 500; // the most one history request may ask for
+// Case and accents ignored, as the server's search does: "Café" -> "cafe".
+const fold = (text) => text.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+const WORD = /[\p{L}\p{N}]+/gu;
+
+// The text as nodes, each word that begins with one of the searched words in a <mark> (text only).
+function highlighted(text, words) {
+  const prefixes = words.map(fold);
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(WORD)) {
+    const word = match[0];
+    const folded = fold(word);
+    if (!prefixes.some((prefix) => folded.startsWith(prefix))) continue;
+    if (match.index > last) parts.push(text.slice(last, match.index));
+    parts.push(el("mark", { text: word }));
+    last = match.index + word.length;
+  }
+  if (last < text.length) parts.push(text.slice(last));
+  return parts;
+}
+
+async function search(event) {
+  event.preventDefault();
+  const text = $("search-input").value.trim();
+  if (!text) return;
+  const dialog = $("search-dialog");
+  setText("search-summary", "Searching…");
+  $("search-results").replaceChildren();
+  if (!dialog.open) dialog.show(); // not modal: the search box above stays usable to refine
+  try {
+    const reply = await ask("search", { text });
+    const n = reply.messages.length;
+    setText("search-summary", n
+      ? `${n} message${n === 1 ? "" : "s"} with “${text}”, newest first.`
+      : "No messages found.");
+    $("search-results").replaceChildren(...reply.messages.map((m) => searchResult(m, reply.words)));
+  } catch (error) {
+    setText("search-summary", error.error || "The search failed.");
+  }
+}
+
+function searchResult(m, words) {
+  const kind = m.kind === "group" ? "group" : "user";
+  const name = kind === "group" ? m.group : (m.sender === state.me ? m.recipient : m.sender);
+  return el("li", {},
+    el("button", { type: "button", class: "result", "data-seq": m.seq, onclick: () => openAt(kind, name, m.seq) },
+      el("span", { class: "meta" },
+        el("span", { class: "where", text: kind === "group" ? `# ${name}` : name }),
+        ` · ${m.sender} · ${m.timestamp} · #${m.seq}`),
+      el("span", { class: "text" }, ...highlighted(m.text, words))));
+}
+
+// A result opens its conversation scrolled to that message, older history loaded as needed.
+async function openAt(kind, name, seq) {
+  $("search-dialog").close();
+  await openConversation(kind, name, { focus: false });
+  const current = state.current;
+  const history = historyOf(current.key);
+  const found = () => history.messages.some((m) => m.seq === seq);
+  while (state.current === current && !found() && !history.complete) {
+    const oldest = history.messages.length ? history.messages[0].seq : seq + 1;
+    const before = history.messages.length;
+    // Enough to reach it in one request when it is near (SEQs of private messages count every
+    // conversation's, so this may ask for more than needed, never for less than a page).
+    const limit = Math.min(HISTORY_MAX, Math.max(HISTORY_PAGE, oldest - seq + 1));
+    await loadHistory(history, current, true, limit);
+    if (history.messages.length === before) break; // nothing came (an error, or no connection)
+  }
+  if (state.current !== current) return;
+  const item = $("messages").querySelector(`li[data-seq="${seq}"]`);
+  if (!item) {
+    status("That message is not in the conversation any more.");
+    return;
+  }
+  item.classList.add("found");
+  item.tabIndex = -1;
+  item.scrollIntoView({ block: "center" });
+  item.focus({ preventScroll: true });
 }
 
 function renderConversation() {
@@ -743,6 +909,8 @@ function wire() {
   $("password-form").addEventListener("submit", changePassword);
   $("password-cancel").addEventListener("click", () => $("password-dialog").close());
   $("back-button").addEventListener("click", back);
+  $("search-form").addEventListener("submit", search);
+  $("search-close").addEventListener("click", () => $("search-dialog").close());
   $("older-button").addEventListener("click", () => {
     if (state.current) loadHistory(historyOf(state.current.key), state.current, true);
   });
@@ -753,6 +921,10 @@ function wire() {
     if (history && history.loaded && !history.complete) loadHistory(history, current, true);
   });
   document.addEventListener("keydown", (e) => {
+    if (e.key === "Escape" && $("search-dialog").open) {
+      $("search-dialog").close();
+      return;
+    }
     if (e.key === "Escape" && $("chat-view").classList.contains("open") && !document.querySelector("dialog[open]")) {
       back();
     }
@@ -761,6 +933,9 @@ function wire() {
     if (document.visibilityState === "visible" && state.current && state.unread.has(state.current.key)) {
       markRead(state.current);
       renderLists();
+    }
+    if (document.visibilityState === "visible" && state.current && state.current.kind === "group") {
+      refreshState();
     }
   });
 }

@@ -1,0 +1,89 @@
+"""
+End to end: /search on a real server (its SQLite index) through the
+line-protocol client, IRC SEARCH over a real socket (parsed with irctokens),
+and the index kept across a restart.
+"""
+
+import re
+import socket
+import unittest
+
+import irctokens
+
+from tests.harness import TIMEOUT
+from tests.test_e2e_irc import IRCServerMixin
+
+TS = r"\d\d \w{3} \d{4} \d\d:\d\d:\d\d"
+
+
+class RawIRC:
+    """A minimal IRC client on a real socket: lines sent as typed, received ones parsed by irctokens."""
+
+    def __init__(self, host, port):
+        self.socket = socket.create_connection((host, port), timeout=TIMEOUT)
+        self.decoder = irctokens.StatefulDecoder()
+        self.pending = []
+
+    def send(self, line: str) -> None:
+        self.socket.sendall(line.encode("utf-8") + b"\r\n")
+
+    def until(self, command: str) -> list:
+        """Every line up to and including the next one with this command."""
+        seen = []
+        while True:
+            while self.pending:
+                line = self.pending.pop(0)
+                seen.append(line)
+                if line.command == command:
+                    return seen
+            data = self.socket.recv(65536)
+            if not data:
+                raise AssertionError(f"connection closed before {command}: {seen}")
+            self.pending.extend(self.decoder.push(data) or [])
+
+    def close(self):
+        self.socket.close()
+
+
+class SearchEndToEndTests(IRCServerMixin, unittest.TestCase):
+    def test_line_client_irc_and_a_restart(self):
+        server = self.start_irc_server()
+        yoda = self.login("Yoda", "wise@!man")
+        hans = self.login("Hans", "falcon*solo")
+        yoda.command("/msgto Hans Into hyperspace we go", re.compile("^message sent at"))
+        hans.expect(re.compile(rf"^{TS}, Yoda: Into hyperspace we go$"))
+        hans.command("/msgto Yoda the Café is closed", re.compile("^message sent at"))
+        yoda.command("/search CAFE", re.compile(rf"^Hans #2 {TS}, Hans: the Café is closed$"))
+        yoda.command("/search in Hans hyp", re.compile(rf"^Hans #1 {TS}, Yoda: Into hyperspace we go$"))
+        leia = self.login("leia", "alderaan")
+        leia.command("/search hyperspace", "No messages found.")
+
+        hans.send("/logout")
+        hans.expect("Bye, Hans!")
+        irc = RawIRC(server.host, server.irc_port)
+        self.addCleanup(irc.close)
+        for line in ("CAP LS 302", "CAP REQ :soju.im/search batch server-time", "PASS falcon*solo",
+                     "NICK Hans", "USER hans 0 * :Hans", "CAP END"):
+            irc.send(line)
+        irc.until("001")
+        irc.send("SEARCH text=hyper\\sinto")
+        lines = irc.until("BATCH")
+        lines = irc.until("BATCH")
+        self.assertEqual(lines[-1].params[0][0], "-")
+        found = [line for line in lines if line.command == "PRIVMSG"]
+        self.assertEqual([(line.hostmask.nickname, line.params) for line in found],
+                         [("Yoda", ["Hans", "Into hyperspace we go"])])
+        self.assertIn("time", found[0].tags)
+        irc.close()
+
+        # A restart keeps the index (and never rebuilds it: no backlog line in the log).
+        for client in (yoda, hans, leia):
+            client.cleanup()
+        data_dir = server.data_dir
+        server.stop()
+        server = self.start_server(data_dir=data_dir)
+        yoda = self.login("Yoda", "wise@!man", server=server)
+        yoda.command("/search cafe", re.compile(rf"^Hans #2 {TS}, Hans: the Café is closed$"))
+        log = server.stdout.lines
+        self.assertTrue([line for line in log if "Loaded 6 accounts" in line], log)  # the operator's log
+        self.assertFalse([line for line in log if "Search index" in line], log)
