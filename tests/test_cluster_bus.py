@@ -312,6 +312,17 @@ class SharedLockoutTests(SynchronousTestCase):
         self.assertEqual(self.login("wise@!man"), ["OK Welcome to chatproto!"])
         self.assertEqual(self.successResultOf(self.b.failed("Yoda")), "wrong-password")
 
+    def test_a_ban_told_while_the_login_is_checked_refuses_it(self):
+        pending = defer.Deferred()
+        self.table.lockout_success = lambda username, now: pending  # PostgreSQL answering
+        connection = self.fixture.connect()
+        connection.protocol.dataReceived(b"LOGIN Yoda wise@!man 6000\n")
+        self.fixture.chat.bans.changed_elsewhere("Yoda", float("inf"))  # what the bus does
+        pending.callback(0.0)
+        self.clock.advance(0)
+        self.assertEqual(connection.output(),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
+
     def test_a_node_that_cannot_reach_the_database_counts_alone(self):
         self.table.lockout_failure = lambda *args: defer.fail(DatabaseError("the database: gone"))
         self.assertEqual(self.login("wrong"), ["ERR Invalid Password. Please try again"])
