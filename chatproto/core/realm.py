@@ -42,7 +42,7 @@ from .history import HistoryQuery, answer
 from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
-from .search import MAX_RESULTS, SearchQuery, search_words
+from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
 from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
@@ -191,6 +191,7 @@ class ChatRealm:
         if bans is None and IBanStore.providedBy(storage):
             bans = storage
         self.bans = Bans(clock, bans)  # loaded by start()
+        self._searching: dict[str, int] = {}  # username -> searches in progress
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
@@ -824,7 +825,20 @@ class ChatRealm:
             query.groups = {group.name: group.first_seq}
         if query.is_empty():
             return defer.succeed([])
-        return self.storage.search(query)
+        # One database worker serves everybody: a client sending searches faster than they
+        # are answered is told to wait instead of queueing work in front of everyone's messages.
+        waiting = self._searching.get(user.name, 0)
+        if waiting >= MAX_WAITING:
+            return defer.fail(ChatError(errors.SEARCHES_WAITING, limit=MAX_WAITING))
+        self._searching[user.name] = waiting + 1
+
+        def done(result):
+            left = self._searching.pop(user.name, 1) - 1
+            if left:
+                self._searching[user.name] = left
+            return result
+
+        return self.storage.search(query).addBoth(done)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
