@@ -337,7 +337,7 @@ class ChatRealm:
         return self.lockout.succeeded(username).addCallback(self._admit, username, session)
 
     def _admit(self, admitted: bool, username: str, session):
-        if not admitted:
+        if not admitted or self.bans.until(username) is not None:  # banned meanwhile (on any node)
             raise LoginFailed(errors.BLOCKED)
         if username in self._everyone:  # logged in meanwhile
             raise AlreadyLoggedIn(username)
