@@ -404,7 +404,7 @@ class ChatRealm:
         return first
 
     def _admit(self, admitted: bool, username: str, session):
-        if not admitted:
+        if not admitted or self.bans.until(username) is not None:  # banned meanwhile (on any node)
             raise LoginFailed(errors.BLOCKED)
         first = self._refuse_another_session(username)  # (logged in meanwhile)
         since, since_time = self._now()
