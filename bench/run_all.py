@@ -52,9 +52,9 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "ours-irc", "before", "before-irc", "ours-hotpath", "seed", "words", "inspircd",
+ORDER = ["ours", "ours-irc", "ours-noindex", "before", "before-irc", "ours-hotpath", "seed", "words", "inspircd",
          "ergo"]
-BASELINES = ("before", "seed", "words", "inspircd", "ergo")  # compared with "ours"; "before-irc" with "ours-irc"
+BASELINES = ("before", "seed", "words", "inspircd", "ergo", "ours-noindex")  # compared with "ours"; "before-irc" with "ours-irc"
 # CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
 DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 

@@ -49,6 +49,8 @@ SERVERS = {
     # An experiment, not a baseline: ours with the profile's suggested changes
     # monkeypatched in (bench/experiments/hotpath_server.py).
     "ours-hotpath": ("ours+hotpath", "chat"),
+    # Ours without the search index (bench/experiments/noindex_server.py): what the index costs.
+    "ours-noindex": ("ours-no-search-index", "chat"),
     # Ours at another commit, side by side in the same run: a checkout named by
     # BENCH_BEFORE_TREE (e.g. `git worktree add /tmp/before 3f303dc`).
     "before": ("ours-before", "chat"),
@@ -62,8 +64,9 @@ def command(kind: str, data_dir: str, credentials: str):
     env = dict(os.environ)
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
-    # The load generator opens thousands of connections from one address: no caps.
-    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0"]
+    # The load generator opens thousands of connections from one address: no caps; and its
+    # clients send as fast as they can: no command rate (on by default since issue 28).
+    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0", "--rate-limit", "0"]
     if kind in ("ours", "ours-irc"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         extra = ["--irc-port", "0"] if kind == "ours-irc" else []
@@ -75,6 +78,9 @@ def command(kind: str, data_dir: str, credentials: str):
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
         extra = ["--irc-port", "0"] if kind == "before-irc" else []
         return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
+    if kind == "ours-noindex":
+        script = os.path.join(BENCH, "experiments", "noindex_server.py")
+        return [sys.executable, script, *common, *uncapped], env
     if kind == "ours-hotpath":
         script = os.path.join(BENCH, "experiments", "hotpath_server.py")
         return [sys.executable, script, *common], env

@@ -56,6 +56,7 @@ ERROR_TEXTS = {
     codes.ACCOUNT_GONE: "Your account is no longer in the credentials file; the password was not changed.",
     codes.NO_SUCH_MESSAGE: "No message {seq}.",
     codes.NOT_AUTHOR: "You can only delete your own messages.",
+    codes.SEARCHES_WAITING: "Too many searches at once (at most {limit}). Please wait for the results.",
 }
 
 ERROR_TEXTS.update({

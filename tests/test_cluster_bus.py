@@ -54,6 +54,27 @@ class BusTests(SynchronousTestCase):
         return {channel.rsplit(":", 1)[1]: payload for channel, payload in self.bus.redis.published
                 if ":node:" in channel}
 
+    def test_a_login_while_redis_is_reconnected_waits_for_it(self):
+        self.bus.up = False  # the subscriber connection was lost; the node reconnects
+        self.bus.ever_up = True
+        connection = self.fixture.connect()
+        self.assertEqual(connection.send("LOGIN Yoda wise@!man 6000"), [])
+        self.fixture.clock.advance(2)
+        self.bus.up = True  # registered again
+        self.bus._now_up()
+        self.fixture.clock.advance(0)
+        self.assertEqual(connection.output(), ["OK Welcome to chatproto!"])
+        # Not back within the hold: refused, as before.
+        self.bus.up = False
+        hans = self.fixture.connect()
+        self.assertEqual(hans.send("LOGIN Hans falcon*solo 6000"), [])
+        self.fixture.clock.advance(4.9)
+        self.assertEqual(hans.output(), [])
+        self.fixture.clock.advance(0.1)
+        self.assertEqual(hans.output(), ["ERR Server error: the login could not be recorded. Please try again later"])
+        self.bus._now_up()  # back after all: the login that gave up stays refused
+        self.assertEqual(sorted(self.bus.everyone), ["Yoda"])
+
     def test_fan_out_is_one_publish_per_node(self):
         members = {"Yoda": True}
         for i in range(1000):
@@ -311,6 +332,17 @@ class SharedLockoutTests(SynchronousTestCase):
         self.successResultOf(self.b.failed("Yoda"))
         self.assertEqual(self.login("wise@!man"), ["OK Welcome to chatproto!"])
         self.assertEqual(self.successResultOf(self.b.failed("Yoda")), "wrong-password")
+
+    def test_a_ban_told_while_the_login_is_checked_refuses_it(self):
+        pending = defer.Deferred()
+        self.table.lockout_success = lambda username, now: pending  # PostgreSQL answering
+        connection = self.fixture.connect()
+        connection.protocol.dataReceived(b"LOGIN Yoda wise@!man 6000\n")
+        self.fixture.chat.bans.changed_elsewhere("Yoda", float("inf"))  # what the bus does
+        pending.callback(0.0)
+        self.clock.advance(0)
+        self.assertEqual(connection.output(),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
 
     def test_a_node_that_cannot_reach_the_database_counts_alone(self):
         self.table.lockout_failure = lambda *args: defer.fail(DatabaseError("the database: gone"))

@@ -732,6 +732,11 @@ class FullHistoryTests(HistoryTests):
         self.assertEqual(self.texts("CHATHISTORY AFTER #Jedi msgid=g.Jedi.1 10"), ["group 1", "group 2"])
         self.assertEqual(self.texts("CHATHISTORY AFTER luke msgid=p.5 10"), [])
 
+    def test_latest_after_a_timestamp(self):
+        self.assertEqual(self.texts(f"CHATHISTORY LATEST luke timestamp={self.stamp('p.2')} 2"),
+                         ["to luke 3", "to luke 4"])
+        self.assertEqual(self.texts(f"CHATHISTORY LATEST luke timestamp={self.stamp('p.5')} 2"), [])
+
     def test_around(self):
         self.assertEqual(self.texts("CHATHISTORY AROUND luke msgid=p.3 3"), ["to luke 1", "to luke 2", "to luke 3"])
         self.assertEqual(self.texts("CHATHISTORY AROUND luke msgid=p.1 3"), ["to luke 0", "to luke 1", "to luke 2"])

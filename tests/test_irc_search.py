@@ -77,3 +77,10 @@ class IRCSearchTests(IRCTestCase):
         leia = self.env.register("leia", "alderaan", caps=["soju.im/search", "batch"])
         lines = leia.send("SEARCH text=hyper")
         self.assertEqual(commands(lines), ["BATCH", "BATCH"])
+
+    def test_searches_sent_at_once_are_answered_in_turn(self):
+        # One IRC connection's commands wait for each other: it never has two searches waiting.
+        lines = self.c.send("SEARCH text=into", "SEARCH text=cafe", "SEARCH text=back")
+        self.assertEqual([line.params[1] for line in lines if line.command == "PRIVMSG"],
+                         ["into hyperspace", "Café HYPERDRIVE", "hyper back"])
+        self.assertEqual([line.command for line in lines].count("BATCH"), 6)

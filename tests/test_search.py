@@ -160,3 +160,30 @@ class LineSearchTests(SynchronousTestCase):
     def test_before_login(self):
         self.assertEqual(self.f.connect().send("/search hyper"), ["ERR Please log in first"])
 
+
+
+class SearchesWaitingTests(SynchronousTestCase):
+    def test_a_client_sending_searches_faster_than_answered_is_told_to_wait(self):
+        from twisted.internet import defer
+
+        f = ChatFixture(self)
+        f.chat.passwords.rounds = 4
+        yoda = f.login("Yoda", "wise@!man")
+        hans = f.login("Hans", "falcon*solo")
+        held = []
+        f.storage.search = lambda query: held.append(defer.Deferred()) or held[-1]
+        yoda.protocol.dataReceived(b"/search a\n/search b\n/search c\n")
+        f.clock.advance(0)
+        self.assertEqual(len(held), 2)
+        self.assertEqual(yoda.output(), [])  # replies keep the commands' order: the first two wait
+        self.assertEqual(hans.send("/search x"), [])  # another user's are counted apart: it waits too
+        self.assertEqual(len(held), 3)
+        for d in held:
+            d.callback([])
+        f.clock.advance(0)
+        self.assertEqual(yoda.output(), [
+            "OK No messages found.", "OK No messages found.",
+            "ERR Too many searches at once (at most 2). Please wait for the results."])
+        self.assertEqual(hans.output(), ["OK No messages found."])
+        self.assertEqual(yoda.send("/search d"), [])  # free again
+        self.assertEqual(len(held), 4)

@@ -176,6 +176,38 @@ class SQLiteSearchTests(SearchContract, SynchronousTestCase):
         return SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
 
 
+class SQLiteIndexOnlySearchTests(SQLiteSearchTests):
+    """The same contract with FTS5's own query always answering (no scan of the newest messages)."""
+
+    def setUp(self):
+        from chatproto.storage import sqlite
+
+        self.patch(sqlite, "SCAN_PROBE", 1)
+        self.patch(sqlite, "SCAN_PROBE_HITS", 2)
+        super().setUp()
+
+
+class SQLiteScanThenIndexTests(SynchronousTestCase):
+    def test_a_rare_word_among_many_messages_is_found_by_the_index(self):
+        from chatproto.storage import sqlite
+
+        db = SQLiteDatabase(os.path.join(tempfile.mkdtemp(prefix="chatproto-search-"), "x.db")).open()
+        self.addCleanup(db._close)
+        ops = [("msg", "", i, T, 100.0 + i, "Yoda", "Hans", f"filler {i}") for i in range(1, 600)]
+        ops[10] = ("msg", "", 11, T, 111.0, "Yoda", "Hans", "the needle")
+        db.commit_now(ops)
+        calls = []
+        execute = db._db.execute
+        self.patch(db, "_db", type("Spy", (), {"execute": lambda _, sql, *a: (calls.append(sql), execute(sql, *a))[1]})())
+        found = self.successResultOf(db.search(query("needle", "Hans")))
+        self.assertEqual([m.seq for m in found], [11])
+        self.assertEqual(len(calls), 2)  # the scan gave up after its probe; the index answered
+        found = self.successResultOf(db.search(query("fill", "Hans", limit=3)))
+        self.assertEqual([m.seq for m in found], [599, 598, 597])
+        self.assertEqual(len(calls), 3)  # the newest messages had them: no second query
+        self.assertLess(sqlite.SCAN_PROBE, 599)
+
+
 @pytest.mark.usefixtures("postgres_class")
 class PostgresSearchTests(NeedsPostgres, SearchContract, SynchronousTestCase):
     def make_database(self, directory):

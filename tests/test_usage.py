@@ -32,3 +32,20 @@ class UsageTests(SynchronousTestCase):
         synopsis = str(Options()).splitlines()[0]
         for option in ("--web-port N", "--web-listen ENDPOINT", "--irc-port N", "--irc-listen ENDPOINT"):
             self.assertIn(option, synopsis)
+
+
+class HelpIntoAClosedPipeTests(SynchronousTestCase):
+    """`--help | head -1`: the reader goes away early; the program says nothing more, no traceback."""
+
+    def test_client_and_server(self):
+        import os
+
+        for module in ("chatproto.client", "chatproto.server"):
+            read_end, write_end = os.pipe()
+            os.close(read_end)  # gone before anything is written: every write fails
+            try:
+                result = subprocess.run([sys.executable, "-m", module, "--help"], stdout=write_end,
+                                        stderr=subprocess.PIPE, text=True, env=child_env(), timeout=60)
+            finally:
+                os.close(write_end)
+            self.assertEqual((result.returncode, result.stderr), (0, ""), module)

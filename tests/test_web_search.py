@@ -35,3 +35,20 @@ class WebSearchTests(SynchronousTestCase):
                        {"text": "x", "limit": 0}, {"text": "x", "limit": 51}, {"text": "x", "in": ""}):
             reply = leia.request("search", **fields)
             self.assertEqual(reply["code"], "bad-request", fields)
+
+    def test_a_third_search_before_the_first_two_are_answered_is_refused(self):
+        import json
+
+        from twisted.internet import defer
+
+        held = []
+        self.web.core.storage.search = lambda query: held.append(defer.Deferred()) or held[-1]
+        for rid in (1, 2, 3):
+            self.yoda.send_raw(json.dumps({"id": f"s{rid}", "type": "search", "text": "x"}))
+        self.assertEqual(len(held), 2)
+        for d in held:
+            d.callback([])
+        replies = {m["id"]: m for m in self.yoda.events() if m.get("type") == "reply"}
+        self.assertEqual((replies["s1"]["ok"], replies["s2"]["ok"]), (True, True))
+        self.assertEqual((replies["s3"]["code"], replies["s3"]["error"]),
+                         ("searches-waiting", "Too many searches at once (at most 2). Please wait for the results."))

@@ -764,7 +764,11 @@ def main(argv=None) -> None:
 
     argv = sys.argv[1:] if argv is None else argv
     if "--help" in argv or "-h" in argv:
-        _print_help()
+        try:
+            _print_help()
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
     if "--version" in argv:
         print(f"chatproto-client {version()}")

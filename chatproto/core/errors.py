@@ -69,6 +69,7 @@ PASSWORD_TOO_LONG = "password-too-long"
 ACCOUNT_GONE = "account-gone"
 
 NO_SUCH_MESSAGE = "no-such-message"
+SEARCHES_WAITING = "searches-waiting"  # fields: limit
 NOT_AUTHOR = "not-author"
 
 # Administrators (chatproto.toml's admins)

@@ -42,7 +42,7 @@ from .history import HistoryQuery, answer
 from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
-from .search import MAX_RESULTS, SearchQuery, search_words
+from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
 from .text import single_line
 from .timestamps import Timestamper, format_timestamp
 
@@ -191,6 +191,7 @@ class ChatRealm:
         if bans is None and IBanStore.providedBy(storage):
             bans = storage
         self.bans = Bans(clock, bans)  # loaded by start()
+        self._searching: dict[str, int] = {}  # username -> searches in progress
         self.max_groups_owned = MAX_GROUPS_OWNED  # 0: no limit
         self.group_creations_per_minute = GROUP_CREATIONS_PER_MINUTE  # 0: no limit
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
@@ -336,7 +337,7 @@ class ChatRealm:
         return self.lockout.succeeded(username).addCallback(self._admit, username, session)
 
     def _admit(self, admitted: bool, username: str, session):
-        if not admitted:
+        if not admitted or self.bans.until(username) is not None:  # banned meanwhile (on any node)
             raise LoginFailed(errors.BLOCKED)
         if username in self._everyone:  # logged in meanwhile
             raise AlreadyLoggedIn(username)
@@ -824,7 +825,20 @@ class ChatRealm:
             query.groups = {group.name: group.first_seq}
         if query.is_empty():
             return defer.succeed([])
-        return self.storage.search(query)
+        # One database worker serves everybody: a client sending searches faster than they
+        # are answered is told to wait instead of queueing work in front of everyone's messages.
+        waiting = self._searching.get(user.name, 0)
+        if waiting >= MAX_WAITING:
+            return defer.fail(ChatError(errors.SEARCHES_WAITING, limit=MAX_WAITING))
+        self._searching[user.name] = waiting + 1
+
+        def done(result):
+            left = self._searching.pop(user.name, 1) - 1
+            if left:
+                self._searching[user.name] = left
+            return result
+
+        return self.storage.search(query).addBoth(done)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
         """Mark private message C{seq} deleted, if C{user} wrote it."""
@@ -940,6 +954,12 @@ class ChatRealm:
         log.info("Accounts reloaded: {n} accounts, added {added}, removed {removed}",
                  n=len(after), added=" ".join(added) or "none", removed=" ".join(removed) or "none")
         return added, removed
+
+    def presence_elsewhere(self, username: str, online: bool) -> None:
+        """C{username} logged in (or out) on another cluster node: the sessions here that
+        watch presence are told, as of a login (logout) here."""
+        timestamp, now = self._now()
+        self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
 
     def end_session(self, username: str, notice: str) -> None:
         """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node

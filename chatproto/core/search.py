@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 MAX_RESULTS = 50  # SPEC: at most 50 results
 MAX_WORDS = 16  # more words in one search are ignored: one hostile search stays cheap
 MAX_WORD = 64  # characters of one word that are used (nobody types longer words)
+MAX_WAITING = 2  # searches of one user in progress at once: more are refused (the database is shared)
 
 # A word is a run of letters and digits (any script); everything else separates words,
 # as in the databases' tokenizers. Quotes, '*', '-', ':' are never operators.
@@ -35,8 +36,11 @@ def words_of(text: str) -> list[str]:
 
 
 def fold(text: str) -> str:
-    """C{text} with case and accents ignored (C{Café} -> C{cafe}): the memory database's matching."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    """C{text} with case and accents ignored (C{Café} -> C{cafe}), as SQLite's unicode61
+    tokenizer with remove_diacritics does (lower case, combining marks dropped)."""
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 

@@ -79,8 +79,11 @@ class ServerOptions(ConfigurableOptions, usage.Options):
 
     def opt_help(self):
         """show this help and exit"""
-        print(USAGE)
-        print(self.__str__().split("\n", 1)[1])
+        try:
+            print(USAGE)
+            print(self.__str__().split("\n", 1)[1], flush=True)
+        except BrokenPipeError:  # `--help | head`: the reader has what it wanted; no traceback
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
 
     def opt_version(self):

@@ -16,6 +16,7 @@ digits (L{chatproto.core.search.search_words}) and every word is quoted
 """
 
 import functools
+import re
 
 from ..core.search import SearchQuery, fold, words_of
 from .model import PRIVATE_LOG
@@ -45,10 +46,11 @@ def searchable(log: str, recipient: str | None, text: str) -> bool:
 # The query of each index: the same expression in two syntaxes
 
 
-def _expression(query: SearchQuery, word, token, both: str, either: str, text: str = "", scope: str = "") -> str:
+def _expression(query: SearchQuery, word, token, both: str, either: str, text: str = "", scope: str = "",
+                words: bool = True) -> str:
     """The words of C{query} AND any of its scopes: C{word}/C{token} write a word (a
-    prefix) and a scope token, C{both}/C{either} are the syntax's AND and OR."""
-    words = both.join(word(w) for w in query.words)
+    prefix) and a scope token, C{both}/C{either} are the syntax's AND and OR.
+    C{words} False: the scopes alone (every message the searcher may read)."""
     user = _hex(query.user)
     scopes = []
     if query.private:
@@ -59,7 +61,9 @@ def _expression(query: SearchQuery, word, token, both: str, either: str, text: s
             scopes.append(f"({token(f'ps{user}')}{both}{token(f'pr{peer}')}){either}"
                           f"({token(f'ps{peer}')}{both}{token(f'pr{user}')})")
     scopes.extend(token(f"g{_hex(log)}") for log in query.groups)
-    expression = f"{text}({words}){both}{scope}({either.join(scopes)})"
+    expression = f"{scope}({either.join(scopes)})"
+    if words:
+        expression = f"{text}({both.join(word(w) for w in query.words)}){both}" + expression
     if query.sender is not None:
         expression += f"{both}{scope}{token(f's{_hex(query.sender)}')}"
     return expression
@@ -69,9 +73,11 @@ def _quoted(token: str) -> str:
     return '"' + token.replace('"', '""') + '"'
 
 
-def fts5_match(query: SearchQuery) -> str:
-    """SQLite: the FTS5 MATCH expression of C{query} (a table with columns C{text} and C{scope})."""
-    return _expression(query, lambda w: _quoted(w) + "*", _quoted, " AND ", " OR ", "text : ", "scope : ")
+def fts5_match(query: SearchQuery, words: bool = True) -> str:
+    """SQLite: the FTS5 MATCH expression of C{query} (a table with columns C{text} and C{scope});
+    C{words} False: its scopes alone."""
+    return _expression(query, lambda w: _quoted(w) + "*", _quoted, " AND ", " OR ", "text : ", "scope : ",
+                       words)
 
 
 def tsquery_text(query: SearchQuery) -> str:
@@ -121,5 +127,15 @@ def matches(query: SearchQuery, log: str, seq: int, time: float, sender: str, re
         return False
     if query.after is not None and not time > query.after:
         return False
+    return text_matches([fold(word) for word in query.words], text)
+
+
+def word_test(word: str):
+    """A test of a folded text: has it a word that begins with C{word}?"""
+    return re.compile(r"(?:^|[\W_])" + re.escape(fold(word))).search
+
+
+def text_matches(prefixes, text: str) -> bool:
+    """Whether C{text} has, for each of C{prefixes} (folded), a word that begins with it."""
     words = words_of(fold(text))
-    return all(any(w.startswith(fold(word)) for w in words) for word in query.words)
+    return all(any(w.startswith(prefix) for w in words) for prefix in prefixes)
