@@ -174,7 +174,8 @@ class IChatStorage(IBanStore):
 
     def user_logged_in(username, timestamp, ip, udp_port, session=None):
         """Record that a session of a user is active (userlog.txt, one line a
-        session); C{session} tells a user's sessions apart (None: the user's only one)."""
+        session); C{session} is an opaque hashable token that tells the sessions
+        apart, the same at logout (None: the username is the token)."""
 
     def user_logged_out(username, session=None):
         """Record that a session (as given to L{user_logged_in}) is no longer active."""

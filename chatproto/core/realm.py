@@ -74,8 +74,8 @@ class IChatUser(Interface):
     """The avatar of a logged-in user."""
 
 
-# Numbers sessions in login order (their order in /activeuser, their key in userlog.txt) and
-# commands in arrival order (which session of a user was used last: User.touch).
+# Numbers commands in arrival order, while a user has several sessions (which of them was used
+# last: User.touch).
 _numbers = itertools.count(1)
 
 
@@ -89,7 +89,8 @@ class User:
     one, so that a user with one session costs what it always did.
     """
 
-    __slots__ = ("name", "session", "since", "since_time", "gone", "peers", "number", "used")
+    # (Two slots more than one session needs: an idle connection costs 16 bytes more, no more.)
+    __slots__ = ("name", "session", "since", "since_time", "gone", "peers", "used")
 
     def __init__(self, name: str, session, since: str, since_time: float):
         self.name = name
@@ -98,7 +99,7 @@ class User:
         self.since_time = since_time
         self.gone = False
         self.peers = None
-        self.number = self.used = next(_numbers)
+        self.used = 0
 
     def touch(self) -> None:
         """This session sent a command (front ends call it): it is the user's latest-used one."""
@@ -409,7 +410,8 @@ class ChatRealm:
         first = self._refuse_another_session(username)  # (logged in meanwhile)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
-        record = (username, since, session.ip, session.udp_port, user.number)
+        # userlog.txt's key of the session: the avatar itself, an opaque token (no allocation)
+        record = (username, since, session.ip, session.udp_port, user)
         if first is not None:  # another session of an active user: at once, a concurrent login sees it
             if first.peers is None:
                 first.peers = [first]
@@ -441,7 +443,7 @@ class ChatRealm:
                      why=failure.getErrorMessage())
             self._forget(user)
             # Nor later, by the log's own retry: the session is not active.
-            self.storage.user_logged_out(username, user.number).addErrback(lambda _: None)
+            self.storage.user_logged_out(username, user).addErrback(lambda _: None)
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
         return d.addCallbacks(recorded, not_recorded)
@@ -487,7 +489,7 @@ class ChatRealm:
             self._away.pop(user.name, None)  # away is while active: the last logout ends it
             timestamp, now = self._now()
             self._tell_watchers(UserOffline(user.name, timestamp, now), user)
-        return self.storage.user_logged_out(user.name, user.number).addErrback(
+        return self.storage.user_logged_out(user.name, user).addErrback(
             self._logout_not_recorded, user.name)
 
     def logout_all(self, user: User) -> defer.Deferred:
@@ -538,7 +540,7 @@ class ChatRealm:
         if all(getattr(user, "peers", None) is None for user in users):
             return users
         sessions = [one for user in users for one in (user.peers or (user,))]
-        return sorted(sessions, key=lambda one: (one.since_time, getattr(one, "number", 0)))
+        return sorted(sessions, key=lambda one: one.since_time)  # stable: login order within a user
 
     def account_names(self) -> list[str]:
         return sorted(self.accounts.names())

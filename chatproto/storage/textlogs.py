@@ -292,7 +292,8 @@ class ActiveUserLog:
     def __init__(self, path: str, journal: "Journal"):
         self.path = path
         self._journal = journal
-        # session (or username) -> the line without SEQ, login order: one line a session
+        # session (an opaque token; or the username) -> the line without SEQ, login order:
+        # one line a session
         self._entries: dict = {}
         self._appends: list[bytes] = []
         self._rewrite = False
@@ -304,13 +305,13 @@ class ActiveUserLog:
 
     def add(self, username: str, timestamp: str, ip: str, udp_port: int, session=None) -> None:
         entry = f"{timestamp}{SEPARATOR}{username}{SEPARATOR}{ip}{SEPARATOR}{udp_port}\n"
-        self._entries[username if session is None else (username, session)] = entry
+        self._entries[username if session is None else session] = entry
         if not self._rewrite:
             self._appends.append(f"{len(self._entries)}{SEPARATOR}{entry}".encode())
         self._mark()
 
     def remove(self, username: str, session=None) -> None:
-        if self._entries.pop(username if session is None else (username, session), None) is None:
+        if self._entries.pop(username if session is None else session, None) is None:
             return
         self._rewrite = True
         self._appends.clear()
