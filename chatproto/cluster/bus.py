@@ -33,7 +33,7 @@ COMMAND_TIMEOUT = 5
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     events.Message, events.Invited, events.MemberJoined, events.MemberLeft, events.MessageDeleted,
-    events.FileOffer, events.ServerNotice)}
+    events.FileOffer, events.ServerNotice, events.MembersChanged)}
 
 # KEYS: presence, users:NODE, alive: prefix. ARGV: username, entry JSON, node.
 CLAIM = """

@@ -53,6 +53,23 @@ class MemberLeft:
 
 
 @dataclass(slots=True)
+class MembersChanged:
+    """
+    A group's members now, after a join, a leave, an invitation or one
+    declined: to every active member as the group is now, invited ones too
+    (whom L{MemberJoined} and L{MemberLeft} do not reach; the one who joined
+    or invited among them, for their other sessions). For front ends that
+    keep a member list on screen (the page); the line protocol and IRC show
+    nothing for it.
+    """
+
+    group: str
+    members: tuple  # of (username, joined), as GroupInfo.members
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
 class MessageDeleted:
     group: str
     seq: int

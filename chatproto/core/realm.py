@@ -32,6 +32,7 @@ from .events import (
     Invited,
     MemberJoined,
     MemberLeft,
+    MembersChanged,
     Message,
     MessageDeleted,
     ServerNotice,
@@ -585,6 +586,20 @@ class ChatRealm:
                     n += 1
         return n
 
+    def _tell_members(self, group: Group) -> None:
+        """
+        L{MembersChanged} to every active member of C{group}, joined or
+        invited: an invited member's page shows the members too, though it
+        hears of no join or leave (the line protocol and IRC show nothing).
+        """
+        timestamp, now = self._now()
+        event = MembersChanged(group.name, tuple(group.members.items()), timestamp, now)
+        everyone = self._everyone
+        for username in group.members:
+            member = everyone.get(username)
+            if member is not None:
+                self._deliver(member, event)
+
     def create_group(self, owner: User, name: str, usernames, broadcast: bool = False,
                      allow_alone: bool = False) -> defer.Deferred:
         """
@@ -675,6 +690,7 @@ class ChatRealm:
         def saved(_):
             timestamp, now = self._now()
             self._fan_out(group, MemberJoined(group.name, user.name, timestamp, now), user.name)
+            self._tell_members(group)
             return group.info()
 
         def not_saved(failure):
@@ -702,6 +718,7 @@ class ChatRealm:
             if member is not None:
                 timestamp, now = self._now()
                 self._deliver(member, Invited(group.name, user.name, timestamp, now))
+            self._tell_members(group)
             return group.info()
 
         def not_saved(failure):
@@ -771,6 +788,7 @@ class ChatRealm:
             if joined:
                 timestamp, now = self._now()
                 self._fan_out(group, MemberLeft(group.name, user.name, timestamp, now), user.name)
+            self._tell_members(group)  # a declined invitation too
             return info
 
         return d.addCallbacks(saved, not_saved)

@@ -235,6 +235,9 @@ def event_json(event, unread=None) -> dict | None:
         if unread is not None:
             out["unread"] = unread
         return out
+    if name == "MembersChanged":  # the page's member list, current for invited members too
+        return {"type": "members_changed", "group": event.group, "timestamp": event.timestamp,
+                "members": [{"name": member, "joined": bool(joined)} for member, joined in event.members]}
     if name in NOT_FOR_BROWSERS:
         return None
     out = {"type": EVENT_TYPES.get(name) or _snake(name)}
