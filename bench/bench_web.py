@@ -47,7 +47,7 @@ def start_server(data_dir: str, credentials: str):
                            if os.environ.get("BENCH_WEB_PROFILE") else []),
          "-m", "chatproto.server", "0", "5", "--interface", "127.0.0.1",
          "--web-port", "0", "--data-dir", data_dir, "--credentials", credentials,
-         "--max-connections", "0", "--max-connections-per-ip", "0"],
+         "--max-connections", "0", "--max-connections-per-ip", "0", "--rate-limit", "0"],
         cwd=data_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     line_port = web_port = None
     deadline = time.monotonic() + 30

@@ -64,8 +64,9 @@ def command(kind: str, data_dir: str, credentials: str):
     env = dict(os.environ)
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
-    # The load generator opens thousands of connections from one address: no caps.
-    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0"]
+    # The load generator opens thousands of connections from one address: no caps; and its
+    # clients send as fast as they can: no command rate (on by default since issue 28).
+    uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0", "--rate-limit", "0"]
     if kind in ("ours", "ours-irc"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         extra = ["--irc-port", "0"] if kind == "ours-irc" else []

@@ -608,7 +608,8 @@ class LimitOptionsTests(SynchronousTestCase):
         self.assertEqual(twistd["limits"], expected)
         defaults = ServerOptions()
         defaults.parseOptions(["--data-dir", directory, "0", "3"])
-        self.assertEqual(defaults["limits"], {"rate_limit": 0.0, "rate_burst": 0, "max_connections": 10000,
+        # On by default (issue 28, F3): 50 commands a second, bursts of twice that.
+        self.assertEqual(defaults["limits"], {"rate_limit": 50.0, "rate_burst": 0, "max_connections": 10000,
                                               "max_connections_per_ip": 100})
         for bad in (["--rate-limit", "x"], ["--rate-limit", "-1"], ["--rate-limit", "nan"],
                     ["--rate-limit", "inf"], ["--max-connections", "-1"],

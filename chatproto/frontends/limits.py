@@ -6,6 +6,7 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 
 log = Logger()
+MIN_DELAY = 0.001  # the shortest wait for a token of a command rate
 REPORT_SECONDS = 10.0  # at most one log line about refused connections in this time, per listener
 
 
@@ -44,14 +45,24 @@ class CommandRate:
 
     def delay(self, now: float) -> float:
         """Seconds until the next token (after a refused L{allow} at C{now})."""
-        return max(0.0, (1.0 - self._tokens) / self.rate) if self.rate > 0 else 0.0
+        # At least a millisecond: a shorter wait added to an epoch time (ulp 2.4e-7 s)
+        # may not move it, and the wake-up would find no more tokens, forever.
+        return max(MIN_DELAY, (1.0 - self._tokens) / self.rate) if self.rate > 0 else 0.0
+
+    def charge(self, n: int) -> None:
+        """
+        C{n} more commands in the one just allowed (an IRC line with several
+        targets): taken even if that leaves a debt, so that the next lines
+        wait until it is paid.
+        """
+        self._tokens -= n
 
     def allow(self, now: float) -> bool:
         """Take one token if there is one."""
         elapsed = max(0.0, now - self._last)  # a wall clock may step back
         self._last = now
         tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-        if tokens >= 1.0:
+        if tokens >= 1.0 - 1e-9:  # (a refill computed in floats may fall just short of a whole token)
             self._tokens = tokens - 1.0
             return True
         self._tokens = tokens

@@ -39,10 +39,17 @@ def parse_size(value: str) -> int:
 # address's sake; users behind one NAT address rarely need more than this.
 DEFAULT_MAX_CONNECTIONS = 10000
 DEFAULT_MAX_CONNECTIONS_PER_IP = 100
+# On by default too (issue 28, F3): a connection pipelining messages as fast as
+# it can would cost everyone else (memory for its recipients' queues, their
+# round trips, a reader dropped for another's flood). Nobody typing sends 50
+# commands a second, and a client's bursts (a paste, joining its channels)
+# fit in 100; over the rate, input only waits. Benchmarks turn it off.
+DEFAULT_RATE_LIMIT = 50
 
 # Flood limits, shared by the twistd plugin and C{python -m chatproto.server}.
 LIMIT_OPTIONS = [
-    ["rate-limit", None, "0", "commands a second allowed per connection on average (0: no limit)"],
+    ["rate-limit", None, str(DEFAULT_RATE_LIMIT),
+     "commands a second allowed per connection on average (0: no limit)"],
     ["rate-burst", None, "0", "commands a connection may send at once (default: twice the rate)"],
     ["max-connections", None, str(DEFAULT_MAX_CONNECTIONS),
      "connections allowed at once, per listener (0: no cap)"],

@@ -402,7 +402,7 @@ class IRCProtocol(LineReceiver):
             # Nothing waiting: handle the lines straight from this read.
             self._processing = True
             try:
-                if self._fast and self.rate is None:
+                if self._fast:
                     self._fast_lines(lines)
                 else:
                     self._slow_lines(lines)
@@ -419,9 +419,10 @@ class IRCProtocol(LineReceiver):
 
     def _fast_lines(self, lines) -> None:
         """
-        The lines of one read of a registered client without a command rate:
-        a plain "PRIVMSG TARGET :text" goes to the core from here, the rest
-        through L{_line}; the fairness count is kept as L{_line} keeps it.
+        The lines of one read of a registered client: a plain "PRIVMSG
+        TARGET :text" goes to the core from here (after a token of the
+        command rate, if there is one), the rest through L{_line}; the
+        fairness count is kept as L{_line} keeps it.
         """
         turn = self.factory.output.turns
         if turn != self._turn_seen:
@@ -431,6 +432,8 @@ class IRCProtocol(LineReceiver):
         count = self._lines_this_turn
         nbytes = self._bytes_this_turn
         privmsg = self._privmsg
+        rate = self.rate
+        now = self.clock.seconds() if rate is not None else 0.0
         for index, raw in enumerate(lines):
             if self._closed:
                 return  # what a closed connection sent is never handled: nothing is kept
@@ -452,11 +455,12 @@ class IRCProtocol(LineReceiver):
                     except UnicodeDecodeError:
                         colon = ""
                     if colon and text and target and " " not in target and "," not in target \
-                            and not text.startswith("\x01"):
+                            and not text.startswith("\x01") and (rate is None or rate.allow(now)):
                         count += 1
                         nbytes += size + 1
                         privmsg(target, text)
                         continue
+                    # (Without a token, _line holds the line until there is one.)
             self._lines_this_turn = count
             self._bytes_this_turn = nbytes
             self._line(raw if len(raw) <= MAX_LINE + 1 else None)
@@ -962,9 +966,15 @@ class IRCProtocol(LineReceiver):
             text = "* " + body[len("ACTION"):].strip()
         # Messages do not hold up the next line (a client may pipeline many): the core
         # answers them in order, and their errors and echoes come out in that order.
-        for target in params[0].split(","):
-            if target:
-                self._privmsg(target, text)
+        targets = [target for target in params[0].split(",") if target]
+        if len(targets) > 1:
+            # Each target is a message: counted against the command rate and the turn's
+            # share (one line to 99 targets is 99 messages stored and delivered).
+            if self.rate is not None:
+                self.rate.charge(len(targets) - 1)
+            self._lines_this_turn += len(targets) - 1
+        for target in targets:
+            self._privmsg(target, text)
         return None
 
     def _privmsg(self, target: str, text: str):
