@@ -2,7 +2,7 @@
 What the core tells sessions: plain values, rendered by each front end.
 
 Every event has C{time} (seconds since the epoch) and C{timestamp} (the
-server's local time as SPEC.md writes it). One event object is handed to
+server's local time, as docs/PROTOCOL.md's TIMESTAMP). One event object is handed to
 every recipient, so a front end can render it once for all of its sessions;
 nobody changes one (they are not frozen only because a frozen dataclass
 costs three times as much to make, on the hot path of every message).

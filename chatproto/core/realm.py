@@ -239,7 +239,7 @@ class ChatRealm:
     def login(self, username: str, password: str, session) -> defer.Deferred:
         """
         Fire with the L{User} once the login is recorded, or fail with
-        L{LoginFailed}. Checked in SPEC.md's order: blocked, unknown
+        L{LoginFailed}. Checked in this order (docs/PROTOCOL.md, LOGIN): blocked, unknown
         username, wrong password, already logged in.
         """
         if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
@@ -1029,7 +1029,7 @@ class ChatRealm:
         """
         Refuse C{username}'s logins for C{duration} (L{parse_duration}), kept
         across restarts; a logged-in user is logged out with a notice. Fire
-        with the ban's end as a SPEC timestamp, or C{None} for a ban forever.
+        with the ban's end as a server timestamp, or C{None} for a ban forever.
         """
         try:
             self._check_admin(admin, "ban", username)
