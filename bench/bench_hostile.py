@@ -343,7 +343,8 @@ def scenario_longline():
         lines = data.split(b"\r\n")[:-1]
         longest = max(len(line.split(b" ", 1)[1] if line.startswith(b"@") else line) for line in lines) + 2
         prefix = f":{loadgen.user_name(1)}!".encode()
-        pieces = [data[i:i + 512] for i in range(0, len(data), 512)]  # what ii takes as lines
+        # ii reads a line into a 512-byte buffer: the rest of a longer line is its next line.
+        pieces = [line[i:i + 510] for line in lines for i in range(0, len(line), 510)]
         forged = sum(1 for piece in pieces if piece.startswith(b":") and not piece.startswith(prefix))
         print(f"longline (F1): a 65,000-byte line-protocol message to an IRC user: {len(lines)} lines, "
               f"the longest {longest} bytes with CR LF; 512-byte pieces that start with someone else's "
@@ -402,7 +403,7 @@ def scenario_http(n: int, seconds: float):
 
 def scenario_flood(seconds: float, extra=()):
     """Yoda pipelines PRIVMSG to luke over IRC; luke reads; a line user's /msgto round trip meanwhile."""
-    server = Server(5, ["--irc-port", "0", *extra])
+    server = Server(6, ["--irc-port", "0", *extra])
     try:
         luke = irc_login(server.irc_port, loadgen.user_name(2), loadgen.user_password(2))
         yoda = irc_login(server.irc_port, loadgen.user_name(1), loadgen.user_password(1))
@@ -445,12 +446,14 @@ def scenario_flood(seconds: float, extra=()):
               f"another user's /msgto round trip p50 {percentile(latencies, 0.5):.1f} ms, "
               f"p99 {percentile(latencies, 0.99):.1f} ms ({len(latencies)}); server RSS "
               f"{before / 1024:.0f} -> peak {peak / 1024:.0f} MiB")
-        # One line to 99 targets is 99 messages.
-        targets = ",".join([loadgen.user_name(2)] * 99)
+        # One line to many targets is as many messages (from another user: Yoda's input still waits).
+        yoda.close()
+        yoda = irc_login(server.irc_port, loadgen.user_name(5), loadgen.user_password(5))
+        fanout = (500 - len("PRIVMSG  :x")) // (len(loadgen.user_name(2)) + 1)  # as many as fit in 512 bytes
+        targets = ",".join([loadgen.user_name(2)] * fanout)
         line = f"PRIVMSG {targets} :x\r\n".encode()
         yoda.setblocking(True)
         yoda.settimeout(5)
-        count_before = stored
         sent_lines = 0
         started = time.monotonic()
         try:
@@ -465,10 +468,10 @@ def scenario_flood(seconds: float, extra=()):
             drain(luke)
             time.sleep(0.05)
         with open(os.path.join(server.dir, "messagelog.txt"), "rb") as f:
-            stored = sum(1 for line_ in f if line_.split(b"; ")[2] == loadgen.user_name(1).encode())
-        print(f"flood (F3, {label}): {sent_lines} lines of PRIVMSG to 99 targets "
+            stored = sum(1 for line_ in f if line_.split(b"; ")[2] == loadgen.user_name(5).encode())
+        print(f"flood (F3, {label}): {sent_lines} lines of PRIVMSG to {fanout} targets "
               f"({sent_lines * len(line) / 1024:.0f} KiB written) in {seconds:.0f} s: "
-              f"{stored - count_before} messages stored")
+              f"{stored} messages stored")
         for s in (luke, yoda, probe, other):
             s.close()
     finally:

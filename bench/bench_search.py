@@ -124,7 +124,7 @@ def run(args) -> None:
     if os.path.exists(path) and not args.reuse:
         os.remove(path)
     try:
-        db = SQLiteDatabase(path).open()
+        db = PostgresIndex(args.postgres) if args.postgres else SQLiteDatabase(path).open()
         if args.reuse:  # the same people (same seed); the words counted again
             _, _, memberships = people(rng)
             counts = Counter()
@@ -167,9 +167,44 @@ def run(args) -> None:
                   f"{max(times):8.2f} {percentile(cpu, 0.5):8.2f} {percentile(cpu, 0.99):8.2f} "
                   f"{found / args.searches:15.1f}")
         db._close()
-        size(path, args.messages)
+        if args.postgres:
+            db.size(args.messages)
+        else:
+            size(path, args.messages)
     finally:
         shutil.rmtree(directory, True)
+
+
+class PostgresIndex:
+    """The same on PostgreSQL (C{--postgres URL}, an empty database): its batch path, its search."""
+
+    def __init__(self, url):
+        from chatproto.storage import postgres
+
+        self.module = postgres
+        self.database = postgres.PostgresDatabase(url).open()
+        self._db = self.database._connection()
+
+    def commit_now(self, ops):
+        self.database.commit_now(ops)
+
+    def _search(self, query):
+        return self.database._guarded(self.module._search, query)
+
+    def _close(self):
+        self.database._close()
+
+    def size(self, n: int) -> None:
+        import psycopg
+
+        with psycopg.connect(self.database.url) as db:
+            gin = db.execute("SELECT pg_relation_size('messages_search')").fetchone()[0]
+            column = db.execute("SELECT SUM(pg_column_size(search)) FROM messages").fetchone()[0] or 0
+            total = db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        mib = 1024 * 1024
+        print(f"database {total / mib:.0f} MiB: search index {(gin + column) / mib:.0f} MiB "
+              f"({(gin + column) / n:.0f} bytes a message: the GIN index {gin / mib:.0f} MiB, "
+              f"the tsvector column {column / mib:.0f} MiB)")
 
 
 def size(path: str, n: int) -> None:
@@ -194,6 +229,7 @@ def main():
     parser.add_argument("--searches", type=int, default=1000, help="of each kind")
     parser.add_argument("--seed", type=int, default=26)
     parser.add_argument("--keep", help="write the database here and keep it")
+    parser.add_argument("--postgres", help="an empty PostgreSQL database's URL: measure it instead of SQLite")
     parser.add_argument("--reuse", help="search a database --keep wrote (same --seed) instead of generating")
     run(parser.parse_args())
 

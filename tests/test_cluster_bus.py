@@ -54,6 +54,27 @@ class BusTests(SynchronousTestCase):
         return {channel.rsplit(":", 1)[1]: payload for channel, payload in self.bus.redis.published
                 if ":node:" in channel}
 
+    def test_a_login_while_redis_is_reconnected_waits_for_it(self):
+        self.bus.up = False  # the subscriber connection was lost; the node reconnects
+        self.bus.ever_up = True
+        connection = self.fixture.connect()
+        self.assertEqual(connection.send("LOGIN Yoda wise@!man 6000"), [])
+        self.fixture.clock.advance(2)
+        self.bus.up = True  # registered again
+        self.bus._now_up()
+        self.fixture.clock.advance(0)
+        self.assertEqual(connection.output(), ["OK Welcome to chatproto!"])
+        # Not back within the hold: refused, as before.
+        self.bus.up = False
+        hans = self.fixture.connect()
+        self.assertEqual(hans.send("LOGIN Hans falcon*solo 6000"), [])
+        self.fixture.clock.advance(4.9)
+        self.assertEqual(hans.output(), [])
+        self.fixture.clock.advance(0.1)
+        self.assertEqual(hans.output(), ["ERR Server error: the login could not be recorded. Please try again later"])
+        self.bus._now_up()  # back after all: the login that gave up stays refused
+        self.assertEqual(sorted(self.bus.everyone), ["Yoda"])
+
     def test_fan_out_is_one_publish_per_node(self):
         members = {"Yoda": True}
         for i in range(1000):
@@ -108,6 +129,23 @@ class BusTests(SynchronousTestCase):
         self.fixture.clock.advance(0)
         self.assertEqual(hans.output(), ["MSG 01 Jun 2022 21:30:04, Yoda: hi"])
         self.assertEqual(self.bus.received_pos, 42)
+
+    def test_away_is_told_to_every_node_and_heard_from_them(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.redis.published.clear()
+        self.assertEqual(yoda.send("/away gone fishing"), ["OK You are marked as away."])
+        (channel, payload), = self.bus.redis.published
+        self.assertEqual((channel, payload["t"], payload["u"], payload["x"]),
+                         ("chatproto:0:all", "away", "Yoda", "gone fishing"))
+        # Hans, on node B, goes away: a message to him here says so; his logout ends it.
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+        self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": "at lunch"}))
+        self.assertEqual(yoda.send("/msgto Hans hi")[0], "NOTICE Hans is away: at lunch")
+        self.bus.received("chatproto:0:all", json.dumps({"t": "off", "n": "B", "u": ["Hans"]}))
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:05", 2.0]]}))
+        self.assertRegex(yoda.send("/msgto Hans back?")[0], "^OK message sent at")
 
     def test_remote_users_are_listed_and_already_logged_in(self):
         self.bus.received("chatproto:0:all", json.dumps(
@@ -326,6 +364,17 @@ class SharedLockoutTests(SynchronousTestCase):
         self.successResultOf(self.b.failed("Yoda"))
         self.assertEqual(self.login("wise@!man"), ["OK Welcome to chatproto!"])
         self.assertEqual(self.successResultOf(self.b.failed("Yoda")), "wrong-password")
+
+    def test_a_ban_told_while_the_login_is_checked_refuses_it(self):
+        pending = defer.Deferred()
+        self.table.lockout_success = lambda username, now: pending  # PostgreSQL answering
+        connection = self.fixture.connect()
+        connection.protocol.dataReceived(b"LOGIN Yoda wise@!man 6000\n")
+        self.fixture.chat.bans.changed_elsewhere("Yoda", float("inf"))  # what the bus does
+        pending.callback(0.0)
+        self.clock.advance(0)
+        self.assertEqual(connection.output(),
+                         ["ERR Your account is blocked due to multiple login failures. Please try again later"])
 
     def test_a_node_that_cannot_reach_the_database_counts_alone(self):
         self.table.lockout_failure = lambda *args: defer.fail(DatabaseError("the database: gone"))

@@ -109,7 +109,9 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         yoda.expect_prompt()
         b = self.node(data_dir=directory, wait_joined=False)
         hans = self.login(b, "Hans", "falcon*solo")
-        hans.command("/activeuser", re.compile(r"^Yoda, "))
+        hans.command("/msgto Yoda back", re.compile("^message sent at"))
+        # Node A has had the news of Hans's login (it came first on the same connection).
+        yoda.expect(re.compile(rf"^{TS}, Hans: back$"))
         yoda.command("/msgto Hans welcome back", re.compile("^message sent at"))
         hans.expect(re.compile(rf"^{TS}, Yoda: welcome back$"))
 

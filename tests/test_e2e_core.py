@@ -17,7 +17,8 @@ TS = r"\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}"
 
 class LoginTests(E2EMixin, SynchronousTestCase):
     def setUp(self):
-        self.server = self.start_server(attempts=2)
+        # SPEC.md section 2's rules, one login per account among them (--max-sessions 1).
+        self.server = self.start_server(attempts=2, extra_args=("--max-sessions", "1"))
 
     def test_login_errors_and_lockout(self):
         client = self.client()

@@ -34,7 +34,8 @@ class GroupExtensionTests(E2EMixin, SynchronousTestCase):
                       self.yoda.stdout.lines[-1])
         self.yoda.command("/help", "/msgto USERNAME MESSAGE", "/leavegroup GROUPNAME",
                           "/changepassword CURRENT NEW", "/deletemsg SEQ", "/deletegroupmsg GROUPNAME SEQ",
-                          "/createbroadcast GROUPNAME USERNAME [USERNAME ...]", "/help", "/logout")
+                          "/createbroadcast GROUPNAME USERNAME [USERNAME ...]", "/help", "/sessions",
+                          "/away [MESSAGE]", "/read NAME SEQ", "/unread", "/logout [all]")
         self.yoda.command("/help me", "Usage: /help")
 
     def test_leavegroup(self):

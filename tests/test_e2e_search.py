@@ -11,6 +11,7 @@ import unittest
 import irctokens
 
 from tests.harness import TIMEOUT
+from tests.irc_clients import have, wait_until
 from tests.test_e2e_irc import IRCServerMixin
 
 TS = r"\d\d \w{3} \d{4} \d\d:\d\d:\d\d"
@@ -87,3 +88,18 @@ class SearchEndToEndTests(IRCServerMixin, unittest.TestCase):
         log = server.stdout.lines
         self.assertTrue([line for line in log if "Loaded 6 accounts" in line], log)  # the operator's log
         self.assertFalse([line for line in log if "Search index" in line], log)
+
+
+@unittest.skipUnless(have("weechat-headless"), "weechat-headless is not installed")
+class WeechatSearchTest(IRCServerMixin, unittest.TestCase):
+    def test_quote_search_in_weechat(self):
+        """weechat has no search command: /quote sends SEARCH, and the results show as messages."""
+        server = self.start_irc_server()
+        luke = self.weechat(server, "luke", "jedi*knight")
+        yoda = self.login("Yoda", "wise@!man")
+        yoda.command("/msgto luke the hyperdrive is fixed", re.compile("^message sent at"))
+        luke.expect("the hyperdrive is fixed", "Yoda")
+        luke.command("server", "/quote SEARCH text=HYPER")
+        wait_until(lambda: len([line for line in luke.log("Yoda") if "the hyperdrive is fixed" in line]) == 2,
+                   "the search's result in weechat's Yoda buffer", TIMEOUT,
+                   lambda: "\n".join(luke.log("Yoda") + luke.log("server")[-20:]))

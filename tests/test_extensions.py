@@ -170,7 +170,11 @@ class HelpTests(SynchronousTestCase):
             "/members GROUPNAME",
             "/users",
             "/help",
-            "/logout",
+            "/sessions",
+            "/away [MESSAGE]",
+            "/read NAME SEQ",
+            "/unread",
+            "/logout [all]",
         ])
         # Every command handler is listed (the administrators' only to administrators).
         handlers = sorted(name[4:] for name in dir(yoda.protocol)

@@ -121,6 +121,7 @@ class RegistrationTests(IRCTestCase):
         self.assertEqual(one(lines, "464").params[1], "Invalid Username. Please try again")
 
     def test_already_logged_in(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.env.register("Yoda", "wise@!man")
         c = self.env.connect()
         lines = c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y")
@@ -280,6 +281,7 @@ class SaslTests(IRCTestCase):
                           "Please try again later"])
 
     def test_already_logged_in(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.env.register("Yoda", "wise@!man")
         c = self.start()
         c.send("AUTHENTICATE PLAIN")
@@ -645,7 +647,10 @@ class ChannelTests(IRCTestCase):
         lk.send("AWAY :gone")
         c.lines()
         lk.drop()
-        self.assertEqual(commands(c.lines()), ["AWAY", "QUIT"])
+        # Away lasts while the user is active: the QUIT says it all, and a new login is not away.
+        self.assertEqual(commands(c.lines()), ["QUIT"])
+        self.env.register("luke", "jedi*knight")
+        self.assertEqual([w.params[6] for w in find(c.send("WHO #Jedi"), "352")], ["H", "H"])
 
     def test_rejoin_on_registration_and_playback(self):
         """Groups stay joined in the core: a new connection is put back in them, with the last messages."""
@@ -1006,6 +1011,7 @@ class WithLineProtocolTests(IRCTestCase):
                          ["ERR Your account is blocked due to multiple login failures. Please try again later"])
 
     def test_already_logged_in_on_the_other_front_end(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.fixture.login("Yoda", "wise@!man")
         c = self.env.connect()
         self.assertEqual(one(c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y"), "464").params[1],

@@ -203,7 +203,7 @@ class SlowChecker:
 
 class ConcurrentLoginTests(SynchronousTestCase):
     def setUp(self):
-        self.fixture = ChatFixture(self, attempts=3)
+        self.fixture = ChatFixture(self, attempts=3, max_sessions=1)  # one login per account
         portal = self.fixture.chat.portal
         checker = portal.checkers[IUsernamePassword]
         portal.registerChecker(SlowChecker(checker, self.fixture.clock))
@@ -564,7 +564,8 @@ class FloodEndToEndTests(EndToEndMixin, SynchronousTestCase):
         secret = bcrypt.hashpw(b"wise@!man", bcrypt.gensalt(4)).decode()
         with open(credentials, "w") as f:
             f.write(f"Yoda {secret}\nHans falcon*solo\n")
-        server = self.start_server(data_dir=directory, credentials=credentials, attempts=3)
+        server = self.start_server("--max-sessions", "1", data_dir=directory, credentials=credentials,
+                                   attempts=3)
         clients = [self.client(server) for _ in range(6)]
         for client in clients:
             client.send("LOGIN Yoda wise@!man 6000")

@@ -103,6 +103,11 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"], BLOCKED)
         self.web.clock.advance(10)
         self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
+        self.web.core.chat.max_sessions = 1  # --max-sessions 1: one login per account
+        self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"],
+                         "This account is already logged in")
+        self.web.core.chat.max_sessions = 2  # a second session, as many as allowed
+        self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
         self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"],
                          "This account is already logged in")
 

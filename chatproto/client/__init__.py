@@ -30,7 +30,7 @@ from . import files
 from .commands import COMMAND_LIST, COMMAND_PROMPT, COMMANDS, TERMINAL_COMMANDS
 from .conversations import Conversations
 from .conversing import HISTORY_ON_OPEN, INVALID_COMMAND, NO_CONVERSATION, ConversationCommands
-from .render import Renderer, parse_message
+from .render import Renderer, parse_message, parse_sent
 
 __all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "HISTORY_ON_OPEN", "INVALID_COMMAND",
            "NO_CONVERSATION", "ChatClient", "ServerConnection", "main"]
@@ -191,6 +191,10 @@ class ChatClient(ConversationCommands):
                 self._reply(text)
         elif tag == "MSG":
             self._message(text)
+        elif tag == "SENT":  # what this user sent from another session (device)
+            self._sent_elsewhere(text)
+        elif tag == "READ":  # read on another session: no longer unread here
+            self._read_elsewhere(text)
         elif tag == "NOTICE":
             if text.startswith(LOGIN_DEADLINE_NOTICE) and self.rich and self.reconnector is not None \
                     and not self._logged_in:
@@ -318,6 +322,47 @@ class ChatClient(ConversationCommands):
         self._show(self.conversations.add_message(window, msg))
         self._set_status()
 
+    def _sent_elsewhere(self, text: str) -> None:
+        msg = parse_sent(text, self.username) if self.rich else None
+        if msg is None:
+            self.console.show(f"SENT {text}")
+            return
+        window = (self.conversations.open(msg.group, "group") if msg.group is not None
+                  else self.conversations.open(msg.peer, "user"))
+        self._show(self.conversations.add_message(window, msg, count=False))
+        self._set_status()
+
+    def _read_elsewhere(self, text: str) -> None:
+        if not self.rich:
+            return  # nothing to clear in a plain transcript
+        name = text.rsplit(" ", 1)[0]
+        window = (self.conversations.find(name[1:], "group") if name.startswith("#")
+                  else self.conversations.find(name, "user"))
+        if window is not None and window.unread:
+            window.unread = 0
+            self._set_status()
+
+    def _show_unread(self) -> None:
+        """At login: what was missed since the last read, on any device (C{unread: Hans(2)})."""
+        rows = []
+
+        def listed(ok, text):
+            if not ok or not rows:
+                return
+            self._reply("unread: " + " ".join(f"{name}({count})" for name, count in rows))
+            for name, count in rows:
+                window = (self.conversations.open(name[1:], "group") if name.startswith("#")
+                          else self.conversations.open(name, "user"))
+                window.unread = count
+            self._set_status()
+
+        def row(text):
+            name, _, count = text.rpartition(" ")
+            if count.isdigit():
+                rows.append((name, int(count)))
+
+        self._request("/unread", listed, row)
+
     def _notice(self, text: str) -> None:
         if not self.rich:
             self.console.show(text)
@@ -424,6 +469,7 @@ class ChatClient(ConversationCommands):
                 self.conversations.all.append(COMMAND_LIST)
                 self.console.show(COMMAND_LIST)  # once (the terminal cuts it into rows)
                 self._learn_names()
+                self._show_unread()
             self._ask_command()
         elif text in _GIVE_UP:
             self.exit(1)

@@ -30,6 +30,7 @@ HEARTBEAT = 2.0
 ALIVE = 6  # a node silent this long is dead: its users go within ALIVE + HEARTBEAT seconds
 SEEN = 10000  # messages remembered, so that a catch-up does not deliver one twice
 COMMAND_TIMEOUT = 5
+HOLD = 5.0  # a login while the node reconnects to Redis waits this long for it, then is refused
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     events.Message, events.Invited, events.MemberJoined, events.MemberLeft, events.MessageDeleted,
@@ -98,6 +99,7 @@ class RemoteUser:
     """A user logged in on another node, as the realm sees it."""
 
     __slots__ = ("name", "node", "session", "since", "since_time", "gone")
+    peers = None  # as the realm's User: one session, its own node delivers to all of the user's
 
     def __init__(self, bus, name, node, ip, udp_port, since, since_time):
         self.name = name
@@ -250,9 +252,12 @@ class ClusterBus:
             log.warn("Cluster: cannot register with Redis: {why}", why=e)
             protocol.transport.loseConnection()
             return
+        self._now_up()
+
+    def _now_up(self) -> None:
         waiters, self._up_waiters = self._up_waiters, []
         for d in waiters:
-            d.callback(None)
+            d.callback(None)  # ignored by a waiter that gave up (cancelled)
 
     def _lost(self) -> None:
         if self.up:
@@ -363,7 +368,9 @@ class ClusterBus:
     def claim(self, user) -> defer.Deferred:
         """Claim C{user}'s name in the whole cluster (the realm's login)."""
         if not self.up:
-            return defer.fail(LoginFailed(errors.LOGIN_NOT_RECORDED))
+            if self.stopped or not self.ever_up:
+                return defer.fail(LoginFailed(errors.LOGIN_NOT_RECORDED))
+            return self._held(user)
         self.everyone[user.name] = user  # at once, as in the realm's _active
 
         def claimed(ok):
@@ -380,6 +387,35 @@ class ClusterBus:
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
         return self._register(user).addCallbacks(claimed, failed)
+
+    def _held(self, user) -> defer.Deferred:
+        """
+        Redis is being reconnected (it restarted, say): the login waits for
+        the node to be back in the cluster, up to L{HOLD} seconds, so that a
+        short outage answers nobody with a server error.
+        """
+        waiting = self.when_up()
+        timer = self.clock.callLater(HOLD, waiting.cancel)
+
+        def up(_):
+            if timer.active():
+                timer.cancel()
+            if user.gone:  # the client left meanwhile
+                raise LoginFailed(errors.LOGIN_NOT_RECORDED)
+            return self.claim(user)
+
+        def still_down(failure):
+            failure.trap(defer.CancelledError)
+            log.warn("Cluster: login of {name} refused: Redis still unreachable after {n} s",
+                     name=user.name, n=HOLD)
+            raise LoginFailed(errors.LOGIN_NOT_RECORDED)
+
+        return waiting.addCallbacks(up, still_down)
+
+    def away_changed(self, username: str, text) -> defer.Deferred:
+        """C{username}, logged in here, set (or cleared: None) their away message (the realm's away);
+        fires once Redis has handed it to every node."""
+        return self.tell_all({"t": "away", "u": username, "x": text})
 
     def release(self, user) -> None:
         """C{user} logged out here (the realm's logout)."""
@@ -532,6 +568,9 @@ class ClusterBus:
         if node == self.node:
             return
         kind = payload.get("t")
+        if kind == "away":  # a user of that node set or cleared their away message
+            self.realm.away_elsewhere(payload["u"], payload.get("x"))
+            return
         if kind == "on":
             for name, ip, udp_port, since, since_time in payload["u"]:
                 self._remote_on(name, node, ip, udp_port, since, since_time)

@@ -29,6 +29,17 @@ class Message:
 
 
 @dataclass(slots=True)
+class Sent:
+    """
+    A message the user sent from another of their sessions (SPEC.md section
+    11): every device holds the whole conversation. The session that sent it
+    gets no event (its command's answer says it was sent).
+    """
+
+    message: Message
+
+
+@dataclass(slots=True)
 class Invited:
     group: str
     by: str
@@ -112,6 +123,30 @@ class UserOnline:
 @dataclass(slots=True)
 class UserOffline:
     username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
+class ReadMarker:
+    """
+    The user's read marker of a conversation moved (read on another of their
+    sessions): C{conversation} is another user's name or C{#GROUPNAME}; C{seq},
+    C{timestamp} and C{time} are those of the newest message read.
+    """
+
+    conversation: str
+    seq: int
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
+class AwayChanged:
+    """A user set (C{text}) or cleared (C{text} None) their away message, for all their sessions."""
+
+    username: str
+    text: str | None
     timestamp: str
     time: float
 

@@ -153,6 +153,21 @@ COMMON_OPTIONS = [
 ]
 
 
+# One person, several devices (docs/PROTOCOL.md, "Several sessions").
+SESSION_OPTIONS = [
+    ["max-sessions", None, "10", "sessions one account may have at once, 1 to 100 (1: one login per account)"],
+]
+SESSION_FLAGS = [["offline-messages", None, "accept private messages to inactive users (unread at their next login)"]]
+
+
+def parse_sessions(options) -> dict:
+    """C{--max-sessions} and C{--offline-messages} as L{ChatRealm} keyword arguments."""
+    value = str(options["max-sessions"])
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 100:
+        raise usage.UsageError(f"invalid --max-sessions: {value!r} (an integer from 1 to 100)")
+    return {"max_sessions": int(value), "offline_messages": bool(options["offline-messages"])}
+
+
 # The IRC front end (docs/IRC.md): off unless one of these is given.
 IRC_OPTIONS = [
     ["irc-port", None, None, "also speak IRC on this TCP port (0: any free port)"],

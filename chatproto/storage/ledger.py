@@ -303,13 +303,24 @@ class Ledger:
         self._bans.pop(username, None)
         return self._change(None, ("unban", username))
 
-    def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
+    # Read markers (docs/PROTOCOL.md)
+
+    def set_read_marker(self, username, conversation, seq) -> defer.Deferred:
+        return self._change(None, ("mark", username, conversation, seq))
+
+    def read_markers(self, username) -> defer.Deferred:
+        return self._read(self.database.read_markers, username)
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._read(self.database.unread_counts, username, list(groups))
+
+    def user_logged_in(self, username, timestamp, ip, udp_port, session=None) -> defer.Deferred:
         userlog = self.logs.userlog
-        userlog.add(username, timestamp, ip, udp_port)
+        userlog.add(username, timestamp, ip, udp_port, session)
         return self._change(userlog, None)
 
-    def user_logged_out(self, username) -> defer.Deferred:
-        self.logs.userlog.remove(username)
+    def user_logged_out(self, username, session=None) -> defer.Deferred:
+        self.logs.userlog.remove(username, session)
         return self._change(self.logs.userlog, None)
 
     def close(self) -> defer.Deferred:

@@ -292,7 +292,8 @@ class ActiveUserLog:
     def __init__(self, path: str, journal: "Journal"):
         self.path = path
         self._journal = journal
-        self._entries: dict[str, str] = {}  # username -> the line without SEQ, login order
+        # session (or username) -> the line without SEQ, login order: one line a session
+        self._entries: dict = {}
         self._appends: list[bytes] = []
         self._rewrite = False
         self._marked = False  # in the journal's batch
@@ -301,15 +302,15 @@ class ActiveUserLog:
         write_file_atomically(path, [b""], journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
-    def add(self, username: str, timestamp: str, ip: str, udp_port: int) -> None:
+    def add(self, username: str, timestamp: str, ip: str, udp_port: int, session=None) -> None:
         entry = f"{timestamp}{SEPARATOR}{username}{SEPARATOR}{ip}{SEPARATOR}{udp_port}\n"
-        self._entries[username] = entry
+        self._entries[username if session is None else (username, session)] = entry
         if not self._rewrite:
             self._appends.append(f"{len(self._entries)}{SEPARATOR}{entry}".encode())
         self._mark()
 
-    def remove(self, username: str) -> None:
-        if self._entries.pop(username, None) is None:
+    def remove(self, username: str, session=None) -> None:
+        if self._entries.pop(username if session is None else (username, session), None) is None:
             return
         self._rewrite = True
         self._appends.clear()

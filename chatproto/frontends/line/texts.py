@@ -6,12 +6,15 @@ it shares with every front end are in L{chatproto.texts}.
 
 from ...core.events import (
     PRIVATE,
+    AwayChanged,
     FileOffer,
     Invited,
     MemberJoined,
     MemberLeft,
     Message,
     MessageDeleted,
+    ReadMarker,
+    Sent,
     ServerNotice,
 )
 
@@ -45,6 +48,12 @@ SHUTDOWN_NOTICE = "Server shutting down"
 DROPPED_NOTICE = "Disconnected: too much output waiting unread"
 LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"
 TOO_MANY_LINES_NOTICE = "Disconnected: too many lines without a login"
+
+# One person, several devices (docs/PROTOCOL.md, "Several sessions")
+AWAY_SET = "You are marked as away."
+AWAY_CLEARED = "You are no longer marked as away."
+IS_AWAY = "{name} is away: {text}"
+NO_UNREAD = "No unread messages."
 
 # Administrators' commands (docs/OPERATING.md)
 KICKED = "{name} has been disconnected."
@@ -94,4 +103,12 @@ def event_line(event) -> str | None:
                 f"{event.filename}")
     if kind is ServerNotice:
         return f"NOTICE {event.text}"
+    if kind is Sent:  # sent from another session of this user
+        message = event.message
+        to = message.recipient if message.kind == PRIVATE else "#" + message.group
+        return f"SENT {message.timestamp}, to {to}: {message.text}"
+    if kind is ReadMarker:  # read on another session of this user
+        return f"READ {event.conversation} {event.seq}"
+    if kind is AwayChanged:  # the line protocol hears of its own user's only (another session)
+        return f"NOTICE {AWAY_SET[:-1]}: {event.text}" if event.text else f"NOTICE {AWAY_CLEARED}"
     return None

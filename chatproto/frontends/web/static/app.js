@@ -14,6 +14,7 @@ const WATCH_TRIES = 10; // a session ended with the server still there (a kick):
 const state = {
   me: null,
   active: new Map(),       // username -> since
+  away: new Map(),         // username -> away message (the user's, from any of their devices)
   accounts: [],
   groups: new Map(),       // casefolded name -> group
   unread: new Map(),       // conversation key -> count
@@ -205,8 +206,15 @@ const EVENTS = {
     renderLists();
     renderHeader();
   },
+  away(event) {
+    if (event.text) state.away.set(event.username, event.text);
+    else state.away.delete(event.username);
+    if (event.username === state.me) renderAway();
+    renderLists();
+  },
   user_offline(event) {
     state.active.delete(event.username);
+    state.away.delete(event.username);
     renderLists();
     renderHeader();
   },
@@ -314,6 +322,8 @@ async function checkServer() {
 
 function applyState(data) {
   state.active = new Map(data.active.map((u) => [u.name, u.since]));
+  state.away = new Map(data.active.filter((u) => u.away).map((u) => [u.name, u.away]));
+  renderAway();
   state.accounts = data.accounts.slice();
   state.groups = new Map(data.groups.map((g) => [groupKey(g.name), g]));
   state.unread = new Map(Object.entries(data.unread || {}));
@@ -374,7 +384,8 @@ function renderLists() {
   const people = state.accounts.filter((n) => n !== state.me);
   people.sort((a, b) => (state.active.has(b) - state.active.has(a)) || a.localeCompare(b));
   $("people-list").replaceChildren(
-    ...people.map((n) => conversationItem("user", n, n, state.active.has(n) ? "active" : "", state.active.has(n))),
+    ...people.map((n) => conversationItem("user", n, n,
+      state.away.has(n) ? `away: ${state.away.get(n)}` : state.active.has(n) ? "active" : "", state.active.has(n))),
   );
   const others = [...state.active.keys()].filter((n) => n !== state.me).length;
   setText("active-count", `(${others} active)`);
@@ -757,6 +768,7 @@ async function sendMessage(event) {
   input.value = ""; // what is typed meanwhile is kept; a failed send gives its text back
   try {
     const reply = await ask("send", request);
+    if (reply.away) status(reply.away); // delivered; the user is away (set on any of their devices)
     const history = historyOf(messageKey(reply.message));
     if (history.loaded) addMessages(history, [reply.message]);
     showLive(current.key, reply.message);
@@ -897,7 +909,34 @@ function back() {
   }
 }
 
+// Away is the user's, for every device: set here, it shows in the terminal client and IRC too.
+function renderAway() {
+  const away = state.away.get(state.me);
+  $("away-button").textContent = away ? "Back" : "Set away";
+  $("away-text").disabled = Boolean(away);
+  $("away-text").value = away || "";
+}
+
+async function toggleAway(event) {
+  event.preventDefault();
+  const text = state.away.has(state.me) ? "" : $("away-text").value;
+  if (!state.away.has(state.me) && !text.trim()) {
+    status("Type an away message first.");
+    return;
+  }
+  try {
+    const reply = await ask("away", { text });
+    if (reply.away) state.away.set(state.me, reply.away);
+    else state.away.delete(state.me);
+    renderAway();
+    status(reply.text);
+  } catch (error) {
+    status(error.error || "Not changed");
+  }
+}
+
 function wire() {
+  $("away-form").addEventListener("submit", toggleAway);
   $("login-form").addEventListener("submit", submitLogin);
   $("logout-button").addEventListener("click", logout);
   $("composer").addEventListener("submit", sendMessage);
