@@ -1,5 +1,5 @@
 """
-The web front end (SPEC.md section 9) over in-memory transports: the page and
+The web front end (docs/WEB.md) over in-memory transports: the page and
 its headers, login and the session cookie, the WebSocket's JSON protocol,
 and its limits.
 """

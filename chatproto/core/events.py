@@ -31,9 +31,10 @@ class Message:
 @dataclass(slots=True)
 class Sent:
     """
-    A message the user sent from another of their sessions (SPEC.md section
-    11): every device holds the whole conversation. The session that sent it
-    gets no event (its command's answer says it was sent).
+    A message the user sent from another of their sessions (docs/PROTOCOL.md,
+    "Several sessions"): every device holds the whole conversation. The
+    session that sent it gets no event (its command's answer says it was
+    sent).
     """
 
     message: Message

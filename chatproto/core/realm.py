@@ -84,10 +84,11 @@ class User:
     """
     One session of a logged-in user: the avatar a front end acts for.
 
-    A user may have several sessions at once (SPEC.md section 11): they
-    share one list, C{peers}, of every session of the account on this node
-    in login order. C{peers} is None while the session is the account's only
-    one, so that a user with one session costs what it always did.
+    A user may have several sessions at once (docs/PROTOCOL.md, "Several
+    sessions"): they share one list, C{peers}, of every session of the
+    account on this node in login order. C{peers} is None while the
+    session is the account's only one, so that a user with one session costs
+    what it always did.
     """
 
     __slots__ = ("name", "session", "since", "since_time", "gone", "peers", "number", "used")
@@ -547,7 +548,7 @@ class ChatRealm:
     def is_account(self, username: str) -> bool:
         return self.accounts.secret(username) is not None
 
-    # Away (SPEC.md section 11): the user's, for all their sessions
+    # Away (docs/PROTOCOL.md, "Away"): the user's, for all their sessions
 
     def away_of(self, username: str) -> str | None:
         """The away message of C{username}, or None when they are not away."""
