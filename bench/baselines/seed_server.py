@@ -1,7 +1,7 @@
 """
 BENCHMARK BASELINE -- NOT PART OF CHATPROTO, NEVER SHIPPED.
 
-The seed project's design (../shared/seed-design-notes.txt), rebuilt only so
+The seed project's design (docs/PERFORMANCE.md, "The servers"), rebuilt only so
 that bench/run_all.py can measure it side by side with chatproto:
 
 - one thread per client, blocking sockets;
