@@ -1,5 +1,5 @@
 """
-End to end, SPEC.md section 6: a real server process and real client
+End to end, docs/PROTOCOL.md's Extensions: a real server process and real client
 processes over loopback for /leavegroup, /changepassword, /deletemsg,
 /deletegroupmsg, /createbroadcast and /help.
 """

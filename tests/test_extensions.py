@@ -1,5 +1,5 @@
 """
-SPEC.md section 6 without sockets: /leavegroup, /changepassword,
+docs/PROTOCOL.md's Extensions without sockets: /leavegroup, /changepassword,
 /deletemsg, /deletegroupmsg, /createbroadcast, /help, over StringTransport
 with time on a task.Clock; and the files they rewrite.
 """

@@ -506,7 +506,7 @@ class CrashTests(EndToEndMixin, SynchronousTestCase):
         hans = self.client(restarted, "Hans")
         yoda.send("/msgto Hans after the crash")
         self.assertRegex(yoda.final(), "^OK message sent at")
-        # The group survived the crash (SPEC.md section 7), and so did every acknowledged record.
+        # The group survived the crash (groups are durable), and so did every acknowledged record.
         yoda.send("/groupmsg Jedi after the crash")
         self.assertEqual(yoda.final(), "OK Group chat message sent.")
         restarted.stop()

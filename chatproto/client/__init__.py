@@ -10,7 +10,8 @@ waits on a sleep). Every line sent to the server waits in a queue for its
 final reply, so the client can ask the server things of its own (history,
 members, names for completion) without mixing their answers up.
 
-With a plain console (stdin not a terminal) it prints SPEC's exact lines.
+With a plain console (stdin not a terminal) it prints the fixed lines
+scripts rely on (docs/CLIENT.md).
 With a terminal console (C{console.rich}) it adds conversations
 (L{conversations}), readable messages (L{render}), a status line and
 reconnecting (L{reconnect}).
@@ -116,7 +117,7 @@ class ChatClient(ConversationCommands):
     @param on_exit: called once with the exit status.
     @param clock: the time of one's own group messages (the reactor by default).
     @param reconnector: a L{reconnect.Reconnector} to use when the connection is
-        lost after login; None: the client exits 1 (SPEC, pipe mode).
+        lost after login; None: the client exits 1 (pipe mode, docs/CLIENT.md).
     @param username: from the configuration file: asked no more on a terminal.
     @param colours: False for no colours on a terminal.
     """
@@ -868,7 +869,7 @@ def main(argv=None) -> None:
         sys.exit(1)
     client.udp_port = udp_port
     if args.udp_port == 0:
-        # Any free port: say which (on stderr when piped, so stdout keeps SPEC's lines).
+        # Any free port: say which (on stderr when piped, so stdout keeps only the fixed lines).
         print(f"Receiving files on UDP port {udp_port}",
               file=sys.stdout if kind == "terminal" else sys.stderr)
 

@@ -34,7 +34,7 @@ HOLD = 5.0  # a login while the node reconnects to Redis waits this long for it,
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     events.Message, events.Invited, events.MemberJoined, events.MemberLeft, events.MessageDeleted,
-    events.FileOffer, events.ServerNotice)}
+    events.FileOffer, events.ServerNotice, events.MembersChanged)}
 
 # KEYS: presence, users:NODE, alive: prefix. ARGV: username, entry JSON, node.
 CLAIM = """

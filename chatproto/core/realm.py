@@ -34,6 +34,7 @@ from .events import (
     Invited,
     MemberJoined,
     MemberLeft,
+    MembersChanged,
     Message,
     MessageDeleted,
     Sent,
@@ -83,10 +84,11 @@ class User:
     """
     One session of a logged-in user: the avatar a front end acts for.
 
-    A user may have several sessions at once (SPEC.md section 11): they
-    share one list, C{peers}, of every session of the account on this node
-    in login order. C{peers} is None while the session is the account's only
-    one, so that a user with one session costs what it always did.
+    A user may have several sessions at once (docs/PROTOCOL.md, "Several
+    sessions"): they share one list, C{peers}, of every session of the
+    account on this node in login order. C{peers} is None while the
+    session is the account's only one, so that a user with one session costs
+    what it always did.
     """
 
     # (Two slots more than one session needs: an idle connection costs 16 bytes more, no more.)
@@ -297,7 +299,7 @@ class ChatRealm:
     def login(self, username: str, password: str, session) -> defer.Deferred:
         """
         Fire with the L{User} once the login is recorded, or fail with
-        L{LoginFailed}. Checked in SPEC.md's order: blocked, unknown
+        L{LoginFailed}. Checked in this order (docs/PROTOCOL.md, LOGIN): blocked, unknown
         username, wrong password, already logged in.
         """
         if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
@@ -548,7 +550,7 @@ class ChatRealm:
     def is_account(self, username: str) -> bool:
         return self.accounts.secret(username) is not None
 
-    # Away (SPEC.md section 11): the user's, for all their sessions
+    # Away (docs/PROTOCOL.md, "Away"): the user's, for all their sessions
 
     def away_of(self, username: str) -> str | None:
         """The away message of C{username}, or None when they are not away."""
@@ -773,6 +775,20 @@ class ChatRealm:
                     n += 1
         return n
 
+    def _tell_members(self, group: Group) -> None:
+        """
+        L{MembersChanged} to every active member of C{group}, joined or
+        invited: an invited member's page shows the members too, though it
+        hears of no join or leave (the line protocol and IRC show nothing).
+        """
+        timestamp, now = self._now()
+        event = MembersChanged(group.name, tuple(group.members.items()), timestamp, now)
+        everyone = self._everyone
+        for username in group.members:
+            member = everyone.get(username)
+            if member is not None:
+                self._deliver(member, event)
+
     def create_group(self, owner: User, name: str, usernames, broadcast: bool = False,
                      allow_alone: bool = False) -> defer.Deferred:
         """
@@ -865,6 +881,7 @@ class ChatRealm:
             joined_event = MemberJoined(group.name, user.name, timestamp, now)
             self._fan_out(group, joined_event, user.name)
             self._echo(user, joined_event)
+            self._tell_members(group)
             return group.info()
 
         def not_saved(failure):
@@ -892,6 +909,7 @@ class ChatRealm:
             if member is not None:
                 timestamp, now = self._now()
                 self._deliver(member, Invited(group.name, user.name, timestamp, now))
+            self._tell_members(group)
             return group.info()
 
         def not_saved(failure):
@@ -965,6 +983,7 @@ class ChatRealm:
                 left = MemberLeft(group.name, user.name, timestamp, now)
                 self._fan_out(group, left, user.name)
                 self._echo(user, left)
+            self._tell_members(group)  # a declined invitation too
             return info
 
         return d.addCallbacks(saved, not_saved)
@@ -1212,7 +1231,7 @@ class ChatRealm:
         """
         Refuse C{username}'s logins for C{duration} (L{parse_duration}), kept
         across restarts; a logged-in user is logged out with a notice. Fire
-        with the ban's end as a SPEC timestamp, or C{None} for a ban forever.
+        with the ban's end as a server timestamp, or C{None} for a ban forever.
         """
         try:
             self._check_admin(admin, "ban", username)

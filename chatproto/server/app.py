@@ -70,7 +70,7 @@ def irc_ready_line(address) -> str:
 
 
 def irc_front_end(listen: str) -> FrontEnd:
-    """The IRC listener (SPEC.md section 8) on C{listen}, over the same realm and limits."""
+    """The IRC listener (docs/IRC.md) on C{listen}, over the same realm and limits."""
 
     def make_factory(chat_service):
         from ..frontends.irc import IRCFactory

@@ -13,7 +13,7 @@ def attempts_error(value) -> str:
 
 
 def parse_attempts(value: str) -> int:
-    """ATTEMPTS: an integer from 1 to 5 (SPEC.md), or L{usage.UsageError}."""
+    """ATTEMPTS: an integer from 1 to 5 (README, "Server options"), or L{usage.UsageError}."""
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 5:
         raise AttemptsError(attempts_error(value))
     return int(value)
@@ -168,7 +168,7 @@ def parse_sessions(options) -> dict:
     return {"max_sessions": int(value), "offline_messages": bool(options["offline-messages"])}
 
 
-# The IRC front end (SPEC.md section 8): off unless one of these is given.
+# The IRC front end (docs/IRC.md): off unless one of these is given.
 IRC_OPTIONS = [
     ["irc-port", None, None, "also speak IRC on this TCP port (0: any free port)"],
     ["irc-listen", None, None, "also speak IRC on this server endpoint (tcp:6667, ssl:6697:...)"],

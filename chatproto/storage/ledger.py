@@ -1,5 +1,6 @@
 """
-The core's storage (L{IChatStorage}): SPEC.md's text logs and a database,
+The core's storage (L{IChatStorage}): the text logs (README, "Files the
+server writes") and a database,
 written together once per reactor turn.
 
 At the end of a turn the turn's records go to the text logs (one write per
@@ -265,7 +266,7 @@ class Ledger:
         return self._read(self.database.search, query)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
-        text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        text_log = self.logs.group_log(record.name)  # a group's log file exists from its creation on
         record.first_seq = text_log.last_seq + 1
         self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast,
                                  record.first_seq)))

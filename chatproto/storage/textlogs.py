@@ -430,7 +430,8 @@ MAX_OPEN_GROUP_LOGS = 64
 
 class TextLogs:
     """
-    SPEC.md's files in one data directory: C{userlog.txt}, C{messagelog.txt}
+    The text logs in one data directory (README, "Files the server writes"):
+    C{userlog.txt}, C{messagelog.txt}
     and one C{GROUPNAME_messageLog.txt} per group.
 
     Only the C{max_open} most recently used group logs keep a file

@@ -3,8 +3,9 @@ The IRC front end: one L{IRCProtocol} per connection, over the chat core.
 
 It only translates: IRC commands become calls on the core's realm (login,
 send_private, join_group, ...), the core's events become IRC lines, and the
-core's error codes become numerics with SPEC.md's texts. Channels C{#G} are
-the core's groups C{G}; the nick is the account's username.
+core's error codes become numerics with the line protocol's texts
+(docs/IRC.md). Channels C{#G} are the core's groups C{G}; the nick is the
+account's username.
 
 Before registration only the registration commands exist (C{pre_*}
 methods); every other command gets 451. After it the chat commands

@@ -1,5 +1,5 @@
 """
-The line protocol front end (SPEC.md section 4): one L{ChatLineProtocol}
+The line protocol front end (docs/PROTOCOL.md): one L{ChatLineProtocol}
 per TCP connection over the shared realm.
 
 Each command is one method, found by name: C{login_LOGIN} before login,
@@ -626,7 +626,7 @@ class ChatLineProtocol(LineReceiver):
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
         me = self.user.name
-        # Every session of every other user (SPEC.md section 11).
+        # Every session of every other user (docs/PROTOCOL.md, "Several sessions").
         others = [other for other in self.chat.active_sessions() if other.name != me]
         if not others:
             self._reply(NO_OTHER_ACTIVE_USER_LINE)
@@ -671,7 +671,7 @@ class ChatLineProtocol(LineReceiver):
 
         self._later(self.chat.offer_file(self.user, username, filename), peer, "p2pvideo")
 
-    # Beyond the seed (SPEC.md section 6)
+    # Beyond the seed (docs/PROTOCOL.md, Extensions)
 
     def cmd_leavegroup(self, args: str) -> None:
         (name,) = split_args(args, "leavegroup", 1)
@@ -701,7 +701,7 @@ class ChatLineProtocol(LineReceiver):
         self._later(self.chat.delete_group_message(self.user, name, seq),
                     lambda _: line("OK", f"Message {seq} deleted."), "deletegroupmsg")
 
-    # SPEC.md section 7
+    # History and presence (docs/PROTOCOL.md)
 
     def cmd_history(self, args: str) -> None:
         username, count = name_and_count(args, "history")

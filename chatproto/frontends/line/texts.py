@@ -1,5 +1,5 @@
 """
-SPEC.md's exact texts for the line protocol: its replies and the core's
+The line protocol's exact texts (docs/PROTOCOL.md): its replies and the core's
 events in the words users (and chatproto's client) rely on. The error texts
 it shares with every front end are in L{chatproto.texts}.
 """
@@ -39,11 +39,11 @@ WELCOME = "Welcome to chatproto!"
 INVALID_COMMAND = "Error. Invalid command!"
 LOG_IN_FIRST = "Please log in first"
 NO_MESSAGES = "No messages."
-NO_MESSAGES_REPLY = "OK No messages."  # SPEC.md's whole line
+NO_MESSAGES_REPLY = "OK No messages."  # the whole line, as docs/PROTOCOL.md gives it
 NO_MESSAGES_FOUND = "No messages found."  # /search
 NO_GROUPS = "No groups."
 NO_OTHER_ACTIVE_USER = "no other active user"
-NO_OTHER_ACTIVE_USER_REPLY = "OK no other active user"  # SPEC.md's whole line
+NO_OTHER_ACTIVE_USER_REPLY = "OK no other active user"  # the whole line, as docs/PROTOCOL.md gives it
 SHUTDOWN_NOTICE = "Server shutting down"
 DROPPED_NOTICE = "Disconnected: too much output waiting unread"
 LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"

@@ -41,7 +41,7 @@ def message_key(message, me: str) -> str:
 
 
 class LoginRefused(Exception):
-    """A login failed; C{code} is the core's, C{text} SPEC.md's."""
+    """A login failed; C{code} is the core's, C{text} the line protocol's words for it."""
 
     def __init__(self, code: str, text: str):
         super().__init__(text)

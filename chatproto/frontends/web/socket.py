@@ -242,6 +242,9 @@ def event_json(event, unread=None) -> dict | None:
         return out
     if name == "Sent":  # sent from another session of this user: shown in its conversation
         return {"type": "message", "message": message_json(event.message)}
+    if name == "MembersChanged":  # the page's member list, current for invited members too
+        return {"type": "members_changed", "group": event.group, "timestamp": event.timestamp,
+                "members": [{"name": member, "joined": bool(joined)} for member, joined in event.members]}
     if name in NOT_FOR_BROWSERS:
         return None
     out = {"type": EVENT_TYPES.get(name) or _snake(name)}

@@ -224,11 +224,20 @@ const EVENTS = {
   },
   member_joined(event) {
     systemLine(groupKey(event.group), `${event.username} has joined the group chat ${event.group}.`);
-    refreshState();
   },
   member_left(event) {
     systemLine(groupKey(event.group), `${event.username} has left the group chat ${event.group}.`);
-    refreshState();
+  },
+  // Every change of a group's members (to invited members too, who hear of no join or leave).
+  members_changed(event) {
+    const group = state.groups.get(groupKey(event.group));
+    if (!group) {
+      refreshState(); // one just invited to: its owner and kind come with the state
+      return;
+    }
+    group.members = event.members;
+    renderLists();
+    if (state.current && state.current.key === groupKey(event.group)) renderHeader();
   },
   message_deleted(event) {
     const history = state.histories.get(groupKey(event.group));
@@ -481,8 +490,6 @@ async function openConversation(kind, name, { focus = true } = {}) {
   markRead(state.current);
   renderLists();
   renderConversation();
-  // Members change without a word to those merely invited (a join from IRC): ask afresh.
-  if (kind === "group") refreshState();
   const history = historyOf(key);
   if (!history.loaded) await loadHistory(history, state.current);
   if (focus) {
@@ -972,9 +979,6 @@ function wire() {
     if (document.visibilityState === "visible" && state.current && state.unread.has(state.current.key)) {
       markRead(state.current);
       renderLists();
-    }
-    if (document.visibilityState === "visible" && state.current && state.current.kind === "group") {
-      refreshState();
     }
   });
 }
