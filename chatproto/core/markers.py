@@ -18,6 +18,9 @@ from .errors import ChatError
 from .events import ReadMarker
 
 MAX_LOOKBACK = 500  # messages searched for the newest one at or before a time (IRC MARKREAD)
+# The largest SEQ a database stores (a signed 64-bit integer): a marker asked for beyond it
+# lands on the newest message, as one beyond the newest SEQ does (no database overflow).
+MAX_SEQ = 2**63 - 1
 
 
 class ReadMarkers:
@@ -59,7 +62,7 @@ class ReadMarkers:
             # (an IRC timestamp has milliseconds: the message it names may be a little later)
             d.addCallback(lambda messages: [m for m in messages if m.time < time + 0.001][-1:])
         else:
-            d = self._history(user, shown, group, 1, None if seq is None else seq + 1)
+            d = self._history(user, shown, group, 1, None if seq is None or seq >= MAX_SEQ else seq + 1)
         d.addCallback(self._landed, user, conversation)
         return d
 

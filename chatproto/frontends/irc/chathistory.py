@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from ...core.history import AFTER, AROUND, BEFORE, BETWEEN, LATEST, HistoryQuery
 from ...core.interfaces import Bound
+from ...core.markers import MAX_SEQ
 from .wire import parse_server_time
 
 SUBCOMMANDS = {"LATEST": LATEST, "BEFORE": BEFORE, "AFTER": AFTER, "AROUND": AROUND, "BETWEEN": BETWEEN}
@@ -97,7 +98,7 @@ def _reference(sub: str, target: str, text: str, kind: str) -> Bound | None:
 def _msgid(target: str, msgid: str) -> Bound:
     """The message C{msgid} names (L{msgid_of}: C{p.SEQ}, C{g.GROUP.SEQ}), if it is of C{target}'s conversation."""
     head, _, seq = msgid.rpartition(".")
-    if not (seq.isascii() and seq.isdigit()):
+    if not (seq.isascii() and seq.isdigit()) or int(seq) > MAX_SEQ:  # beyond any database's SEQ
         return NO_MESSAGE
     if target.startswith("#"):
         if head.lower() != "g." + target[1:].lower():

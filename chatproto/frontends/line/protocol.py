@@ -128,9 +128,13 @@ def split_args(args: str, command: str, count: int) -> list[str]:
     return parts
 
 
+MAX_SEQ_DIGITS = 100  # far more than any SEQ or count has
+
+
 def parse_seq(text: str, command: str) -> int:
     """A record's SEQ: a positive decimal number, or a usage error."""
-    if not (text.isascii() and text.isdigit()) or int(text) == 0:
+    # (Python refuses to convert more than 4300 digits: a longer one is no SEQ, not a server error.)
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_SEQ_DIGITS or int(text) == 0:
         raise UsageError(command)
     return int(text)
 
@@ -151,7 +155,8 @@ def name_and_count(args: str, command: str) -> tuple[str, int]:
     count = DEFAULT_HISTORY
     if len(parts) == 2:
         text = parts[1]
-        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_HISTORY:
+        if (not (text.isascii() and text.isdigit()) or len(text) > MAX_SEQ_DIGITS
+                or not 1 <= int(text) <= MAX_HISTORY):
             raise UsageError(command)
         count = int(text)
     return parts[0], count
