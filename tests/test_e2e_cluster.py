@@ -1,6 +1,6 @@
 """
-SPEC.md section 10 end to end: real nodes on a private Redis and PostgreSQL,
-real clients on each node.
+The cluster (docs/CLUSTER.md) end to end: real nodes on a private Redis
+and PostgreSQL, real clients on each node.
 """
 
 import os

@@ -55,6 +55,20 @@ class PipelineTests(SynchronousTestCase):
         self.assertEqual(len(records), 201)
         self.assertTrue(records[200].startswith("201; ") and records[200].endswith("; Yoda; last"))
 
+    def test_a_pipelining_client_is_not_stopped_every_turn(self):
+        """1,000 lines take 16 turns of 64; the socket's reading stops once, and starts once."""
+        calls = []
+        transport = self.yoda.transport
+        self.patch(transport, "pauseProducing", lambda: calls.append("pause"))
+        self.patch(transport, "resumeProducing", lambda: calls.append("resume"))
+        self.yoda.protocol.dataReceived(b"".join(b"/msgto Hans p%d\n" % i for i in range(1000)))
+        for _ in range(40):
+            self.f.clock.advance(0)
+        out = self.yoda.output()
+        self.assertEqual(len(out), 1000)
+        self.assertTrue(all(o.startswith("OK message sent at ") for o in out))
+        self.assertEqual(calls, ["pause", "resume"])
+
     def test_nothing_acknowledged_or_delivered_when_the_batch_fails(self):
         """A batch the database refuses: every message of it is refused, in order, none delivered."""
 

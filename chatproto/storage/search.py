@@ -15,6 +15,7 @@ digits (L{chatproto.core.search.search_words}) and every word is quoted
 (FTS5) or made of nothing but letters and digits (PostgreSQL's tsquery).
 """
 
+import functools
 import re
 
 from ..core.search import SearchQuery, fold, words_of
@@ -27,6 +28,7 @@ def _hex(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").hex()
 
 
+@functools.lru_cache(maxsize=65536)  # every message of a conversation has the same (issue 25)
 def scope_tokens(log: str, sender: str, recipient: str | None) -> str | None:
     """The scope tokens of a message (space-separated), or None: nobody can search it (a
     private record without its recipient, as an older server's text log gives it)."""
