@@ -1,7 +1,7 @@
 """
 The load generator of the chatproto benchmarks (issue 8).
 
-It speaks two dialects over TCP: C{chat} (SPEC.md section 4: chatproto's own
+It speaks two dialects over TCP: C{chat} (docs/PROTOCOL.md: chatproto's own
 server and the seed baseline) and C{irc} (the twistd words and InspIRCd
 baselines: PASS / NICK / USER, JOIN #chan, PRIVMSG nick / #chan; InspIRCd,
 whose connect class has no password, ignores PASS). Clients live in a few worker
@@ -47,7 +47,7 @@ def accounts(first: int, count: int) -> list:
 
 
 def write_credentials(path: str, n: int) -> None:
-    """An accounts file (SPEC.md: C{USERNAME PASSWORD} a line) with C{n} bench users."""
+    """An accounts file (C{USERNAME PASSWORD} a line) with C{n} bench users."""
     with open(path, "w", encoding="utf-8") as f:
         f.writelines(f"{user_name(i)} {user_password(i)}\n" for i in range(1, n + 1))
 
@@ -151,7 +151,7 @@ GROUP_TS = re.compile(rb"[ :]t(\d+) k(\d+) ")
 
 
 class Chat:
-    """SPEC.md section 4: chatproto and the seed baseline."""
+    """The line protocol (docs/PROTOCOL.md): chatproto and the seed baseline."""
 
     name = "chat"
     ERR = b"ERR "

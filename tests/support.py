@@ -46,7 +46,7 @@ class ChatFixture:
     """A realm, a factory and connected protocols, all on one C{task.Clock}."""
 
     def __init__(self, testcase, attempts=3, credentials=DEMO, max_output=1024 * 1024, database=None,
-                 lockout=None):
+                 lockout=None, **realm_options):
         self.dir = tempfile.mkdtemp(prefix="chatproto-unit-")
         testcase.addCleanup(shutil.rmtree, self.dir, True)
         path = os.path.join(self.dir, "credentials.txt")
@@ -59,7 +59,7 @@ class ChatFixture:
         self.storage = Ledger(self.database, self.dir, self.clock)
         # lockout: called with (clock, attempts) for the realm's ILockout (default: its own).
         self.chat = ChatRealm(self.accounts, self.storage, self.clock, attempts,
-                              lockout=lockout(self.clock, attempts) if lockout else None)
+                              lockout=lockout(self.clock, attempts) if lockout else None, **realm_options)
         self.chat.start()
         testcase.addCleanup(self.chat.close)
         self.factory = ChatServerFactory(self.chat, max_output)

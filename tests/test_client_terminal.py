@@ -89,15 +89,15 @@ class TerminalClientTestCase(SynchronousTestCase):
         sent, self.server.sent = self.server.sent, []
         return sent
 
-    def login(self, groups=("OK No groups.",)):
+    def login(self, groups=("OK No groups.",), unread=("OK No unread messages.",)):
         if self.username is None:
             self.type(b"Yoda\r")
         self.type(b"wise@!man\r")
         self.assertEqual(self.sent(), ["LOGIN Yoda wise@!man 6000"])
         self.answer("OK Welcome to chatproto!")
-        self.assertEqual(self.sent(), ["/users", "/groups"])
+        self.assertEqual(self.sent(), ["/users", "/groups", "/unread"])
         self.answer("DATA Hans active", "DATA Yoda active", "DATA leia inactive", "DATA luke active",
-                    "OK", *groups)
+                    "OK", *groups, *unread)
 
     def open_hans(self):
         self.type(b"/chat Hans\r")
@@ -154,6 +154,23 @@ class ConversationTests(TerminalClientTestCase):
         self.type(b"/chat\r")
         self.assertEqual(self.look()[-3], "Conversations: 1:all 2:Hans 3:Jedi 4:leia(1)")
         self.assertEqual(self.sent(), [])
+
+    def test_several_devices_unread_at_login_sent_and_read_elsewhere(self):
+        self.login(groups=("DATA Jedi joined group", "OK"),
+                   unread=("DATA Hans 2", "DATA #Jedi 1", "OK"))
+        rows = self.look()
+        self.assertIn("unread: Hans(2) #Jedi(1)", [row.strip() for row in rows])
+        self.assertEqual(rows[-2].strip(), "Yoda | 1:all | windows: 2:Hans 3:Jedi | unread: 2:Hans(2) 3:Jedi(1)")
+        # Read on another device: cleared here.
+        self.answer("READ Hans 7")
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:Hans 3:Jedi | unread: 3:Jedi(1)")
+        # Sent from another device: in its conversation, as one's own, not unread.
+        self.answer("SENT 01 Jun 2022 21:41:00, to #Jedi: from my phone")
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:Hans 3:Jedi | unread: 3:Jedi(1)")
+        self.type(b"\x1b3")  # Alt-3
+        self.assertIn("21:41 <Yoda> from my phone", [row.strip() for row in self.look()])
+        self.answer("SENT 01 Jun 2022 21:42:00, to leia: hello from the laptop")
+        self.assertEqual(self.status(), "Yoda | 3:Jedi | windows: 2:Hans 3:Jedi 4:leia")
 
     def test_message_to_another_user_from_a_conversation_and_close(self):
         self.login()

@@ -105,6 +105,21 @@ class BusTests(SynchronousTestCase):
         self.assertEqual(hans.output(), ["MSG 01 Jun 2022 21:30:04, Jedi, Yoda: hi all"])
         self.assertEqual(leia.output(), [])  # invited, not joined
 
+    def test_an_invited_member_on_another_node_is_sent_the_members_now(self):
+        """A join here: the group's members now go by name to an invited member's node (its page)."""
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        leia = self.fixture.login("leia", "alderaan")
+        yoda.send("/creategroup Jedi leia Hans")
+        leia.output()
+        self.bus.redis.published.clear()
+        self.assertEqual(leia.send("/joingroup Jedi"), ["OK Joined the group chat: Jedi successfully."])
+        self.fixture.clock.advance(0)
+        [[type_name, values, names, _pos]] = self.to_nodes()["B"]["e"]
+        self.assertEqual((type_name, names), ("MembersChanged", ["Hans"]))
+        self.assertEqual(values[:2], ["Jedi", [["Yoda", True], ["leia", True], ["Hans", False]]])
+
     def test_a_remote_delivery_reaches_the_local_session_once(self):
         hans = self.fixture.login("Hans", "falcon*solo")
         event = ["Message", ["private", 7, "01 Jun 2022 21:30:04", 1.0, "Yoda", "Hans", None, "hi"],
@@ -114,6 +129,23 @@ class BusTests(SynchronousTestCase):
         self.fixture.clock.advance(0)
         self.assertEqual(hans.output(), ["MSG 01 Jun 2022 21:30:04, Yoda: hi"])
         self.assertEqual(self.bus.received_pos, 42)
+
+    def test_away_is_told_to_every_node_and_heard_from_them(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.redis.published.clear()
+        self.assertEqual(yoda.send("/away gone fishing"), ["OK You are marked as away."])
+        (channel, payload), = self.bus.redis.published
+        self.assertEqual((channel, payload["t"], payload["u"], payload["x"]),
+                         ("chatproto:0:all", "away", "Yoda", "gone fishing"))
+        # Hans, on node B, goes away: a message to him here says so; his logout ends it.
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+        self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": "at lunch"}))
+        self.assertEqual(yoda.send("/msgto Hans hi")[0], "NOTICE Hans is away: at lunch")
+        self.bus.received("chatproto:0:all", json.dumps({"t": "off", "n": "B", "u": ["Hans"]}))
+        self.bus.received("chatproto:0:all", json.dumps(
+            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:05", 2.0]]}))
+        self.assertRegex(yoda.send("/msgto Hans back?")[0], "^OK message sent at")
 
     def test_remote_users_are_listed_and_already_logged_in(self):
         self.bus.received("chatproto:0:all", json.dumps(

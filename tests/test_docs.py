@@ -1,6 +1,7 @@
 """
 The repository's docs stand alone: a clone has no SPEC.md nor ../shared, so no
-tracked doc may send a reader there; and README's commands are the ones that work.
+tracked doc, and no comment or docstring in a tracked Python file, may send a
+reader there; and README's commands are the ones that work.
 """
 
 import os
@@ -14,17 +15,39 @@ from .harness import REPO
 
 DOC_SUFFIXES = (".md", ".toml", ".txt", ".service", ".html")
 ELSEWHERE = re.compile(r"\bSPEC\b|SPEC\.md|\.\./shared|/work/shared")
+# In code, "the spec" means that file too (importlib's find_spec and "the CAP spec" do not match).
+ELSEWHERE_IN_CODE = re.compile(ELSEWHERE.pattern + r"|\b[Tt]he spec\b")
+THIS_FILE = "tests/test_docs.py"  # it names what it looks for
 
 
-def tracked_docs() -> list[str]:
-    """The docs git tracks (every doc file below the repository when it is not a git checkout)."""
+def tracked_files() -> list[str]:
+    """The files git tracks (every file below the repository when it is not a git checkout)."""
     try:
         listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True,
                                 timeout=30).stdout.decode().split("\0")
     except (OSError, subprocess.SubprocessError):
         listed = [os.path.relpath(os.path.join(d, f), REPO) for d, _, files in os.walk(REPO)
                   if ".venv" not in d and ".git" not in d for f in files]
-    return sorted(p for p in listed if p.endswith(DOC_SUFFIXES) and not p.startswith("tests/"))
+    return sorted(p for p in listed if p)
+
+
+def tracked_docs() -> list[str]:
+    return [p for p in tracked_files() if p.endswith(DOC_SUFFIXES) and not p.startswith("tests/")]
+
+
+def tracked_code() -> list[str]:
+    """The Python files git tracks: the package, the tests, the benchmarks, the plugin."""
+    return [p for p in tracked_files() if p.endswith(".py") and p != THIS_FILE]
+
+
+def lines_matching(paths, pattern) -> list[str]:
+    found = []
+    for path in paths:
+        with open(os.path.join(REPO, path), encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if pattern.search(line):
+                    found.append(f"{path}:{number}: {line.strip()}")
+    return found
 
 
 class StandAloneDocsTests(SynchronousTestCase):
@@ -32,13 +55,14 @@ class StandAloneDocsTests(SynchronousTestCase):
         docs = tracked_docs()
         self.assertIn("README.md", docs)
         self.assertIn("docs/PROTOCOL.md", docs)
-        found = []
-        for path in docs:
-            with open(os.path.join(REPO, path), encoding="utf-8") as f:
-                for number, line in enumerate(f, 1):
-                    if ELSEWHERE.search(line):
-                        found.append(f"{path}:{number}: {line.strip()}")
-        self.assertEqual(found, [], "say it in the repository's own docs instead")
+        self.assertEqual(lines_matching(docs, ELSEWHERE), [], "say it in the repository's own docs instead")
+
+    def test_no_comment_refers_to_a_file_a_clone_does_not_have(self):
+        code = tracked_code()
+        self.assertIn("chatproto/core/realm.py", code)
+        self.assertIn("tests/test_web.py", code)
+        self.assertEqual(lines_matching(code, ELSEWHERE_IN_CODE), [],
+                         "name the repository's doc (docs/PROTOCOL.md, /msgto) or say the rule itself")
 
 
 class ReadmeCommandsTests(SynchronousTestCase):

@@ -1,6 +1,6 @@
 """
 End to end: a real server process and real client processes over loopback,
-for every command and error row of SPEC.md sections 2 and 3.
+for every command and error row of docs/PROTOCOL.md (the login, the commands).
 """
 
 import os
@@ -17,7 +17,8 @@ TS = r"\d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2}"
 
 class LoginTests(E2EMixin, SynchronousTestCase):
     def setUp(self):
-        self.server = self.start_server(attempts=2)
+        # The login's rules (docs/PROTOCOL.md, LOGIN), one login per account among them (--max-sessions 1).
+        self.server = self.start_server(attempts=2, extra_args=("--max-sessions", "1"))
 
     def test_login_errors_and_lockout(self):
         client = self.client()

@@ -1,5 +1,5 @@
 """
-End to end, SPEC.md section 6: a real server process and real client
+End to end, docs/PROTOCOL.md's Extensions: a real server process and real client
 processes over loopback for /leavegroup, /changepassword, /deletemsg,
 /deletegroupmsg, /createbroadcast and /help.
 """
@@ -34,7 +34,8 @@ class GroupExtensionTests(E2EMixin, SynchronousTestCase):
                       self.yoda.stdout.lines[-1])
         self.yoda.command("/help", "/msgto USERNAME MESSAGE", "/leavegroup GROUPNAME",
                           "/changepassword CURRENT NEW", "/deletemsg SEQ", "/deletegroupmsg GROUPNAME SEQ",
-                          "/createbroadcast GROUPNAME USERNAME [USERNAME ...]", "/help", "/logout")
+                          "/createbroadcast GROUPNAME USERNAME [USERNAME ...]", "/help", "/sessions",
+                          "/away [MESSAGE]", "/read NAME SEQ", "/unread", "/logout [all]")
         self.yoda.command("/help me", "Usage: /help")
 
     def test_leavegroup(self):

@@ -1,6 +1,6 @@
 """
-SPEC.md section 7 end to end: real server processes restarted on the same
-data directory, real clients.
+History and presence (docs/PROTOCOL.md) end to end: real server processes
+restarted on the same data directory, real clients.
 """
 
 import re

@@ -195,7 +195,7 @@ def _weechat_time(text: str) -> str:
 
 
 def _stored_time(text: str) -> str:
-    """A SPEC timestamp C{01 Jun 2022 21:30:04} as C{21:30:04}."""
+    """A server timestamp C{01 Jun 2022 21:30:04} as C{21:30:04}."""
     return text.split(" ")[3]
 
 

@@ -1,8 +1,9 @@
 """
 The page over time, in a real headless Chromium against real server
-processes: members that change while one is only invited, a server restart
-(the page notices by itself when the server is gone and back), status lines
-that fade, and the page's WebSocket in the metrics.
+processes: members that change while one is only invited (shown as they
+change), a server restart (the page notices by itself when the server is
+gone and back), status lines that fade, and the page's WebSocket in the
+metrics.
 
 Skipped, with the reason, when Playwright or Debian's chromium is missing
 (as tests/test_e2e_web.py). Waits are for something to appear; the fading is
@@ -22,6 +23,7 @@ from tests.test_e2e_web import (  # noqa: F401 - browser and cleanup are pytest 
     log_in,
     new_page,
     start,
+    with_ii_luke,
 )
 
 SERVER_GONE = "The server is not reachable. This page will reconnect when it is back."
@@ -29,19 +31,36 @@ SERVER_BACK = "The server is back. Please log in again."
 
 
 def test_members_are_current_for_an_invited_member(browser, cleanup):
-    """luke joins while Hans, on the page, is only invited (and so is not told): opening shows it."""
-    server = start(cleanup)
-    luke = line_client(server, cleanup, "luke", "jedi*knight")
-    page = logged_in(new_page(browser, cleanup), server.url, "Hans", "falcon*solo")
+    """
+    Hans, on the page, is only invited to Jedi and has it open: joins from
+    IRC (ii), the line protocol (the terminal client) and another page, and
+    a part, show in its member list as they happen, without opening it again.
+    """
+    server, luke = with_ii_luke(cleanup)
+    leia = line_client(server, cleanup, "leia", "alderaan")
+    hans = logged_in(new_page(browser, cleanup), server.url, "Hans", "falcon*solo")
+    obiwan = logged_in(new_page(browser, cleanup), server.url, "obiwan", "hellothere")
     yoda = line_client(server, cleanup, "Yoda", "wise@!man")
-    yoda.send("/creategroup Jedi Hans luke")
+    yoda.send("/creategroup Jedi Hans luke leia obiwan")
     yoda.expect(re.compile(r"^Group chat room has been created, room name: Jedi"))
-    page.wait_for_selector("#group-list button[data-name=Jedi]")  # the page knows luke as invited
-    luke.send("/joingroup Jedi")
-    luke.expect("Joined the group chat: Jedi successfully.")
-    page.click("#group-list button[data-name=Jedi]")
-    page.wait_for_selector("#conversation-subtitle:text-is('owner Yoda; members: Yoda, Hans (invited), luke')")
-    assert page.errors == []
+    hans.click("#group-list button[data-name=Jedi]")
+    members = "#conversation-subtitle:text-is('owner Yoda; members: {}')"
+    hans.wait_for_selector(members.format("Yoda, Hans (invited), luke (invited), leia (invited), obiwan (invited)"))
+    luke.command("/j #Jedi")
+    luke.expect("has joined #Jedi", "#jedi")
+    hans.wait_for_selector(members.format("Yoda, Hans (invited), luke, leia (invited), obiwan (invited)"))
+    leia.send("/joingroup Jedi")
+    leia.expect("Joined the group chat: Jedi successfully.")
+    hans.wait_for_selector(members.format("Yoda, Hans (invited), luke, leia, obiwan (invited)"))
+    obiwan.click("#group-list button[data-name=Jedi]")
+    obiwan.click("#join-button")
+    hans.wait_for_selector(members.format("Yoda, Hans (invited), luke, leia, obiwan"))
+    luke.command("/PART #Jedi")
+    hans.wait_for_selector(members.format("Yoda, Hans (invited), leia, obiwan"))
+    # The line protocol's joined members were told as before, in its own words.
+    leia.expect("obiwan has joined the group chat Jedi.")
+    leia.expect("luke has left the group chat Jedi.")
+    assert hans.errors == [] and obiwan.errors == []
 
 
 def logged_in_server_gone(browser, cleanup, stop):
@@ -128,8 +147,6 @@ def test_the_page_is_in_the_connection_metrics(browser, cleanup):
 
 def test_emoji_sequences_from_the_page_reach_ii_the_terminal_and_the_log(browser, cleanup):
     """The family emoji keeps its joiners everywhere; a right-to-left override is shown."""
-    from tests.test_e2e_web import with_ii_luke
-
     server, luke = with_ii_luke(cleanup)
     hans = line_client(server, cleanup, "Hans", "falcon*solo")
     page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")

@@ -1,5 +1,5 @@
 """
-SPEC.md section 6 without sockets: /leavegroup, /changepassword,
+docs/PROTOCOL.md's Extensions without sockets: /leavegroup, /changepassword,
 /deletemsg, /deletegroupmsg, /createbroadcast, /help, over StringTransport
 with time on a task.Clock; and the files they rewrite.
 """
@@ -170,7 +170,11 @@ class HelpTests(SynchronousTestCase):
             "/members GROUPNAME",
             "/users",
             "/help",
-            "/logout",
+            "/sessions",
+            "/away [MESSAGE]",
+            "/read NAME SEQ",
+            "/unread",
+            "/logout [all]",
         ])
         # Every command handler is listed (the administrators' only to administrators).
         handlers = sorted(name[4:] for name in dir(yoda.protocol)

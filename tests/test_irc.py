@@ -121,6 +121,7 @@ class RegistrationTests(IRCTestCase):
         self.assertEqual(one(lines, "464").params[1], "Invalid Username. Please try again")
 
     def test_already_logged_in(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.env.register("Yoda", "wise@!man")
         c = self.env.connect()
         lines = c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y")
@@ -280,6 +281,7 @@ class SaslTests(IRCTestCase):
                           "Please try again later"])
 
     def test_already_logged_in(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.env.register("Yoda", "wise@!man")
         c = self.start()
         c.send("AUTHENTICATE PLAIN")
@@ -428,7 +430,8 @@ class PrivateMessageTests(IRCTestCase):
         c = self.env.connect()
         c.send_raw(b"PASS wise@!man\r\nNICK Yoda\r\nUSER y 0 * :y\r\nJOIN #Jedi\r\n"
                    b"INVITE luke #Jedi\r\nPRIVMSG #Jedi :first\r\nPRIVMSG luke :second\r\n")
-        self.assertEqual([type(e).__name__ for e in luke.events], ["Invited", "Message"])
+        # (MembersChanged: the group's members now, for a page; IRC and the line protocol show nothing.)
+        self.assertEqual([type(e).__name__ for e in luke.events], ["Invited", "MembersChanged", "Message"])
         self.assertEqual(self.group_log("Yoda", "Jedi")[0].text, "first")
 
 
@@ -465,7 +468,7 @@ class ChannelTests(IRCTestCase):
         lines = c.send("JOIN #jedi")
         self.assertEqual(lines[0].params, ["#Jedi"])
         self.assertEqual(one(lines, "353").params[3].split(), ["luke", "Yoda"])
-        self.assertEqual(type(luke.events[-1]).__name__, "MemberJoined")
+        self.assertEqual([type(e).__name__ for e in luke.events[-2:]], ["MemberJoined", "MembersChanged"])
         # joining again is nothing new
         self.assertEqual(c.send("JOIN #Jedi"), [])
 
@@ -526,6 +529,30 @@ class ChannelTests(IRCTestCase):
                          ["#Jedi", "Please join the group before sending messages."])
         self.assertEqual(commands(c.send("INVITE luke")), ["461"])
 
+    def test_an_invited_member_is_shown_no_change_of_members(self):
+        """
+        The core tells a group's invited members of joins, invitations and
+        leaves too (MembersChanged, the members now: for the page); an
+        invited IRC user's wire stays as it was, silent.
+        """
+        luke = self.other("luke", "jedi*knight")
+        leia = self.other("leia", "alderaan")
+        obiwan = self.other("obiwan", "hellothere")
+        c = self.env.register("Yoda", "wise@!man")
+        self.call(self.chat.create_group(luke.user, "Jedi", ["Yoda", "leia", "obiwan"]))
+        self.assertEqual(commands(c.lines()), ["INVITE"])
+        self.call(self.chat.join_group(leia.user, "Jedi"))
+        self.call(self.chat.invite(luke.user, "Jedi", "Hans"))  # an account, not active
+        self.call(self.chat.leave_group(leia.user, "Jedi"))
+        self.assertEqual(c.lines(), [])
+        told = [e for e in obiwan.events if type(e).__name__ == "MembersChanged"]
+        self.assertEqual([e.members for e in told], [
+            (("luke", True), ("Yoda", False), ("leia", True), ("obiwan", False)),
+            (("luke", True), ("Yoda", False), ("leia", True), ("obiwan", False), ("Hans", False)),
+            (("luke", True), ("Yoda", False), ("obiwan", False), ("Hans", False)),
+        ])
+        self.assertEqual({e.group for e in told}, {"Jedi"})
+
     def test_part(self):
         luke = self.other("luke", "jedi*knight")
         c = self.env.register("Yoda", "wise@!man")
@@ -535,7 +562,7 @@ class ChannelTests(IRCTestCase):
         part = one(c.send("PART #Jedi :bye"), "PART")
         self.assertEqual((part.source, part.params), ("Yoda!Yoda@chatproto",
                                                        ["#Jedi", "You have left the group chat Jedi."]))
-        self.assertEqual(type(luke.events[-1]).__name__, "MemberLeft")
+        self.assertEqual([type(e).__name__ for e in luke.events[-2:]], ["MemberLeft", "MembersChanged"])
         self.assertEqual(one(c.send("PART #Jedi"), "442").params[2], "You are not in this group chat.")
         self.assertEqual(one(c.send("PART #Nope"), "403").params[2], "The group chat does not exist.")
 
@@ -620,7 +647,10 @@ class ChannelTests(IRCTestCase):
         lk.send("AWAY :gone")
         c.lines()
         lk.drop()
-        self.assertEqual(commands(c.lines()), ["AWAY", "QUIT"])
+        # Away lasts while the user is active: the QUIT says it all, and a new login is not away.
+        self.assertEqual(commands(c.lines()), ["QUIT"])
+        self.env.register("luke", "jedi*knight")
+        self.assertEqual([w.params[6] for w in find(c.send("WHO #Jedi"), "352")], ["H", "H"])
 
     def test_rejoin_on_registration_and_playback(self):
         """Groups stay joined in the core: a new connection is put back in them, with the last messages."""
@@ -981,6 +1011,7 @@ class WithLineProtocolTests(IRCTestCase):
                          ["ERR Your account is blocked due to multiple login failures. Please try again later"])
 
     def test_already_logged_in_on_the_other_front_end(self):
+        self.chat.max_sessions = 1  # --max-sessions 1: one login per account
         self.fixture.login("Yoda", "wise@!man")
         c = self.env.connect()
         self.assertEqual(one(c.send("PASS wise@!man", "NICK Yoda", "USER y 0 * :y"), "464").params[1],

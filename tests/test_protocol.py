@@ -51,6 +51,7 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(c.send("LOGIN Yoda y 6000"), ["ERR Invalid Password. Please try again"])
 
     def test_already_logged_in(self):
+        self.f = ChatFixture(self, attempts=3, max_sessions=1)  # one login per account (the seed's rule)
         self.f.login("Yoda", "wise@!man")
         c = self.f.connect()
         self.assertEqual(c.send("LOGIN Yoda wise@!man 6001"), ["ERR This account is already logged in"])

@@ -145,6 +145,27 @@ class StorageContract:
     def expected_after_import(self, seq):
         return seq
 
+    def test_read_markers_only_forward_unread_counts_and_a_restart(self):
+        for i, (a, b) in enumerate([("Hans", "Yoda"), ("Hans", "Yoda"), ("leia", "Yoda"), ("Yoda", "Hans")]):
+            self.durable(self.ledger.append_private(a, b, T, 10.0 + i, f"m{i}"))
+        for i, author in enumerate(["Hans", "Yoda", "Hans"]):
+            self.durable(self.ledger.append_group("Jedi", author, T, 20.0 + i, f"g{i}"))
+        groups = [("#jedi", "Jedi", 1)]
+        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", groups)),
+                         [("#jedi", 2, 22.0), ("leia", 1, 12.0), ("Hans", 2, 11.0)])
+        self.durable(self.ledger.set_read_marker("Yoda", "Hans", 2))
+        self.durable(self.ledger.set_read_marker("Yoda", "Hans", 1))  # never back
+        self.durable(self.ledger.set_read_marker("Yoda", "#jedi", 2))
+        self.assertEqual(self.successResultOf(self.ledger.read_markers("Yoda")), {"Hans": 2, "#jedi": 2})
+        self.reopen()
+        self.assertEqual(self.successResultOf(self.ledger.read_markers("Yoda")), {"Hans": 2, "#jedi": 2})
+        self.assertEqual(self.successResultOf(self.ledger.read_markers("Hans")), {})
+        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", groups)),
+                         [("#jedi", 1, 22.0), ("leia", 1, 12.0)])
+        # A group created again under an old name: its earlier messages are not its own.
+        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [("#jedi", "Jedi", 4)])),
+                         [("leia", 1, 12.0)])
+
     def test_bans_are_kept_and_forgotten(self):
         self.assertEqual(self.successResultOf(self.ledger.bans()), {})
         self.durable(self.ledger.save_ban("vader", math.inf))

@@ -581,10 +581,10 @@ class WithChatClientTests(TerminalTestCase):
         self.type(b"wise@!man\r")
         self.assertEqual(self.sent, ["LOGIN Yoda wise@!man 6000"])
         self.chat.server_line("OK", "Welcome to chatproto!")
-        # Names for completion and /chat, asked once.
-        self.assertEqual(self.sent[1:], ["/users", "/groups"])
+        # Names for completion and /chat, asked once; what was missed since the last read.
+        self.assertEqual(self.sent[1:], ["/users", "/groups", "/unread"])
         for line in ("DATA Hans active", "DATA Yoda active", "DATA leia inactive", "OK",
-                     "OK No groups."):
+                     "OK No groups.", "OK No unread messages."):
             self.chat.server_line(*line.partition(" ")[::2])
         del self.sent[:]
 

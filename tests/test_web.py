@@ -1,5 +1,5 @@
 """
-The web front end (SPEC.md section 9) over in-memory transports: the page and
+The web front end (docs/WEB.md) over in-memory transports: the page and
 its headers, login and the session cookie, the WebSocket's JSON protocol,
 and its limits.
 """
@@ -102,6 +102,11 @@ class LoginTests(SynchronousTestCase):
                          "Invalid Password. Your account has been blocked. Please try again later")
         self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"], BLOCKED)
         self.web.clock.advance(10)
+        self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
+        self.web.core.chat.max_sessions = 1  # --max-sessions 1: one login per account
+        self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"],
+                         "This account is already logged in")
+        self.web.core.chat.max_sessions = 2  # a second session, as many as allowed
         self.assertEqual(self.web.login("Yoda", "wise@!man").status, 200)
         self.assertEqual(self.web.login("Yoda", "wise@!man").json()["error"],
                          "This account is already logged in")
@@ -293,6 +298,34 @@ class ChatTests(SynchronousTestCase):
                          "Group name must be 1-32 letters and digits")
         self.assertEqual(self.yoda.request("create_group", name="jedi", members=["Hans"])["error"],
                          "A group chat (Name: jedi) already exists")
+
+    def test_members_changed_reaches_an_invited_member(self):
+        """
+        Hans is only invited to Jedi: a join from the line protocol, an
+        invitation and a leave each bring his page the members now; leia,
+        invited on the line protocol, is shown nothing of them.
+        """
+        luke = self.web.core.login("luke", "jedi*knight", 6001)
+        leia = self.web.core.login("leia", "alderaan", 6002)
+        self.yoda.request("create_group", name="Jedi", members=["Hans", "luke"])
+        self.assertEqual(self.hans.next("invited")["group"], "Jedi")
+        luke.output()
+
+        def members_now():
+            changed = [e for e in self.hans.events() if e["type"] == "members_changed"]
+            self.assertEqual(len(changed), 1, changed)
+            self.assertEqual(changed[0]["group"], "Jedi")
+            return [(m["name"], m["joined"]) for m in changed[0]["members"]]
+
+        self.assertEqual(luke.send("/joingroup Jedi"), ["OK Joined the group chat: Jedi successfully."])
+        self.assertEqual(members_now(), [("Yoda", True), ("Hans", False), ("luke", True)])
+        self.assertTrue(self.yoda.request("invite", group="Jedi", username="leia")["ok"])
+        self.assertEqual(members_now(), [("Yoda", True), ("Hans", False), ("luke", True), ("leia", False)])
+        self.assertEqual(leia.output(), [
+            "NOTICE You have been invited to the group chat Jedi by Yoda. Type /joingroup Jedi to join."])
+        self.assertEqual(luke.send("/leavegroup Jedi"), ["OK You have left the group chat Jedi."])
+        self.assertEqual(members_now(), [("Yoda", True), ("Hans", False), ("leia", False)])
+        self.assertEqual(leia.output(), [])
 
     def test_invite(self):
         self.yoda.request("create_group", name="Jedi", members=["Hans"])

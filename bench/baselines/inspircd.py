@@ -9,7 +9,7 @@ generator as twistd words.
 When the binary is missing it runs C{apt-get update} and C{apt-get install -y
 inspircd} first (benchmark time only: the tests never start InspIRCd). It
 writes C{inspircd.conf} into SCRATCH with flood control off and the settings
-of /work/shared/COMPONENTS.md that make it comparable (a free port is picked
+that make it comparable (docs/PERFORMANCE.md, "The servers"; a free port is picked
 when C{--port} is 0), starts C{inspircd --runasroot --nofork --nopid --config
 FILE} as a child, and once the port accepts connections prints
 

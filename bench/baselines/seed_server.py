@@ -1,7 +1,7 @@
 """
 BENCHMARK BASELINE -- NOT PART OF CHATPROTO, NEVER SHIPPED.
 
-The seed project's design (../shared/seed-design-notes.txt), rebuilt only so
+The seed project's design (docs/PERFORMANCE.md, "The servers"), rebuilt only so
 that bench/run_all.py can measure it side by side with chatproto:
 
 - one thread per client, blocking sockets;
@@ -10,10 +10,10 @@ that bench/run_all.py can measure it side by side with chatproto:
   open/write/close, as the seed's logger does; every login appends to
   userlog.txt, every logout rewrites it whole (O(users)), as the seed does.
 
-It speaks the same wire protocol as SPEC.md section 4 for the commands the
+It speaks the same wire protocol as docs/PROTOCOL.md for the commands the
 benchmark uses: LOGIN, /msgto, /activeuser, /creategroup, /joingroup,
 /groupmsg, /logout (OK / ERR / DATA / MSG / NOTICE lines). Nothing else from
-the spec (p2p, extensions, --fsync, output bounds) is implemented.
+chatproto (p2p, extensions, --fsync, output bounds) is implemented.
 
     python bench/baselines/seed_server.py PORT ATTEMPTS \
         [--interface ADDR] [--data-dir DIR] [--credentials FILE]

@@ -10,7 +10,8 @@ waits on a sleep). Every line sent to the server waits in a queue for its
 final reply, so the client can ask the server things of its own (history,
 members, names for completion) without mixing their answers up.
 
-With a plain console (stdin not a terminal) it prints SPEC's exact lines.
+With a plain console (stdin not a terminal) it prints the fixed lines
+scripts rely on (docs/CLIENT.md).
 With a terminal console (C{console.rich}) it adds conversations
 (L{conversations}), readable messages (L{render}), a status line and
 reconnecting (L{reconnect}).
@@ -29,7 +30,7 @@ from . import files
 from .commands import COMMAND_LIST, COMMAND_PROMPT, COMMANDS, TERMINAL_COMMANDS
 from .conversations import Conversations
 from .conversing import HISTORY_ON_OPEN, INVALID_COMMAND, NO_CONVERSATION, ConversationCommands
-from .render import Renderer, parse_message
+from .render import Renderer, parse_message, parse_sent
 
 __all__ = ["COMMANDS", "COMMAND_PROMPT", "CONNECTION_LOST", "HISTORY_ON_OPEN", "INVALID_COMMAND",
            "NO_CONVERSATION", "ChatClient", "ServerConnection", "main"]
@@ -116,7 +117,7 @@ class ChatClient(ConversationCommands):
     @param on_exit: called once with the exit status.
     @param clock: the time of one's own group messages (the reactor by default).
     @param reconnector: a L{reconnect.Reconnector} to use when the connection is
-        lost after login; None: the client exits 1 (SPEC, pipe mode).
+        lost after login; None: the client exits 1 (pipe mode, docs/CLIENT.md).
     @param username: from the configuration file: asked no more on a terminal.
     @param colours: False for no colours on a terminal.
     """
@@ -190,6 +191,10 @@ class ChatClient(ConversationCommands):
                 self._reply(text)
         elif tag == "MSG":
             self._message(text)
+        elif tag == "SENT":  # what this user sent from another session (device)
+            self._sent_elsewhere(text)
+        elif tag == "READ":  # read on another session: no longer unread here
+            self._read_elsewhere(text)
         elif tag == "NOTICE":
             if text.startswith(LOGIN_DEADLINE_NOTICE) and self.rich and self.reconnector is not None \
                     and not self._logged_in:
@@ -317,6 +322,47 @@ class ChatClient(ConversationCommands):
         self._show(self.conversations.add_message(window, msg))
         self._set_status()
 
+    def _sent_elsewhere(self, text: str) -> None:
+        msg = parse_sent(text, self.username) if self.rich else None
+        if msg is None:
+            self.console.show(f"SENT {text}")
+            return
+        window = (self.conversations.open(msg.group, "group") if msg.group is not None
+                  else self.conversations.open(msg.peer, "user"))
+        self._show(self.conversations.add_message(window, msg, count=False))
+        self._set_status()
+
+    def _read_elsewhere(self, text: str) -> None:
+        if not self.rich:
+            return  # nothing to clear in a plain transcript
+        name = text.rsplit(" ", 1)[0]
+        window = (self.conversations.find(name[1:], "group") if name.startswith("#")
+                  else self.conversations.find(name, "user"))
+        if window is not None and window.unread:
+            window.unread = 0
+            self._set_status()
+
+    def _show_unread(self) -> None:
+        """At login: what was missed since the last read, on any device (C{unread: Hans(2)})."""
+        rows = []
+
+        def listed(ok, text):
+            if not ok or not rows:
+                return
+            self._reply("unread: " + " ".join(f"{name}({count})" for name, count in rows))
+            for name, count in rows:
+                window = (self.conversations.open(name[1:], "group") if name.startswith("#")
+                          else self.conversations.open(name, "user"))
+                window.unread = count
+            self._set_status()
+
+        def row(text):
+            name, _, count = text.rpartition(" ")
+            if count.isdigit():
+                rows.append((name, int(count)))
+
+        self._request("/unread", listed, row)
+
     def _notice(self, text: str) -> None:
         if not self.rich:
             self.console.show(text)
@@ -423,6 +469,7 @@ class ChatClient(ConversationCommands):
                 self.conversations.all.append(COMMAND_LIST)
                 self.console.show(COMMAND_LIST)  # once (the terminal cuts it into rows)
                 self._learn_names()
+                self._show_unread()
             self._ask_command()
         elif text in _GIVE_UP:
             self.exit(1)
@@ -822,7 +869,7 @@ def main(argv=None) -> None:
         sys.exit(1)
     client.udp_port = udp_port
     if args.udp_port == 0:
-        # Any free port: say which (on stderr when piped, so stdout keeps SPEC's lines).
+        # Any free port: say which (on stderr when piped, so stdout keeps only the fixed lines).
         print(f"Receiving files on UDP port {udp_port}",
               file=sys.stdout if kind == "terminal" else sys.stderr)
 

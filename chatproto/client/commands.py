@@ -1,10 +1,10 @@
 """
-The client's commands: the server's, in SPEC's order (the pipe-mode
+The client's commands: the server's, in docs/PROTOCOL.md's order (the pipe-mode
 prompt lists exactly these), and the terminal's own, with the few words
 C{/help} says about each.
 """
 
-#: The server commands, as SPEC's pipe-mode prompt lists them.
+#: The server commands, as the pipe-mode prompt lists them (docs/CLIENT.md).
 COMMANDS = ["/msgto", "/activeuser", "/creategroup", "/joingroup", "/groupmsg", "/p2pvideo",
             "/leavegroup", "/changepassword", "/deletemsg", "/deletegroupmsg", "/createbroadcast",
             "/history", "/grouphistory", "/help", "/logout"]

@@ -23,7 +23,7 @@ class LineConsole(LineReceiver):
     one line per prompt, keeping lines typed ahead for the next prompts.
 
     When stdin is not a terminal every prompt is printed as a line of its own
-    and nothing but SPEC.md's texts is printed.
+    and nothing but the fixed texts of docs/CLIENT.md is printed.
     """
 
     delimiter = b"\n"

@@ -22,7 +22,7 @@ _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
 
 
 def _timestamp(seconds: float) -> str:
-    """SPEC's timestamp format, English month names whatever the locale."""
+    """The server's timestamps (docs/PROTOCOL.md, TIMESTAMP), English month names whatever the locale."""
     t = time.localtime(seconds)
     return f"{t.tm_mday:02d} {_MONTH_NAMES[t.tm_mon - 1]} {t.tm_year} {time.strftime('%H:%M:%S', t)}"
 

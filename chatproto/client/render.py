@@ -19,6 +19,7 @@ _TS = r"(?P<ts>(?P<day>\d\d) (?P<mon>[A-Z][a-z]{2}) (?P<year>\d{4}) (?P<hm>\d\d:
 _MESSAGE = re.compile(_TS + r", (?:(?P<group>[^\s,]+), )?(?P<sender>[^\s,:]+): (?P<text>.*)\Z", re.S)
 _HISTORY = re.compile(r"#(?P<seq>\d+) " + _MESSAGE.pattern, re.S)
 _SENT_AT = re.compile(r"^message sent at " + _TS + r"\.$")
+_SENT = re.compile(_TS + r", to (?P<to>#?[^\s,:]+): (?P<text>.*)\Z", re.S)
 
 DIM = (2,)
 BOLD = (1,)
@@ -61,6 +62,17 @@ def parse_message(text: str) -> Message | None:
     if found is None or found["mon"] not in _MONTHS:
         return None
     return Message(found["ts"], found["sender"], found["text"], found["group"])
+
+
+def parse_sent(text: str, me: str) -> Message | None:
+    """A C{SENT} line's text (what C{me} sent from another session): C{TIMESTAMP, to NAME: MESSAGE}."""
+    found = _SENT.match(text)
+    if found is None or found["mon"] not in _MONTHS:
+        return None
+    to = found["to"]
+    if to.startswith("#"):
+        return Message(found["ts"], me, found["text"], to[1:])
+    return Message(found["ts"], me, found["text"], peer=to)
 
 
 def parse_history(text: str) -> Message | None:

@@ -5,7 +5,7 @@ C{twisted.conch.stdio} uses them.
 
 The bottom of the screen is the I{live area}: the progress lines of running
 transfers, the prompt when it is too long to share a row with the typing
-(SPEC's command prompt), the status line (reverse video: the user, the
+(the pipe mode's command prompt), the status line (reverse video: the user, the
 current conversation, unread counts, the connection) and the input line. Everything the client shows is
 printed I{above} the live area, which is then drawn again, so a message
 arriving while the user types never garbles the half-typed line and the

@@ -1,1 +1,1 @@
-"""Several server nodes on Redis and PostgreSQL behaving as one server (SPEC.md section 10)."""
+"""Several server nodes on Redis and PostgreSQL behaving as one server (docs/CLUSTER.md)."""

@@ -34,7 +34,7 @@ HOLD = 5.0  # a login while the node reconnects to Redis waits this long for it,
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     events.Message, events.Invited, events.MemberJoined, events.MemberLeft, events.MessageDeleted,
-    events.FileOffer, events.ServerNotice)}
+    events.FileOffer, events.ServerNotice, events.MembersChanged)}
 
 # KEYS: presence, users:NODE, alive: prefix. ARGV: username, entry JSON, node.
 CLAIM = """
@@ -99,6 +99,7 @@ class RemoteUser:
     """A user logged in on another node, as the realm sees it."""
 
     __slots__ = ("name", "node", "session", "since", "since_time", "gone")
+    peers = None  # as the realm's User: one session, its own node delivers to all of the user's
 
     def __init__(self, bus, name, node, ip, udp_port, since, since_time):
         self.name = name
@@ -411,6 +412,11 @@ class ClusterBus:
 
         return waiting.addCallbacks(up, still_down)
 
+    def away_changed(self, username: str, text) -> defer.Deferred:
+        """C{username}, logged in here, set (or cleared: None) their away message (the realm's away);
+        fires once Redis has handed it to every node."""
+        return self.tell_all({"t": "away", "u": username, "x": text})
+
     def release(self, user) -> None:
         """C{user} logged out here (the realm's logout)."""
         if self.everyone.get(user.name) is user:
@@ -562,6 +568,9 @@ class ClusterBus:
         if node == self.node:
             return
         kind = payload.get("t")
+        if kind == "away":  # a user of that node set or cleared their away message
+            self.realm.away_elsewhere(payload["u"], payload.get("x"))
+            return
         if kind == "on":
             for name, ip, udp_port, since, since_time in payload["u"]:
                 self._remote_on(name, node, ip, udp_port, since, since_time)

@@ -193,7 +193,7 @@ class ClusterLedger(Ledger):
 
     def save_group(self, record) -> defer.Deferred:
         """A new group; fails with C{group-exists} when another node created it first."""
-        self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        self.logs.group_log(record.name)  # a group's log file exists from its creation on
         record.first_seq = 1  # until the database says (on_first_seq)
         self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast, None)))
         for username, joined in record.members:

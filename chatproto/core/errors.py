@@ -3,7 +3,7 @@ Typed errors of the chat core.
 
 A L{ChatError} carries a C{code} (a short stable string) and the fields its
 message needs. Each front end maps codes to its own words: the line protocol
-to SPEC.md's exact texts (L{chatproto.frontends.line.texts}), IRC to
+to its exact texts (docs/PROTOCOL.md, L{chatproto.frontends.line.texts}), IRC to
 numerics, the web client to JSON.
 """
 

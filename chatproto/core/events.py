@@ -2,7 +2,7 @@
 What the core tells sessions: plain values, rendered by each front end.
 
 Every event has C{time} (seconds since the epoch) and C{timestamp} (the
-server's local time as SPEC.md writes it). One event object is handed to
+server's local time, as docs/PROTOCOL.md's TIMESTAMP). One event object is handed to
 every recipient, so a front end can render it once for all of its sessions;
 nobody changes one (they are not frozen only because a frozen dataclass
 costs three times as much to make, on the hot path of every message).
@@ -29,6 +29,18 @@ class Message:
 
 
 @dataclass(slots=True)
+class Sent:
+    """
+    A message the user sent from another of their sessions (docs/PROTOCOL.md,
+    "Several sessions"): every device holds the whole conversation. The
+    session that sent it gets no event (its command's answer says it was
+    sent).
+    """
+
+    message: Message
+
+
+@dataclass(slots=True)
 class Invited:
     group: str
     by: str
@@ -48,6 +60,23 @@ class MemberJoined:
 class MemberLeft:
     group: str
     username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
+class MembersChanged:
+    """
+    A group's members now, after a join, a leave, an invitation or one
+    declined: to every active member as the group is now, invited ones too
+    (whom L{MemberJoined} and L{MemberLeft} do not reach; the one who joined
+    or invited among them, for their other sessions). For front ends that
+    keep a member list on screen (the page); the line protocol and IRC show
+    nothing for it.
+    """
+
+    group: str
+    members: tuple  # of (username, joined), as GroupInfo.members
     timestamp: str
     time: float
 
@@ -95,6 +124,30 @@ class UserOnline:
 @dataclass(slots=True)
 class UserOffline:
     username: str
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
+class ReadMarker:
+    """
+    The user's read marker of a conversation moved (read on another of their
+    sessions): C{conversation} is another user's name or C{#GROUPNAME}; C{seq},
+    C{timestamp} and C{time} are those of the newest message read.
+    """
+
+    conversation: str
+    seq: int
+    timestamp: str
+    time: float
+
+
+@dataclass(slots=True)
+class AwayChanged:
+    """A user set (C{text}) or cleared (C{text} None) their away message, for all their sessions."""
+
+    username: str
+    text: str | None
     timestamp: str
     time: float
 

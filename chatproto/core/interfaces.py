@@ -172,11 +172,29 @@ class IChatStorage(IBanStore):
     def remove_group(key):
         """Remove a group (its messages stay)."""
 
-    def user_logged_in(username, timestamp, ip, udp_port):
-        """Record that a user is active (userlog.txt)."""
+    def user_logged_in(username, timestamp, ip, udp_port, session=None):
+        """Record that a session of a user is active (userlog.txt, one line a
+        session); C{session} is an opaque hashable token that tells the sessions
+        apart, the same at logout (None: the username is the token)."""
 
-    def user_logged_out(username):
-        """Record that a user is no longer active."""
+    def user_logged_out(username, session=None):
+        """Record that a session (as given to L{user_logged_in}) is no longer active."""
+
+    def set_read_marker(username, conversation, seq):
+        """Record that C{username} has read C{conversation} (a username, or C{#} and a
+        group's folded name) up to SEQ C{seq}; a marker only moves forward. A Deferred."""
+
+    def read_markers(username):
+        """A Deferred dict: conversation -> SEQ, every read marker of C{username}."""
+
+    def unread_counts(username, groups):
+        """
+        A Deferred list of C{(conversation, count, newest time)}: the
+        conversations with messages to C{username} after their read marker
+        (private: from each other user; C{groups}: C{(conversation, log name,
+        first SEQ)} of the groups the user has joined, counting the others'
+        messages), newest activity first.
+        """
 
     def close():
         """Write what is pending and release everything; a Deferred."""

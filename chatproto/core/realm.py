@@ -9,6 +9,7 @@ sessions once the change they report is durable, so nobody is shown a
 message that was not saved.
 """
 
+import itertools
 import re
 import secrets as random_secrets
 from collections import deque
@@ -26,14 +27,17 @@ from .errors import ChatError, LoginFailed
 from .events import (
     GROUP,
     PRIVATE,
+    AwayChanged,
     FileOffer,
     FilePeer,
     GroupInfo,
     Invited,
     MemberJoined,
     MemberLeft,
+    MembersChanged,
     Message,
     MessageDeleted,
+    Sent,
     ServerNotice,
     UserOffline,
     UserOnline,
@@ -41,6 +45,7 @@ from .events import (
 from .history import HistoryQuery, answer
 from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
+from .markers import ReadMarkers
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
 from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
 from .text import single_line
@@ -52,6 +57,9 @@ ACCOUNT_REMOVED_NOTICE = "Your account has been removed"
 KICKED_NOTICE = "You have been disconnected by the administrator {admin}"
 BANNED_NOTICE = "You have been banned by the administrator {admin} until {until}"
 BANNED_FOREVER_NOTICE = "You have been banned by the administrator {admin}"
+LOGGED_OUT_ELSEWHERE_NOTICE = "You have been logged out from another session"
+DEFAULT_MAX_SESSIONS = 10
+MAX_AWAY = 300  # characters of an away message (IRC's AWAYLEN)
 
 GROUP_NAME = re.compile(r"[A-Za-z0-9]{1,32}", re.ASCII)
 MAX_HISTORY = 500
@@ -67,10 +75,24 @@ class IChatUser(Interface):
     """The avatar of a logged-in user."""
 
 
-class User:
-    """A logged-in user: the avatar a front end acts for."""
+# Numbers commands in arrival order, while a user has several sessions (which of them was used
+# last: User.touch).
+_numbers = itertools.count(1)
 
-    __slots__ = ("name", "session", "since", "since_time", "gone")
+
+class User:
+    """
+    One session of a logged-in user: the avatar a front end acts for.
+
+    A user may have several sessions at once (docs/PROTOCOL.md, "Several
+    sessions"): they share one list, C{peers}, of every session of the
+    account on this node in login order. C{peers} is None while the
+    session is the account's only one, so that a user with one session costs
+    what it always did.
+    """
+
+    # (Two slots more than one session needs: an idle connection costs 16 bytes more, no more.)
+    __slots__ = ("name", "session", "since", "since_time", "gone", "peers", "used")
 
     def __init__(self, name: str, session, since: str, since_time: float):
         self.name = name
@@ -78,6 +100,18 @@ class User:
         self.since = since
         self.since_time = since_time
         self.gone = False
+        self.peers = None
+        self.used = 0
+
+    def touch(self) -> None:
+        """This session sent a command (front ends call it): it is the user's latest-used one."""
+        if self.peers is not None:
+            self.used = next(_numbers)
+
+    @property
+    def sessions(self) -> list:
+        """Every session of this user here, in login order (this one too)."""
+        return [self] if self.peers is None else list(self.peers)
 
     @property
     def ip(self) -> str:
@@ -166,7 +200,10 @@ class ChatRealm:
     """
 
     def __init__(self, accounts, storage, clock, attempts: int, passwords: Passwords | None = None,
-                 admins=(), bans=None, lockout=None):
+                 admins=(), bans=None, lockout=None, max_sessions: int = DEFAULT_MAX_SESSIONS,
+                 offline_messages: bool = False):
+        self.max_sessions = max_sessions  # sessions one account may have at once
+        self.offline_messages = offline_messages  # private messages to inactive users are kept for them
         self.accounts = accounts
         self.storage = storage
         # The storage takes a waiter object in place of a Deferred (append_private's C{waiter}).
@@ -177,12 +214,15 @@ class ChatRealm:
         self.passwords = passwords if passwords is not None else Passwords(clock)
         self.checker = PasswordChecker(accounts, self.passwords)
         self.portal = Portal(self, [self.checker])
-        self._active: dict[str, User] = {}  # login order
+        # Each active user's first session still logged in, in login order (the others: its peers).
+        self._active: dict[str, User] = {}
         # Everyone active, for lookups: this process's users; a cluster node
         # (chatproto.cluster) puts a view of every node's users here.
         self._everyone = self._active
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
+        self._away: dict[str, str] = {}  # username -> away message, while the user is active
+        self.markers = ReadMarkers(self)
         self._watchers: set[User] = set()  # sessions that want presence events about everyone
         self._group_watchers: set[User] = set()  # ... about the members of their groups
         self._login_queues: dict[str, list] = {}  # per account being checked: the checks waiting
@@ -228,17 +268,38 @@ class ChatRealm:
             observer(what, detail, 1)
 
     def _deliver(self, user: User, event) -> None:
+        """C{event} to every session of C{user}'s account."""
+        peers = user.peers
+        if peers is None:
+            try:
+                user.session.receive(event)
+            except Exception:  # noqa: BLE001 - one broken session must not stop the others' deliveries
+                log.failure("delivering to {username}", username=user.name)
+            return
+        for one in list(peers):
+            self._deliver_one(one, event)
+
+    def _deliver_one(self, user: User, event) -> None:
+        """C{event} to this one session."""
         try:
             user.session.receive(event)
         except Exception:  # noqa: BLE001 - one broken session must not stop the others' deliveries
             log.failure("delivering to {username}", username=user.name)
+
+    def _echo(self, actor: User, event) -> None:
+        """C{event} to the other sessions of C{actor}'s account (what one device did, the others see)."""
+        peers = actor.peers
+        if peers is not None:
+            for one in list(peers):
+                if one is not actor:
+                    self._deliver_one(one, event)
 
     # Login and logout
 
     def login(self, username: str, password: str, session) -> defer.Deferred:
         """
         Fire with the L{User} once the login is recorded, or fail with
-        L{LoginFailed}. Checked in SPEC.md's order: blocked, unknown
+        L{LoginFailed}. Checked in this order (docs/PROTOCOL.md, LOGIN): blocked, unknown
         username, wrong password, already logged in.
         """
         if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
@@ -330,25 +391,41 @@ class ChatRealm:
         # login may have happened meanwhile.
         if self.lockout.is_blocked(username):
             raise LoginFailed(errors.BLOCKED)
-        if username in self._everyone:
-            raise AlreadyLoggedIn(username)
+        self._refuse_another_session(username)
         # The right password starts the count again, unless the account was
         # blocked meanwhile (a cluster's lockout knows of failures elsewhere).
         return self.lockout.succeeded(username).addCallback(self._admit, username, session)
 
+    def _refuse_another_session(self, username: str):
+        """The account's first session, or None; AlreadyLoggedIn when one more is too many."""
+        first = self._everyone.get(username)
+        if first is not None:
+            if first is not self._active.get(username):  # on another cluster node
+                raise AlreadyLoggedIn(username)
+            if (1 if first.peers is None else len(first.peers)) >= self.max_sessions:
+                raise AlreadyLoggedIn(username)
+        return first
+
     def _admit(self, admitted: bool, username: str, session):
         if not admitted or self.bans.until(username) is not None:  # banned meanwhile (on any node)
             raise LoginFailed(errors.BLOCKED)
-        if username in self._everyone:  # logged in meanwhile
-            raise AlreadyLoggedIn(username)
+        first = self._refuse_another_session(username)  # (logged in meanwhile)
         since, since_time = self._now()
         user = User(username, session, since, since_time)
-        self._active[username] = user  # at once: a concurrent login sees it
-        if self.cluster is None:
-            d = self.storage.user_logged_in(username, since, session.ip, session.udp_port)
-        else:  # claimed on every node first
-            d = self.cluster.claim(user).addCallback(
-                lambda _: self.storage.user_logged_in(username, since, session.ip, session.udp_port))
+        # userlog.txt's key of the session: the avatar itself, an opaque token (no allocation)
+        record = (username, since, session.ip, session.udp_port, user)
+        if first is not None:  # another session of an active user: at once, a concurrent login sees it
+            if first.peers is None:
+                first.peers = [first]
+            first.peers.append(user)
+            user.peers = first.peers
+            d = self.storage.user_logged_in(*record)
+        else:
+            self._active[username] = user  # at once: a concurrent login sees it
+            if self.cluster is None:
+                d = self.storage.user_logged_in(*record)
+            else:  # claimed on every node first
+                d = self.cluster.claim(user).addCallback(lambda _: self.storage.user_logged_in(*record))
 
         def recorded(_):
             presence = getattr(session, "wants_presence", False)
@@ -356,7 +433,8 @@ class ChatRealm:
                 self._group_watchers.add(user)
             elif presence:
                 self._watchers.add(user)
-            self._tell_watchers(UserOnline(username, since, since_time), user)
+            if first is None:  # presence is per user: the first login only
+                self._tell_watchers(UserOnline(username, since, since_time), user)
             return IChatUser, user, lambda: self.logout(user)
 
         def not_recorded(failure):
@@ -366,30 +444,66 @@ class ChatRealm:
             log.warn("Cannot record the login of {username}: {why}", username=username,
                      why=failure.getErrorMessage())
             self._forget(user)
-            # Nor later, by the log's own retry: the user is not active.
-            self.storage.user_logged_out(username).addErrback(lambda _: None)
+            # Nor later, by the log's own retry: the session is not active.
+            self.storage.user_logged_out(username, user).addErrback(lambda _: None)
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
         return d.addCallbacks(recorded, not_recorded)
 
-    def _forget(self, user: User) -> bool:
-        if self._active.get(user.name) is not user:
-            return False
-        del self._active[user.name]
+    def _forget(self, user: User) -> bool | None:
+        """
+        Take one session away: None if it was not there, else whether it was
+        the user's last (the user stays active while another session is).
+        """
+        name = user.name
+        first = self._active.get(name)
+        if user.gone or first is None:
+            return None
+        peers = user.peers
+        if peers is None:
+            if first is not user:
+                return None
+            del self._active[name]
+            if self.cluster is not None:
+                self.cluster.release(user)
+        else:
+            peers.remove(user)
+            if first is user:  # the next session stands for the user, in the same place
+                self._active[name] = peers[0]
+                if self._everyone is not self._active and self._everyone.get(name) is user:
+                    self._everyone[name] = peers[0]
+            if len(peers) == 1:
+                peers[0].peers = None  # alone again
+            user.peers = None
         self._watchers.discard(user)
         self._group_watchers.discard(user)
         user.gone = True
-        if self.cluster is not None:
-            self.cluster.release(user)
-        return True
+        return peers is None
 
     def logout(self, user: User) -> defer.Deferred:
-        if not self._forget(user):
+        """End one session; the user is told offline when it was their last."""
+        last = self._forget(user)
+        if last is None:
             return defer.succeed(None)
-        log.info("{username} logged out", username=user.name)
-        timestamp, now = self._now()
-        self._tell_watchers(UserOffline(user.name, timestamp, now), user)
-        return self.storage.user_logged_out(user.name).addErrback(self._logout_not_recorded, user.name)
+        log.info("{username} logged out{rest}", username=user.name,
+                 rest="" if last else " (one session; others stay)")
+        if last:
+            self._away.pop(user.name, None)  # away is while active: the last logout ends it
+            timestamp, now = self._now()
+            self._tell_watchers(UserOffline(user.name, timestamp, now), user)
+        return self.storage.user_logged_out(user.name, user).addErrback(
+            self._logout_not_recorded, user.name)
+
+    def logout_all(self, user: User) -> defer.Deferred:
+        """C{/logout all}: end every other session of the account (each told so), then this one."""
+        for other in user.sessions:
+            if other is not user:
+                self._end_one(other, LOGGED_OUT_ELSEWHERE_NOTICE)
+        return self.logout(user)
+
+    def sessions_of(self, user: User) -> list[User]:
+        """Every session of C{user}'s account, in login order."""
+        return user.sessions
 
     def _logout_not_recorded(self, failure, username: str) -> None:
         # The user is gone all the same; userlog.txt comes right by itself (a retry).
@@ -397,33 +511,99 @@ class ChatRealm:
                  why=failure.getErrorMessage())
 
     def _tell_watchers(self, event, about: User | None) -> None:
-        """UserOnline/UserOffline to the sessions that watch everyone, and to those that watch
-        the members of their groups (IRC), without a scan of every session."""
+        """UserOnline/UserOffline/AwayChanged to the sessions that watch everyone, and to those
+        that watch the members of their groups (IRC), without a scan of every session."""
+        name = event.username
         for watcher in list(self._watchers):
-            if watcher is not about:
-                self._deliver(watcher, event)
+            if watcher.name != name:  # about a user: not to their own sessions
+                self._deliver_one(watcher, event)
         if self._group_watchers:
-            name, told = event.username, set()
+            told = set()
             for group in list(self._groups.values()):
                 if name in group.members:
                     for member in self._joined_members(group, name):
-                        if member in self._group_watchers and member not in told:
-                            told.add(member)
-                            self._deliver(member, event)
+                        for one in member.peers or (member,):  # each session of the member
+                            if one in self._group_watchers and one not in told:
+                                told.add(one)
+                                self._deliver_one(one, event)
 
     def active_user(self, username: str) -> User | None:
         return self._everyone.get(username)
 
     def active_users(self) -> list[User]:
+        """Every active user, once (their first session), in login order."""
         if self.cluster is not None:
             return sorted(self._everyone.values(), key=lambda user: user.since_time)
         return list(self._active.values())
+
+    def active_sessions(self) -> list[User]:
+        """Every session of every active user, in login order (C{/activeuser})."""
+        users = self.active_users()
+        if all(getattr(user, "peers", None) is None for user in users):
+            return users
+        sessions = [one for user in users for one in (user.peers or (user,))]
+        return sorted(sessions, key=lambda one: one.since_time)  # stable: login order within a user
 
     def account_names(self) -> list[str]:
         return sorted(self.accounts.names())
 
     def is_account(self, username: str) -> bool:
         return self.accounts.secret(username) is not None
+
+    # Away (docs/PROTOCOL.md, "Away"): the user's, for all their sessions
+
+    def away_of(self, username: str) -> str | None:
+        """The away message of C{username}, or None when they are not away."""
+        return self._away.get(username) if self._away else None
+
+    def set_away(self, user: User, text: str | None) -> defer.Deferred:
+        """
+        Set (or, with a blank C{text}, clear) C{user}'s away message; their
+        other sessions and whoever watches presence are told (L{AwayChanged}).
+        Fire with the message as kept (cleaned as message text is, at most
+        L{MAX_AWAY} characters), or None.
+        """
+        text = single_line(text or "").strip()[:MAX_AWAY].strip() or None
+        if self._away.get(user.name) == text:
+            return defer.succeed(text)
+        event = self._away_changed(user.name, text)
+        self._echo(user, event)
+        if self.cluster is not None:
+            # The other nodes' users see it too (301, away-notify): answered once Redis has
+            # handed it to every node, as a login is, so that a message sent after the answer
+            # finds it there.
+            d = self.cluster.away_changed(user.name, text)
+            return d.addBoth(lambda _: text)
+        return defer.succeed(text)
+
+    def away_elsewhere(self, username: str, text: str | None) -> None:
+        """A user of another cluster node set or cleared their away message (the cluster's bus)."""
+        if self._away.get(username) != text:
+            self._away_changed(username, text)
+
+    def _away_changed(self, username: str, text: str | None) -> AwayChanged:
+        if text is None:
+            self._away.pop(username, None)
+        else:
+            self._away[username] = text
+        timestamp, now = self._now()
+        event = AwayChanged(username, text, timestamp, now)
+        self._tell_watchers(event, None)
+        return event
+
+    # Read markers (chatproto.core.markers)
+
+    def mark_read(self, user: User, name: str, seq: int | None = None,
+                  time: float | None = None) -> defer.Deferred:
+        """Move C{user}'s read marker of conversation C{name} (a user or C{#GROUP}) forward."""
+        return self.markers.mark(user, name, seq, time)
+
+    def read_marker(self, user: User, name: str) -> defer.Deferred:
+        return self.markers.current(user, name)
+
+    def unread(self, user: User) -> defer.Deferred:
+        """C{[(NAME, COUNT)]}: the conversations with messages after the read marker, newest first."""
+        return self.markers.unread(user)
 
     # Private messages
 
@@ -451,10 +631,12 @@ class ChatRealm:
         try:
             recipient = self._recipient(sender, username, errors.TO_SELF)
         except ChatError as e:
-            if reply is None:
-                return defer.fail()
-            reply.refused(e)
-            return None
+            if not (e.code == errors.NOT_ACTIVE and self.offline_messages):
+                if reply is None:
+                    return defer.fail()
+                reply.refused(e)
+                return None
+            recipient = None  # kept for them: unread at their next login
         text = single_line(text)
         timestamp, now = self._now()
         if reply is not None and self._waiters:
@@ -470,11 +652,13 @@ class ChatRealm:
         return d
 
     def _private_stored(self, seq, sender, recipient, username, timestamp, now, text) -> Message:
-        """A private message is durable: deliver it; return it."""
+        """A private message is durable: deliver it (and show it on the sender's other sessions); return it."""
         message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-        delivered = not recipient.gone
+        delivered = recipient is not None and not recipient.gone
         if delivered:
             self._deliver(recipient, message)
+        if sender.peers is not None:
+            self._echo(sender, Sent(message))
         for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
             observer("message", PRIVATE, delivered)
         return message
@@ -490,13 +674,16 @@ class ChatRealm:
             receiver = self._recipient(presenter, username, errors.TO_SELF_FILE)
         except ChatError:
             return defer.fail()
+        if receiver.peers is not None:  # the session used last, among those that can receive files
+            receiver = max((one for one in receiver.peers if one.udp_port), key=lambda one: one.used,
+                           default=receiver)
         if not receiver.udp_port:
             return defer.fail(ChatError(errors.CANNOT_RECEIVE_FILES, name=username))
         transfer_id = random_secrets.token_hex(8)
         secret = random_secrets.token_hex(32)
         timestamp, now = self._now()
-        self._deliver(receiver, FileOffer(transfer_id, secret, presenter.name, presenter.ip,
-                                          filename, timestamp, now))
+        self._deliver_one(receiver, FileOffer(transfer_id, secret, presenter.name, presenter.ip,
+                                              filename, timestamp, now))
         self._notify("file-offer", getattr(presenter.session, "frontend", "?"))
         return defer.succeed(FilePeer(receiver.name, receiver.ip, receiver.udp_port, transfer_id, secret))
 
@@ -578,12 +765,29 @@ class ChatRealm:
             if joined and username != but:
                 member = active.get(username)
                 if member is not None:
-                    try:
-                        member.session.receive(event)
-                    except Exception:  # noqa: BLE001 - one broken session must not stop the others
-                        log.failure("delivering to {username}", username=username)
+                    if member.peers is None:
+                        try:
+                            member.session.receive(event)
+                        except Exception:  # noqa: BLE001 - one broken session must not stop the others
+                            log.failure("delivering to {username}", username=username)
+                    else:
+                        self._deliver(member, event)
                     n += 1
         return n
+
+    def _tell_members(self, group: Group) -> None:
+        """
+        L{MembersChanged} to every active member of C{group}, joined or
+        invited: an invited member's page shows the members too, though it
+        hears of no join or leave (the line protocol and IRC show nothing).
+        """
+        timestamp, now = self._now()
+        event = MembersChanged(group.name, tuple(group.members.items()), timestamp, now)
+        everyone = self._everyone
+        for username in group.members:
+            member = everyone.get(username)
+            if member is not None:
+                self._deliver(member, event)
 
     def create_group(self, owner: User, name: str, usernames, broadcast: bool = False,
                      allow_alone: bool = False) -> defer.Deferred:
@@ -674,7 +878,10 @@ class ChatRealm:
 
         def saved(_):
             timestamp, now = self._now()
-            self._fan_out(group, MemberJoined(group.name, user.name, timestamp, now), user.name)
+            joined_event = MemberJoined(group.name, user.name, timestamp, now)
+            self._fan_out(group, joined_event, user.name)
+            self._echo(user, joined_event)
+            self._tell_members(group)
             return group.info()
 
         def not_saved(failure):
@@ -702,6 +909,7 @@ class ChatRealm:
             if member is not None:
                 timestamp, now = self._now()
                 self._deliver(member, Invited(group.name, user.name, timestamp, now))
+            self._tell_members(group)
             return group.info()
 
         def not_saved(failure):
@@ -726,6 +934,8 @@ class ChatRealm:
         def stored(seq):
             message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
             n = self._fan_out(group, message, sender.name)
+            if sender.peers is not None:
+                self._echo(sender, Sent(message))
             for observer in self.observers:
                 observer("message", GROUP, n)
             return message
@@ -770,7 +980,10 @@ class ChatRealm:
         def saved(_):
             if joined:
                 timestamp, now = self._now()
-                self._fan_out(group, MemberLeft(group.name, user.name, timestamp, now), user.name)
+                left = MemberLeft(group.name, user.name, timestamp, now)
+                self._fan_out(group, left, user.name)
+                self._echo(user, left)
+            self._tell_members(group)  # a declined invitation too
             return info
 
         return d.addCallbacks(saved, not_saved)
@@ -926,6 +1139,11 @@ class ChatRealm:
             self._end_session(user, notice)
 
     def _end_session(self, user: User, notice: str) -> defer.Deferred:
+        """End every session of C{user}'s account, each told C{notice}."""
+        sessions = [user] if user.peers is None else list(user.peers)  # (a cluster's RemoteUser too)
+        return defer.gatherResults([self._end_one(one, notice) for one in sessions])
+
+    def _end_one(self, user: User, notice: str) -> defer.Deferred:
         try:
             user.session.disconnect(notice)
         except Exception:  # noqa: BLE001
@@ -958,6 +1176,8 @@ class ChatRealm:
     def presence_elsewhere(self, username: str, online: bool) -> None:
         """C{username} logged in (or out) on another cluster node: the sessions here that
         watch presence are told, as of a login (logout) here."""
+        if not online:
+            self._away.pop(username, None)  # away lasts while the user is active
         timestamp, now = self._now()
         self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
 
@@ -1011,7 +1231,7 @@ class ChatRealm:
         """
         Refuse C{username}'s logins for C{duration} (L{parse_duration}), kept
         across restarts; a logged-in user is logged out with a notice. Fire
-        with the ban's end as a SPEC timestamp, or C{None} for a ban forever.
+        with the ban's end as a server timestamp, or C{None} for a ban forever.
         """
         try:
             self._check_admin(admin, "ban", username)

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-MAX_RESULTS = 50  # SPEC: at most 50 results
+MAX_RESULTS = 50  # at most 50 results (docs/PROTOCOL.md, /search)
 MAX_WORDS = 16  # more words in one search are ignored: one hostile search stays cheap
 MAX_WORD = 64  # characters of one word that are used (nobody types longer words)
 MAX_WAITING = 2  # searches of one user in progress at once: more are refused (the database is shared)

@@ -1,6 +1,6 @@
 """
 Server timestamps: local time as C{%d %b %Y %H:%M:%S} with English month
-names whatever the locale (SPEC.md).
+names whatever the locale (docs/PROTOCOL.md, TIMESTAMP).
 """
 
 import time
@@ -38,7 +38,7 @@ class Timestamper:
 
 
 def parse_timestamp(text: str) -> float:
-    """Seconds since the epoch of a timestamp in SPEC.md's form (local time); 0.0 if malformed."""
+    """Seconds since the epoch of a timestamp in that form (local time); 0.0 if malformed."""
     try:
         day, month, year, clock = text.split(" ")
         hour, minute, second = clock.split(":")

@@ -16,6 +16,8 @@ from .options import (
     COMMON_OPTIONS,
     IRC_OPTIONS,
     LIMIT_OPTIONS,
+    SESSION_FLAGS,
+    SESSION_OPTIONS,
     AttemptsError,
     check_cluster,
     parse_attempts,
@@ -23,6 +25,7 @@ from .options import (
     parse_database,
     parse_irc,
     parse_limits,
+    parse_sessions,
     parse_port,
     parse_size,
 )
@@ -31,7 +34,8 @@ USAGE = ("Usage: python -m chatproto.server [--config FILE] [--print-config] [--
          "[--credentials FILE] [--data-dir DIR] [--database URL] [--max-output BYTES] [--rate-limit N] "
          "[--rate-burst N] [--max-connections N] [--max-connections-per-ip N] "
          "[--irc-port N | --irc-listen ENDPOINT] [--web-port N | --web-listen ENDPOINT] [--admins NAMES] "
-         "[--metrics-port N] [--cluster redis://HOST:PORT] [--fsync] PORT ATTEMPTS")
+         "[--metrics-port N] [--cluster redis://HOST:PORT] [--max-sessions N] [--offline-messages] [--fsync] "
+         "PORT ATTEMPTS")
 
 
 class ServerOptions(ConfigurableOptions, usage.Options):
@@ -39,13 +43,14 @@ class ServerOptions(ConfigurableOptions, usage.Options):
     optParameters = [
         ["interface", None, None, "listen on this address only (default: all interfaces)"],
         *COMMON_OPTIONS,
+        *SESSION_OPTIONS,
         *LIMIT_OPTIONS,
         *IRC_OPTIONS,
         *WEB_OPTIONS,
         *ops.OPS_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
-                ops.PRINT_CONFIG_FLAG]
+                *SESSION_FLAGS, ops.PRINT_CONFIG_FLAG]
 
     def parseArgs(self, *args):
         if len(args) == 2:
@@ -68,6 +73,7 @@ class ServerOptions(ConfigurableOptions, usage.Options):
         self["attempts"] = parse_attempts(str(self["attempts"]))
         self["max-output"] = parse_size(self["max-output"])
         self["limits"] = parse_limits(self)
+        self["sessions"] = parse_sessions(self)
         self["database"] = parse_database(self["database"])
         self["cluster"] = parse_cluster(self["cluster"])
         check_cluster(self)
@@ -160,11 +166,13 @@ def main(argv=None) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo(server_log_observers(sys.stdout, sys.stderr, reactor),
-                                     redirectStandardIO=False)
+    observers = server_log_observers(sys.stdout, sys.stderr, reactor)
+    globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
     status = {"code": 0}
 
     def listening(front_end, address):
+        for observer in observers:  # what led to it first (a cluster node: "joined")
+            observer.flush()
         print(front_end.ready_line(address), flush=True)
 
     def listen_failed(front_end, failure):
@@ -182,6 +190,7 @@ def main(argv=None) -> None:
         listening, listen_failed, durable=options["fsync"],
         max_output=options["max-output"], reactor=reactor, limits=options["limits"],
         database=options["database"], cluster=options["cluster"], admins=options.get("admins") or (),
+        sessions=options["sessions"],
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )

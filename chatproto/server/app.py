@@ -36,6 +36,8 @@ from .options import (
     DEFAULT_DATABASE,
     IRC_OPTIONS,
     LIMIT_OPTIONS,
+    SESSION_FLAGS,
+    SESSION_OPTIONS,
     database_path,
     is_postgres,
     parse_attempts,
@@ -43,6 +45,7 @@ from .options import (
     parse_database,
     parse_irc,
     parse_limits,
+    parse_sessions,
     parse_port,
     parse_size,
 )
@@ -67,7 +70,7 @@ def irc_ready_line(address) -> str:
 
 
 def irc_front_end(listen: str) -> FrontEnd:
-    """The IRC listener (SPEC.md section 8) on C{listen}, over the same realm and limits."""
+    """The IRC listener (docs/IRC.md) on C{listen}, over the same realm and limits."""
 
     def make_factory(chat_service):
         from ..frontends.irc import IRCFactory
@@ -96,9 +99,10 @@ class ChatService(service.Service):
 
     def __init__(self, credentials_path: str, data_dir: str, attempts: int, clock=None,
                  durable: bool = False, max_output: int = DEFAULT_MAX_OUTPUT, limits=None,
-                 database: str = DEFAULT_DATABASE, cluster=None, admins=()):
+                 database: str = DEFAULT_DATABASE, cluster=None, admins=(), sessions=None):
         self.limits = limits or {}
         self.admins = tuple(admins)  # accounts that may kick, ban and announce
+        self.sessions = sessions or {}  # ChatRealm's max_sessions, offline_messages
         self.cluster = cluster  # (host, port, db) of Redis: one node of a cluster
         self.bus = None
         self.credentials_path = credentials_path
@@ -132,7 +136,8 @@ class ChatService(service.Service):
             if self.cluster is None:
                 database = open_database(self.database_url, self.data_dir, reactor, self.durable)
                 self.storage = Ledger(database, self.data_dir, self.clock, self.durable)
-                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins)
+                self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
+                                      **self.sessions)
             else:
                 self._load_node(accounts, reactor)
             self.chat.start()
@@ -162,7 +167,7 @@ class ChatService(service.Service):
         # Accounts and bans changed on one node act on every node (told over the bus).
         accounts, bans = SharedAccounts(accounts), SharedBans(self.storage)
         self.chat = ChatRealm(accounts, self.storage, self.clock, self.attempts, admins=self.admins,
-                              lockout=lockout, bans=bans)
+                              lockout=lockout, bans=bans, **self.sessions)
         self.bus = ClusterBus(self.chat, self.storage, self.cluster, self.clock, node, lockout=lockout,
                               accounts=accounts, bans=bans)
         self.bus.install()
@@ -288,7 +293,8 @@ class ListeningService(service.Service):
 
 def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
                   on_listening, on_error, durable=False, max_output=DEFAULT_MAX_OUTPUT, reactor=None,
-                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None, admins=()):
+                  limits=None, database: str = DEFAULT_DATABASE, front_ends=(), cluster=None, admins=(),
+                  sessions=None):
     """
     The whole server: the chat service, the line protocol on C{listen}, and
     each extra L{FrontEnd}. C{on_listening(front_end, address)} is called as
@@ -299,7 +305,7 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     top = service.MultiService()
     chat_service = ChatService(credentials, data_dir, attempts, clock=reactor, durable=durable,
                                max_output=max_output, limits=limits, database=database, cluster=cluster,
-                               admins=admins)
+                               admins=admins, sessions=sessions)
     chat_service.setServiceParent(top)
     line = FrontEnd("line", listen, ChatService.line_factory, line_ready_line)
     for front_end in [line, *front_ends]:
@@ -339,13 +345,14 @@ class Options(ConfigurableOptions, usage.Options):
         ["interface", None, "", "with --port: listen on this address only (default: all interfaces)"],
         ["attempts", "a", "3", "consecutive failed logins allowed, 1 to 5"],
         *COMMON_OPTIONS,
+        *SESSION_OPTIONS,
         *LIMIT_OPTIONS,
         *IRC_OPTIONS,
         *WEB_OPTIONS,
         *ops.OPS_OPTIONS,
     ]
     optFlags = [["fsync", None, "flush acknowledged records to stable storage (group commit)"],
-                ops.PRINT_CONFIG_FLAG]
+                *SESSION_FLAGS, ops.PRINT_CONFIG_FLAG]
 
     def postOptions(self):
         import sys
@@ -363,6 +370,7 @@ class Options(ConfigurableOptions, usage.Options):
 
     def _check(self):
         self["limits"] = parse_limits(self)
+        self["sessions"] = parse_sessions(self)
         self["irc"] = parse_irc(self)
         self["web-listen"] = web_listen_description(self)
         if self["port"] is not None and self["listen"] is not None:
@@ -402,7 +410,7 @@ def makeService(options):
         options["listen"], options["credentials"], options["data-dir"], options["attempts"],
         listening, failed, durable=options["fsync"], max_output=options["max-output"],
         limits=options["limits"], database=options["database"], cluster=options["cluster"],
-        admins=options.get("admins") or (),
+        admins=options.get("admins") or (), sessions=options["sessions"],
         front_ends=([irc_front_end(options["irc"])] if options["irc"] else [])
         + web_front_ends(options["web-listen"], options["max-output"], options["limits"]),
     )

@@ -101,10 +101,11 @@ class ChatMetrics:
         for frontend, n in sorted(counts.items()):
             connections.add_metric([frontend], n)
         yield connections
-        users = GaugeMetricFamily("chatproto_active_users", "Logged-in users", labels=["frontend"])
+        users = GaugeMetricFamily("chatproto_active_users", "Logged-in sessions (a user may have several)",
+                                  labels=["frontend"])
         active: dict[str, int] = defaultdict(int)
         active["line"] = 0
-        for user in chat.active_users():
+        for user in chat.active_sessions():
             active[getattr(user.session, "frontend", "?")] += 1
         for frontend, n in sorted(active.items()):
             users.add_metric([frontend], n)

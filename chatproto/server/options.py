@@ -13,7 +13,7 @@ def attempts_error(value) -> str:
 
 
 def parse_attempts(value: str) -> int:
-    """ATTEMPTS: an integer from 1 to 5 (SPEC.md), or L{usage.UsageError}."""
+    """ATTEMPTS: an integer from 1 to 5 (README, "Server options"), or L{usage.UsageError}."""
     if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 5:
         raise AttemptsError(attempts_error(value))
     return int(value)
@@ -153,7 +153,22 @@ COMMON_OPTIONS = [
 ]
 
 
-# The IRC front end (SPEC.md section 8): off unless one of these is given.
+# One person, several devices (docs/PROTOCOL.md, "Several sessions").
+SESSION_OPTIONS = [
+    ["max-sessions", None, "10", "sessions one account may have at once, 1 to 100 (1: one login per account)"],
+]
+SESSION_FLAGS = [["offline-messages", None, "accept private messages to inactive users (unread at their next login)"]]
+
+
+def parse_sessions(options) -> dict:
+    """C{--max-sessions} and C{--offline-messages} as L{ChatRealm} keyword arguments."""
+    value = str(options["max-sessions"])
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 100:
+        raise usage.UsageError(f"invalid --max-sessions: {value!r} (an integer from 1 to 100)")
+    return {"max_sessions": int(value), "offline_messages": bool(options["offline-messages"])}
+
+
+# The IRC front end (docs/IRC.md): off unless one of these is given.
 IRC_OPTIONS = [
     ["irc-port", None, None, "also speak IRC on this TCP port (0: any free port)"],
     ["irc-listen", None, None, "also speak IRC on this server endpoint (tcp:6667, ssl:6697:...)"],

@@ -143,7 +143,7 @@ def rewrite_credentials(path: str, username: str, secret: str) -> None:
         write_file_atomically(path, [replace_line_secret(path, data, username, secret)])
 
 
-# Account names chatproto-admin creates (docs/OPERATING.md): SPEC only forbids
+# Account names chatproto-admin creates (docs/OPERATING.md): the file only forbids
 # whitespace; these also stay clear of what the IRC and web front ends give a
 # meaning to (#channels, "user:password", "$*", option-like "-x").
 USERNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", re.ASCII)

@@ -1,5 +1,6 @@
 """
-The core's storage (L{IChatStorage}): SPEC.md's text logs and a database,
+The core's storage (L{IChatStorage}): the text logs (README, "Files the
+server writes") and a database,
 written together once per reactor turn.
 
 At the end of a turn the turn's records go to the text logs (one write per
@@ -265,7 +266,7 @@ class Ledger:
         return self._read(self.database.search, query)
 
     def save_group(self, record: GroupRecord) -> defer.Deferred:
-        text_log = self.logs.group_log(record.name)  # SPEC: the log file exists from creation on
+        text_log = self.logs.group_log(record.name)  # a group's log file exists from its creation on
         record.first_seq = text_log.last_seq + 1
         self._ops.append((None, ("group", record.key, record.name, record.owner, record.broadcast,
                                  record.first_seq)))
@@ -302,13 +303,24 @@ class Ledger:
         self._bans.pop(username, None)
         return self._change(None, ("unban", username))
 
-    def user_logged_in(self, username, timestamp, ip, udp_port) -> defer.Deferred:
+    # Read markers (docs/PROTOCOL.md)
+
+    def set_read_marker(self, username, conversation, seq) -> defer.Deferred:
+        return self._change(None, ("mark", username, conversation, seq))
+
+    def read_markers(self, username) -> defer.Deferred:
+        return self._read(self.database.read_markers, username)
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._read(self.database.unread_counts, username, list(groups))
+
+    def user_logged_in(self, username, timestamp, ip, udp_port, session=None) -> defer.Deferred:
         userlog = self.logs.userlog
-        userlog.add(username, timestamp, ip, udp_port)
+        userlog.add(username, timestamp, ip, udp_port, session)
         return self._change(userlog, None)
 
-    def user_logged_out(self, username) -> defer.Deferred:
-        self.logs.userlog.remove(username)
+    def user_logged_out(self, username, session=None) -> defer.Deferred:
+        self.logs.userlog.remove(username, session)
         return self._change(self.logs.userlog, None)
 
     def close(self) -> defer.Deferred:

@@ -7,7 +7,7 @@ from twisted.internet import defer
 
 from ..core.events import GROUP, PRIVATE, Message
 from ..core.interfaces import Conversation
-from .model import PRIVATE_LOG, GroupRecord, message_from_row, peers_key, pick_conversations, range_key
+from .model import PRIVATE_LOG, GroupRecord, message_from_row, newest_first, peers_key, pick_conversations, range_key
 from .search import matches
 
 
@@ -20,6 +20,7 @@ class MemoryDatabase:
         self._stored: list = []  # every row, in the order stored (search scans it backwards)
         self._groups: dict[str, GroupRecord] = {}
         self._bans: dict[str, float] = {}
+        self._markers: dict[str, dict[str, int]] = {}  # username -> conversation -> SEQ read
 
     # Start-up (synchronous: nothing else runs yet)
 
@@ -87,6 +88,32 @@ class MemoryDatabase:
 
     def _op_unban(self, username):
         self._bans.pop(username, None)
+
+    def _op_mark(self, username, conversation, seq):
+        markers = self._markers.setdefault(username, {})
+        if seq > markers.get(conversation, 0):
+            markers[conversation] = seq
+
+    def read_markers(self, username):
+        return defer.succeed(dict(self._markers.get(username, {})))
+
+    def unread_counts(self, username, groups):
+        markers = self._markers.get(username, {})
+        found = {}  # conversation -> [count, newest time]
+        for row in self._messages.get(PRIVATE_LOG, {}).values():
+            _log, seq, _timestamp, time, sender, recipient, _text = row
+            if recipient == username and seq > markers.get(sender, 0):
+                entry = found.setdefault(sender, [0, 0.0])
+                entry[0] += 1
+                entry[1] = max(entry[1], time)
+        for conversation, log, first_seq in groups:
+            after = max(markers.get(conversation, 0), first_seq - 1)
+            for seq, row in self._messages.get(log, {}).items():
+                if seq > after and row[4] != username:
+                    entry = found.setdefault(conversation, [0, 0.0])
+                    entry[0] += 1
+                    entry[1] = max(entry[1], row[3])
+        return defer.succeed(newest_first(found))
 
     def private_history(self, a, b, limit, before=None):
         rows = self._by_peers.get(peers_key(a, b), [])

@@ -3,7 +3,8 @@
 from ..core.events import GROUP, PRIVATE, Message
 from ..core.interfaces import Conversation, GroupRecord
 
-__all__ = ["PRIVATE_LOG", "DatabaseError", "GroupRecord", "message_from_row", "peers_key"]
+__all__ = ["PRIVATE_LOG", "DatabaseError", "GroupRecord", "message_from_row", "newest_first", "peers_key",
+           "unread_counts"]
 
 COLUMNS = "log, seq, timestamp, time, sender, recipient, text"
 _ABOVE_ANY_SEQ = 1 << 62
@@ -29,6 +30,41 @@ class DatabaseError(Exception):
 #   ("ungroup", key)
 #   ("ban", username, until)     until: epoch seconds, or math.inf (forever)
 #   ("unban", username)
+#   ("mark", username, conversation, seq)   a read marker, only forward
+
+
+def unread_counts(execute, mark: str, username: str, groups, partners_query: str) -> list:
+    """
+    L{IChatStorage.unread_counts} over SQL: C{execute(query, args)} returns
+    rows, C{mark} is the driver's placeholder (C{?} or C{%s}),
+    C{partners_query} gives the users C{username} has a private conversation
+    with. Then one range count per conversation, on its index (peers, seq) or
+    (log, seq): the cost follows the user's conversations, not the table.
+    """
+    q = mark
+    markers = dict(execute(f"SELECT conversation, seq FROM read_markers WHERE username = {q}", (username,)))
+    found = {}
+    partners = [row[0] for row in execute(partners_query, (username,))]
+    for partner in partners:
+        for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
+                                     f"WHERE peers = {q} AND seq > {q} AND sender = {q}",
+                                     (peers_key(username, partner), markers.get(partner, 0), partner)):
+            if count:
+                found[partner] = (count, newest)
+    for conversation, log_name, first_seq in groups:
+        after = max(markers.get(conversation, 0), first_seq - 1)
+        for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
+                                     f"WHERE log = {q} AND seq > {q} AND sender <> {q}",
+                                     (log_name, after, username)):
+            if count:
+                found[conversation] = (count, newest)
+    return newest_first(found)
+
+
+def newest_first(found: dict) -> list:
+    """C{{conversation: (count, newest time)}} as C{(conversation, count, newest time)}, newest first."""
+    return sorted(((name, count, time) for name, (count, time) in found.items()),
+                  key=lambda entry: (-entry[2], entry[0]))
 
 
 def message_from_row(row) -> Message:

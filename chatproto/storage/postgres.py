@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..core.events import Message
-from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .model import group_where, private_where, read_conversations, read_range
 from .search import sql_filters, tsquery_text
 from .worker import OneWorker, in_chunks
@@ -101,6 +101,17 @@ MIGRATIONS = [
     );
     INSERT INTO lockout (username, failures, until) SELECT username, 0, until FROM blocks;
     DROP TABLE blocks;
+    """,
+    # Read markers (docs/PROTOCOL.md, "Read markers"): per user and conversation (another
+    # user's name, or '#' and a group's folded name) the SEQ of the newest message read.
+    # Unread private messages are counted per partner (partners) in each conversation's index.
+    """
+    CREATE TABLE read_markers (
+        username TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        PRIMARY KEY (username, conversation)
+    );
     """,
 ]
 SEARCH_VERSION = 4  # the migration that adds the search index
@@ -262,6 +273,13 @@ class PostgresDatabase:
 
     def group_history(self, log, limit, before=None, since=1) -> defer.Deferred:
         return self._run(_history, "log", log, limit, before, since)
+
+    def read_markers(self, username) -> defer.Deferred:
+        return self._run(lambda db: dict(db.execute(
+            "SELECT conversation, seq FROM read_markers WHERE username = %s", (username,)).fetchall()))
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._run(_unread_counts, username, list(groups))
 
     def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
         return self._run(_range, private_where(a, b, "%s"), after, before, limit, latest)
@@ -446,6 +464,11 @@ def _commit(db, ops, node=None) -> list:
                                op[1:])
             elif kind == "unban":
                 cursor.execute("DELETE FROM bans WHERE username = %s", op[1:])
+            elif kind == "mark":
+                cursor.execute(
+                    "INSERT INTO read_markers AS r (username, conversation, seq) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (username, conversation) DO UPDATE SET seq = GREATEST(r.seq, excluded.seq)",
+                    op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs
@@ -480,6 +503,11 @@ def _lockout_success(db, username, now):
     row = db.execute("UPDATE lockout SET failures = CASE WHEN until > %(now)s THEN LEAST(failures, 0) ELSE 0 END "
                      "WHERE username = %(u)s RETURNING until", {"u": username, "now": now}).fetchone()
     return row[0] if row else 0.0
+
+
+def _unread_counts(db, username, groups) -> list:
+    return unread_counts(_rows_of(db), "%s", username, groups,
+                         "SELECT DISTINCT sender FROM messages WHERE recipient = %s AND peers IS NOT NULL")
 
 
 def _history(db, column, value, limit, before, since=1):

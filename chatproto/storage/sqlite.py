@@ -17,7 +17,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..core.events import Message
-from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key
+from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .model import group_where, private_where, read_conversations, read_range
 from .groupcommit import GroupCommit
 from ..core.search import fold
@@ -108,6 +108,17 @@ MIGRATIONS = [
         text, scope, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 2');
     DELETE FROM search_rows;
     UPDATE messages SET search_id = NULL WHERE search_id IS NOT NULL;
+    """,
+    # Read markers (docs/PROTOCOL.md, "Read markers"): per user and conversation (another
+    # user's name, or '#' and a group's folded name) the SEQ of the newest message read.
+    # Unread private messages are counted per partner (partners) in each conversation's index.
+    """
+    CREATE TABLE read_markers (
+        username TEXT NOT NULL,
+        conversation TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        PRIMARY KEY (username, conversation)
+    ) WITHOUT ROWID;
     """,
 ]
 SEARCH_VERSION = 3  # the migration that adds the search index
@@ -472,6 +483,14 @@ class SQLiteDatabase:
         rows.reverse()
         return [message_from_row(row) for row in rows]
 
+    def read_markers(self, username) -> defer.Deferred:
+        return self._run(lambda: dict(self._rows(
+            "SELECT conversation, seq FROM read_markers WHERE username = ?", (username,))))
+
+    def unread_counts(self, username, groups) -> defer.Deferred:
+        return self._run(unread_counts, self._rows, "?", username, list(groups),
+                         "SELECT peer FROM partners WHERE username = ?")
+
     def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
         return self._run(read_range, self._rows, "?", private_where(a, b, "?"), after, before, limit, latest)
 
@@ -529,4 +548,7 @@ _APPLY = {
         "INSERT INTO bans (username, until) VALUES (?, ?) "
         "ON CONFLICT (username) DO UPDATE SET until = excluded.until", op[1:]),
     "unban": lambda db, op: db.execute("DELETE FROM bans WHERE username = ?", op[1:]),
+    "mark": lambda db, op: db.execute(
+        "INSERT INTO read_markers (username, conversation, seq) VALUES (?, ?, ?) "
+        "ON CONFLICT (username, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)", op[1:]),
 }

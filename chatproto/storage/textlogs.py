@@ -292,7 +292,9 @@ class ActiveUserLog:
     def __init__(self, path: str, journal: "Journal"):
         self.path = path
         self._journal = journal
-        self._entries: dict[str, str] = {}  # username -> the line without SEQ, login order
+        # session (an opaque token; or the username) -> the line without SEQ, login order:
+        # one line a session
+        self._entries: dict = {}
         self._appends: list[bytes] = []
         self._rewrite = False
         self._marked = False  # in the journal's batch
@@ -301,15 +303,15 @@ class ActiveUserLog:
         write_file_atomically(path, [b""], journal.durable)  # at start-up nobody is active
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
-    def add(self, username: str, timestamp: str, ip: str, udp_port: int) -> None:
+    def add(self, username: str, timestamp: str, ip: str, udp_port: int, session=None) -> None:
         entry = f"{timestamp}{SEPARATOR}{username}{SEPARATOR}{ip}{SEPARATOR}{udp_port}\n"
-        self._entries[username] = entry
+        self._entries[username if session is None else session] = entry
         if not self._rewrite:
             self._appends.append(f"{len(self._entries)}{SEPARATOR}{entry}".encode())
         self._mark()
 
-    def remove(self, username: str) -> None:
-        if self._entries.pop(username, None) is None:
+    def remove(self, username: str, session=None) -> None:
+        if self._entries.pop(username if session is None else session, None) is None:
             return
         self._rewrite = True
         self._appends.clear()
@@ -428,7 +430,8 @@ MAX_OPEN_GROUP_LOGS = 64
 
 class TextLogs:
     """
-    SPEC.md's files in one data directory: C{userlog.txt}, C{messagelog.txt}
+    The text logs in one data directory (README, "Files the server writes"):
+    C{userlog.txt}, C{messagelog.txt}
     and one C{GROUPNAME_messageLog.txt} per group.
 
     Only the C{max_open} most recently used group logs keep a file

@@ -1,4 +1,4 @@
-"""The IRC front end (SPEC.md section 8): IRC clients on the chat core."""
+"""The IRC front end (docs/IRC.md): IRC clients on the chat core."""
 
 from .protocol import IRCFactory, IRCProtocol
 

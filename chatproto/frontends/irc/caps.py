@@ -9,6 +9,7 @@ AWAY_NOTIFY = "away-notify"
 ACCOUNT_TAG = "account-tag"
 BATCH = "batch"
 CHATHISTORY = "draft/chathistory"
+READ_MARKER = "draft/read-marker"
 SEARCH = "soju.im/search"
 
 # Name -> value shown in CAP LS 302 (None: no value).
@@ -20,6 +21,7 @@ OFFERED = {
     ECHO_MESSAGE: None,
     MESSAGE_TAGS: None,
     MULTI_PREFIX: None,
+    READ_MARKER: None,
     SASL: "PLAIN",
     SEARCH: None,
     SERVER_TIME: None,

@@ -3,8 +3,9 @@ The IRC front end: one L{IRCProtocol} per connection, over the chat core.
 
 It only translates: IRC commands become calls on the core's realm (login,
 send_private, join_group, ...), the core's events become IRC lines, and the
-core's error codes become numerics with SPEC.md's texts. Channels C{#G} are
-the core's groups C{G}; the nick is the account's username.
+core's error codes become numerics with the line protocol's texts
+(docs/IRC.md). Channels C{#G} are the core's groups C{G}; the nick is the
+account's username.
 
 Before registration only the registration commands exist (C{pre_*}
 methods); every other command gets 451. After it the chat commands
@@ -46,6 +47,7 @@ from .wire import (
     format_line,
     format_tags,
     parse_line,
+    parse_server_time,
     server_time,
     split_body,
 )
@@ -148,7 +150,7 @@ class IRCProtocol(LineReceiver):
         "factory", "chat", "clock", "ip", "caps_host", "transport", "connected",
         "_out", "_out_paused", "_out_queued", "_out_closed", "_then_close", "_close_deadline",
         "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
-        "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "away", "rate",
+        "cap_negotiating", "sasl", "user", "registered", "ready", "channels", "rate",
         "_pending_events", "_lines", "_buffer", "_discarding", "_busy", "_held", "_wakeup", "_abort",
         "_turn_seen", "_lines_this_turn", "_bytes_this_turn", "_lines_before_registration", "_processing",
         "_reading_paused", "_closed", "_batches", "_lost_hook",
@@ -181,7 +183,6 @@ class IRCProtocol(LineReceiver):
         self.registered = False
         self.ready = False  # registered and the joined channels shown: events go out at once
         self.channels = NO_CHANNELS  # a dict of name.lower() -> Channel once one is joined
-        self.away = None
         self.rate = None
         if factory.rate_limit > 0:
             self.rate = CommandRate(factory.rate_limit, factory.rate_burst, self.clock.seconds())
@@ -888,18 +889,75 @@ class IRCProtocol(LineReceiver):
     def event_Message(self, message):
         self.write(self.factory.render_message(message, self.tag_flags))
 
+    def event_Sent(self, event):
+        # What another session of this user sent: the message itself, as ergo does, with or
+        # without echo-message (that cap is about this session's own sends).
+        self.write(self._message_bytes(event.message))
+
+    def event_ReadMarker(self, event):
+        # Read on another session of this user (draft/read-marker): this client clears it too.
+        if C.READ_MARKER in self.caps:
+            self._markread_line(event.conversation, event)
+
+    def _markread_line(self, target: str, marker) -> None:
+        value = f"timestamp={server_time(marker.time)}" if marker is not None and marker.time else "*"
+        self.send("MARKREAD", target, value)
+
+    def _send_marker(self, result, target: str):
+        d = self.chat.read_marker(self.user, target)
+        d.addCallback(lambda marker: self._markread_line(target, marker))
+        d.addErrback(lambda failure: None if T.error_code(failure.value) else failure)
+        return result
+
+    def irc_MARKREAD(self, params, tags):
+        """draft/read-marker: C{MARKREAD target} asks, C{MARKREAD target timestamp=…} moves it."""
+        if not params or not params[0]:
+            self.send("FAIL", "MARKREAD", "NEED_MORE_PARAMS", "Missing target")
+            return None
+        target = params[0]
+        if len(params) < 2:
+            d = self.chat.read_marker(self.user, target)
+        else:
+            value = params[1]
+            when = parse_server_time(value[len("timestamp="):]) if value.startswith("timestamp=") else None
+            if when is None:
+                self.send("FAIL", "MARKREAD", "INVALID_PARAMS", target, "Invalid timestamp")
+                return None
+            d = self.chat.mark_read(self.user, target, time=when)
+        d.addCallback(lambda marker: self._markread_line(target, marker))
+
+        def refused(failure):
+            code = T.error_code(failure.value)
+            if code is None:
+                return failure
+            self.send("FAIL", "MARKREAD", "INVALID_PARAMS", target,
+                      T.error_text(code, failure.value, name=target, group=target[1:]))
+            return None
+
+        return d.addErrback(refused)
+
     def event_Invited(self, event):
         self.send("INVITE", self.nick, "#" + event.group, prefix=prefix_of(event.by))
 
     def event_MemberJoined(self, event):
+        if event.username == self.nick:  # joined from another session of this user: here too
+            if event.group.lower() not in self.channels:
+                d = defer.maybeDeferred(self.chat.group_info, event.group)
+                d.addCallback(lambda info: self._join_burst(info) if info is not None else None)
+            return
         channel = self.channels.get(event.group.lower())
-        if channel is None or event.username == self.nick:
+        if channel is None:
             return
         channel.members[event.username] = True
         self.send("JOIN", channel.channel, prefix=prefix_of(event.username))
 
     def event_MemberLeft(self, event):
         channel = self.channels.get(event.group.lower())
+        if channel is not None and event.username == self.nick:  # left from another session
+            del self.channels[event.group.lower()]
+            self.send("PART", channel.channel, f"You have left the group chat {channel.name}.",
+                      prefix=prefix_of(self.nick))
+            return
         if channel is None or event.username == self.nick:
             return
         channel.members.pop(event.username, None)
@@ -992,10 +1050,9 @@ class IRCProtocol(LineReceiver):
             return d
         # No Deferred per message: the core answers the reply object (issue 25).
         self.chat.send_private(self.user, target, text, _PrivateReply(self, target))
-        if self.factory.away:
-            away = self.factory.away_of(target)
-            if away:
-                self.numeric(T.RPL_AWAY, target, away)
+        away = self.chat.away_of(target)
+        if away:
+            self.numeric(T.RPL_AWAY, target, away)
         return None
 
     def _group_failed(self, failure, channel):
@@ -1076,6 +1133,8 @@ class IRCProtocol(LineReceiver):
         self.send("JOIN", channel.channel, prefix=prefix_of(self.nick))
         self.numeric(T.RPL_TOPIC, channel.channel, topic_of(info))
         d = self._names(info)
+        if C.READ_MARKER in self.caps:  # the client learns where it read up to, on any device
+            d.addCallback(self._send_marker, channel.channel)
         if C.CHATHISTORY not in self.caps:
             d.addCallback(lambda _: self._playback(info))
         return d
@@ -1352,15 +1411,24 @@ class IRCProtocol(LineReceiver):
         return defer.maybeDeferred(self.chat.active_users).addCallback(userhost)
 
     def irc_AWAY(self, params, tags):
-        # Shown to others (301, away-notify): cleaned as message text is, at most AWAYLEN.
+        # The user's, for all their sessions (the core keeps it): shown to others (301,
+        # away-notify), cleaned as message text is, at most AWAYLEN characters.
         text = single_line(params[0])[:AWAYLEN].strip() if params and params[0] else None
-        text = text or None
-        self.away = text
+        d = self.chat.set_away(self.user, text)
+        d.addCallback(self._away_numeric)
+        return d
+
+    def _away_numeric(self, text) -> None:
         if text:
             self.numeric(T.RPL_NOWAWAY, "You have been marked as being away")
         else:
             self.numeric(T.RPL_UNAWAY, "You are no longer marked as being away")
-        self.factory.away_changed(self, text)
+
+    def event_AwayChanged(self, event):
+        if event.username == self.nick:  # set or cleared from another session of this user
+            self._away_numeric(event.text)
+        else:
+            self.away_changed(event.username, event.text)
 
     def irc_NICK(self, params, tags):
         if params and params[0] != self.nick:
@@ -1597,7 +1665,6 @@ class IRCFactory(ServerFactory):
         self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.output = OutputBatch(clock)
         self.sessions: dict[str, IRCProtocol] = {}  # registered users by name
-        self.away = False  # is anybody away?
         self._rendered_message = None
         self._rendered: dict[int, bytes] = {}
         self._cap_sets: dict[frozenset, frozenset] = {NO_CAPS: NO_CAPS}
@@ -1629,9 +1696,6 @@ class IRCFactory(ServerFactory):
         self.caps.forget(protocol, protocol.caps_host)
         if protocol.nick is not None and self.sessions.get(protocol.nick) is protocol:
             del self.sessions[protocol.nick]
-            if protocol.away:
-                protocol.away = None
-                self.away_changed(protocol, None)
 
     def expect_registration(self, protocol) -> None:
         """Close C{protocol} if it has not registered in C{registration_timeout} seconds."""
@@ -1698,14 +1762,8 @@ class IRCFactory(ServerFactory):
         return self.chat.create_group(user, name, [], broadcast=False, allow_alone=True)
 
     def away_of(self, name: str) -> str | None:
-        protocol = self.sessions.get(name)
-        return protocol.away if protocol is not None else None
-
-    def away_changed(self, protocol, text) -> None:
-        self.away = any(other.away for other in self.sessions.values())
-        for other in list(self.sessions.values()):
-            if other is not protocol:
-                other.away_changed(protocol.nick, text)
+        """A user's away message (the core's: set from any front end), or None."""
+        return self.chat.away_of(name)
 
     def render_message(self, message, flags: int) -> bytes:
         """The line for C{message} and tag C{flags}, rendered once for all its receivers."""

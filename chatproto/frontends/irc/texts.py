@@ -1,6 +1,6 @@
 """
-The core's error codes as IRC numerics, with SPEC.md's texts (sections 2,
-3, 6, 7; the line protocol's words) in the trailing parameter.
+The core's error codes as IRC numerics, with the line protocol's words
+(docs/PROTOCOL.md) in the trailing parameter.
 """
 
 from ...core import errors as codes
@@ -77,7 +77,7 @@ SERVER_ERROR = "Server error: please try again"
 
 
 def error_text(code: str, failure_value, **_fields) -> str:
-    """SPEC.md's text for a core error (the line protocol's words), or a server error."""
+    """The line protocol's text for a core error (docs/PROTOCOL.md), or a server error."""
     if not isinstance(failure_value, ChatError):
         return SERVER_ERROR
     return shared_error_text(failure_value)

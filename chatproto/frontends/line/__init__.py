@@ -1,1 +1,1 @@
-"""The line protocol of SPEC.md section 4 (chatproto's own client, nc)."""
+"""The line protocol of docs/PROTOCOL.md (chatproto's own client, nc)."""

@@ -1,5 +1,5 @@
 """
-The line protocol front end (SPEC.md section 4): one L{ChatLineProtocol}
+The line protocol front end (docs/PROTOCOL.md): one L{ChatLineProtocol}
 per TCP connection over the shared realm.
 
 Each command is one method, found by name: C{login_LOGIN} before login,
@@ -54,7 +54,12 @@ USAGE = {
     "members": "/members GROUPNAME",
     "users": "/users",
     "help": "/help",
-    "logout": "/logout",
+    # Several sessions (docs/PROTOCOL.md)
+    "sessions": "/sessions",
+    "away": "/away [MESSAGE]",
+    "read": "/read NAME SEQ",
+    "unread": "/unread",
+    "logout": "/logout [all]",
     # Administrators only (docs/OPERATING.md)
     "kick": "/kick USERNAME [REASON]",
     "ban": "/ban USERNAME DURATION",
@@ -186,6 +191,20 @@ class _SentReply(_Reply):
     def refused(self, error) -> None:
         self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
                      else line("ERR", "Server error"))
+        self.protocol._release()
+
+
+class _SentToAwayReply(_SentReply):
+    """A /msgto's reply to an away user: C{NOTICE USERNAME is away: MESSAGE}, then the OK."""
+
+    __slots__ = ("notice",)
+
+    def __init__(self, protocol, notice: bytes):
+        super().__init__(protocol)
+        self.notice = notice
+
+    def answered(self, message) -> None:
+        self.data = self.notice + sent_at_line(message.timestamp)
         self.protocol._release()
 
 
@@ -499,6 +518,8 @@ class ChatLineProtocol(LineReceiver):
             method = self.COMMANDS.get(command)
             if method is None:
                 raise ChatError("invalid-command")
+            if self.user.peers is not None:
+                self.user.touch()  # this session is the user's latest-used one (/p2pvideo)
         method(self, args)
 
     def pause(self, reason: str) -> None:
@@ -590,7 +611,11 @@ class ChatLineProtocol(LineReceiver):
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
         # No Deferred per message: the core fills the reply's place (issue 25).
-        reply = _SentReply(self)
+        away = self.chat.away_of(username)
+        if away is None:
+            reply = _SentReply(self)
+        else:  # delivered all the same; the sender is told why there may be no answer soon
+            reply = _SentToAwayReply(self, line("NOTICE", texts.IS_AWAY.format(name=username, text=away)))
         self._queue_reply(reply)
         try:
             self.chat.send_private(self.user, username, message, reply)
@@ -600,8 +625,9 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)
-        me = self.user
-        others = [other for other in self.chat.active_users() if other is not me]
+        me = self.user.name
+        # Every session of every other user (docs/PROTOCOL.md, "Several sessions").
+        others = [other for other in self.chat.active_sessions() if other.name != me]
         if not others:
             self._reply(NO_OTHER_ACTIVE_USER_LINE)
             return
@@ -645,7 +671,7 @@ class ChatLineProtocol(LineReceiver):
 
         self._later(self.chat.offer_file(self.user, username, filename), peer, "p2pvideo")
 
-    # Beyond the seed (SPEC.md section 6)
+    # Beyond the seed (docs/PROTOCOL.md, Extensions)
 
     def cmd_leavegroup(self, args: str) -> None:
         (name,) = split_args(args, "leavegroup", 1)
@@ -675,7 +701,7 @@ class ChatLineProtocol(LineReceiver):
         self._later(self.chat.delete_group_message(self.user, name, seq),
                     lambda _: line("OK", f"Message {seq} deleted."), "deletegroupmsg")
 
-    # SPEC.md section 7
+    # History and presence (docs/PROTOCOL.md)
 
     def cmd_history(self, args: str) -> None:
         username, count = name_and_count(args, "history")
@@ -740,10 +766,43 @@ class ChatLineProtocol(LineReceiver):
             if "/" + command in self.COMMANDS and (admin or command not in ADMIN_COMMANDS)
         ) + OK_LINE)
 
+    def cmd_sessions(self, args: str) -> None:
+        split_args(args, "sessions", 0)
+        me = self.user
+        self._reply(b"".join(
+            line("DATA", f"{n}, {getattr(one.session, 'frontend', '?')}, {one.ip}, {one.udp_port}, "
+                         f"active since {one.since}{' (this one)' if one is me else ''}.")
+            for n, one in enumerate(self.chat.sessions_of(me), 1)
+        ) + OK_LINE)
+
+    def cmd_away(self, args: str) -> None:
+        d = self.chat.set_away(self.user, args)
+        self._later(d, lambda text: line("OK", texts.AWAY_SET if text else texts.AWAY_CLEARED), "away")
+
+    def cmd_read(self, args: str) -> None:
+        name, seq = split_args(args, "read", 2)
+        seq = parse_seq(seq, "read")
+        self._later(self.chat.mark_read(self.user, name, seq), lambda _: OK_LINE, "read")
+
+    def cmd_unread(self, args: str) -> None:
+        split_args(args, "unread", 0)
+
+        def listed(rows):
+            if not rows:
+                return line("OK", texts.NO_UNREAD)
+            return b"".join(line("DATA", f"{name} {count}") for name, count in rows) + OK_LINE
+
+        self._later(self.chat.unread(self.user), listed, "unread")
+
     def cmd_logout(self, args: str) -> None:
-        split_args(args, "logout", 0)
+        if args.strip() not in ("", "all"):
+            raise UsageError("logout")
         name = self.user.name
-        self._log_out()
+        if args.strip() == "all":
+            user, self.user = self.user, None
+            self.chat.logout_all(user)
+        else:
+            self._log_out()
         self.ok(f"Bye, {name}!")
         self.pause("closing")  # nothing after /logout is read
         self._closing = True

@@ -1,17 +1,20 @@
 """
-SPEC.md's exact texts for the line protocol: its replies and the core's
+The line protocol's exact texts (docs/PROTOCOL.md): its replies and the core's
 events in the words users (and chatproto's client) rely on. The error texts
 it shares with every front end are in L{chatproto.texts}.
 """
 
 from ...core.events import (
     PRIVATE,
+    AwayChanged,
     FileOffer,
     Invited,
     MemberJoined,
     MemberLeft,
     Message,
     MessageDeleted,
+    ReadMarker,
+    Sent,
     ServerNotice,
 )
 
@@ -36,15 +39,21 @@ WELCOME = "Welcome to chatproto!"
 INVALID_COMMAND = "Error. Invalid command!"
 LOG_IN_FIRST = "Please log in first"
 NO_MESSAGES = "No messages."
-NO_MESSAGES_REPLY = "OK No messages."  # SPEC.md's whole line
+NO_MESSAGES_REPLY = "OK No messages."  # the whole line, as docs/PROTOCOL.md gives it
 NO_MESSAGES_FOUND = "No messages found."  # /search
 NO_GROUPS = "No groups."
 NO_OTHER_ACTIVE_USER = "no other active user"
-NO_OTHER_ACTIVE_USER_REPLY = "OK no other active user"  # SPEC.md's whole line
+NO_OTHER_ACTIVE_USER_REPLY = "OK no other active user"  # the whole line, as docs/PROTOCOL.md gives it
 SHUTDOWN_NOTICE = "Server shutting down"
 DROPPED_NOTICE = "Disconnected: too much output waiting unread"
 LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"
 TOO_MANY_LINES_NOTICE = "Disconnected: too many lines without a login"
+
+# One person, several devices (docs/PROTOCOL.md, "Several sessions")
+AWAY_SET = "You are marked as away."
+AWAY_CLEARED = "You are no longer marked as away."
+IS_AWAY = "{name} is away: {text}"
+NO_UNREAD = "No unread messages."
 
 # Administrators' commands (docs/OPERATING.md)
 KICKED = "{name} has been disconnected."
@@ -94,4 +103,12 @@ def event_line(event) -> str | None:
                 f"{event.filename}")
     if kind is ServerNotice:
         return f"NOTICE {event.text}"
+    if kind is Sent:  # sent from another session of this user
+        message = event.message
+        to = message.recipient if message.kind == PRIVATE else "#" + message.group
+        return f"SENT {message.timestamp}, to {to}: {message.text}"
+    if kind is ReadMarker:  # read on another session of this user
+        return f"READ {event.conversation} {event.seq}"
+    if kind is AwayChanged:  # the line protocol hears of its own user's only (another session)
+        return f"NOTICE {AWAY_SET[:-1]}: {event.text}" if event.text else f"NOTICE {AWAY_CLEARED}"
     return None

@@ -1,5 +1,5 @@
 """
-The browser client (SPEC.md section 9): a page served by the chat server
+The browser client (docs/WEB.md): a page served by the chat server
 itself, talking JSON over a WebSocket to the same core as the line protocol
 and IRC.
 

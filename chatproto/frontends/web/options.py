@@ -1,5 +1,5 @@
 """
-The server options of the web front end (SPEC.md section 9), for the server
+The server options of the web front end (docs/WEB.md), for the server
 app and the twistd plugin:
 
     --web-port N          the browser client on TCP port N (0: a free port), same interface as the chat

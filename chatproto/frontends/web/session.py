@@ -41,7 +41,7 @@ def message_key(message, me: str) -> str:
 
 
 class LoginRefused(Exception):
-    """A login failed; C{code} is the core's, C{text} SPEC.md's."""
+    """A login failed; C{code} is the core's, C{text} the line protocol's words for it."""
 
     def __init__(self, code: str, text: str):
         super().__init__(text)
@@ -77,9 +77,15 @@ class WebSession:
         """One core event: count it as unread where it belongs, hand it to every tab."""
         try:
             unread = None
-            if type(event).__name__ == "Message" and self.user is not None:
+            kind = type(event).__name__
+            if kind == "Message" and self.user is not None:
                 key = message_key(event, self.user.name)
                 unread = self.unread[key] = self.unread.get(key, 0) + 1
+            elif kind == "ReadMarker":  # read on another device of this user: read here too
+                name = event.conversation
+                self.mark_read(conversation_key("group", name[1:]) if name.startswith("#")
+                               else conversation_key("user", name))
+                return
             for socket in list(self.sockets):
                 socket.event(event, unread)
         except Exception:  # noqa: BLE001 - never raise into the core
@@ -146,7 +152,16 @@ class SessionStore:
             session.user = user
             self.sessions[token] = session
             session.start_grace()  # until the page's WebSocket attaches
-            return session
+            # What was missed since the last read, on any device (the core's read markers).
+            d = defer.maybeDeferred(self.chat.unread, user)
+            d.addCallback(counted)
+            d.addErrback(lambda f: log.failure("unread counts of {user}", f, user=username))
+            return d.addCallback(lambda _: session)
+
+        def counted(rows):
+            for name, count in rows:
+                key = conversation_key("group", name[1:]) if name.startswith("#") else conversation_key("user", name)
+                session.unread[key] = session.unread.get(key, 0) + count
 
         def refused(failure):
             code = getattr(failure.value, "code", None)

@@ -5,7 +5,7 @@ requests that set and clear the session cookie, and the WebSocket at C{/ws}.
     GET  /            the page (static/index.html)
     GET  /static/...  its scripts, styles and icon
     GET  /session     {"ok": true, "username": U} for a live session cookie, else {"ok": false}
-    POST /login       {"username", "password"} -> sets the cookie, or the SPEC.md login text
+    POST /login       {"username", "password"} -> sets the cookie, or the login's error text
     POST /logout      ends the session, clears the cookie
     GET  /ws          the WebSocket (same Origin only, a live session cookie only)
 

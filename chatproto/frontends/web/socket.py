@@ -185,8 +185,12 @@ class _Shim:
 # JSON shapes of the core's objects
 
 
-def user_json(user) -> dict:
-    return {"name": user.name, "since": user.since}
+def user_json(user, chat=None) -> dict:
+    out = {"name": user.name, "since": user.since}
+    away = chat.away_of(user.name) if chat is not None else None
+    if away:
+        out["away"] = away
+    return out
 
 
 def group_json(info) -> dict:
@@ -224,6 +228,7 @@ EVENT_TYPES = {
     "MessageDeleted": "message_deleted",
     "Invited": "invited",
     "ServerNotice": "notice",
+    "AwayChanged": "away",
 }
 NOT_FOR_BROWSERS = {"FileOffer"}  # a web session has no UDP port: the core never offers it one
 
@@ -235,6 +240,11 @@ def event_json(event, unread=None) -> dict | None:
         if unread is not None:
             out["unread"] = unread
         return out
+    if name == "Sent":  # sent from another session of this user: shown in its conversation
+        return {"type": "message", "message": message_json(event.message)}
+    if name == "MembersChanged":  # the page's member list, current for invited members too
+        return {"type": "members_changed", "group": event.group, "timestamp": event.timestamp,
+                "members": [{"name": member, "joined": bool(joined)} for member, joined in event.members]}
     if name in NOT_FOR_BROWSERS:
         return None
     out = {"type": EVENT_TYPES.get(name) or _snake(name)}
@@ -473,7 +483,7 @@ class ChatSocket:
                 "type": "hello",
                 "username": user.name,
                 "since": user.since,
-                "active": [user_json(u) for u in active],
+                "active": [user_json(u, self.chat) for u in active],
                 "accounts": list(accounts),
                 "groups": [group_json(g) for g in groups],
                 "unread": dict(session.unread),
@@ -510,14 +520,14 @@ class ChatSocket:
 
     def do_active(self, request):
         d = defer.maybeDeferred(self.chat.active_users)
-        return d.addCallback(lambda users: {"active": [user_json(u) for u in users]})
+        return d.addCallback(lambda users: {"active": [user_json(u, self.chat) for u in users]})
 
     def do_state(self, request):
         d = self._snapshot()
 
         def state(results):
             active, accounts, groups = results
-            return {"active": [user_json(u) for u in active], "accounts": list(accounts),
+            return {"active": [user_json(u, self.chat) for u in active], "accounts": list(accounts),
                     "groups": [group_json(g) for g in groups], "unread": dict(self.session.unread)}
 
         return d.addCallback(state)
@@ -535,13 +545,32 @@ class ChatSocket:
         d.addCallback(self._sent)
         return d
 
+    def do_away(self, request):
+        text = request.get("text")
+        if text is not None and (not isinstance(text, str) or len(text) > 4096):
+            raise bad("text must be a string (blank or absent: no longer away)")
+        d = defer.maybeDeferred(self.chat.set_away, self.user, text)
+
+        def kept(away):
+            for socket in list(self.session.sockets):  # this browser's other tabs
+                if socket is not self:
+                    socket.send({"type": "away", "username": self.user.name, "text": away})
+            return {"away": away, "text": "You are marked as away." if away else "You are no longer marked as away."}
+
+        return d.addCallback(kept)
+
     def _sent(self, message):
-        # The core does not echo a sender's own message: the session's other tabs see it here.
+        # The core shows a message to the sender's other sessions (other devices, other browsers);
+        # the tabs of this browser share this one session, so they see it here.
         out = {"type": "message", "message": message_json(message)}
         for socket in list(self.session.sockets):
             if socket is not self:
                 socket.send(out)
-        return {"message": message_json(message)}
+        reply = {"message": message_json(message)}
+        away = self.chat.away_of(message.recipient) if message.recipient is not None else None
+        if away:  # delivered all the same; the page says why there may be no answer soon
+            reply["away"] = f"{message.recipient} is away: {away}"
+        return reply
 
     def do_history(self, request):
         limit = request.get("limit", HISTORY_DEFAULT)
@@ -624,9 +653,12 @@ class ChatSocket:
         kind = request.get("kind")
         if kind not in ("user", "group"):
             raise bad("kind must be user or group")
-        key = conversation_key(kind, _string(request, "name"))
+        name = _string(request, "name")
+        key = conversation_key(kind, name)
         self.session.mark_read(key, except_socket=self)
-        return {}
+        # The user's read marker (every device): up to the conversation's newest message.
+        d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
+        return d.addCallback(lambda _: {})
 
 
 class ChatSocketFactory:

@@ -1,6 +1,6 @@
 """
-What the browser user reads for each core error code: SPEC.md's texts, the
-same words as the line protocol's (L{chatproto.texts}), so
+What the browser user reads for each core error code: the same words as
+the line protocol's (docs/PROTOCOL.md, L{chatproto.texts}), so
 that a person sees in the page what a terminal shows.
 """
 

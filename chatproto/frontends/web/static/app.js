@@ -14,6 +14,7 @@ const WATCH_TRIES = 10; // a session ended with the server still there (a kick):
 const state = {
   me: null,
   active: new Map(),       // username -> since
+  away: new Map(),         // username -> away message (the user's, from any of their devices)
   accounts: [],
   groups: new Map(),       // casefolded name -> group
   unread: new Map(),       // conversation key -> count
@@ -205,8 +206,15 @@ const EVENTS = {
     renderLists();
     renderHeader();
   },
+  away(event) {
+    if (event.text) state.away.set(event.username, event.text);
+    else state.away.delete(event.username);
+    if (event.username === state.me) renderAway();
+    renderLists();
+  },
   user_offline(event) {
     state.active.delete(event.username);
+    state.away.delete(event.username);
     renderLists();
     renderHeader();
   },
@@ -216,11 +224,20 @@ const EVENTS = {
   },
   member_joined(event) {
     systemLine(groupKey(event.group), `${event.username} has joined the group chat ${event.group}.`);
-    refreshState();
   },
   member_left(event) {
     systemLine(groupKey(event.group), `${event.username} has left the group chat ${event.group}.`);
-    refreshState();
+  },
+  // Every change of a group's members (to invited members too, who hear of no join or leave).
+  members_changed(event) {
+    const group = state.groups.get(groupKey(event.group));
+    if (!group) {
+      refreshState(); // one just invited to: its owner and kind come with the state
+      return;
+    }
+    group.members = event.members;
+    renderLists();
+    if (state.current && state.current.key === groupKey(event.group)) renderHeader();
   },
   message_deleted(event) {
     const history = state.histories.get(groupKey(event.group));
@@ -305,6 +322,8 @@ async function checkServer() {
 
 function applyState(data) {
   state.active = new Map(data.active.map((u) => [u.name, u.since]));
+  state.away = new Map(data.active.filter((u) => u.away).map((u) => [u.name, u.away]));
+  renderAway();
   state.accounts = data.accounts.slice();
   state.groups = new Map(data.groups.map((g) => [groupKey(g.name), g]));
   state.unread = new Map(Object.entries(data.unread || {}));
@@ -365,7 +384,8 @@ function renderLists() {
   const people = state.accounts.filter((n) => n !== state.me);
   people.sort((a, b) => (state.active.has(b) - state.active.has(a)) || a.localeCompare(b));
   $("people-list").replaceChildren(
-    ...people.map((n) => conversationItem("user", n, n, state.active.has(n) ? "active" : "", state.active.has(n))),
+    ...people.map((n) => conversationItem("user", n, n,
+      state.away.has(n) ? `away: ${state.away.get(n)}` : state.active.has(n) ? "active" : "", state.active.has(n))),
   );
   const others = [...state.active.keys()].filter((n) => n !== state.me).length;
   setText("active-count", `(${others} active)`);
@@ -470,8 +490,6 @@ async function openConversation(kind, name, { focus = true } = {}) {
   markRead(state.current);
   renderLists();
   renderConversation();
-  // Members change without a word to those merely invited (a join from IRC): ask afresh.
-  if (kind === "group") refreshState();
   const history = historyOf(key);
   if (!history.loaded) await loadHistory(history, state.current);
   if (focus) {
@@ -750,6 +768,7 @@ async function sendMessage(event) {
   input.value = ""; // what is typed meanwhile is kept; a failed send gives its text back
   try {
     const reply = await ask("send", request);
+    if (reply.away) status(reply.away); // delivered; the user is away (set on any of their devices)
     const history = historyOf(messageKey(reply.message));
     if (history.loaded) addMessages(history, [reply.message]);
     showLive(current.key, reply.message);
@@ -890,7 +909,34 @@ function back() {
   }
 }
 
+// Away is the user's, for every device: set here, it shows in the terminal client and IRC too.
+function renderAway() {
+  const away = state.away.get(state.me);
+  $("away-button").textContent = away ? "Back" : "Set away";
+  $("away-text").disabled = Boolean(away);
+  $("away-text").value = away || "";
+}
+
+async function toggleAway(event) {
+  event.preventDefault();
+  const text = state.away.has(state.me) ? "" : $("away-text").value;
+  if (!state.away.has(state.me) && !text.trim()) {
+    status("Type an away message first.");
+    return;
+  }
+  try {
+    const reply = await ask("away", { text });
+    if (reply.away) state.away.set(state.me, reply.away);
+    else state.away.delete(state.me);
+    renderAway();
+    status(reply.text);
+  } catch (error) {
+    status(error.error || "Not changed");
+  }
+}
+
 function wire() {
+  $("away-form").addEventListener("submit", toggleAway);
   $("login-form").addEventListener("submit", submitLogin);
   $("logout-button").addEventListener("click", logout);
   $("composer").addEventListener("submit", sendMessage);
@@ -933,9 +979,6 @@ function wire() {
     if (document.visibilityState === "visible" && state.current && state.unread.has(state.current.key)) {
       markRead(state.current);
       renderLists();
-    }
-    if (document.visibilityState === "visible" && state.current && state.current.kind === "group") {
-      refreshState();
     }
   });
 }
