@@ -34,13 +34,13 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
             s.sendall(b"FLUSHALL\r\n")
             assert s.recv(100).startswith(b"+OK")
 
-    def node(self, attempts=3, credentials=None, data_dir=None, wait_joined=True, extra=()):
+    def node(self, attempts=3, credentials=None, data_dir=None, extra=()):
         server = ServerProcess(attempts=attempts, credentials=credentials or self.credentials,
                                data_dir=data_dir, extra_args=(
                                    "--database", self.database, "--cluster", self.redis.url, *extra))
         self.addCleanup(server.cleanup)
-        if wait_joined:  # logged in the turn it listens (log lines are written at a turn's end)
-            server.stdout.expect(JOINED)
+        # Ready means joined: the node listens only once it is in the cluster.
+        self.assertTrue(any(JOINED.search(line) for line in server.stdout.lines), server.stdout.lines)
         return server
 
     def login(self, server, username, password):
@@ -94,8 +94,7 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         yoda = self.login(a, "Yoda", "wise@!man")
         directory = tempfile.mkdtemp(prefix="chatproto-restarted-")
         self.addCleanup(shutil.rmtree, directory, True)
-        # Ready means joined: the node listens only once it is in the cluster.
-        b = self.node(data_dir=directory, wait_joined=False)
+        b = self.node(data_dir=directory)
         self.assertEqual(self.raw_login(b, "Hans", "falcon*solo"), "OK Welcome to chatproto!")
         hans = self.login(b, "Hans", "falcon*solo")
         hans.command("/msgto Yoda ready", re.compile("^message sent at"))
@@ -107,7 +106,7 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         yoda.send("/msgto Hans while away")
         self.assertNotIn("Server error", yoda.expect(answer).group(0))
         yoda.expect_prompt()
-        b = self.node(data_dir=directory, wait_joined=False)
+        b = self.node(data_dir=directory)
         hans = self.login(b, "Hans", "falcon*solo")
         hans.command("/msgto Yoda back", re.compile("^message sent at"))
         # Node A has had the news of Hans's login (it came first on the same connection).

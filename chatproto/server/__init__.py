@@ -166,11 +166,13 @@ def main(argv=None) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
-    globalLogBeginner.beginLoggingTo(server_log_observers(sys.stdout, sys.stderr, reactor),
-                                     redirectStandardIO=False)
+    observers = server_log_observers(sys.stdout, sys.stderr, reactor)
+    globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
     status = {"code": 0}
 
     def listening(front_end, address):
+        for observer in observers:  # what led to it first (a cluster node: "joined")
+            observer.flush()
         print(front_end.ready_line(address), flush=True)
 
     def listen_failed(front_end, failure):

@@ -83,6 +83,10 @@ class OperatorLog:
         self.information = LogLines(out, reactor)
         self.problems = LogLines(err)
 
+    def flush(self) -> None:
+        """Write this turn's lines now (before a line printed outside the log, such as a ready line)."""
+        self.information._flush()
+
     def __call__(self, event) -> None:
         if event.get("log_level", LogLevel.info) >= LogLevel.warn:
             self.problems(event)
