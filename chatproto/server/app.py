@@ -94,6 +94,15 @@ def open_database(url: str, data_dir: str, reactor, durable: bool, node=None):
     return SQLiteDatabase(path, reactor=reactor, durable=durable).open()
 
 
+def logged_database(url: str) -> str:
+    """The database as the log shows it: a PostgreSQL URL without its password."""
+    if not is_postgres(url):
+        return url
+    from ..storage.postgres import connection_info
+
+    return connection_info(url)
+
+
 class ChatService(service.Service):
     """Owns the realm and its storage: loads them at start, tells everyone and closes at stop."""
 
@@ -146,7 +155,7 @@ class ChatService(service.Service):
             self._lock = None
             raise
         log.info("Loaded {n} accounts; database {database}", n=len(accounts.names()),
-                 database=self.database_url)
+                 database=logged_database(self.database_url))
         if self.admins:
             log.info("Administrators: {names}", names=" ".join(sorted(self.admins)))
 
