@@ -110,6 +110,17 @@ class SearchContract:
         found = self.found(query("light", "Yoda", private=False, groups={"Jedi": 1}, limit=5))
         self.assertEqual([r[1] for r in found], [12, 11, 10, 9, 8])
 
+    def test_letters_that_unaccent_writes_as_punctuation_are_words(self):
+        # PostgreSQL's unaccent turns some letters into quotes, parentheses or colons
+        # (ʼ -> ', ⑴ -> (1), ː -> :): a search for them answers, as every other does,
+        # and another user's message stays out of reach.
+        self.private("Yoda", "Hans", "plans ⑴ donʼt")
+        self.private("leia", "luke", "plans ⑴ donʼt secret")
+        for text in ("⑴", "donʼt", "ʼ plans", "plans ʼ", "aː", "½", "⑴ ʼ ː ⒜ ⒈"):
+            found = self.found(query(text, "Yoda"))
+            self.assertNotIn("secret", " ".join(r[3] for r in found), text)
+        self.assertEqual([r[3] for r in self.found(query("plans", "Yoda"))], ["plans ⑴ donʼt"])
+
     def test_a_deleted_message_is_never_found(self):
         self.private("Yoda", "Hans", "delete me please")
         seq = self.group("Jedi", "Yoda", "delete me too")

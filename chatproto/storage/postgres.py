@@ -18,6 +18,7 @@ counter follows given SEQs too. Every message also gets a global position
 (C{pos}), which cluster nodes catch up by.
 """
 
+import dataclasses
 import select
 import threading
 
@@ -25,6 +26,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ..core.events import Message
+from ..core.search import search_words
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .model import group_where, private_where, read_conversations, read_range
 from .search import sql_filters, tsquery_text
@@ -602,7 +604,17 @@ def _index_some(db, limit) -> int:
 
 
 def _search(db, query):
-    sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', chatproto_unaccent(%s)) "
+    if not all(word.isascii() for word in query.words):
+        # unaccent writes some letters as punctuation (ʼ -> ', ⑴ -> (1), ː -> :), which
+        # in a tsquery is syntax (a search for them failed): the words are unaccented
+        # first, then split again into letters and digits, so the tsquery has no syntax
+        # but what tsquery_text writes. (ASCII words are unaccent's already.)
+        rows = db.execute("SELECT chatproto_unaccent(w) FROM unnest(%s::text[]) WITH ORDINALITY AS t(w, i) "
+                          "ORDER BY i", (list(query.words),)).fetchall()
+        query = dataclasses.replace(query, words=search_words(" ".join(row[0] for row in rows)))
+        if query.is_empty():
+            return []
+    sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', %s) "
            "AND text <> '[deleted]'")
     args: list = [tsquery_text(query)]
     filters, filter_args = sql_filters(query, "%s")

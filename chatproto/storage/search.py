@@ -82,8 +82,8 @@ def fts5_match(query: SearchQuery, words: bool = True) -> str:
 
 def tsquery_text(query: SearchQuery) -> str:
     """
-    PostgreSQL: the argument of C{to_tsquery('simple', chatproto_unaccent(...))}
-    for C{query}. The document's words have weight D, its scope tokens weight
+    PostgreSQL: the argument of C{to_tsquery('simple', ...)} for C{query}
+    (its words unaccented already). The document's words have weight D, its scope tokens weight
     A, so that a word never matches a scope token; a word here is letters and
     digits only, never an operator.
     """
