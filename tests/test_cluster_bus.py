@@ -120,6 +120,24 @@ class BusTests(SynchronousTestCase):
         self.assertEqual((type_name, names), ("MembersChanged", ["Hans"]))
         self.assertEqual(values[:2], ["Jedi", [["Yoda", True], ["leia", True], ["Hans", False]]])
 
+    def test_the_members_now_from_another_node_reach_a_page_here(self):
+        """Another node's MembersChanged for an invited member here: the page's JSON, as on one server."""
+        from chatproto.frontends.web.socket import event_json
+
+        page = Watcher()  # a page's session
+        logged_in = []
+        self.chat.login("Hans", "falcon*solo", page).addBoth(logged_in.append)
+        self.fixture.clock.advance(0)
+        self.assertEqual(logged_in[0].name, "Hans")
+        entry = ["MembersChanged", ["Jedi", [["Yoda", True], ["leia", True], ["Hans", False]],
+                                    "01 Jun 2022 21:30:04", 1.0], ["Hans"], 0]
+        self.bus.received("chatproto:0:node:A", json.dumps({"e": [entry]}))
+        [event] = page.events
+        self.assertEqual(event_json(event), {
+            "type": "members_changed", "group": "Jedi", "timestamp": "01 Jun 2022 21:30:04",
+            "members": [{"name": "Yoda", "joined": True}, {"name": "leia", "joined": True},
+                        {"name": "Hans", "joined": False}]})
+
     def test_a_remote_delivery_reaches_the_local_session_once(self):
         hans = self.fixture.login("Hans", "falcon*solo")
         event = ["Message", ["private", 7, "01 Jun 2022 21:30:04", 1.0, "Yoda", "Hans", None, "hi"],
