@@ -67,3 +67,22 @@ class IRCHugeMsgidTests(IRCTestCase):
             self.assertEqual([(line.command, *line.params[:1]) for line in lines],
                              [("BATCH", lines[0].params[0]), ("BATCH", lines[-1].params[0])])
             self.assertTrue(lines[0].params[0].startswith("+"))
+
+
+class HistoryBeforeTests(SynchronousTestCase):
+    """The page's history request takes C{before}, any JSON integer: the core's history."""
+
+    def test_before_beyond_64_bits_is_the_latest(self):
+        f = sqlite_fixture(self)
+        yoda = f.login("Yoda", "wise@!man", 6001)
+        f.login("Hans", "falcon*solo", 6002)
+        yoda.send("/creategroup Jedi Hans")
+        yoda.send("/msgto Hans hello")
+        yoda.send("/groupmsg Jedi hi all")
+        f.clock.advance(0)
+        user = next(u for u in f.chat.active_users() if u.name == "Yoda")
+        private = f.chat.history(user, "Hans", 10, before=10**30)
+        group = f.chat.group_history(user, "Jedi", 10, before=10**30)
+        f.clock.advance(0)
+        self.assertEqual([m.text for m in self.successResultOf(private)], ["hello"])
+        self.assertEqual([m.text for m in self.successResultOf(group)], ["hi all"])

@@ -45,7 +45,7 @@ from .events import (
 from .history import HistoryQuery, answer
 from .interfaces import GroupRecord, IBanStore
 from .lockout import LoginLockout
-from .markers import ReadMarkers
+from .markers import MAX_SEQ, ReadMarkers
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
 from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
 from .text import single_line
@@ -691,6 +691,8 @@ class ChatRealm:
         """The last C{limit} messages between C{user} and C{username}, oldest first."""
         if not self.is_account(username):
             return defer.fail(ChatError(errors.NO_SUCH_USER, name=username))
+        if before is not None and before > MAX_SEQ:  # beyond every stored SEQ: the latest
+            before = None
         return self.storage.private_history(user.name, username, min(limit, MAX_HISTORY), before)
 
     def query_history(self, user: User, username: str, query: HistoryQuery) -> defer.Deferred:
@@ -993,6 +995,8 @@ class ChatRealm:
             group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
         except ChatError:
             return defer.fail()
+        if before is not None and before > MAX_SEQ:  # beyond every stored SEQ: the latest
+            before = None
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
 
     def query_group_history(self, user: User, name: str, query: HistoryQuery) -> defer.Deferred:
