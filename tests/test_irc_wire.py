@@ -2,6 +2,8 @@
 
 import random
 
+import irctokens
+
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols import irc
 
@@ -36,3 +38,27 @@ class ParserAgreesWithParsemsgTests(SynchronousTestCase):
         line = parse_line("@time=2026-12-01T00:00:00Z;label=a\\sb :nick PRIVMSG #c :hi there")
         self.assertEqual(line.tags, {"time": "2026-12-01T00:00:00Z", "label": "a b"})
         self.assertEqual((line.prefix, line.command, line.params), ("nick", "PRIVMSG", ["#c", "hi there"]))
+
+
+class LongLinesKeepOneMsgidTests(SynchronousTestCase):
+    def test_only_the_first_part_names_the_message(self):
+        # A client that drops a msgid it has already seen would drop every part after the first.
+        from chatproto.frontends.irc.wire import MAX_BODY, encode
+        text = " ".join(f"word{i}" for i in range(400))
+        raw = encode(f"@time=2026-12-07T12:00:00.000Z;msgid=p.7 :Yoda!Yoda@chatproto PRIVMSG luke :{text}")
+        lines = raw.decode().split("\r\n")[:-1]
+        self.assertGreater(len(lines), 3)
+        parts = [irctokens.tokenise(line) for line in lines]
+        self.assertEqual(parts[0].tags, {"time": "2026-12-07T12:00:00.000Z", "msgid": "p.7"})
+        for part in parts[1:]:
+            self.assertEqual(part.tags, {"time": "2026-12-07T12:00:00.000Z"})
+        for line in lines:
+            self.assertLessEqual(len(line.split(" ", 1)[1].encode()), MAX_BODY)
+        self.assertEqual(" ".join(part.params[1] for part in parts), text)
+
+    def test_a_part_left_with_no_tag_has_no_tag_part(self):
+        from chatproto.frontends.irc.wire import encode
+        raw = encode("@msgid=p.8 :Yoda!Yoda@chatproto PRIVMSG luke :" + "x " * 400)
+        lines = raw.decode().split("\r\n")[:-1]
+        self.assertTrue(lines[0].startswith("@msgid=p.8 :Yoda!"))
+        self.assertTrue(all(line.startswith(":Yoda!Yoda@chatproto PRIVMSG luke :") for line in lines[1:]))

@@ -177,7 +177,18 @@ def fit(data: bytes) -> bytes:
         space = data.find(b" ")
         if space > 0:
             tags, data = data[:space + 1], data[space + 1:]
-    return b"".join(tags + body + b"\r\n" for body in split_body(data))
+    first, *rest = split_body(data)
+    # The parts after the first are other lines: a client that drops a msgid it
+    # has seen (echo, playback) would drop them if they carried the same one.
+    later = _without_msgid(tags) if rest else tags
+    return b"".join([tags + first + b"\r\n", *(later + body + b"\r\n" for body in rest)])
+
+
+def _without_msgid(tags: bytes) -> bytes:
+    """C{b"@time=...;msgid=... "} without its msgid (nothing when none is left)."""
+    kept = [tag for tag in tags[1:].rstrip(b" ").split(b";")
+            if tag != b"msgid" and not tag.startswith(b"msgid=")]
+    return b"@" + b";".join(kept) + b" " if kept else b""
 
 
 def split_body(body: bytes) -> list[bytes]:
