@@ -62,3 +62,14 @@ class LongLinesKeepOneMsgidTests(SynchronousTestCase):
         lines = raw.decode().split("\r\n")[:-1]
         self.assertTrue(lines[0].startswith("@msgid=p.8 :Yoda!"))
         self.assertTrue(all(line.startswith(":Yoda!Yoda@chatproto PRIVMSG luke :") for line in lines[1:]))
+
+
+class MiddleParametersTests(SynchronousTestCase):
+    def test_a_middle_parameter_that_cannot_be_one_is_a_star(self):
+        # FAIL SEARCH INVALID_TARGET echoes the client's target: "a b" or ":x" would shift the line.
+        from chatproto.frontends.irc.wire import format_line
+        for target in ("a b", ":x", ""):
+            line = irctokens.tokenise(format_line("FAIL", ["SEARCH", "INVALID_TARGET", target, "No such"],
+                                                  prefix="chatproto"))
+            self.assertEqual(line.params, ["SEARCH", "INVALID_TARGET", "*", "No such"])
+        self.assertEqual(format_line("PRIVMSG", ["#Jedi", "hi there"]), "PRIVMSG #Jedi :hi there")

@@ -99,8 +99,10 @@ def parse_line(text: str) -> Line:
 def format_line(command: str, params=(), prefix: str | None = None, tags: str = "") -> str:
     """
     One line without its delimiter. The last parameter gets a ":" when it
-    needs one (empty, has a space, starts with ":"); C{tags} is the
-    already-formatted tag text without its "@".
+    needs one (empty, has a space, starts with ":"); a middle one that
+    cannot be one (the same cases: a client's own text echoed back, as a
+    target of FAIL) is sent as "*"; C{tags} is the already-formatted tag
+    text without its "@".
     """
     parts = []
     if tags:
@@ -111,7 +113,7 @@ def format_line(command: str, params=(), prefix: str | None = None, tags: str = 
     if params:
         params = [p.replace("\r", " ").replace("\n", " ") for p in params]
         *middle, last = params
-        parts.extend(middle)
+        parts.extend(p if p and " " not in p and p[0] != ":" else "*" for p in middle)
         if not last or " " in last or last.startswith(":"):
             last = ":" + last
         parts.append(last)
