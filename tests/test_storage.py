@@ -166,6 +166,15 @@ class StorageContract:
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [("#jedi", "Jedi", 4)])),
                          [("leia", 1, 12.0)])
 
+    def test_a_deleted_message_is_not_unread(self):
+        self.durable(self.ledger.append_private("Hans", "Yoda", T, 10.0, "oops"))
+        self.durable(self.ledger.append_private("Hans", "Yoda", T, 11.0, "hello"))
+        self.durable(self.ledger.append_group("Jedi", "Hans", T, 12.0, "oops"))
+        self.assertTrue(self.durable(self.ledger.delete_message(None, 1, "Hans")))
+        self.assertTrue(self.durable(self.ledger.delete_message("Jedi", 1, "Hans")))
+        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [("#jedi", "Jedi", 1)])),
+                         [("Hans", 1, 11.0)])
+
     def test_bans_are_kept_and_forgotten(self):
         self.assertEqual(self.successResultOf(self.ledger.bans()), {})
         self.durable(self.ledger.save_ban("vader", math.inf))

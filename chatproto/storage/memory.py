@@ -7,7 +7,7 @@ from twisted.internet import defer
 
 from ..core.events import GROUP, PRIVATE, Message
 from ..core.interfaces import Conversation
-from .model import PRIVATE_LOG, GroupRecord, message_from_row, newest_first, peers_key, pick_conversations, range_key
+from .model import DELETED, PRIVATE_LOG, GroupRecord, message_from_row, newest_first, peers_key, pick_conversations, range_key
 from .search import matches
 
 
@@ -102,14 +102,14 @@ class MemoryDatabase:
         found = {}  # conversation -> [count, newest time]
         for row in self._messages.get(PRIVATE_LOG, {}).values():
             _log, seq, _timestamp, time, sender, recipient, _text = row
-            if recipient == username and seq > markers.get(sender, 0):
+            if recipient == username and seq > markers.get(sender, 0) and _text != DELETED:
                 entry = found.setdefault(sender, [0, 0.0])
                 entry[0] += 1
                 entry[1] = max(entry[1], time)
         for conversation, log, first_seq in groups:
             after = max(markers.get(conversation, 0), first_seq - 1)
             for seq, row in self._messages.get(log, {}).items():
-                if seq > after and row[4] != username:
+                if seq > after and row[4] != username and row[6] != DELETED:
                     entry = found.setdefault(conversation, [0, 0.0])
                     entry[0] += 1
                     entry[1] = max(entry[1], row[3])

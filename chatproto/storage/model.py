@@ -10,6 +10,7 @@ COLUMNS = "log, seq, timestamp, time, sender, recipient, text"
 _ABOVE_ANY_SEQ = 1 << 62
 
 PRIVATE_LOG = ""  # the log name of private messages (messagelog.txt)
+DELETED = "[deleted]"  # the text of a deleted message, in the logs and the database
 
 
 def peers_key(a: str, b: str) -> str:
@@ -40,6 +41,7 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
     C{partners_query} gives the users C{username} has a private conversation
     with. Then one range count per conversation, on its index (peers, seq) or
     (log, seq): the cost follows the user's conversations, not the table.
+    A deleted message is nothing to read: it is not counted.
     """
     q = mark
     markers = dict(execute(f"SELECT conversation, seq FROM read_markers WHERE username = {q}", (username,)))
@@ -47,15 +49,15 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
     partners = [row[0] for row in execute(partners_query, (username,))]
     for partner in partners:
         for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
-                                     f"WHERE peers = {q} AND seq > {q} AND sender = {q}",
-                                     (peers_key(username, partner), markers.get(partner, 0), partner)):
+                                     f"WHERE peers = {q} AND seq > {q} AND sender = {q} AND text <> {q}",
+                                     (peers_key(username, partner), markers.get(partner, 0), partner, DELETED)):
             if count:
                 found[partner] = (count, newest)
     for conversation, log_name, first_seq in groups:
         after = max(markers.get(conversation, 0), first_seq - 1)
         for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
-                                     f"WHERE log = {q} AND seq > {q} AND sender <> {q}",
-                                     (log_name, after, username)):
+                                     f"WHERE log = {q} AND seq > {q} AND sender <> {q} AND text <> {q}",
+                                     (log_name, after, username, DELETED)):
             if count:
                 found[conversation] = (count, newest)
     return newest_first(found)

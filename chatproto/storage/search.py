@@ -19,9 +19,7 @@ import functools
 import re
 
 from ..core.search import SearchQuery, fold, words_of
-from .model import PRIVATE_LOG
-
-DELETED = "[deleted]"
+from .model import DELETED, PRIVATE_LOG
 
 
 def _hex(name: str) -> str:
