@@ -218,6 +218,10 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         leia.command("/msgto Yoda still there?", "Yoda is not active")
         # Yoda can log in again elsewhere at once.
         yoda = self.login(c, "Yoda", "wise@!man")
+        # Node B learns of the login through Redis, in order with what node C sends after it:
+        # once Yoda's message is in, B knows him (the window before that is in CLUSTER.md).
+        yoda.command("/msgto Hans back on node three", re.compile("^message sent at"))
+        hans.expect(re.compile(rf"^{TS}, Yoda: back on node three$"))
         hans.command("/msgto Yoda welcome back", re.compile("^message sent at"))
         yoda.expect(re.compile(rf"^{TS}, Hans: welcome back$"))
 
