@@ -93,11 +93,13 @@ def chat_across_nodes(chromium, a, b, c, luke, hans):
     page.check("#group-members input[value=Hans]")
     page.click("#group-create")
     page.wait_for_selector("#conversation-title:text-is('# Jedi')")
-    luke.command("/j #Jedi")
-    luke.expect("has joined #Jedi", "#jedi")
+    # Hans first: the group's creation reaches node A over Redis while he joins on node C (ii
+    # keeps no INVITE to wait for; docs/CLUSTER.md "Known gaps" has the window this leaves).
     hans.expect(re.compile("invited to the group chat Jedi"))
     hans.command("/joingroup Jedi", "Joined the group chat: Jedi successfully.")
     page.wait_for_selector("#messages li.system:text-is('Hans has joined the group chat Jedi.')")
+    luke.command("/j #Jedi")
+    luke.expect("has joined #Jedi", "#jedi")
 
     # Messages each way.
     luke.say("#Jedi", "hello from IRC")
