@@ -30,6 +30,11 @@ MAX_LINE_BEFORE_LOGIN = 4096  # LOGIN USERNAME PASSWORD UDP_PORT fits easily (do
 MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
 LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
 LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
+# Replies one connection may have waiting for the core (commands pipelined ahead of their
+# acknowledgements, each holding its message until the batch is committed): past it the
+# input waits, unread, until they are down to half. A client that never waits for an
+# answer cannot make the server hold an unbounded backlog for it (issue 25).
+MAX_REPLIES_WAITING = 256
 DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 500
@@ -108,7 +113,7 @@ NO_PAUSES = frozenset()
 # unread, and starts again only once the unread input is handled down to it: a client that
 # pipelines without pause is not stopped and restarted every turn (two epoll_ctl calls each,
 # 12 % of the server's CPU under issue 25's deep pipeline).
-SHORT_PAUSES = frozenset({"login", "turn"})
+SHORT_PAUSES = frozenset({"login", "turn", "replies"})
 MAX_UNREAD_WHILE_PAUSED = 4096
 
 
@@ -347,6 +352,8 @@ class ChatLineProtocol(LineReceiver):
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
+        if len(self._replies) >= MAX_REPLIES_WAITING:
+            self.pause("replies")  # until _release has sent half of them
 
     def _answered(self, result, slot, render) -> None:
         slot.data = render(result)
@@ -369,6 +376,8 @@ class ChatLineProtocol(LineReceiver):
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()
+        if "replies" in self._pauses and len(replies) <= MAX_REPLIES_WAITING // 2:
+            self.resume("replies")
 
     def _close_if_done(self) -> None:
         if self._closing and not self._replies:
