@@ -973,22 +973,26 @@ class ChatRealm:
                 self._groups[group.key] = group
             return failure
 
+        def told(_):
+            # The leaver's other sessions (devices, the page's other tabs) drop the group too:
+            # the part, and the members now, which no longer name this user.
+            timestamp, now = self._now()
+            if joined:
+                left = MemberLeft(group.name, user.name, timestamp, now)
+                if group.members:
+                    self._fan_out(group, left, user.name)
+                self._echo(user, left)
+            if group.members:
+                self._tell_members(group)  # a declined invitation too
+            self._echo(user, MembersChanged(group.name, tuple(group.members.items()), timestamp, now))
+            return info
+
         if not group.members:
             del self._groups[group.key]
             d = self.storage.remove_group(group.key, group.name)
-            return d.addCallbacks(lambda _: info, not_saved)
-        d = self.storage.remove_member(group.key, user.name)
-
-        def saved(_):
-            if joined:
-                timestamp, now = self._now()
-                left = MemberLeft(group.name, user.name, timestamp, now)
-                self._fan_out(group, left, user.name)
-                self._echo(user, left)
-            self._tell_members(group)  # a declined invitation too
-            return info
-
-        return d.addCallbacks(saved, not_saved)
+        else:
+            d = self.storage.remove_member(group.key, user.name)
+        return d.addCallbacks(told, not_saved)
 
     def group_history(self, user: User, name: str, limit: int, before: int | None = None) -> defer.Deferred:
         try:

@@ -20,7 +20,7 @@ from ...twisted_internals import replace_protocol
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import BatchedOutput, OutputBatch
 from .session import conversation_key, message_key
-from .texts import error_text, protocol_text
+from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
 
 log = Logger()
 
@@ -555,7 +555,7 @@ class ChatSocket:
             for socket in list(self.session.sockets):  # this browser's other tabs
                 if socket is not self:
                     socket.send({"type": "away", "username": self.user.name, "text": away})
-            return {"away": away, "text": "You are marked as away." if away else "You are no longer marked as away."}
+            return {"away": away, "text": AWAY_SET if away else AWAY_CLEARED}
 
         return d.addCallback(kept)
 
@@ -569,7 +569,7 @@ class ChatSocket:
         reply = {"message": message_json(message)}
         away = self.chat.away_of(message.recipient) if message.recipient is not None else None
         if away:  # delivered all the same; the page says why there may be no answer soon
-            reply["away"] = f"{message.recipient} is away: {away}"
+            reply["away"] = IS_AWAY.format(name=message.recipient, text=away)
         return reply
 
     def do_history(self, request):
