@@ -319,6 +319,19 @@ class ChatRealm:
         waiting.append((d, password, session))
         return d
 
+    def add_session(self, username: str, session) -> defer.Deferred:
+        """
+        Another session of an account whose password a front end has
+        already checked in this process (the page: another tab of a browser
+        logged in as C{username}, known by its cookie): admitted as a login
+        after the password check is (blocked, banned, the session limit) and
+        recorded as one. Fire with the L{User}, or fail with L{LoginFailed}.
+        """
+        if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
+            return defer.fail(LoginFailed(errors.BLOCKED))
+        d = defer.maybeDeferred(self._admit, True, username, session)
+        return d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))
+
     def _run_check(self, username: str, password: str, session) -> defer.Deferred:
         try:
             d = self._check_login(username, password, session)

@@ -274,6 +274,11 @@ const EVENTS = {
   logged_out(event) {
     endSession(event.text, "");
   },
+  // This tab would be one session too many for the account (--max-sessions): the login stays
+  // with the other tabs and devices; this one shows why, and a login here starts another.
+  refused(event) {
+    endSession("", event.text || "This account is already logged in");
+  },
 };
 
 function endSession(info, error) {
