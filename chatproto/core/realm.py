@@ -221,7 +221,7 @@ class ChatRealm:
         self._everyone = self._active
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
-        self._away: dict[str, str] = {}  # username -> away message, while the user is active
+        self._away: dict[str, str] = {}  # username -> away message, kept in storage until cleared
         self.markers = ReadMarkers(self)
         self._watchers: set[User] = set()  # sessions that want presence events about everyone
         self._group_watchers: set[User] = set()  # ... about the members of their groups
@@ -237,7 +237,7 @@ class ChatRealm:
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
-        """Load the groups from storage, and the bans."""
+        """Load the groups from storage, the bans, and who is away."""
 
         def loaded(records):
             for record in records:
@@ -245,8 +245,10 @@ class ChatRealm:
                                                  {name: joined for name, joined in record.members},
                                                  record.first_seq)
 
-        return defer.gatherResults([self.storage.groups().addCallback(loaded), self.bans.load()],
-                                   consumeErrors=True)
+        loading = [self.storage.groups().addCallback(loaded), self.bans.load()]
+        if hasattr(self.storage, "away_messages"):  # (a storage without it keeps away in memory only)
+            loading.append(self.storage.away_messages().addCallback(self._away.update))
+        return defer.gatherResults(loading, consumeErrors=True)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
@@ -500,8 +502,7 @@ class ChatRealm:
             return defer.succeed(None)
         log.info("{username} logged out{rest}", username=user.name,
                  rest="" if last else " (one session; others stay)")
-        if last:
-            self._away.pop(user.name, None)  # away is while active: the last logout ends it
+        if last:  # (away is kept: it lasts until the user clears it, as ergo's always-on clients')
             timestamp, now = self._now()
             self._tell_watchers(UserOffline(user.name, timestamp, now), user)
         return self.storage.user_logged_out(user.name, user).addErrback(
@@ -574,20 +575,27 @@ class ChatRealm:
         Set (or, with a blank C{text}, clear) C{user}'s away message; their
         other sessions and whoever watches presence are told (L{AwayChanged}).
         Fire with the message as kept (cleaned as message text is, at most
-        L{MAX_AWAY} characters), or None.
+        L{MAX_AWAY} characters), or None, once it is durable: it lasts until
+        the user clears it, across logouts and restarts.
         """
         text = single_line(text or "").strip()[:MAX_AWAY].strip() or None
         if self._away.get(user.name) == text:
             return defer.succeed(text)
-        event = self._away_changed(user.name, text)
-        self._echo(user, event)
-        if self.cluster is not None:
-            # The other nodes' users see it too (301, away-notify): answered once Redis has
-            # handed it to every node, as a login is, so that a message sent after the answer
-            # finds it there.
-            d = self.cluster.away_changed(user.name, text)
-            return d.addBoth(lambda _: text)
-        return defer.succeed(text)
+        save = getattr(self.storage, "save_away", None)
+        d = save(user.name, text) if save is not None else defer.succeed(None)
+
+        def saved(_):
+            if self._away.get(user.name) != text:
+                self._echo(user, self._away_changed(user.name, text))
+            if self.cluster is not None:
+                # The other nodes' users see it too (301, away-notify): answered once Redis has
+                # handed it to every node, as a login is, so that a message sent after the answer
+                # finds it there.
+                return self.cluster.away_changed(user.name, text).addBoth(lambda _: text)
+            return text
+
+        return d.addCallbacks(saved, _not_saved, errbackArgs=("Cannot save the away message of {username}",
+                                                              user.name))
 
     def away_elsewhere(self, username: str, text: str | None) -> None:
         """A user of another cluster node set or cleared their away message (the cluster's bus)."""
@@ -1197,8 +1205,6 @@ class ChatRealm:
     def presence_elsewhere(self, username: str, online: bool) -> None:
         """C{username} logged in (or out) on another cluster node: the sessions here that
         watch presence are told, as of a login (logout) here."""
-        if not online:
-            self._away.pop(username, None)  # away lasts while the user is active
         timestamp, now = self._now()
         self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
 
