@@ -294,7 +294,7 @@ class SQLiteDatabase:
     def _commit(self, ops) -> None:
         db = self._db
         messages = [op for op in ops if op[0] == "msg"]
-        if len(messages) != len(ops) and self._waiting_rows:
+        if len(messages) != len(ops) and self._waiting_rows and any(op[0] == "del" for op in ops):
             # A deletion takes a message's words out of the index: what waits goes in first.
             self._index_waiting()
         waiting = len(self._waiting_rows)
