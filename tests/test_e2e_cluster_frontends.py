@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None or not have("ii"),
 
 TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
 GONE = re.compile(r"Cluster: node \w+ is gone; 1 users inactive")
-SPEC_SECONDS = 15  # a killed node's users are inactive everywhere within 15 s
+NODE_DEATH_SECONDS = 15  # a killed node's users are inactive everywhere within 15 s
 IRC_READY = re.compile(r"^IRC listening on [\d.]+:(\d+)$")
 WEB_READY = re.compile(r"^Web client on (http://[\d.]+:\d+/)$")
 
@@ -116,7 +116,7 @@ def chat_across_nodes(chromium, a, b, c, luke, hans):
     # Node C killed: Hans goes offline on the page and quits #Jedi for the IRC user.
     c.kill()
     for survivor in (a, b):
-        survivor.stdout.expect(GONE, timeout=SPEC_SECONDS)
+        survivor.stdout.expect(GONE, timeout=NODE_DEATH_SECONDS)
     page.wait_for_selector("#people-list button[data-name=Hans] .dot:not(.on)", timeout=5000)
     wait_until(lambda: any("Hans" in line and "quit" in line for line in luke.out("#Jedi") + luke.out()),
                "ii: Hans quits", timeout=5)
