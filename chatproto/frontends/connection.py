@@ -155,7 +155,7 @@ class Connection:
     def log_out(self) -> None:
         """The connection is gone or dropped: its user (if any) logs out."""
 
-    def lost(self) -> None:
+    def lost(self, reason) -> None:
         """The connection is gone (after the layer's own cleanup)."""
 
     # IProtocol
@@ -196,7 +196,7 @@ class Connection:
         self.discard_output()
         try:
             self.log_out()
-            self.lost()
+            self.lost(reason)
         finally:
             forget = getattr(self.factory, "forget", None)
             if forget is not None:
