@@ -155,7 +155,8 @@ class BusTests(SynchronousTestCase):
         (channel, payload), = self.bus.redis.published
         self.assertEqual((channel, payload["t"], payload["u"], payload["x"]),
                          ("chatproto:0:all", "away", "Yoda", "gone fishing"))
-        # Hans, on node B, goes away: a message to him here says so; his logout ends it.
+        # Hans, on node B, goes away: a message to him here says so, also after he logged out and
+        # in again (away is kept until cleared); his clearing it on node B ends it.
         self.bus.received("chatproto:0:all", json.dumps(
             {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
         self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": "at lunch"}))
@@ -163,6 +164,8 @@ class BusTests(SynchronousTestCase):
         self.bus.received("chatproto:0:all", json.dumps({"t": "off", "n": "B", "u": ["Hans"]}))
         self.bus.received("chatproto:0:all", json.dumps(
             {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:05", 2.0]]}))
+        self.assertEqual(yoda.send("/msgto Hans still at lunch?")[0], "NOTICE Hans is away: at lunch")
+        self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": None}))
         self.assertRegex(yoda.send("/msgto Hans back?")[0], "^OK message sent at")
 
     def test_remote_users_are_listed_and_already_logged_in(self):

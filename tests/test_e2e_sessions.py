@@ -189,6 +189,28 @@ def test_unread_survives_a_restart_and_shows_at_login(cleanup):
         screen.pump(0.05)
 
 
+def test_away_survives_a_restart(browser, cleanup):  # noqa: F811
+    """Away is kept in the database until cleared: after a restart, with Yoda not logged in,
+    a message to him (kept: --offline-messages) says he is away; his page shows it; he clears it."""
+    server = start_server(cleanup, "--offline-messages")
+    yoda = wire_user(server, cleanup, "Yoda", "wise@!man")
+    yoda.send("/away gone fishing")
+    yoda.expect("OK You are marked as away.")
+    assert server.stop() == 0
+    again = start_server(cleanup, "--offline-messages", data_dir=server.data_dir)
+    hans = wire_user(again, cleanup, "Hans", "falcon*solo")
+    hans.send("/msgto Yoda still fishing?")
+    assert hans.expect(re.compile(r"^(OK|NOTICE) ")) == "NOTICE Yoda is away: gone fishing"
+    hans.expect(re.compile("^OK message sent at"))
+    page = logged_in(new_page(browser, cleanup), again.url, "Yoda", "wise@!man")
+    page.wait_for_selector("#away-button:text-is('Back')")
+    page.click("#away-button")
+    page.wait_for_selector("#away-button:text-is('Set away')")
+    hans.send("/msgto Yoda back?")
+    assert hans.expect(re.compile(r"^(OK|NOTICE) ")).startswith("OK message sent at")
+    assert page.errors == []
+
+
 from twisted.trial.unittest import SynchronousTestCase  # noqa: E402
 
 from tests import test_e2e_cluster as cluster  # noqa: E402 - its helpers, not its tests

@@ -188,6 +188,19 @@ class StorageContract:
         self.reopen()
         self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
 
+    def test_away_is_kept_until_cleared_and_across_a_restart(self):
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), {})
+        self.durable(self.ledger.save_away("Yoda", "gone fishing"))
+        self.durable(self.ledger.save_away("Hans", "at lunch"))
+        self.durable(self.ledger.save_away("Hans", "in a meeting"))  # a new message replaces the old
+        self.durable(self.ledger.save_away("leia", "away"))
+        self.durable(self.ledger.save_away("leia", None))
+        self.durable(self.ledger.save_away("nobody", None))
+        expected = {"Yoda": "gone fishing", "Hans": "in a meeting"}
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), expected)
+        self.reopen()
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), expected)
+
     # History ranges (CHATHISTORY): any reference, however old, answered by the database
 
     def private_texts(self, a, b, after=None, before=None, limit=10, latest=True):
@@ -304,6 +317,25 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         self.reopen()
         with open(os.path.join(self.dir, "messagelog.txt")) as f:
             self.assertEqual(f.read(), f"1; {T}; Yoda; one\n2; {T}; Yoda; two\n")
+
+    def test_a_database_from_before_away_is_migrated(self):
+        """A database with read markers and no away table (the schema before it) keeps its
+        markers and keeps away from then on."""
+        from chatproto.storage.sqlite import MIGRATIONS
+
+        self.ledger.close()
+        path = os.path.join(self.dir, "older.db")
+        db = sqlite3.connect(path)
+        for migration in MIGRATIONS[:-1]:
+            db.executescript(migration)
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(len(MIGRATIONS) - 1),))
+        db.execute("INSERT INTO read_markers (username, conversation, seq) VALUES ('Yoda', 'Hans', 3)")
+        db.commit()
+        db.close()
+        self.ledger = Ledger(SQLiteDatabase(path).open(), self.dir, self.clock)
+        self.assertEqual(self.successResultOf(self.ledger.read_markers("Yoda")), {"Hans": 3})
+        self.durable(self.ledger.save_away("Yoda", "gone fishing"))
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), {"Yoda": "gone fishing"})
 
     def test_newer_schema_refused_and_untouched(self):
         self.ledger.close()

@@ -187,6 +187,13 @@ class IChatStorage(IBanStore):
     def read_markers(username):
         """A Deferred dict: conversation -> SEQ, every read marker of C{username}."""
 
+    def save_away(username, text):
+        """Keep C{username}'s away message C{text} (None: no longer away) until it changes,
+        across restarts; a Deferred that fires once it is durable."""
+
+    def away_messages():
+        """A Deferred dict: username -> away message, of every user who is away."""
+
     def unread_counts(username, groups):
         """
         A Deferred list of C{(conversation, count, newest time)}: the

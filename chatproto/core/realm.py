@@ -221,7 +221,7 @@ class ChatRealm:
         self._everyone = self._active
         self.cluster = None  # a cluster node's bus, when there is one
         self._groups: dict[str, Group] = {}  # by folded name
-        self._away: dict[str, str] = {}  # username -> away message, while the user is active
+        self._away: dict[str, str] = {}  # username -> away message, kept in storage until cleared
         self.markers = ReadMarkers(self)
         self._watchers: set[User] = set()  # sessions that want presence events about everyone
         self._group_watchers: set[User] = set()  # ... about the members of their groups
@@ -237,7 +237,7 @@ class ChatRealm:
         self._creations: dict[str, deque] = {}  # per user: the times of their creations in the last minute
 
     def start(self) -> defer.Deferred:
-        """Load the groups from storage, and the bans."""
+        """Load the groups from storage, the bans, and who is away."""
 
         def loaded(records):
             for record in records:
@@ -245,8 +245,10 @@ class ChatRealm:
                                                  {name: joined for name, joined in record.members},
                                                  record.first_seq)
 
-        return defer.gatherResults([self.storage.groups().addCallback(loaded), self.bans.load()],
-                                   consumeErrors=True)
+        loading = [self.storage.groups().addCallback(loaded), self.bans.load()]
+        if hasattr(self.storage, "away_messages"):  # (a storage without it keeps away in memory only)
+            loading.append(self.storage.away_messages().addCallback(self._away.update))
+        return defer.gatherResults(loading, consumeErrors=True)
 
     def _now(self):
         return self.timestamps.now(), self.clock.seconds()
@@ -318,6 +320,19 @@ class ChatRealm:
         d = defer.Deferred()
         waiting.append((d, password, session))
         return d
+
+    def add_session(self, username: str, session) -> defer.Deferred:
+        """
+        Another session of an account whose password a front end has
+        already checked in this process (the page: another tab of a browser
+        logged in as C{username}, known by its cookie): admitted as a login
+        after the password check is (blocked, banned, the session limit) and
+        recorded as one. Fire with the L{User}, or fail with L{LoginFailed}.
+        """
+        if self.lockout.is_blocked(username) or self.bans.until(username) is not None:
+            return defer.fail(LoginFailed(errors.BLOCKED))
+        d = defer.maybeDeferred(self._admit, True, username, session)
+        return d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(username,))
 
     def _run_check(self, username: str, password: str, session) -> defer.Deferred:
         try:
@@ -487,8 +502,7 @@ class ChatRealm:
             return defer.succeed(None)
         log.info("{username} logged out{rest}", username=user.name,
                  rest="" if last else " (one session; others stay)")
-        if last:
-            self._away.pop(user.name, None)  # away is while active: the last logout ends it
+        if last:  # (away is kept: it lasts until the user clears it, as ergo's always-on clients')
             timestamp, now = self._now()
             self._tell_watchers(UserOffline(user.name, timestamp, now), user)
         return self.storage.user_logged_out(user.name, user).addErrback(
@@ -561,20 +575,27 @@ class ChatRealm:
         Set (or, with a blank C{text}, clear) C{user}'s away message; their
         other sessions and whoever watches presence are told (L{AwayChanged}).
         Fire with the message as kept (cleaned as message text is, at most
-        L{MAX_AWAY} characters), or None.
+        L{MAX_AWAY} characters), or None, once it is durable: it lasts until
+        the user clears it, across logouts and restarts.
         """
         text = single_line(text or "").strip()[:MAX_AWAY].strip() or None
         if self._away.get(user.name) == text:
             return defer.succeed(text)
-        event = self._away_changed(user.name, text)
-        self._echo(user, event)
-        if self.cluster is not None:
-            # The other nodes' users see it too (301, away-notify): answered once Redis has
-            # handed it to every node, as a login is, so that a message sent after the answer
-            # finds it there.
-            d = self.cluster.away_changed(user.name, text)
-            return d.addBoth(lambda _: text)
-        return defer.succeed(text)
+        save = getattr(self.storage, "save_away", None)
+        d = save(user.name, text) if save is not None else defer.succeed(None)
+
+        def saved(_):
+            if self._away.get(user.name) != text:
+                self._echo(user, self._away_changed(user.name, text))
+            if self.cluster is not None:
+                # The other nodes' users see it too (301, away-notify): answered once Redis has
+                # handed it to every node, as a login is, so that a message sent after the answer
+                # finds it there.
+                return self.cluster.away_changed(user.name, text).addBoth(lambda _: text)
+            return text
+
+        return d.addCallbacks(saved, _not_saved, errbackArgs=("Cannot save the away message of {username}",
+                                                              user.name))
 
     def away_elsewhere(self, username: str, text: str | None) -> None:
         """A user of another cluster node set or cleared their away message (the cluster's bus)."""
@@ -973,22 +994,26 @@ class ChatRealm:
                 self._groups[group.key] = group
             return failure
 
+        def told(_):
+            # The leaver's other sessions (devices, the page's other tabs) drop the group too:
+            # the part, and the members now, which no longer name this user.
+            timestamp, now = self._now()
+            if joined:
+                left = MemberLeft(group.name, user.name, timestamp, now)
+                if group.members:
+                    self._fan_out(group, left, user.name)
+                self._echo(user, left)
+            if group.members:
+                self._tell_members(group)  # a declined invitation too
+            self._echo(user, MembersChanged(group.name, tuple(group.members.items()), timestamp, now))
+            return info
+
         if not group.members:
             del self._groups[group.key]
             d = self.storage.remove_group(group.key, group.name)
-            return d.addCallbacks(lambda _: info, not_saved)
-        d = self.storage.remove_member(group.key, user.name)
-
-        def saved(_):
-            if joined:
-                timestamp, now = self._now()
-                left = MemberLeft(group.name, user.name, timestamp, now)
-                self._fan_out(group, left, user.name)
-                self._echo(user, left)
-            self._tell_members(group)  # a declined invitation too
-            return info
-
-        return d.addCallbacks(saved, not_saved)
+        else:
+            d = self.storage.remove_member(group.key, user.name)
+        return d.addCallbacks(told, not_saved)
 
     def group_history(self, user: User, name: str, limit: int, before: int | None = None) -> defer.Deferred:
         try:
@@ -1180,8 +1205,6 @@ class ChatRealm:
     def presence_elsewhere(self, username: str, online: bool) -> None:
         """C{username} logged in (or out) on another cluster node: the sessions here that
         watch presence are told, as of a login (logout) here."""
-        if not online:
-            self._away.pop(username, None)  # away lasts while the user is active
         timestamp, now = self._now()
         self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
 

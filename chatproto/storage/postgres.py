@@ -115,6 +115,14 @@ MIGRATIONS = [
         PRIMARY KEY (username, conversation)
     );
     """,
+    # Away (docs/PROTOCOL.md, "Away"): a user's away message, kept until the user clears it
+    # (across logouts and restarts, on every node); no row: not away.
+    """
+    CREATE TABLE away (
+        username TEXT PRIMARY KEY,
+        text TEXT NOT NULL
+    );
+    """,
 ]
 SEARCH_VERSION = 4  # the migration that adds the search index
 INDEX_CHUNK = 2000  # positions walked per transaction while the backlog is indexed
@@ -279,6 +287,9 @@ class PostgresDatabase:
     def read_markers(self, username) -> defer.Deferred:
         return self._run(lambda db: dict(db.execute(
             "SELECT conversation, seq FROM read_markers WHERE username = %s", (username,)).fetchall()))
+
+    def away_messages(self) -> defer.Deferred:
+        return self._run(lambda db: dict(db.execute("SELECT username, text FROM away").fetchall()))
 
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(_unread_counts, username, list(groups))
@@ -471,6 +482,11 @@ def _commit(db, ops, node=None) -> list:
                     "INSERT INTO read_markers AS r (username, conversation, seq) VALUES (%s, %s, %s) "
                     "ON CONFLICT (username, conversation) DO UPDATE SET seq = GREATEST(r.seq, excluded.seq)",
                     op[1:])
+            elif kind == "away" and op[2] is None:
+                cursor.execute("DELETE FROM away WHERE username = %s", op[1:2])
+            elif kind == "away":
+                cursor.execute("INSERT INTO away (username, text) VALUES (%s, %s) "
+                               "ON CONFLICT (username) DO UPDATE SET text = excluded.text", op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs

@@ -120,6 +120,14 @@ MIGRATIONS = [
         PRIMARY KEY (username, conversation)
     ) WITHOUT ROWID;
     """,
+    # Away (docs/PROTOCOL.md, "Away"): a user's away message, kept until the user clears it
+    # (across logouts and restarts); no row: not away.
+    """
+    CREATE TABLE away (
+        username TEXT PRIMARY KEY,
+        text TEXT NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 SEARCH_VERSION = 3  # the migration that adds the search index
 REINDEX_VERSION = 6  # the migration that makes it again (its backlog planned the same way)
@@ -487,6 +495,9 @@ class SQLiteDatabase:
         return self._run(lambda: dict(self._rows(
             "SELECT conversation, seq FROM read_markers WHERE username = ?", (username,))))
 
+    def away_messages(self) -> defer.Deferred:
+        return self._run(lambda: dict(self._rows("SELECT username, text FROM away", ())))
+
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(unread_counts, self._rows, "?", username, list(groups),
                          "SELECT peer FROM partners WHERE username = ?")
@@ -551,4 +562,7 @@ _APPLY = {
     "mark": lambda db, op: db.execute(
         "INSERT INTO read_markers (username, conversation, seq) VALUES (?, ?, ?) "
         "ON CONFLICT (username, conversation) DO UPDATE SET seq = MAX(seq, excluded.seq)", op[1:]),
+    "away": lambda db, op: db.execute("DELETE FROM away WHERE username = ?", op[1:2]) if op[2] is None
+    else db.execute("INSERT INTO away (username, text) VALUES (?, ?) "
+                    "ON CONFLICT (username) DO UPDATE SET text = excluded.text", op[1:]),
 }

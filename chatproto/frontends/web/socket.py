@@ -21,7 +21,7 @@ from ..connection import Connection
 from ..limits import CommandRate, ConnectionCaps, default_burst
 from ..output import OutputBatch
 from .session import conversation_key, message_key
-from .texts import error_text, protocol_text
+from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
 
 log = Logger()
 
@@ -306,12 +306,13 @@ class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
 
     __slots__ = ("_early", "_ready", "awaiting_pong", "chat", "closed", "connection", "factory", "host",
-                 "open", "rate", "request", "session", "tcp", "transport")
+                 "login", "open", "rate", "request", "session", "tcp", "transport")
 
-    def __init__(self, factory: "ChatSocketFactory", request, session):
+    def __init__(self, factory: "ChatSocketFactory", request, login):
         self.factory = factory
         self.chat = factory.chat
-        self.session = session
+        self.login = login  # the browser's login (its cookie)
+        self.session = None  # this tab's own core session (a TabSession), once admitted
         self.request = request
         self.transport = None
         self.host = None
@@ -359,13 +360,21 @@ class ChatSocket:
             requests.remove(request)
         self.open = True
         self.factory.opened(self)
-        session = self.session
-        if session is None or session.ended:
+        login = self.login
+        if login is None or login.ended:
             self.send({"type": "ended", "text": "Please log in first"})
             self.close()
             return
-        session.attach(self)
-        self._hello()
+        # This tab is a core session of its own (the parked one after a reload, else a new one).
+        self.session, d = login.open_tab(self, self.host)
+        d.addCallbacks(lambda _: self._hello(), self._tab_refused)
+
+    def _tab_refused(self, failure) -> None:
+        """The core did not admit this tab (the account's session limit): the page says why."""
+        error = failure.value
+        self.send({"type": "refused", "code": getattr(error, "code", "server-error"),
+                   "text": getattr(error, "text", "Server error")})
+        self.close()
 
     def textMessageReceived(self, text: str) -> None:
         self.connection.request_complete()
@@ -569,25 +578,17 @@ class ChatSocket:
             raise bad("text must be a string (blank or absent: no longer away)")
         d = defer.maybeDeferred(self.chat.set_away, self.user, text)
 
-        def kept(away):
-            for socket in list(self.session.sockets):  # this browser's other tabs
-                if socket is not self:
-                    socket.send({"type": "away", "username": self.user.name, "text": away})
-            return {"away": away, "text": "You are marked as away." if away else "You are no longer marked as away."}
+        def kept(away):  # (the user's other sessions, other tabs too, are told by the core)
+            return {"away": away, "text": AWAY_SET if away else AWAY_CLEARED}
 
         return d.addCallback(kept)
 
     def _sent(self, message):
-        # The core shows a message to the sender's other sessions (other devices, other browsers);
-        # the tabs of this browser share this one session, so they see it here.
-        out = {"type": "message", "message": message_json(message)}
-        for socket in list(self.session.sockets):
-            if socket is not self:
-                socket.send(out)
+        # (The core shows it in the sender's other sessions, this browser's other tabs too: Sent.)
         reply = {"message": message_json(message)}
         away = self.chat.away_of(message.recipient) if message.recipient is not None else None
         if away:  # delivered all the same; the page says why there may be no answer soon
-            reply["away"] = f"{message.recipient} is away: {away}"
+            reply["away"] = IS_AWAY.format(name=message.recipient, text=away)
         return reply
 
     def do_history(self, request):
@@ -672,8 +673,7 @@ class ChatSocket:
         if kind not in ("user", "group"):
             raise bad("kind must be user or group")
         name = _string(request, "name")
-        key = conversation_key(kind, name)
-        self.session.mark_read(key, except_socket=self)
+        self.session.unread.pop(conversation_key(kind, name), None)  # the other tabs: the core's ReadMarker
         # The user's read marker (every device): up to the conversation's newest message.
         d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
         return d.addCallback(lambda _: {})
