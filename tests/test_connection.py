@@ -31,7 +31,7 @@ class Echo(Connection):
     __slots__ = ("handled", "out_of_order")
 
     frontend = "echo"
-    max_frame = 100
+    MAX_FRAME = 100
 
     def __init__(self, factory, host, rate):
         super().__init__(factory, host, rate, factory.max_output)
@@ -243,7 +243,7 @@ class ConnectionLayerTests(SynchronousTestCase):
 
 class Long(Echo):
     __slots__ = ()
-    max_frame = 8192
+    MAX_FRAME = 8192
 
 
 class LongFactory(EchoFactory):

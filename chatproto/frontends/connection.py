@@ -39,7 +39,7 @@ from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from .limits import CommandRate, ConnectionCaps, default_burst, over_turn
+from .limits import BYTES_PER_TURN, CommandRate, ConnectionCaps, default_burst
 from .output import CLOSE_DEADLINE, DEFAULT_MAX_OUTPUT, OutputBatch, send_through, unsent_bytes
 
 log = Logger()
@@ -84,12 +84,12 @@ class Connection:
         "_buffer", "_offset", "_discarding", "_receiving", "paused", "_pauses", "_transport_paused",
         "_turn_seen", "_lines_this_turn", "_bytes_this_turn", "_wakeup", "_abort",
         "_out", "_out_paused", "_out_queued", "_out_closed", "_then_close",
-        "_replies", "_closing", "_dropped", "_lost", "logged_in",
+        "_replies", "_closing", "_dropped", "_lost", "logged_in", "max_frame",
     )
 
     frontend = "?"  # for the metrics and the log (line, irc, web)
     lines_per_turn = LINES_PER_TURN
-    max_frame = 65536  # the longest frame handled; longer ones go to frame_too_long
+    MAX_FRAME = 65536  # the longest frame handled at first (max_frame); longer ones go to frame_too_long
     drop_deadline = DROP_DEADLINE
 
     def __init__(self, factory, host=None, rate=None, max_output=DEFAULT_MAX_OUTPUT):
@@ -104,6 +104,7 @@ class Connection:
         self.transport = None
         self.connected = 0
         self.logged_in = False  # set by the front end: the login deadline no longer applies
+        self.max_frame = self.MAX_FRAME  # (a front end may allow more once logged in)
         self._buffer = b""  # what was read and not handled yet, from _offset on
         self._offset = 0
         self._discarding = False  # inside an over-long frame
@@ -228,8 +229,8 @@ class Connection:
         input is not paused. An over-long frame goes to L{frame_too_long} in
         its place and is skipped up to its end.
         """
-        if self._dropped:
-            return  # gone, or dropped for not reading: nothing more it sent is acted on
+        if self._dropped or self._closing:
+            return  # gone, dropped for not reading or closing: nothing more it sent is acted on or kept
         if data:
             if self._discarding:
                 end = self.frame_end(data, 0)
@@ -249,20 +250,46 @@ class Connection:
         self._receiving = True
         try:
             frame_end = self.frame_end
+            output = self.factory.output
             while not self.paused:
                 buffer, offset = self._buffer, self._offset
                 end = frame_end(buffer, offset)
-                if not end:
-                    if len(buffer) - offset > self.max_frame:
-                        self._buffer, self._offset = b"", 0
-                        self._discarding = True
-                        if self.take_turn(len(buffer) - offset, True):
-                            self.frame_too_long()
+                if end:
+                    size = end - offset
+                else:
+                    size = len(buffer) - offset
+                    if size <= self.max_frame:
+                        break  # its rest is to come
+                # The frame's share of the turn: a connection gets lines_per_turn frames and
+                # BYTES_PER_TURN bytes a reactor turn (limits.over_turn; a long frame goes alone),
+                # then its input is held until the next turn, after everyone's output of this one;
+                # with a command rate, a token per frame, else its input is held until the next
+                # token (nothing handled, nothing read). Inline: this runs for every frame.
+                turn = output.turns
+                if turn != self._turn_seen:
+                    self._turn_seen = turn
+                    self._lines_this_turn = self._bytes_this_turn = 0
+                lines = self._lines_this_turn = self._lines_this_turn + 1
+                nbytes = self._bytes_this_turn = self._bytes_this_turn + size
+                held = False
+                if lines > self.lines_per_turn or (lines > 1 and nbytes > BYTES_PER_TURN):
+                    self.hold("turn", 0)
+                    held = True
+                elif self.rate is not None:
+                    rate = self.rate
+                    now = self.clock.seconds()
+                    if not rate.allow(now):
+                        self.hold("rate", rate.delay(now))
+                        held = True
+                if not end:  # too long, and incomplete: answered now, skipped up to its end
+                    self._buffer, self._offset = b"", 0
+                    self._discarding = True
+                    self.frame_too_long()
                     break
-                if not self.take_turn(end - offset):
-                    break
+                if held:
+                    break  # it waits in the buffer
                 self._offset = end
-                if end - offset > self.max_frame:
+                if size > self.max_frame:
                     self.frame_too_long()
                 else:
                     self.frame_received(buffer[offset:end])
@@ -289,34 +316,7 @@ class Connection:
         self.paused = True
         self._pause_transport()
 
-    # The share of a turn, and the command rate
-
-    def take_turn(self, size: int, anyway: bool = False) -> bool:
-        """
-        Before each frame (of C{size} bytes): a connection gets
-        C{lines_per_turn} frames and C{BYTES_PER_TURN} bytes a reactor turn
-        (then its input is held until the next turn, after everyone's output
-        of this one), and with a command rate, a token per frame (without
-        one, its input is held until the next token). Say whether the frame
-        goes now (C{anyway}: it goes, the hold applies to the next one).
-        """
-        turn = self.factory.output.turns
-        if turn != self._turn_seen:
-            self._turn_seen = turn
-            self._lines_this_turn = 0
-            self._bytes_this_turn = 0
-        self._lines_this_turn += 1
-        self._bytes_this_turn += size
-        if over_turn(self._lines_this_turn, self._bytes_this_turn, self.lines_per_turn):
-            self.hold("turn", 0)
-            return anyway
-        rate = self.rate
-        if rate is not None:
-            now = self.clock.seconds()
-            if not rate.allow(now):
-                self.hold("rate", rate.delay(now))
-                return anyway
-        return True
+    # Holds
 
     def hold(self, reason: str, seconds: float) -> None:
         """Handle no input for C{seconds} (0: until the next reactor turn, once its output is out)."""
@@ -483,7 +483,7 @@ class Connection:
             return
         if notice:
             self.write(self.notice_line(notice))
-        self.pause("closing")
+        self.forget_input()
         self._closing = True
         if not wait_for_replies:
             self._replies = None
@@ -610,11 +610,10 @@ class ConnectionFactory(ServerFactory):
 
     noisy = False
     frontend = "?"
-    login_deadline = LOGIN_DEADLINE
 
     def __init__(self, chat, max_output: int = DEFAULT_MAX_OUTPUT, rate_limit: float = 0.0,
                  rate_burst: int = 0, max_connections: int = 0, max_connections_per_ip: int = 0,
-                 clock=None):
+                 clock=None, login_deadline: float = LOGIN_DEADLINE):
         self.chat = chat
         self.clock = clock if clock is not None else chat.clock
         self.max_output = max_output
@@ -622,7 +621,7 @@ class ConnectionFactory(ServerFactory):
         self.rate_burst = rate_burst or default_burst(rate_limit)
         self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.output = OutputBatch(self.clock)
-        self.deadlines = LoginDeadlines(self.clock, self.login_deadline) if self.login_deadline else None
+        self.deadlines = LoginDeadlines(self.clock, login_deadline) if login_deadline else None
 
     @property
     def connections(self) -> dict:

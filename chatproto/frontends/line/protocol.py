@@ -206,10 +206,8 @@ class ChatLineProtocol(Connection):
         self.user = None
         self._lines_before_login = 0
 
-    @property
-    def max_frame(self) -> int:
-        """The longest line read, with its newline: small until the user has logged in."""
-        return (self.MAX_LENGTH if self.user is not None else MAX_LINE_BEFORE_LOGIN + 1) + 1
+    # The longest line read, with its newline: small until the user has logged in.
+    MAX_FRAME = MAX_LINE_BEFORE_LOGIN + 2
 
     # What the connection layer asks of a front end
 
@@ -328,6 +326,7 @@ class ChatLineProtocol(Connection):
             raise LoginFailed("server-error")
         self.user = user
         self.logged_in = True  # the login deadline no longer applies
+        self.max_frame = self.MAX_LENGTH + 1
         return user
 
     # After login: one method per command

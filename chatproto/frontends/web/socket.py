@@ -139,7 +139,7 @@ class WebSocketConnection(Connection):
     __slots__ = ("channel", "in_fragment", "received", "socket", "upgraded")
 
     frontend = "web"
-    max_frame = MAX_BUFFERED
+    MAX_FRAME = MAX_BUFFERED
 
     def __init__(self, factory, socket, channel):
         super().__init__(factory, socket.host, None, factory.max_output)
