@@ -21,6 +21,12 @@ HAS_WHITESPACE = "A password cannot contain whitespace."
 EMPTY_PASSWORD = "A password cannot be empty."
 CURRENT_INCORRECT = "Current password is incorrect."
 
+# Away (one person, several devices): the answers to setting and clearing it, and what a
+# sender is told of an away recipient; the line protocol says them verbatim, the page shows them.
+AWAY_SET = "You are marked as away."
+AWAY_CLEARED = "You are no longer marked as away."
+IS_AWAY = "{name} is away: {text}"
+
 ERROR_TEXTS = {
     codes.BLOCKED: ACCOUNT_BLOCKED,
     codes.NO_SUCH_ACCOUNT: INVALID_USERNAME,

@@ -647,9 +647,11 @@ class ChannelTests(IRCTestCase):
         lk.send("AWAY :gone")
         c.lines()
         lk.drop()
-        # Away lasts while the user is active: the QUIT says it all, and a new login is not away.
+        # Away is the user's until cleared (kept in storage): a new login is still away.
         self.assertEqual(commands(c.lines()), ["QUIT"])
-        self.env.register("luke", "jedi*knight")
+        lk = self.env.register("luke", "jedi*knight")
+        self.assertEqual([w.params[6] for w in find(c.send("WHO #Jedi"), "352")], ["H", "G"])
+        lk.send("AWAY")
         self.assertEqual([w.params[6] for w in find(c.send("WHO #Jedi"), "352")], ["H", "H"])
 
     def test_rejoin_on_registration_and_playback(self):

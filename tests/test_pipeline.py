@@ -72,7 +72,7 @@ class PipelineTests(SynchronousTestCase):
     def test_a_client_that_never_waits_has_at_most_256_commands_in_flight(self):
         """While the database has not committed, a pipelining client's input waits past 256
         unanswered commands; it goes on once half of them are answered; nothing is lost."""
-        from chatproto.frontends.line.protocol import MAX_REPLIES_WAITING
+        from chatproto.frontends.connection import MAX_REPLIES_WAITING
 
         held = []
 

@@ -201,6 +201,27 @@ class EveryFrontEndTests(SynchronousTestCase):
         self.irc_echo.send("PART #Jedi")
         self.assertEqual([p.params[0] for p in self.find(self.irc.lines(), "PART")], ["#Jedi"])
 
+    def test_a_group_left_in_one_session_is_left_in_the_others(self):
+        """The leaver's other sessions are told (the page: the members now, without Yoda), and so
+        are the other members; the last member leaving tells the leaver's other sessions too."""
+        hans_page = self.web.browser("Hans", "falcon*solo")
+        self.hans.send("/creategroup Jedi Yoda")
+        self.line.send("/joingroup Jedi")
+        self.line.output(), self.page.events(), hans_page.events(), self.irc.lines(), self.hans.output()
+        self.assertEqual(self.line.send("/leavegroup Jedi"), ["OK You have left the group chat Jedi."])
+        self.assertEqual([p.params[0] for p in self.find(self.irc.lines(), "PART")], ["#Jedi"])
+        for page in (hans_page, self.page):
+            changed = [e for e in page.events() if e["type"] == "members_changed"]
+            self.assertEqual([[(m["name"], m["joined"]) for m in e["members"]] for e in changed],
+                             [[("Hans", True)]])
+        self.assertEqual(self.hans.output(), ["NOTICE Yoda has left the group chat Jedi."])
+        self.assertEqual(self.line.send("/joingroup Jedi"), ["ERR You are not a member of the group chat Jedi."])
+        # Hans, the last member, leaves from the terminal: his page drops the group (no members).
+        self.assertEqual(self.hans.send("/leavegroup Jedi"), ["OK You have left the group chat Jedi."])
+        changed = [e for e in hans_page.events() if e["type"] == "members_changed"]
+        self.assertEqual([(e["group"], e["members"]) for e in changed], [("Jedi", [])])
+        self.assertEqual(self.page.events(), [])
+
     def test_away_is_the_users_on_every_front_end(self):
         from .irc_support import one
 

@@ -188,6 +188,19 @@ class StorageContract:
         self.reopen()
         self.assertEqual(self.successResultOf(self.ledger.bans()), expected)
 
+    def test_away_is_kept_until_cleared_and_across_a_restart(self):
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), {})
+        self.durable(self.ledger.save_away("Yoda", "gone fishing"))
+        self.durable(self.ledger.save_away("Hans", "at lunch"))
+        self.durable(self.ledger.save_away("Hans", "in a meeting"))  # a new message replaces the old
+        self.durable(self.ledger.save_away("leia", "away"))
+        self.durable(self.ledger.save_away("leia", None))
+        self.durable(self.ledger.save_away("nobody", None))
+        expected = {"Yoda": "gone fishing", "Hans": "in a meeting"}
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), expected)
+        self.reopen()
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), expected)
+
     # History ranges (CHATHISTORY): any reference, however old, answered by the database
 
     def private_texts(self, a, b, after=None, before=None, limit=10, latest=True):
@@ -305,6 +318,25 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         with open(os.path.join(self.dir, "messagelog.txt")) as f:
             self.assertEqual(f.read(), f"1; {T}; Yoda; one\n2; {T}; Yoda; two\n")
 
+    def test_a_database_from_before_away_is_migrated(self):
+        """A database with read markers and no away table (the schema before it) keeps its
+        markers and keeps away from then on."""
+        from chatproto.storage.sqlite import MIGRATIONS
+
+        self.ledger.close()
+        path = os.path.join(self.dir, "older.db")
+        db = sqlite3.connect(path)
+        for migration in MIGRATIONS[:-1]:
+            db.executescript(migration)
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(len(MIGRATIONS) - 1),))
+        db.execute("INSERT INTO read_markers (username, conversation, seq) VALUES ('Yoda', 'Hans', 3)")
+        db.commit()
+        db.close()
+        self.ledger = Ledger(SQLiteDatabase(path).open(), self.dir, self.clock)
+        self.assertEqual(self.successResultOf(self.ledger.read_markers("Yoda")), {"Hans": 3})
+        self.durable(self.ledger.save_away("Yoda", "gone fishing"))
+        self.assertEqual(self.successResultOf(self.ledger.away_messages()), {"Yoda": "gone fishing"})
+
     def test_newer_schema_refused_and_untouched(self):
         self.ledger.close()
         path = os.path.join(self.dir, "chatproto.db")
@@ -382,15 +414,15 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [])), [("Hans", 3, 30.0)])
 
     def test_an_older_database_has_its_private_times_mended_once(self):
-        """Version 7 kept a set-back clock's times and a (peers, seq) index; version 8 mends and drops."""
+        """Version 8 kept a set-back clock's times and a (peers, seq) index; version 9 mends and drops."""
         from chatproto.storage.sqlite import MIGRATIONS
 
         self.ledger.close()
         path = os.path.join(self.dir, "old.db")
         db = sqlite3.connect(path)
-        for migration in MIGRATIONS[:7]:
+        for migration in MIGRATIONS[:8]:
             db.executescript(migration)
-        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '7')")
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '8')")
         db.executemany("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
                        "VALUES ('', ?, ?, ?, 'Hans', 'Yoda', 'Hans\nYoda', ?)",
                        [(i + 1, T, time, f"m{i}") for i, time in enumerate([10.0, 20.0, 5.0, 30.0])])

@@ -157,7 +157,7 @@ class HandshakeTests(SynchronousTestCase):
     def test_hello(self):
         client = self.web.ws(self.token)
         self.assertTrue(client.accepted)
-        self.assertIsInstance(client.transport.protocol, websocket._Shim)  # the HTTP channel is gone
+        self.assertIsInstance(client.transport.protocol, websocket.WebSocketConnection)  # the HTTP channel is gone
         hello = client.next("hello")
         self.assertEqual(hello["username"], "Yoda")
         self.assertEqual([u["name"] for u in hello["active"]], ["Yoda"])
@@ -387,8 +387,10 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.web.ws(self.hans.token).status, 401)
 
     def test_core_ends_the_session(self):
-        session = self.web.frontend.store.get(self.hans.token)
-        session.disconnect("Kicked by the administrator")
+        second_tab = self.web.ws(self.hans.token)
+        second_tab.next("hello")
+        self.web.chat.end_session("Hans", "Kicked by the administrator")  # every session of Hans
+        self.assertEqual(second_tab.next("ended")["text"], "Kicked by the administrator")
         self.assertEqual(self.hans.next("ended")["text"], "Kicked by the administrator")
         self.assertTrue(self.hans.transport.disconnecting)
         self.assertEqual(self.web.ws(self.hans.token).status, 401)
@@ -399,6 +401,82 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("ended")["text"], "Server shutting down")
         self.assertEqual(self.hans.next("ended")["text"], "Server shutting down")
         self.assertEqual(self.web.chat.active_users(), [])
+
+
+class TabTests(SynchronousTestCase):
+    """Each tab (each WebSocket) of a browser is a core session of its own."""
+
+    def setUp(self):
+        self.web = WebFixture(self, realm_options={"max_sessions": 3})
+        self.tab1 = self.web.browser("Yoda", "wise@!man")
+        self.tab2 = self.web.ws(self.tab1.token)
+        self.tab2.next("hello")
+        self.hans = self.web.core.login("Hans", "falcon*solo", 6003)
+
+    def sessions(self, line_client):
+        return [re.sub(r"active since .*?( \(this one\))?\.$", "T", line)
+                for line in line_client.send("/sessions")]
+
+    def test_a_send_in_one_tab_reaches_the_other_once_through_the_core(self):
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        self.assertEqual(self.sessions(yoda), ["DATA 1, web, 127.0.0.1, 0, T", "DATA 2, web, 127.0.0.1, 0, T",
+                                               "DATA 3, line, 127.0.0.1, 6001, T", "OK"])
+        self.tab1.events(), self.tab2.events()
+        sent = self.tab1.request("send", to="Hans", text="from tab one")["message"]
+        self.assertRegex(yoda.output()[0], "^SENT .*, to Hans: from tab one$")
+        got = [e for e in self.tab2.events() if e["type"] == "message"]
+        self.assertEqual([(e["message"]["seq"], e["message"]["text"]) for e in got], [(sent["seq"], "from tab one")])
+        self.assertNotIn("unread", got[0])
+        self.assertEqual(self.tab1.events(), [])  # its reply carries it; no echo
+        self.hans.send("/msgto Yoda to every tab")
+        for tab in (self.tab1, self.tab2):
+            (message,) = [e for e in tab.events() if e["type"] == "message"]
+            self.assertEqual((message["message"]["text"], message["unread"]), ("to every tab", 1))
+
+    def test_away_and_read_reach_the_other_tab_through_the_core(self):
+        self.assertEqual(self.tab1.request("away", text="lunch")["text"], "You are marked as away.")
+        self.assertEqual(self.tab2.next("away")["text"], "lunch")
+        self.hans.send("/msgto Yoda one")
+        self.assertTrue(self.tab1.request("read", kind="user", name="Hans")["ok"])
+        self.assertEqual(self.tab2.next("read")["conversation"], "user:Hans")
+        self.assertEqual(self.tab2.request("state")["unread"], {})
+
+    def test_the_session_limit_refuses_one_tab_too_many(self):
+        third = self.web.ws(self.tab1.token)
+        third.next("hello")
+        fourth = self.web.ws(self.tab1.token)
+        refused = fourth.next("refused")
+        self.assertEqual((refused["code"], refused["text"]),
+                         ("already-logged-in", "This account is already logged in"))
+        self.assertTrue(fourth.transport.disconnecting)
+        fourth.drop()
+        self.assertTrue(self.tab1.request("ping")["ok"])  # the login and its other tabs stay
+        third.drop()  # a tab closed while others are open: its session ends at once
+        self.assertTrue(self.web.ws(self.tab1.token).next("hello"))
+
+    def test_a_tab_closes_at_once_the_last_one_after_the_grace(self):
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        self.tab2.drop()
+        self.assertEqual(len(self.sessions(yoda)), 3)  # tab 1, the terminal, OK
+        yoda.send("/logout")
+        self.hans.output()
+        self.tab1.drop()  # the last tab: kept for a reload, nobody told of a logout
+        self.web.advance(60)
+        self.assertEqual(self.hans.output(), [])
+        back = self.web.ws(self.tab1.token)
+        self.assertEqual(back.next("hello")["username"], "Yoda")
+        back.drop()
+        self.web.advance(121)
+        self.assertNotIn("Yoda", [u.name for u in self.web.chat.active_users()])
+        self.assertEqual(self.web.ws(self.tab1.token).status, 401)
+
+    def test_logout_all_from_another_device_ends_the_browser_login(self):
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        self.assertEqual(yoda.send("/logout all"), ["OK Bye, Yoda!"])
+        for tab in (self.tab1, self.tab2):
+            self.assertEqual(tab.next("ended")["text"], "You have been logged out from another session")
+        self.assertEqual(self.web.ws(self.tab1.token).status, 401)
+        self.assertNotIn("Yoda", [u.name for u in self.web.chat.active_users()])
 
 
 class LimitTests(SynchronousTestCase):

@@ -30,9 +30,10 @@ ORIGIN = "http://localhost:8080"
 class WebFixture:
     """A web front end over a realm, and helpers to talk to it as a browser would."""
 
-    def __init__(self, testcase, attempts=3, **options):
+    def __init__(self, testcase, attempts=3, realm_options=None, **options):
         self.testcase = testcase
-        self.core = ChatFixture(testcase, attempts=attempts)  # the real realm, in-memory storage
+        # The real realm, in-memory storage (realm_options: e.g. max_sessions).
+        self.core = ChatFixture(testcase, attempts=attempts, **(realm_options or {}))
         self.clock = self.core.clock
         self.chat = self.core.chat
         self.frontend = WebFrontEnd("tcp:0", clock=self.clock, **options)

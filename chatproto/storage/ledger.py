@@ -314,6 +314,14 @@ class Ledger:
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._read(self.database.unread_counts, username, list(groups))
 
+    # Away (docs/PROTOCOL.md): in the database only
+
+    def save_away(self, username, text) -> defer.Deferred:
+        return self._change(None, ("away", username, text))
+
+    def away_messages(self) -> defer.Deferred:
+        return self._read(self.database.away_messages)
+
     def user_logged_in(self, username, timestamp, ip, udp_port, session=None) -> defer.Deferred:
         userlog = self.logs.userlog
         userlog.add(username, timestamp, ip, udp_port, session)

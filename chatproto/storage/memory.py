@@ -21,6 +21,7 @@ class MemoryDatabase:
         self._groups: dict[str, GroupRecord] = {}
         self._bans: dict[str, float] = {}
         self._markers: dict[str, dict[str, int]] = {}  # username -> conversation -> SEQ read
+        self._away: dict[str, str] = {}  # username -> away message
 
     # Start-up (synchronous: nothing else runs yet)
 
@@ -96,6 +97,15 @@ class MemoryDatabase:
 
     def read_markers(self, username):
         return defer.succeed(dict(self._markers.get(username, {})))
+
+    def _op_away(self, username, text):
+        if text is None:
+            self._away.pop(username, None)
+        else:
+            self._away[username] = text
+
+    def away_messages(self):
+        return defer.succeed(dict(self._away))
 
     def unread_counts(self, username, groups):
         markers = self._markers.get(username, {})

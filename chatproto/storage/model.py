@@ -32,6 +32,7 @@ class DatabaseError(Exception):
 #   ("ban", username, until)     until: epoch seconds, or math.inf (forever)
 #   ("unban", username)
 #   ("mark", username, conversation, seq)   a read marker, only forward
+#   ("away", username, text)     text None: no longer away
 
 
 def unread_counts(execute, mark: str, username: str, groups, partners_query: str, seq_time=None) -> list:

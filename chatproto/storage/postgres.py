@@ -115,6 +115,14 @@ MIGRATIONS = [
         PRIMARY KEY (username, conversation)
     );
     """,
+    # Away (docs/PROTOCOL.md, "Away"): a user's away message, kept until the user clears it
+    # (across logouts and restarts, on every node); no row: not away.
+    """
+    CREATE TABLE away (
+        username TEXT PRIMARY KEY,
+        text TEXT NOT NULL
+    );
+    """,
 ]
 SEARCH_VERSION = 4  # the migration that adds the search index
 INDEX_CHUNK = 2000  # positions walked per transaction while the backlog is indexed
@@ -207,13 +215,15 @@ class PostgresDatabase:
     def groups(self) -> list[GroupRecord]:
         return self._groups(self._connection())
 
-    def _groups(self, db) -> list[GroupRecord]:
+    def _groups(self, db, key: str | None = None) -> list[GroupRecord]:
         groups = {}
+        where, args = ("", ()) if key is None else (" WHERE key = %s", (key,))
         for key, name, owner, broadcast, first_seq in db.execute(
-                "SELECT key, name, owner, broadcast, first_seq FROM groups"):
+                "SELECT key, name, owner, broadcast, first_seq FROM groups" + where, args):
             groups[key] = GroupRecord(key, name, owner, bool(broadcast), [], first_seq)
+        where = where.replace("key", "group_key")
         for key, username, joined in db.execute(
-                "SELECT group_key, username, joined FROM members ORDER BY id"):
+                "SELECT group_key, username, joined FROM members" + where + " ORDER BY id", args):
             if key in groups:
                 groups[key].members.append([username, bool(joined)])
         return list(groups.values())
@@ -280,6 +290,9 @@ class PostgresDatabase:
         return self._run(lambda db: dict(db.execute(
             "SELECT conversation, seq FROM read_markers WHERE username = %s", (username,)).fetchall()))
 
+    def away_messages(self) -> defer.Deferred:
+        return self._run(lambda db: dict(db.execute("SELECT username, text FROM away").fetchall()))
+
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(_unread_counts, username, list(groups))
 
@@ -318,6 +331,10 @@ class PostgresDatabase:
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
         return self._run(lambda db: self._groups(db))
+
+    def group(self, key: str) -> defer.Deferred:
+        """The group C{key} (folded name) as a L{GroupRecord}, or None (a cluster node's look-up)."""
+        return self._run(lambda db: (self._groups(db, key) or [None])[0])
 
     def delete_checked(self, log, seq, author) -> defer.Deferred:
         """
@@ -471,6 +488,11 @@ def _commit(db, ops, node=None) -> list:
                     "INSERT INTO read_markers AS r (username, conversation, seq) VALUES (%s, %s, %s) "
                     "ON CONFLICT (username, conversation) DO UPDATE SET seq = GREATEST(r.seq, excluded.seq)",
                     op[1:])
+            elif kind == "away" and op[2] is None:
+                cursor.execute("DELETE FROM away WHERE username = %s", op[1:2])
+            elif kind == "away":
+                cursor.execute("INSERT INTO away (username, text) VALUES (%s, %s) "
+                               "ON CONFLICT (username) DO UPDATE SET text = excluded.text", op[1:])
             else:
                 raise ValueError(f"unknown operation {kind!r}")
         for log_name, seq in sorted(given.items()):  # the counter follows given SEQs

@@ -22,6 +22,8 @@ from ...core.events import (
 from ...texts import (  # noqa: F401 - re-exported: the line protocol's words
     ACCOUNT_BLOCKED,
     ALREADY_LOGGED_IN,
+    AWAY_CLEARED,
+    AWAY_SET,
     BLOCKED_NOW,
     COMMAND_ERROR_TEXTS,
     CURRENT_INCORRECT,
@@ -30,6 +32,7 @@ from ...texts import (  # noqa: F401 - re-exported: the line protocol's words
     HAS_WHITESPACE,
     INVALID_PASSWORD,
     INVALID_USERNAME,
+    IS_AWAY,
     NEW_MISMATCH,
     PASSWORD_CHANGED,
     error_text,
@@ -49,10 +52,7 @@ DROPPED_NOTICE = "Disconnected: too much output waiting unread"
 LOGIN_DEADLINE_NOTICE = "Disconnected: no login within 30 seconds"
 TOO_MANY_LINES_NOTICE = "Disconnected: too many lines without a login"
 
-# One person, several devices (docs/PROTOCOL.md, "Several sessions")
-AWAY_SET = "You are marked as away."
-AWAY_CLEARED = "You are no longer marked as away."
-IS_AWAY = "{name} is away: {text}"
+# One person, several devices (docs/PROTOCOL.md, "Several sessions"); the away texts are shared
 NO_UNREAD = "No unread messages."
 
 # Administrators' commands (docs/OPERATING.md)

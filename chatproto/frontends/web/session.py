@@ -1,14 +1,21 @@
 """
-Web sessions: one login of a browser, shared by its tabs and kept across a
-reload.
+Web sessions: a browser's login, and one core session for each of its tabs.
 
-A L{WebSession} is the core's session object (C{ISession}) for a browser
-login. It is found again from the session cookie that the login set
-(C{HttpOnly; SameSite=Strict}, random, never in a URL); each WebSocket of
-that browser attaches to it, and every event the core gives the session
-goes to all of them. When the last WebSocket closes, the session waits
-L{GRACE_SECONDS} for another (a reload takes well under a second) before it
-logs the user out of the core; a logout ends it at once.
+A L{WebSession} is a browser's login: found again from the session cookie
+that the login set (C{HttpOnly; SameSite=Strict}, random, never in a URL).
+Each WebSocket of that browser (each tab) is a core session of its own, a
+L{TabSession} (the core's C{ISession}): it counts against C{--max-sessions},
+is listed by C{/sessions}, and is shown what the user's other sessions send
+(the core's C{Sent}), other tabs of the same browser included, as every other
+device is. The password is checked once, by the login; a further tab is
+admitted by the core on the cookie's word (L{ChatRealm.add_session}), refused
+with C{This account is already logged in} past the session limit.
+
+When a tab closes while the browser has other tabs, its core session ends at
+once. When the last one closes, its core session is kept for
+L{GRACE_SECONDS}, without a socket, for the next WebSocket of that browser
+(a reload takes well under a second): presence, the session count and the
+unread counts do not move. After that the login ends, as a logout does.
 """
 
 import secrets
@@ -40,6 +47,11 @@ def message_key(message, me: str) -> str:
     return conversation_key("user", other)
 
 
+def shown_key(name: str) -> str:
+    """The page's key of a conversation the core names C{USER} or C{#GROUP}."""
+    return conversation_key("group", name[1:]) if name.startswith("#") else conversation_key("user", name)
+
+
 class LoginRefused(Exception):
     """A login failed; C{code} is the core's, C{text} the line protocol's words for it."""
 
@@ -50,64 +62,126 @@ class LoginRefused(Exception):
 
 
 @implementer(ISession)
-class WebSession:
-    """The core's session for one browser login (C{ISession})."""
+class TabSession:
+    """The core's session for one tab of a browser login (C{ISession}): one WebSocket."""
 
     frontend = "web"
     udp_port = 0  # a browser cannot receive p2p files
     wants_presence = True
 
-    def __init__(self, store: "SessionStore", token: str, ip: str):
-        self.store = store
-        self.token = token
+    def __init__(self, login: "WebSession", ip: str):
+        self.login = login
         self.ip = ip
-        self.user = None
-        self.sockets: list = []
+        self.user = None  # the core's avatar, once admitted
+        self.socket = None  # None: parked (the browser's last tab closed) or not attached yet
         self.unread: dict[str, int] = {}
-        self.ended = False
-        self._grace = None
 
     @property
     def username(self):
-        return self.user.name if self.user is not None else None
+        return self.login.username
+
+    @property
+    def ended(self) -> bool:
+        return self.login.ended
 
     # ISession
 
     def receive(self, event) -> None:
-        """One core event: count it as unread where it belongs, hand it to every tab."""
+        """One core event: count it as unread where it belongs, hand it to the tab."""
         try:
             unread = None
             kind = type(event).__name__
-            if kind == "Message" and self.user is not None:
-                key = message_key(event, self.user.name)
+            if kind == "Message":
+                key = message_key(event, self.login.username)
                 unread = self.unread[key] = self.unread.get(key, 0) + 1
-            elif kind == "ReadMarker":  # read on another device of this user: read here too
-                name = event.conversation
-                self.mark_read(conversation_key("group", name[1:]) if name.startswith("#")
-                               else conversation_key("user", name))
+            elif kind == "ReadMarker":  # read on another tab or device of this user: read here too
+                key = shown_key(event.conversation)
+                self.unread.pop(key, None)
+                if self.socket is not None:
+                    self.socket.send({"type": "read", "conversation": key})
                 return
-            for socket in list(self.sockets):
-                socket.event(event, unread)
+            if self.socket is not None:
+                self.socket.event(event, unread)
         except Exception:  # noqa: BLE001 - never raise into the core
             log.failure("delivering an event to the web session of {user}", user=self.username)
 
     def disconnect(self, notice: str) -> None:
-        """The core ends this session (kick, shutdown): tell every tab, close them."""
-        self.store.ended(self, notice)
-
-    # Tabs
-
-    def attach(self, socket) -> None:
-        if self._grace is not None and self._grace.active():
-            self._grace.cancel()
-        self._grace = None
-        self.sockets.append(socket)
+        """The core ends this session (kick, /logout all, shutdown): the browser's whole login ends."""
+        self.login.store.ended(self.login, notice)
 
     def detach(self, socket) -> None:
-        if socket in self.sockets:
-            self.sockets.remove(socket)
-        if not self.sockets and not self.ended:
+        """The tab's WebSocket closed."""
+        if self.socket is socket:
+            self.socket = None
+            if self.user is not None:
+                self.login.tab_gone(self)
+
+
+class WebSession:
+    """A browser's login (its cookie): the core sessions of its tabs."""
+
+    def __init__(self, store: "SessionStore", token: str, ip: str):
+        self.store = store
+        self.token = token
+        self.ip = ip
+        self.username = None
+        self.tabs: list[TabSession] = []  # every live core session of this login, parked one too
+        self.parked: TabSession | None = None  # the one kept without a socket
+        self.ended = False
+        self._grace = None
+
+    def open_tab(self, socket, ip: str | None = None):
+        """
+        A WebSocket of this browser opened: C{(tab, d)}, its L{TabSession}
+        and a Deferred that fires once the core has admitted it (at once
+        when it takes over the parked session), or fails with
+        L{LoginRefused} (the session limit).
+        """
+        parked = self.parked
+        if parked is not None:
+            self.parked = None
+            self.cancel_grace()
+            parked.socket = socket
+            return parked, defer.succeed(parked)
+        tab = TabSession(self, ip or self.ip)
+        tab.socket = socket
+        self.tabs.append(tab)
+        d = defer.maybeDeferred(self.store.chat.add_session, self.username, tab)
+
+        def admitted(user):
+            tab.user = user
+            if self.ended or tab not in self.tabs:  # logged out meanwhile
+                self.store.chat.logout(user)
+                raise LoginRefused("logged-out", "Please log in first")
+            if tab.socket is None:  # the tab closed meanwhile
+                self.tab_gone(tab)
+                return tab
+            return self.store.count_unread(tab).addCallback(lambda _: tab)
+
+        def refused(failure):
+            if tab in self.tabs:
+                self.tabs.remove(tab)
+            if failure.check(LoginRefused):
+                return failure
+            code = getattr(failure.value, "code", None)
+            if code is None:
+                log.failure("another tab of {user}", failure, user=self.username)
+                code = "server-error"
+            raise LoginRefused(code, login_text(code, failure.value))
+
+        return tab, d.addCallbacks(admitted, refused)
+
+    def tab_gone(self, tab: TabSession) -> None:
+        """A tab's WebSocket closed: its core session ends, unless it was the browser's last tab."""
+        if self.ended or tab not in self.tabs:
+            return
+        if self.parked is None and not any(t.socket is not None for t in self.tabs if t is not tab):
+            self.parked = tab  # a reload comes back to it
             self.start_grace()
+            return
+        self.tabs.remove(tab)
+        d = defer.maybeDeferred(self.store.chat.logout, tab.user)
+        d.addErrback(lambda f: log.failure("web logout of a tab of {user}", f, user=self.username))
 
     def start_grace(self) -> None:
         if self._grace is None or not self._grace.active():
@@ -118,15 +192,9 @@ class WebSession:
             self._grace.cancel()
         self._grace = None
 
-    def mark_read(self, key: str, except_socket=None) -> None:
-        self.unread.pop(key, None)
-        for socket in list(self.sockets):
-            if socket is not except_socket:
-                socket.send({"type": "read", "conversation": key})
-
 
 class SessionStore:
-    """Every live web session, by its secret token."""
+    """Every live browser login, by its secret token."""
 
     def __init__(self, chat, clock, grace: float = GRACE_SECONDS):
         self.chat = chat
@@ -138,30 +206,29 @@ class SessionStore:
         if not token:
             return None
         session = self.sessions.get(token)
-        if session is None or session.ended or session.user is None:
+        if session is None or session.ended or session.username is None:
             return None
         return session
 
     def login(self, username: str, password: str, ip: str) -> defer.Deferred:
-        """Log in to the core; fires with a new L{WebSession} or fails with L{LoginRefused}."""
+        """
+        Log in to the core; fires with a new L{WebSession} (its first tab's
+        core session parked for the page's WebSocket) or fails with
+        L{LoginRefused}.
+        """
         token = secrets.token_urlsafe(32)
         session = WebSession(self, token, ip)
-        d = defer.maybeDeferred(self.chat.login, username, password, session)
+        tab = TabSession(session, ip)
+        d = defer.maybeDeferred(self.chat.login, username, password, tab)
 
         def logged_in(user):
-            session.user = user
+            tab.user = user
+            session.username = user.name
+            session.tabs.append(tab)
+            session.parked = tab
             self.sessions[token] = session
             session.start_grace()  # until the page's WebSocket attaches
-            # What was missed since the last read, on any device (the core's read markers).
-            d = defer.maybeDeferred(self.chat.unread, user)
-            d.addCallback(counted)
-            d.addErrback(lambda f: log.failure("unread counts of {user}", f, user=username))
-            return d.addCallback(lambda _: session)
-
-        def counted(rows):
-            for name, count in rows:
-                key = conversation_key("group", name[1:]) if name.startswith("#") else conversation_key("user", name)
-                session.unread[key] = session.unread.get(key, 0) + count
+            return self.count_unread(tab).addCallback(lambda _: session)
 
         def refused(failure):
             code = getattr(failure.value, "code", None)
@@ -172,42 +239,61 @@ class SessionStore:
 
         return d.addCallbacks(logged_in, refused)
 
+    def count_unread(self, tab: TabSession) -> defer.Deferred:
+        """What was missed since the last read, on any device (the core's read markers)."""
+
+        def counted(rows):
+            for name, count in rows:
+                key = shown_key(name)
+                tab.unread[key] = tab.unread.get(key, 0) + count
+
+        d = defer.maybeDeferred(self.chat.unread, tab.user)
+        d.addCallback(counted)
+        return d.addErrback(lambda f: log.failure("unread counts of {user}", f, user=tab.username))
+
     def logout(self, session: WebSession, text: str = "") -> defer.Deferred:
-        """The user logs out (or the grace ran out): end the session and the core's login."""
+        """The user logs out (or the grace ran out): end every tab's core session."""
         if session.ended:
             return defer.succeed(None)
-        user = self._end(session, {"type": "logged_out", "text": text} if text else None)
-        if user is None:
-            return defer.succeed(None)
-        return defer.maybeDeferred(self.chat.logout, user).addErrback(
-            lambda f: log.failure("web logout of {user}", f, user=user.name))
+        users = self._end(session, {"type": "logged_out", "text": text} if text else None)
+        return self._logout(users)
+
+    def _logout(self, users) -> defer.Deferred:
+        waiting = []
+        for user in users:
+            d = defer.maybeDeferred(self.chat.logout, user)
+            waiting.append(d.addErrback(lambda f, name=user.name: log.failure(
+                "web logout of {user}", f, user=name)))
+        return defer.gatherResults(waiting)
 
     def expire(self, session: WebSession) -> None:
         session._grace = None
-        if not session.sockets:
+        if session.parked is not None:
             self.logout(session)
 
     def ended(self, session: WebSession, notice: str) -> None:
-        """The core ended the session (it has logged the user out itself)."""
-        self._end(session, {"type": "ended", "text": notice})
+        """The core ended a session of this login: the login ends, every tab told (the core logs
+        out the sessions it ends; any other tab is logged out here, once)."""
+        if not session.ended:
+            self._logout(self._end(session, {"type": "ended", "text": notice}))
 
-    def _end(self, session: WebSession, farewell):
+    def _end(self, session: WebSession, farewell) -> list:
+        """End the login: every tab told C{farewell} and closed; the core's users to log out."""
         session.ended = True
         session.cancel_grace()
         self.sessions.pop(session.token, None)
-        user, session.user = session.user, None
-        for socket in list(session.sockets):
-            if farewell is not None:
-                socket.send(farewell)
-            socket.close()
-        session.sockets = []
-        return user
+        tabs, session.tabs, session.parked = session.tabs, [], None
+        for tab in tabs:
+            socket, tab.socket = tab.socket, None
+            if socket is not None:
+                if farewell is not None:
+                    socket.send(farewell)
+                socket.close()
+        return [tab.user for tab in tabs if tab.user is not None and not tab.user.gone]
 
     def shutdown(self, notice: str) -> list:
         """Server stop: tell every tab, log every web user out; returns the Deferreds."""
         waiting = []
         for session in list(self.sessions.values()):
-            user = self._end(session, {"type": "ended", "text": notice})
-            if user is not None:
-                waiting.append(defer.maybeDeferred(self.chat.logout, user))
+            waiting.append(self._logout(self._end(session, {"type": "ended", "text": notice})))
         return waiting

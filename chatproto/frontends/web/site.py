@@ -362,7 +362,7 @@ class Login(JSONPost):
             if request.channel is None:
                 return  # nobody to give the cookie to: the grace period logs it out
             set_cookie(request, session.token)
-            _finish(request, 200, {"ok": True, "username": session.user.name})
+            _finish(request, 200, {"ok": True, "username": session.username})
 
         def refused(failure):
             failure.trap(LoginRefused)
@@ -382,7 +382,7 @@ class Logout(JSONPost):
         clear_cookie(request)
         if session is None:
             return json_response(request, 200, {"ok": True, "text": ""})
-        text = f"Bye, {session.user.name}!"
+        text = f"Bye, {session.username}!"
         d = self.store.logout(session, text)
         d.addBoth(lambda _: _finish(request, 200, {"ok": True, "text": text}))
         return server.NOT_DONE_YET
@@ -399,7 +399,7 @@ class SessionInfo(Plain):
         session = self.store.get(session_token(request))
         if session is None:
             return json_response(request, 200, {"ok": False})
-        return json_response(request, 200, {"ok": True, "username": session.user.name})
+        return json_response(request, 200, {"ok": True, "username": session.username})
 
 
 class ChatWebSocket(WebSocketResource):

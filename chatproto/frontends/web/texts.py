@@ -5,6 +5,7 @@ that a person sees in the page what a terminal shows.
 """
 
 from ... import texts as shared_texts
+from ...texts import AWAY_CLEARED, AWAY_SET, IS_AWAY  # noqa: F401 - the page's words for away
 
 # The web requests named as the line-protocol commands whose wording they share.
 COMMANDS = {"join": "joingroup", "leave": "leavegroup", "send": "msgto", "create_group": "creategroup",

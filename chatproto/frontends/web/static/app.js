@@ -235,9 +235,23 @@ const EVENTS = {
       refreshState(); // one just invited to: its owner and kind come with the state
       return;
     }
+    const key = groupKey(event.group);
+    if (!event.members.some((m) => m.name === state.me)) {
+      // This user left it (in another tab or on another device): it goes from the list here too.
+      state.groups.delete(key);
+      state.histories.delete(key);
+      state.unread.delete(key);
+      if (state.current && state.current.key === key) {
+        state.current = null;
+        $("chat-view").classList.remove("open");
+        renderConversation();
+      }
+      renderLists();
+      return;
+    }
     group.members = event.members;
     renderLists();
-    if (state.current && state.current.key === groupKey(event.group)) renderHeader();
+    if (state.current && state.current.key === key) renderHeader();
   },
   message_deleted(event) {
     const history = state.histories.get(groupKey(event.group));
@@ -259,6 +273,11 @@ const EVENTS = {
   },
   logged_out(event) {
     endSession(event.text, "");
+  },
+  // This tab would be one session too many for the account (--max-sessions): the login stays
+  // with the other tabs and devices; this one shows why, and a login here starts another.
+  refused(event) {
+    endSession("", event.text || "This account is already logged in");
   },
 };
 
