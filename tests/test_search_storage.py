@@ -207,6 +207,7 @@ class SQLiteScanThenIndexTests(SynchronousTestCase):
         ops = [("msg", "", i, T, 100.0 + i, "Yoda", "Hans", f"filler {i}") for i in range(1, 600)]
         ops[10] = ("msg", "", 11, T, 111.0, "Yoda", "Hans", "the needle")
         db.commit_now(ops)
+        self.successResultOf(db.search(query("x", "Hans")))  # a search first indexes what was stored
         calls = []
         execute = db._db.execute
         self.patch(db, "_db", type("Spy", (), {"execute": lambda _, sql, *a: (calls.append(sql), execute(sql, *a))[1]})())
@@ -217,6 +218,86 @@ class SQLiteScanThenIndexTests(SynchronousTestCase):
         self.assertEqual([m.seq for m in found], [599, 598, 597])
         self.assertEqual(len(calls), 3)  # the newest messages had them: no second query
         self.assertLess(sqlite.SCAN_PROBE, 599)
+
+
+class SQLiteIndexLaterTests(SynchronousTestCase):
+    """
+    SQLite's index is written in bulk, after the messages (docs/DESIGN.md,
+    "Search"): a search or a deletion first indexes what waits, and a start
+    after a crash indexes what the last server stored but left out.
+    """
+
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="chatproto-search-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, "chatproto.db")
+
+    def found(self, database, text, user="Hans"):
+        return [m.seq for m in self.successResultOf(database.search(query(text, user)))]
+
+    def test_a_message_deleted_in_the_batch_that_stored_it_is_never_found(self):
+        database = SQLiteDatabase(self.path).open()
+        database.commit_now([("msg", "", 1, T, 100.0, "Yoda", "Hans", "gone soon"), ("del", "", 1),
+                             ("msg", "", 2, T, 101.0, "Yoda", "Hans", "gone nowhere")])
+        self.assertEqual(self.found(database, "gone"), [2])
+        database._close()
+        database = SQLiteDatabase(self.path).open()
+        self.addCleanup(database._close)
+        self.assertEqual(self.found(database, "soon"), [])
+        self.assertEqual(self.found(database, "gone"), [2])
+
+    def test_after_a_crash_the_next_start_indexes_what_was_left_out(self):
+        from twisted.logger import formatEvent, globalLogPublisher
+
+        database = SQLiteDatabase(self.path).open()
+        database.commit_now([("msg", "", i, T, 100.0 + i, "Yoda", "Hans", f"word{i} crash") for i in (1, 2, 3)])
+        database.commit_now([("del", "", 2)])  # indexes 1-3 first, then takes 2 out
+        database.commit_now([("msg", "", i, T, 100.0 + i, "Hans", "Yoda", f"word{i} crash") for i in (4, 5)])
+        # The files as a crash now leaves them: every batch committed, 4 and 5 not indexed.
+        crashed = os.path.join(self.dir, "crashed.db")
+        for suffix in ("", "-wal"):
+            shutil.copyfile(self.path + suffix, crashed + suffix)
+        database._close()
+        lines = []
+        observer = lambda event: lines.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        try:
+            database = SQLiteDatabase(crashed).open()
+        finally:
+            globalLogPublisher.removeObserver(observer)
+        self.addCleanup(database._close)
+        self.assertEqual(self.found(database, "crash"), [5, 4, 3, 1])
+        self.assertEqual(self.found(database, "word4"), [4])
+        self.assertEqual([line for line in lines if line.startswith("Search index")],
+                         ["Search index: 2 messages indexed that the last server left out (it did not stop "
+                          "cleanly)"])
+        database.commit_now([("del", "", 4)])
+        self.assertEqual(self.found(database, "crash"), [5, 3, 1])
+
+
+@pytest_twisted.inlineCallbacks
+def test_many_messages_are_indexed_in_the_background_and_found(tmp_path, monkeypatch):
+    """Past INDEX_BATCH waiting messages, the worker indexes them after the batch, on its own."""
+    from twisted.internet import reactor
+
+    from chatproto.storage import sqlite
+
+    monkeypatch.setattr(sqlite, "INDEX_BATCH", 3)
+    ledger = Ledger(SQLiteDatabase(str(tmp_path / "chatproto.db"), reactor=reactor).open(), str(tmp_path), reactor)
+    try:
+        seqs = []
+        for i in range(10):
+            seqs.append((yield ledger.append_private("Hans", "Yoda", T, 5000.0 + i, f"many {i}")))
+        assert (yield ledger.delete_message(None, seqs[4], "Hans"))
+        found = yield ledger.search(query("many", "Yoda"))
+        assert [m.text for m in found] == [f"many {i}" for i in (9, 8, 7, 6, 5, 3, 2, 1, 0)]
+    finally:
+        yield ledger.close()
+    database = SQLiteDatabase(str(tmp_path / "chatproto.db")).open()
+    try:
+        assert len(database.search(query("many", "Hans")).result) == 9
+    finally:
+        database._close()
 
 
 @pytest.mark.usefixtures("postgres_class")

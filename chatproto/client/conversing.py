@@ -4,9 +4,10 @@ and C{/query}, C{/win}, C{/close}, C{/quit}, the terminal's C{/help}, and the
 server commands it shows in its own way (C{/history}, C{/grouphistory},
 C{/members}, C{/users}, C{/groups}).
 
-A mixin of L{chatproto.client.ChatClient}: the methods use its request
-queue (C{_request}, C{_send_command}), its screen (C{_reply}, C{_show},
-C{_switch}) and its model (C{conversations}, C{renderer}).
+A mixin of L{chatproto.client.terminal_ui.TerminalUI}: the methods use the
+protocol model's request queue (C{_request}, C{_send_command}), the screen
+(C{_reply}, C{_show}, C{_switch}) and the windows (C{conversations},
+C{renderer}).
 """
 
 import time
