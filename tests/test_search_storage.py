@@ -310,6 +310,17 @@ class PostgresSearchTests(NeedsPostgres, SearchContract, SynchronousTestCase):
         return PostgresDatabase(self._url).open()
 
 
+class PostgresOneWalkSearchTests(PostgresSearchTests):
+    """The same contract with more conversations than PostgreSQL's search queries one by one
+    (one walk over every message, the scopes in the tsquery)."""
+
+    def setUp(self):
+        from chatproto.storage import postgres
+
+        self.patch(postgres, "SEARCH_MERGE_MOST", 0)
+        super().setUp()
+
+
 def _old_sqlite(path, n):
     """A database as a server before the search index left it: version 1, C{n} messages."""
     from chatproto.storage.sqlite import MIGRATIONS

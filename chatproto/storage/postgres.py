@@ -29,7 +29,7 @@ from ..core.events import Message
 from ..core.search import search_words
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .model import group_where, private_where, read_conversations, read_range
-from .search import sql_filters, tsquery_text
+from .search import sql_filters, tsquery_text, tsquery_words
 from .worker import OneWorker, in_chunks
 
 log = Logger()
@@ -630,15 +630,63 @@ def _search(db, query):
         query = dataclasses.replace(query, words=search_words(" ".join(row[0] for row in rows)))
         if query.is_empty():
             return []
-    sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', %s) "
-           "AND text <> '[deleted]'")
-    args: list = [tsquery_text(query)]
-    filters, filter_args = sql_filters(query, "%s")
-    sql += filters
-    args += filter_args
-    sql += " ORDER BY pos DESC LIMIT %s"
+    scopes = _scopes(query)
+    if len(scopes) > SEARCH_MERGE_MOST:
+        # One walk over every message, newest first, the scopes in the tsquery (weight A).
+        sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', %s) "
+               "AND text <> '[deleted]'")
+        args: list = [tsquery_text(query)]
+        filters, filter_args = sql_filters(query, "%s")
+        sql += filters
+        args += filter_args
+        sql += " ORDER BY pos DESC LIMIT %s"
+        args.append(query.limit)
+        return [message_from_row(row) for row in db.execute(sql, args, prepare=False)]
+    # One query per conversation the searcher may read, each on that conversation's own index,
+    # newest first, at most the limit; merged. A walk over every message (above) checks the
+    # messages of everyone to find the searcher's: a common word at a million messages, with 1 %
+    # of them the searcher's, read 7,000 rows for 50 results (15-30 ms); here about 50 each.
+    words = tsquery_words(query)
+    parts, args = [], []
+    for where, where_args in scopes:
+        part = (f"(SELECT {_COLUMNS}, pos FROM messages WHERE {where} "
+                "AND search @@ to_tsquery('simple', %s) AND text <> '[deleted]'")
+        args += where_args + [words]
+        if query.sender is not None:
+            part += " AND sender = %s"
+            args.append(query.sender)
+        if query.after is not None:
+            part += " AND time > %s"
+            args.append(query.after)
+        if query.before is not None:
+            part += " AND time < %s"
+            args.append(query.before)
+        parts.append(part + " ORDER BY time DESC LIMIT %s)")
+        args.append(query.limit)
+    sql = (f"SELECT {_COLUMNS} FROM ({' UNION ALL '.join(parts)}) AS found "
+           "ORDER BY time DESC, pos DESC LIMIT %s")
     args.append(query.limit)
-    return [message_from_row(row) for row in db.execute(sql, args)]
+    # Never a prepared statement (psycopg prepares a query run 5 times): its generic plan does
+    # not know the words, and took the GIN index's matches of a common word (a second and more).
+    return [message_from_row(row) for row in db.execute(sql, args, prepare=False)]
+
+
+SEARCH_MERGE_MOST = 64  # conversations a search queries one by one at most; more: one walk over all
+
+
+def _scopes(query) -> list:
+    """The conversations a search reads, as conditions that match one of the messages' indexes
+    (C{(sender|recipient, time)}, C{(peers, time, seq)}, C{(log, time, seq)}), with arguments."""
+    scopes = []
+    if query.private:
+        if query.peer is None:
+            scopes.append(("peers IS NOT NULL AND sender = %s", [query.user]))
+            scopes.append(("peers IS NOT NULL AND recipient = %s AND sender <> %s", [query.user, query.user]))
+        else:
+            scopes.append(("peers = %s", [peers_key(query.user, query.peer)]))
+    for log_name, first_seq in query.groups.items():
+        scopes.append(("peers IS NULL AND log = %s AND seq >= %s", [log_name, first_seq]))
+    return scopes
 
 
 def _delete_checked(db, log, seq, author) -> str:
