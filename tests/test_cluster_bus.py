@@ -10,7 +10,7 @@ from twisted.internet import defer
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
-from chatproto.cluster.bus import ClusterBus
+from chatproto.cluster.bus import CLAIM, FORGET_NODE, ClusterBus
 from chatproto.cluster.lockout import SharedLockout
 from chatproto.cluster.shared import SharedBans
 from chatproto.storage.model import DatabaseError
@@ -22,13 +22,17 @@ from .support import ChatFixture
 class RecordingRedis:
     def __init__(self):
         self.published = []
+        self.hashes = {}  # key -> {field: value}: what Redis holds (the presence)
+
+    def hget(self, key, field):
+        return defer.succeed(self.hashes.get(key, {}).get(field))
 
     def publish(self, channel, message):
         self.published.append((channel, json.loads(message)))
         return defer.succeed(1)
 
     def eval(self, script, keys, args):
-        return defer.succeed(1)
+        return defer.succeed([1] if script is CLAIM else 1)  # (a claim: claimed, no dead node)
 
 
 class BusTests(SynchronousTestCase):
@@ -73,7 +77,7 @@ class BusTests(SynchronousTestCase):
         self.fixture.clock.advance(0.1)
         self.assertEqual(hans.output(), ["ERR Server error: the login could not be recorded. Please try again later"])
         self.bus._now_up()  # back after all: the login that gave up stays refused
-        self.assertEqual(sorted(self.bus.everyone), ["Yoda"])
+        self.assertEqual(sorted(self.bus.mine), ["Yoda"])  # the sessions it claims in Redis
 
     def test_fan_out_is_one_publish_per_node(self):
         members = {"Yoda": True}
@@ -81,7 +85,7 @@ class BusTests(SynchronousTestCase):
             node = "B" if i % 2 else "C"
             name = f"m{i}"
             self.bus.received("chatproto:0:all", json.dumps(
-                {"t": "on", "n": node, "u": [[name, "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+                {"t": "on", "n": node, "u": [[name, [[1, "line", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]]]}))
             members[name] = True
         self.chat._groups["fans"] = Group("Fans", "Yoda", False, members)
         yoda = self.fixture.login("Yoda", "wise@!man")
@@ -108,7 +112,7 @@ class BusTests(SynchronousTestCase):
     def test_an_invited_member_on_another_node_is_sent_the_members_now(self):
         """A join here: the group's members now go by name to an invited member's node (its page)."""
         self.bus.received("chatproto:0:all", json.dumps(
-            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+            {"t": "on", "n": "B", "u": [["Hans", [[1, "line", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]]]}))
         yoda = self.fixture.login("Yoda", "wise@!man")
         leia = self.fixture.login("leia", "alderaan")
         yoda.send("/creategroup Jedi leia Hans")
@@ -158,23 +162,25 @@ class BusTests(SynchronousTestCase):
         # Hans, on node B, goes away: a message to him here says so, also after he logged out and
         # in again (away is kept until cleared); his clearing it on node B ends it.
         self.bus.received("chatproto:0:all", json.dumps(
-            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+            {"t": "on", "n": "B", "u": [["Hans", [[1, "line", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]]]}))
         self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": "at lunch"}))
         self.assertEqual(yoda.send("/msgto Hans hi")[0], "NOTICE Hans is away: at lunch")
         self.bus.received("chatproto:0:all", json.dumps({"t": "off", "n": "B", "u": ["Hans"]}))
         self.bus.received("chatproto:0:all", json.dumps(
-            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:05", 2.0]]}))
+            {"t": "on", "n": "B", "u": [["Hans", [[1, "line", "10.0.0.2", 6001, "01 Jun 2022 21:30:05", 2.0]]]]}))
         self.assertEqual(yoda.send("/msgto Hans still at lunch?")[0], "NOTICE Hans is away: at lunch")
         self.bus.received("chatproto:0:all", json.dumps({"t": "away", "n": "B", "u": "Hans", "x": None}))
         self.assertRegex(yoda.send("/msgto Hans back?")[0], "^OK message sent at")
 
     def test_remote_users_are_listed_and_already_logged_in(self):
+        self.chat.max_sessions = 1  # (--max-sessions 1: one login per account, on every node)
         self.bus.received("chatproto:0:all", json.dumps(
-            {"t": "on", "n": "B", "u": [["Hans", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]}))
+            {"t": "on", "n": "B", "u": [["Hans", [[1, "line", "10.0.0.2", 6001, "01 Jun 2022 21:30:04", 1.0]]]]}))
         yoda = self.fixture.login("Yoda", "wise@!man")
         self.assertEqual(yoda.send("/activeuser"),
                          ["DATA Hans, 10.0.0.2, 6001, active since 01 Jun 2022 21:30:04.", "OK"])
         again = self.fixture.connect()
+        self.bus.redis.eval = lambda script, keys, args: defer.succeed([0])  # Redis counts Hans's on B
         self.assertEqual(again.send("LOGIN Hans falcon*solo 6000"), ["ERR This account is already logged in"])
         self.bus.received("chatproto:0:all", json.dumps({"t": "off", "n": "B", "u": ["Hans"]}))
         self.assertEqual(yoda.send("/msgto Hans there?"), ["ERR Hans is not active"])
@@ -246,7 +252,7 @@ class NodeGoneTests(SynchronousTestCase):
         self.fixture.clock.advance(0)  # the login recorded
         self.successResultOf(d)
         self.bus.received("chatproto:0:all", json.dumps(
-            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+            {"t": "on", "n": "B", "u": [["leia", [[1, "line", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]]]}))
         gone = json.dumps({"t": "off", "n": "B", "u": ["leia"], "gone": True})
         for _ in range(2):  # from the node that saw it first, then this node's own view of it
             self.bus.received("chatproto:0:all", gone)
@@ -272,7 +278,7 @@ class OperatingTests(SynchronousTestCase):
         self.bus.redis = RecordingRedis()
         self.bus.up = True
         self.bus.received("chatproto:0:all", json.dumps(
-            {"t": "on", "n": "B", "u": [["leia", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]}))
+            {"t": "on", "n": "B", "u": [["leia", [[1, "line", "10.0.0.1", 0, "01 Jun 2022 21:30:04", 1.0]]]]}))
 
     def test_kick_and_ban_of_a_user_on_another_node_end_the_session_there(self):
         yoda = self.fixture.login("Yoda", "wise@!man")
@@ -402,3 +408,120 @@ class SharedLockoutTests(SynchronousTestCase):
         self.assertEqual(self.login("wrong"), ["ERR Invalid Password. Please try again"])
         self.assertEqual(self.login("wrong"),
                          ["ERR Invalid Password. Your account has been blocked. Please try again later"])
+
+
+def on(node, name, *sessions):
+    """The bus's news that C{name}'s sessions on C{node} are now C{sessions} ([] none)."""
+    return json.dumps({"t": "on", "n": node, "u": [[name, [list(one) for one in sessions]]]})
+
+
+YODA_ON_B = (7, "irc", "10.0.0.2", 0, "01 Jun 2022 21:30:05", 1654119005.0)  # after the logins here
+
+
+class SessionsOnSeveralNodesTests(SynchronousTestCase):
+    """One account logged in on this node (A) and on node B at once (--max-sessions)."""
+
+    def setUp(self):
+        self.fixture = ChatFixture(self)
+        self.chat = self.fixture.chat
+        self.fixture.storage.last_pos = 0
+        self.bus = ClusterBus(self.chat, self.fixture.storage, ("127.0.0.1", 6379, 0), self.fixture.clock,
+                              node="A")
+        self.bus.install()
+        self.bus.redis = RecordingRedis()
+        self.bus.up = True
+        self.claims = []
+        self.bus.redis.eval = lambda script, keys, args: (self.claims.append(args), defer.succeed([1]))[1]
+
+    def to_node(self, node):
+        return [payload for channel, payload in self.bus.redis.published if channel == "chatproto:0:node:" + node]
+
+    def test_a_message_reaches_the_account_s_sessions_here_and_on_the_other_node(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        hans = self.fixture.login("Hans", "falcon*solo")
+        self.assertRegex(hans.send("/msgto Yoda hi both")[0], "^OK message sent at")
+        self.fixture.clock.advance(0)
+        self.assertRegex(yoda.output()[0], "^MSG .*, Hans: hi both$")
+        [[entry]] = [payload["e"] for payload in self.to_node("B")]
+        self.assertEqual((entry[0], entry[1][-1], entry[2]), ("Message", "hi both", ["Yoda"]))
+
+    def test_what_the_account_sends_here_is_shown_on_its_sessions_elsewhere(self):
+        self.bus.received("chatproto:0:all", on("B", "Hans", (1, "line", "10.0.0.3", 0, "01 Jun 2022 21:30:04", 1.0)))
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        self.assertRegex(yoda.send("/msgto Hans hello")[0], "^OK message sent at")
+        self.fixture.clock.advance(0)
+        [payload] = self.to_node("B")
+        kinds = sorted((entry[0], tuple(entry[2])) for entry in payload["e"])
+        self.assertEqual(kinds, [("Message", ("Hans",)), ("Sent", ("Yoda",))])  # one publish for both
+
+    def test_a_send_from_another_node_is_shown_here_as_sent(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        sent = ["Sent", ["private", 9, "01 Jun 2022 21:30:06", 3.0, "Yoda", "Hans", None, "from B"], ["Yoda"], 0]
+        self.bus.received("chatproto:0:node:A", json.dumps({"e": [sent]}))
+        self.fixture.clock.advance(0)
+        self.assertEqual(yoda.output(), ["SENT 01 Jun 2022 21:30:06, to Hans: from B"])
+
+    def test_sessions_lists_every_node_and_logout_all_ends_them_there(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        lines = yoda.send("/sessions")
+        self.assertEqual(len(lines), 3)
+        self.assertRegex(lines[0], r"^DATA 1, line, 127\.0\.0\.1, 6000, active since .* \(this one\)\.$")
+        self.assertEqual(lines[1:], ["DATA 2, irc, 10.0.0.2, 0, active since 01 Jun 2022 21:30:05.", "OK"])
+        self.assertEqual(yoda.send("/logout all"), ["OK Bye, Yoda!"])
+        self.assertIn({"end": [["Yoda", "You have been logged out from another session"]]}, self.to_node("B"))
+
+    def test_the_session_limit_counts_every_node(self):
+        self.chat.max_sessions = 2
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        self.fixture.login("Yoda", "wise@!man")
+        self.assertEqual(self.claims[-1][0::3], ["Yoda", "2"])  # counted by Redis against the limit
+        # Redis counts the session on B: a third one is refused, and not kept here.
+        self.bus.redis.eval = lambda script, keys, args: defer.succeed([0] if script is CLAIM else 1)
+        self.assertEqual(self.fixture.connect().send("LOGIN Yoda wise@!man 6000"),
+                         ["ERR This account is already logged in"])
+        self.assertEqual(len(self.bus.mine["Yoda"]), 1)  # the refused session is not kept
+
+    def test_presence_is_told_once_for_an_account_on_several_nodes(self):
+        watcher = Watcher()
+        d = self.chat.login("leia", "alderaan", watcher)
+        self.fixture.clock.advance(0)  # the login recorded
+        self.successResultOf(d)
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.assertEqual(yoda.send("/logout"), ["OK Bye, Yoda!"])
+        self.bus.received("chatproto:0:all", on("B", "Yoda"))
+        self.assertEqual([type(e).__name__ for e in watcher.events if getattr(e, "username", "") == "Yoda"],
+                         ["UserOnline", "UserOffline"])
+
+    def test_a_refusal_asks_redis_when_the_news_of_a_login_is_not_here_yet(self):
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.redis.hashes["chatproto:0:presence"] = {"Hans": json.dumps({"B": [[1, "line", "10.0.0.3", 0,
+                                                                                      "01 Jun 2022 21:30:04", 1.0]]})}
+        self.assertRegex(yoda.send("/msgto Hans are you there")[0], "^OK message sent at")
+        self.fixture.clock.advance(0)
+        [[entry]] = [payload["e"] for payload in self.to_node("B")]
+        self.assertEqual(entry[2], ["Hans"])
+        self.assertEqual(yoda.send("/msgto leia hi"), ["ERR leia is not active"])  # asked, and not there
+
+    def test_a_refusal_asks_the_database_when_the_news_of_a_group_is_not_here_yet(self):
+        hans = self.fixture.login("Hans", "falcon*solo")
+        # Created through node B: in the shared database, its news not read here yet.
+        database = self.fixture.storage.database
+        database.commit_now([("group", "jedi", "Jedi", "Yoda", False), ("member", "jedi", "Yoda", True),
+                             ("member", "jedi", "Hans", False)])
+        self.fixture.storage.group = lambda key: defer.succeed(
+            next((g for g in database.groups() if g.key == key), None))
+        self.assertEqual(hans.send("/joingroup Jedi"), ["OK Joined the group chat: Jedi successfully."])
+        self.assertEqual(hans.send("/joingroup Sith"), ["ERR Groupchat (Name: Sith) does not exist."])
+
+    def test_a_dead_node_found_by_a_claim_is_gone_everywhere_at_once(self):
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        replies = {CLAIM: [1, "B"], FORGET_NODE: []}  # B is dead: the claim dropped Yoda's session there
+        self.bus.redis.eval = lambda script, keys, args: defer.succeed(replies.get(script, 1))
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.assertEqual(len(yoda.send("/sessions")), 2)  # this one, and OK: B's is gone
+        self.assertIn(("chatproto:0:all", {"t": "off", "n": "B", "u": ["Yoda"], "gone": True}),
+                      self.bus.redis.published)

@@ -21,7 +21,7 @@ TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
 JOINED = re.compile(r"Cluster: node \w+ joined")
 
 
-class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
+class ClusterCase(NeedsPostgres, NeedsRedis, SynchronousTestCase):
     """Real nodes on the run's PostgreSQL and redis-server (started at first use, under pytest and trial)."""
 
     def setUp(self):
@@ -49,8 +49,11 @@ class ClusterTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
         client.login(username, password)
         return client
 
+
+class ClusterTests(ClusterCase):
     def test_two_nodes_behave_as_one_server(self):
-        a, b = self.node(), self.node()
+        one_login = ("--max-sessions", "1")  # one session per account, on every node together
+        a, b = self.node(extra=one_login), self.node(extra=one_login)
         yoda = self.login(a, "Yoda", "wise@!man")
         hans = self.login(b, "Hans", "falcon*solo")
         hans.command("/activeuser", re.compile(r"^Yoda, 127\.0\.0\.1, \d+, active since"))

@@ -3,25 +3,37 @@ The Redis bus of a cluster node: presence, deliveries to other nodes,
 group changes and the lockout, over txredisapi (one command connection,
 one subscriber connection, both reconnecting with backoff by themselves).
 
+It plugs into the realm only through the core's seams
+(L{chatproto.core.interfaces}): it is the realm's L{IPresence} (who is
+logged in elsewhere, each session claimed against the account's session
+limit on every node at once), L{IDelivery} (group events for other nodes)
+and L{IGroupNews}; what happens on other nodes it tells the realm through
+the realm's public methods (L{IRealmOfNode}, L{IGroupChanges}).
+
 Redis keys and channels (PREFIX is C{chatproto:DB:}):
-  PREFIX presence        hash: username -> JSON [node, ip, udp_port, since, since_time]
-  PREFIX users:NODE      set: the usernames NODE claimed (to clean up after it)
+  PREFIX presence        hash: username -> JSON {node: [[sid, front end, ip, udp_port, since,
+                         since_time], ...]}: every session of the account, per node
+  PREFIX users:NODE      set: the usernames with sessions on NODE (to clean up after it)
   PREFIX alive:NODE      NODE's heartbeat, set every HEARTBEAT s, expiring after ALIVE s
   PREFIX all             channel: logins, logouts, group changes, lockout, to every node
   PREFIX node:NODE       channel: events for NODE's users, one publish per node and turn
+A node is dead once its heartbeat expired or nobody listens on its channel
+any more (Redis drops a killed process's subscription at once).
 """
 
 import collections
+import itertools
 import json
 import secrets
 
 import txredisapi
 from twisted.internet import defer, endpoints, task
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from ..core import errors, events
 from ..core.errors import LoginFailed
-from ..core.realm import Group
+from ..core.interfaces import GroupRecord, IDelivery, IGroupNews, IPresence
 from ..turns import EndOfTurn
 
 log = Logger()
@@ -34,38 +46,105 @@ HOLD = 5.0  # a login while the node reconnects to Redis waits this long for it,
 
 EVENT_TYPES = {cls.__name__: cls for cls in (
     events.Message, events.Invited, events.MemberJoined, events.MemberLeft, events.MessageDeleted,
-    events.FileOffer, events.ServerNotice, events.MembersChanged)}
+    events.FileOffer, events.ServerNotice, events.MembersChanged, events.ReadMarker,
+    events.AwayChanged)}
 
-# KEYS: presence, users:NODE, alive: prefix. ARGV: username, entry JSON, node.
-CLAIM = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current then
-  local holder = cjson.decode(current)[1]
-  if holder ~= ARGV[3] and redis.call('EXISTS', KEYS[3] .. holder) == 1 then return 0 end
-  redis.call('SREM', KEYS[4] .. holder, ARGV[1])
+# Whether a node lives: its heartbeat is there and it listens on its channel. ARGV[1] the node,
+# KEYS[3] the alive: prefix, KEYS[5] the node: channel prefix (in every script that needs it).
+LIVES = """
+local function lives(node)
+  return redis.call('EXISTS', KEYS[3] .. node) == 1
+     and redis.call('PUBSUB', 'NUMSUB', KEYS[5] .. node)[2] > 0
 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+"""
+# One more session of an account on this node, if the account's sessions on every living node
+# are fewer than the limit (a dead node's are dropped on the way).
+# KEYS: presence, users:NODE, alive: prefix, users: prefix, node: prefix.
+# ARGV: username, node, session JSON, limit. Returns [1 (claimed) or 0 (too many), the dead
+# nodes found on the way...].
+CLAIM = LIVES + """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local places = {}
+if raw then places = cjson.decode(raw) end
+local total = 0
+local reply = {0}
+for node, sessions in pairs(places) do
+  if node ~= ARGV[2] and not lives(node) then
+    places[node] = nil
+    redis.call('SREM', KEYS[4] .. node, ARGV[1])
+    table.insert(reply, node)
+  else
+    total = total + #sessions
+  end
+end
+if total >= tonumber(ARGV[4]) then
+  if #reply > 1 then redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(places)) end
+  return reply
+end
+local mine = places[ARGV[2]] or {}
+table.insert(mine, cjson.decode(ARGV[3]))
+places[ARGV[2]] = mine
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(places))
+redis.call('SADD', KEYS[2], ARGV[1])
+reply[1] = 1
+return reply
+"""
+# Every session of an account on this node, as given (after a reconnection): no limit, they
+# are logged in already. KEYS: presence, users:NODE. ARGV: username, node, sessions JSON.
+REGISTER = """
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+local places = {}
+if raw then places = cjson.decode(raw) end
+places[ARGV[2]] = cjson.decode(ARGV[3])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(places))
 redis.call('SADD', KEYS[2], ARGV[1])
 return 1
 """
-# KEYS: presence, users:NODE. ARGV: username, node.
+# One session ended. KEYS: presence, users:NODE. ARGV: username, node, sid.
+# Returns 1 when it was there.
 RELEASE = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-if current and cjson.decode(current)[1] == ARGV[2] then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 1
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then redis.call('SREM', KEYS[2], ARGV[1]) return 0 end
+local places = cjson.decode(raw)
+local mine = places[ARGV[2]]
+if not mine then redis.call('SREM', KEYS[2], ARGV[1]) return 0 end
+local kept = {}
+for _, one in ipairs(mine) do
+  if tostring(one[1]) ~= ARGV[3] then table.insert(kept, one) end
 end
-return 0
+if #kept == #mine then return 0 end
+if #kept == 0 then
+  places[ARGV[2]] = nil
+  redis.call('SREM', KEYS[2], ARGV[1])
+else
+  places[ARGV[2]] = kept
+end
+if next(places) == nil then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(places))
+end
+return 1
 """
-# KEYS: presence, users:NODE. ARGV: node. Returns the names removed.
-FORGET_NODE = """
+# Every session of a node gone (unless it lives, with ARGV[2] "if dead"). KEYS: presence,
+# users:NODE, alive: prefix, (unused), node: prefix. ARGV: node, "if dead" or "".
+# Returns the names whose sessions there were removed, or false when the node lives.
+FORGET_NODE = LIVES + """
+if ARGV[2] == "if dead" and lives(ARGV[1]) then return false end
 local removed = {}
 for _, name in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local current = redis.call('HGET', KEYS[1], name)
-  if current and cjson.decode(current)[1] == ARGV[1] then
-    redis.call('HDEL', KEYS[1], name)
-    table.insert(removed, name)
+  local raw = redis.call('HGET', KEYS[1], name)
+  if raw then
+    local places = cjson.decode(raw)
+    if places[ARGV[1]] then
+      places[ARGV[1]] = nil
+      table.insert(removed, name)
+      if next(places) == nil then
+        redis.call('HDEL', KEYS[1], name)
+      else
+        redis.call('HSET', KEYS[1], name, cjson.encode(places))
+      end
+    end
   end
 end
 redis.call('DEL', KEYS[2])
@@ -73,54 +152,99 @@ return removed
 """
 
 
+class RemoteSessionInfo:
+    """One session of a user on another node (C{/sessions}, C{/activeuser})."""
+
+    __slots__ = ("name", "node", "frontend", "ip", "udp_port", "since", "since_time")
+    peers = None
+
+    def __init__(self, name, node, frontend, ip, udp_port, since, since_time):
+        self.name = name
+        self.node = node
+        self.frontend = frontend
+        self.ip = ip
+        self.udp_port = udp_port
+        self.since = since
+        self.since_time = since_time
+
+    @property
+    def session(self):
+        return self  # what a front end reads of a session: its frontend
+
+
 class RemoteSession:
-    """The session of a user on another node: what it receives goes over the bus."""
+    """The sessions of a user on other nodes: what they receive goes over the bus to each node."""
 
     frontend = "remote"
     wants_presence = False
 
-    __slots__ = ("bus", "node", "name", "ip", "udp_port")
+    __slots__ = ("bus", "user")
 
-    def __init__(self, bus, node, name, ip, udp_port):
+    def __init__(self, bus, user):
         self.bus = bus
-        self.node = node
-        self.name = name
-        self.ip = ip
-        self.udp_port = udp_port
-
-    def receive(self, event) -> None:
-        self.bus.queue(self.node, self.name, event)
-
-    def disconnect(self, notice) -> None:
-        self.bus.end_session(self.node, self.name, notice)  # its own node disconnects it
-
-
-class RemoteUser:
-    """A user logged in on another node, as the realm sees it."""
-
-    __slots__ = ("name", "node", "session", "since", "since_time", "gone")
-    peers = None  # as the realm's User: one session, its own node delivers to all of the user's
-
-    def __init__(self, bus, name, node, ip, udp_port, since, since_time):
-        self.name = name
-        self.node = node
-        self.session = RemoteSession(bus, node, name, ip, udp_port)
-        self.since = since
-        self.since_time = since_time
-        self.gone = False
+        self.user = user
 
     @property
     def ip(self):
-        return self.session.ip
+        return self.user.ip
 
     @property
     def udp_port(self):
-        return self.session.udp_port
+        return self.user.udp_port
+
+    def receive(self, event) -> None:
+        for node in self.user.nodes:
+            self.bus.queue(node, self.user.name, event)
+
+    def disconnect(self, notice) -> None:
+        for node in list(self.user.nodes):
+            self.bus.end_session(node, self.user.name, notice)  # each node disconnects its own
 
 
+class RemoteUser:
+    """A user's sessions on the other nodes, as the realm sees them (L{IPresence.elsewhere})."""
+
+    __slots__ = ("name", "nodes", "session", "gone")
+    peers = None  # as the realm's User: one session, which stands for all of them
+
+    def __init__(self, bus, name):
+        self.name = name
+        self.nodes: dict[str, list] = {}  # node -> [RemoteSessionInfo] in login order
+        self.session = RemoteSession(bus, self)
+        self.gone = False
+
+    @property
+    def sessions(self) -> list:
+        return sorted((one for there in self.nodes.values() for one in there), key=lambda one: one.since_time)
+
+    @property
+    def count(self) -> int:
+        return sum(len(there) for there in self.nodes.values())
+
+    def _first(self):
+        return min((there[0] for there in self.nodes.values()), key=lambda one: one.since_time)
+
+    @property
+    def ip(self):
+        return self._first().ip
+
+    @property
+    def udp_port(self):
+        return self._first().udp_port
+
+    @property
+    def since(self):
+        return self._first().since
+
+    @property
+    def since_time(self):
+        return self._first().since_time
+
+
+@implementer(IPresence, IDelivery, IGroupNews)
 class ClusterBus:
     """
-    @param realm: the L{ChatRealm} of this node (install() adds the seams).
+    @param realm: the L{ChatRealm} of this node (install() attaches the bus to it).
     @param ledger: its L{ClusterLedger}.
     @param redis: (host, port, db).
     """
@@ -140,10 +264,12 @@ class ClusterBus:
         self.presence_key = prefix + "presence"
         self.all_channel = prefix + "all"
         self.node_channel = prefix + "node:" + self.node
-        self.remote: dict[str, RemoteUser] = {}
-        # Everyone active on every node: one dict for the realm's lookups (a ChainMap of
-        # local and remote costs 0.5 µs a lookup, 20 times a dict's).
-        self.everyone: dict = {}
+        # IPresence.elsewhere: username -> RemoteUser, the account's sessions on other nodes.
+        self.elsewhere: dict[str, RemoteUser] = {}
+        # This node's sessions as claimed in Redis: username -> {User: [sid, front end, ip,
+        # udp_port, since, since_time]} (registered again after a reconnection).
+        self.mine: dict[str, dict] = {}
+        self._sids = itertools.count(1)
         self.up = False  # subscribed and registered: claims and deliveries work
         self.ever_up = False
         self.cut_pos = 0  # the last position known when the bus was lost
@@ -163,16 +289,13 @@ class ClusterBus:
     # Wiring
 
     def install(self) -> None:
-        realm = self.realm
-        realm.cluster = self
-        self.everyone.update(realm._active)
-        realm._everyone = self.everyone
+        self.realm.attach_node(self)
         if self.lockout is not None:
             self.lockout.tell = lambda username, until: self.tell_all({"t": "block", "u": username,
                                                                        "until": until})
         self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
         self.ledger.on_committed = self._committed
-        self.ledger.on_first_seq = self._first_seq
+        self.ledger.on_first_seq = self.realm.first_seq_known
         for shared in (self.accounts, self.bans):
             if shared is not None:
                 shared.tell = self.tell_all
@@ -233,18 +356,14 @@ class ClusterBus:
             yield protocol.subscribe([self.all_channel, self.node_channel])
             yield self.redis.set(self.prefix + "alive:" + self.node, "1", expire=ALIVE)
             yield self._forget_node(self.node)  # what a partition may have left behind
-            for user in list(self.realm._active.values()):
-                yield self._register(user)
+            yield self._register_all()
             entries = yield self.redis.hgetall(self.presence_key)
             self._load_presence(entries)
-            local = [self._entry(user) for user in self.realm._active.values()]
-            if local:
-                yield self._publish(self.all_channel, {"t": "on", "n": self.node, "u": local})
             first = not self.ever_up
             self.up = self.ever_up = True
             if first:
                 log.info("Cluster: node {node} joined ({n} users on other nodes)", node=self.node,
-                         n=len(self.remote))
+                         n=len(self.elsewhere))
             else:
                 log.info("Cluster: node {node} reconnected to Redis", node=self.node)
                 yield self._catch_up()
@@ -253,6 +372,18 @@ class ClusterBus:
             protocol.transport.loseConnection()
             return
         self._now_up()
+
+    @defer.inlineCallbacks
+    def _register_all(self):
+        """Every session here, in Redis again (after a reconnection, or taken for dead), told to every node."""
+        here = []
+        for name, sessions in list(self.mine.items()):
+            listed = list(sessions.values())
+            yield self.redis.eval(REGISTER, [self.presence_key, self.prefix + "users:" + self.node],
+                                  [name, self.node, json.dumps(listed)])
+            here.append([name, listed])
+        if here:
+            yield self._publish(self.all_channel, {"t": "on", "n": self.node, "u": here})
 
     def _now_up(self) -> None:
         waiters, self._up_waiters = self._up_waiters, []
@@ -268,22 +399,24 @@ class ClusterBus:
     def _load_presence(self, entries) -> None:
         seen = {}
         for name, raw in (entries or {}).items():
-            node, ip, udp_port, since, since_time = json.loads(raw)
-            if node != self.node:
-                seen[name] = (node, ip, udp_port, since, since_time)
-        for name in [n for n in self.remote if n not in seen]:
-            self._remote_off(name, None)
-        for name, (node, ip, udp_port, since, since_time) in seen.items():
-            self._remote_on(name, node, ip, udp_port, since, since_time)
+            for node, sessions in json.loads(raw).items():
+                if node != self.node:
+                    seen.setdefault(name, {})[node] = sessions
+        for name, known in list(self.elsewhere.items()):
+            for node in list(known.nodes):
+                if node not in seen.get(name, ()):
+                    self._sessions_there(name, node, [])
+        for name, places in seen.items():
+            for node, sessions in places.items():
+                self._sessions_there(name, node, sessions)
 
     @defer.inlineCallbacks
     def _catch_up(self):
         """Deliver what this node's users missed while it was cut off, from PostgreSQL by position."""
         records = yield self.ledger.reload_groups()
-        self._load_groups(records)
-        users = list(self.realm._active)
-        logs = [g.name for g in self.realm._groups.values()
-                if any(g.members.get(name) for name in users)]
+        self.realm.groups_loaded(records)
+        users = [user.name for user in self.realm.local_users()]
+        logs = [g.name for g in self.realm.groups() if any(j and n in users for n, j in g.members)]
         missed = yield self.ledger.database.messages_since(self.cut_pos, users, logs)
         delivered = 0
         for pos, message in missed:
@@ -291,25 +424,12 @@ class ClusterBus:
             if not self._first_time(message):
                 continue
             if message.kind == events.PRIVATE:
-                targets = [message.recipient]
+                self.realm.deliver_here([message.recipient], message)
             else:
-                group = self.realm._groups.get(message.group.lower())
-                targets = [] if group is None else [n for n, joined in group.members.items()
-                                                    if joined and n != message.sender]
-            for name in targets:
-                user = self.realm._active.get(name)
-                if user is not None:
-                    self.realm._deliver(user, message)
-                    delivered += 1
+                self.realm.fan_out_here(message.group.lower(), message, message.sender)
+            delivered += 1
         if missed:
             log.info("Cluster: caught up {n} messages missed while cut off", n=delivered)
-
-    def _load_groups(self, records) -> None:
-        groups = self.realm._groups
-        groups.clear()
-        for record in records:
-            groups[record.key] = Group(record.name, record.owner, record.broadcast,
-                                       {name: joined for name, joined in record.members}, record.first_seq)
 
     # Heartbeat and expiry
 
@@ -323,62 +443,61 @@ class ClusterBus:
             if before is None:
                 # This node was taken for dead (a long pause): its users were removed.
                 log.warn("Cluster: this node was taken for dead; registering its users again")
-                for user in list(self.realm._active.values()):
-                    yield self._register(user)
-                local = [self._entry(user) for user in self.realm._active.values()]
-                if local:
-                    yield self.tell_all({"t": "on", "u": local})
-            for node in {user.node for user in self.remote.values()}:
-                alive = yield self.redis.exists(self.prefix + "alive:" + node)
-                if not alive:
-                    removed = yield self._forget_node(node)
-                    # Its users, gone from Redis (by this node or another one that saw it first).
-                    names = set(removed or []) | {n for n, u in self.remote.items() if u.node == node}
-                    self._node_gone(node, names)
-                    if removed:
-                        yield self._publish(self.all_channel, {"t": "off", "n": node, "u": removed,
-                                                               "gone": True})
+                yield self._register_all()
+            for node in {node for user in self.elsewhere.values() for node in user.nodes}:
+                yield self._bury(node)
         except Exception as e:  # noqa: BLE001 - the connection is being lost: it reconnects
             log.warn("Cluster: heartbeat failed: {why}", why=e)
 
-    def _first_seq(self, key, first_seq) -> None:
-        group = self.realm._groups.get(key)
-        if group is not None:
-            group.first_seq = first_seq
+    @defer.inlineCallbacks
+    def _bury(self, node):
+        """If C{node} is dead, its sessions go from Redis and every node's copy (told on C{all})."""
+        removed = yield self._forget_node(node, if_dead=True)
+        if removed is None:
+            return  # it lives
+        # Its users, gone from Redis (by this node, a claim, or another node that saw it first).
+        names = set(removed) | {n for n, u in self.elsewhere.items() if node in u.nodes}
+        self._node_gone(node, names)
+        if names:
+            yield self._publish(self.all_channel, {"t": "off", "n": node, "u": sorted(names), "gone": True})
 
     def end_session(self, node, name, notice) -> None:
-        """An administrator here ended the session of C{name} on C{node} (kick, ban)."""
+        """Every session of C{name} on C{node} is to end (an administrator here, C{/logout all})."""
         if self.up:
             self._publish(self.prefix + "node:" + node, {"end": [[name, notice]]})
 
-    def _forget_node(self, node):
-        return self.redis.eval(FORGET_NODE, [self.presence_key, self.prefix + "users:" + node], [node])
+    def _keys(self, node):
+        return [self.presence_key, self.prefix + "users:" + node, self.prefix + "alive:",
+                self.prefix + "users:", self.prefix + "node:"]
 
-    # Presence: the realm's seams
+    def _forget_node(self, node, if_dead: bool = False) -> defer.Deferred:
+        """Remove C{node}'s sessions from Redis; fire with the names removed (None: it lives)."""
+        d = self.redis.eval(FORGET_NODE, self._keys(node), [node, "if dead" if if_dead else ""])
+        return d.addCallback(lambda removed: None if removed is None else list(removed or []))
 
-    def _entry(self, user):
-        return [user.name, user.ip, user.udp_port, user.since, user.since_time]
-
-    def _register(self, user):
-        entry = json.dumps([self.node, user.ip, user.udp_port, user.since, user.since_time])
-        return self.redis.eval(CLAIM, [self.presence_key, self.prefix + "users:" + self.node,
-                                       self.prefix + "alive:", self.prefix + "users:"],
-                               [user.name, entry, self.node])
+    # Presence: IPresence
 
     def claim(self, user) -> defer.Deferred:
-        """Claim C{user}'s name in the whole cluster (the realm's login)."""
+        """One more session of C{user}'s account, counted on every node against the realm's
+        C{max_sessions} in one Redis script (the realm's login)."""
         if not self.up:
             if self.stopped or not self.ever_up:
                 return defer.fail(LoginFailed(errors.LOGIN_NOT_RECORDED))
             return self._held(user)
-        self.everyone[user.name] = user  # at once, as in the realm's _active
+        entry = [next(self._sids), getattr(user.session, "frontend", "?"), user.ip, user.udp_port,
+                 user.since, user.since_time]
+        # Before Redis has it: a reconnection meanwhile registers it with the others.
+        self.mine.setdefault(user.name, {})[user] = entry
 
-        def claimed(ok):
+        def claimed(reply):
+            ok, dead = reply[0], reply[1:]
+            for node in dead:  # found dead by the claim: gone everywhere now, not at the next beat
+                self._bury(node).addErrback(lambda f: log.warn("Cluster: {why}", why=f.getErrorMessage()))
             if not ok:
                 raise LoginFailed(errors.ALREADY_LOGGED_IN)
             # Waiting for Redis's reply means every node has been sent the news
             # before the user is welcomed.
-            return self.tell_all({"t": "on", "u": [self._entry(user)]})
+            return self._tell_sessions(user.name)
 
         def failed(failure):
             if failure.check(LoginFailed):
@@ -386,7 +505,13 @@ class ClusterBus:
             log.warn("Cluster: cannot claim {name}: {why}", name=user.name, why=failure.getErrorMessage())
             raise LoginFailed(errors.LOGIN_NOT_RECORDED)
 
-        return self._register(user).addCallbacks(claimed, failed)
+        d = self.redis.eval(CLAIM, self._keys(self.node),
+                            [user.name, self.node, json.dumps(entry), str(self.realm.max_sessions)])
+        return d.addCallbacks(claimed, failed)
+
+    def _tell_sessions(self, name) -> defer.Deferred:
+        """Every node is told C{name}'s sessions here now (none: gone from here)."""
+        return self.tell_all({"t": "on", "u": [[name, list(self.mine.get(name, {}).values())]]})
 
     def _held(self, user) -> defer.Deferred:
         """
@@ -418,80 +543,79 @@ class ClusterBus:
         return self.tell_all({"t": "away", "u": username, "x": text})
 
     def release(self, user) -> None:
-        """C{user} logged out here (the realm's logout)."""
-        if self.everyone.get(user.name) is user:
-            del self.everyone[user.name]
+        """A session here ended (the realm's logout, or a refused claim)."""
+        sessions = self.mine.get(user.name)
+        entry = None if sessions is None else sessions.pop(user, None)
+        if entry is None:
+            return
+        if not sessions:
+            del self.mine[user.name]
         if not self.up:
             return  # re-registration after the reconnection leaves it out
-        d = self.redis.eval(RELEASE, [self.presence_key, self.prefix + "users:" + self.node],
-                            [user.name, self.node])
-        d.addCallback(lambda _: self.tell_all({"t": "off", "u": [user.name]}))
+        d = self.redis.eval(RELEASE, self._keys(self.node), [user.name, self.node, str(entry[0])])
+        d.addCallback(lambda removed: self._tell_sessions(user.name) if removed else None)
         d.addErrback(lambda f: log.warn("Cluster: cannot release {name}: {why}", name=user.name,
                                         why=f.getErrorMessage()))
 
-    def _remote_on(self, name, node, ip, udp_port, since, since_time) -> None:
-        if name in self.realm._active:
-            return  # ours (a stale entry being replaced)
-        known = self.remote.get(name)
-        if known is not None and known.node == node and known.since == since:
+    def look_up(self, username) -> defer.Deferred:
+        """Whether C{username} has a session anywhere, from Redis itself (the mirror updated)."""
+        if not self.up:
+            return defer.succeed(username in self.elsewhere)
+
+        def found(raw):
+            places = json.loads(raw) if raw else {}
+            for node, sessions in places.items():
+                known = self.elsewhere.get(username)
+                if node != self.node and (known is None or node not in known.nodes):
+                    self._sessions_there(username, node, sessions)  # news not read yet
+            return bool(places)
+
+        return self.redis.hget(self.presence_key, username).addCallback(found)
+
+    def _sessions_there(self, name, node, sessions) -> None:
+        """C{name}'s sessions on C{node} are now C{sessions} (entries as in Redis; [] none)."""
+        known = self.elsewhere.get(name)
+        if not sessions:
+            if known is None or known.nodes.pop(node, None) is None:
+                return
+            if not known.nodes:
+                del self.elsewhere[name]
+                known.gone = True
+                self.realm.presence_elsewhere(name, False)
             return
-        if known is not None:
-            known.gone = True
-        self.remote[name] = self.everyone[name] = RemoteUser(self, name, node, ip, udp_port, since,
-                                                             since_time)
+        infos = [RemoteSessionInfo(name, node, *entry[1:6]) for entry in sessions]
         if known is None:
+            known = self.elsewhere[name] = RemoteUser(self, name)
+            known.nodes[node] = infos
             self.realm.presence_elsewhere(name, True)
+        else:
+            known.nodes[node] = infos
 
     def _node_gone(self, node, names) -> None:
         """A dead node's users are offline here (told to the watching clients, as a logout
         on one server is); logged once per node, by whichever news of it comes first."""
-        n = sum(self._remote_off(name, node) for name in sorted(names))
+        n = 0
+        for name in sorted(names):
+            known = self.elsewhere.get(name)
+            if known is not None and node in known.nodes:
+                self._sessions_there(name, node, [])
+                n += 1
         if n:
             log.info("Cluster: node {node} is gone; {n} users inactive", node=node, n=n)
 
-    def _remote_off(self, name, node) -> bool:
-        known = self.remote.get(name)
-        if known is None or (node is not None and known.node != node):
-            return False
-        del self.remote[name]
-        if self.everyone.get(name) is known:
-            del self.everyone[name]
-        known.gone = True
-        self.realm.presence_elsewhere(name, False)
-        return True
+    # Deliveries: IDelivery
 
-    # Deliveries
-
-    def fan_out(self, group, event, but: str) -> int:
+    def group_event(self, group, event, but: str, places) -> None:
         """
-        A group event (the realm's fan-out): delivered here to this node's
-        joined members, and published once to each node with joined members,
-        which finds its own members in its copy of the group (no list of names).
+        A group event (the realm's fan-out) published once to each node in C{places}, which
+        finds its own joined members in its copy of the group (no list of names).
         """
-        realm = self.realm
-        local = realm._active
-        remote = self.remote
-        nodes = set()
-        n = 0
-        for username, joined in group.members.items():
-            if joined and username != but:
-                user = local.get(username)
-                if user is not None:
-                    realm._deliver(user, event)
-                    n += 1
-                else:
-                    other = remote.get(username)
-                    if other is not None:
-                        nodes.add(other.node)
-                        n += 1
-        for node in nodes:
+        for node in places:
             per_node = self._pending.get(node)
             if per_node is None:
                 per_node = self._pending[node] = {}
             per_node[id(event)] = [event, None, group.key, but]
-        if nodes:
-            self._turn.schedule()
-        return n
+        self._turn.schedule()
 
     def queue(self, node, name, event) -> None:
         per_node = self._pending.get(node)
@@ -500,7 +624,7 @@ class ClusterBus:
         entry = per_node.get(id(event))
         if entry is None:
             per_node[id(event)] = [event, [name]]
-        else:
+        elif entry[1] is not None and name not in entry[1]:
             entry[1].append(name)
         self._turn.schedule()
 
@@ -514,14 +638,17 @@ class ClusterBus:
             batch = []
             for entry in entries.values():
                 event, names = entry[0], entry[1]
+                type_name = type(event).__name__
+                if type(event) is events.Sent:  # what one's own session sent, shown on the others
+                    type_name, event = "Sent", event.message
                 values = [getattr(event, f) for f in event.__dataclass_fields__]
                 pos = 0
                 if type(event) is events.Message:
                     pos = self._positions.get((event.group or "", event.seq), 0)
                 if names is None:  # a group's fan-out: [type, values, None, pos, group key, but]
-                    batch.append([type(event).__name__, values, None, pos, entry[2], entry[3]])
+                    batch.append([type_name, values, None, pos, entry[2], entry[3]])
                 else:
-                    batch.append([type(event).__name__, values, names, pos])
+                    batch.append([type_name, values, names, pos])
             self._publish(self.prefix + "node:" + node, {"e": batch})
         if len(self._positions) > SEEN:
             self._positions.clear()
@@ -572,14 +699,14 @@ class ClusterBus:
             self.realm.away_elsewhere(payload["u"], payload.get("x"))
             return
         if kind == "on":
-            for name, ip, udp_port, since, since_time in payload["u"]:
-                self._remote_on(name, node, ip, udp_port, since, since_time)
+            for name, sessions in payload["u"]:
+                self._sessions_there(name, node, sessions)
         elif kind == "off":
             if payload.get("gone"):
                 self._node_gone(node, payload["u"])
             else:
                 for name in payload["u"]:
-                    self._remote_off(name, node)
+                    self._sessions_there(name, node, [])
         elif kind == "group":
             self._group_change(payload["op"])
         elif kind == "accounts" and self.accounts is not None:
@@ -606,49 +733,50 @@ class ClusterBus:
 
     def _deliveries(self, batch) -> None:
         realm = self.realm
-        active = realm._active
         for entry in batch:
             type_name, values, names, pos = entry[:4]
-            cls = EVENT_TYPES.get(type_name)
-            if cls is None:
-                continue
-            event = cls(*values)
-            if cls is events.Message:
-                self.received_pos = max(self.received_pos, pos)
-                if not self._first_time(event):
+            if type_name == "Sent":
+                event = events.Sent(events.Message(*values))
+            else:
+                cls = EVENT_TYPES.get(type_name)
+                if cls is None:
                     continue
+                event = cls(*values)
+                if cls is events.Message:
+                    self.received_pos = max(self.received_pos, pos)
+                    if not self._first_time(event):
+                        continue
             if names is None:  # a group's fan-out: its joined members on this node
-                group = realm._groups.get(entry[4])
-                if group is None:
-                    continue
-                but = entry[5]
-                for name, joined in group.members.items():
-                    if joined and name != but:
-                        user = active.get(name)
-                        if user is not None:
-                            realm._deliver(user, event)
-                continue
-            for name in names:
-                user = active.get(name)
-                if user is not None:
-                    realm._deliver(user, event)
+                realm.fan_out_here(entry[4], event, entry[5])
+            else:
+                realm.deliver_here(names, event)
 
     def _group_change(self, op) -> None:
-        groups = self.realm._groups
+        realm = self.realm
         kind = op[0]
         if kind == "group":
             key, name, owner, broadcast = op[1:5]
-            groups[key] = Group(name, owner, bool(broadcast), {}, op[5] if len(op) > 5 else 1)
+            realm.group_created(GroupRecord(key, name, owner, bool(broadcast), [],
+                                            op[5] if len(op) > 5 else 1))
         elif kind == "member":
-            group = groups.get(op[1])
-            if group is not None:
-                group.members[op[2]] = bool(op[3])
+            realm.member_changed(op[1], op[2], bool(op[3]))
         elif kind == "unmember":
-            group = groups.get(op[1])
-            if group is not None:
-                group.members.pop(op[2], None)
+            realm.member_changed(op[1], op[2], None)
         elif kind == "ungroup":
-            groups.pop(op[1], None)
+            realm.group_removed(op[1])
+
+    # IGroupNews
+
+    def look_up_group(self, name) -> defer.Deferred:
+        """Whether group C{name} exists, from PostgreSQL (the realm's copy brought up to date)."""
+        def found(record):
+            if record is None:
+                return False
+            if self.realm.group_info(record.name) is None:  # news not read yet
+                self.realm.group_created(record)
+            return True
+
+        return self.ledger.group(name.lower()).addCallback(found)
 
 
 class _Commands(txredisapi.RedisProtocol):

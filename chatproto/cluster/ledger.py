@@ -220,6 +220,9 @@ class ClusterLedger(Ledger):
     def reload_groups(self) -> defer.Deferred:
         return self.database.reload_groups()
 
+    def group(self, key: str) -> defer.Deferred:
+        return self._read(self.database.group, key)
+
 
 class _Pending:
     """The result of a message change: its SEQ, known once committed."""

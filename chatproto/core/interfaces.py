@@ -205,3 +205,100 @@ class IChatStorage(IBanStore):
 
     def close():
         """Write what is pending and release everything; a Deferred."""
+
+
+# The seams of a cluster (docs/CLUSTER.md, "The seams in the core"). The realm asks an
+# IPresence and an IDelivery; a plain server's are chatproto.core.nodes.LocalPresence and
+# LocalDelivery (nobody elsewhere), a cluster node's is its bus. The other way round, the bus
+# tells the realm what happened on other nodes through the realm's public methods listed in
+# IRealmOfNode and IGroupChanges, never through its private state.
+
+
+class IPresence(Interface):
+    """Who is logged in on the other nodes, and this node's sessions told to them."""
+
+    elsewhere = Attribute(
+        "dict: username -> the account's sessions on other nodes (an object with C{name}, "
+        "C{count}, C{sessions} (each with C{ip}, C{udp_port}, C{since}, C{since_time}, "
+        "C{session.frontend}), C{since}, C{since_time}, C{ip}, C{udp_port}, C{peers} None, C{gone}, "
+        "and C{session}, whose C{receive(event)} sends the event to all of them and "
+        "C{disconnect(notice)} ends them). Empty on a plain server; the realm only reads it.")
+
+    def claim(user):
+        """
+        One more session of C{user}'s account here (a login): None when it is granted at
+        once, else a Deferred that fails with L{LoginFailed} when the account may not have
+        one more session anywhere (the realm's C{max_sessions} counted on every node).
+        """
+
+    def release(user):
+        """One session here ended (claimed or not: a refused claim is released too)."""
+
+    def away_changed(username, text):
+        """C{username} set (C{text}) or cleared (None) their away message here; a Deferred
+        that fires once every node has been sent it."""
+
+    def look_up(username):
+        """A Deferred: whether C{username} has a session anywhere, asked of the shared
+        presence itself (C{elsewhere} is brought up to date first), for a refusal that a
+        mirror just behind the news would give wrongly."""
+
+
+class IDelivery(Interface):
+    """Events for users on other nodes (the single-user ones go through C{elsewhere})."""
+
+    def group_event(group, event, but, places):
+        """A group event for the joined members (but C{but}) on the nodes C{places} (a set):
+        each of them delivers it to its own joined members."""
+
+
+class IGroupChanges(Interface):
+    """Groups changed on another node, applied to this node's copy (the realm provides it)."""
+
+    def groups_loaded(records):
+        """Every group that exists (L{GroupRecord}s), in place of those known."""
+
+    def group_created(record):
+        """A new group (a L{GroupRecord})."""
+
+    def member_changed(key, username, joined):
+        """A member added, or whether it joined changed (C{joined} None: removed)."""
+
+    def group_removed(key):
+        """A group is gone."""
+
+    def first_seq_known(key, first_seq):
+        """The database gave a group its first SEQ."""
+
+
+class IGroupNews(Interface):
+    """Where news of groups changed on other nodes comes from."""
+
+    def look_up_group(name):
+        """A Deferred: whether group C{name} exists, asked of the shared database (the
+        realm's copy brought up to date first through L{IGroupChanges}), for a refusal that a
+        copy just behind the news would give wrongly."""
+
+
+class IRealmOfNode(Interface):
+    """What the realm offers the bus of a cluster node."""
+
+    def attach_node(node):
+        """Be one node of a cluster: C{node} (an L{IPresence}, L{IDelivery} and L{IGroupNews})
+        from now on."""
+
+    def deliver_here(usernames, event):
+        """C{event} to every session here of each of C{usernames} (sent by another node)."""
+
+    def fan_out_here(key, event, but):
+        """A group event (group C{key}) to its joined members here but C{but}."""
+
+    def presence_elsewhere(username, online):
+        """C{elsewhere} gained (lost) C{username}: tell who watches presence, if that changes
+        whether the user is active at all."""
+
+    def away_elsewhere(username, text):
+        """A user of another node set or cleared their away message."""
+
+    def end_session(username, notice):
+        """End every session of C{username} here, each told C{notice}."""

@@ -9,6 +9,7 @@ sessions once the change they report is durable, so nobody is shown a
 message that was not saved.
 """
 
+import functools
 import itertools
 import re
 import secrets as random_secrets
@@ -43,9 +44,10 @@ from .events import (
     UserOnline,
 )
 from .history import HistoryQuery, answer
-from .interfaces import GroupRecord, IBanStore
+from .interfaces import GroupRecord, IBanStore, IDelivery, IGroupChanges, IGroupNews, IPresence, IRealmOfNode
 from .lockout import LoginLockout
 from .markers import MAX_SEQ, ReadMarkers
+from .nodes import LocalNode
 from .passwords import PasswordChecker, Passwords, UnknownUser, WrongPassword, check_new_password
 from .search import MAX_RESULTS, MAX_WAITING, SearchQuery, search_words
 from .text import single_line
@@ -143,6 +145,25 @@ class AlreadyLoggedIn(Exception):
     pass
 
 
+def _looks_up_refusals(method):
+    """
+    A cluster node: a refusal because a user is not active or a group does not exist may
+    come from news not read yet (another node's login or group creation, published a
+    moment before). Such a refusal asks the shared state first (L{IPresence.look_up},
+    L{IGroupNews.look_up_group}) and, when it knows more, the call is made once more.
+    A plain server: the call as it is.
+    """
+
+    @functools.wraps(method)
+    def looking_up(self, *args, **kwargs):
+        d = method(self, *args, **kwargs)
+        if self._everyone is self._active:
+            return d
+        return d.addErrback(self._look_up_refusal, method, args, kwargs)
+
+    return looking_up
+
+
 class _PrivateSend:
     """
     One private message waiting for its batch to be durable: the storage's
@@ -185,7 +206,7 @@ def _refused_with_error(failure, reply) -> None:
     reply.refused(failure.value)
 
 
-@implementer(IRealm)
+@implementer(IRealm, IRealmOfNode, IGroupChanges)
 class ChatRealm:
     """
     @param accounts: an L{IAccounts}.
@@ -216,10 +237,13 @@ class ChatRealm:
         self.portal = Portal(self, [self.checker])
         # Each active user's first session still logged in, in login order (the others: its peers).
         self._active: dict[str, User] = {}
-        # Everyone active, for lookups: this process's users; a cluster node
-        # (chatproto.cluster) puts a view of every node's users here.
+        # Everyone active, for lookups: this process's users; on a cluster node
+        # (attach_node) a dict of every node's users that the realm keeps itself: the
+        # local User while the account has a session here, else its sessions elsewhere.
         self._everyone = self._active
-        self.cluster = None  # a cluster node's bus, when there is one
+        # The cluster seams (chatproto.core.interfaces): nobody elsewhere by default.
+        self.node = LocalNode()
+        self._elsewhere = self.node.elsewhere  # username -> their sessions on other nodes
         self._groups: dict[str, Group] = {}  # by folded name
         self._away: dict[str, str] = {}  # username -> away message, kept in storage until cleared
         self.markers = ReadMarkers(self)
@@ -238,14 +262,7 @@ class ChatRealm:
 
     def start(self) -> defer.Deferred:
         """Load the groups from storage, the bans, and who is away."""
-
-        def loaded(records):
-            for record in records:
-                self._groups[record.key] = Group(record.name, record.owner, record.broadcast,
-                                                 {name: joined for name, joined in record.members},
-                                                 record.first_seq)
-
-        loading = [self.storage.groups().addCallback(loaded), self.bans.load()]
+        loading = [self.storage.groups().addCallback(self.groups_loaded), self.bans.load()]
         if hasattr(self.storage, "away_messages"):  # (a storage without it keeps away in memory only)
             loading.append(self.storage.away_messages().addCallback(self._away.update))
         return defer.gatherResults(loading, consumeErrors=True)
@@ -270,16 +287,20 @@ class ChatRealm:
             observer(what, detail, 1)
 
     def _deliver(self, user: User, event) -> None:
-        """C{event} to every session of C{user}'s account."""
+        """C{event} to every session of C{user}'s account (on every node)."""
         peers = user.peers
         if peers is None:
             try:
                 user.session.receive(event)
             except Exception:  # noqa: BLE001 - one broken session must not stop the others' deliveries
                 log.failure("delivering to {username}", username=user.name)
-            return
-        for one in list(peers):
-            self._deliver_one(one, event)
+        else:
+            for one in list(peers):
+                self._deliver_one(one, event)
+        if self._elsewhere:  # a cluster node: the account's sessions on other nodes too
+            other = self._elsewhere.get(user.name)
+            if other is not None and other is not user:
+                other.session.receive(event)
 
     def _deliver_one(self, user: User, event) -> None:
         """C{event} to this one session."""
@@ -295,6 +316,10 @@ class ChatRealm:
             for one in list(peers):
                 if one is not actor:
                     self._deliver_one(one, event)
+        if self._elsewhere:  # a cluster node: the account's sessions on other nodes
+            other = self._elsewhere.get(actor.name)
+            if other is not None:
+                other.session.receive(event)
 
     # Login and logout
 
@@ -412,11 +437,13 @@ class ChatRealm:
         return self.lockout.succeeded(username).addCallback(self._admit, username, session)
 
     def _refuse_another_session(self, username: str):
-        """The account's first session, or None; AlreadyLoggedIn when one more is too many."""
+        """The account's first session here, or None; AlreadyLoggedIn when one more is too many
+        here. (A cluster node's claim, L{IPresence.claim}, counts every living node's sessions
+        atomically: the copy of them here may still hold a node that just died.)"""
         first = self._everyone.get(username)
         if first is not None:
-            if first is not self._active.get(username):  # on another cluster node
-                raise AlreadyLoggedIn(username)
+            if first is not self._active.get(username):  # on another cluster node only
+                return None
             if (1 if first.peers is None else len(first.peers)) >= self.max_sessions:
                 raise AlreadyLoggedIn(username)
         return first
@@ -429,18 +456,22 @@ class ChatRealm:
         user = User(username, session, since, since_time)
         # userlog.txt's key of the session: the avatar itself, an opaque token (no allocation)
         record = (username, since, session.ip, session.udp_port, user)
+        # Active before (here or on another node): presence is told of the first login only.
+        was_active = first is not None or (self._elsewhere and username in self._elsewhere)
         if first is not None:  # another session of an active user: at once, a concurrent login sees it
             if first.peers is None:
                 first.peers = [first]
             first.peers.append(user)
             user.peers = first.peers
-            d = self.storage.user_logged_in(*record)
         else:
             self._active[username] = user  # at once: a concurrent login sees it
-            if self.cluster is None:
-                d = self.storage.user_logged_in(*record)
-            else:  # claimed on every node first
-                d = self.cluster.claim(user).addCallback(lambda _: self.storage.user_logged_in(*record))
+            if self._everyone is not self._active:
+                self._everyone[username] = user
+        claimed = self.node.claim(user)  # a cluster node: counted on every node first
+        if claimed is None:
+            d = self.storage.user_logged_in(*record)
+        else:
+            d = claimed.addCallback(lambda _: self.storage.user_logged_in(*record))
 
         def recorded(_):
             presence = getattr(session, "wants_presence", False)
@@ -448,7 +479,7 @@ class ChatRealm:
                 self._group_watchers.add(user)
             elif presence:
                 self._watchers.add(user)
-            if first is None:  # presence is per user: the first login only
+            if not was_active:  # presence is per user: the first login only
                 self._tell_watchers(UserOnline(username, since, since_time), user)
             return IChatUser, user, lambda: self.logout(user)
 
@@ -479,21 +510,29 @@ class ChatRealm:
             if first is not user:
                 return None
             del self._active[name]
-            if self.cluster is not None:
-                self.cluster.release(user)
         else:
             peers.remove(user)
             if first is user:  # the next session stands for the user, in the same place
                 self._active[name] = peers[0]
-                if self._everyone is not self._active and self._everyone.get(name) is user:
-                    self._everyone[name] = peers[0]
             if len(peers) == 1:
                 peers[0].peers = None  # alone again
             user.peers = None
+        if self._everyone is not self._active:
+            self._stands_for(name)
+        self.node.release(user)
         self._watchers.discard(user)
         self._group_watchers.discard(user)
         user.gone = True
         return peers is None
+
+    def _stands_for(self, name: str) -> None:
+        """A cluster node: C{_everyone[name]} is the account's first session here, else its
+        sessions on other nodes, else nothing."""
+        user = self._active.get(name) or self._elsewhere.get(name)
+        if user is None:
+            self._everyone.pop(name, None)
+        else:
+            self._everyone[name] = user
 
     def logout(self, user: User) -> defer.Deferred:
         """End one session; the user is told offline when it was their last."""
@@ -502,7 +541,8 @@ class ChatRealm:
             return defer.succeed(None)
         log.info("{username} logged out{rest}", username=user.name,
                  rest="" if last else " (one session; others stay)")
-        if last:  # (away is kept: it lasts until the user clears it, as ergo's always-on clients')
+        # (away is kept: it lasts until the user clears it, as ergo's always-on clients')
+        if last and not (self._elsewhere and user.name in self._elsewhere):  # not active anywhere now
             timestamp, now = self._now()
             self._tell_watchers(UserOffline(user.name, timestamp, now), user)
         return self.storage.user_logged_out(user.name, user).addErrback(
@@ -513,11 +553,24 @@ class ChatRealm:
         for other in user.sessions:
             if other is not user:
                 self._end_one(other, LOGGED_OUT_ELSEWHERE_NOTICE)
+        self._end_elsewhere(user.name, LOGGED_OUT_ELSEWHERE_NOTICE)
         return self.logout(user)
 
+    def _end_elsewhere(self, username: str, notice: str) -> None:
+        """A cluster node: the account's sessions on the other nodes are ended there."""
+        if self._elsewhere:
+            other = self._elsewhere.get(username)
+            if other is not None:
+                other.session.disconnect(notice)
+
     def sessions_of(self, user: User) -> list[User]:
-        """Every session of C{user}'s account, in login order."""
-        return user.sessions
+        """Every session of C{user}'s account (on every node), in login order."""
+        sessions = user.sessions
+        if self._elsewhere:
+            other = self._elsewhere.get(user.name)
+            if other is not None and other is not user:
+                sessions = sorted(sessions + other.sessions, key=lambda one: one.since_time)
+        return sessions
 
     def _logout_not_recorded(self, failure, username: str) -> None:
         # The user is gone all the same; userlog.txt comes right by itself (a retry).
@@ -546,16 +599,16 @@ class ChatRealm:
 
     def active_users(self) -> list[User]:
         """Every active user, once (their first session), in login order."""
-        if self.cluster is not None:
+        if self._everyone is not self._active:  # a cluster node: every node's users
             return sorted(self._everyone.values(), key=lambda user: user.since_time)
         return list(self._active.values())
 
     def active_sessions(self) -> list[User]:
-        """Every session of every active user, in login order (C{/activeuser})."""
+        """Every session of every active user (on every node), in login order (C{/activeuser})."""
         users = self.active_users()
-        if all(getattr(user, "peers", None) is None for user in users):
+        if not self._elsewhere and all(getattr(user, "peers", None) is None for user in users):
             return users
-        sessions = [one for user in users for one in (user.peers or (user,))]
+        sessions = [one for user in users for one in self.sessions_of(user)]
         return sorted(sessions, key=lambda one: one.since_time)  # stable: login order within a user
 
     def account_names(self) -> list[str]:
@@ -587,11 +640,11 @@ class ChatRealm:
         def saved(_):
             if self._away.get(user.name) != text:
                 self._echo(user, self._away_changed(user.name, text))
-            if self.cluster is not None:
+            if self._everyone is not self._active:
                 # The other nodes' users see it too (301, away-notify): answered once Redis has
                 # handed it to every node, as a login is, so that a message sent after the answer
                 # finds it there.
-                return self.cluster.away_changed(user.name, text).addBoth(lambda _: text)
+                return self.node.away_changed(user.name, text).addBoth(lambda _: text)
             return text
 
         return d.addCallbacks(saved, _not_saved, errbackArgs=("Cannot save the away message of {username}",
@@ -638,7 +691,43 @@ class ChatRealm:
             raise ChatError(errors.NOT_ACTIVE, name=username)
         return recipient
 
-    def send_private(self, sender: User, username: str, text: str, reply=None):
+    def _look_up_refusal(self, failure, method, args, kwargs):
+        error = failure.value
+        code = getattr(error, "code", None)
+        if code == errors.NOT_ACTIVE:
+            d = self.node.look_up(error.name)
+        elif code == errors.NO_SUCH_GROUP:
+            d = self.node.look_up_group(error.name)
+        else:
+            return failure
+
+        def looked(found):
+            if not found:
+                return failure
+            log.info("{name} was found elsewhere: the news had not arrived yet", name=error.name)
+            return method(self, *args, **kwargs)
+
+        def unknown(why):
+            log.warn("Cannot look {name} up: {why}", name=error.name, why=why.getErrorMessage())
+            return failure
+
+        return d.addCallbacks(looked, unknown)
+
+    def _send_after_look_up(self, error, sender: User, username: str, text: str, reply):
+        """L{send_private} on a cluster node to a user not active here: asked of the shared
+        presence before the refusal (L{_looks_up_refusals})."""
+
+        def looked(found):
+            if found and not sender.gone and username in self._everyone:
+                return self.send_private(sender, username, text, reply, looked_up=True)
+            if reply is None:
+                raise error
+            reply.refused(error)
+
+        d = self.node.look_up(username).addErrback(lambda _: False).addCallback(looked)
+        return d if reply is None else None
+
+    def send_private(self, sender: User, username: str, text: str, reply=None, looked_up: bool = False):
         """
         Store one private message, then deliver it; fire with the L{Message}.
 
@@ -652,6 +741,8 @@ class ChatRealm:
         try:
             recipient = self._recipient(sender, username, errors.TO_SELF)
         except ChatError as e:
+            if e.code == errors.NOT_ACTIVE and self._everyone is not self._active and not looked_up:
+                return self._send_after_look_up(e, sender, username, text, reply)  # (a cluster node)
             if not (e.code == errors.NOT_ACTIVE and self.offline_messages):
                 if reply is None:
                     return defer.fail()
@@ -678,12 +769,13 @@ class ChatRealm:
         delivered = recipient is not None and not recipient.gone
         if delivered:
             self._deliver(recipient, message)
-        if sender.peers is not None:
+        if sender.peers is not None or self._elsewhere:  # (a cluster: maybe on other nodes)
             self._echo(sender, Sent(message))
         for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
             observer("message", PRIVATE, delivered)
         return message
 
+    @_looks_up_refusals
     def offer_file(self, presenter: User, username: str, filename: str) -> defer.Deferred:
         """
         Tell C{username}'s session that C{presenter} sends it C{filename}, with
@@ -777,13 +869,20 @@ class ChatRealm:
                 if member is not None:
                     yield member
 
-    def _fan_out(self, group: Group, event, but: str) -> int:
-        if self.cluster is not None:  # its own users here, one publish per other node
-            return self.cluster.fan_out(group, event, but)
+    def _fan_out(self, group: Group, event, but: str, here_only: bool = False) -> int:
+        """
+        C{event} to the joined members of C{group} but C{but}: the one fan-out. Each
+        session here gets it; on a cluster node, each other node that holds a session of
+        a joined member is sent it once (L{IDelivery.group_event}) and finds its own members
+        in its own copy of the group (L{fan_out_here}, C{here_only}). Return the members
+        reached.
+        """
         # The hot loop of a fan-out: one pass over the members, no generator, no call per member
         # but the delivery itself.
         n = 0
-        active = self._everyone
+        active = self._active
+        elsewhere = None if here_only else self._elsewhere
+        places = None
         for username, joined in group.members.items():
             if joined and username != but:
                 member = active.get(username)
@@ -794,9 +893,34 @@ class ChatRealm:
                         except Exception:  # noqa: BLE001 - one broken session must not stop the others
                             log.failure("delivering to {username}", username=username)
                     else:
-                        self._deliver(member, event)
+                        for one in list(member.peers):
+                            self._deliver_one(one, event)
                     n += 1
+                if elsewhere:
+                    other = elsewhere.get(username)
+                    if other is not None:
+                        if places is None:
+                            places = set()
+                        places.update(other.nodes)
+                        n += member is None
+        if places:
+            self.node.group_event(group, event, but, places)
         return n
+
+    def fan_out_here(self, key: str, event, but: str) -> None:
+        """Another node's group event: to the joined members of group C{key} here but C{but}."""
+        group = self._groups.get(key)
+        if group is not None:
+            self._fan_out(group, event, but, here_only=True)
+
+    def deliver_here(self, usernames, event) -> None:
+        """Another node's event for C{usernames}: to each one's sessions here (not elsewhere again)."""
+        active = self._active
+        for name in usernames:
+            user = active.get(name)
+            if user is not None:
+                for one in user.sessions:
+                    self._deliver_one(one, event)
 
     def _tell_members(self, group: Group) -> None:
         """
@@ -812,6 +936,7 @@ class ChatRealm:
             if member is not None:
                 self._deliver(member, event)
 
+    @_looks_up_refusals
     def create_group(self, owner: User, name: str, usernames, broadcast: bool = False,
                      allow_alone: bool = False) -> defer.Deferred:
         """
@@ -886,6 +1011,7 @@ class ChatRealm:
                 recent = self._creations[name] = deque()
             recent.append(now)
 
+    @_looks_up_refusals
     def join_group(self, user: User, name: str) -> defer.Deferred:
         try:
             group = self._group(name)
@@ -914,6 +1040,7 @@ class ChatRealm:
 
         return d.addCallbacks(saved, not_saved)
 
+    @_looks_up_refusals
     def invite(self, user: User, name: str, username: str) -> defer.Deferred:
         """Invite C{username} to a group C{user} has joined."""
         try:
@@ -942,6 +1069,7 @@ class ChatRealm:
 
         return d.addCallbacks(saved, not_saved)
 
+    @_looks_up_refusals
     def send_group(self, sender: User, name: str, text: str) -> defer.Deferred:
         """Store one group message, then fan it out; fire with the L{Message}."""
         try:
@@ -957,7 +1085,7 @@ class ChatRealm:
         def stored(seq):
             message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
             n = self._fan_out(group, message, sender.name)
-            if sender.peers is not None:
+            if sender.peers is not None or self._elsewhere:
                 self._echo(sender, Sent(message))
             for observer in self.observers:
                 observer("message", GROUP, n)
@@ -965,6 +1093,7 @@ class ChatRealm:
 
         return d.addCallback(stored)
 
+    @_looks_up_refusals
     def leave_group(self, user: User, name: str) -> defer.Deferred:
         """
         Leave a group (or decline its invitation). The other joined active
@@ -1015,6 +1144,7 @@ class ChatRealm:
             d = self.storage.remove_member(group.key, user.name)
         return d.addCallbacks(told, not_saved)
 
+    @_looks_up_refusals
     def group_history(self, user: User, name: str, limit: int, before: int | None = None) -> defer.Deferred:
         try:
             group = self._joined_group(user, name, errors.HISTORY_NOT_JOINED)
@@ -1024,6 +1154,7 @@ class ChatRealm:
             before = None
         return self.storage.group_history(group.name, min(limit, MAX_HISTORY), before, group.first_seq)
 
+    @_looks_up_refusals
     def query_group_history(self, user: User, name: str, query: HistoryQuery) -> defer.Deferred:
         """L{group_history} for any L{HistoryQuery}."""
         try:
@@ -1167,9 +1298,12 @@ class ChatRealm:
         for user in list(self._active.values()):
             self._end_session(user, notice)
 
-    def _end_session(self, user: User, notice: str) -> defer.Deferred:
-        """End every session of C{user}'s account, each told C{notice}."""
+    def _end_session(self, user: User, notice: str, everywhere: bool = False) -> defer.Deferred:
+        """End every session of C{user}'s account here (C{everywhere}: on every node), each
+        told C{notice}."""
         sessions = [user] if user.peers is None else list(user.peers)  # (a cluster's RemoteUser too)
+        if everywhere and self._elsewhere.get(user.name) not in (None, user):
+            self._end_elsewhere(user.name, notice)
         return defer.gatherResults([self._end_one(one, notice) for one in sessions])
 
     def _end_one(self, user: User, notice: str) -> defer.Deferred:
@@ -1203,14 +1337,18 @@ class ChatRealm:
         return added, removed
 
     def presence_elsewhere(self, username: str, online: bool) -> None:
-        """C{username} logged in (or out) on another cluster node: the sessions here that
-        watch presence are told, as of a login (logout) here."""
+        """C{username} logged in (or out) on another cluster node (the bus changed C{elsewhere}):
+        the sessions here that watch presence are told, as of a login (logout) here, unless
+        the user has a session here (active all along)."""
+        self._stands_for(username)
+        if username in self._active:
+            return
         timestamp, now = self._now()
         self._tell_watchers((UserOnline if online else UserOffline)(username, timestamp, now), None)
 
     def end_session(self, username: str, notice: str) -> None:
-        """Log out C{username}'s session here, if any, telling it C{notice} (a cluster node
-        does this for an administrator on another node)."""
+        """Log out C{username}'s sessions here, if any, telling each C{notice} (a cluster node
+        does this for an administrator, or C{/logout all}, on another node)."""
         user = self._active.get(username)
         if user is not None:
             self._end_session(user, notice)
@@ -1238,6 +1376,7 @@ class ChatRealm:
             if not self.is_account(target):
                 raise ChatError(errors.NO_SUCH_USER, name=target)
 
+    @_looks_up_refusals
     def kick(self, admin: User, username: str, reason: str = "") -> defer.Deferred:
         """Log C{username} out with a notice naming C{admin} (and C{reason})."""
         try:
@@ -1252,7 +1391,7 @@ class ChatRealm:
                  why=f": {reason}" if reason else "")
         self._notify("admin", "kick")
         notice = KICKED_NOTICE.format(admin=admin.name) + (f": {reason}" if reason else "")
-        return self._end_session(user, notice).addCallback(lambda _: username)
+        return self._end_session(user, notice, everywhere=True).addCallback(lambda _: username)
 
     def ban(self, admin: User, username: str, duration: str) -> defer.Deferred:
         """
@@ -1276,7 +1415,7 @@ class ChatRealm:
                 return ends
             notice = (BANNED_NOTICE.format(admin=admin.name, until=ends) if ends
                       else BANNED_FOREVER_NOTICE.format(admin=admin.name))
-            return self._end_session(user, notice).addCallback(lambda _: ends)
+            return self._end_session(user, notice, everywhere=True).addCallback(lambda _: ends)
 
         return self.bans.ban(username, seconds).addCallbacks(banned, _not_saved, errbackArgs=(
             "Cannot save the ban of {username}", username))
@@ -1312,6 +1451,49 @@ class ChatRealm:
     def close(self) -> defer.Deferred:
         self.lockout.stop()
         return self.storage.close()
+
+    # One node of a cluster (chatproto.core.interfaces: IRealmOfNode, IGroupChanges)
+
+    def attach_node(self, node) -> None:
+        """Be one node of a cluster: C{node} (its bus) tells who is elsewhere and takes what
+        is for them; the lookups of active users see every node's."""
+        if not (IPresence.providedBy(node) and IDelivery.providedBy(node) and IGroupNews.providedBy(node)):
+            raise TypeError(f"{node!r} is not an IPresence, IDelivery and IGroupNews")
+        self.node = node
+        self._elsewhere = node.elsewhere
+        self._everyone = dict(self._active)
+        for name in list(self._elsewhere):
+            self._stands_for(name)
+
+    def local_users(self) -> list[User]:
+        """The users with a session on this node (their first session), in login order."""
+        return list(self._active.values())
+
+    def groups_loaded(self, records) -> None:
+        self._groups.clear()
+        for record in records:
+            self.group_created(record)
+
+    def group_created(self, record: GroupRecord) -> None:
+        self._groups[record.key] = Group(record.name, record.owner, record.broadcast,
+                                         {name: joined for name, joined in record.members},
+                                         record.first_seq)
+
+    def member_changed(self, key: str, username: str, joined: bool | None) -> None:
+        group = self._groups.get(key)
+        if group is not None:
+            if joined is None:
+                group.members.pop(username, None)
+            else:
+                group.members[username] = joined
+
+    def group_removed(self, key: str) -> None:
+        self._groups.pop(key, None)
+
+    def first_seq_known(self, key: str, first_seq: int) -> None:
+        group = self._groups.get(key)
+        if group is not None:
+            group.first_seq = first_seq
 
 
 def _not_saved(failure, what: str, username: str):

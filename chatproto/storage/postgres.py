@@ -217,13 +217,15 @@ class PostgresDatabase:
     def groups(self) -> list[GroupRecord]:
         return self._groups(self._connection())
 
-    def _groups(self, db) -> list[GroupRecord]:
+    def _groups(self, db, key: str | None = None) -> list[GroupRecord]:
         groups = {}
+        where, args = ("", ()) if key is None else (" WHERE key = %s", (key,))
         for key, name, owner, broadcast, first_seq in db.execute(
-                "SELECT key, name, owner, broadcast, first_seq FROM groups"):
+                "SELECT key, name, owner, broadcast, first_seq FROM groups" + where, args):
             groups[key] = GroupRecord(key, name, owner, bool(broadcast), [], first_seq)
+        where = where.replace("key", "group_key")
         for key, username, joined in db.execute(
-                "SELECT group_key, username, joined FROM members ORDER BY id"):
+                "SELECT group_key, username, joined FROM members" + where + " ORDER BY id", args):
             if key in groups:
                 groups[key].members.append([username, bool(joined)])
         return list(groups.values())
@@ -331,6 +333,10 @@ class PostgresDatabase:
     def reload_groups(self) -> defer.Deferred:
         """Every group, read again (a cluster node that may have missed changes)."""
         return self._run(lambda db: self._groups(db))
+
+    def group(self, key: str) -> defer.Deferred:
+        """The group C{key} (folded name) as a L{GroupRecord}, or None (a cluster node's look-up)."""
+        return self._run(lambda db: (self._groups(db, key) or [None])[0])
 
     def delete_checked(self, log, seq, author) -> defer.Deferred:
         """
