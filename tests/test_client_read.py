@@ -117,3 +117,34 @@ class ReadMarkerTests(TerminalClientTestCase):
                     "DATA #4 01 Jun 2022 21:35:00, Hans: still there?", "OK")
         self.type(b"back\r")
         self.assertEqual(self.sent(), ["/read Hans 4", "/msgto Hans back"])
+
+class OverTheWireTests(TerminalClientTestCase):
+    """The same through the model's real wire connection (ServerConnection on a StringTransport)."""
+
+    def test_read_markers_on_the_wire(self):
+        from twisted.internet.testing import StringTransport
+
+        from chatproto.client.model import ServerConnection
+
+        connection = ServerConnection(self.chat.model)
+        wire = StringTransport()
+        connection.makeConnection(wire)  # connected again: the model asks who the user is
+        self.type(b"Yoda\rwise@!man\r")
+        self.assertEqual(wire.value(), b"LOGIN Yoda wise@!man 6000\n")
+        wire.clear()
+
+        def server(*lines):
+            connection.dataReceived(b"".join(line.encode() + b"\r\n" for line in lines))
+
+        server("OK Welcome to chatproto!", "OK", "OK No groups.", "DATA leia 1", "OK",
+               "MSG 01 Jun 2022 21:40:00, leia: psst")
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:leia | unread: 2:leia(1)")
+        self.type(b"/chat leia\r")
+        server("DATA #8 01 Jun 2022 21:39:00, leia: before", "DATA #9 01 Jun 2022 21:40:00, leia: psst", "OK",
+               "DATA leia active", "OK")
+        self.assertEqual(wire.value(), b"/users\n/groups\n/unread\n/history leia 22\n/users\n/read leia 9\n")
+        wire.clear()
+        server("OK", "READ leia 9")
+        self.assertEqual(self.status(), "Yoda | 2:leia | windows: 2:leia")
+        self.type(b"ok\r")
+        self.assertEqual(wire.value(), b"/msgto leia ok\n")  # read: nothing more to mark
