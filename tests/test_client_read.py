@@ -95,3 +95,56 @@ class ReadMarkerTests(TerminalClientTestCase):
         self.type(b"/win 1\r")
         self.type(b"/win 2\r")
         self.assertEqual(self.server.sent, [])
+
+    def test_a_read_cut_off_by_a_lost_connection_is_sent_again_after_the_reconnect(self):
+        # The connection drops while a /read (and its SEQ look-up) waits for its answer: the
+        # answer never comes, and after the reconnect the window is marked read all the same.
+        from .test_client_terminal import FakeServer
+
+        self.login()
+        self.open_hans()
+        self.answer("MSG 01 Jun 2022 21:33:00, Hans: fine")
+        self.type(b"me too\r")
+        self.assertEqual(self.sent(), ["/history Hans 20", "/msgto Hans me too"])
+        self.chat.server_lost()  # no answer to either
+        self.server = FakeServer()
+        self.chat.connected(self.server)
+        self.assertEqual(self.sent(), ["LOGIN Yoda wise@!man 6000"])
+        self.answer("OK Welcome to chatproto!")
+        self.assertEqual(self.sent(), ["/users", "/groups", "/history Hans 100"])
+        self.answer("OK", "OK No groups.",
+                    "DATA #3 01 Jun 2022 21:33:00, Hans: fine",
+                    "DATA #4 01 Jun 2022 21:35:00, Hans: still there?", "OK")
+        self.type(b"back\r")
+        self.assertEqual(self.sent(), ["/read Hans 4", "/msgto Hans back"])
+
+class OverTheWireTests(TerminalClientTestCase):
+    """The same through the model's real wire connection (ServerConnection on a StringTransport)."""
+
+    def test_read_markers_on_the_wire(self):
+        from twisted.internet.testing import StringTransport
+
+        from chatproto.client.model import ServerConnection
+
+        connection = ServerConnection(self.chat.model)
+        wire = StringTransport()
+        connection.makeConnection(wire)  # connected again: the model asks who the user is
+        self.type(b"Yoda\rwise@!man\r")
+        self.assertEqual(wire.value(), b"LOGIN Yoda wise@!man 6000\n")
+        wire.clear()
+
+        def server(*lines):
+            connection.dataReceived(b"".join(line.encode() + b"\r\n" for line in lines))
+
+        server("OK Welcome to chatproto!", "OK", "OK No groups.", "DATA leia 1", "OK",
+               "MSG 01 Jun 2022 21:40:00, leia: psst")
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:leia | unread: 2:leia(1)")
+        self.type(b"/chat leia\r")
+        server("DATA #8 01 Jun 2022 21:39:00, leia: before", "DATA #9 01 Jun 2022 21:40:00, leia: psst", "OK",
+               "DATA leia active", "OK")
+        self.assertEqual(wire.value(), b"/users\n/groups\n/unread\n/history leia 22\n/users\n/read leia 9\n")
+        wire.clear()
+        server("OK", "READ leia 9")
+        self.assertEqual(self.status(), "Yoda | 2:leia | windows: 2:leia")
+        self.type(b"ok\r")
+        self.assertEqual(wire.value(), b"/msgto leia ok\n")  # read: nothing more to mark

@@ -58,6 +58,7 @@ class ClientUI:
         self.clock = clock
         self._state = "connecting"
         self._preset_username = None
+        self._username_entered = None
         self._pending_file = None
         self._new_password = None
         self._passwords = None
