@@ -525,3 +525,18 @@ class SessionsOnSeveralNodesTests(SynchronousTestCase):
         self.assertEqual(len(yoda.send("/sessions")), 2)  # this one, and OK: B's is gone
         self.assertIn(("chatproto:0:all", {"t": "off", "n": "B", "u": ["Yoda"], "gone": True}),
                       self.bus.redis.published)
+
+    def test_away_and_read_markers_reach_the_account_s_sessions_on_other_nodes(self):
+        hans = self.fixture.login("Hans", "falcon*solo")
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        hans.send("/msgto Yoda read me")
+        self.fixture.clock.advance(0)
+        yoda.output()
+        self.bus.redis.published.clear()
+        self.assertEqual(yoda.send("/away gone fishing"), ["OK You are marked as away."])
+        self.assertEqual(yoda.send("/read Hans 1"), ["OK"])
+        self.fixture.clock.advance(0)
+        sent = [(entry[0], entry[2], entry[1][:2]) for payload in self.to_node("B") for entry in payload["e"]]
+        self.assertEqual(sent, [("AwayChanged", ["Yoda"], ["Yoda", "gone fishing"]),
+                                ("ReadMarker", ["Yoda"], ["Hans", 1])])
