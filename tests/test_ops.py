@@ -505,8 +505,8 @@ class RefusedAndDroppedTests(SynchronousTestCase):
         self.assertIn(("refused", "line", 1), seen)
         first.dataReceived(b"LOGIN Hans falcon*solo 6001\n")
         f.clock.advance(0)
-        first.output.bound.pauseProducing()  # the transport's buffer is full: nothing more is read
+        first.pauseProducing()  # the transport's buffer is full: nothing more is read
         for _ in range(20):
-            first.output.write(b"x" * 100)
+            first.write(b"x" * 100)
             f.clock.advance(0)
         self.assertIn(("dropped", "line", 1), seen)

@@ -157,7 +157,7 @@ class HandshakeTests(SynchronousTestCase):
     def test_hello(self):
         client = self.web.ws(self.token)
         self.assertTrue(client.accepted)
-        self.assertIsInstance(client.transport.protocol, websocket._Shim)  # the HTTP channel is gone
+        self.assertIsInstance(client.transport.protocol, websocket.WebSocketConnection)  # the HTTP channel is gone
         hello = client.next("hello")
         self.assertEqual(hello["username"], "Yoda")
         self.assertEqual([u["name"] for u in hello["active"]], ["Yoda"])

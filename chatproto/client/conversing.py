@@ -4,9 +4,10 @@ and C{/query}, C{/win}, C{/close}, C{/quit}, the terminal's C{/help}, and the
 server commands it shows in its own way (C{/history}, C{/grouphistory},
 C{/members}, C{/users}, C{/groups}).
 
-A mixin of L{chatproto.client.ChatClient}: the methods use its request
-queue (C{_request}, C{_send_command}), its screen (C{_reply}, C{_show},
-C{_switch}) and its model (C{conversations}, C{renderer}).
+A mixin of L{chatproto.client.terminal_ui.TerminalUI}: the methods use the
+protocol model's request queue (C{_request}, C{_send_command}), the screen
+(C{_reply}, C{_show}, C{_switch}) and the windows (C{conversations},
+C{renderer}).
 """
 
 import time
@@ -93,7 +94,7 @@ class ConversationCommands:
             self._switch(window)
             return
         if window is not None:  # opened by a message that came: now with its history
-            self._open(window.name, window.kind, guessing=False, count=len(window.lines))
+            self._open(window.name, window.kind, guessing=False, count=len(window.lines) + window.missed)
             return
         self._open(name, kind or "user", guessing=kind is None)
 
@@ -149,6 +150,9 @@ class ConversationCommands:
                 window.reset()
             for msg in found:
                 self.conversations.add_history(window, msg)
+                if msg.sender != self.username:
+                    window.newest_other = msg  # with its SEQ: what a /read names
+            window.missed = 0  # shown now
             if note:
                 window.append(self.renderer.info(note))
             if text and (ok or text != INVALID_COMMAND):
@@ -212,6 +216,7 @@ class ConversationCommands:
                                          and any(msg.same(m) for m in window.recent))):
                 continue
             self._show(self.conversations.add_message(window, msg))
+            self._seen(window, msg)
         self._set_status()
 
     def _load_history(self, window, count: int, then) -> None:

@@ -6,99 +6,24 @@ where the server gave them.
 A rendered line is a list of C{(text, style)} segments; C{style} is a tuple
 of SGR parameters (C{()} for none). The terminal console writes the text
 through its own sanitiser and the styles as escape codes; anything else can
-take C{plain(line)}.
+take C{plain(line)}. The messages come parsed from L{chatproto.client.events}.
 """
 
-import re
 import zlib
-from dataclasses import dataclass
 
-_MONTHS = {m: i for i, m in enumerate(
-    ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"), 1)}
-_TS = r"(?P<ts>(?P<day>\d\d) (?P<mon>[A-Z][a-z]{2}) (?P<year>\d{4}) (?P<hm>\d\d:\d\d):\d\d)"
-_MESSAGE = re.compile(_TS + r", (?:(?P<group>[^\s,]+), )?(?P<sender>[^\s,:]+): (?P<text>.*)\Z", re.S)
-_HISTORY = re.compile(r"#(?P<seq>\d+) " + _MESSAGE.pattern, re.S)
-_SENT_AT = re.compile(r"^message sent at " + _TS + r"\.$")
-_SENT = re.compile(_TS + r", to (?P<to>#?[^\s,:]+): (?P<text>.*)\Z", re.S)
+from .events import (  # noqa: F401 - the parsers' older home; tests and callers import them here
+    Message,
+    parse_history,
+    parse_message,
+    parse_search,
+    parse_sent,
+    sent_at,
+)
 
 DIM = (2,)
 BOLD = (1,)
 #: Name colours: red, green, yellow, blue, magenta, cyan and their bright forms.
 PALETTE = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
-
-
-@dataclass
-class Message:
-    """One private or group message, parsed from the server's text."""
-
-    timestamp: str
-    sender: str
-    text: str
-    group: str | None = None
-    seq: int | None = None
-    peer: str | None = None  # the other side of a private message, when known
-
-    @property
-    def day(self) -> str:
-        """C{01 Jun 2022}."""
-        return self.timestamp[:11]
-
-    @property
-    def hm(self) -> str:
-        return self.timestamp[12:17]
-
-    def sort_key(self) -> tuple:
-        d = self.timestamp
-        return (d[7:11], _MONTHS.get(d[3:6], 0), d[0:2], d[12:])
-
-    def same(self, other: "Message") -> bool:
-        return (self.timestamp, self.sender, self.text, self.group) == (
-            other.timestamp, other.sender, other.text, other.group)
-
-
-def parse_message(text: str) -> Message | None:
-    """A C{MSG} line's text: C{TIMESTAMP, [GROUP, ]SENDER: MESSAGE}."""
-    found = _MESSAGE.match(text)
-    if found is None or found["mon"] not in _MONTHS:
-        return None
-    return Message(found["ts"], found["sender"], found["text"], found["group"])
-
-
-def parse_sent(text: str, me: str) -> Message | None:
-    """A C{SENT} line's text (what C{me} sent from another session): C{TIMESTAMP, to NAME: MESSAGE}."""
-    found = _SENT.match(text)
-    if found is None or found["mon"] not in _MONTHS:
-        return None
-    to = found["to"]
-    if to.startswith("#"):
-        return Message(found["ts"], me, found["text"], to[1:])
-    return Message(found["ts"], me, found["text"], peer=to)
-
-
-def parse_history(text: str) -> Message | None:
-    """A C{/history} or C{/grouphistory} C{DATA} line: C{#SEQ TIMESTAMP, ...}."""
-    found = _HISTORY.match(text)
-    if found is None or found["mon"] not in _MONTHS:
-        return None
-    return Message(found["ts"], found["sender"], found["text"], found["group"], int(found["seq"]))
-
-
-def parse_search(text: str) -> Message | None:
-    """A C{/search} C{DATA} line: C{NAME #SEQ TIMESTAMP, SENDER: MESSAGE} (NAME: a user, or
-    C{#GROUP})."""
-    name, _, rest = text.partition(" ")
-    found = _HISTORY.match(rest)
-    if not name or found is None or found["mon"] not in _MONTHS or found["group"] is not None:
-        return None
-    if name.startswith("#"):
-        return Message(found["ts"], found["sender"], found["text"], name[1:], int(found["seq"]))
-    return Message(found["ts"], found["sender"], found["text"], None, int(found["seq"]), peer=name)
-
-
-def sent_at(text: str) -> str | None:
-    """The timestamp of C{message sent at TIMESTAMP.}, or None."""
-    found = _SENT_AT.match(text)
-    return found["ts"] if found else None
 
 
 def plain(line) -> str:

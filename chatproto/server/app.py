@@ -211,11 +211,8 @@ class ChatService(service.Service):
         super().stopService()
         log.info("Shutting down")
         connections = [c for factory in self.factories for c in list(factory.connections)]
-        waiting = []
-        for protocol in connections:
-            lost = defer.Deferred()
-            protocol.connectionLost = _chain(protocol.connectionLost, lost)
-            waiting.append(lost)
+        # Each connection says when it is gone (the connection layer's whenLost).
+        waiting = [_when_lost(protocol) for protocol in connections]
         if self.chat is not None:
             self.chat.shutdown(SHUTDOWN_NOTICE)
         for protocol in connections:
@@ -250,7 +247,14 @@ class ChatService(service.Service):
         return d.addBoth(close)
 
 
-def _chain(original, lost: defer.Deferred):
+def _when_lost(protocol) -> defer.Deferred:
+    when_lost = getattr(protocol, "whenLost", None)
+    if when_lost is not None:
+        return when_lost()
+    # (Until the IRC front end is on the connection layer: its connectionLost, wrapped.)
+    lost = defer.Deferred()
+    original = protocol.connectionLost
+
     def connectionLost(reason):
         try:
             original(reason)
@@ -258,7 +262,8 @@ def _chain(original, lost: defer.Deferred):
             if not lost.called:
                 lost.callback(None)
 
-    return connectionLost
+    protocol.connectionLost = connectionLost
+    return lost
 
 
 class ListeningService(service.Service):

@@ -9,17 +9,12 @@ change is durable then); replies leave in the order of the commands, while
 deliveries (C{MSG}, C{NOTICE}) go out as they come.
 """
 
-from collections import deque
-
-from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
-from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
 from ...core.interfaces import ISession
-from ..limits import CommandRate, ConnectionCaps, default_burst, over_turn
-from ..output import DEFAULT_MAX_OUTPUT, BatchedOutput, OutputBatch
+from ..connection import LINES_PER_TURN, LOGIN_DEADLINE, Connection, ConnectionFactory, ReplySlot  # noqa: F401 - tests
 from . import texts
 from .texts import error_text, event_line, history_line, search_line
 
@@ -28,9 +23,6 @@ log = Logger()
 MAX_LINE = 65536
 MAX_LINE_BEFORE_LOGIN = 4096  # LOGIN USERNAME PASSWORD UDP_PORT fits easily (docs/PROTOCOL.md)
 MAX_LINES_BEFORE_LOGIN = 16  # then the connection is closed: nobody needs more to log in
-LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
-LINES_PER_TURN = 64  # lines handled per connection per reactor turn, then its input waits a turn
-DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 DEFAULT_HISTORY = 20
 MAX_HISTORY = 500
 
@@ -100,16 +92,6 @@ def line(tag: str, text: str = "") -> bytes:
     return (f"{tag} {text}\n" if text else f"{tag}\n").encode("utf-8", "surrogateescape")
 
 
-# (A set per connection is 216 bytes; pauses are rare.)
-NO_PAUSES = frozenset()
-# While a login is recorded (about one reactor turn), or a connection waits for the next turn
-# (its share of this one spent), the socket is still read, a little: a hostile client's flood
-# waits in its socket, not in the server's memory. Reading stops when more than that waits
-# unread, and starts again only once the unread input is handled down to it: a client that
-# pipelines without pause is not stopped and restarted every turn (two epoll_ctl calls each,
-# 12 % of the server's CPU under issue 25's deep pipeline).
-SHORT_PAUSES = frozenset({"login", "turn"})
-MAX_UNREAD_WHILE_PAUSED = 4096
 
 
 class UsageError(ChatError):
@@ -167,16 +149,7 @@ def error_line(error: ChatError, command: str) -> bytes:
     return line("ERR", text)
 
 
-class _Reply:
-    """A reply's place in the order of the commands: its bytes, None until they are known."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data=None):
-        self.data = data
-
-
-class _SentReply(_Reply):
+class _SentReply(ReplySlot):
     """
     The place of a /msgto's reply, filled by the core when the message is
     durable (L{ChatRealm.send_private}'s C{reply}): no Deferred, callbacks or
@@ -191,12 +164,12 @@ class _SentReply(_Reply):
 
     def answered(self, message) -> None:
         self.data = sent_at_line(message.timestamp)
-        self.protocol._release()
+        self.protocol.release()
 
     def refused(self, error) -> None:
         self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
                      else line("ERR", "Server error"))
-        self.protocol._release()
+        self.protocol.release()
 
 
 class _SentToAwayReply(_SentReply):
@@ -210,101 +183,57 @@ class _SentToAwayReply(_SentReply):
 
     def answered(self, message) -> None:
         self.data = self.notice + sent_at_line(message.timestamp)
-        self.protocol._release()
+        self.protocol.release()
 
 
 @implementer(ISession)
-class ChatLineProtocol(LineReceiver):
-    delimiter = b"\n"
+class ChatLineProtocol(Connection):
+    """
+    One line-protocol connection: the connection layer (framing, the share
+    of a turn, output, reply order, the login deadline) with the line
+    protocol's commands and texts.
+    """
+
+    __slots__ = ("user", "udp_port", "_lines_before_login")
+
     MAX_LENGTH = MAX_LINE + 1  # room for the "\r" of a "\r\n" delimiter
     frontend = "line"
     wants_presence = False
 
-    def __init__(self, chat, max_output: int = DEFAULT_MAX_OUTPUT, batch: OutputBatch = None,
-                 factory=None, rate=None, host=None):
-        # Every attribute is set here, in one order: instances then share
-        # their attribute layout (a small fraction of a dict each).
-        self.chat = chat
-        self.factory = factory
-        self.rate = rate  # a CommandRate when the server limits commands
-        self.host = host
-        self.ip = host
+    def __init__(self, factory, host=None, rate=None):
+        super().__init__(factory, host, rate, factory.max_output)
         self.udp_port = 0
-        self.transport = None
-        self.connected = 0
         self.user = None
-        # Replies waiting for earlier ones: a deque of [bytes or None] while there are any (an
-        # empty deque is 600 bytes, an idle connection's largest object), None when there are not.
-        self._replies = None
-        self._closing = False  # close once every reply is out
-        self._dropped = False  # gone, or disconnected for not reading its output
-        self._discarding = False  # inside an over-long line
-        self._buffer = b""  # what was read and not handled yet, from _offset on
-        self._offset = 0
-        self._busyReceiving = False
-        self.paused = False  # no line is handled
-        self._transport_paused = False  # nothing is read from the socket either
-        self._pauses = NO_PAUSES  # why input is not read: "login", "turn", "rate", "closing"
-        self._lines_this_turn = 0
-        self._bytes_this_turn = 0
-        self._turn_seen = -1  # the output batch's turn count when _lines_this_turn was last reset
         self._lines_before_login = 0
-        self._deadline = None  # the login deadline's IDelayedCall
-        self._wakeup = None  # the IDelayedCall that resumes a paused input
-        self._abort = None  # the IDelayedCall that cuts off a dropped slow reader
-        if batch is None:
-            batch = OutputBatch(chat.clock)
-        self.output = BatchedOutput(batch, max_output, self._drop_slow_reader)
 
-    # Connection
+    # The longest line read, with its newline: small until the user has logged in.
+    MAX_FRAME = MAX_LINE_BEFORE_LOGIN + 2
 
-    def connectionMade(self):
-        self.output.attach(self.transport)
-        # A peer that vanished (a NAT that forgot it) is found by TCP itself.
-        set_keepalive = getattr(self.transport, "setTcpKeepAlive", None)
-        if set_keepalive is not None:
-            set_keepalive(True)
-        if self.ip is None:
-            self.ip = getattr(self.transport.getPeer(), "host", "")
-        self._deadline = self.chat.clock.callLater(LOGIN_DEADLINE, self._login_too_late)
+    # What the connection layer asks of a front end
 
-    def _login_too_late(self) -> None:
-        self._deadline = None
-        if self.user is None and self.connected and not self._closing:
-            log.info("Closing {peer}: no login within {n:.0f} s", peer=self.host, n=LOGIN_DEADLINE)
-            self._close_with_notice(texts.LOGIN_DEADLINE_NOTICE)
+    def notice_line(self, text: str) -> bytes:
+        return line("NOTICE", text)
 
-    def _close_with_notice(self, notice: str) -> None:
-        self.output.write(line("NOTICE", notice))
-        self.pause("closing")
-        self._closing = True
-        self._replies = None
-        self._close_if_done()
+    def login_deadline_notice(self) -> str:
+        return texts.LOGIN_DEADLINE_NOTICE
 
-    def _cancel_timers(self) -> None:
-        for name in ("_deadline", "_wakeup", "_abort"):
-            call = getattr(self, name)
-            if call is not None:
-                if call.active():
-                    call.cancel()
-                setattr(self, name, None)
+    def drop_notice(self) -> str:
+        return texts.DROPPED_NOTICE
 
-    def connectionLost(self, reason):
-        # Every "is it still there?" check (a login or a password check that
-        # ends later, a late reply) reads `connected`.
-        self.connected = 0
-        self._dropped = True
-        self._replies = None
-        self._cancel_timers()
-        self.output.discard()
-        self._log_out()
-        if self.factory is not None:
-            self.factory.forget(self)
-
-    def _log_out(self) -> None:
+    def log_out(self) -> None:
         if self.user is not None:
             user, self.user = self.user, None
             self.chat.logout(user)
+
+    def render_failure(self, failure, command: str) -> bytes:
+        if failure.check(ChatError):
+            return error_line(failure.value, command)
+        log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
+        return line("ERR", "Server error")
+
+    def frame_too_long(self) -> None:
+        if not self._count_before_login():
+            self.err("Line too long")
 
     # ISession
 
@@ -312,168 +241,21 @@ class ChatLineProtocol(LineReceiver):
         if not self._dropped:
             data = rendered(event)
             if data:
-                self.output.write(data)
+                self.write(data)
 
     def disconnect(self, notice: str) -> None:
         self.user = None  # the core logs the user out
-        if self.connected and not self._dropped and not self._closing:
-            self.output.write(line("NOTICE", notice))
-            self.pause("closing")
-            self._closing = True
-            self._close_if_done()
+        self.close(notice)
 
     # Replies, in the order of the commands
 
-    def _reply(self, data: bytes) -> None:
-        if self._replies:
-            self._replies.append(_Reply(data))
-        else:
-            self.output.write(data)
-            self._close_if_done()
-
     def ok(self, text: str = "") -> None:
-        self._reply(line("OK", text))
+        self.reply(line("OK", text))
 
     def err(self, text: str) -> None:
-        self._reply(line("ERR", text))
-
-    def _later(self, d, render, command: str) -> None:
-        """Reply with C{render(result)} when C{d} fires, or with its error; in order."""
-        slot = _Reply()
-        self._queue_reply(slot)
-        d.addCallbacks(self._answered, self._refused, (slot, render), None, (slot, command))
-
-    def _queue_reply(self, slot) -> None:
-        if self._replies is None:
-            self._replies = deque()
-        self._replies.append(slot)
-
-    def _answered(self, result, slot, render) -> None:
-        slot.data = render(result)
-        self._release()
-
-    def _refused(self, failure, slot, command) -> None:
-        if failure.check(ChatError):
-            slot.data = error_line(failure.value, command)
-        else:
-            log.failure("handling /{command} from {user}", failure, command=command, user=self.user_name)
-            slot.data = line("ERR", "Server error")
-        self._release()
-
-    def _release(self) -> None:
-        replies = self._replies
-        if replies is None:
-            return  # gone
-        while replies and replies[0].data is not None:
-            self.output.write(replies.popleft().data)
-        if not replies and self._replies is replies:
-            self._replies = None
-        self._close_if_done()
-
-    def _close_if_done(self) -> None:
-        if self._closing and not self._replies:
-            self.output.close_when_sent()
-
-    def _drop_slow_reader(self) -> None:
-        log.info("Dropping {peer}: more than {limit} bytes of output unread",
-                 peer=self.host, limit=self.output.max_output)
-        self.chat.note("dropped", self.frontend)
-        self._dropped = True
-        self._replies = None
-        self.pause("closing")  # nothing more it sent is read
-        self._log_out()
-        # The notice goes after what is already queued; a client that reads
-        # nothing more for a second is cut off, queue and all.
-        self.transport.write(line("NOTICE", texts.DROPPED_NOTICE))
-        self.transport.loseConnection()
-        self._abort = self.chat.clock.callLater(DROP_DEADLINE, self.transport.abortConnection)
+        self.reply(line("ERR", text))
 
     # Input
-
-    def dataReceived(self, data: bytes) -> None:
-        """
-        LineReceiver's framing, in linear time however the input is cut and
-        however often it pauses, and in no more memory than what was read:
-        lines are cut out of the buffer one at a time, from an offset, while
-        reading is not paused. An over-long line is answered once, in its
-        place, and skipped up to its end; the session is kept.
-        """
-        if self._dropped:
-            return  # gone, or dropped for not reading: nothing more it sent is acted on
-        if data:
-            if self._discarding:
-                end = data.find(b"\n")
-                if end < 0:
-                    return
-                self._discarding = False
-                data = data[end + 1:]
-            if self._offset:
-                self._buffer = self._buffer[self._offset:] + data
-                self._offset = 0
-            else:
-                self._buffer += data
-            if self.paused and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
-                self._pause_transport()  # until the short pause is over
-        if self._busyReceiving:
-            return  # the outer call goes on with the buffer
-        self._busyReceiving = True
-        try:
-            while not self.paused:
-                buffer, offset = self._buffer, self._offset
-                end = buffer.find(b"\n", offset)
-                if end < 0:
-                    if len(buffer) - offset > self.max_length():
-                        self._buffer, self._offset = b"", 0
-                        self._discarding = True
-                        self._take_turn(len(buffer) - offset)
-                        if not self._count_before_login():
-                            self.err("Line too long")
-                    break
-                self._take_turn(end - offset + 1)
-                if self.paused:
-                    break
-                self._offset = end + 1
-                if end - offset > self.max_length():
-                    if not self._count_before_login():
-                        self.err("Line too long")
-                else:
-                    self.lineReceived(buffer[offset:end])
-            if self._offset and self._offset >= len(self._buffer):
-                self._buffer, self._offset = b"", 0
-            if self._transport_paused and self.connected:
-                # The input it stopped for is handled (down to the limit), or all that is
-                # left is part of a line: its rest is in the socket.
-                self._read_again(not self.paused)
-        finally:
-            self._busyReceiving = False
-
-    def max_length(self) -> int:
-        """The longest line read: small until the user has logged in."""
-        return self.MAX_LENGTH if self.user is not None else MAX_LINE_BEFORE_LOGIN + 1
-
-    def _take_turn(self, size: int) -> None:
-        """
-        Before each line (of C{size} bytes): a connection gets
-        C{LINES_PER_TURN} lines and C{BYTES_PER_TURN} bytes a reactor turn
-        (then its input waits for the next turn, after everyone's output of
-        this one), and with a command rate, a token per line (without one,
-        its input waits for the next token: nothing is read, nothing answered).
-        """
-        turn = self.output.batch.turns
-        if turn != self._turn_seen:
-            self._turn_seen = turn
-            self._lines_this_turn = 0
-            self._bytes_this_turn = 0
-        self._lines_this_turn += 1
-        self._bytes_this_turn += size
-        if over_turn(self._lines_this_turn, self._bytes_this_turn, LINES_PER_TURN):
-            self._wait("turn", 0)
-            return
-        rate = self.rate
-        if rate is not None:
-            now = self.chat.clock.seconds()
-            if not rate.allow(now):
-                self._wait("rate", rate.delay(now))
 
     def _count_before_login(self) -> bool:
         """Count a line read before login; close the connection past the budget (return True then)."""
@@ -483,12 +265,11 @@ class ChatLineProtocol(LineReceiver):
         if self._lines_before_login <= MAX_LINES_BEFORE_LOGIN:
             return False
         log.info("Closing {peer}: {n} lines without a login", peer=self.host, n=MAX_LINES_BEFORE_LOGIN)
-        self._close_with_notice(texts.TOO_MANY_LINES_NOTICE)
+        self.close(texts.TOO_MANY_LINES_NOTICE, wait_for_replies=False)
         return True
 
-    def lineReceived(self, data: bytes) -> None:
-        if data.endswith(b"\r"):
-            data = data[:-1]
+    def frame_received(self, data: bytes) -> None:
+        data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
         if self.user is None and self._count_before_login():
             return
         if len(data) > MAX_LINE:
@@ -505,7 +286,7 @@ class ChatLineProtocol(LineReceiver):
         except UsageError as e:
             self.err(e.text)
         except ChatError as e:
-            self._reply(error_line(e, command.lstrip("/")))
+            self.reply(error_line(e, command.lstrip("/")))
         except Exception:  # noqa: BLE001 - answered and logged; the session goes on
             log.failure("handling {command!r} from {user}", command=command, user=self.user_name)
             self.err("Server error")
@@ -527,68 +308,6 @@ class ChatLineProtocol(LineReceiver):
                 self.user.touch()  # this session is the user's latest-used one (/p2pvideo)
         method(self, args)
 
-    def pause(self, reason: str) -> None:
-        """
-        Handle no more input for C{reason}, until L{resume} of the same reason
-        (several may hold). A short pause (a login being recorded) leaves the
-        socket read, up to L{MAX_UNREAD_WHILE_PAUSED} bytes: stopping and
-        restarting the reading costs two system calls.
-        """
-        self._pauses = self._pauses | {reason}
-        self.paused = True
-        if reason not in SHORT_PAUSES or len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
-            self._pause_transport()
-
-    def _pause_transport(self) -> None:
-        if not self._transport_paused:
-            self._transport_paused = True
-            self.transport.pauseProducing()
-
-    def resume(self, reason: str) -> None:
-        if reason not in self._pauses:
-            return
-        self._pauses = self._pauses - {reason} or NO_PAUSES
-        if not self.connected:
-            return
-        self._read_again()
-        if not self._pauses:
-            self.paused = False
-            self.dataReceived(b"")
-
-    def _read_again(self, needed: bool = False) -> None:
-        """Read the socket again if only short pauses hold and little input waits unread
-        (or C{needed}: the unread input is part of a line)."""
-        if self._transport_paused and self._pauses <= SHORT_PAUSES and (
-                needed or len(self._buffer) - self._offset <= MAX_UNREAD_WHILE_PAUSED):
-            self._transport_paused = False
-            self.transport.resumeProducing()
-
-    def _pause_until(self, d) -> None:
-        """Read nothing more until C{d} has a result (a slow password check, a login being recorded)."""
-        done = []
-        d.addBoth(self._resume_after, done)
-        if not done:  # (d.called is no guide: d may wait on a chained Deferred)
-            done.append(False)
-            self.pause("login")
-
-    def _resume_after(self, result, done):
-        if done:  # paused
-            self.resume("login")
-        else:
-            done.append(True)
-        return result
-
-    def _wait(self, reason: str, seconds: float) -> None:
-        """Stop reading for C{seconds} (0: until the end of this turn, once its output is out)."""
-        self.pause(reason)
-        if self._wakeup is None:
-            self._wakeup = self.chat.clock.callLater(seconds, self._wake, reason)
-
-    def _wake(self, reason: str) -> None:
-        self._wakeup = None
-        self._turn_seen = -1
-        self.resume(reason)
-
     # Before login
 
     def login_LOGIN(self, args: str) -> None:
@@ -598,17 +317,16 @@ class ChatLineProtocol(LineReceiver):
         self.udp_port = int(udp_port)
         d = self.chat.login(username, password, self)
         d.addCallback(self._logged_in)
-        self._pause_until(d)
-        self._later(d, lambda _: WELCOME_LINE, "LOGIN")
+        self.pause_until(d)
+        self.later(d, lambda _: WELCOME_LINE, "LOGIN")
 
     def _logged_in(self, user):
         if not self.connected:
             self.chat.logout(user)
             raise LoginFailed("server-error")
         self.user = user
-        deadline, self._deadline = self._deadline, None
-        if deadline is not None and deadline.active():
-            deadline.cancel()
+        self.logged_in = True  # the login deadline no longer applies
+        self.max_frame = self.MAX_LENGTH + 1
         return user
 
     # After login: one method per command
@@ -621,7 +339,7 @@ class ChatLineProtocol(LineReceiver):
             reply = _SentReply(self)
         else:  # delivered all the same; the sender is told why there may be no answer soon
             reply = _SentToAwayReply(self, line("NOTICE", texts.IS_AWAY.format(name=username, text=away)))
-        self._queue_reply(reply)
+        self.queue_slot(reply)
         try:
             self.chat.send_private(self.user, username, message, reply)
         except Exception:  # noqa: BLE001 - the place is filled all the same: replies stay in order
@@ -634,9 +352,9 @@ class ChatLineProtocol(LineReceiver):
         # Every session of every other user (docs/PROTOCOL.md, "Several sessions").
         others = [other for other in self.chat.active_sessions() if other.name != me]
         if not others:
-            self._reply(NO_OTHER_ACTIVE_USER_LINE)
+            self.reply(NO_OTHER_ACTIVE_USER_LINE)
             return
-        self._reply(b"".join(
+        self.reply(b"".join(
             line("DATA", f"{o.name}, {o.ip}, {o.udp_port}, active since {o.since}.") for o in others
         ) + OK_LINE)
 
@@ -657,16 +375,16 @@ class ChatLineProtocol(LineReceiver):
             return line("OK", f"{kind} has been created, room name: {group.name}, "
                               f"users in this room: {members}")
 
-        self._later(self.chat.create_group(self.user, parts[0], parts[1:], broadcast), created, command)
+        self.later(self.chat.create_group(self.user, parts[0], parts[1:], broadcast), created, command)
 
     def cmd_joingroup(self, args: str) -> None:
         (name,) = split_args(args, "joingroup", 1)
-        self._later(self.chat.join_group(self.user, name),
+        self.later(self.chat.join_group(self.user, name),
                     lambda g: line("OK", f"Joined the group chat: {g.name} successfully."), "joingroup")
 
     def cmd_groupmsg(self, args: str) -> None:
         name, message = split_message(args, "groupmsg")
-        self._later(self.chat.send_group(self.user, name, message), lambda _: GROUP_SENT_LINE, "groupmsg")
+        self.later(self.chat.send_group(self.user, name, message), lambda _: GROUP_SENT_LINE, "groupmsg")
 
     def cmd_p2pvideo(self, args: str) -> None:
         username, filename = split_args(args, "p2pvideo", 2)
@@ -674,13 +392,13 @@ class ChatLineProtocol(LineReceiver):
         def peer(p):
             return line("PEER", f"{p.username} {p.ip} {p.udp_port} {p.transfer_id} {p.secret}") + OK_LINE
 
-        self._later(self.chat.offer_file(self.user, username, filename), peer, "p2pvideo")
+        self.later(self.chat.offer_file(self.user, username, filename), peer, "p2pvideo")
 
     # Beyond the seed (docs/PROTOCOL.md, Extensions)
 
     def cmd_leavegroup(self, args: str) -> None:
         (name,) = split_args(args, "leavegroup", 1)
-        self._later(self.chat.leave_group(self.user, name),
+        self.later(self.chat.leave_group(self.user, name),
                     lambda g: line("OK", f"You have left the group chat {g.name}."), "leavegroup")
 
     def cmd_changepassword(self, args: str) -> None:
@@ -691,30 +409,30 @@ class ChatLineProtocol(LineReceiver):
             raise UsageError("changepassword")
         current, new = parts
         d = self.chat.change_password(self.user, current, new)
-        self._pause_until(d)
-        self._later(d, lambda _: line("OK", texts.PASSWORD_CHANGED), "changepassword")
+        self.pause_until(d)
+        self.later(d, lambda _: line("OK", texts.PASSWORD_CHANGED), "changepassword")
 
     def cmd_deletemsg(self, args: str) -> None:
         (seq,) = split_args(args, "deletemsg", 1)
         seq = parse_seq(seq, "deletemsg")
-        self._later(self.chat.delete_message(self.user, seq),
+        self.later(self.chat.delete_message(self.user, seq),
                     lambda _: line("OK", f"Message {seq} deleted."), "deletemsg")
 
     def cmd_deletegroupmsg(self, args: str) -> None:
         name, seq = split_args(args, "deletegroupmsg", 2)
         seq = parse_seq(seq, "deletegroupmsg")
-        self._later(self.chat.delete_group_message(self.user, name, seq),
+        self.later(self.chat.delete_group_message(self.user, name, seq),
                     lambda _: line("OK", f"Message {seq} deleted."), "deletegroupmsg")
 
     # History and presence (docs/PROTOCOL.md)
 
     def cmd_history(self, args: str) -> None:
         username, count = name_and_count(args, "history")
-        self._later(self.chat.history(self.user, username, count), history_reply, "history")
+        self.later(self.chat.history(self.user, username, count), history_reply, "history")
 
     def cmd_grouphistory(self, args: str) -> None:
         name, count = name_and_count(args, "grouphistory")
-        self._later(self.chat.group_history(self.user, name, count), history_reply, "grouphistory")
+        self.later(self.chat.group_history(self.user, name, count), history_reply, "grouphistory")
 
     # For clients: what the other replies do not say (docs/PROTOCOL.md)
 
@@ -725,7 +443,7 @@ class ChatLineProtocol(LineReceiver):
         if not groups:
             self.ok(texts.NO_GROUPS)
             return
-        self._reply(b"".join(
+        self.reply(b"".join(
             line("DATA", f"{g.name} {g.role(me)} {'broadcast' if g.broadcast else 'group'}") for g in groups
         ) + OK_LINE)
 
@@ -737,7 +455,7 @@ class ChatLineProtocol(LineReceiver):
         if group.role(self.user.name) is None:
             raise ChatError("not-member", name=group.name)
         active = self.chat.active_user
-        self._reply(b"".join(
+        self.reply(b"".join(
             line("DATA", f"{member} {group.role(member)} "
                          f"{'active' if active(member) is not None else 'inactive'}")
             for member, _joined in group.members
@@ -746,7 +464,7 @@ class ChatLineProtocol(LineReceiver):
     def cmd_users(self, args: str) -> None:
         split_args(args, "users", 0)
         active = self.chat.active_user
-        self._reply(b"".join(
+        self.reply(b"".join(
             line("DATA", f"{name} {'active' if active(name) is not None else 'inactive'}")
             for name in self.chat.account_names()
         ) + OK_LINE)
@@ -761,12 +479,12 @@ class ChatLineProtocol(LineReceiver):
         else:
             d = self.chat.search(self.user, args.strip())
         name = self.user.name
-        self._later(d, lambda messages: search_reply(messages, name), "search")
+        self.later(d, lambda messages: search_reply(messages, name), "search")
 
     def cmd_help(self, args: str) -> None:
         split_args(args, "help", 0)
         admin = self.chat.is_admin(self.user.name)
-        self._reply(b"".join(
+        self.reply(b"".join(
             line("DATA", form) for command, form in USAGE.items()
             if "/" + command in self.COMMANDS and (admin or command not in ADMIN_COMMANDS)
         ) + OK_LINE)
@@ -774,7 +492,7 @@ class ChatLineProtocol(LineReceiver):
     def cmd_sessions(self, args: str) -> None:
         split_args(args, "sessions", 0)
         me = self.user
-        self._reply(b"".join(
+        self.reply(b"".join(
             line("DATA", f"{n}, {getattr(one.session, 'frontend', '?')}, {one.ip}, {one.udp_port}, "
                          f"active since {one.since}{' (this one)' if one is me else ''}.")
             for n, one in enumerate(self.chat.sessions_of(me), 1)
@@ -782,12 +500,12 @@ class ChatLineProtocol(LineReceiver):
 
     def cmd_away(self, args: str) -> None:
         d = self.chat.set_away(self.user, args)
-        self._later(d, lambda text: line("OK", texts.AWAY_SET if text else texts.AWAY_CLEARED), "away")
+        self.later(d, lambda text: line("OK", texts.AWAY_SET if text else texts.AWAY_CLEARED), "away")
 
     def cmd_read(self, args: str) -> None:
         name, seq = split_args(args, "read", 2)
         seq = parse_seq(seq, "read")
-        self._later(self.chat.mark_read(self.user, name, seq), lambda _: OK_LINE, "read")
+        self.later(self.chat.mark_read(self.user, name, seq), lambda _: OK_LINE, "read")
 
     def cmd_unread(self, args: str) -> None:
         split_args(args, "unread", 0)
@@ -797,7 +515,7 @@ class ChatLineProtocol(LineReceiver):
                 return line("OK", texts.NO_UNREAD)
             return b"".join(line("DATA", f"{name} {count}") for name, count in rows) + OK_LINE
 
-        self._later(self.chat.unread(self.user), listed, "unread")
+        self.later(self.chat.unread(self.user), listed, "unread")
 
     def cmd_logout(self, args: str) -> None:
         if args.strip() not in ("", "all"):
@@ -807,11 +525,9 @@ class ChatLineProtocol(LineReceiver):
             user, self.user = self.user, None
             self.chat.logout_all(user)
         else:
-            self._log_out()
+            self.log_out()
         self.ok(f"Bye, {name}!")
-        self.pause("closing")  # nothing after /logout is read
-        self._closing = True
-        self._close_if_done()
+        self.close()  # nothing after /logout is read
 
     # Administrators (the realm refuses everyone else: "You are not an administrator.")
 
@@ -820,7 +536,7 @@ class ChatLineProtocol(LineReceiver):
         if not parts:
             raise UsageError("kick")
         reason = parts[1] if len(parts) == 2 else ""
-        self._later(self.chat.kick(self.user, parts[0], reason),
+        self.later(self.chat.kick(self.user, parts[0], reason),
                     lambda name: line("OK", texts.KICKED.format(name=name)), "kick")
 
     def cmd_ban(self, args: str) -> None:
@@ -831,17 +547,17 @@ class ChatLineProtocol(LineReceiver):
                 return line("OK", texts.BANNED_FOREVER.format(name=username))
             return line("OK", texts.BANNED.format(name=username, until=until))
 
-        self._later(self.chat.ban(self.user, username, duration), banned, "ban")
+        self.later(self.chat.ban(self.user, username, duration), banned, "ban")
 
     def cmd_unban(self, args: str) -> None:
         (username,) = split_args(args, "unban", 1)
-        self._later(self.chat.unban(self.user, username),
+        self.later(self.chat.unban(self.user, username),
                     lambda name: line("OK", texts.UNBANNED.format(name=name)), "unban")
 
     def cmd_announce(self, args: str) -> None:
         if not args.strip():
             raise UsageError("announce")
-        self._later(self.chat.announce_by(self.user, args),
+        self.later(self.chat.announce_by(self.user, args),
                     lambda n: line("OK", texts.ANNOUNCED.format(n=n)), "announce")
 
 
@@ -871,44 +587,13 @@ texts.ERROR_TEXTS.setdefault("log-in-first", texts.LOG_IN_FIRST)
 texts.ERROR_TEXTS.setdefault("invalid-command", texts.INVALID_COMMAND)
 
 
-class ChatServerFactory(ServerFactory):
-    """
-    Builds one L{ChatLineProtocol} per connection over the shared realm.
+class ChatServerFactory(ConnectionFactory):
+    """Builds one L{ChatLineProtocol} per connection over the shared realm (see L{ConnectionFactory})."""
 
-    @param rate_limit: commands a second allowed per connection on average
-        (0: no limit), in bursts of up to C{rate_burst}.
-    @param max_connections: connections allowed at once (0: no cap).
-    @param max_connections_per_ip: connections allowed at once from one
-        address (0: no cap).
-    """
+    frontend = ChatLineProtocol.frontend
 
-    noisy = False
+    def refusal_line(self, text: str) -> bytes:
+        return line("ERR", text)
 
-    def __init__(self, chat, max_output: int = DEFAULT_MAX_OUTPUT, rate_limit: float = 0.0,
-                 rate_burst: int = 0, max_connections: int = 0, max_connections_per_ip: int = 0):
-        self.chat = chat
-        self.max_output = max_output
-        self.rate_limit = rate_limit
-        self.rate_burst = rate_burst or default_burst(rate_limit)
-        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
-        self.output = OutputBatch(chat.clock)
-
-    @property
-    def connections(self) -> dict:
-        return self.caps.connections
-
-    def buildProtocol(self, addr):
-        host = getattr(addr, "host", None)
-        refusal = self.caps.refused(host, self.chat, ChatLineProtocol.frontend,
-                                    lambda text: line("ERR", text))
-        if refusal is not None:
-            return refusal
-        rate = None
-        if self.rate_limit > 0:
-            rate = CommandRate(self.rate_limit, self.rate_burst, self.chat.clock.seconds())
-        protocol = ChatLineProtocol(self.chat, self.max_output, self.output, self, rate, host)
-        self.caps.add(protocol, host)
-        return protocol
-
-    def forget(self, protocol: ChatLineProtocol) -> None:
-        self.caps.forget(protocol, protocol.host)
+    def connection(self, host, rate) -> ChatLineProtocol:
+        return ChatLineProtocol(self, host, rate)

@@ -61,7 +61,7 @@ def web_front_ends(listen: str | None, max_output: int, limits: dict | None = No
         # At shutdown the service flushes each factory's output after the core has told every
         # session (the pages' "ended"); its own connection bookkeeping is the line protocol's.
         site.connections = ()
-        site.output = web.sockets.batch
+        site.output = web.sockets.output
         # For the metrics: its connections are the pages' WebSockets (an HTTP request is brief).
         site.frontend = "web"
         site.open_connections = lambda: len(web.sockets.sockets)

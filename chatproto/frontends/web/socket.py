@@ -17,8 +17,9 @@ from twisted.logger import Logger
 
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
+from ..connection import Connection
 from ..limits import CommandRate, ConnectionCaps, default_burst
-from ..output import BatchedOutput, OutputBatch
+from ..output import OutputBatch
 from .session import conversation_key, message_key
 from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
 
@@ -48,15 +49,14 @@ def bad(detail: str) -> BadRequest:
 
 class _BatchedTransport:
     """
-    What the WebSocket wire protocol writes its frames to: the connection's
-    L{BatchedOutput} (joined per reactor turn, sent straight to the socket
-    when nothing waits, bounded), with everything else passed to the TCP
-    transport.
+    What the WebSocket wire protocol writes its frames to: the connection
+    layer's output (joined per reactor turn, sent straight to the socket when
+    nothing waits, bounded), with everything else passed to the TCP transport.
     """
 
     __slots__ = ("output", "tcp")
 
-    def __init__(self, tcp, output: BatchedOutput):
+    def __init__(self, tcp, output: Connection):
         self.tcp = tcp
         self.output = output
 
@@ -96,90 +96,114 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
 
 
-class _Shim:
+def frame_head(buf: bytes, pos: int) -> int:
+    """The size of the head of the frame at C{pos} (RFC 6455 section 5.2), mask included; 0 if incomplete."""
+    if len(buf) - pos < 2:
+        return 0
+    b1 = buf[pos + 1]
+    n = b1 & 0x7F
+    head = 2 if n < 126 else 4 if n == 126 else 10
+    if b1 & 0x80:
+        head += 4
+    return head if len(buf) - pos >= head else 0
+
+
+def frame_end(buf: bytes, pos: int) -> int:
+    """Where the WebSocket frame starting at C{pos} ends; 0 while it is incomplete."""
+    head = frame_head(buf, pos)
+    if not head:
+        return 0
+    n = buf[pos + 1] & 0x7F
+    if n == 126:
+        n = int.from_bytes(buf[pos + 2:pos + 4], "big")
+    elif n == 127:
+        n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+    end = pos + head + n
+    return end if end <= len(buf) else 0
+
+
+class WebSocketConnection(Connection):
     """
-    What the transport under an upgraded WebSocket delivers to (see
-    L{ChatSocket.negotiationStarted}).
+    The connection layer under an upgraded WebSocket (see
+    L{ChatSocket.negotiationStarted}), its frames being WebSocket frames.
 
-    It cuts the bytes into whole frames. The common frame from a browser, one
-    complete masked text message, is unmasked and handed to the socket here
-    (wsproto's pure-Python frame machinery costs more than the rest of a
-    request); every other frame (control frames, fragments, anything
-    unusual or invalid) goes whole, in order, to Twisted's wire protocol and
-    wsproto. Bytes towards the next request are counted: a peer that never
-    completes one is cut off (Twisted would reassemble without a limit).
+    The common frame from a browser, one complete masked text message, is
+    unmasked and handed to the socket here (wsproto's pure-Python frame
+    machinery costs more than the rest of a request); every other frame
+    (control frames, fragments, anything unusual or invalid) goes whole, in
+    order, to Twisted's wire protocol and wsproto. Bytes towards the next
+    request are counted: a peer that never completes one is cut off (Twisted
+    would reassemble fragments without a limit).
     """
 
-    __slots__ = ("buffer", "closing", "connectionLost", "in_fragment", "socket", "upgraded")
+    __slots__ = ("channel", "in_fragment", "received", "socket", "upgraded")
 
-    def __init__(self, socket, upgraded, connection_lost):
+    frontend = "web"
+    MAX_FRAME = MAX_BUFFERED
+
+    def __init__(self, factory, socket, channel):
+        super().__init__(factory, socket.host, None, factory.max_output)
         self.socket = socket
-        self.upgraded = upgraded
-        self.connectionLost = connection_lost
-        self.buffer = b""
+        self.channel = channel  # told when the connection is gone (None: it hears of it itself)
+        self.upgraded = channel.dataReceived
         self.in_fragment = False
-        self.closing = False
+        self.received = 0
+
+    frame_end = staticmethod(frame_end)
 
     def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+        if self.received > MAX_BUFFERED:
+            self.socket._too_big()
+            return
+        super().dataReceived(data)
+
+    def request_complete(self) -> None:
+        """A whole request arrived: the count towards the next one starts again."""
+        self.received = 0
+
+    def frame_received(self, frame: bytes) -> None:
+        b0 = frame[0]
+        text = None
+        if b0 == 0x81 and frame[1] & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
+            head = frame_head(frame, 0)
+            try:
+                text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
+            except UnicodeDecodeError:
+                text = None  # wsproto refuses it properly
         socket = self.socket
-        socket._received += len(data)
-        if socket._received > MAX_BUFFERED:
-            socket._too_big()
-            return
-        if self.closing:
-            return
-        buf = self.buffer + data if self.buffer else data
-        size = len(buf)
-        pos = 0
-        while size - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            n = b1 & 0x7F
-            head = 2
-            if n == 126:
-                if size - pos < 4:
-                    break
-                n = int.from_bytes(buf[pos + 2:pos + 4], "big")
-                head = 4
-            elif n == 127:
-                if size - pos < 10:
-                    break
-                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                head = 10
-            masked = b1 & 0x80
-            if masked:
-                head += 4
-            end = pos + head + n
-            if end > size:
-                break
+        if text is not None:
+            socket.textMessageReceived(text)
+        else:
             opcode = b0 & 0x0F
-            text = None
-            if b0 == 0x81 and masked and not self.in_fragment:  # FIN, no RSV bits, a text frame
-                try:
-                    text = unmask(buf[end - n:end], buf[end - n - 4:end - n]).decode("utf-8")
-                except UnicodeDecodeError:
-                    text = None  # wsproto refuses it properly
-            if text is not None:
-                socket.textMessageReceived(text)
-            else:
-                if opcode in (1, 2) and not b0 & 0x80:
-                    self.in_fragment = True
-                elif opcode == 0 and b0 & 0x80:
-                    self.in_fragment = False
-                elif opcode == 8:
-                    self.closing = True
-                self.upgraded(buf[pos:end])
-            pos = end
-            if self.closing or socket.closed:
-                self.buffer = b""
+            closing = False
+            if opcode in (1, 2) and not b0 & 0x80:
+                self.in_fragment = True
+            elif opcode == 0 and b0 & 0x80:
+                self.in_fragment = False
+            elif opcode == 8:
+                closing = True
+            self.upgraded(frame)
+            if closing:
+                self.forget_input()
                 return
-        self.buffer = buf[pos:] if pos < size else b""
+        if socket.closed:
+            self.forget_input()
 
-    def makeConnection(self, transport) -> None:
-        pass
+    def frame_too_long(self) -> None:
+        self.socket._too_big()
 
-    def connectionMade(self) -> None:
-        pass
+    def who(self):
+        session = self.socket.session
+        return f"a web client of {session.username if session else None}"
+
+    def log_out(self) -> None:
+        self.socket.closed = True  # (its session logs out when its last tab is gone)
+
+    def lost(self, reason) -> None:
+        channel, self.channel = self.channel, None
+        if channel is not None:
+            channel.connectionLost(reason)  # and so the wire protocol, the ChatSocket, the caps
 
 
 # JSON shapes of the core's objects
@@ -281,8 +305,8 @@ def _clean_text(text) -> str:
 class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
 
-    __slots__ = ("_early", "_ready", "_received", "awaiting_pong", "chat", "closed", "factory", "host",
-                 "login", "open", "output", "rate", "request", "session", "tcp", "transport")
+    __slots__ = ("_early", "_ready", "awaiting_pong", "chat", "closed", "connection", "factory", "host",
+                 "login", "open", "rate", "request", "session", "tcp", "transport")
 
     def __init__(self, factory: "ChatSocketFactory", request, login):
         self.factory = factory
@@ -297,9 +321,8 @@ class ChatSocket:
         self.closed = False
         self._ready = False
         self._early: list = []
-        self._received = 0
         self.awaiting_pong = False
-        self.output = BatchedOutput(factory.batch, factory.max_output, self._drop_slow_reader)
+        self.connection = None  # the connection layer under it, once upgraded
         self.rate = None
         if factory.rate_limit > 0:
             self.rate = CommandRate(factory.rate_limit, factory.rate_burst, factory.clock.seconds())
@@ -318,16 +341,16 @@ class ChatSocket:
             tcp.unregisterProducer()
         except Exception:  # noqa: BLE001 - a transport without a producer registered
             pass
-        self.output.attach(tcp)
-        transport.transport = _BatchedTransport(tcp, self.output)
-        # The bytes now go to the WebSocket wire protocol through a slim shim that counts what
-        # arrives towards the next complete request (Twisted reassembles fragments without a
-        # limit). Handing the transport to the shim also frees the HTTP channel and the
+        # The bytes now go to the WebSocket wire protocol through the connection layer, which
+        # counts what arrives towards the next complete request (Twisted reassembles fragments
+        # without a limit). Handing the transport to it also frees the HTTP channel and the
         # request, a few KiB a connection.
-        upgraded = channel.dataReceived
-        shim = _Shim(self, upgraded, channel.connectionLost)
-        if not replace_protocol(tcp, channel, shim):
-            channel.dataReceived = shim.dataReceived
+        connection = self.connection = WebSocketConnection(self.factory, self, channel)
+        connection.makeConnection(tcp)
+        transport.transport = _BatchedTransport(tcp, connection)
+        if not replace_protocol(tcp, channel, connection):
+            connection.channel = None  # the channel hears of the end itself
+            channel.dataReceived = connection.dataReceived
 
     def negotiationFinished(self) -> None:
         # The upgraded request never finishes: let it (headers and all) go, it is not needed now.
@@ -354,7 +377,7 @@ class ChatSocket:
         self.close()
 
     def textMessageReceived(self, text: str) -> None:
-        self._received = 0
+        self.connection.request_complete()
         self.awaiting_pong = False
         if self.closed:
             return
@@ -392,7 +415,7 @@ class ChatSocket:
         d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, kind))
 
     def bytesMessageReceived(self, data) -> None:
-        self._received = 0
+        self.connection.request_complete()
         self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
 
     def pongReceived(self, payload) -> None:
@@ -413,7 +436,9 @@ class ChatSocket:
     def connectionLost(self, reason) -> None:
         self.open = False
         self.closed = True
-        self.output.discard()
+        connection = self.connection
+        if connection is not None and connection.connected:
+            connection.connectionLost(reason)
         self.factory.closed(self)
         if self.session is not None:
             self.session.detach(self)
@@ -421,9 +446,9 @@ class ChatSocket:
     # Output
 
     def send(self, obj: dict) -> None:
-        if not self.open or self.closed or self.transport is None:
+        if not self.open or self.closed or self.connection is None:
             return
-        self.output.write(text_frame(_dumps(obj)))
+        self.connection.write(text_frame(_dumps(obj)))
 
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
@@ -440,13 +465,6 @@ class ChatSocket:
         self.closed = True
         if self.transport is not None:
             self.transport.loseConnection(code)
-
-    def _drop_slow_reader(self) -> None:
-        log.info("Dropping a web client of {user}: more than {limit} bytes of output unread",
-                 user=self.session.username if self.session else None, limit=self.factory.max_output)
-        self.closed = True
-        if self.tcp is not None:
-            self.tcp.abortConnection()
 
     def _too_big(self) -> None:
         """Drop the connection at once (too much input, or a dead peer)."""
@@ -675,7 +693,7 @@ class ChatSocketFactory:
         # The web listener's caps: its site counts every TCP connection, WebSocket or not.
         self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.sockets: set = set()
-        self.batch = OutputBatch(clock)
+        self.output = OutputBatch(clock)
         self._pinger = None
 
     def opened(self, socket) -> None:
