@@ -305,6 +305,17 @@ class ChatTests(SynchronousTestCase):
             self.yoda.write(self.yoda.ws.send(TextMessage(chunk, message_finished=False)))
         self.assertTrue(self.yoda.transport.disconnecting)
 
+    def test_endless_fragment_with_pongs_between_is_cut_off_too(self):
+        from wsproto.events import Pong, TextMessage
+
+        chunk = "x" * 60000
+        for _ in range(websocket.MAX_BUFFERED // len(chunk) + 2):
+            if self.yoda.transport.disconnecting:
+                break
+            self.yoda.write(self.yoda.ws.send(TextMessage(chunk, message_finished=False)))
+            self.yoda.write(self.yoda.ws.send(Pong(b"")))  # an unasked pong counts no less
+        self.assertTrue(self.yoda.transport.disconnecting)
+
     def test_groups(self):
         reply = self.yoda.request("create_group", name="Jedi", members=["Hans"])
         self.assertEqual(reply["group"]["members"], [{"name": "Yoda", "joined": True},
@@ -552,6 +563,17 @@ class LimitTests(SynchronousTestCase):
         hans.drop()
         yoda.drop()
         self.assertIsNone(web.frontend.sockets._pinger)  # no timer left once nobody is connected
+
+    def test_an_idle_page_that_answers_pings_stays_connected(self):
+        # Each pong (6 bytes from a browser) counted towards the next request, which never came:
+        # at the real bound (about 200 KB) a page left open for some twelve days was cut off.
+        # A smaller bound shows it in simulated hours.
+        self.patch(websocket, "MAX_BUFFERED", 1000)
+        web = WebFixture(self)
+        yoda = web.browser("Yoda", "wise@!man")
+        web.advance(6 * 3600, yoda)  # 720 pings answered, about 4 KB of pongs
+        self.assertFalse(yoda.transport.disconnecting)
+        self.assertTrue(yoda.request("ping")["ok"])
 
     def test_connection_caps(self):
         web = WebFixture(self, max_connections_per_ip=2)

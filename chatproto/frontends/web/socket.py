@@ -447,6 +447,8 @@ class ChatSocket:
 
     def pongReceived(self, payload) -> None:
         self.awaiting_pong = False
+        if not self.connection.in_fragment:  # nothing of a request waits: an idle page's pongs are
+            self.connection.request_complete()  # not counted towards one (else cut off after days)
 
     def ping(self) -> None:
         """The factory's periodic check: a peer that did not answer the last ping is gone."""
