@@ -96,6 +96,27 @@ class ReadMarkerTests(TerminalClientTestCase):
         self.type(b"/win 2\r")
         self.assertEqual(self.server.sent, [])
 
+    def test_a_read_cut_off_by_a_lost_connection_is_sent_again_after_the_reconnect(self):
+        # The connection drops while a /read (and its SEQ look-up) waits for its answer: the
+        # answer never comes, and after the reconnect the window is marked read all the same.
+        from .test_client_terminal import FakeServer
+
+        self.login()
+        self.open_hans()
+        self.answer("MSG 01 Jun 2022 21:33:00, Hans: fine")
+        self.type(b"me too\r")
+        self.assertEqual(self.sent(), ["/history Hans 20", "/msgto Hans me too"])
+        self.chat.server_lost()  # no answer to either
+        self.server = FakeServer()
+        self.chat.connected(self.server)
+        self.assertEqual(self.sent(), ["LOGIN Yoda wise@!man 6000"])
+        self.answer("OK Welcome to chatproto!")
+        self.assertEqual(self.sent(), ["/users", "/groups", "/history Hans 100"])
+        self.answer("OK", "OK No groups.",
+                    "DATA #3 01 Jun 2022 21:33:00, Hans: fine",
+                    "DATA #4 01 Jun 2022 21:35:00, Hans: still there?", "OK")
+        self.type(b"back\r")
+        self.assertEqual(self.sent(), ["/read Hans 4", "/msgto Hans back"])
 
 class OverTheWireTests(TerminalClientTestCase):
     """The same through the model's real wire connection (ServerConnection on a StringTransport)."""

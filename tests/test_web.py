@@ -7,7 +7,9 @@ and its limits.
 import json
 import re
 
+from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
+from wsproto.events import TextMessage
 
 from chatproto.frontends.web import socket as websocket
 from chatproto.frontends.web.site import STATIC_DIR
@@ -190,6 +192,36 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("message")["message"]["text"], "hi")
         history = self.yoda.request("history", **{"with": "Hans"})
         self.assertEqual([m["text"] for m in history["messages"]], ["<img src=x onerror=alert(1)>", "hi"])
+
+    def test_pipelined_sends_are_answered_once_durable_in_order(self):
+        """Private sends pipelined in one read: no reply and no delivery before their batch is
+        committed, then every reply in the order of the requests, with its message's SEQ."""
+        held = []
+        database = self.web.core.database
+
+        def slow_commit(ops):
+            database.commit_now(ops)
+            d = defer.Deferred()
+            held.append(d)
+            return d
+
+        self.patch(database, "commit", slow_commit)
+        self.hans.events()
+        ws = self.yoda.ws
+        self.yoda.write(b"".join(ws.send(TextMessage(json.dumps({"id": 500 + n, "type": "send", "to": "Hans",
+                                                                    "text": f"p{n}"})))
+                                 for n in range(20)))
+        self.assertEqual([m for m in self.yoda.events() if m["type"] == "reply"], [])
+        self.assertEqual([m for m in self.hans.events() if m["type"] == "message"], [])
+        while held:
+            held.pop(0).callback(None)
+        replies = [m for m in self.yoda.events() if m["type"] == "reply"]
+        self.assertEqual([(r["id"], r["ok"], r["message"]["text"]) for r in replies],
+                         [(500 + n, True, f"p{n}") for n in range(20)])
+        seqs = [r["message"]["seq"] for r in replies]
+        self.assertEqual(seqs, sorted(seqs))
+        got = [m["message"]["text"] for m in self.hans.events() if m["type"] == "message"]
+        self.assertEqual(got, [f"p{n}" for n in range(20)])
 
     def test_errors_are_spec_texts(self):
         def error(**fields):

@@ -126,6 +126,7 @@ class TerminalUI(ConversationCommands, ClientUI):
     def on_Reconnected(self, event) -> None:
         self._connection_notice(RECONNECTED)
         for window in self.conversations.windows[1:]:
+            window.marking = False  # a /read cut off with the old connection never gets its answer
             if window.kind != "search":  # a conversation's window: what it missed
                 self._load_history(window, HISTORY_ON_RESUME, self._missed_history)
         self._set_status()

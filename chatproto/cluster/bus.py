@@ -35,6 +35,7 @@ from ..core import errors, events
 from ..core.errors import LoginFailed
 from ..core.interfaces import GroupRecord, IDelivery, IGroupNews, IPresence
 from ..turns import EndOfTurn
+from .commands import Away, BadCommand, Block, Deleted, GroupChange, Off, Sessions, parse
 
 log = Logger()
 
@@ -291,16 +292,14 @@ class ClusterBus:
     def install(self) -> None:
         self.realm.attach_node(self)
         if self.lockout is not None:
-            self.lockout.tell = lambda username, until: self.tell_all({"t": "block", "u": username,
-                                                                       "until": until})
-        self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
+            self.lockout.tell = lambda username, until: self.tell_all(Block(username, until))
+        self.ledger.on_group_change = lambda op: self.tell_all(GroupChange(list(op)))
         self.ledger.on_committed = self._committed
         self.ledger.on_first_seq = self.realm.first_seq_known
         for shared in (self.accounts, self.bans):
             if shared is not None:
                 shared.tell = self.tell_all
-        self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
-            {"t": "deleted", "log": log_name, "seq": seq, "by": author})
+        self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(Deleted(log_name, seq, author))
 
     def start(self, reactor) -> None:
         endpoint = endpoints.TCP4ClientEndpoint(reactor, self.host, self.port, timeout=5)
@@ -339,7 +338,7 @@ class ClusterBus:
                 yield self.redis.delete(self.prefix + "alive:" + self.node)
                 removed = yield self._forget_node(self.node)
                 if removed:
-                    yield self._publish(self.all_channel, {"t": "off", "n": self.node, "u": removed})
+                    yield self._publish(self.all_channel, Off(removed, node=self.node).to_json())
             except Exception as e:  # noqa: BLE001 - Redis may be gone: its keys expire anyway
                 log.warn("Cluster: cannot say goodbye to Redis: {why}", why=e)
         self.up = False
@@ -383,7 +382,7 @@ class ClusterBus:
                                   [name, self.node, json.dumps(listed)])
             here.append([name, listed])
         if here:
-            yield self._publish(self.all_channel, {"t": "on", "n": self.node, "u": here})
+            yield self._publish(self.all_channel, Sessions(here, node=self.node).to_json())
 
     def _now_up(self) -> None:
         waiters, self._up_waiters = self._up_waiters, []
@@ -459,7 +458,7 @@ class ClusterBus:
         names = set(removed) | {n for n, u in self.elsewhere.items() if node in u.nodes}
         self._node_gone(node, names)
         if names:
-            yield self._publish(self.all_channel, {"t": "off", "n": node, "u": sorted(names), "gone": True})
+            yield self._publish(self.all_channel, Off(sorted(names), gone=True, node=node).to_json())
 
     def end_session(self, node, name, notice) -> None:
         """Every session of C{name} on C{node} is to end (an administrator here, C{/logout all})."""
@@ -511,7 +510,7 @@ class ClusterBus:
 
     def _tell_sessions(self, name) -> defer.Deferred:
         """Every node is told C{name}'s sessions here now (none: gone from here)."""
-        return self.tell_all({"t": "on", "u": [[name, list(self.mine.get(name, {}).values())]]})
+        return self.tell_all(Sessions([[name, list(self.mine.get(name, {}).values())]]))
 
     def _held(self, user) -> defer.Deferred:
         """
@@ -540,7 +539,7 @@ class ClusterBus:
     def away_changed(self, username: str, text) -> defer.Deferred:
         """C{username}, logged in here, set (or cleared: None) their away message (the realm's away);
         fires once Redis has handed it to every node."""
-        return self.tell_all({"t": "away", "u": username, "x": text})
+        return self.tell_all(Away(username, text))
 
     def release(self, user) -> None:
         """A session here ended (the realm's logout, or a refused claim)."""
@@ -553,7 +552,9 @@ class ClusterBus:
         if not self.up:
             return  # re-registration after the reconnection leaves it out
         d = self.redis.eval(RELEASE, self._keys(self.node), [user.name, self.node, str(entry[0])])
-        d.addCallback(lambda removed: self._tell_sessions(user.name) if removed else None)
+        # Told even when Redis never had it (a refused claim): another claim's news, sent while
+        # this one waited, listed it to every node.
+        d.addCallback(lambda _: self._tell_sessions(user.name))
         d.addErrback(lambda f: log.warn("Cluster: cannot release {name}: {why}", name=user.name,
                                         why=f.getErrorMessage()))
 
@@ -663,11 +664,12 @@ class ClusterBus:
         d.addErrback(lambda f: log.warn("Cluster: cannot publish: {why}", why=f.getErrorMessage()))
         return d
 
-    def tell_all(self, payload) -> defer.Deferred:
+    def tell_all(self, command) -> defer.Deferred:
+        """A L{chatproto.cluster.commands.Command} to every node; fires once Redis has it."""
         if not self.up:
             return defer.succeed(None)
-        payload["n"] = self.node
-        return self._publish(self.all_channel, payload)
+        command.node = self.node
+        return self._publish(self.all_channel, command.to_json())
 
     def _first_time(self, message) -> bool:
         key = (message.group or "", message.seq)
@@ -691,35 +693,48 @@ class ClusterBus:
             for name, notice in payload.get("end", ()):
                 self.realm.end_session(name, notice)
             return
-        node = payload.get("n")
-        if node == self.node:
+        try:
+            command = parse(payload)
+        except BadCommand as e:
+            log.warn("Cluster: a bus message dropped: {why}", why=e)
             return
-        kind = payload.get("t")
-        if kind == "away":  # a user of that node set or cleared their away message
-            self.realm.away_elsewhere(payload["u"], payload.get("x"))
-            return
-        if kind == "on":
-            for name, sessions in payload["u"]:
-                self._sessions_there(name, node, sessions)
-        elif kind == "off":
-            if payload.get("gone"):
-                self._node_gone(node, payload["u"])
-            else:
-                for name in payload["u"]:
-                    self._sessions_there(name, node, [])
-        elif kind == "group":
-            self._group_change(payload["op"])
-        elif kind == "accounts" and self.accounts is not None:
-            self._accounts_changed(payload["set"], payload["del"])
-        elif kind == "ban":
-            self.realm.bans.changed_elsewhere(payload["u"], payload["until"])
-        elif kind == "deleted":  # the record may be in this node's file
-            if self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"]):
-                log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
-                         seq=payload["seq"], log=payload["log"] or "messagelog.txt")
-        elif kind == "block":
-            if self.lockout is not None:
-                self.lockout.blocked_elsewhere(payload["u"], payload["until"])
+        if command.node != self.node:
+            getattr(self, "_on_" + command.NAME)(command)
+
+    # The commands from other nodes (chatproto.cluster.commands), one handler each
+
+    def _on_on(self, command) -> None:
+        for name, sessions in command.accounts:
+            self._sessions_there(name, command.node, sessions)
+
+    def _on_off(self, command) -> None:
+        if command.gone:
+            self._node_gone(command.node, command.names)
+        else:
+            for name in command.names:
+                self._sessions_there(name, command.node, [])
+
+    def _on_away(self, command) -> None:  # a user of that node set or cleared their away message
+        self.realm.away_elsewhere(command.username, command.text)
+
+    def _on_group(self, command) -> None:
+        self._group_change(command.op)
+
+    def _on_accounts(self, command) -> None:
+        if self.accounts is not None:
+            self._accounts_changed(command.changed, command.removed)
+
+    def _on_ban(self, command) -> None:
+        self.realm.bans.changed_elsewhere(command.username, command.until)
+
+    def _on_deleted(self, command) -> None:  # the record may be in this node's file
+        if self.ledger.delete_in_file(command.log, command.seq, command.by):
+            log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
+                     seq=command.seq, log=command.log or "messagelog.txt")
+
+    def _on_block(self, command) -> None:
+        if self.lockout is not None:
+            self.lockout.blocked_elsewhere(command.username, command.until)
 
     def _accounts_changed(self, changed, removed) -> None:
         """Accounts added, changed or removed through another node: here too, and a removed
