@@ -400,6 +400,18 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(other_tab.next("read")["conversation"], "user:Yoda")
         self.assertEqual(self.web.ws(self.hans.token).next("hello")["unread"], {})
 
+    def test_read_of_a_user_named_like_a_group_is_refused_and_marks_nothing(self):
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.hans.request("join", group="Jedi")
+        self.yoda.request("send", group="Jedi", text="may the force")
+        other_tab = self.web.ws(self.hans.token)
+        self.assertEqual(other_tab.next("hello")["unread"], {"group:jedi": 1})
+        reply = self.hans.request("read", kind="user", name="#Jedi")
+        self.assertEqual((reply["ok"], reply["code"]), (False, "no-such-user"))
+        self.assertEqual(reply["error"], "No such user: #Jedi")
+        self.assertEqual([e for e in other_tab.events() if e["type"] == "read"], [])
+        self.assertEqual(self.web.ws(self.hans.token).next("hello")["unread"], {"group:jedi": 1})
+
     def test_own_message_reaches_the_other_tabs(self):
         second = self.web.ws(self.yoda.token)
         second.next("hello")
