@@ -295,7 +295,8 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("error")["error"], "Message too long")
         self.assertTrue(self.yoda.request("ping")["ok"])
 
-    def test_endless_fragment_is_cut_off(self):
+    def endless_fragment(self, between=None):
+        """Fragments of one text message that never ends, each followed by C{between} (a frame)."""
         from wsproto.events import TextMessage
 
         chunk = "x" * 60000
@@ -303,18 +304,17 @@ class ChatTests(SynchronousTestCase):
             if self.yoda.transport.disconnecting:
                 break
             self.yoda.write(self.yoda.ws.send(TextMessage(chunk, message_finished=False)))
-        self.assertTrue(self.yoda.transport.disconnecting)
+            if between is not None:
+                self.yoda.write(self.yoda.ws.send(between))
+        return self.yoda.transport.disconnecting
+
+    def test_endless_fragment_is_cut_off(self):
+        self.assertTrue(self.endless_fragment())
 
     def test_endless_fragment_with_pongs_between_is_cut_off_too(self):
-        from wsproto.events import Pong, TextMessage
+        from wsproto.events import Pong
 
-        chunk = "x" * 60000
-        for _ in range(websocket.MAX_BUFFERED // len(chunk) + 2):
-            if self.yoda.transport.disconnecting:
-                break
-            self.yoda.write(self.yoda.ws.send(TextMessage(chunk, message_finished=False)))
-            self.yoda.write(self.yoda.ws.send(Pong(b"")))  # an unasked pong counts no less
-        self.assertTrue(self.yoda.transport.disconnecting)
+        self.assertTrue(self.endless_fragment(between=Pong(b"")))  # an unasked pong counts no less
 
     def test_groups(self):
         reply = self.yoda.request("create_group", name="Jedi", members=["Hans"])
