@@ -92,6 +92,19 @@ class LoginTests(SynchronousTestCase):
         session = self.web.http("GET", "/session", headers={"Cookie": f"chatproto_session={token}"})
         self.assertEqual(session.json(), {"ok": True, "username": "Yoda"})
 
+    def test_a_login_whose_page_went_away_meanwhile_does_not_hold_a_session(self):
+        # The browser left (a reload, a closed tab) while its login was being recorded: nobody
+        # has its cookie, so it must not keep one of the account's sessions (--max-sessions 1:
+        # the next login, here or anywhere, would be refused for two minutes).
+        web = WebFixture(self, realm_options={"max_sessions": 1})
+        channel, _transport = web.connect_http()
+        body = json.dumps({"username": "Yoda", "password": "wise@!man"}).encode()
+        channel.dataReceived(b"POST /login HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        channel.connectionLost(None)  # gone before the login is recorded (the end of this turn)
+        web.clock.advance(0)
+        self.assertEqual(web.core.connect().send("LOGIN Yoda wise@!man 6001"), ["OK Welcome to chatproto!"])
+
     def test_spec_texts_and_lockout(self):
         self.assertEqual(self.web.login("Nobody", "x").json()["error"], "Invalid Username. Please try again")
         first = self.web.login("Yoda", "wrong")
