@@ -484,6 +484,37 @@ class SessionsOnSeveralNodesTests(SynchronousTestCase):
                          ["ERR This account is already logged in"])
         self.assertEqual(len(self.bus.mine["Yoda"]), 1)  # the refused session is not kept
 
+    def test_a_tab_refused_while_another_was_claimed_is_not_left_in_the_other_nodes_lists(self):
+        # Two tabs of Yoda's browser open here at once (sessions admitted on the cookie's word),
+        # one session on B, a limit of 2: Redis grants the first and refuses the second. The
+        # other nodes' /sessions and /activeuser must end with the one session here.
+        from .test_irc import OtherSession
+
+        self.chat.max_sessions = 2
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        claims = []
+
+        def eval_(script, keys, args):
+            if script is CLAIM:
+                claims.append(defer.Deferred())
+                return claims[-1]
+            return defer.succeed(0)  # RELEASE: the refused session was never in Redis
+
+        self.bus.redis.eval = eval_
+        tabs = [OtherSession(), OtherSession()]
+        tabs[1].ip = "10.0.0.9"
+        results = [self.chat.add_session("Yoda", tab) for tab in tabs]
+        self.assertEqual(len(claims), 2)
+        claims[0].callback([1])
+        claims[1].callback([0])
+        self.fixture.clock.advance(0)
+        self.successResultOf(results[0])
+        self.assertEqual(self.failureResultOf(results[1]).value.code, "already-logged-in")
+        told = [payload["u"] for channel, payload in self.bus.redis.published
+                if channel == "chatproto:0:all" and payload.get("t") == "on"]
+        [[name, sessions]] = told[-1]  # what the other nodes hold last of Yoda's sessions here
+        self.assertEqual((name, [entry[2] for entry in sessions]), ("Yoda", ["127.0.0.1"]))
+
     def test_presence_is_told_once_for_an_account_on_several_nodes(self):
         watcher = Watcher()
         d = self.chat.login("leia", "alderaan", watcher)

@@ -120,6 +120,17 @@ class SessionTests(SynchronousTestCase):
         luke2.drop()
         self.assertEqual([type(e) for e in watcher.events], [UserOnline, UserOffline])
 
+    def test_a_message_on_its_way_when_the_first_session_leaves_reaches_the_others(self):
+        # Hans's message is being stored when Yoda's first session logs out (the same turn):
+        # the session still open shows it, as it shows every message to Yoda.
+        self.hans.protocol.dataReceived(b"/msgto Yoda are you there?\n")
+        self.yoda1.protocol.dataReceived(b"/logout\n")
+        self.f.clock.advance(0)
+        self.assertRegex(self.hans.output()[0], rf"^OK message sent at {TS}\.$")
+        self.assertEqual(self.yoda1.output(), ["OK Bye, Yoda!"])
+        (line,) = self.yoda2.output()
+        self.assertRegex(line, rf"^MSG {TS}, Hans: are you there\?$")
+
     def test_the_limit(self):
         f = ChatFixture(self, max_sessions=2)
         f.login("Yoda", "wise@!man")

@@ -565,7 +565,9 @@ class ClusterBus:
         if not self.up:
             return  # re-registration after the reconnection leaves it out
         d = self.redis.eval(RELEASE, self._keys(self.node), [user.name, self.node, str(entry[0])])
-        d.addCallback(lambda removed: self._tell_sessions(user.name) if removed else None)
+        # Told even when Redis never had it (a refused claim): another claim's news, sent while
+        # this one waited, listed it to every node.
+        d.addCallback(lambda _: self._tell_sessions(user.name))
         d.addErrback(lambda f: log.warn("Cluster: cannot release {name}: {why}", name=user.name,
                                         why=f.getErrorMessage()))
 

@@ -766,7 +766,9 @@ class ChatRealm:
     def _private_stored(self, seq, sender, recipient, username, timestamp, now, text) -> Message:
         """A private message is durable: deliver it (and show it on the sender's other sessions); return it."""
         message = Message(PRIVATE, seq, timestamp, now, sender.name, username, None, text)
-        delivered = recipient is not None and not recipient.gone
+        if recipient is not None and recipient.gone:  # the session that stood for them left meanwhile:
+            recipient = self._everyone.get(username)  # their other sessions, if any, show it all the same
+        delivered = recipient is not None
         if delivered:
             self._deliver(recipient, message)
         if sender.peers is not None or self._elsewhere:  # (a cluster: maybe on other nodes)
