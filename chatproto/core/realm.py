@@ -797,6 +797,8 @@ class ChatRealm:
         if receiver.peers is not None:  # the session used last, among those that can receive files
             receiver = max((one for one in receiver.peers if one.udp_port), key=lambda one: one.used,
                            default=receiver)
+        elif receiver is self._elsewhere.get(username):  # a cluster: only on other nodes; one of them
+            receiver = receiver.for_files()
         if not receiver.udp_port:
             return defer.fail(ChatError(errors.CANNOT_RECEIVE_FILES, name=username))
         transfer_id = random_secrets.token_hex(8)
@@ -919,6 +921,11 @@ class ChatRealm:
         group = self._groups.get(key)
         if group is not None:
             self._fan_out(group, event, but, here_only=True)
+
+    def deliver_to_session(self, user: User, event) -> None:
+        """Another node's event for one session here (a file offer)."""
+        if not user.gone:
+            self._deliver_one(user, event)
 
     def deliver_here(self, usernames, event) -> None:
         """Another node's event for C{usernames}: to each one's sessions here (not elsewhere again)."""
