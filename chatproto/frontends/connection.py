@@ -91,6 +91,8 @@ class Connection:
     lines_per_turn = LINES_PER_TURN
     MAX_FRAME = 65536  # the longest frame handled at first (max_frame); longer ones go to frame_too_long
     drop_deadline = DROP_DEADLINE
+    login_deadline_notice = ""  # what a connection that did not log in in time is told
+    drop_notice = ""  # what a dropped slow reader is told last (empty: it is cut off at once)
 
     def __init__(self, factory, host=None, rate=None, max_output=DEFAULT_MAX_OUTPUT):
         # Every attribute is set here, in one order.
@@ -141,13 +143,6 @@ class Connection:
     def notice_line(self, text: str) -> bytes:
         """C{text} as this front end tells it before closing (the login deadline, a slow reader's drop)."""
         return b""
-
-    def login_deadline_notice(self) -> str:
-        return ""
-
-    def drop_notice(self) -> str:
-        """What a dropped slow reader is told last (empty: it is cut off at once)."""
-        return ""
 
     def who(self):
         """Who the connection is, for the log."""
@@ -261,7 +256,7 @@ class Connection:
                     if size <= self.max_frame:
                         break  # its rest is to come
                 # The frame's share of the turn: a connection gets lines_per_turn frames and
-                # BYTES_PER_TURN bytes a reactor turn (limits.over_turn; a long frame goes alone),
+                # BYTES_PER_TURN bytes a reactor turn (a long frame goes alone),
                 # then its input is held until the next turn, after everyone's output of this one;
                 # with a command rate, a token per frame, else its input is held until the next
                 # token (nothing handled, nothing read). Inline: this runs for every frame.
@@ -461,7 +456,7 @@ class Connection:
         self._replies = None
         self.forget_input()  # nothing more it sent is read
         self.log_out()
-        notice = self.drop_notice()
+        notice = self.drop_notice
         transport = self.transport
         if not notice:
             transport.abortConnection()
@@ -496,7 +491,7 @@ class Connection:
     def login_too_late(self) -> None:
         """The login deadline (L{LoginDeadlines}) has come and it has not logged in."""
         log.info("Closing {peer}: no login within {n:.0f} s", peer=self.who(), n=self.factory.deadlines.seconds)
-        self.close(self.login_deadline_notice(), wait_for_replies=False)
+        self.close(self.login_deadline_notice, wait_for_replies=False)
 
     # Replies, in the order of the commands
 
