@@ -36,7 +36,7 @@ class Echo(Connection):
     drop_notice = "too slow"
 
     def __init__(self, factory, host, rate):
-        super().__init__(factory, host, rate, factory.max_output)
+        super().__init__(factory, host, rate)
         self.handled = []
         self.out_of_order = None
 

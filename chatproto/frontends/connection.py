@@ -80,8 +80,8 @@ class Connection:
     """
 
     __slots__ = (
-        "factory", "chat", "clock", "host", "ip", "transport", "connected", "rate", "max_output",
-        "_buffer", "_offset", "_discarding", "_receiving", "paused", "_pauses", "_transport_paused",
+        "factory", "chat", "clock", "host", "ip", "transport", "connected", "rate",
+        "_buffer", "_offset", "_discarding", "_receiving", "_pauses", "_transport_paused",
         "_turn_seen", "_lines_this_turn", "_bytes_this_turn", "_wakeup", "_abort",
         "_out", "_out_paused", "_out_queued", "_out_closed", "_then_close",
         "_replies", "_closing", "_dropped", "_lost", "logged_in", "max_frame",
@@ -94,7 +94,7 @@ class Connection:
     login_deadline_notice = ""  # what a connection that did not log in in time is told
     drop_notice = ""  # what a dropped slow reader is told last (empty: it is cut off at once)
 
-    def __init__(self, factory, host=None, rate=None, max_output=DEFAULT_MAX_OUTPUT):
+    def __init__(self, factory, host=None, rate=None):
         # Every attribute is set here, in one order.
         self.factory = factory
         self.chat = factory.chat
@@ -102,7 +102,6 @@ class Connection:
         self.host = host  # the address the caps count it under
         self.ip = host
         self.rate = rate  # a CommandRate when the server limits commands
-        self.max_output = max_output
         self.transport = None
         self.connected = 0
         self.logged_in = False  # set by the front end: the login deadline no longer applies
@@ -111,9 +110,8 @@ class Connection:
         self._offset = 0
         self._discarding = False  # inside an over-long frame
         self._receiving = False  # the input loop is running (a frame's handler may read more)
-        self.paused = False  # no frame is handled
         self._transport_paused = False  # nothing is read from the socket either
-        self._pauses = NO_PAUSES  # why input is not handled: "login", "turn", "rate", "closing", ...
+        self._pauses = NO_PAUSES  # why no input is handled now: "login", "turn", "rate", "closing", ...
         self._turn_seen = -1  # the output batch's turn count when the counts below were last reset
         self._lines_this_turn = 0
         self._bytes_this_turn = 0
@@ -238,7 +236,7 @@ class Connection:
                 self._offset = 0
             else:
                 self._buffer += data
-            if self.paused and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
+            if self._pauses and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
                 self._pause_transport()  # until the short pause is over
         if self._receiving:
             return  # the outer call goes on with the buffer
@@ -246,7 +244,7 @@ class Connection:
         try:
             frame_end = self.frame_end
             output = self.factory.output
-            while not self.paused:
+            while not self._pauses:
                 buffer, offset = self._buffer, self._offset
                 end = frame_end(buffer, offset)
                 if end:
@@ -293,7 +291,7 @@ class Connection:
             if self._transport_paused and self.connected:
                 # The input it stopped for is handled (down to the limit), or all that is
                 # left is part of a frame: its rest is in the socket.
-                self._read_again(not self.paused)
+                self._read_again(not self._pauses)
         finally:
             self._receiving = False
 
@@ -308,7 +306,6 @@ class Connection:
         """
         self._buffer, self._offset = b"", 0
         self._pauses = self._pauses | {"closing"}
-        self.paused = True
         self._pause_transport()
 
     # Holds
@@ -334,7 +331,6 @@ class Connection:
         restarting the reading costs two system calls.
         """
         self._pauses = self._pauses | {reason}
-        self.paused = True
         if reason not in SHORT_PAUSES or len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
             self._pause_transport()
 
@@ -351,7 +347,6 @@ class Connection:
             return
         self._read_again()
         if not self._pauses:
-            self.paused = False
             self.dataReceived(b"")
 
     def _read_again(self, needed: bool = False) -> None:
@@ -421,7 +416,7 @@ class Connection:
         if unsent is None:
             self._out_queued += written
             unsent = self._out_queued
-        return unsent > self.max_output
+        return unsent > self.factory.max_output
 
     def close_when_sent(self) -> None:
         """Close the connection once this turn's output is handed over."""
@@ -450,7 +445,7 @@ class Connection:
     def drop_slow_reader(self) -> None:
         """More than C{max_output} bytes wait unread: the connection is dropped, its user logged out."""
         log.info("Dropping {peer}: more than {limit} bytes of output unread", peer=self.who(),
-                 limit=self.max_output)
+                 limit=self.factory.max_output)
         self.chat.note("dropped", self.frontend)
         self._dropped = True
         self._replies = None

@@ -79,7 +79,7 @@ class IRCProtocol(Connection):
     drop_notice = "too much output waiting unread"
 
     def __init__(self, factory, host=None, rate=None):
-        super().__init__(factory, host, rate, factory.max_output)
+        super().__init__(factory, host, rate)
         self.nick = None
         self.user_seen = False
         self.password = None

@@ -203,7 +203,7 @@ class ChatLineProtocol(Connection):
     drop_notice = texts.DROPPED_NOTICE
 
     def __init__(self, factory, host=None, rate=None):
-        super().__init__(factory, host, rate, factory.max_output)
+        super().__init__(factory, host, rate)
         self.udp_port = 0
         self.user = None
         self._lines_before_login = 0

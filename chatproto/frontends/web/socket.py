@@ -141,7 +141,7 @@ class WebSocketConnection(Connection):
     MAX_FRAME = MAX_BUFFERED
 
     def __init__(self, factory, socket, channel):
-        super().__init__(factory, socket.host, None, factory.max_output)
+        super().__init__(factory, socket.host)
         self.socket = socket
         self.channel = channel  # told when the connection is gone (None: it hears of it itself)
         self.upgraded = channel.dataReceived
