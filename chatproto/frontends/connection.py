@@ -6,7 +6,7 @@ WebSocket).
 A L{Connection} owns, once for all of them:
   - framing: frames are cut out of what was read one at a time, from an
     offset, in linear time however the input is cut and however often it
-    pauses (L{Connection.frame_end}: newline-ended lines by default, a
+    pauses (newline-ended lines by default; L{Connection.frame_end} finds a
     WebSocket's frames for the web);
   - each connection's share of a reactor turn (L{LINES_PER_TURN} frames and
     L{limits.BYTES_PER_TURN} bytes) and its command rate: past either its
@@ -132,7 +132,7 @@ class Connection:
     # What a front end supplies
 
     def frame_received(self, frame: bytes) -> None:
-        """One whole frame (a line with its newline, a WebSocket frame)."""
+        """One whole frame (a line without its LF or CR LF; a WebSocket frame with its head)."""
         raise NotImplementedError
 
     def frame_too_long(self) -> None:
@@ -212,21 +212,27 @@ class Connection:
 
     # Input
 
-    def frame_end(self, buffer: bytes, offset: int) -> int:
-        """Where the frame starting at C{offset} ends (past its newline); 0 while it is incomplete."""
-        return buffer.find(b"\n", offset) + 1
+    # Where the frame starting at an offset of the buffer ends (past its delimiter), 0 while it
+    # is incomplete: frame_end(buffer, offset), or None for newline-ended lines (found inline:
+    # this runs for every line).
+    frame_end = None
+
+    def _frame_end(self, buffer: bytes, offset: int) -> int:
+        frame_end = self.frame_end
+        return buffer.find(b"\n", offset) + 1 if frame_end is None else frame_end(buffer, offset)
 
     def dataReceived(self, data: bytes) -> None:
         """
         Cut frames out of the buffer one at a time, from an offset, while
-        input is not paused. An over-long frame goes to L{frame_too_long} in
-        its place and is skipped up to its end.
+        input is not paused, and hand each to L{frame_received} (a line
+        without its LF or CR LF; a WebSocket frame whole). An over-long frame
+        goes to L{frame_too_long} in its place and is skipped up to its end.
         """
         if self._dropped or self._closing:
             return  # gone, dropped for not reading or closing: nothing more it sent is acted on or kept
         if data:
             if self._discarding:
-                end = self.frame_end(data, 0)
+                end = self._frame_end(data, 0)
                 if not end:
                     return
                 self._discarding = False
@@ -241,35 +247,36 @@ class Connection:
         if self._receiving:
             return  # the outer call goes on with the buffer
         self._receiving = True
+        # The share of a turn: a connection gets lines_per_turn frames and BYTES_PER_TURN
+        # bytes a reactor turn (a long frame goes alone), then its input is held until the
+        # next turn, after everyone's output of this one; with a command rate, a token per
+        # frame, else its input is held until the next token (nothing handled, nothing read).
+        # Counted in locals here (the turn does not end inside this loop).
+        turn = self.factory.output.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = self._bytes_this_turn = 0
+        lines, nbytes = self._lines_this_turn, self._bytes_this_turn
+        max_lines = self.lines_per_turn
+        rate = self.rate
+        frame_end = self.frame_end
         try:
-            frame_end = self.frame_end
-            output = self.factory.output
             while not self._pauses:
                 buffer, offset = self._buffer, self._offset
-                end = frame_end(buffer, offset)
+                end = buffer.find(b"\n", offset) + 1 if frame_end is None else frame_end(buffer, offset)
                 if end:
                     size = end - offset
                 else:
                     size = len(buffer) - offset
                     if size <= self.max_frame:
                         break  # its rest is to come
-                # The frame's share of the turn: a connection gets lines_per_turn frames and
-                # BYTES_PER_TURN bytes a reactor turn (a long frame goes alone),
-                # then its input is held until the next turn, after everyone's output of this one;
-                # with a command rate, a token per frame, else its input is held until the next
-                # token (nothing handled, nothing read). Inline: this runs for every frame.
-                turn = output.turns
-                if turn != self._turn_seen:
-                    self._turn_seen = turn
-                    self._lines_this_turn = self._bytes_this_turn = 0
-                lines = self._lines_this_turn = self._lines_this_turn + 1
-                nbytes = self._bytes_this_turn = self._bytes_this_turn + size
+                lines += 1
+                nbytes += size
                 held = False
-                if lines > self.lines_per_turn or (lines > 1 and nbytes > BYTES_PER_TURN):
+                if lines > max_lines or (lines > 1 and nbytes > BYTES_PER_TURN):
                     self.hold("turn", 0)
                     held = True
-                elif self.rate is not None:
-                    rate = self.rate
+                elif rate is not None:
                     now = self.clock.seconds()
                     if not rate.allow(now):
                         self.hold("rate", rate.delay(now))
@@ -284,6 +291,11 @@ class Connection:
                 self._offset = end
                 if size > self.max_frame:
                     self.frame_too_long()
+                elif frame_end is None:
+                    stop = end - 1
+                    if stop > offset and buffer[stop - 1] == 13:  # CR LF
+                        stop -= 1
+                    self.frame_received(buffer[offset:stop])
                 else:
                     self.frame_received(buffer[offset:end])
             if self._offset and self._offset >= len(self._buffer):
@@ -293,6 +305,7 @@ class Connection:
                 # left is part of a frame: its rest is in the socket.
                 self._read_again(not self._pauses)
         finally:
+            self._lines_this_turn, self._bytes_this_turn = lines, nbytes
             self._receiving = False
 
     def unread_input(self) -> bytes:
@@ -322,6 +335,11 @@ class Connection:
         self.resume(reason)
 
     # Pauses
+
+    @property
+    def paused(self) -> bool:
+        """No input is handled now (one pause or more hold)."""
+        return bool(self._pauses)
 
     def pause(self, reason: str) -> None:
         """

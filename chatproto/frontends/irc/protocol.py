@@ -157,7 +157,6 @@ class IRCProtocol(Connection):
             self.numeric(T.ERR_INPUTTOOLONG, "Input line was too long")
 
     def frame_received(self, raw: bytes) -> None:
-        raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
         if self._fast:
             if raw.startswith(b"PRIVMSG ") and len(raw) <= MAX_REST:
                 # The hot path: a registered client's plain "PRIVMSG TARGET :text".

@@ -265,7 +265,6 @@ class ChatLineProtocol(Connection):
         return True
 
     def frame_received(self, data: bytes) -> None:
-        data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
         if self.user is None and self._count_before_login():
             return
         if len(data) > MAX_LINE:
