@@ -5,6 +5,7 @@ and the index kept across a restart.
 """
 
 import re
+import signal
 import socket
 import unittest
 
@@ -88,6 +89,28 @@ class SearchEndToEndTests(IRCServerMixin, unittest.TestCase):
         log = server.stdout.lines
         self.assertTrue([line for line in log if "Loaded 6 accounts" in line], log)  # the operator's log
         self.assertFalse([line for line in log if "Search index" in line], log)
+
+
+class SearchAfterACrashTests(IRCServerMixin, unittest.TestCase):
+    def test_a_killed_server_s_acknowledged_messages_are_found_after_the_restart(self):
+        """SQLite indexes in bulk: what was acknowledged but not indexed when the server was
+        killed is indexed by the next start, before it listens."""
+        server = self.start_server()
+        yoda = self.login("Yoda", "wise@!man")
+        hans = self.login("Hans", "falcon*solo")
+        for n in range(1, 4):
+            yoda.command(f"/msgto Hans hyperdrive part {n}", re.compile("^message sent at"))
+        for client in (yoda, hans):
+            client.cleanup()
+        data_dir = server.data_dir
+        server.stop(signal.SIGKILL)  # no clean stop: the index had not been written yet
+        server = self.start_server(data_dir=data_dir)
+        log = server.stdout.lines
+        self.assertTrue([line for line in log if line.endswith(
+            "Search index: 3 messages indexed that the last server left out (it did not stop cleanly)")], log)
+        hans = self.login("Hans", "falcon*solo", server=server)
+        hans.command("/search hyperdrive", *(re.compile(rf"^Yoda #{n} {TS}, Yoda: hyperdrive part {n}$")
+                                             for n in (3, 2, 1)))
 
 
 @unittest.skipUnless(have("weechat-headless"), "weechat-headless is not installed")

@@ -161,6 +161,43 @@ def test_one_user_in_the_terminal_irc_and_the_browser_at_once(browser, cleanup):
     assert page.errors == []
 
 
+def test_reading_in_the_terminal_clears_the_other_devices(browser, cleanup):  # noqa: F811
+    """Issue 24: the terminal client marks what it shows read; the page and another session clear."""
+    server = start_server(cleanup)
+    hans = wire_user(server, cleanup, "Hans", "falcon*solo")
+    phone = wire_user(server, cleanup, "Yoda", "wise@!man")  # another device, on the wire protocol
+    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
+    for text in ("one", "two"):
+        hans.send(f"/msgto Yoda {text}")
+        hans.expect(re.compile("^OK message sent at"))
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge:text-is('2')")
+    screen = terminal_client(server, cleanup)
+    log_in(screen, "Yoda", "wise@!man")
+    screen.wait_for_text("unread: 2:Hans(2)")  # the status line
+    assert "<Hans> two" not in screen.text()
+
+    # Opening the conversation shows the two and marks them read: every device clears.
+    type_line(screen, "/chat Hans")
+    screen.wait_for_text("#2 ")
+    phone.expect("READ Hans 2")
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge", state="detached")
+    screen.wait_for(lambda: "unread:" not in screen.text(), "the status line without unread counts")
+
+    # A message that arrives while the conversation is open is shown at once, and read for the
+    # other devices once Yoda types in it (nobody may be at an idle terminal).
+    hans.send("/msgto Yoda three")
+    hans.expect(re.compile("^OK message sent at"))
+    screen.wait_for_text("<Hans> three")
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge:text-is('1')")
+    type_line(screen, "three, yes")
+    hans.expect(re.compile(r"^MSG .*, Yoda: three, yes$"))
+    phone.expect("READ Hans 3")
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge", state="detached")
+    phone.send("/unread")
+    phone.expect("OK No unread messages.")
+    assert page.errors == []
+
+
 def test_unread_survives_a_restart_and_shows_at_login(cleanup):
     server = start_server(cleanup, "--offline-messages")
     hans = wire_user(server, cleanup, "Hans", "falcon*solo")

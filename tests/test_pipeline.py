@@ -69,6 +69,36 @@ class PipelineTests(SynchronousTestCase):
         self.assertTrue(all(o.startswith("OK message sent at ") for o in out))
         self.assertEqual(calls, ["pause", "resume"])
 
+    def test_a_client_that_never_waits_has_at_most_256_commands_in_flight(self):
+        """While the database has not committed, a pipelining client's input waits past 256
+        unanswered commands; it goes on once half of them are answered; nothing is lost."""
+        from chatproto.frontends.connection import MAX_REPLIES_WAITING
+
+        held = []
+
+        def slow_commit(ops):
+            self.f.database.commit_now(ops)
+            d = defer.Deferred()
+            held.append(d)
+            return d
+
+        self.patch(self.f.database, "commit", slow_commit)
+        self.yoda.protocol.dataReceived(b"".join(b"/msgto Hans q%d\n" % i for i in range(1000)))
+        for _ in range(40):
+            self.f.clock.advance(0)
+        stored = len(self.f.read("messagelog.txt").splitlines())
+        self.assertEqual(stored, MAX_REPLIES_WAITING)  # read no further than the bound
+        self.assertEqual(self.yoda.output(), [])  # nothing acknowledged before its commit
+        out = []
+        while held or self.f.timers():
+            while held:
+                held.pop(0).callback(None)
+            self.f.clock.advance(0)
+            out += self.yoda.output()
+        self.assertEqual(len(out), 1000)
+        self.assertTrue(all(o.startswith("OK message sent at ") for o in out))
+        self.assertEqual([g.rsplit(" ", 1)[-1] for g in self.hans.output()], [f"q{i}" for i in range(1000)])
+
     def test_nothing_acknowledged_or_delivered_when_the_batch_fails(self):
         """A batch the database refuses: every message of it is refused, in order, none delivered."""
 

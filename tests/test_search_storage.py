@@ -310,6 +310,27 @@ class PostgresSearchTests(NeedsPostgres, SearchContract, SynchronousTestCase):
         return PostgresDatabase(self._url).open()
 
 
+class PostgresFrequentWordsSearchTests(PostgresSearchTests):
+    """The same contract with every word frequent by PostgreSQL's statistics (a test database
+    has none: every word is rare there, and the GIN index answers): one query a conversation."""
+
+    def setUp(self):
+        from chatproto.storage import postgres
+
+        self.patch(postgres, "_shares", lambda db, words: {word: 0.5 for word in words})
+        super().setUp()
+
+
+class PostgresFrequentWordsSeldomTogetherSearchTests(PostgresSearchTests):
+    """Frequent words seldom together (0.05 each): the GIN index's matches of one, the other checked."""
+
+    def setUp(self):
+        from chatproto.storage import postgres
+
+        self.patch(postgres, "_shares", lambda db, words: {word: 0.05 for word in words})
+        super().setUp()
+
+
 def _old_sqlite(path, n):
     """A database as a server before the search index left it: version 1, C{n} messages."""
     from chatproto.storage.sqlite import MIGRATIONS

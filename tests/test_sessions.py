@@ -120,6 +120,34 @@ class SessionTests(SynchronousTestCase):
         luke2.drop()
         self.assertEqual([type(e) for e in watcher.events], [UserOnline, UserOffline])
 
+    def test_a_message_on_its_way_when_the_first_session_leaves_reaches_the_others(self):
+        # Hans's message is being stored when Yoda's first session logs out (the same turn):
+        # the session still open shows it, as it shows every message to Yoda.
+        self.hans.protocol.dataReceived(b"/msgto Yoda are you there?\n")
+        self.yoda1.protocol.dataReceived(b"/logout\n")
+        self.f.clock.advance(0)
+        self.assertRegex(self.hans.output()[0], rf"^OK message sent at {TS}\.$")
+        self.assertEqual(self.yoda1.output(), ["OK Bye, Yoda!"])
+        (line,) = self.yoda2.output()
+        self.assertRegex(line, rf"^MSG {TS}, Hans: are you there\?$")
+
+    def test_what_a_session_sent_just_before_leaving_is_shown_on_the_others(self):
+        # A script (or a hurried user) sends and logs out at once: the message is stored after
+        # the session is gone; the account's other session shows it all the same.
+        self.yoda1.protocol.dataReceived(b"/msgto Hans bye for now\n/logout\n")
+        self.f.clock.advance(0)
+        self.assertRegex(self.yoda1.output()[0], rf"^OK message sent at {TS}\.$")
+        self.assertRegex(self.hans.output()[0], rf"^MSG {TS}, Yoda: bye for now$")
+        (sent,) = self.yoda2.output()
+        self.assertRegex(sent, rf"^SENT {TS}, to Hans: bye for now$")
+        self.hans.send("/creategroup Jedi Yoda")
+        self.yoda2.send("/joingroup Jedi")
+        yoda3 = self.f.login("Yoda", "wise@!man", 6004)
+        self.yoda2.protocol.dataReceived(b"/groupmsg Jedi may the force\n/logout\n")
+        self.f.clock.advance(0)
+        self.assertIn("Group chat message sent.", self.yoda2.output()[0])
+        self.assertRegex(yoda3.output()[-1], rf"^SENT {TS}, to #Jedi: may the force$")
+
     def test_the_limit(self):
         f = ChatFixture(self, max_sessions=2)
         f.login("Yoda", "wise@!man")

@@ -371,6 +371,71 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
             self.assertIn("USING INDEX", plan)
             self.assertNotIn("FOR ORDER BY", plan)
 
+    def test_history_and_unread_read_the_one_conversation_index(self):
+        """/history and /unread start at a SEQ, and read (peers, time, seq) from its time: no scan, no sort."""
+        for i in range(6):
+            self.durable(self.ledger.append_private("Hans", "Yoda", T, 10.0 + i, f"m{i}"))
+        self.durable(self.ledger.set_read_marker("Yoda", "Hans", 4))
+        plans = []
+        execute = self.database._db.execute
+
+        class Explaining:
+            def execute(self, query, args=()):
+                if query.lstrip().startswith("SELECT") and "FROM messages" in query:
+                    plans.append(" ".join(row[3] for row in execute("EXPLAIN QUERY PLAN " + query, args)))
+                return execute(query, args)
+
+        self.database._db = Explaining()
+        try:
+            history = self.successResultOf(self.ledger.private_history("Yoda", "Hans", 2, before=5))
+            unread = self.successResultOf(self.ledger.unread_counts("Yoda", []))
+        finally:
+            self.database._db = execute.__self__
+        self.assertEqual([m.seq for m in history], [3, 4])
+        self.assertEqual(unread, [("Hans", 2, 15.0)])
+        self.assertTrue(plans)
+        for plan in plans:
+            self.assertIn("USING", plan)
+            self.assertNotIn("SCAN", plan)
+            self.assertNotIn("FOR ORDER BY", plan)
+
+    def test_a_clock_set_back_keeps_history_and_unread_in_seq_order(self):
+        """A private message's stored time never goes below an earlier one's: history stays in SEQ order."""
+        for i, time in enumerate([10.0, 20.0, 5.0, 6.0, 30.0]):
+            self.durable(self.ledger.append_private("Hans", "Yoda", T, time, f"m{i}"))
+        self.reopen()
+        self.durable(self.ledger.append_private("Hans", "Yoda", T, 1.0, "m5"))  # set back across a restart
+        history = self.successResultOf(self.ledger.private_history("Yoda", "Hans", 20))
+        self.assertEqual([m.text for m in history], [f"m{i}" for i in range(6)])
+        self.assertEqual([m.time for m in history], [10.0, 20.0, 20.0, 20.0, 30.0, 30.0])
+        before = self.successResultOf(self.ledger.private_history("Yoda", "Hans", 2, before=4))
+        self.assertEqual([m.seq for m in before], [2, 3])
+        self.durable(self.ledger.set_read_marker("Yoda", "Hans", 3))
+        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [])), [("Hans", 3, 30.0)])
+
+    def test_an_older_database_has_its_private_times_mended_once(self):
+        """Version 8 kept a set-back clock's times and a (peers, seq) index; version 9 mends and drops."""
+        from chatproto.storage.sqlite import MIGRATIONS
+
+        self.ledger.close()
+        path = os.path.join(self.dir, "old.db")
+        db = sqlite3.connect(path)
+        for migration in MIGRATIONS[:8]:
+            db.executescript(migration)
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '8')")
+        db.executemany("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                       "VALUES ('', ?, ?, ?, 'Hans', 'Yoda', 'Hans\nYoda', ?)",
+                       [(i + 1, T, time, f"m{i}") for i, time in enumerate([10.0, 20.0, 5.0, 30.0])])
+        db.commit()
+        db.close()
+        database = SQLiteDatabase(path).open()
+        self.addCleanup(database.close)
+        self.assertEqual([m.time for m in self.successResultOf(database.private_history("Hans", "Yoda", 9))],
+                         [10.0, 20.0, 20.0, 30.0])
+        indexes = {row[0] for row in database._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        self.assertNotIn("messages_by_peers", indexes)
+        self.assertIn("messages_by_peers_time", indexes)
+
     def test_unopenable_database(self):
         with self.assertRaises(DatabaseError) as raised:
             SQLiteDatabase(os.path.join(self.dir, "no", "such", "dir.db")).open()

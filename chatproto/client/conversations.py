@@ -27,6 +27,11 @@ class Window:
         self.members: list[tuple[str, str, str]] = []
         self.loaded = False  # its history shown (by /chat)
         self.recent: deque[Message] = deque(maxlen=64)  # to tell missed messages from known ones
+        # Read markers (the server's, shared by all one's devices; see terminal_ui):
+        self.newest_other: Message | None = None  # the newest message from someone else shown here
+        self.unmarked = False  # the server counts messages here as unread (as far as we know)
+        self.missed = 0  # unread at login and not shown yet (its history not loaded)
+        self.marking = False  # a /read of this window is on its way
 
     def reset(self) -> None:
         """Forget the lines (the history is about to be shown instead)."""

@@ -94,7 +94,7 @@ class ConversationCommands:
             self._switch(window)
             return
         if window is not None:  # opened by a message that came: now with its history
-            self._open(window.name, window.kind, guessing=False, count=len(window.lines))
+            self._open(window.name, window.kind, guessing=False, count=len(window.lines) + window.missed)
             return
         self._open(name, kind or "user", guessing=kind is None)
 
@@ -150,6 +150,9 @@ class ConversationCommands:
                 window.reset()
             for msg in found:
                 self.conversations.add_history(window, msg)
+                if msg.sender != self.username:
+                    window.newest_other = msg  # with its SEQ: what a /read names
+            window.missed = 0  # shown now
             if note:
                 window.append(self.renderer.info(note))
             if text and (ok or text != INVALID_COMMAND):
@@ -213,6 +216,7 @@ class ConversationCommands:
                                          and any(msg.same(m) for m in window.recent))):
                 continue
             self._show(self.conversations.add_message(window, msg))
+            self._seen(window, msg)
         self._set_status()
 
     def _load_history(self, window, count: int, then) -> None:

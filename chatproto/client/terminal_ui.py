@@ -1,7 +1,9 @@
 """
 The terminal's user interface over the protocol model: conversations (irssi's
 windows, L{conversations}), readable messages (L{render}), a status line with
-the unread counts, and reconnecting with what was missed shown.
+the unread counts, what was missed shown after a reconnect, and read markers:
+what the user has seen here is marked read on the server, so that every other
+device of the user (IRC, the page, another terminal) clears it too.
 
 Its commands (C{/chat}, C{/win}, plain text to the current conversation, the
 server commands it shows in its own way) are in L{conversing}; the console it
@@ -12,12 +14,14 @@ import re
 
 from .commands import COMMAND_LIST, TERMINAL_COMMANDS
 from .conversations import Conversations
-from .conversing import ConversationCommands
-from .render import Renderer
+from .conversing import INVALID_COMMAND, ConversationCommands
+from .render import Renderer, parse_history
 from .ui import OFFLINE, RECONNECTED, ClientUI
 
 #: How many messages a reconnect looks back in each open conversation.
 HISTORY_ON_RESUME = 100
+#: How far back the SEQ of a message shown live (a MSG line carries none) is looked for.
+FIND_SEQ_IN = 20
 _GROUP_NOTICE = re.compile(
     r"^(?P<user>\S+) (?:has (?P<what>left|joined) the group chat (?P<group>\S+)"
     r"|deleted message \d+ in (?P<group2>\S+))\.$")
@@ -38,9 +42,9 @@ class TerminalUI(ConversationCommands, ClientUI):
                  colours=True):
         self.renderer = Renderer(colours)
         self.conversations = Conversations(self.renderer)
-        model.reconnect_under_prompt = True
         super().__init__(model, console, on_exit, file_exists, clock)
         self._preset_username = username
+        self._no_read_markers = False
 
     # What the user sees
 
@@ -81,6 +85,7 @@ class TerminalUI(ConversationCommands, ClientUI):
         else:
             window = self.conversations.open(msg.sender, "user")
         self._show(self.conversations.add_message(window, msg))
+        self._seen(window, msg)
         self._set_status()
 
     def on_SentElsewhere(self, event) -> None:
@@ -97,7 +102,13 @@ class TerminalUI(ConversationCommands, ClientUI):
         name = event.name
         window = (self.conversations.find(name[1:], "group") if name.startswith("#")
                   else self.conversations.find(name, "user"))
-        if window is not None and window.unread:
+        if window is None:
+            return
+        newest = window.newest_other
+        if event.seq is not None and (newest is None or (newest.seq is not None and newest.seq <= event.seq)):
+            window.unmarked = False  # (a newer message shown here, of unknown SEQ, stays to mark)
+        window.missed = 0
+        if window.unread:
             window.unread = 0
             self._set_status()
 
@@ -115,6 +126,7 @@ class TerminalUI(ConversationCommands, ClientUI):
     def on_Reconnected(self, event) -> None:
         self._connection_notice(RECONNECTED)
         for window in self.conversations.windows[1:]:
+            window.marking = False  # a /read cut off with the old connection never gets its answer
             if window.kind != "search":  # a conversation's window: what it missed
                 self._load_history(window, HISTORY_ON_RESUME, self._missed_history)
         self._set_status()
@@ -144,6 +156,8 @@ class TerminalUI(ConversationCommands, ClientUI):
                 window = (self.conversations.open(name[1:], "group") if name.startswith("#")
                           else self.conversations.open(name, "user"))
                 window.unread = count
+                window.missed = count  # not shown here yet: /chat shows them, then marks them read
+                window.unmarked = True
             self._set_status()
 
         def row(text):
@@ -181,6 +195,7 @@ class TerminalUI(ConversationCommands, ClientUI):
         else:
             self._show(lines)
         self._set_status()
+        self._mark_read(window)  # the user views it
         if self._state == "command":
             self._ask_command()
 
@@ -198,6 +213,11 @@ class TerminalUI(ConversationCommands, ClientUI):
             command_prompt(self._prompt_text())
         else:
             self.console.prompt(self._prompt_text())
+
+    def _entered_command(self, text: str) -> None:
+        if text.strip():
+            self._mark_read(self.conversations.current)  # the user is here, looking at it
+        super()._entered_command(text)
 
     def _handled_here(self, line: str, words: list[str]) -> bool:
         if self.model.offline or self.model.server is None:
@@ -228,3 +248,60 @@ class TerminalUI(ConversationCommands, ClientUI):
             self._shown_as_sent(text)
             return True
         return super()._answer_shown(ok, text)
+
+    # Read markers
+
+    def _seen(self, window, msg) -> None:
+        """C{msg} is shown in C{window}: unread, for the server, until the user views the window."""
+        if msg.sender != self.username and window.kind in ("user", "group"):
+            window.newest_other = msg
+            window.unmarked = True
+
+    def _mark_read(self, window) -> None:
+        """
+        The user views C{window} (switched to it, or typed a line in it): mark
+        its conversation read up to the newest message from someone else it
+        shows, so that the user's other devices clear it too. Only what the
+        server counts as unread, and only what was shown: a window holding
+        unread messages it has not shown (at login) waits for C{/chat}.
+        Messages that arrive while nobody types are not marked by themselves:
+        a terminal left open at home must not read what waits for the phone.
+        """
+        if (window.kind not in ("user", "group") or not window.unmarked or window.missed
+                or window.marking or window.newest_other is None or self._no_read_markers
+                or self.model.offline or self.model.server is None):
+            return
+        msg = window.newest_other
+        name = "#" + window.name if window.kind == "group" else window.name
+        window.marking = True
+
+        def marked(ok, text):
+            window.marking = False
+            if ok and window.newest_other is msg:
+                window.unmarked = False  # (one shown meanwhile waits for the next view)
+            elif not ok and text == INVALID_COMMAND:
+                self._no_read_markers = True  # an older server
+
+        def read(seq):
+            if seq is None:  # not found (deleted, or too far back): nothing to mark
+                window.marking = False
+                return
+            self._request(f"/read {name} {seq}", marked)
+
+        if msg.seq is not None:
+            read(msg.seq)
+        else:
+            self._find_seq(window, msg, read)
+
+    def _find_seq(self, window, msg, then) -> None:
+        """A live message's SEQ (its C{MSG} line has none), from the conversation's history."""
+        command = "/history" if window.kind == "user" else "/grouphistory"
+        found = []
+
+        def data(text):
+            stored = parse_history(text)
+            if stored is not None and stored.same(msg):
+                found.append(stored.seq)
+
+        self._request(f"{command} {window.name} {FIND_SEQ_IN}",
+                      lambda ok, text: then(found[-1] if found else None), data)

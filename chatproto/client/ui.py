@@ -58,6 +58,7 @@ class ClientUI:
         self.clock = clock
         self._state = "connecting"
         self._preset_username = None
+        self._username_entered = None
         self._pending_file = None
         self._new_password = None
         self._passwords = None
@@ -134,6 +135,9 @@ class ClientUI:
 
     def on_Reconnecting(self, event) -> None:
         self._set_status(f"offline: try {event.attempt} in {event.delay:g} s")
+
+    def on_LoggingInAgain(self, event) -> None:
+        self._set_status()  # no longer counting down to the next attempt
 
     def on_Reconnected(self, event) -> None:
         self._connection_notice(RECONNECTED)

@@ -35,6 +35,7 @@ from ..core import errors, events
 from ..core.errors import LoginFailed
 from ..core.interfaces import GroupRecord, IDelivery, IGroupNews, IPresence
 from ..turns import EndOfTurn
+from .commands import Away, BadCommand, Block, Deleted, GroupChange, Off, Sessions, parse
 
 log = Logger()
 
@@ -153,12 +154,15 @@ return removed
 
 
 class RemoteSessionInfo:
-    """One session of a user on another node (C{/sessions}, C{/activeuser})."""
+    """One session of a user on another node (C{/sessions}, C{/activeuser}, a file offer)."""
 
-    __slots__ = ("name", "node", "frontend", "ip", "udp_port", "since", "since_time")
+    __slots__ = ("bus", "sid", "name", "node", "frontend", "ip", "udp_port", "since", "since_time")
     peers = None
+    gone = False
 
-    def __init__(self, name, node, frontend, ip, udp_port, since, since_time):
+    def __init__(self, bus, sid, name, node, frontend, ip, udp_port, since, since_time):
+        self.bus = bus
+        self.sid = sid
         self.name = name
         self.node = node
         self.frontend = frontend
@@ -169,7 +173,11 @@ class RemoteSessionInfo:
 
     @property
     def session(self):
-        return self  # what a front end reads of a session: its frontend
+        return self  # what a front end reads of a session (its frontend), and receive()
+
+    def receive(self, event) -> None:
+        """To this one session, on its node."""
+        self.bus.queue(self.node, self.name, event, sid=self.sid)
 
 
 class RemoteSession:
@@ -223,6 +231,12 @@ class RemoteUser:
 
     def _first(self):
         return min((there[0] for there in self.nodes.values()), key=lambda one: one.since_time)
+
+    def for_files(self) -> RemoteSessionInfo:
+        """The session a file offer goes to: the latest logged in that can receive files (which
+        one its user used last is known on its own node only)."""
+        return max((one for one in self.sessions if one.udp_port), key=lambda one: one.since_time,
+                   default=self._first())
 
     @property
     def ip(self):
@@ -291,16 +305,14 @@ class ClusterBus:
     def install(self) -> None:
         self.realm.attach_node(self)
         if self.lockout is not None:
-            self.lockout.tell = lambda username, until: self.tell_all({"t": "block", "u": username,
-                                                                       "until": until})
-        self.ledger.on_group_change = lambda op: self.tell_all({"t": "group", "op": list(op)})
+            self.lockout.tell = lambda username, until: self.tell_all(Block(username, until))
+        self.ledger.on_group_change = lambda op: self.tell_all(GroupChange(list(op)))
         self.ledger.on_committed = self._committed
         self.ledger.on_first_seq = self.realm.first_seq_known
         for shared in (self.accounts, self.bans):
             if shared is not None:
                 shared.tell = self.tell_all
-        self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(
-            {"t": "deleted", "log": log_name, "seq": seq, "by": author})
+        self.ledger.on_deleted = lambda log_name, seq, author: self.tell_all(Deleted(log_name, seq, author))
 
     def start(self, reactor) -> None:
         endpoint = endpoints.TCP4ClientEndpoint(reactor, self.host, self.port, timeout=5)
@@ -339,7 +351,7 @@ class ClusterBus:
                 yield self.redis.delete(self.prefix + "alive:" + self.node)
                 removed = yield self._forget_node(self.node)
                 if removed:
-                    yield self._publish(self.all_channel, {"t": "off", "n": self.node, "u": removed})
+                    yield self._publish(self.all_channel, Off(removed, node=self.node).to_json())
             except Exception as e:  # noqa: BLE001 - Redis may be gone: its keys expire anyway
                 log.warn("Cluster: cannot say goodbye to Redis: {why}", why=e)
         self.up = False
@@ -383,7 +395,7 @@ class ClusterBus:
                                   [name, self.node, json.dumps(listed)])
             here.append([name, listed])
         if here:
-            yield self._publish(self.all_channel, {"t": "on", "n": self.node, "u": here})
+            yield self._publish(self.all_channel, Sessions(here, node=self.node).to_json())
 
     def _now_up(self) -> None:
         waiters, self._up_waiters = self._up_waiters, []
@@ -459,7 +471,7 @@ class ClusterBus:
         names = set(removed) | {n for n, u in self.elsewhere.items() if node in u.nodes}
         self._node_gone(node, names)
         if names:
-            yield self._publish(self.all_channel, {"t": "off", "n": node, "u": sorted(names), "gone": True})
+            yield self._publish(self.all_channel, Off(sorted(names), gone=True, node=node).to_json())
 
     def end_session(self, node, name, notice) -> None:
         """Every session of C{name} on C{node} is to end (an administrator here, C{/logout all})."""
@@ -511,7 +523,7 @@ class ClusterBus:
 
     def _tell_sessions(self, name) -> defer.Deferred:
         """Every node is told C{name}'s sessions here now (none: gone from here)."""
-        return self.tell_all({"t": "on", "u": [[name, list(self.mine.get(name, {}).values())]]})
+        return self.tell_all(Sessions([[name, list(self.mine.get(name, {}).values())]]))
 
     def _held(self, user) -> defer.Deferred:
         """
@@ -540,7 +552,7 @@ class ClusterBus:
     def away_changed(self, username: str, text) -> defer.Deferred:
         """C{username}, logged in here, set (or cleared: None) their away message (the realm's away);
         fires once Redis has handed it to every node."""
-        return self.tell_all({"t": "away", "u": username, "x": text})
+        return self.tell_all(Away(username, text))
 
     def release(self, user) -> None:
         """A session here ended (the realm's logout, or a refused claim)."""
@@ -553,7 +565,9 @@ class ClusterBus:
         if not self.up:
             return  # re-registration after the reconnection leaves it out
         d = self.redis.eval(RELEASE, self._keys(self.node), [user.name, self.node, str(entry[0])])
-        d.addCallback(lambda removed: self._tell_sessions(user.name) if removed else None)
+        # Told even when Redis never had it (a refused claim): another claim's news, sent while
+        # this one waited, listed it to every node.
+        d.addCallback(lambda _: self._tell_sessions(user.name))
         d.addErrback(lambda f: log.warn("Cluster: cannot release {name}: {why}", name=user.name,
                                         why=f.getErrorMessage()))
 
@@ -583,7 +597,7 @@ class ClusterBus:
                 known.gone = True
                 self.realm.presence_elsewhere(name, False)
             return
-        infos = [RemoteSessionInfo(name, node, *entry[1:6]) for entry in sessions]
+        infos = [RemoteSessionInfo(self, entry[0], name, node, *entry[1:6]) for entry in sessions]
         if known is None:
             known = self.elsewhere[name] = RemoteUser(self, name)
             known.nodes[node] = infos
@@ -617,12 +631,15 @@ class ClusterBus:
             per_node[id(event)] = [event, None, group.key, but]
         self._turn.schedule()
 
-    def queue(self, node, name, event) -> None:
+    def queue(self, node, name, event, sid=None) -> None:
+        """C{event} for C{name}'s sessions on C{node} (C{sid}: that one session only)."""
         per_node = self._pending.get(node)
         if per_node is None:
             per_node = self._pending[node] = {}
         entry = per_node.get(id(event))
-        if entry is None:
+        if sid is not None:
+            per_node[id(event)] = [event, [name], None, None, sid]
+        elif entry is None:
             per_node[id(event)] = [event, [name]]
         elif entry[1] is not None and name not in entry[1]:
             entry[1].append(name)
@@ -647,6 +664,8 @@ class ClusterBus:
                     pos = self._positions.get((event.group or "", event.seq), 0)
                 if names is None:  # a group's fan-out: [type, values, None, pos, group key, but]
                     batch.append([type_name, values, None, pos, entry[2], entry[3]])
+                elif len(entry) > 4:  # to one session: [type, values, [name], pos, None, None, sid]
+                    batch.append([type_name, values, names, pos, None, None, entry[4]])
                 else:
                     batch.append([type_name, values, names, pos])
             self._publish(self.prefix + "node:" + node, {"e": batch})
@@ -663,11 +682,12 @@ class ClusterBus:
         d.addErrback(lambda f: log.warn("Cluster: cannot publish: {why}", why=f.getErrorMessage()))
         return d
 
-    def tell_all(self, payload) -> defer.Deferred:
+    def tell_all(self, command) -> defer.Deferred:
+        """A L{chatproto.cluster.commands.Command} to every node; fires once Redis has it."""
         if not self.up:
             return defer.succeed(None)
-        payload["n"] = self.node
-        return self._publish(self.all_channel, payload)
+        command.node = self.node
+        return self._publish(self.all_channel, command.to_json())
 
     def _first_time(self, message) -> bool:
         key = (message.group or "", message.seq)
@@ -691,35 +711,48 @@ class ClusterBus:
             for name, notice in payload.get("end", ()):
                 self.realm.end_session(name, notice)
             return
-        node = payload.get("n")
-        if node == self.node:
+        try:
+            command = parse(payload)
+        except BadCommand as e:
+            log.warn("Cluster: a bus message dropped: {why}", why=e)
             return
-        kind = payload.get("t")
-        if kind == "away":  # a user of that node set or cleared their away message
-            self.realm.away_elsewhere(payload["u"], payload.get("x"))
-            return
-        if kind == "on":
-            for name, sessions in payload["u"]:
-                self._sessions_there(name, node, sessions)
-        elif kind == "off":
-            if payload.get("gone"):
-                self._node_gone(node, payload["u"])
-            else:
-                for name in payload["u"]:
-                    self._sessions_there(name, node, [])
-        elif kind == "group":
-            self._group_change(payload["op"])
-        elif kind == "accounts" and self.accounts is not None:
-            self._accounts_changed(payload["set"], payload["del"])
-        elif kind == "ban":
-            self.realm.bans.changed_elsewhere(payload["u"], payload["until"])
-        elif kind == "deleted":  # the record may be in this node's file
-            if self.ledger.delete_in_file(payload["log"], payload["seq"], payload["by"]):
-                log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
-                         seq=payload["seq"], log=payload["log"] or "messagelog.txt")
-        elif kind == "block":
-            if self.lockout is not None:
-                self.lockout.blocked_elsewhere(payload["u"], payload["until"])
+        if command.node != self.node:
+            getattr(self, "_on_" + command.NAME)(command)
+
+    # The commands from other nodes (chatproto.cluster.commands), one handler each
+
+    def _on_on(self, command) -> None:
+        for name, sessions in command.accounts:
+            self._sessions_there(name, command.node, sessions)
+
+    def _on_off(self, command) -> None:
+        if command.gone:
+            self._node_gone(command.node, command.names)
+        else:
+            for name in command.names:
+                self._sessions_there(name, command.node, [])
+
+    def _on_away(self, command) -> None:  # a user of that node set or cleared their away message
+        self.realm.away_elsewhere(command.username, command.text)
+
+    def _on_group(self, command) -> None:
+        self._group_change(command.op)
+
+    def _on_accounts(self, command) -> None:
+        if self.accounts is not None:
+            self._accounts_changed(command.changed, command.removed)
+
+    def _on_ban(self, command) -> None:
+        self.realm.bans.changed_elsewhere(command.username, command.until)
+
+    def _on_deleted(self, command) -> None:  # the record may be in this node's file
+        if self.ledger.delete_in_file(command.log, command.seq, command.by):
+            log.info("Cluster: record {seq} of {log} deleted here too (deleted through another node)",
+                     seq=command.seq, log=command.log or "messagelog.txt")
+
+    def _on_block(self, command) -> None:
+        if self.lockout is not None:
+            self.lockout.blocked_elsewhere(command.username, command.until)
 
     def _accounts_changed(self, changed, removed) -> None:
         """Accounts added, changed or removed through another node: here too, and a removed
@@ -748,6 +781,11 @@ class ClusterBus:
                         continue
             if names is None:  # a group's fan-out: its joined members on this node
                 realm.fan_out_here(entry[4], event, entry[5])
+            elif len(entry) > 6:  # one session: the one with that sid (if it is still here)
+                sessions = self.mine.get(names[0], {})
+                for user, claimed in list(sessions.items()):
+                    if claimed[0] == entry[6]:
+                        realm.deliver_to_session(user, event)
             else:
                 realm.deliver_here(names, event)
 

@@ -23,11 +23,12 @@ from ..storage.credentials import (
     delete_account,
     rewrite_credentials,
 )
+from .commands import Accounts, Ban
 
 log = Logger()
 
 
-def _nobody(payload) -> defer.Deferred:
+def _nobody(command) -> defer.Deferred:
     return defer.succeed(None)
 
 
@@ -61,7 +62,7 @@ class SharedAccounts:
     def set_secret(self, username, secret) -> defer.Deferred:
         """C{/changepassword}: stored here, then on every node (the bcrypt hash, never the password)."""
         d = self.accounts.set_secret(username, secret)
-        return d.addCallback(lambda _: self.tell({"t": "accounts", "set": {username: secret}, "del": []}))
+        return d.addCallback(lambda _: self.tell(Accounts({username: secret}, [])))
 
     def reload(self):
         """Read the file again; what changed in it (an operator's edit) is told to every node."""
@@ -73,7 +74,7 @@ class SharedAccounts:
                    if before.get(name) != secret and (name, secret) not in applied}
         removed = [name for name in before if name not in after and (name, None) not in applied]
         if changed or removed:
-            self.tell({"t": "accounts", "set": changed, "del": removed})
+            self.tell(Accounts(changed, removed))
         return self
 
     def apply(self, changed: dict, removed: list) -> None:
@@ -116,8 +117,8 @@ class SharedBans:
 
     def save_ban(self, username, until) -> defer.Deferred:
         d = self.store.save_ban(username, until)
-        return d.addCallback(lambda _: self.tell({"t": "ban", "u": username, "until": until}))
+        return d.addCallback(lambda _: self.tell(Ban(username, until)))
 
     def remove_ban(self, username) -> defer.Deferred:
         d = self.store.remove_ban(username)
-        return d.addCallback(lambda _: self.tell({"t": "ban", "u": username, "until": None}))
+        return d.addCallback(lambda _: self.tell(Ban(username, None)))

@@ -47,6 +47,11 @@ log = Logger()
 LINES_PER_TURN = 64  # frames handled per connection per reactor turn, then its input waits a turn
 DROP_DEADLINE = 1.0  # seconds a dropped slow reader has to take its last notice
 LOGIN_DEADLINE = 30.0  # seconds a connection has to log in
+# Replies one connection may have waiting for the core (commands pipelined ahead of their
+# acknowledgements, each /msgto holding its message until its batch is committed): past it
+# the input waits, unread, until they are down to half. A client that never waits for an
+# answer cannot make the server hold an unbounded backlog for it (issue 25).
+MAX_REPLIES_WAITING = 256
 
 # (A set per connection is 216 bytes; pauses are rare.)
 NO_PAUSES = frozenset()
@@ -56,7 +61,7 @@ NO_PAUSES = frozenset()
 # stops when more than that waits unread, and starts again only once the unread input is
 # handled down to it: a client that pipelines without pause is not stopped and restarted every
 # turn (two epoll_ctl calls each, 12 % of the server's CPU under issue 25's deep pipeline).
-SHORT_PAUSES = frozenset({"login", "turn", "busy"})
+SHORT_PAUSES = frozenset({"login", "turn", "busy", "replies"})
 MAX_UNREAD_WHILE_PAUSED = 4096
 _LOST = ()  # Connection._lost once the connection is gone
 
@@ -521,6 +526,8 @@ class Connection:
         if self._replies is None:
             self._replies = deque()
         self._replies.append(slot)
+        if len(self._replies) >= MAX_REPLIES_WAITING:
+            self.pause("replies")  # until release has sent half of them
 
     def later(self, d, render, context) -> None:
         """Reply with C{render(result)} when C{d} fires, or L{render_failure}; in order."""
@@ -550,6 +557,8 @@ class Connection:
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()
+        if "replies" in self._pauses and len(replies) <= MAX_REPLIES_WAITING // 2:
+            self.resume("replies")
 
 
 class LoginDeadlines:

@@ -35,7 +35,7 @@ class DatabaseError(Exception):
 #   ("away", username, text)     text None: no longer away
 
 
-def unread_counts(execute, mark: str, username: str, groups, partners_query: str) -> list:
+def unread_counts(execute, mark: str, username: str, groups, partners_query: str, seq_time=None) -> list:
     """
     L{IChatStorage.unread_counts} over SQL: C{execute(query, args)} returns
     rows, C{mark} is the driver's placeholder (C{?} or C{%s}),
@@ -43,15 +43,29 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
     with. Then one range count per conversation, on its index (peers, seq) or
     (log, seq): the cost follows the user's conversations, not the table.
     A deleted message is nothing to read: it is not counted.
+
+    C{seq_time}: a database whose only conversation index is (peers, time,
+    seq), private times never going back in SEQ order (SQLite), gives the
+    time of the private record at or before a SEQ (None: none), and the count
+    starts from that (time, SEQ) on it.
     """
     q = mark
     markers = dict(execute(f"SELECT conversation, seq FROM read_markers WHERE username = {q}", (username,)))
     found = {}
     partners = [row[0] for row in execute(partners_query, (username,))]
     for partner in partners:
-        for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
-                                     f"WHERE peers = {q} AND seq > {q} AND sender = {q} AND text <> {q}",
-                                     (peers_key(username, partner), markers.get(partner, 0), partner, DELETED)):
+        after = markers.get(partner, 0)
+        if seq_time is None:
+            rows = execute("SELECT COUNT(*), MAX(time) FROM messages "
+                           f"WHERE peers = {q} AND seq > {q} AND sender = {q} AND text <> {q}",
+                           (peers_key(username, partner), after, partner, DELETED))
+        else:
+            time = seq_time(after) if after else None
+            rows = execute("SELECT COUNT(*), MAX(time) FROM messages "
+                           f"WHERE peers = {q} AND (time, seq) > ({q}, {q}) AND sender = {q} AND text <> {q}",
+                           (peers_key(username, partner), float("-inf") if time is None else time, after,
+                            partner, DELETED))
+        for count, newest in rows:
             if count:
                 found[partner] = (count, newest)
     for conversation, log_name, first_seq in groups:

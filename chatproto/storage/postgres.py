@@ -19,8 +19,10 @@ counter follows given SEQs too. Every message also gets a global position
 """
 
 import dataclasses
+import math
 import select
 import threading
+import time as _time
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -29,7 +31,7 @@ from ..core.events import Message
 from ..core.search import search_words
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
 from .model import group_where, private_where, read_conversations, read_range
-from .search import sql_filters, tsquery_text
+from .search import sql_filters, tsquery_text, tsquery_words
 from .worker import OneWorker, in_chunks
 
 log = Logger()
@@ -636,15 +638,102 @@ def _search(db, query):
         query = dataclasses.replace(query, words=search_words(" ".join(row[0] for row in rows)))
         if query.is_empty():
             return []
-    sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', %s) "
-           "AND text <> '[deleted]'")
-    args: list = [tsquery_text(query)]
-    filters, filter_args = sql_filters(query, "%s")
-    sql += filters
-    args += filter_args
-    sql += " ORDER BY pos DESC LIMIT %s"
-    args.append(query.limit)
-    return [message_from_row(row) for row in db.execute(sql, args)]
+    scopes = _scopes(query)
+    shares = _shares(db, query.words)
+    # A word's condition that the GIN index cannot take (COALESCE): checked on each row read.
+    checked = "COALESCE(search, ''::tsvector) @@ to_tsquery('simple', %s)"
+    if math.prod(shares.values()) < FREQUENT_SHARE or len(scopes) > SEARCH_MERGE_MOST:
+        # Rare words (or frequent ones seldom together): one query over the GIN index, its
+        # matches of the rare words (at least the rarest) AND any of the scope tokens (weight
+        # A), newest first; the frequent words checked on each of them (the GIN index's matches
+        # of a frequent word are much of the table: intersecting two took 2-3 s).
+        indexed = tuple(w for w in query.words if shares[w] < FREQUENT_SHARE) or (min(query.words, key=shares.get),)
+        sql = (f"SELECT {_COLUMNS} FROM messages WHERE search @@ to_tsquery('simple', %s) "
+               "AND text <> '[deleted]'")
+        args: list = [tsquery_text(dataclasses.replace(query, words=indexed))]
+        if len(indexed) < len(query.words):
+            sql += " AND " + checked
+            args.append(tsquery_words(dataclasses.replace(
+                query, words=tuple(w for w in query.words if w not in indexed))))
+        filters, filter_args = sql_filters(query, "%s")
+        sql += filters + " ORDER BY pos DESC LIMIT %s"
+        args += filter_args + [query.limit]
+    else:
+        # Every word frequent: one query per conversation the searcher may read, each on that
+        # conversation's own index, newest first, at most the limit; merged. (The query above
+        # would walk everyone's messages to find the searcher's: a common word at a million
+        # messages read 7,000 rows for 50 results; here about 50 a conversation.)
+        parts, args = [], []
+        for where, where_args in scopes:
+            part = (f"(SELECT {_COLUMNS}, pos FROM messages WHERE {where} "
+                    "AND search @@ to_tsquery('simple', %s) AND text <> '[deleted]'")
+            args += where_args + [tsquery_words(query)]
+            if query.sender is not None:
+                part += " AND sender = %s"
+                args.append(query.sender)
+            if query.after is not None:
+                part += " AND time > %s"
+                args.append(query.after)
+            if query.before is not None:
+                part += " AND time < %s"
+                args.append(query.before)
+            parts.append(part + " ORDER BY time DESC LIMIT %s)")
+            args.append(query.limit)
+        sql = (f"SELECT {_COLUMNS} FROM ({' UNION ALL '.join(parts)}) AS found "
+               "ORDER BY time DESC, pos DESC LIMIT %s")
+        args.append(query.limit)
+        # Each part walked newest first and read only as far as the merge needs: the planner,
+        # estimating few matches a conversation, would rather read all of them and sort them
+        # (or intersect the words' GIN matches), which is what the shares above ruled out.
+        with db.transaction():
+            db.execute("SET LOCAL enable_bitmapscan = off")
+            db.execute("SET LOCAL enable_sort = off")
+            return [message_from_row(row) for row in db.execute(sql, args, prepare=False)]
+    # Never a prepared statement (psycopg prepares a query run 5 times): its generic plan does
+    # not know the words, and took the GIN index's matches of a common word (a second and more).
+    return [message_from_row(row) for row in db.execute(sql, args, prepare=False)]
+
+
+SEARCH_MERGE_MOST = 64  # conversations a search queries one by one at most; more: the GIN index
+FREQUENT_SHARE = 0.01  # words in this share of the messages together: walk the conversations (_shares)
+STATISTICS_AGE = 600.0  # seconds the statistics read from pg_stats are used before reading them again
+_statistics: dict = {}  # the connection's DSN -> (when read, [(lexeme, share of the messages)])
+
+
+def _shares(db, words) -> dict:
+    """
+    Each word's share of the messages (those with a lexeme it begins), by PostgreSQL's own
+    statistics of the C{search} column (C{pg_stats}: its most common lexemes and their
+    shares, from ANALYZE and autovacuum); 0 for a word none of them begins. The planner's own
+    estimates for prefix tsqueries are too rough to choose between the GIN index and walking
+    a conversation's messages: with two frequent words it intersected their GIN matches in
+    every conversation (2-3 s at a million messages). No statistics yet (a new database):
+    every word rare, the GIN index answers.
+    """
+    key = db.info.dsn
+    read = _statistics.get(key)
+    if read is None or _time.monotonic() - read[0] > STATISTICS_AGE:
+        row = db.execute("SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+                         "WHERE tablename = 'messages' AND attname = 'search' "
+                         "AND schemaname = current_schema()").fetchone()
+        read = _statistics[key] = (_time.monotonic(), list(zip(*row)) if row and row[0] else [])
+    return {word: min(1.0, sum(share for lexeme, share in read[1] if lexeme.startswith(word.lower())))
+            for word in words}
+
+
+def _scopes(query) -> list:
+    """The conversations a search reads, as conditions that match one of the messages' indexes
+    (C{(sender|recipient, time)}, C{(peers, time, seq)}, C{(log, time, seq)}), with arguments."""
+    scopes = []
+    if query.private:
+        if query.peer is None:
+            scopes.append(("peers IS NOT NULL AND sender = %s", [query.user]))
+            scopes.append(("peers IS NOT NULL AND recipient = %s AND sender <> %s", [query.user, query.user]))
+        else:
+            scopes.append(("peers = %s", [peers_key(query.user, query.peer)]))
+    for log_name, first_seq in query.groups.items():
+        scopes.append(("peers IS NULL AND log = %s AND seq >= %s", [log_name, first_seq]))
+    return scopes
 
 
 def _delete_checked(db, log, seq, author) -> str:

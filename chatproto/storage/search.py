@@ -88,6 +88,12 @@ def tsquery_text(query: SearchQuery) -> str:
     return _expression(query, lambda w: f"{w}:*D", lambda t: f"{t}:A", " & ", " | ")
 
 
+def tsquery_words(query: SearchQuery) -> str:
+    """PostgreSQL: the words of C{query} alone (weight D: never a scope token), for a query
+    whose scopes are SQL conditions."""
+    return " & ".join(f"{w}:*D" for w in query.words)
+
+
 def sql_filters(query: SearchQuery, mark: str, prefix: str = "") -> tuple[str, list]:
     """The conditions on the time and on the groups' first SEQ, as SQL to add to a WHERE
     clause (C{mark}: the driver's placeholder) and its arguments."""

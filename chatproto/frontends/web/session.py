@@ -65,6 +65,7 @@ class LoginRefused(Exception):
 class TabSession:
     """The core's session for one tab of a browser login (C{ISession}): one WebSocket."""
 
+    __slots__ = ("ip", "login", "socket", "unread", "user")  # one per open tab: no instance dict
     frontend = "web"
     udp_port = 0  # a browser cannot receive p2p files
     wants_presence = True

@@ -14,7 +14,10 @@ import re
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from ...core import errors
+from ...core.errors import ChatError
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
 from ..connection import Connection, ConnectionFactory
@@ -33,6 +36,28 @@ PING_INTERVAL = 30.0  # seconds between pings; a socket that has not answered th
 CLOSE_TOO_BIG = 1009
 CLOSE_POLICY = 1008
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+class _SentReply:
+    """
+    The reply to a page's private C{send}, given by the core once the message
+    is durable and delivered (L{ChatRealm.send_private}'s C{reply}), or
+    refused: the same C{reply} object as any request's, without a Deferred.
+    """
+
+    __slots__ = ("socket", "rid")
+
+    def __init__(self, socket, rid):
+        self.socket = socket
+        self.rid = rid
+
+    def answered(self, message) -> None:
+        self.socket._answer(self.socket._sent(message), self.rid)
+
+    def refused(self, error) -> None:
+        if not isinstance(error, BaseException):  # the core failed without a ChatError
+            error = RuntimeError("a private message failed")
+        self.socket._failed(Failure(error), self.rid, "send")
 
 
 class BadRequest(Exception):
@@ -406,11 +431,13 @@ class ChatSocket:
         if self.session is None or self.session.ended or self.session.user is None:
             self._refuse(rid, "logged-out", "Please log in first")
             return
-        try:
-            d = defer.maybeDeferred(method, request)
-        except BadRequest as e:
-            self._refuse(rid, e.code, e.text)
+        if kind == "send":  # the hot path: answered by the core itself, no Deferred (issue 25)
+            try:
+                self.do_send(request, rid)
+            except Exception:  # noqa: BLE001 - a bad request, or logged as the others are
+                self._failed(Failure(), rid, kind)
             return
+        d = defer.maybeDeferred(method, request)
         d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, kind))
 
     def bytesMessageReceived(self, data) -> None:
@@ -419,6 +446,8 @@ class ChatSocket:
 
     def pongReceived(self, payload) -> None:
         self.awaiting_pong = False
+        if not self.connection.in_fragment:  # nothing of a request waits: an idle page's pongs are
+            self.connection.request_complete()  # not counted towards one (else cut off after days)
 
     def ping(self) -> None:
         """The factory's periodic check: a peer that did not answer the last ping is gone."""
@@ -558,18 +587,20 @@ class ChatSocket:
 
         return d.addCallback(state)
 
-    def do_send(self, request):
+    def do_send(self, request, rid=None):
+        """A private message gets a L{_SentReply} that the core fills once it is durable (no
+        Deferred per message, as the line protocol's /msgto); a group message a Deferred."""
         text = _clean_text(request.get("text"))
         to = _string(request, "to", required=False)
         group = _string(request, "group", required=False)
         if (to is None) == (group is None):
             raise bad("give either to or group")
         if to is not None:
-            d = defer.maybeDeferred(self.chat.send_private, self.user, to, text)
-        else:
-            d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
+            self.chat.send_private(self.user, to, text, _SentReply(self, rid))
+            return
+        d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
         d.addCallback(self._sent)
-        return d
+        d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, "send"))
 
     def do_away(self, request):
         text = request.get("text")
@@ -672,6 +703,8 @@ class ChatSocket:
         if kind not in ("user", "group"):
             raise bad("kind must be user or group")
         name = _string(request, "name")
+        if kind == "user" and name.startswith("#"):  # the core reads '#NAME' as a group: no user is named so
+            raise ChatError(errors.NO_SUCH_USER, name=name)
         self.session.unread.pop(conversation_key(kind, name), None)  # the other tabs: the core's ReadMarker
         # The user's read marker (every device): up to the conversation's newest message.
         d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
