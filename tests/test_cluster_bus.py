@@ -573,6 +573,26 @@ class SessionsOnSeveralNodesTests(SynchronousTestCase):
                                 ("ReadMarker", ["Yoda"], ["Hans", 1])])
 
 
+    def test_a_file_offer_goes_to_one_session_on_one_node(self):
+        self.bus.received("chatproto:0:all", on("B", "Hans", (1, "web", "10.0.0.3", 0, "01 Jun 2022 21:30:04", 1.0),
+                                                (2, "line", "10.0.0.4", 6001, "01 Jun 2022 21:30:05", 2.0)))
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.assertRegex(yoda.send("/p2pvideo Hans film.mp4")[0], r"^PEER Hans 10\.0\.0\.4 6001 ")
+        self.fixture.clock.advance(0)
+        [[entry]] = [payload["e"] for payload in self.to_node("B")]
+        self.assertEqual((entry[0], entry[2], entry[6]), ("FileOffer", ["Hans"], 2))  # session 2 only
+
+    def test_a_file_offer_from_another_node_reaches_that_session_only(self):
+        first = self.fixture.login("Hans", "falcon*solo", udp_port=6001)
+        second = self.fixture.login("Hans", "falcon*solo", udp_port=6002)
+        sid = next(entry[0] for user, entry in self.bus.mine["Hans"].items() if user.udp_port == 6002)
+        offer = ["FileOffer", ["ab12", "00" * 32, "Yoda", "10.0.0.1", "film.mp4", "01 Jun 2022 21:30:06", 3.0],
+                 ["Hans"], 0, None, None, sid]
+        self.bus.received("chatproto:0:node:A", json.dumps({"e": [offer]}))
+        self.fixture.clock.advance(0)
+        self.assertEqual(first.output(), [])
+        self.assertEqual([line.split()[0] for line in second.output()], ["OFFER"])
+
 class CommandTests(SynchronousTestCase):
     """The bus's messages (chatproto.cluster.commands): what is sent is read back the same;
     what cannot be read is dropped with a clear log line, and nothing changes."""
@@ -610,3 +630,4 @@ class CommandTests(SynchronousTestCase):
             "Cluster: a bus message dropped: not a JSON object",
             "Cluster: a bus message dropped: group: not an operation: ['member']",
             "Cluster: unreadable bus message on chatproto:0:all"])
+

@@ -212,6 +212,7 @@ class ChatModel:
     def connected(self, server) -> None:
         self.server = server
         if self.offline and self._password is not None:
+            self._emit(events.LoggingInAgain())
             self.request(f"LOGIN {self.username} {self._password} {self.udp_port}", self._relogin_answer)
         elif self._at_login_prompt:
             # Connected again under a login prompt (the server's login deadline): the

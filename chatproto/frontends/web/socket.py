@@ -16,6 +16,8 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ...core import errors
+from ...core.errors import ChatError
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
 from ..connection import Connection
@@ -445,6 +447,8 @@ class ChatSocket:
 
     def pongReceived(self, payload) -> None:
         self.awaiting_pong = False
+        if not self.connection.in_fragment:  # nothing of a request waits: an idle page's pongs are
+            self.connection.request_complete()  # not counted towards one (else cut off after days)
 
     def ping(self) -> None:
         """The factory's periodic check: a peer that did not answer the last ping is gone."""
@@ -700,6 +704,8 @@ class ChatSocket:
         if kind not in ("user", "group"):
             raise bad("kind must be user or group")
         name = _string(request, "name")
+        if kind == "user" and name.startswith("#"):  # the core reads '#NAME' as a group: no user is named so
+            raise ChatError(errors.NO_SUCH_USER, name=name)
         self.session.unread.pop(conversation_key(kind, name), None)  # the other tabs: the core's ReadMarker
         # The user's read marker (every device): up to the conversation's newest message.
         d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
