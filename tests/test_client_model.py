@@ -150,7 +150,7 @@ class ModelReconnectTests(ModelTestCase):
         self.assertEqual(self.sent(), ["LOGIN Yoda wise@!man 6000"])
         self.receive("OK Welcome to chatproto!")
         self.assertEqual(self.sent(), ["/users", "/groups"])
-        self.assertEqual(self.listener.take(), [events.Reconnected()])
+        self.assertEqual(self.listener.take(), [events.LoggingInAgain(), events.Reconnected()])
         self.assertFalse(self.model.offline)
         self.assertEqual(self.reconnector.succeeded_calls, 1)
 

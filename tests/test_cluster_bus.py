@@ -484,6 +484,37 @@ class SessionsOnSeveralNodesTests(SynchronousTestCase):
                          ["ERR This account is already logged in"])
         self.assertEqual(len(self.bus.mine["Yoda"]), 1)  # the refused session is not kept
 
+    def test_a_tab_refused_while_another_was_claimed_is_not_left_in_the_other_nodes_lists(self):
+        # Two tabs of Yoda's browser open here at once (sessions admitted on the cookie's word),
+        # one session on B, a limit of 2: Redis grants the first and refuses the second. The
+        # other nodes' /sessions and /activeuser must end with the one session here.
+        from .test_irc import OtherSession
+
+        self.chat.max_sessions = 2
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        claims = []
+
+        def eval_(script, keys, args):
+            if script is CLAIM:
+                claims.append(defer.Deferred())
+                return claims[-1]
+            return defer.succeed(0)  # RELEASE: the refused session was never in Redis
+
+        self.bus.redis.eval = eval_
+        tabs = [OtherSession(), OtherSession()]
+        tabs[1].ip = "10.0.0.9"
+        results = [self.chat.add_session("Yoda", tab) for tab in tabs]
+        self.assertEqual(len(claims), 2)
+        claims[0].callback([1])
+        claims[1].callback([0])
+        self.fixture.clock.advance(0)
+        self.successResultOf(results[0])
+        self.assertEqual(self.failureResultOf(results[1]).value.code, "already-logged-in")
+        told = [payload["u"] for channel, payload in self.bus.redis.published
+                if channel == "chatproto:0:all" and payload.get("t") == "on"]
+        [[name, sessions]] = told[-1]  # what the other nodes hold last of Yoda's sessions here
+        self.assertEqual((name, [entry[2] for entry in sessions]), ("Yoda", ["127.0.0.1"]))
+
     def test_presence_is_told_once_for_an_account_on_several_nodes(self):
         watcher = Watcher()
         d = self.chat.login("leia", "alderaan", watcher)
@@ -542,6 +573,26 @@ class SessionsOnSeveralNodesTests(SynchronousTestCase):
                                 ("ReadMarker", ["Yoda"], ["Hans", 1])])
 
 
+    def test_a_file_offer_goes_to_one_session_on_one_node(self):
+        self.bus.received("chatproto:0:all", on("B", "Hans", (1, "web", "10.0.0.3", 0, "01 Jun 2022 21:30:04", 1.0),
+                                                (2, "line", "10.0.0.4", 6001, "01 Jun 2022 21:30:05", 2.0)))
+        yoda = self.fixture.login("Yoda", "wise@!man")
+        self.assertRegex(yoda.send("/p2pvideo Hans film.mp4")[0], r"^PEER Hans 10\.0\.0\.4 6001 ")
+        self.fixture.clock.advance(0)
+        [[entry]] = [payload["e"] for payload in self.to_node("B")]
+        self.assertEqual((entry[0], entry[2], entry[6]), ("FileOffer", ["Hans"], 2))  # session 2 only
+
+    def test_a_file_offer_from_another_node_reaches_that_session_only(self):
+        first = self.fixture.login("Hans", "falcon*solo", udp_port=6001)
+        second = self.fixture.login("Hans", "falcon*solo", udp_port=6002)
+        sid = next(entry[0] for user, entry in self.bus.mine["Hans"].items() if user.udp_port == 6002)
+        offer = ["FileOffer", ["ab12", "00" * 32, "Yoda", "10.0.0.1", "film.mp4", "01 Jun 2022 21:30:06", 3.0],
+                 ["Hans"], 0, None, None, sid]
+        self.bus.received("chatproto:0:node:A", json.dumps({"e": [offer]}))
+        self.fixture.clock.advance(0)
+        self.assertEqual(first.output(), [])
+        self.assertEqual([line.split()[0] for line in second.output()], ["OFFER"])
+
 class CommandTests(SynchronousTestCase):
     """The bus's messages (chatproto.cluster.commands): what is sent is read back the same;
     what cannot be read is dropped with a clear log line, and nothing changes."""
@@ -579,3 +630,4 @@ class CommandTests(SynchronousTestCase):
             "Cluster: a bus message dropped: not a JSON object",
             "Cluster: a bus message dropped: group: not an operation: ['member']",
             "Cluster: unreadable bus message on chatproto:0:all"])
+

@@ -8,8 +8,12 @@ PostgreSQL; Yoda in the terminal client on node A and over a raw socket
 import re
 import socket
 import time
+import unittest
 
+from .irc_clients import II, have
 from .test_e2e_cluster import TS, ClusterCase
+
+IRC_READY = re.compile(r"^IRC listening on [\d.]+:(\d+)$")
 
 
 class LineSocket:
@@ -95,6 +99,32 @@ class SessionsOnSeveralNodesTests(ClusterCase):
         yoda_a.expect("You have been logged out from another session")
         yoda_a.wait()  # the terminal client ends: its server closed the session
         hans.command("/msgto Yoda gone?", "Yoda is not active")
+
+    @unittest.skipIf(not have("ii"), "ii is not installed")
+    def test_the_terminal_client_on_one_node_and_ii_on_another(self):
+        a, b = self.node(), self.node(extra=("--irc-port", "0"))
+        irc_port = next((int(m.group(1)) for m in map(IRC_READY.search, b.stdout.lines) if m), None)
+        irc_port = irc_port or int(b.stdout.expect(IRC_READY).group(1))
+        terminal = self.login(a, "Yoda", "wise@!man")
+        ii = II(b.host, irc_port, "Yoda", "wise@!man")
+        self.addCleanup(ii.cleanup)
+        ii.expect("Welcome to chatproto, Yoda!")
+        hans = self.login(b, "Hans", "falcon*solo")
+        hans.command("/msgto Yoda hello everywhere", re.compile("^message sent at"))
+        terminal.expect(re.compile(rf"^{TS}, Hans: hello everywhere$"))
+        ii.expect("<Hans> hello everywhere", "hans")
+        # What Yoda sends in the terminal on node A: in ii's conversation with Hans on node B.
+        terminal.command("/msgto Hans from the terminal", re.compile("^message sent at"))
+        ii.expect("<Yoda> from the terminal", "hans")
+        hans.expect(re.compile(rf"^{TS}, Yoda: from the terminal$"))
+        # And the other way round: ii's message reaches Hans, and shows in the terminal as sent.
+        ii.say("hans", "from ii")
+        hans.expect(re.compile(rf"^{TS}, Yoda: from ii$"))
+        terminal.expect(re.compile(r"to Hans: from ii$"))
+        # /logout all in the terminal ends the IRC session on the other node.
+        terminal.send("/logout all")
+        ii.expect("You have been logged out from another session")
+        hans.command("/msgto Yoda still there?", "Yoda is not active")
 
     def test_one_session_per_account_and_a_killed_node_frees_it_at_once(self):
         one_login = ("--max-sessions", "1")

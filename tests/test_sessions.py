@@ -131,6 +131,23 @@ class SessionTests(SynchronousTestCase):
         (line,) = self.yoda2.output()
         self.assertRegex(line, rf"^MSG {TS}, Hans: are you there\?$")
 
+    def test_what_a_session_sent_just_before_leaving_is_shown_on_the_others(self):
+        # A script (or a hurried user) sends and logs out at once: the message is stored after
+        # the session is gone; the account's other session shows it all the same.
+        self.yoda1.protocol.dataReceived(b"/msgto Hans bye for now\n/logout\n")
+        self.f.clock.advance(0)
+        self.assertRegex(self.yoda1.output()[0], rf"^OK message sent at {TS}\.$")
+        self.assertRegex(self.hans.output()[0], rf"^MSG {TS}, Yoda: bye for now$")
+        (sent,) = self.yoda2.output()
+        self.assertRegex(sent, rf"^SENT {TS}, to Hans: bye for now$")
+        self.hans.send("/creategroup Jedi Yoda")
+        self.yoda2.send("/joingroup Jedi")
+        yoda3 = self.f.login("Yoda", "wise@!man", 6004)
+        self.yoda2.protocol.dataReceived(b"/groupmsg Jedi may the force\n/logout\n")
+        self.f.clock.advance(0)
+        self.assertIn("Group chat message sent.", self.yoda2.output()[0])
+        self.assertRegex(yoda3.output()[-1], rf"^SENT {TS}, to #Jedi: may the force$")
+
     def test_the_limit(self):
         f = ChatFixture(self, max_sessions=2)
         f.login("Yoda", "wise@!man")

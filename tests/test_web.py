@@ -92,6 +92,19 @@ class LoginTests(SynchronousTestCase):
         session = self.web.http("GET", "/session", headers={"Cookie": f"chatproto_session={token}"})
         self.assertEqual(session.json(), {"ok": True, "username": "Yoda"})
 
+    def test_a_login_whose_page_went_away_meanwhile_does_not_hold_a_session(self):
+        # The browser left (a reload, a closed tab) while its login was being recorded: nobody
+        # has its cookie, so it must not keep one of the account's sessions (--max-sessions 1:
+        # the next login, here or anywhere, would be refused for two minutes).
+        web = WebFixture(self, realm_options={"max_sessions": 1})
+        channel, _transport = web.connect_http()
+        body = json.dumps({"username": "Yoda", "password": "wise@!man"}).encode()
+        channel.dataReceived(b"POST /login HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n"
+                             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        channel.connectionLost(None)  # gone before the login is recorded (the end of this turn)
+        web.clock.advance(0)
+        self.assertEqual(web.core.connect().send("LOGIN Yoda wise@!man 6001"), ["OK Welcome to chatproto!"])
+
     def test_spec_texts_and_lockout(self):
         self.assertEqual(self.web.login("Nobody", "x").json()["error"], "Invalid Username. Please try again")
         first = self.web.login("Yoda", "wrong")
@@ -295,7 +308,8 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("error")["error"], "Message too long")
         self.assertTrue(self.yoda.request("ping")["ok"])
 
-    def test_endless_fragment_is_cut_off(self):
+    def endless_fragment(self, between=None):
+        """Fragments of one text message that never ends, each followed by C{between} (a frame)."""
         from wsproto.events import TextMessage
 
         chunk = "x" * 60000
@@ -303,7 +317,17 @@ class ChatTests(SynchronousTestCase):
             if self.yoda.transport.disconnecting:
                 break
             self.yoda.write(self.yoda.ws.send(TextMessage(chunk, message_finished=False)))
-        self.assertTrue(self.yoda.transport.disconnecting)
+            if between is not None:
+                self.yoda.write(self.yoda.ws.send(between))
+        return self.yoda.transport.disconnecting
+
+    def test_endless_fragment_is_cut_off(self):
+        self.assertTrue(self.endless_fragment())
+
+    def test_endless_fragment_with_pongs_between_is_cut_off_too(self):
+        from wsproto.events import Pong
+
+        self.assertTrue(self.endless_fragment(between=Pong(b"")))  # an unasked pong counts no less
 
     def test_groups(self):
         reply = self.yoda.request("create_group", name="Jedi", members=["Hans"])
@@ -399,6 +423,18 @@ class ChatTests(SynchronousTestCase):
         self.assertTrue(again.request("read", kind="user", name="Yoda")["ok"])
         self.assertEqual(other_tab.next("read")["conversation"], "user:Yoda")
         self.assertEqual(self.web.ws(self.hans.token).next("hello")["unread"], {})
+
+    def test_read_of_a_user_named_like_a_group_is_refused_and_marks_nothing(self):
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.hans.request("join", group="Jedi")
+        self.yoda.request("send", group="Jedi", text="may the force")
+        other_tab = self.web.ws(self.hans.token)
+        self.assertEqual(other_tab.next("hello")["unread"], {"group:jedi": 1})
+        reply = self.hans.request("read", kind="user", name="#Jedi")
+        self.assertEqual((reply["ok"], reply["code"]), (False, "no-such-user"))
+        self.assertEqual(reply["error"], "No such user: #Jedi")
+        self.assertEqual([e for e in other_tab.events() if e["type"] == "read"], [])
+        self.assertEqual(self.web.ws(self.hans.token).next("hello")["unread"], {"group:jedi": 1})
 
     def test_own_message_reaches_the_other_tabs(self):
         second = self.web.ws(self.yoda.token)
@@ -540,6 +576,17 @@ class LimitTests(SynchronousTestCase):
         hans.drop()
         yoda.drop()
         self.assertIsNone(web.frontend.sockets._pinger)  # no timer left once nobody is connected
+
+    def test_an_idle_page_that_answers_pings_stays_connected(self):
+        # Each pong (6 bytes from a browser) counted towards the next request, which never came:
+        # at the real bound (about 200 KB) a page left open for some twelve days was cut off.
+        # A smaller bound shows it in simulated hours.
+        self.patch(websocket, "MAX_BUFFERED", 1000)
+        web = WebFixture(self)
+        yoda = web.browser("Yoda", "wise@!man")
+        web.advance(6 * 3600, yoda)  # 720 pings answered, about 4 KB of pongs
+        self.assertFalse(yoda.transport.disconnecting)
+        self.assertTrue(yoda.request("ping")["ok"])
 
     def test_connection_caps(self):
         web = WebFixture(self, max_connections_per_ip=2)

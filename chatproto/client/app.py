@@ -27,8 +27,10 @@ class ChatClient:
 
     def __init__(self, console, udp_port: int, on_exit, transfers=None, file_exists=None,
                  clock=None, reconnector=None, username=None, colours=True):
-        self.model = ChatModel(udp_port, transfers, reconnector)
-        if getattr(console, "rich", False):
+        rich = getattr(console, "rich", False)
+        # On a terminal, a login deadline met under the prompt connects again without a word.
+        self.model = ChatModel(udp_port, transfers, reconnector, reconnect_under_prompt=rich)
+        if rich:
             self.ui = TerminalUI(self.model, console, on_exit, file_exists, clock, username, colours)
         else:
             self.ui = ConsoleUI(self.model, console, on_exit, file_exists, clock)

@@ -187,6 +187,11 @@ class Reconnecting:
 
 
 @dataclass(frozen=True)
+class LoggingInAgain:
+    """Connected again after a loss; the login with the kept password is on its way."""
+
+
+@dataclass(frozen=True)
 class Reconnected:
     """Logged in again after a lost connection."""
 

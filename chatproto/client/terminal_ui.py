@@ -1,9 +1,9 @@
 """
 The terminal's user interface over the protocol model: conversations (irssi's
 windows, L{conversations}), readable messages (L{render}), a status line with
-the unread counts, and reconnecting with what was missed shown, and read markers: what the user has
-seen here is marked read on the server, so that every other device of the
-user (IRC, the page, another terminal) clears it too.
+the unread counts, what was missed shown after a reconnect, and read markers:
+what the user has seen here is marked read on the server, so that every other
+device of the user (IRC, the page, another terminal) clears it too.
 
 Its commands (C{/chat}, C{/win}, plain text to the current conversation, the
 server commands it shows in its own way) are in L{conversing}; the console it
@@ -42,7 +42,6 @@ class TerminalUI(ConversationCommands, ClientUI):
                  colours=True):
         self.renderer = Renderer(colours)
         self.conversations = Conversations(self.renderer)
-        model.reconnect_under_prompt = True
         super().__init__(model, console, on_exit, file_exists, clock)
         self._preset_username = username
         self._no_read_markers = False

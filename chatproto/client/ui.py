@@ -136,6 +136,9 @@ class ClientUI:
     def on_Reconnecting(self, event) -> None:
         self._set_status(f"offline: try {event.attempt} in {event.delay:g} s")
 
+    def on_LoggingInAgain(self, event) -> None:
+        self._set_status()  # no longer counting down to the next attempt
+
     def on_Reconnected(self, event) -> None:
         self._connection_notice(RECONNECTED)
         self._set_status()

@@ -154,12 +154,15 @@ return removed
 
 
 class RemoteSessionInfo:
-    """One session of a user on another node (C{/sessions}, C{/activeuser})."""
+    """One session of a user on another node (C{/sessions}, C{/activeuser}, a file offer)."""
 
-    __slots__ = ("name", "node", "frontend", "ip", "udp_port", "since", "since_time")
+    __slots__ = ("bus", "sid", "name", "node", "frontend", "ip", "udp_port", "since", "since_time")
     peers = None
+    gone = False
 
-    def __init__(self, name, node, frontend, ip, udp_port, since, since_time):
+    def __init__(self, bus, sid, name, node, frontend, ip, udp_port, since, since_time):
+        self.bus = bus
+        self.sid = sid
         self.name = name
         self.node = node
         self.frontend = frontend
@@ -170,7 +173,11 @@ class RemoteSessionInfo:
 
     @property
     def session(self):
-        return self  # what a front end reads of a session: its frontend
+        return self  # what a front end reads of a session (its frontend), and receive()
+
+    def receive(self, event) -> None:
+        """To this one session, on its node."""
+        self.bus.queue(self.node, self.name, event, sid=self.sid)
 
 
 class RemoteSession:
@@ -224,6 +231,12 @@ class RemoteUser:
 
     def _first(self):
         return min((there[0] for there in self.nodes.values()), key=lambda one: one.since_time)
+
+    def for_files(self) -> RemoteSessionInfo:
+        """The session a file offer goes to: the latest logged in that can receive files (which
+        one its user used last is known on its own node only)."""
+        return max((one for one in self.sessions if one.udp_port), key=lambda one: one.since_time,
+                   default=self._first())
 
     @property
     def ip(self):
@@ -552,7 +565,9 @@ class ClusterBus:
         if not self.up:
             return  # re-registration after the reconnection leaves it out
         d = self.redis.eval(RELEASE, self._keys(self.node), [user.name, self.node, str(entry[0])])
-        d.addCallback(lambda removed: self._tell_sessions(user.name) if removed else None)
+        # Told even when Redis never had it (a refused claim): another claim's news, sent while
+        # this one waited, listed it to every node.
+        d.addCallback(lambda _: self._tell_sessions(user.name))
         d.addErrback(lambda f: log.warn("Cluster: cannot release {name}: {why}", name=user.name,
                                         why=f.getErrorMessage()))
 
@@ -582,7 +597,7 @@ class ClusterBus:
                 known.gone = True
                 self.realm.presence_elsewhere(name, False)
             return
-        infos = [RemoteSessionInfo(name, node, *entry[1:6]) for entry in sessions]
+        infos = [RemoteSessionInfo(self, entry[0], name, node, *entry[1:6]) for entry in sessions]
         if known is None:
             known = self.elsewhere[name] = RemoteUser(self, name)
             known.nodes[node] = infos
@@ -616,12 +631,15 @@ class ClusterBus:
             per_node[id(event)] = [event, None, group.key, but]
         self._turn.schedule()
 
-    def queue(self, node, name, event) -> None:
+    def queue(self, node, name, event, sid=None) -> None:
+        """C{event} for C{name}'s sessions on C{node} (C{sid}: that one session only)."""
         per_node = self._pending.get(node)
         if per_node is None:
             per_node = self._pending[node] = {}
         entry = per_node.get(id(event))
-        if entry is None:
+        if sid is not None:
+            per_node[id(event)] = [event, [name], None, None, sid]
+        elif entry is None:
             per_node[id(event)] = [event, [name]]
         elif entry[1] is not None and name not in entry[1]:
             entry[1].append(name)
@@ -646,6 +664,8 @@ class ClusterBus:
                     pos = self._positions.get((event.group or "", event.seq), 0)
                 if names is None:  # a group's fan-out: [type, values, None, pos, group key, but]
                     batch.append([type_name, values, None, pos, entry[2], entry[3]])
+                elif len(entry) > 4:  # to one session: [type, values, [name], pos, None, None, sid]
+                    batch.append([type_name, values, names, pos, None, None, entry[4]])
                 else:
                     batch.append([type_name, values, names, pos])
             self._publish(self.prefix + "node:" + node, {"e": batch})
@@ -761,6 +781,11 @@ class ClusterBus:
                         continue
             if names is None:  # a group's fan-out: its joined members on this node
                 realm.fan_out_here(entry[4], event, entry[5])
+            elif len(entry) > 6:  # one session: the one with that sid (if it is still here)
+                sessions = self.mine.get(names[0], {})
+                for user, claimed in list(sessions.items()):
+                    if claimed[0] == entry[6]:
+                        realm.deliver_to_session(user, event)
             else:
                 realm.deliver_here(names, event)
 

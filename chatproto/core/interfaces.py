@@ -222,7 +222,9 @@ class IPresence(Interface):
         "C{count}, C{sessions} (each with C{ip}, C{udp_port}, C{since}, C{since_time}, "
         "C{session.frontend}), C{since}, C{since_time}, C{ip}, C{udp_port}, C{peers} None, C{gone}, "
         "and C{session}, whose C{receive(event)} sends the event to all of them and "
-        "C{disconnect(notice)} ends them). Empty on a plain server; the realm only reads it.")
+        "C{disconnect(notice)} ends them; C{nodes}: the nodes that hold them; C{for_files()}: "
+        "the one session a file offer goes to, an object like a session's user). Empty on a "
+        "plain server; the realm only reads it.")
 
     def claim(user):
         """
@@ -289,6 +291,9 @@ class IRealmOfNode(Interface):
 
     def deliver_here(usernames, event):
         """C{event} to every session here of each of C{usernames} (sent by another node)."""
+
+    def deliver_to_session(user, event):
+        """C{event} to this one session here (sent by another node for it alone: a file offer)."""
 
     def fan_out_here(key, event, but):
         """A group event (group C{key}) to its joined members here but C{but}."""

@@ -311,6 +311,11 @@ class ChatRealm:
 
     def _echo(self, actor: User, event) -> None:
         """C{event} to the other sessions of C{actor}'s account (what one device did, the others see)."""
+        if actor.gone:  # the acting session ended before its change was kept: the account's sessions now
+            stand_in = self._everyone.get(actor.name)
+            if stand_in is not None:
+                self._deliver(stand_in, event)
+            return
         peers = actor.peers
         if peers is not None:
             for one in list(peers):
@@ -771,7 +776,7 @@ class ChatRealm:
         delivered = recipient is not None
         if delivered:
             self._deliver(recipient, message)
-        if sender.peers is not None or self._elsewhere:  # (a cluster: maybe on other nodes)
+        if sender.peers is not None or self._elsewhere or sender.gone:  # (a cluster: maybe on other nodes)
             self._echo(sender, Sent(message))
         for observer in self.observers:  # inline: the hot path (bench/bench_metrics.py)
             observer("message", PRIVATE, delivered)
@@ -792,6 +797,8 @@ class ChatRealm:
         if receiver.peers is not None:  # the session used last, among those that can receive files
             receiver = max((one for one in receiver.peers if one.udp_port), key=lambda one: one.used,
                            default=receiver)
+        elif receiver is self._elsewhere.get(username):  # a cluster: only on other nodes; one of them
+            receiver = receiver.for_files()
         if not receiver.udp_port:
             return defer.fail(ChatError(errors.CANNOT_RECEIVE_FILES, name=username))
         transfer_id = random_secrets.token_hex(8)
@@ -914,6 +921,11 @@ class ChatRealm:
         group = self._groups.get(key)
         if group is not None:
             self._fan_out(group, event, but, here_only=True)
+
+    def deliver_to_session(self, user: User, event) -> None:
+        """Another node's event for one session here (a file offer)."""
+        if not user.gone:
+            self._deliver_one(user, event)
 
     def deliver_here(self, usernames, event) -> None:
         """Another node's event for C{usernames}: to each one's sessions here (not elsewhere again)."""
@@ -1087,7 +1099,7 @@ class ChatRealm:
         def stored(seq):
             message = Message(GROUP, seq, timestamp, now, sender.name, None, group.name, text)
             n = self._fan_out(group, message, sender.name)
-            if sender.peers is not None or self._elsewhere:
+            if sender.peers is not None or self._elsewhere or sender.gone:
                 self._echo(sender, Sent(message))
             for observer in self.observers:
                 observer("message", GROUP, n)

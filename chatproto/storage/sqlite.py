@@ -198,9 +198,11 @@ class SQLiteDatabase:
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._migrate(db)
-                # Absent: the last server stopped without indexing what waited (a crash).
-                stopped_cleanly = db.execute("SELECT 1 FROM meta WHERE key = 'search_clean'").fetchone()
-                db.execute("DELETE FROM meta WHERE key = 'search_clean'")
+                # Still there: the last server stopped without indexing what waited (a crash).
+                # (Written at every start and removed by a clean stop, so that a database of an
+                # older server, which indexed every message as it stored it, is not scanned.)
+                crashed = db.execute("SELECT 1 FROM meta WHERE key = 'search_waiting'").fetchone()
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_waiting', '1')")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
@@ -214,7 +216,7 @@ class SQLiteDatabase:
         self._db = db
         floor = int(self._meta("search_floor") or 0)
         last = db.execute("SELECT MAX(id) FROM search_rows").fetchone()[0] or 0
-        if not stopped_cleanly:
+        if crashed:
             last = self._catch_up(last)
         self._last_search_id = max(floor - 1, last)  # the rowid the last message stored got
         # The time of the newest private message: the next one's is never below it.
@@ -661,7 +663,7 @@ class SQLiteDatabase:
         if self._db is not None:
             try:
                 self._index_waiting()
-                self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('search_clean', '1')")
+                self._db.execute("DELETE FROM meta WHERE key = 'search_waiting'")
             except sqlite3.Error as e:  # the next start indexes them (see _catch_up)
                 log.error("Search index: {count} messages left for the next start: {error}",
                           count=len(self._waiting_rows), error=str(e))

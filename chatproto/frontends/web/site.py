@@ -359,8 +359,9 @@ class Login(JSONPost):
         d = self.store.login(username, password, ip)
 
         def ok(session):
-            if request.channel is None:
-                return  # nobody to give the cookie to: the grace period logs it out
+            if request.channel is None:  # nobody to give the cookie to: the login ends now (it
+                self.store.logout(session)  # must not hold one of the account's sessions meanwhile)
+                return
             set_cookie(request, session.token)
             _finish(request, 200, {"ok": True, "username": session.username})
 

@@ -16,11 +16,12 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ...core import errors
+from ...core.errors import ChatError
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
-from ..connection import Connection
-from ..limits import CommandRate, ConnectionCaps, default_burst
-from ..output import OutputBatch
+from ..connection import Connection, ConnectionFactory
+from ..limits import CommandRate
 from .session import conversation_key, message_key
 from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
 
@@ -165,7 +166,7 @@ class WebSocketConnection(Connection):
     MAX_FRAME = MAX_BUFFERED
 
     def __init__(self, factory, socket, channel):
-        super().__init__(factory, socket.host, None, factory.max_output)
+        super().__init__(factory, socket.host)
         self.socket = socket
         self.channel = channel  # told when the connection is gone (None: it hears of it itself)
         self.upgraded = channel.dataReceived
@@ -445,6 +446,8 @@ class ChatSocket:
 
     def pongReceived(self, payload) -> None:
         self.awaiting_pong = False
+        if not self.connection.in_fragment:  # nothing of a request waits: an idle page's pongs are
+            self.connection.request_complete()  # not counted towards one (else cut off after days)
 
     def ping(self) -> None:
         """The factory's periodic check: a peer that did not answer the last ping is gone."""
@@ -700,27 +703,30 @@ class ChatSocket:
         if kind not in ("user", "group"):
             raise bad("kind must be user or group")
         name = _string(request, "name")
+        if kind == "user" and name.startswith("#"):  # the core reads '#NAME' as a group: no user is named so
+            raise ChatError(errors.NO_SUCH_USER, name=name)
         self.session.unread.pop(conversation_key(kind, name), None)  # the other tabs: the core's ReadMarker
         # The user's read marker (every device): up to the conversation's newest message.
         d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
         return d.addCallback(lambda _: {})
 
 
-class ChatSocketFactory:
-    """Builds a L{ChatSocket} for each WebSocket request that passed the resource's checks."""
+class ChatSocketFactory(ConnectionFactory):
+    """
+    Builds a L{ChatSocket} for each WebSocket request that passed the
+    resource's checks. Its caps are the web listener's: its site counts
+    every TCP connection, WebSocket or not (L{site.WebSite}); a socket's
+    login is its cookie's, so there is no login deadline here.
+    """
+
+    frontend = "web"
 
     def __init__(self, chat, store, clock, max_output: int, rate_limit: float = 0.0, rate_burst: int = 0,
                  max_connections: int = 0, max_connections_per_ip: int = 0):
-        self.chat = chat
+        super().__init__(chat, max_output, rate_limit, rate_burst, max_connections, max_connections_per_ip,
+                         clock=clock, login_deadline=0)
         self.store = store
-        self.clock = clock
-        self.max_output = max_output
-        self.rate_limit = rate_limit
-        self.rate_burst = rate_burst or default_burst(rate_limit)
-        # The web listener's caps: its site counts every TCP connection, WebSocket or not.
-        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.sockets: set = set()
-        self.output = OutputBatch(clock)
         self._pinger = None
 
     def opened(self, socket) -> None:
