@@ -152,7 +152,7 @@ class StorageContract:
             self.durable(self.ledger.append_group("Jedi", author, T, 20.0 + i, f"g{i}"))
         groups = [("#jedi", "Jedi", 1)]
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", groups)),
-                         [("#jedi", 2, 22.0), ("leia", 1, 12.0), ("Hans", 2, 11.0)])
+                         [("#jedi", 2, 22.0, 3), ("leia", 1, 12.0, 3), ("Hans", 2, 11.0, 2)])
         self.durable(self.ledger.set_read_marker("Yoda", "Hans", 2))
         self.durable(self.ledger.set_read_marker("Yoda", "Hans", 1))  # never back
         self.durable(self.ledger.set_read_marker("Yoda", "#jedi", 2))
@@ -161,10 +161,10 @@ class StorageContract:
         self.assertEqual(self.successResultOf(self.ledger.read_markers("Yoda")), {"Hans": 2, "#jedi": 2})
         self.assertEqual(self.successResultOf(self.ledger.read_markers("Hans")), {})
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", groups)),
-                         [("#jedi", 1, 22.0), ("leia", 1, 12.0)])
+                         [("#jedi", 1, 22.0, 3), ("leia", 1, 12.0, 3)])
         # A group created again under an old name: its earlier messages are not its own.
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [("#jedi", "Jedi", 4)])),
-                         [("leia", 1, 12.0)])
+                         [("leia", 1, 12.0, 3)])
 
     def test_a_deleted_message_is_not_unread(self):
         self.durable(self.ledger.append_private("Hans", "Yoda", T, 10.0, "oops"))
@@ -173,7 +173,7 @@ class StorageContract:
         self.assertTrue(self.durable(self.ledger.delete_message(None, 1, "Hans")))
         self.assertTrue(self.durable(self.ledger.delete_message("Jedi", 1, "Hans")))
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [("#jedi", "Jedi", 1)])),
-                         [("Hans", 1, 11.0)])
+                         [("Hans", 1, 11.0, 2)])
 
     def test_bans_are_kept_and_forgotten(self):
         self.assertEqual(self.successResultOf(self.ledger.bans()), {})
@@ -392,7 +392,7 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         finally:
             self.database._db = execute.__self__
         self.assertEqual([m.seq for m in history], [3, 4])
-        self.assertEqual(unread, [("Hans", 2, 15.0)])
+        self.assertEqual(unread, [("Hans", 2, 15.0, 6)])
         self.assertTrue(plans)
         for plan in plans:
             self.assertIn("USING", plan)
@@ -411,7 +411,7 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         before = self.successResultOf(self.ledger.private_history("Yoda", "Hans", 2, before=4))
         self.assertEqual([m.seq for m in before], [2, 3])
         self.durable(self.ledger.set_read_marker("Yoda", "Hans", 3))
-        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [])), [("Hans", 3, 30.0)])
+        self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [])), [("Hans", 3, 30.0, 6)])
 
     def test_an_older_database_has_its_private_times_mended_once(self):
         """Version 8 kept a set-back clock's times and a (peers, seq) index; version 9 mends and drops."""

@@ -510,6 +510,88 @@ class TabTests(SynchronousTestCase):
         self.assertEqual(self.tab2.next("read")["conversation"], "user:Hans")
         self.assertEqual(self.tab2.request("state")["unread"], {})
 
+    def hold_unread_counts(self, run_now=False):
+        """The storage's unread counts answer only when the test says: C{release()} counts then
+        (C{run_now}: counted at once, the answer held)."""
+        storage = self.web.chat.storage
+        real = storage.unread_counts
+        held = []
+
+        def later(username, groups):
+            d = defer.Deferred()
+            if run_now:
+                rows = self.successResultOf(real(username, groups))
+                held.append(lambda: d.callback(rows))
+            else:
+                held.append(lambda: real(username, groups).chainDeferred(d))
+            return d
+
+        storage.unread_counts = later
+
+        def release():
+            storage.unread_counts = real
+            while held:
+                held.pop(0)()
+
+        return release
+
+    def unread_of(self, line_client):
+        return line_client.send("/unread")
+
+    def test_a_read_elsewhere_up_to_an_older_message_leaves_the_newer_ones_unread(self):
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        self.hans.send("/msgto Yoda one")
+        self.hans.send("/msgto Yoda two")
+        self.hans.send("/msgto Yoda three")
+        self.tab2.events()
+        seqs = [m["message"]["seq"] for m in self.tab1.events() if m["type"] == "message"]
+        yoda.output()
+        self.assertEqual(yoda.send(f"/read Hans {seqs[0]}"), ["OK"])  # the terminal read the first only
+        self.assertEqual(self.unread_of(yoda), ["DATA Hans 2", "OK"])
+        for tab in (self.tab1, self.tab2):
+            (read,) = [e for e in tab.events() if e["type"] == "read"]
+            self.assertEqual((read["conversation"], read.get("unread")), ("user:Hans", 2))
+            self.assertEqual(tab.request("state")["unread"], {"user:Hans": 2})
+        self.hans.send("/msgto Yoda four")
+        self.assertEqual(self.tab1.next("message")["unread"], 3)
+        yoda.output()
+        self.assertEqual(yoda.send(f"/read Hans {seqs[2]}"), ["OK"])  # up to "three": "four" is left
+        self.assertEqual(self.tab1.next("read").get("unread"), 1)
+        self.assertEqual(self.unread_of(yoda), ["DATA Hans 1", "OK"])
+        self.assertEqual(yoda.send("/read Hans 999999"), ["OK"])  # everything: the count clears
+        read = self.tab1.next("read")
+        self.assertEqual((read["conversation"], read.get("unread", 0)), ("user:Hans", 0))
+        self.assertEqual(self.tab1.request("state")["unread"], {})
+
+    def test_a_message_arriving_while_a_new_tab_is_counted_is_counted_once(self):
+        self.hans.send("/msgto Yoda before")
+        release = self.hold_unread_counts()
+        tab3 = self.web.ws(self.tab1.token)  # admitted; its count asked for, not answered yet
+        self.hans.send("/msgto Yoda meanwhile")  # stored, then delivered live to the new tab
+        release()  # the count answers: it holds "meanwhile" too
+        events = tab3.events()
+        self.assertEqual(events[0]["type"], "hello")
+        self.assertEqual(events[0]["unread"], {"user:Hans": 2})
+        # "meanwhile" follows the hello (the page shows it), its count the hello's, not one more
+        self.assertEqual([(e["message"]["text"], e["unread"]) for e in events if e["type"] == "message"],
+                         [("meanwhile", 2)])
+        self.hans.send("/msgto Yoda after")
+        self.assertEqual(tab3.next("message")["unread"], 3)
+        self.assertEqual(tab3.request("state")["unread"], {"user:Hans": 3})
+
+    def test_a_message_stored_after_the_count_ran_is_counted_live(self):
+        self.hans.send("/msgto Yoda before")
+        release = self.hold_unread_counts(run_now=True)
+        tab3 = self.web.ws(self.tab1.token)  # counted now; the answer still on its way
+        self.hans.send("/msgto Yoda meanwhile")  # not in that count: counted as it arrives
+        release()
+        events = tab3.events()
+        self.assertEqual(events[0]["type"], "hello")
+        self.assertEqual(events[0]["unread"], {"user:Hans": 2})
+        # "meanwhile" follows the hello (the page shows it), its count the hello's, not one more
+        self.assertEqual([(e["message"]["text"], e["unread"]) for e in events if e["type"] == "message"],
+                         [("meanwhile", 2)])
+
     def test_the_session_limit_refuses_one_tab_too_many(self):
         third = self.web.ws(self.tab1.token)
         third.next("hello")

@@ -196,7 +196,7 @@ class IChatStorage(IBanStore):
 
     def unread_counts(username, groups):
         """
-        A Deferred list of C{(conversation, count, newest time)}: the
+        A Deferred list of C{(conversation, count, newest time, newest SEQ)}: the
         conversations with messages to C{username} after their read marker
         (private: from each other user; C{groups}: C{(conversation, log name,
         first SEQ)} of the groups the user has joined, counting the others'

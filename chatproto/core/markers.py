@@ -104,15 +104,19 @@ class ReadMarkers:
         d = self.realm.storage.read_markers(user.name)
         return d.addCallback(lambda markers: self._marker(user, conversation, markers.get(conversation[0], 0)))
 
-    def unread(self, user) -> defer.Deferred:
+    def unread(self, user, newest: bool = False) -> defer.Deferred:
         """
         The conversations with messages to C{user} after its read marker,
         newest activity first: a list of C{(NAME, COUNT)} (NAME a user, or
-        C{#GROUPNAME}).
+        C{#GROUPNAME}); with C{newest}, C{(NAME, COUNT, SEQ)}, SEQ the newest
+        message counted (a session that counts arrivals itself skips those).
         """
         realm = self.realm
         groups = [("#" + g.key, g.name, g.first_seq) for g in realm._groups.values()
                   if g.members.get(user.name)]
         shown = {"#" + g.key: "#" + g.name for g in realm._groups.values()}
         d = realm.storage.unread_counts(user.name, groups)
-        return d.addCallback(lambda rows: [(shown.get(name, name), count) for name, count, _time in rows])
+        if newest:
+            return d.addCallback(lambda rows: [(shown.get(name, name), count, seq)
+                                               for name, count, _time, seq in rows])
+        return d.addCallback(lambda rows: [(shown.get(name, name), count) for name, count, _time, _seq in rows])

@@ -691,9 +691,10 @@ class ChatRealm:
     def read_marker(self, user: User, name: str) -> defer.Deferred:
         return self.markers.current(user, name)
 
-    def unread(self, user: User) -> defer.Deferred:
-        """C{[(NAME, COUNT)]}: the conversations with messages after the read marker, newest first."""
-        return self.markers.unread(user)
+    def unread(self, user: User, newest: bool = False) -> defer.Deferred:
+        """C{[(NAME, COUNT)]}: the conversations with messages after the read marker, newest first
+        (C{newest}: C{[(NAME, COUNT, SEQ)]}, SEQ the newest message counted)."""
+        return self.markers.unread(user, newest)
 
     # Private messages
 

@@ -109,20 +109,22 @@ class MemoryDatabase:
 
     def unread_counts(self, username, groups):
         markers = self._markers.get(username, {})
-        found = {}  # conversation -> [count, newest time]
+        found = {}  # conversation -> [count, newest time, newest SEQ]
         for row in self._messages.get(PRIVATE_LOG, {}).values():
             _log, seq, _timestamp, time, sender, recipient, _text = row
             if recipient == username and seq > markers.get(sender, 0) and _text != DELETED:
-                entry = found.setdefault(sender, [0, 0.0])
+                entry = found.setdefault(sender, [0, 0.0, 0])
                 entry[0] += 1
                 entry[1] = max(entry[1], time)
+                entry[2] = max(entry[2], seq)
         for conversation, log, first_seq in groups:
             after = max(markers.get(conversation, 0), first_seq - 1)
             for seq, row in self._messages.get(log, {}).items():
                 if seq > after and row[4] != username and row[6] != DELETED:
-                    entry = found.setdefault(conversation, [0, 0.0])
+                    entry = found.setdefault(conversation, [0, 0.0, 0])
                     entry[0] += 1
                     entry[1] = max(entry[1], row[3])
+                    entry[2] = max(entry[2], seq)
         return defer.succeed(newest_first(found))
 
     def private_history(self, a, b, limit, before=None):

@@ -42,7 +42,9 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
     C{partners_query} gives the users C{username} has a private conversation
     with. Then one range count per conversation, on its index (peers, seq) or
     (log, seq): the cost follows the user's conversations, not the table.
-    A deleted message is nothing to read: it is not counted.
+    A deleted message is nothing to read: it is not counted. Each row also
+    names the newest SEQ counted, so that a session counting messages as they
+    arrive can tell which of them this count already holds.
 
     C{seq_time}: a database whose only conversation index is (peers, time,
     seq), private times never going back in SEQ order (SQLite), gives the
@@ -56,31 +58,32 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
     for partner in partners:
         after = markers.get(partner, 0)
         if seq_time is None:
-            rows = execute("SELECT COUNT(*), MAX(time) FROM messages "
+            rows = execute("SELECT COUNT(*), MAX(time), MAX(seq) FROM messages "
                            f"WHERE peers = {q} AND seq > {q} AND sender = {q} AND text <> {q}",
                            (peers_key(username, partner), after, partner, DELETED))
         else:
             time = seq_time(after) if after else None
-            rows = execute("SELECT COUNT(*), MAX(time) FROM messages "
+            rows = execute("SELECT COUNT(*), MAX(time), MAX(seq) FROM messages "
                            f"WHERE peers = {q} AND (time, seq) > ({q}, {q}) AND sender = {q} AND text <> {q}",
                            (peers_key(username, partner), float("-inf") if time is None else time, after,
                             partner, DELETED))
-        for count, newest in rows:
+        for count, newest, seq in rows:
             if count:
-                found[partner] = (count, newest)
+                found[partner] = (count, newest, seq)
     for conversation, log_name, first_seq in groups:
         after = max(markers.get(conversation, 0), first_seq - 1)
-        for count, newest in execute("SELECT COUNT(*), MAX(time) FROM messages "
+        for count, newest, seq in execute("SELECT COUNT(*), MAX(time), MAX(seq) FROM messages "
                                      f"WHERE log = {q} AND seq > {q} AND sender <> {q} AND text <> {q}",
                                      (log_name, after, username, DELETED)):
             if count:
-                found[conversation] = (count, newest)
+                found[conversation] = (count, newest, seq)
     return newest_first(found)
 
 
 def newest_first(found: dict) -> list:
-    """C{{conversation: (count, newest time)}} as C{(conversation, count, newest time)}, newest first."""
-    return sorted(((name, count, time) for name, (count, time) in found.items()),
+    """C{{conversation: (count, newest time, newest SEQ)}} as C{(conversation, count, newest time,
+    newest SEQ)}, newest first."""
+    return sorted(((name, count, time, seq) for name, (count, time, seq) in found.items()),
                   key=lambda entry: (-entry[2], entry[0]))
 
 

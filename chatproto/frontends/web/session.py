@@ -32,6 +32,9 @@ log = Logger()
 
 GRACE_SECONDS = 120.0
 COOKIE_NAME = "chatproto_session"
+# What a tab remembers of the messages and read markers that arrive while its count is asked
+# for (a storage round trip): past this many, that count is asked again rather than kept growing.
+MAX_HELD = 256
 
 
 def conversation_key(kind: str, name: str) -> str:
@@ -65,7 +68,8 @@ class LoginRefused(Exception):
 class TabSession:
     """The core's session for one tab of a browser login (C{ISession}): one WebSocket."""
 
-    __slots__ = ("ip", "login", "socket", "unread", "user")  # one per open tab: no instance dict
+    # one per open tab: no instance dict
+    __slots__ = ("_again", "_held", "ip", "login", "newest", "socket", "unread", "user")
     frontend = "web"
     udp_port = 0  # a browser cannot receive p2p files
     wants_presence = True
@@ -75,7 +79,13 @@ class TabSession:
         self.ip = ip
         self.user = None  # the core's avatar, once admitted
         self.socket = None  # None: parked (the browser's last tab closed) or not attached yet
+        # The server's unread counts as this tab knows them: conversation key -> count, and the
+        # newest SEQ that count holds (a READ up to it, or beyond, reads them all).
         self.unread: dict[str, int] = {}
+        self.newest: dict[str, int] = {}
+        # While a count is asked for (None: not): what arrived meanwhile, replayed on its answer.
+        self._held: list | None = None
+        self._again = False  # a further count wanted once this one answers
 
     @property
     def username(self):
@@ -94,17 +104,111 @@ class TabSession:
             kind = type(event).__name__
             if kind == "Message":
                 key = message_key(event, self.login.username)
-                unread = self.unread[key] = self.unread.get(key, 0) + 1
+                self._hold("message", key, event.seq)
+                unread = self._arrived(key, event.seq)
             elif kind == "ReadMarker":  # read on another tab or device of this user: read here too
                 key = shown_key(event.conversation)
-                self.unread.pop(key, None)
-                if self.socket is not None:
-                    self.socket.send({"type": "read", "conversation": key})
+                self._hold("read", key, event.seq)
+                self._read(key, event.seq)
                 return
             if self.socket is not None:
                 self.socket.event(event, unread)
         except Exception:  # noqa: BLE001 - never raise into the core
             log.failure("delivering an event to the web session of {user}", user=self.username)
+
+    # Unread counts: the server's (its read markers), kept here as messages and markers arrive
+
+    def _arrived(self, key: str, seq: int) -> int:
+        """A message of conversation C{key}: one more unread, unless a count already holds it."""
+        if seq > self.newest.get(key, 0):
+            self.newest[key] = seq
+            self.unread[key] = self.unread.get(key, 0) + 1
+        return self.unread.get(key, 0)
+
+    def _read(self, key: str, seq: int) -> None:
+        """
+        The user's read marker of C{key} moved to C{seq} elsewhere: up to the
+        newest message counted, nothing is left; short of it, the messages after
+        it still are, and the server counts them (this tab knows no older SEQs).
+        """
+        if seq < self.newest.get(key, 0):
+            if self._held is None:  # (while a count is asked for, its answer settles it)
+                self.count(tell=True)
+            return
+        self.unread.pop(key, None)
+        self.newest.pop(key, None)
+        if self.socket is not None:
+            self.socket.send({"type": "read", "conversation": key})
+
+    def read_here(self, key: str) -> None:
+        """This tab read conversation C{key} (its page opened it): nothing left there."""
+        self.unread.pop(key, None)
+        self.newest.pop(key, None)
+
+    def marked(self, key: str, seq: int) -> None:
+        """This tab's read landed on SEQ C{seq}: what arrived after it is unread after all."""
+        self._hold("read", key, seq)
+        self._read(key, seq)
+
+    def _hold(self, what: str, key: str, seq: int) -> None:
+        held = self._held
+        if held is not None:
+            if len(held) < MAX_HELD:
+                held.append((what, key, seq))
+            else:
+                self._again = True
+
+    def unread_of(self, message) -> int:
+        """The unread count now of C{message}'s conversation."""
+        return self.unread.get(message_key(message, self.login.username), 0)
+
+    def count(self, tell: bool = False) -> defer.Deferred:
+        """
+        Ask the core for the unread counts (what was missed since the last read,
+        on any device) and take them as this tab's. A message that arrives
+        while they are asked for is in them or not, whatever the order of its
+        arrival and their answer: the answer names the newest SEQ it counted in
+        each conversation, and what arrived meanwhile is replayed on it.
+        C{tell}: the page is told of every count that changed (a C{read} event
+        with the count left).
+        """
+        self._held = []
+        self._again = False
+        d = defer.maybeDeferred(self.login.store.chat.unread, self.user, True)
+        d.addCallback(self._counted, tell)
+        return d.addErrback(self._not_counted)
+
+    def _counted(self, rows, tell: bool) -> None:
+        held, self._held = self._held, None
+        before, before_newest = self.unread, self.newest
+        self.unread, self.newest = {}, {}
+        for name, count, seq in rows:
+            key = shown_key(name)
+            self.unread[key] = count
+            self.newest[key] = seq
+        if self._again:  # too much arrived meanwhile to replay: counted again, from the server
+            self.unread, self.newest = before, before_newest
+            self.count(tell=True)
+            return
+        for what, key, seq in held:
+            if what == "message":
+                self._arrived(key, seq)
+            elif seq >= self.newest.get(key, 0):
+                self.unread.pop(key, None)
+                self.newest.pop(key, None)
+            else:  # read up to a SEQ before the newest counted: before or after the count? Ask again.
+                self._again = True
+        if self._again:
+            self.count(tell=True)
+            return
+        if tell and self.socket is not None:
+            for key in sorted(before.keys() | self.unread.keys()):
+                if before.get(key, 0) != self.unread.get(key, 0):
+                    self.socket.send({"type": "read", "conversation": key, "unread": self.unread.get(key, 0)})
+
+    def _not_counted(self, failure) -> None:
+        self._held = None
+        log.failure("unread counts of {user}", failure, user=self.username)
 
     def disconnect(self, notice: str) -> None:
         """The core ends this session (kick, /logout all, shutdown): the browser's whole login ends."""
@@ -242,15 +346,7 @@ class SessionStore:
 
     def count_unread(self, tab: TabSession) -> defer.Deferred:
         """What was missed since the last read, on any device (the core's read markers)."""
-
-        def counted(rows):
-            for name, count in rows:
-                key = shown_key(name)
-                tab.unread[key] = tab.unread.get(key, 0) + count
-
-        d = defer.maybeDeferred(self.chat.unread, tab.user)
-        d.addCallback(counted)
-        return d.addErrback(lambda f: log.failure("unread counts of {user}", f, user=tab.username))
+        return tab.count()
 
     def logout(self, session: WebSession, text: str = "") -> defer.Deferred:
         """The user logs out (or the grace ran out): end every tab's core session."""

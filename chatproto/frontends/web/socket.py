@@ -546,7 +546,9 @@ class ChatSocket:
             })
             early, self._early = self._early, []
             for event, unread in early:
-                self.event(event, unread)
+                # The hello's counts hold every message that came before it: each says the count
+                # now, not the one when it came (which the count's answer may have corrected).
+                self.event(event, unread if unread is None else session.unread_of(event))
 
         def failed(failure):
             log.failure("web hello for {user}", failure, user=user.name)
@@ -705,10 +707,17 @@ class ChatSocket:
         name = _string(request, "name")
         if kind == "user" and name.startswith("#"):  # the core reads '#NAME' as a group: no user is named so
             raise ChatError(errors.NO_SUCH_USER, name=name)
-        self.session.unread.pop(conversation_key(kind, name), None)  # the other tabs: the core's ReadMarker
+        key = conversation_key(kind, name)
+        self.session.read_here(key)  # the other tabs: the core's ReadMarker
         # The user's read marker (every device): up to the conversation's newest message.
         d = defer.maybeDeferred(self.chat.mark_read, self.user, "#" + name if kind == "group" else name)
-        return d.addCallback(lambda _: {})
+
+        def landed(marker):
+            if marker is not None:  # (one that came just before it, unseen here, is read too)
+                self.session.marked(key, marker.seq)
+            return {}
+
+        return d.addCallback(landed)
 
 
 class ChatSocketFactory(ConnectionFactory):

@@ -196,8 +196,12 @@ const EVENTS = {
     showLive(key, message);
     renderLists();
   },
+  // Read elsewhere (another tab or device): up to the newest message, or, with `unread`, the
+  // count the server has left after the read marker (newer messages came meanwhile).
   read(event) {
-    state.unread.delete(event.conversation);
+    const viewing = state.current && state.current.key === event.conversation && document.visibilityState === "visible";
+    if (event.unread && !viewing) state.unread.set(event.conversation, event.unread);
+    else state.unread.delete(event.conversation);
     renderLists();
   },
   user_online(event) {
