@@ -68,11 +68,44 @@ class ReadMarkerTests(TerminalClientTestCase):
     def test_read_on_another_device_is_not_marked_again(self):
         self.login(unread=("DATA Hans 2", "OK"))
         self.answer("READ Hans 2")
+        self.assertEqual(self.sent(), ["/unread"])  # (were both unread ones up to SEQ 2?)
+        self.answer("OK No unread messages.")
         self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:Hans")
         self.type(b"/chat Hans\r")
         self.answer("DATA #1 01 Jun 2022 21:30:04, Hans: one", "DATA #2 01 Jun 2022 21:30:05, Hans: two", "OK")
         self.answer("DATA Hans active", "OK")
         self.assertEqual(self.sent(), ["/history Hans 20", "/users"])
+
+    def test_a_read_elsewhere_up_to_an_older_message_leaves_the_newer_ones_counted(self):
+        # Yoda talks with Hans; leia's messages arrive meanwhile (MSG lines carry no SEQ). The phone
+        # reads leia up to her first one: the count shown is the server's, not nothing.
+        self.login()
+        self.open_hans()
+        self.answer("MSG 01 Jun 2022 21:40:00, leia: one", "MSG 01 Jun 2022 21:40:01, leia: two",
+                    "MSG 01 Jun 2022 21:40:02, leia: three")
+        self.assertEqual(self.status(), "Yoda | 2:Hans | windows: 2:Hans 3:leia | unread: 3:leia(3)")
+        self.answer("READ leia 7")
+        self.assertEqual(self.sent(), ["/unread"])  # which of them SEQ 7 covers: the server knows
+        self.answer("MSG 01 Jun 2022 21:40:03, leia: four")  # before the answer: in its count
+        self.answer("DATA leia 3", "OK")
+        self.assertEqual(self.status(), "Yoda | 2:Hans | windows: 2:Hans 3:leia | unread: 3:leia(3)")
+        self.answer("MSG 01 Jun 2022 21:40:04, leia: five")
+        self.assertEqual(self.status(), "Yoda | 2:Hans | windows: 2:Hans 3:leia | unread: 3:leia(4)")
+        self.answer("READ leia 11")
+        self.assertEqual(self.sent(), ["/unread"])
+        self.answer("OK No unread messages.")
+        self.assertEqual(self.status(), "Yoda | 2:Hans | windows: 2:Hans 3:leia")
+
+    def test_a_read_elsewhere_past_every_message_shown_clears_without_asking(self):
+        self.login()
+        self.type(b"/chat leia\r")
+        self.answer("DATA #9 01 Jun 2022 21:40:00, leia: psst", "OK", "DATA leia active", "OK")
+        self.type(b"/chat Hans\r")
+        self.answer("OK No messages.", "DATA Hans active", "OK")
+        self.sent()
+        self.answer("READ leia 9")  # (window 3 showed #9 only, from its history, and counts nothing)
+        self.assertEqual(self.sent(), [])
+        self.assertEqual(self.status(), "Yoda | 3:Hans | windows: 2:leia 3:Hans")
 
     def test_a_server_without_read_markers_is_asked_once(self):
         self.login()

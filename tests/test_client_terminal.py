@@ -163,8 +163,10 @@ class ConversationTests(TerminalClientTestCase):
         rows = self.look()
         self.assertIn("unread: Hans(2) #Jedi(1)", [row.strip() for row in rows])
         self.assertEqual(rows[-2].strip(), "Yoda | 1:all | windows: 2:Hans 3:Jedi | unread: 2:Hans(2) 3:Jedi(1)")
-        # Read on another device: cleared here.
+        # Read on another device: cleared here (what the server counts after the marker: nothing).
         self.answer("READ Hans 7")
+        self.assertEqual(self.sent(), ["/unread"])
+        self.answer("DATA #Jedi 1", "OK")
         self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:Hans 3:Jedi | unread: 3:Jedi(1)")
         # Sent from another device: in its conversation, as one's own, not unread.
         self.answer("SENT 01 Jun 2022 21:41:00, to #Jedi: from my phone")

@@ -99,18 +99,44 @@ class TerminalUI(ConversationCommands, ClientUI):
         self._set_status()
 
     def on_ReadElsewhere(self, event) -> None:
-        name = event.name
-        window = (self.conversations.find(name[1:], "group") if name.startswith("#")
-                  else self.conversations.find(name, "user"))
+        window = self._window_of(event.name)
         if window is None:
             return
         newest = window.newest_other
         if event.seq is not None and (newest is None or (newest.seq is not None and newest.seq <= event.seq)):
             window.unmarked = False  # (a newer message shown here, of unknown SEQ, stays to mark)
-        window.missed = 0
-        if window.unread:
-            window.unread = 0
+        if not window.unread and not window.missed:
+            return
+        # Read up to SEQ, but this window counts messages whose SEQs it does not know (a MSG line
+        # has none; those unread at login were not shown): newer ones may have come meanwhile.
+        # The count left is the server's: /unread (a MSG line before its answer is in it).
+        def listed(ok, rows):
+            if not ok or window not in self.conversations.windows:
+                return
+            count = next((n for shown, n in rows if self._window_of(shown) is window), 0)
+            window.missed = min(window.missed, count)
+            if window is not self.conversations.current:
+                window.unread = count
             self._set_status()
+
+        self._ask_unread(listed)
+
+    def _window_of(self, name: str):
+        """The window of conversation C{name} (C{#GROUP} or a user), or None."""
+        if name.startswith("#"):
+            return self.conversations.find(name[1:], "group")
+        return self.conversations.find(name, "user")
+
+    def _ask_unread(self, then) -> None:
+        """C{/unread}; C{then(ok, [(NAME, COUNT)])}."""
+        rows = []
+
+        def row(text):
+            name, _, count = text.rpartition(" ")
+            if count.isdigit():
+                rows.append((name, int(count)))
+
+        self._request("/unread", lambda ok, text: then(ok, rows), row)
 
     def on_Notice(self, event) -> None:
         text = event.text
@@ -146,9 +172,7 @@ class TerminalUI(ConversationCommands, ClientUI):
 
     def _show_unread(self) -> None:
         """At login: what was missed since the last read, on any device (C{unread: Hans(2)})."""
-        rows = []
-
-        def listed(ok, text):
+        def listed(ok, rows):
             if not ok or not rows:
                 return
             self._reply("unread: " + " ".join(f"{name}({count})" for name, count in rows))
@@ -160,12 +184,7 @@ class TerminalUI(ConversationCommands, ClientUI):
                 window.unmarked = True
             self._set_status()
 
-        def row(text):
-            name, _, count = text.rpartition(" ")
-            if count.isdigit():
-                rows.append((name, int(count)))
-
-        self._request("/unread", listed, row)
+        self._ask_unread(listed)
 
     # From the console
 
