@@ -28,7 +28,8 @@ SHUTDOWN_NOTICE = "Server shutting down"
 LOGIN_DEADLINE_NOTICE = "Disconnected: no login within"
 #: The server ended this session on purpose (/logout all from another device, an administrator's
 #: /kick): logging in again by itself would undo it.
-ENDED_NOTICES = ("You have been logged out from another session", "You have been disconnected by the administrator")
+ENDED_NOTICES = ("You have been logged out from another session",
+                 "You have been disconnected by the administrator")
 #: The login answers after which the client gives up (the account is blocked).
 GIVE_UP = frozenset((errors.BLOCKED_NOW, errors.ACCOUNT_BLOCKED))
 

@@ -660,6 +660,14 @@ class ChatRealm:
         if self._away.get(username) != text:
             self._away_changed(username, text)
 
+    def aways_loaded(self, away: dict) -> None:
+        """Every away message, read again (a cluster node back on its bus, whose news of
+        changes on other nodes may be lost): each difference told as L{away_elsewhere} tells it."""
+        for username in [name for name in self._away if name not in away]:
+            self.away_elsewhere(username, None)
+        for username, text in away.items():
+            self.away_elsewhere(username, text)
+
     def _away_changed(self, username: str, text: str | None) -> AwayChanged:
         if text is None:
             self._away.pop(username, None)
