@@ -165,7 +165,7 @@ class _SentReply(ReplySlot):
     def answered(self, message) -> None:
         # Away is looked up now that the message is durable, not when it was sent (as the page
         # does): on a cluster node, an away set on another node just before the sender's line was
-        # sent has been read from Redis by then (docs/CLUSTER.md, "Away").
+        # sent has been read from Redis by then (docs/CLUSTER.md, the sessions of one account).
         away = self.protocol.chat.away_of(message.recipient)
         if away is None:
             self.data = sent_at_line(message.timestamp)
@@ -307,7 +307,15 @@ class ChatLineProtocol(Connection):
         d = self.chat.login(username, password, self)
         d.addCallback(self._logged_in)
         self.pause_until(d)
-        self.later(d, lambda _: WELCOME_LINE, "LOGIN")
+        self.later(d, self._welcome, "LOGIN")
+
+    def _welcome(self, user) -> bytes:
+        # A session that logs in while its user is away starts away, and is told so as the user's
+        # other sessions were when it was set (docs/PROTOCOL.md, "Away").
+        away = self.chat.away_of(user.name)
+        if away is None:
+            return WELCOME_LINE
+        return WELCOME_LINE + (texts.away_notice(away) + "\n").encode("utf-8", "surrogateescape")
 
     def _logged_in(self, user):
         if not self.connected:
