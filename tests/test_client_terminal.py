@@ -383,6 +383,20 @@ class ReconnectTests(TerminalClientTestCase):
         self.type(b"\x1b1")
         self.assertIn("-!- " + client_module.RECONNECTING, self.look())
 
+    def test_logged_out_from_another_device_it_does_not_log_in_again(self):
+        # /logout all from the phone ends the terminal left on a lost laptop: connecting and
+        # logging in again by itself would undo it (as it would undo an administrator's kick).
+        for notice in ("You have been logged out from another session",
+                       "You have been disconnected by the administrator admin: enough"):
+            self.setUp()
+            self.login()
+            self.answer("NOTICE " + notice)
+            self.chat.server_lost()
+            self.assertEqual(self.reconnector.started, 0, notice)
+            self.assertIn("-!- " + notice, self.look())
+            self.console.connectionLost(Failure(ConnectionDone()))  # the terminal given back
+            self.assertEqual(self.exits, [1])
+
     def test_shutdown_notice_then_waiting(self):
         self.login()
         self.answer("NOTICE Server shutting down")

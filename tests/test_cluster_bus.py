@@ -515,6 +515,29 @@ class SessionsOnSeveralNodesTests(SynchronousTestCase):
         [[name, sessions]] = told[-1]  # what the other nodes hold last of Yoda's sessions here
         self.assertEqual((name, [entry[2] for entry in sessions]), ("Yoda", ["127.0.0.1"]))
 
+    def test_away_changed_while_this_node_was_cut_off_is_caught_up(self):
+        # Redis restarted: what Yoda (on B) did with their away message meanwhile was told to
+        # nobody. Back on the bus, this node reads it again from the shared database, or Hans
+        # here would hear 'Yoda is away: lunch' long after Yoda came back.
+        from chatproto.cluster.commands import Away
+
+        hans = self.fixture.login("Hans", "falcon*solo")
+        self.bus.received("chatproto:0:all", on("B", "Yoda", YODA_ON_B))
+        told = Away("Yoda", "lunch")
+        told.node = "B"
+        self.bus.received("chatproto:0:all", json.dumps(told.to_json()))
+        self.assertIn("NOTICE Yoda is away: lunch", hans.send("/msgto Yoda hungry?"))
+        self.bus._lost()  # cut off; meanwhile, through B, into the shared database:
+        database = self.fixture.storage.database
+        database.commit_now([("away", "Yoda", None), ("away", "leia", "on Alderaan")])
+        self.fixture.storage.reload_groups = lambda: defer.succeed([])
+        database.messages_since = lambda *args: defer.succeed([])
+        self.successResultOf(self.bus._catch_up())
+        reply = hans.send("/msgto Yoda back?")
+        self.assertEqual(len(reply), 1)
+        self.assertRegex(reply[0], "^OK message sent at")
+        self.assertEqual(self.chat.away_of("leia"), "on Alderaan")
+
     def test_presence_is_told_once_for_an_account_on_several_nodes(self):
         watcher = Watcher()
         d = self.chat.login("leia", "alderaan", watcher)

@@ -32,9 +32,11 @@ class Echo(Connection):
 
     frontend = "echo"
     MAX_FRAME = 100
+    login_deadline_notice = "no login"
+    drop_notice = "too slow"
 
     def __init__(self, factory, host, rate):
-        super().__init__(factory, host, rate, factory.max_output)
+        super().__init__(factory, host, rate)
         self.handled = []
         self.out_of_order = None
 
@@ -54,12 +56,6 @@ class Echo(Connection):
 
     def notice_line(self, text: str) -> bytes:
         return f"NOTICE {text}\n".encode()
-
-    def login_deadline_notice(self) -> str:
-        return "no login"
-
-    def drop_notice(self) -> str:
-        return "too slow"
 
     def render_failure(self, failure, context) -> bytes:
         return b"ERR " + context.encode() + b"\n"
@@ -249,3 +245,55 @@ class Long(Echo):
 class LongFactory(EchoFactory):
     def connection(self, host, rate):
         return Long(self, host, rate)
+
+
+class CapsOfEveryFrontEndTests(SynchronousTestCase):
+    """
+    Every front end's connections count in its listener's caps; one over a
+    cap is refused in the front end's own words and counted in the refused
+    metric, under the front end's name.
+    """
+
+    def setUp(self):
+        from .support import ChatFixture
+
+        self.fixture = ChatFixture(self)
+        self.chat = self.fixture.chat
+        self.refused = []
+        self.chat.observers.append(lambda what, detail, n: self.refused.append(detail) if what == "refused" else None)
+
+    def over_the_cap(self, factory) -> bytes:
+        first = factory.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1))
+        first.makeConnection(StringTransport())
+        second = factory.buildProtocol(IPv4Address("TCP", "10.0.0.2", 2))
+        transport = StringTransport()
+        second.makeConnection(transport)
+        self.assertTrue(transport.disconnecting)
+        first.connectionLost(None)
+        third = factory.buildProtocol(IPv4Address("TCP", "10.0.0.3", 3))
+        third.makeConnection(StringTransport())
+        self.assertIsNot(type(third), type(second))  # its place was free again
+        return transport.value()
+
+    def test_line(self):
+        from chatproto.frontends.line.protocol import ChatServerFactory
+
+        refusal = self.over_the_cap(ChatServerFactory(self.chat, max_connections=1))
+        self.assertEqual(refusal, b"ERR Too many connections to this server; try again later\n")
+        self.assertEqual(self.refused, ["line"])
+
+    def test_irc(self):
+        from chatproto.frontends.irc import IRCFactory
+
+        refusal = self.over_the_cap(IRCFactory(self.chat, max_connections=1))
+        self.assertEqual(refusal, b"ERROR :Closing link: Too many connections to this server; try again later\r\n")
+        self.assertEqual(self.refused, ["irc"])
+
+    def test_web(self):
+        from chatproto.frontends.web import WebFrontEnd
+
+        site = WebFrontEnd("tcp:0", clock=self.fixture.clock, max_connections=1).factory(self.chat)
+        refusal = self.over_the_cap(site)
+        self.assertTrue(refusal.startswith(b"HTTP/1.1 503 Service Unavailable\r\n"), refusal)
+        self.assertTrue(refusal.endswith(b"Too many connections to this server; try again later\n"), refusal)
+        self.assertEqual(self.refused, ["web"])

@@ -913,7 +913,7 @@ class LimitTests(IRCTestCase):
         """A connection's pipelined lines are handled 64 a turn; the rest wait for the next turns."""
         c = self.env.register("Yoda", "wise@!man")
         c.protocol.dataReceived(b"PING x\r\n" * 200)
-        self.assertEqual(len(c.protocol._lines), 200 - 64)
+        self.assertEqual(c.protocol.unread_input().count(b"\n"), 200 - 64)
         self.assertEqual(len(find(c.lines(), "PONG")), 200)
 
     def test_lines_per_turn_messages(self):
@@ -922,7 +922,7 @@ class LimitTests(IRCTestCase):
         c = self.env.register("Yoda", "wise@!man")
         lines = [f"PRIVMSG luke :m{i}" if i % 3 else f"PING p{i}" for i in range(200)]
         c.protocol.dataReceived("".join(line + "\r\n" for line in lines).encode())
-        self.assertEqual(len(c.protocol._lines), 200 - 64)
+        self.assertEqual(c.protocol.unread_input().count(b"\n"), 200 - 64)
         pongs = [line.params[1] for line in find(c.lines(), "PONG")]
         self.assertEqual(pongs, [f"p{i}" for i in range(0, 200, 3)])
         texts = [event.text for event in luke.events if type(event).__name__ == "Message"]

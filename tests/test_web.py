@@ -99,8 +99,9 @@ class LoginTests(SynchronousTestCase):
         web = WebFixture(self, realm_options={"max_sessions": 1})
         channel, _transport = web.connect_http()
         body = json.dumps({"username": "Yoda", "password": "wise@!man"}).encode()
-        channel.dataReceived(b"POST /login HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n"
-                             b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        head = (b"POST /login HTTP/1.1\r\nHost: localhost:8080\r\nOrigin: http://localhost:8080\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body))
+        channel.dataReceived(head + body)
         channel.connectionLost(None)  # gone before the login is recorded (the end of this turn)
         web.clock.advance(0)
         self.assertEqual(web.core.connect().send("LOGIN Yoda wise@!man 6001"), ["OK Welcome to chatproto!"])

@@ -26,6 +26,10 @@ from .events import parse_message, parse_read, parse_sent
 
 SHUTDOWN_NOTICE = "Server shutting down"
 LOGIN_DEADLINE_NOTICE = "Disconnected: no login within"
+#: The server ended this session on purpose (/logout all from another device, an administrator's
+#: /kick): logging in again by itself would undo it.
+ENDED_NOTICES = ("You have been logged out from another session",
+                 "You have been disconnected by the administrator")
 #: The login answers after which the client gives up (the account is blocked).
 GIVE_UP = frozenset((errors.BLOCKED_NOW, errors.ACCOUNT_BLOCKED))
 
@@ -106,6 +110,7 @@ class ChatModel:
         self._password = None
         self._closed = False
         self._told_shutdown = False
+        self._ended = False  # told ENDED_NOTICES: no reconnecting
         self._at_login_prompt = False
         self._login_deadline_hit = False
         self._login_in_flight = False
@@ -243,6 +248,9 @@ class ChatModel:
             if text.startswith(LOGIN_DEADLINE_NOTICE) and self.reconnect_under_prompt \
                     and self.reconnector is not None and not self.logged_in:
                 self._login_deadline_hit = True  # connected again under the prompt (server_lost)
+            elif text.startswith(ENDED_NOTICES):
+                self._ended = True
+                self._emit(events.Notice(text))
             elif text == SHUTDOWN_NOTICE:
                 if not self._told_shutdown:  # once, even if the server says it twice
                     self._told_shutdown = True
@@ -269,6 +277,9 @@ class ChatModel:
         self._requests.clear()
         resend, self._login_in_flight = self._login_in_flight, False
         if self._closed:
+            return
+        if self._ended:  # the notice said why; the client ends as with no reconnecting at all
+            self._emit(events.ConnectionLost(True))
             return
         if self.reconnector is not None and not self.logged_in and self._login_deadline_hit:
             # Closed at a login prompt (the server gives a login 30 seconds): connect

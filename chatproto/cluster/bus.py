@@ -427,6 +427,8 @@ class ClusterBus:
         """Deliver what this node's users missed while it was cut off, from PostgreSQL by position."""
         records = yield self.ledger.reload_groups()
         self.realm.groups_loaded(records)
+        away = yield self.ledger.away_messages()  # set or cleared on other nodes meanwhile: told to nobody
+        self.realm.aways_loaded(away)
         users = [user.name for user in self.realm.local_users()]
         logs = [g.name for g in self.realm.groups() if any(j and n in users for n, j in g.members)]
         missed = yield self.ledger.database.messages_since(self.cut_pos, users, logs)

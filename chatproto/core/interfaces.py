@@ -305,5 +305,8 @@ class IRealmOfNode(Interface):
     def away_elsewhere(username, text):
         """A user of another node set or cleared their away message."""
 
+    def aways_loaded(away):
+        """Every away message (username -> text), read again from the shared database."""
+
     def end_session(username, notice):
         """End every session of C{username} here, each told C{notice}."""

@@ -268,7 +268,10 @@ class ChatRealm:
         return defer.gatherResults(loading, consumeErrors=True)
 
     def _now(self):
-        return self.timestamps.now(), self.clock.seconds()
+        # One reading of the clock for both: a message's timestamp and time never fall in two
+        # different seconds, and the hot path reads the clock once (issue 25).
+        now = self.clock.seconds()
+        return self.timestamps.at(now), now
 
     def _notify(self, what: str, detail: str, n: int = 1) -> None:
         """
@@ -659,6 +662,14 @@ class ChatRealm:
         """A user of another cluster node set or cleared their away message (the cluster's bus)."""
         if self._away.get(username) != text:
             self._away_changed(username, text)
+
+    def aways_loaded(self, away: dict) -> None:
+        """Every away message, read again (a cluster node back on its bus, whose news of
+        changes on other nodes may be lost): each difference told as L{away_elsewhere} tells it."""
+        for username in [name for name in self._away if name not in away]:
+            self.away_elsewhere(username, None)
+        for username, text in away.items():
+            self.away_elsewhere(username, text)
 
     def _away_changed(self, username: str, text: str | None) -> AwayChanged:
         if text is None:

@@ -6,7 +6,7 @@ WebSocket).
 A L{Connection} owns, once for all of them:
   - framing: frames are cut out of what was read one at a time, from an
     offset, in linear time however the input is cut and however often it
-    pauses (L{Connection.frame_end}: newline-ended lines by default, a
+    pauses (newline-ended lines by default; L{Connection.frame_end} finds a
     WebSocket's frames for the web);
   - each connection's share of a reactor turn (L{LINES_PER_TURN} frames and
     L{limits.BYTES_PER_TURN} bytes) and its command rate: past either its
@@ -85,8 +85,8 @@ class Connection:
     """
 
     __slots__ = (
-        "factory", "chat", "clock", "host", "ip", "transport", "connected", "rate", "max_output",
-        "_buffer", "_offset", "_discarding", "_receiving", "paused", "_pauses", "_transport_paused",
+        "factory", "chat", "clock", "host", "ip", "transport", "connected", "rate",
+        "_buffer", "_offset", "_discarding", "_receiving", "_pauses", "_transport_paused",
         "_turn_seen", "_lines_this_turn", "_bytes_this_turn", "_wakeup", "_abort",
         "_out", "_out_paused", "_out_queued", "_out_closed", "_then_close",
         "_replies", "_closing", "_dropped", "_lost", "logged_in", "max_frame",
@@ -96,8 +96,10 @@ class Connection:
     lines_per_turn = LINES_PER_TURN
     MAX_FRAME = 65536  # the longest frame handled at first (max_frame); longer ones go to frame_too_long
     drop_deadline = DROP_DEADLINE
+    login_deadline_notice = ""  # what a connection that did not log in in time is told
+    drop_notice = ""  # what a dropped slow reader is told last (empty: it is cut off at once)
 
-    def __init__(self, factory, host=None, rate=None, max_output=DEFAULT_MAX_OUTPUT):
+    def __init__(self, factory, host=None, rate=None):
         # Every attribute is set here, in one order.
         self.factory = factory
         self.chat = factory.chat
@@ -105,7 +107,6 @@ class Connection:
         self.host = host  # the address the caps count it under
         self.ip = host
         self.rate = rate  # a CommandRate when the server limits commands
-        self.max_output = max_output
         self.transport = None
         self.connected = 0
         self.logged_in = False  # set by the front end: the login deadline no longer applies
@@ -114,9 +115,8 @@ class Connection:
         self._offset = 0
         self._discarding = False  # inside an over-long frame
         self._receiving = False  # the input loop is running (a frame's handler may read more)
-        self.paused = False  # no frame is handled
         self._transport_paused = False  # nothing is read from the socket either
-        self._pauses = NO_PAUSES  # why input is not handled: "login", "turn", "rate", "closing", ...
+        self._pauses = NO_PAUSES  # why no input is handled now: "login", "turn", "rate", "closing", ...
         self._turn_seen = -1  # the output batch's turn count when the counts below were last reset
         self._lines_this_turn = 0
         self._bytes_this_turn = 0
@@ -137,7 +137,7 @@ class Connection:
     # What a front end supplies
 
     def frame_received(self, frame: bytes) -> None:
-        """One whole frame (a line with its newline, a WebSocket frame)."""
+        """One whole frame (a line without its LF or CR LF; a WebSocket frame with its head)."""
         raise NotImplementedError
 
     def frame_too_long(self) -> None:
@@ -146,13 +146,6 @@ class Connection:
     def notice_line(self, text: str) -> bytes:
         """C{text} as this front end tells it before closing (the login deadline, a slow reader's drop)."""
         return b""
-
-    def login_deadline_notice(self) -> str:
-        return ""
-
-    def drop_notice(self) -> str:
-        """What a dropped slow reader is told last (empty: it is cut off at once)."""
-        return ""
 
     def who(self):
         """Who the connection is, for the log."""
@@ -224,21 +217,27 @@ class Connection:
 
     # Input
 
-    def frame_end(self, buffer: bytes, offset: int) -> int:
-        """Where the frame starting at C{offset} ends (past its newline); 0 while it is incomplete."""
-        return buffer.find(b"\n", offset) + 1
+    # Where the frame starting at an offset of the buffer ends (past its delimiter), 0 while it
+    # is incomplete: frame_end(buffer, offset), or None for newline-ended lines (found inline:
+    # this runs for every line).
+    frame_end = None
+
+    def _frame_end(self, buffer: bytes, offset: int) -> int:
+        frame_end = self.frame_end
+        return buffer.find(b"\n", offset) + 1 if frame_end is None else frame_end(buffer, offset)
 
     def dataReceived(self, data: bytes) -> None:
         """
         Cut frames out of the buffer one at a time, from an offset, while
-        input is not paused. An over-long frame goes to L{frame_too_long} in
-        its place and is skipped up to its end.
+        input is not paused, and hand each to L{frame_received} (a line
+        without its LF or CR LF; a WebSocket frame whole). An over-long frame
+        goes to L{frame_too_long} in its place and is skipped up to its end.
         """
         if self._dropped or self._closing:
             return  # gone, dropped for not reading or closing: nothing more it sent is acted on or kept
         if data:
             if self._discarding:
-                end = self.frame_end(data, 0)
+                end = self._frame_end(data, 0)
                 if not end:
                     return
                 self._discarding = False
@@ -248,40 +247,41 @@ class Connection:
                 self._offset = 0
             else:
                 self._buffer += data
-            if self.paused and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
+            if self._pauses and len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
                 self._pause_transport()  # until the short pause is over
         if self._receiving:
             return  # the outer call goes on with the buffer
         self._receiving = True
+        # The share of a turn: a connection gets lines_per_turn frames and BYTES_PER_TURN
+        # bytes a reactor turn (a long frame goes alone), then its input is held until the
+        # next turn, after everyone's output of this one; with a command rate, a token per
+        # frame, else its input is held until the next token (nothing handled, nothing read).
+        # Counted in locals here (the turn does not end inside this loop).
+        turn = self.factory.output.turns
+        if turn != self._turn_seen:
+            self._turn_seen = turn
+            self._lines_this_turn = self._bytes_this_turn = 0
+        lines, nbytes = self._lines_this_turn, self._bytes_this_turn
+        max_lines = self.lines_per_turn
+        rate = self.rate
+        frame_end = self.frame_end
         try:
-            frame_end = self.frame_end
-            output = self.factory.output
-            while not self.paused:
+            while not self._pauses:
                 buffer, offset = self._buffer, self._offset
-                end = frame_end(buffer, offset)
+                end = buffer.find(b"\n", offset) + 1 if frame_end is None else frame_end(buffer, offset)
                 if end:
                     size = end - offset
                 else:
                     size = len(buffer) - offset
                     if size <= self.max_frame:
                         break  # its rest is to come
-                # The frame's share of the turn: a connection gets lines_per_turn frames and
-                # BYTES_PER_TURN bytes a reactor turn (limits.over_turn; a long frame goes alone),
-                # then its input is held until the next turn, after everyone's output of this one;
-                # with a command rate, a token per frame, else its input is held until the next
-                # token (nothing handled, nothing read). Inline: this runs for every frame.
-                turn = output.turns
-                if turn != self._turn_seen:
-                    self._turn_seen = turn
-                    self._lines_this_turn = self._bytes_this_turn = 0
-                lines = self._lines_this_turn = self._lines_this_turn + 1
-                nbytes = self._bytes_this_turn = self._bytes_this_turn + size
+                lines += 1
+                nbytes += size
                 held = False
-                if lines > self.lines_per_turn or (lines > 1 and nbytes > BYTES_PER_TURN):
+                if lines > max_lines or (lines > 1 and nbytes > BYTES_PER_TURN):
                     self.hold("turn", 0)
                     held = True
-                elif self.rate is not None:
-                    rate = self.rate
+                elif rate is not None:
                     now = self.clock.seconds()
                     if not rate.allow(now):
                         self.hold("rate", rate.delay(now))
@@ -296,6 +296,11 @@ class Connection:
                 self._offset = end
                 if size > self.max_frame:
                     self.frame_too_long()
+                elif frame_end is None:
+                    stop = end - 1
+                    if stop > offset and buffer[stop - 1] == 13:  # CR LF
+                        stop -= 1
+                    self.frame_received(buffer[offset:stop])
                 else:
                     self.frame_received(buffer[offset:end])
             if self._offset and self._offset >= len(self._buffer):
@@ -303,8 +308,9 @@ class Connection:
             if self._transport_paused and self.connected:
                 # The input it stopped for is handled (down to the limit), or all that is
                 # left is part of a frame: its rest is in the socket.
-                self._read_again(not self.paused)
+                self._read_again(not self._pauses)
         finally:
+            self._lines_this_turn, self._bytes_this_turn = lines, nbytes
             self._receiving = False
 
     def unread_input(self) -> bytes:
@@ -318,7 +324,6 @@ class Connection:
         """
         self._buffer, self._offset = b"", 0
         self._pauses = self._pauses | {"closing"}
-        self.paused = True
         self._pause_transport()
 
     # Holds
@@ -336,6 +341,11 @@ class Connection:
 
     # Pauses
 
+    @property
+    def paused(self) -> bool:
+        """No input is handled now (one pause or more hold)."""
+        return bool(self._pauses)
+
     def pause(self, reason: str) -> None:
         """
         Handle no more input for C{reason}, until L{resume} of the same reason
@@ -344,7 +354,6 @@ class Connection:
         restarting the reading costs two system calls.
         """
         self._pauses = self._pauses | {reason}
-        self.paused = True
         if reason not in SHORT_PAUSES or len(self._buffer) - self._offset > MAX_UNREAD_WHILE_PAUSED:
             self._pause_transport()
 
@@ -361,7 +370,6 @@ class Connection:
             return
         self._read_again()
         if not self._pauses:
-            self.paused = False
             self.dataReceived(b"")
 
     def _read_again(self, needed: bool = False) -> None:
@@ -431,7 +439,7 @@ class Connection:
         if unsent is None:
             self._out_queued += written
             unsent = self._out_queued
-        return unsent > self.max_output
+        return unsent > self.factory.max_output
 
     def close_when_sent(self) -> None:
         """Close the connection once this turn's output is handed over."""
@@ -460,13 +468,13 @@ class Connection:
     def drop_slow_reader(self) -> None:
         """More than C{max_output} bytes wait unread: the connection is dropped, its user logged out."""
         log.info("Dropping {peer}: more than {limit} bytes of output unread", peer=self.who(),
-                 limit=self.max_output)
+                 limit=self.factory.max_output)
         self.chat.note("dropped", self.frontend)
         self._dropped = True
         self._replies = None
         self.forget_input()  # nothing more it sent is read
         self.log_out()
-        notice = self.drop_notice()
+        notice = self.drop_notice
         transport = self.transport
         if not notice:
             transport.abortConnection()
@@ -501,7 +509,7 @@ class Connection:
     def login_too_late(self) -> None:
         """The login deadline (L{LoginDeadlines}) has come and it has not logged in."""
         log.info("Closing {peer}: no login within {n:.0f} s", peer=self.who(), n=self.factory.deadlines.seconds)
-        self.close(self.login_deadline_notice(), wait_for_replies=False)
+        self.close(self.login_deadline_notice, wait_for_replies=False)
 
     # Replies, in the order of the commands
 

@@ -11,16 +11,11 @@ REPORT_SECONDS = 10.0  # at most one log line about refused connections in this 
 
 
 # Input bytes handled per connection per reactor turn (with at most a number
-# of lines, each front end's LINES_PER_TURN), then its input waits a turn: a
+# of lines, connection.LINES_PER_TURN), then its input waits a turn: a
 # turn's share is measured in what it costs to parse and act on, not only in
 # lines (64 lines of 8 KiB of IRC tags cost 60 ms; issue 28, F6). A line
 # longer than this still goes, alone in its turn.
 BYTES_PER_TURN = 16 * 1024
-
-
-def over_turn(lines: int, size: int, max_lines: int) -> bool:
-    """Is a turn's share spent once it has had C{lines} lines of C{size} bytes in all?"""
-    return lines > max_lines or (lines > 1 and size > BYTES_PER_TURN)
 
 
 def default_burst(rate: float) -> int:

@@ -212,7 +212,7 @@ class ChatService(service.Service):
         log.info("Shutting down")
         connections = [c for factory in self.factories for c in list(factory.connections)]
         # Each connection says when it is gone (the connection layer's whenLost).
-        waiting = [_when_lost(protocol) for protocol in connections]
+        waiting = [protocol.whenLost() for protocol in connections]
         if self.chat is not None:
             self.chat.shutdown(SHUTDOWN_NOTICE)
         for protocol in connections:
@@ -245,25 +245,6 @@ class ChatService(service.Service):
             return closed.addBoth(unlock)
 
         return d.addBoth(close)
-
-
-def _when_lost(protocol) -> defer.Deferred:
-    when_lost = getattr(protocol, "whenLost", None)
-    if when_lost is not None:
-        return when_lost()
-    # (Until the IRC front end is on the connection layer: its connectionLost, wrapped.)
-    lost = defer.Deferred()
-    original = protocol.connectionLost
-
-    def connectionLost(reason):
-        try:
-            original(reason)
-        finally:
-            if not lost.called:
-                lost.callback(None)
-
-    protocol.connectionLost = connectionLost
-    return lost
 
 
 class ListeningService(service.Service):

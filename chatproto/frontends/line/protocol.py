@@ -199,9 +199,11 @@ class ChatLineProtocol(Connection):
     MAX_LENGTH = MAX_LINE + 1  # room for the "\r" of a "\r\n" delimiter
     frontend = "line"
     wants_presence = False
+    login_deadline_notice = texts.LOGIN_DEADLINE_NOTICE
+    drop_notice = texts.DROPPED_NOTICE
 
     def __init__(self, factory, host=None, rate=None):
-        super().__init__(factory, host, rate, factory.max_output)
+        super().__init__(factory, host, rate)
         self.udp_port = 0
         self.user = None
         self._lines_before_login = 0
@@ -213,12 +215,6 @@ class ChatLineProtocol(Connection):
 
     def notice_line(self, text: str) -> bytes:
         return line("NOTICE", text)
-
-    def login_deadline_notice(self) -> str:
-        return texts.LOGIN_DEADLINE_NOTICE
-
-    def drop_notice(self) -> str:
-        return texts.DROPPED_NOTICE
 
     def log_out(self) -> None:
         if self.user is not None:
@@ -269,7 +265,6 @@ class ChatLineProtocol(Connection):
         return True
 
     def frame_received(self, data: bytes) -> None:
-        data = data[:-2] if data.endswith(b"\r\n") else data[:-1]
         if self.user is None and self._count_before_login():
             return
         if len(data) > MAX_LINE:

@@ -20,9 +20,8 @@ from ...core import errors
 from ...core.errors import ChatError
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
-from ..connection import Connection
-from ..limits import CommandRate, ConnectionCaps, default_burst
-from ..output import OutputBatch
+from ..connection import Connection, ConnectionFactory
+from ..limits import CommandRate
 from .session import conversation_key, message_key
 from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
 
@@ -167,7 +166,7 @@ class WebSocketConnection(Connection):
     MAX_FRAME = MAX_BUFFERED
 
     def __init__(self, factory, socket, channel):
-        super().__init__(factory, socket.host, None, factory.max_output)
+        super().__init__(factory, socket.host)
         self.socket = socket
         self.channel = channel  # told when the connection is gone (None: it hears of it itself)
         self.upgraded = channel.dataReceived
@@ -712,21 +711,22 @@ class ChatSocket:
         return d.addCallback(lambda _: {})
 
 
-class ChatSocketFactory:
-    """Builds a L{ChatSocket} for each WebSocket request that passed the resource's checks."""
+class ChatSocketFactory(ConnectionFactory):
+    """
+    Builds a L{ChatSocket} for each WebSocket request that passed the
+    resource's checks. Its caps are the web listener's: its site counts
+    every TCP connection, WebSocket or not (L{site.WebSite}); a socket's
+    login is its cookie's, so there is no login deadline here.
+    """
+
+    frontend = "web"
 
     def __init__(self, chat, store, clock, max_output: int, rate_limit: float = 0.0, rate_burst: int = 0,
                  max_connections: int = 0, max_connections_per_ip: int = 0):
-        self.chat = chat
+        super().__init__(chat, max_output, rate_limit, rate_burst, max_connections, max_connections_per_ip,
+                         clock=clock, login_deadline=0)
         self.store = store
-        self.clock = clock
-        self.max_output = max_output
-        self.rate_limit = rate_limit
-        self.rate_burst = rate_burst or default_burst(rate_limit)
-        # The web listener's caps: its site counts every TCP connection, WebSocket or not.
-        self.caps = ConnectionCaps(max_connections, max_connections_per_ip)
         self.sockets: set = set()
-        self.output = OutputBatch(clock)
         self._pinger = None
 
     def opened(self, socket) -> None:
