@@ -99,6 +99,23 @@ class PipelineTests(SynchronousTestCase):
         self.assertTrue(all(o.startswith("OK message sent at ") for o in out))
         self.assertEqual([g.rsplit(" ", 1)[-1] for g in self.hans.output()], [f"q{i}" for i in range(1000)])
 
+    def test_a_message_s_timestamp_is_the_second_of_its_time(self):
+        """The clock is read once per message: a clock that moves between two readings
+        (a second boundary) cannot give a timestamp of one second and a time of the next."""
+        from chatproto.core.timestamps import format_timestamp
+
+        clock = self.f.clock
+        clock.advance((0.7 - clock.seconds() % 1) % 1)  # 0.7 s into a second: readings at .9, 1.1, ...
+        real = clock.seconds
+        self.patch(clock, "seconds", lambda: real() + 0.2 * len(readings.append(1) or readings))
+        readings = []
+        yoda = self.f.chat._active["Yoda"]
+        d = self.f.chat.send_private(yoda, "Hans", "at the turn of a second")
+        self.patch(clock, "seconds", real)
+        clock.advance(1)  # (the batch was scheduled at the moved clock's time)
+        message = self.successResultOf(d)
+        self.assertEqual(message.timestamp, format_timestamp(message.time))
+
     def test_nothing_acknowledged_or_delivered_when_the_batch_fails(self):
         """A batch the database refuses: every message of it is refused, in order, none delivered."""
 

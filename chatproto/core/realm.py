@@ -268,7 +268,10 @@ class ChatRealm:
         return defer.gatherResults(loading, consumeErrors=True)
 
     def _now(self):
-        return self.timestamps.now(), self.clock.seconds()
+        # One reading of the clock for both: a message's timestamp and time never fall in two
+        # different seconds, and the hot path reads the clock once (issue 25).
+        now = self.clock.seconds()
+        return self.timestamps.at(now), now
 
     def _notify(self, what: str, detail: str, n: int = 1) -> None:
         """

@@ -30,7 +30,11 @@ class Timestamper:
         self._text = ""
 
     def now(self) -> str:
-        second = int(self._clock.seconds())
+        return self.at(self._clock.seconds())
+
+    def at(self, seconds: float) -> str:
+        """The timestamp of C{seconds} (a time read from the clock just before)."""
+        second = int(seconds)
         if second != self._second:
             self._second = second
             self._text = format_timestamp(second)

@@ -375,20 +375,24 @@ class SQLiteDatabase:
         private_time = self._private_time
         for op in ops:
             _, log_name, seq, timestamp, time, sender, recipient, text = op
+            peers = None
             if log_name == PRIVATE_LOG:
                 # Never back in SEQ order (a clock set back): the conversation index's
                 # order (time, seq) stays the order of SEQ (ONE_CONVERSATION_INDEX_VERSION).
                 if time < private_time:
                     time = private_time
                 private_time = time
-            private = log_name == PRIVATE_LOG and recipient is not None
+                if recipient is not None:  # peers_key, written out: a call less per message
+                    peers = f"{sender}\n{recipient}" if sender < recipient else f"{recipient}\n{sender}"
             search_id = None
             if searchable(log_name, recipient, text):
-                last = search_id = max(int(time * 1e6), last + 1)
+                search_id = int(time * 1e6)
+                if search_id <= last:
+                    search_id = last + 1
+                last = search_id
                 waiting_rows.append((search_id, log_name, seq))
                 documents.append((search_id, text, scope_tokens(log_name, sender, recipient)))
-            rows.append((log_name, seq, timestamp, time, sender, recipient,
-                         peers_key(sender, recipient) if private else None, text, search_id))
+            rows.append((log_name, seq, timestamp, time, sender, recipient, peers, text, search_id))
         db.executemany(_INSERT_MESSAGE, rows)
         self._last_search_id = last
         self._private_time = private_time
