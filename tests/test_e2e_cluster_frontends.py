@@ -39,8 +39,8 @@ def ready(server, pattern) -> str:
     return server.stdout.expect(pattern).group(1)
 
 
-def test_irc_web_and_line_users_across_three_nodes(request, tmp_path):
-    cleanup = request.addfinalizer  # run last first
+def fresh_cluster(cleanup, tmp_path):
+    """A fresh database and presence on the shared PostgreSQL and Redis: C{node(*options)} starts a node."""
     database = shared_postgres().fresh_database()
     redis = shared_redis()
     with socket.create_connection(("127.0.0.1", redis.port)) as s:  # a clean presence
@@ -48,12 +48,18 @@ def test_irc_web_and_line_users_across_three_nodes(request, tmp_path):
         assert s.recv(100).startswith(b"+OK")
     credentials = shutil.copy(DEMO_CREDENTIALS, tmp_path / "credentials.txt")
 
-    def node(*front_end):
+    def node(*options):
         server = ServerProcess(credentials=str(credentials), extra_args=(
-            "--database", database, "--cluster", redis.url, *front_end))
+            "--database", database, "--cluster", redis.url, *options))
         cleanup(server.cleanup)
         return server
 
+    return node
+
+
+def test_irc_web_and_line_users_across_three_nodes(request, tmp_path):
+    cleanup = request.addfinalizer  # run last first
+    node = fresh_cluster(cleanup, tmp_path)
     a, b, c = node("--irc-port", "0"), node("--web-port", "0"), node()
     luke = II(a.host, int(ready(a, IRC_READY)), "luke", "jedi*knight")
     cleanup(luke.cleanup)

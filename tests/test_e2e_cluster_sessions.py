@@ -106,9 +106,16 @@ class SessionsOnSeveralNodesTests(ClusterCase):
         irc_port = next((int(m.group(1)) for m in map(IRC_READY.search, b.stdout.lines) if m), None)
         irc_port = irc_port or int(b.stdout.expect(IRC_READY).group(1))
         terminal = self.login(a, "Yoda", "wise@!man")
+        # Away set in the terminal on node A: a session that logs in afterwards on node B starts
+        # away and is told (IRC 306, the line protocol's notice; node B has read the news before
+        # the login, which waits for Redis itself).
+        terminal.command("/away gone fishing", "You are marked as away.")
         ii = II(b.host, irc_port, "Yoda", "wise@!man")
         self.addCleanup(ii.cleanup)
         ii.expect("Welcome to chatproto, Yoda!")
+        ii.expect("You have been marked as being away")
+        self.raw(b, "Yoda", "wise@!man").expect("^NOTICE You are marked as away: gone fishing$")
+        terminal.command("/away", "You are no longer marked as away.")
         hans = self.login(b, "Hans", "falcon*solo")
         hans.command("/msgto Yoda hello everywhere", re.compile("^message sent at"))
         terminal.expect(re.compile(rf"^{TS}, Hans: hello everywhere$"))

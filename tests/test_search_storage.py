@@ -202,7 +202,9 @@ class SQLiteScanThenIndexTests(SynchronousTestCase):
     def test_a_rare_word_among_many_messages_is_found_by_the_index(self):
         from chatproto.storage import sqlite
 
-        db = SQLiteDatabase(os.path.join(tempfile.mkdtemp(prefix="chatproto-search-"), "x.db")).open()
+        directory = tempfile.mkdtemp(prefix="chatproto-search-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        db = SQLiteDatabase(os.path.join(directory, "x.db")).open()
         self.addCleanup(db._close)
         ops = [("msg", "", i, T, 100.0 + i, "Yoda", "Hans", f"filler {i}") for i in range(1, 600)]
         ops[10] = ("msg", "", 11, T, 111.0, "Yoda", "Hans", "the needle")

@@ -278,6 +278,23 @@ class EveryFrontEndTests(SynchronousTestCase):
         self.line.output()
         self.assertEqual(self.line.send("/away"), ["OK You are no longer marked as away."])
 
+    def test_a_session_that_logs_in_while_away_is_told(self):
+        self.assertEqual(self.line.send("/away gone fishing"), ["OK You are marked as away."])
+        # The line protocol: the usual welcome, then the notice the other sessions got.
+        line = self.f.connect()
+        self.assertEqual(line.send("LOGIN Yoda wise@!man 6005"),
+                         ["OK Welcome to chatproto!", "NOTICE You are marked as away: gone fishing"])
+        # IRC: 306 after the welcome burst (irssi and weechat then show away in their status bar).
+        irc = self.env.register("Yoda", "wise@!man")
+        replies = self.commands(irc.registration)
+        self.assertLess(replies.index("422"), replies.index("306"))
+        self.assertEqual(self.find(irc.registration, "306")[0].params,
+                         ["Yoda", "You have been marked as being away"])
+        # Not away: no notice, no 306.
+        self.line.send("/away")
+        self.assertEqual(self.f.connect().send("LOGIN Yoda wise@!man 6006"), ["OK Welcome to chatproto!"])
+        self.assertNotIn("306", self.commands(self.env.register("Yoda", "wise@!man").registration))
+
     def test_away_from_the_page(self):
         reply = self.page.request("away", text="in a meeting")
         self.assertEqual((reply["away"], reply["text"]), ("in a meeting", "You are marked as away."))

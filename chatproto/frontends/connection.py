@@ -115,7 +115,7 @@ class Connection:
         self._offset = 0
         self._discarding = False  # inside an over-long frame
         self._receiving = False  # the input loop is running (a frame's handler may read more)
-        self._transport_paused = False  # nothing is read from the socket either
+        self._transport_paused = False  # the transport is paused: nothing is read from the socket
         self._pauses = NO_PAUSES  # why no input is handled now: "login", "turn", "rate", "closing", ...
         self._turn_seen = -1  # the output batch's turn count when the counts below were last reset
         self._lines_this_turn = 0
@@ -172,9 +172,8 @@ class Connection:
             set_keepalive(True)
         if not self.ip:
             self.ip = getattr(self.transport.getPeer(), "host", "") or ""
-        deadlines = getattr(self.factory, "deadlines", None)
-        if deadlines is not None:
-            deadlines.expect(self)
+        if self.factory.deadlines is not None:
+            self.factory.deadlines.expect(self)
 
     def logPrefix(self) -> str:
         return type(self).__name__
@@ -197,9 +196,7 @@ class Connection:
             self.log_out()
             self.lost(reason)
         finally:
-            forget = getattr(self.factory, "forget", None)
-            if forget is not None:
-                forget(self)
+            self.factory.forget(self)  # no longer counted in the caps
             waiting, self._lost = self._lost, _LOST
             for d in waiting or ():
                 d.callback(None)

@@ -22,6 +22,7 @@ from ...core.realm import single_line
 from . import caps as C
 from . import channels
 from . import texts as T
+from . import users
 from .rendering import HOST, SERVER_NAME, VERSION, prefix_of
 from .wire import server_time
 
@@ -201,6 +202,9 @@ def welcome(irc):
     irc.nick = name
     irc.factory.registered(irc)
     irc.write(irc.factory.welcome_burst(name))  # 001 to 005 and 422, formatted once
+    away = irc.factory.away_of(name)
+    if away:  # the user is away (set on another session, kept across logins): so is this session
+        users.away_numeric(away, irc)  # 306, which irssi and weechat show in their status bar
     try:
         groups = irc.chat.groups_of(name)
     except Exception:  # noqa: BLE001 - answered as a failed command (dispatch)

@@ -163,26 +163,20 @@ class _SentReply(ReplySlot):
         self.protocol = protocol
 
     def answered(self, message) -> None:
-        self.data = sent_at_line(message.timestamp)
+        # Away is looked up now that the message is durable, not when it was sent (as the page
+        # does): on a cluster node, an away set on another node just before the sender's line was
+        # sent has been read from Redis by then (docs/CLUSTER.md, the sessions of one account).
+        away = self.protocol.chat.away_of(message.recipient)
+        if away is None:
+            self.data = sent_at_line(message.timestamp)
+        else:  # delivered all the same; the sender is told why there may be no answer soon
+            self.data = (line("NOTICE", texts.IS_AWAY.format(name=message.recipient, text=away))
+                         + sent_at_line(message.timestamp))
         self.protocol.release()
 
     def refused(self, error) -> None:
         self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
                      else line("ERR", "Server error"))
-        self.protocol.release()
-
-
-class _SentToAwayReply(_SentReply):
-    """A /msgto's reply to an away user: C{NOTICE USERNAME is away: MESSAGE}, then the OK."""
-
-    __slots__ = ("notice",)
-
-    def __init__(self, protocol, notice: bytes):
-        super().__init__(protocol)
-        self.notice = notice
-
-    def answered(self, message) -> None:
-        self.data = self.notice + sent_at_line(message.timestamp)
         self.protocol.release()
 
 
@@ -313,7 +307,15 @@ class ChatLineProtocol(Connection):
         d = self.chat.login(username, password, self)
         d.addCallback(self._logged_in)
         self.pause_until(d)
-        self.later(d, lambda _: WELCOME_LINE, "LOGIN")
+        self.later(d, self._welcome, "LOGIN")
+
+    def _welcome(self, user) -> bytes:
+        # A session that logs in while its user is away starts away, and is told so as the user's
+        # other sessions were when it was set (docs/PROTOCOL.md, "Away").
+        away = self.chat.away_of(user.name)
+        if away is None:
+            return WELCOME_LINE
+        return WELCOME_LINE + (texts.away_notice(away) + "\n").encode("utf-8", "surrogateescape")
 
     def _logged_in(self, user):
         if not self.connected:
@@ -329,11 +331,7 @@ class ChatLineProtocol(Connection):
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
         # No Deferred per message: the core fills the reply's place (issue 25).
-        away = self.chat.away_of(username)
-        if away is None:
-            reply = _SentReply(self)
-        else:  # delivered all the same; the sender is told why there may be no answer soon
-            reply = _SentToAwayReply(self, line("NOTICE", texts.IS_AWAY.format(name=username, text=away)))
+        reply = _SentReply(self)
         self.queue_slot(reply)
         try:
             self.chat.send_private(self.user, username, message, reply)

@@ -110,5 +110,10 @@ def event_line(event) -> str | None:
     if kind is ReadMarker:  # read on another session of this user
         return f"READ {event.conversation} {event.seq}"
     if kind is AwayChanged:  # the line protocol hears of its own user's only (another session)
-        return f"NOTICE {AWAY_SET[:-1]}: {event.text}" if event.text else f"NOTICE {AWAY_CLEARED}"
+        return away_notice(event.text) if event.text else f"NOTICE {AWAY_CLEARED}"
     return None
+
+
+def away_notice(text: str) -> str:
+    """C{NOTICE You are marked as away: TEXT}: away set on another session, or at login while away."""
+    return f"NOTICE {AWAY_SET[:-1]}: {text}"
