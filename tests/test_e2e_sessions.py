@@ -93,6 +93,13 @@ def type_line(screen, text):
     os.write(screen.fd, text.encode() + b"\r")
 
 
+def sends_to_yoda(user, *texts):
+    """C{user} sends each of C{texts} to Yoda, each stored before the next."""
+    for text in texts:
+        user.send(f"/msgto Yoda {text}")
+        user.expect(re.compile("^OK message sent at"))
+
+
 def wire_user(server, cleanup, username, password) -> WireUser:
     user = WireUser(server.host, server.port, username, password)
     cleanup(user.close)
@@ -198,13 +205,42 @@ def test_reading_in_the_terminal_clears_the_other_devices(browser, cleanup):  # 
     assert page.errors == []
 
 
+def test_a_read_elsewhere_up_to_an_older_message_leaves_the_newer_ones_unread(browser, cleanup):  # noqa: F811
+    """Issue 24: the phone reads Hans up to his first message; the page and the terminal client show
+    the two that came after it as unread, as the server counts them, not nothing."""
+    server = start_server(cleanup)
+    hans = wire_user(server, cleanup, "Hans", "falcon*solo")
+    wire_user(server, cleanup, "leia", "alderaan")
+    phone = wire_user(server, cleanup, "Yoda", "wise@!man")
+    page = logged_in(new_page(browser, cleanup), server.url, "Yoda", "wise@!man")
+    screen = terminal_client(server, cleanup)
+    log_in(screen, "Yoda", "wise@!man")
+    type_line(screen, "/chat leia")  # the terminal looks at leia: Hans's messages wait in their window
+    screen.wait_for_cursor_line("[leia] ")
+    sends_to_yoda(hans, "one", "two", "three")
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge:text-is('3')")
+    screen.wait_for_text("Hans(3)")
+    phone.send("/history Hans 3")
+    first = int(phone.expect(re.compile(r"^DATA #\d+ .*, Hans: one$")).split()[1][1:])
+    phone.expect("OK")
+    phone.send(f"/read Hans {first}")
+    phone.expect("OK")
+    phone.send("/unread")
+    phone.expect("DATA Hans 2")
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge:text-is('2')")
+    screen.wait_for_text("Hans(2)")
+    phone.send("/read Hans 999")  # past the newest: everything read, everywhere
+    phone.expect("OK")
+    page.wait_for_selector("#people-list button[data-name=Hans] .badge", state="detached")
+    screen.wait_for(lambda: "Hans(" not in screen.text(), "the status line without Hans's count")
+    assert page.errors == []
+
+
 def test_unread_survives_a_restart_and_shows_at_login(cleanup):
     server = start_server(cleanup, "--offline-messages")
     hans = wire_user(server, cleanup, "Hans", "falcon*solo")
     yoda = wire_user(server, cleanup, "Yoda", "wise@!man")
-    for text in ("one", "two", "three"):
-        hans.send(f"/msgto Yoda {text}")
-        hans.expect(re.compile("^OK message sent at"))
+    sends_to_yoda(hans, "one", "two", "three")
     yoda.send("/read Hans 1")
     yoda.expect("OK")
     yoda.send("/logout")
