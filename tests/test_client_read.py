@@ -107,6 +107,14 @@ class ReadMarkerTests(TerminalClientTestCase):
         self.assertEqual(self.sent(), [])
         self.assertEqual(self.status(), "Yoda | 3:Hans | windows: 2:leia 3:Hans")
 
+    def test_a_deleted_group_message_is_no_longer_counted(self):
+        self.login(groups=("DATA Jedi joined group", "OK"), unread=("DATA #Jedi 2", "OK"))
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:Jedi | unread: 2:Jedi(2)")
+        self.answer("NOTICE Hans deleted message 4 in Jedi.")
+        self.assertEqual(self.sent(), ["/unread"])
+        self.answer("DATA #Jedi 1", "OK")
+        self.assertEqual(self.status(), "Yoda | 1:all | windows: 2:Jedi | unread: 2:Jedi(1)")
+
     def test_a_server_without_read_markers_is_asked_once(self):
         self.login()
         self.open_hans()

@@ -11,6 +11,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 from wsproto.events import TextMessage
 
+from chatproto.frontends.web import session as websession
 from chatproto.frontends.web import socket as websocket
 from chatproto.frontends.web.site import STATIC_DIR
 from tests.web_support import ORIGIN, WebFixture
@@ -591,6 +592,47 @@ class TabTests(SynchronousTestCase):
         # "meanwhile" follows the hello (the page shows it), its count the hello's, not one more
         self.assertEqual([(e["message"]["text"], e["unread"]) for e in events if e["type"] == "message"],
                          [("meanwhile", 2)])
+
+    def test_a_read_elsewhere_while_a_new_tab_is_counted_is_applied_to_that_count(self):
+        self.hans.send("/msgto Yoda one")
+        self.hans.send("/msgto Yoda two")
+        first = self.tab1.next("message")["message"]["seq"]
+        self.tab2.drop()  # (room for a terminal and a third tab)
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        yoda.output()
+        release = self.hold_unread_counts(run_now=True)
+        tab3 = self.web.ws(self.tab1.token)  # counted: both unread; the answer on its way
+        self.assertEqual(yoda.send(f"/read Hans {first}"), ["OK"])  # then "one" is read elsewhere
+        release()  # the count does not know whether it came before or after: asked again
+        hello = tab3.next("hello")
+        self.assertEqual(hello["unread"], {"user:Hans": 1})
+        self.assertEqual(yoda.send("/unread"), ["DATA Hans 1", "OK"])
+
+    def test_too_much_arriving_while_a_tab_is_counted_is_counted_again(self):
+        self.patch(websession, "MAX_HELD", 3)
+        release = self.hold_unread_counts()
+        tab3 = self.web.ws(self.tab1.token)
+        for i in range(5):  # more than the tab keeps to replay on the count's answer
+            self.hans.send(f"/msgto Yoda m{i}")
+        release()
+        self.assertEqual(tab3.next("hello")["unread"], {"user:Hans": 5})
+        self.hans.send("/msgto Yoda one more")
+        self.assertEqual(tab3.next("message")["unread"], 6)
+
+    def test_an_unread_group_message_deleted_is_no_longer_counted(self):
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        self.hans.send("/creategroup Jedi Yoda")
+        yoda.send("/joingroup Jedi")
+        self.hans.send("/groupmsg Jedi oops")
+        self.hans.send("/groupmsg Jedi hello")
+        self.assertEqual(self.tab1.request("state")["unread"], {"group:jedi": 2})
+        self.tab1.events()
+        self.assertEqual(self.hans.send("/deletegroupmsg Jedi 1")[-1][:3], "OK ")
+        read = self.tab1.next("read")
+        self.assertEqual((read["conversation"], read["unread"]), ("group:jedi", 1))
+        self.assertEqual(self.tab1.request("state")["unread"], {"group:jedi": 1})
+        yoda.output()
+        self.assertEqual(yoda.send("/unread"), ["DATA #Jedi 1", "OK"])
 
     def test_the_session_limit_refuses_one_tab_too_many(self):
         third = self.web.ws(self.tab1.token)

@@ -105,11 +105,16 @@ class TerminalUI(ConversationCommands, ClientUI):
         newest = window.newest_other
         if event.seq is not None and (newest is None or (newest.seq is not None and newest.seq <= event.seq)):
             window.unmarked = False  # (a newer message shown here, of unknown SEQ, stays to mark)
-        if not window.unread and not window.missed:
-            return
         # Read up to SEQ, but this window counts messages whose SEQs it does not know (a MSG line
         # has none; those unread at login were not shown): newer ones may have come meanwhile.
-        # The count left is the server's: /unread (a MSG line before its answer is in it).
+        self._count_again(window)
+
+    def _count_again(self, window) -> None:
+        """The count left in C{window} is the server's: C{/unread} (a MSG line before its answer
+        is in it). Nothing counted there: nothing to ask."""
+        if not window.unread and not window.missed:
+            return
+
         def listed(ok, rows):
             if not ok or window not in self.conversations.windows:
                 return
@@ -146,6 +151,8 @@ class TerminalUI(ConversationCommands, ClientUI):
             window = self.conversations.find(found["group"] or found["group2"], "group")
         if window is not None:
             self._show(self.conversations.add_line(self.renderer.notice(text), window))
+            if found["group2"]:  # a deleted message is no longer unread: maybe one counted here
+                self._count_again(window)
         else:
             self._show_everywhere(text)
 

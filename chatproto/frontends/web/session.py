@@ -111,6 +111,10 @@ class TabSession:
                 self._hold("read", key, event.seq)
                 self._read(key, event.seq)
                 return
+            elif kind == "MessageDeleted":  # maybe one counted unread here: the server counts again
+                key = conversation_key("group", event.group)
+                if event.seq <= self.newest.get(key, 0):
+                    self._recount()
             if self.socket is not None:
                 self.socket.event(event, unread)
         except Exception:  # noqa: BLE001 - never raise into the core
@@ -157,6 +161,13 @@ class TabSession:
                 held.append((what, key, seq))
             else:
                 self._again = True
+
+    def _recount(self) -> None:
+        """The counts may have changed in a way only the server knows: asked again (once at a time)."""
+        if self._held is not None:
+            self._again = True  # (this count's answer may predate the change)
+        else:
+            self.count(tell=True)
 
     def unread_of(self, message) -> int:
         """The unread count now of C{message}'s conversation."""
