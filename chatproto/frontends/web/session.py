@@ -104,7 +104,8 @@ class TabSession:
             kind = type(event).__name__
             if kind == "Message":
                 key = message_key(event, self.login.username)
-                self._hold("message", key, event.seq)
+                if self._held is not None:  # (a count on its way: rare; the hot path skips it)
+                    self._hold("message", key, event.seq)
                 unread = self._arrived(key, event.seq)
             elif kind == "ReadMarker":  # read on another tab or device of this user: read here too
                 key = shown_key(event.conversation)
