@@ -5,7 +5,6 @@ goes (self and inclusive share per function).
     pip install py-spy
     python bench/profile_server.py                       # ours, private messages
     python bench/profile_server.py --scenario fanout
-    python bench/profile_server.py --server ours-hotpath  # the experiment
     python bench/profile_server.py --scenario logins --server ours-irc --delay 8 --duration 10
 
 The raw collapsed stacks are kept (C{--out}, default bench/results/) for

@@ -52,7 +52,7 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "ours-irc", "ours-noindex", "before", "before-irc", "ours-hotpath", "seed", "words", "inspircd",
+ORDER = ["ours", "ours-irc", "ours-noindex", "before", "before-irc", "seed", "words", "inspircd",
          "ergo"]
 BASELINES = ("before", "seed", "words", "inspircd", "ergo", "ours-noindex")  # compared with "ours"; "before-irc" with "ours-irc"
 # CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
@@ -440,8 +440,7 @@ def main(argv=None) -> int:
                         help="comma-separated subset of ours,ours-irc,seed,words,inspircd "
                         "(before, before-irc: ours at the checkout BENCH_BEFORE_TREE) "
                         "(inspircd: Debian's InspIRCd, apt-get installed when missing; "
-                        "ergo: built from ERGO_SRC with go, skipped without them; "
-                        "and ours-hotpath, an experiment)")
+                        "ergo: built from ERGO_SRC with go, skipped without them)")
     parser.add_argument("--scenarios", default="private,pipeline,fanout,idle,logins")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2,
                         help="load-generator processes (default: one per core)")

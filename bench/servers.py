@@ -46,9 +46,6 @@ SERVERS = {
     "ergo": ("ergo", "irc"),
     # chatproto's IRC front end (the same server, its --irc-port listener).
     "ours-irc": ("ours-irc", "chatirc"),
-    # An experiment, not a baseline: ours with the profile's suggested changes
-    # monkeypatched in (bench/experiments/hotpath_server.py).
-    "ours-hotpath": ("ours+hotpath", "chat"),
     # Ours without the search index (bench/experiments/noindex_server.py): what the index costs.
     "ours-noindex": ("ours-no-search-index", "chat"),
     # Ours at another commit, side by side in the same run: a checkout named by
@@ -81,9 +78,6 @@ def command(kind: str, data_dir: str, credentials: str):
     if kind == "ours-noindex":
         script = os.path.join(BENCH, "experiments", "noindex_server.py")
         return [sys.executable, script, *common, *uncapped], env
-    if kind == "ours-hotpath":
-        script = os.path.join(BENCH, "experiments", "hotpath_server.py")
-        return [sys.executable, script, *common], env
     if kind == "seed":
         return [sys.executable, os.path.join(BENCH, "baselines", "seed_server.py"), *common], env
     if kind == "words":
