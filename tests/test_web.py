@@ -511,6 +511,27 @@ class TabTests(SynchronousTestCase):
         self.assertEqual(self.tab2.next("read")["conversation"], "user:Hans")
         self.assertEqual(self.tab2.request("state")["unread"], {})
 
+    def test_a_tab_whose_state_is_slow_to_come_holds_a_bounded_number_of_events(self):
+        """Events wait for the tab's first state (the hello); past a bound the tab is closed as
+        a slow reader would be (the page reconnects), and the other tabs carry on."""
+        self.patch(websocket, "MAX_EARLY_EVENTS", 3)
+        held = defer.Deferred()
+        real = self.web.chat.groups_of
+        self.patch(self.web.chat, "groups_of", lambda name: held)
+        tab3 = self.web.ws(self.tab1.token)
+        self.patch(self.web.chat, "groups_of", real)
+        self.tab1.events()
+        for i in range(3):
+            self.hans.send(f"/msgto Yoda early {i}")
+        self.assertIsNone(tab3.closed)
+        self.hans.send("/msgto Yoda one too many")
+        tab3.pump()
+        self.assertEqual(tab3.closed, 1013)  # try again later
+        texts = [e["message"]["text"] for e in self.tab1.events() if e["type"] == "message"]
+        self.assertEqual(texts, ["early 0", "early 1", "early 2", "one too many"])
+        held.callback([])  # the state coming after the close sends nothing
+        self.assertEqual([e for e in tab3.events() if e["type"] == "hello"], [])
+
     def hold_unread_counts(self, run_now=False):
         """The storage's unread counts answer only when the test says: C{release()} counts then
         (C{run_now}: counted at once, the answer held)."""

@@ -304,6 +304,9 @@ def event_json(event, unread=None) -> dict | None:
     return out
 
 
+MAX_EARLY_EVENTS = 4096  # events a tab holds while its first state (the hello) is read
+
+
 def _string(request: dict, name: str, required=True) -> str | None:
     value = request.get(name)
     if value is None and not required:
@@ -481,6 +484,15 @@ class ChatSocket:
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
         if not self._ready:
+            if len(self._early) >= MAX_EARLY_EVENTS:
+                # The tab's first state is slow to come (a slow database): rather than hold
+                # events without bound, close as for a slow reader; the page connects again.
+                if not self.closed:
+                    log.info("Closing a tab of {user}: {n} events waited for its first state",
+                             user=self.session.username if self.session else None, n=len(self._early))
+                    self._early = []
+                    self.close(1013)
+                return
             self._early.append((event, unread))
             return
         out = event_json(event, unread)
