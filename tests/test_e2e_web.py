@@ -190,6 +190,12 @@ def test_chat_with_a_terminal_user(browser, cleanup):
     hans.send("/activeuser")
     hans.expect(re.compile(r"^Yoda, 127\.0\.0\.1, 0, active since "))
 
+    # Hans deletes his message (SEQ 2, after Yoda's): the open conversation shows it [deleted] at once.
+    hans.send("/deletemsg 2")
+    hans.expect("Message 2 deleted.")
+    page.wait_for_selector("#messages li.deleted .text:text-is('[deleted]')")
+    assert page.locator("#messages li .text:text-is('Hello from the terminal!')").count() == 0
+
     # Log out: the terminal sees Yoda go; a reload shows the login form.
     page.click("#logout-button")
     page.wait_for_selector("#login-info:text-is('Bye, Yoda!')")

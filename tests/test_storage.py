@@ -119,6 +119,9 @@ class StorageContract:
         self.assertFalse(self.durable(self.ledger.delete_message(None, 1, "Yoda")))
         history = self.successResultOf(self.ledger.private_history("Yoda", "Hans", 5))
         self.assertEqual([m.text for m in history], ["[deleted]"])
+        message = self.successResultOf(self.ledger.message(None, 1))  # whom to tell of the deletion
+        self.assertEqual((message.sender, message.recipient, message.text), ("Yoda", "Hans", "[deleted]"))
+        self.assertIsNone(self.successResultOf(self.ledger.message(None, 2)))
         with open(os.path.join(self.dir, "messagelog.txt")) as f:
             self.assertEqual(f.read(), f"1; {T}; Yoda; [deleted]\n")
 

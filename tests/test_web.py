@@ -397,6 +397,9 @@ class ChatTests(SynchronousTestCase):
         seq = self.yoda.request("send", to="Hans", text="oops")["message"]["seq"]
         self.assertEqual(self.hans.request("delete", seq=seq)["error"], "You can only delete your own messages.")
         self.assertEqual(self.yoda.request("delete", seq=seq)["text"], f"Message {seq} deleted.")
+        told = self.hans.next("message_deleted")  # the recipient's page: shown [deleted] there
+        self.assertEqual((told["seq"], told["by"], told["message"]["recipient"], told["message"]["text"]),
+                         (seq, "Yoda", "Hans", "[deleted]"))
         history = self.hans.request("history", **{"with": "Yoda"})["messages"]
         self.assertEqual([m["text"] for m in history], ["[deleted]"])
         self.yoda.request("create_group", name="Jedi", members=["Hans"])
@@ -654,6 +657,26 @@ class TabTests(SynchronousTestCase):
         self.assertEqual(self.tab1.request("state")["unread"], {"group:jedi": 1})
         yoda.output()
         self.assertEqual(yoda.send("/unread"), ["DATA #Jedi 1", "OK"])
+
+    def test_an_unread_private_message_deleted_is_no_longer_counted_and_shows_deleted(self):
+        yoda = self.web.core.login("Yoda", "wise@!man", 6001)
+        self.hans.send("/msgto Yoda oops")
+        self.hans.send("/msgto Yoda hello")
+        first = self.tab1.next("message")["message"]["seq"]
+        self.assertEqual(self.tab1.request("state")["unread"], {"user:Hans": 2})
+        self.tab1.events()
+        yoda.output()
+        self.assertEqual(self.hans.send(f"/deletemsg {first}")[-1], f"OK Message {first} deleted.")
+        events = self.tab1.events()
+        (deleted,) = [e for e in events if e["type"] == "message_deleted"]
+        self.assertEqual((deleted["seq"], deleted["by"]), (first, "Hans"))
+        self.assertEqual((deleted["message"]["seq"], deleted["message"]["sender"], deleted["message"]["text"]),
+                         (first, "Hans", "[deleted]"))
+        (read,) = [e for e in events if e["type"] == "read"]
+        self.assertEqual((read["conversation"], read["unread"]), ("user:Hans", 1))
+        self.assertEqual(self.tab1.request("state")["unread"], {"user:Hans": 1})
+        self.assertEqual(yoda.output(), [])  # the line protocol tells nobody of a private deletion
+        self.assertEqual(yoda.send("/unread"), ["DATA Hans 1", "OK"])
 
     def test_the_session_limit_refuses_one_tab_too_many(self):
         third = self.web.ws(self.tab1.token)

@@ -48,7 +48,7 @@ HOLD = 5.0  # a login while the node reconnects to Redis waits this long for it,
 EVENT_TYPES = {cls.__name__: cls for cls in (
     events.Message, events.Invited, events.MemberJoined, events.MemberLeft, events.MessageDeleted,
     events.FileOffer, events.ServerNotice, events.MembersChanged, events.ReadMarker,
-    events.AwayChanged)}
+    events.AwayChanged, events.PrivateMessageDeleted)}
 
 # Whether a node lives: its heartbeat is there and it listens on its channel. ARGV[1] the node,
 # KEYS[3] the alive: prefix, KEYS[5] the node: channel prefix (in every script that needs it).

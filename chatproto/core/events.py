@@ -91,6 +91,23 @@ class MessageDeleted:
 
 
 @dataclass(slots=True)
+class PrivateMessageDeleted:
+    """
+    Private message C{seq} deleted by its author C{sender}: to the sessions
+    of C{recipient} and the author's other sessions, so that a count of it
+    as unread, or its text on screen, can go. Plain values only (it crosses
+    a cluster's bus). The line protocol has no line for it (none is
+    specified) and IRC none either: they show nothing; the page does.
+    """
+
+    seq: int
+    sender: str
+    recipient: str
+    timestamp: str  # of the deletion
+    time: float
+
+
+@dataclass(slots=True)
 class FileOffer:
     """A presenter is about to send the receiver a file (see docs/TRANSFER.md)."""
 

@@ -127,6 +127,10 @@ class IChatStorage(IBanStore):
         with False when it was deleted already. Fails with ChatError
         C{no-such-message} or C{not-author}."""
 
+    def message(log_name, seq):
+        """A Deferred firing with message C{seq} (log_name None: private) as
+        stored, a L{Message}, or None when there is none."""
+
     def private_history(a, b, limit, before):
         """A Deferred list of the last C{limit} L{Message}s between a and b
         (SEQ below C{before} when given), oldest first."""

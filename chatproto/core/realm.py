@@ -38,6 +38,7 @@ from .events import (
     MembersChanged,
     Message,
     MessageDeleted,
+    PrivateMessageDeleted,
     Sent,
     ServerNotice,
     UserOffline,
@@ -1240,8 +1241,26 @@ class ChatRealm:
         return self.storage.search(query).addBoth(done)
 
     def delete_message(self, user: User, seq: int) -> defer.Deferred:
-        """Mark private message C{seq} deleted, if C{user} wrote it."""
-        return self.storage.delete_message(None, seq, user.name).addCallback(lambda _: None)
+        """Mark private message C{seq} deleted, if C{user} wrote it; tell the recipient's sessions
+        and the author's other sessions (L{PrivateMessageDeleted})."""
+        d = self.storage.delete_message(None, seq, user.name)
+
+        def deleted(changed):
+            if changed:  # (the answer does not wait for the recipient's name to be read)
+                self.storage.message(None, seq).addCallback(self._private_deleted, user).addErrback(
+                    lambda failure: log.failure("telling of deleted message {seq}", failure, seq=seq))
+
+        return d.addCallback(deleted)
+
+    def _private_deleted(self, message: Message | None, author: User) -> None:
+        if message is None or message.kind != PRIVATE:
+            return
+        timestamp, now = self._now()
+        event = PrivateMessageDeleted(message.seq, message.sender, message.recipient, timestamp, now)
+        recipient = self._everyone.get(message.recipient)
+        if recipient is not None and message.recipient != author.name:
+            self._deliver(recipient, event)
+        self._echo(author, event)
 
     def delete_group_message(self, user: User, name: str, seq: int) -> defer.Deferred:
         """Mark message C{seq} of a group deleted, if C{user} wrote it; tell the members."""

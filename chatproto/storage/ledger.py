@@ -247,6 +247,9 @@ class Ledger:
             return threads.deferToThreadPool(clock, clock.getThreadPool(), function, *args)
         return defer.maybeDeferred(function, *args)
 
+    def message(self, log_name, seq) -> defer.Deferred:
+        return self._read(self.database.message, PRIVATE_LOG if log_name is None else log_name, seq)
+
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
         return self._read(self.database.private_history, a, b, limit, before)
 

@@ -135,6 +135,10 @@ class MemoryDatabase:
         rows = self._messages.get(log, {})
         return defer.succeed(_last([rows[s] for s in sorted(rows) if s >= since], limit, before))
 
+    def message(self, log, seq):
+        row = self._messages.get(log, {}).get(seq)
+        return defer.succeed(message_from_row(row) if row is not None else None)
+
     def private_range(self, a, b, after, before, limit, latest=True):
         return defer.succeed(_range(self._by_peers.get(peers_key(a, b), []), after, before, limit, latest))
 

@@ -158,6 +158,12 @@ def read_range(execute, mark: str, where: tuple[str, list], after, before, limit
     return [message_from_row(row) for row in rows]
 
 
+def read_message(execute, mark: str, log: str, seq: int) -> Message | None:
+    """L{IChatStorage.message} for a database."""
+    rows = execute(f"SELECT {COLUMNS} FROM messages WHERE log = {mark} AND seq = {mark}", [log, seq])
+    return message_from_row(rows[0]) if rows else None
+
+
 def read_conversations(execute, mark: str, username: str, groups, after: float, before: float,
                        limit: int, latest: bool, partners: bool = False) -> list[Conversation]:
     """

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from ..core.events import Message
 from ..core.search import search_words
 from .model import PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
-from .model import group_where, private_where, read_conversations, read_range
+from .model import group_where, private_where, read_conversations, read_message, read_range
 from .search import sql_filters, tsquery_text, tsquery_words
 from .worker import OneWorker, in_chunks
 
@@ -297,6 +297,9 @@ class PostgresDatabase:
 
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(_unread_counts, username, list(groups))
+
+    def message(self, log, seq) -> defer.Deferred:
+        return self._run(lambda db: read_message(_rows_of(db), "%s", log, seq))
 
     def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
         return self._run(_range, private_where(a, b, "%s"), after, before, limit, latest)

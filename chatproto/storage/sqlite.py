@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from ..core.events import Message
 from .model import COLUMNS, PRIVATE_LOG, DatabaseError, GroupRecord, message_from_row, peers_key, unread_counts
-from .model import group_where, private_where, read_conversations, read_range
+from .model import group_where, private_where, read_conversations, read_message, read_range
 from .groupcommit import GroupCommit
 from ..core.search import fold
 from .search import DELETED, fts5_match, scope_tokens, searchable, sql_filters, word_test
@@ -630,6 +630,9 @@ class SQLiteDatabase:
         return self._run(unread_counts, self._rows, "?", username, list(groups),
                          "SELECT peer FROM partners WHERE username = ?",
                          lambda seq: _private_time_before(self._db, seq + 1))
+
+    def message(self, log, seq) -> defer.Deferred:
+        return self._run(read_message, self._rows, "?", log, seq)
 
     def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
         return self._run(read_range, self._rows, "?", private_where(a, b, "?"), after, before, limit, latest)

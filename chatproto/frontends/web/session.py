@@ -116,6 +116,10 @@ class TabSession:
                 key = conversation_key("group", event.group)
                 if event.seq <= self.newest.get(key, 0):
                     self._recount()
+            elif kind == "PrivateMessageDeleted":  # the same for a private one (message_key: "private")
+                key = conversation_key("user", event.sender)
+                if event.sender != self.login.username and event.seq <= self.newest.get(key, 0):
+                    self._recount()
             if self.socket is not None:
                 self.socket.event(event, unread)
         except Exception:  # noqa: BLE001 - never raise into the core

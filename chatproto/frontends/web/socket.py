@@ -293,6 +293,10 @@ def event_json(event, unread=None) -> dict | None:
     if name == "MembersChanged":  # the page's member list, current for invited members too
         return {"type": "members_changed", "group": event.group, "timestamp": event.timestamp,
                 "members": [{"name": member, "joined": bool(joined)} for member, joined in event.members]}
+    if name == "PrivateMessageDeleted":  # the page marks it [deleted] in that conversation
+        return {"type": "message_deleted", "seq": event.seq, "by": event.sender, "timestamp": event.timestamp,
+                "time": event.time, "message": {"kind": "private", "seq": event.seq, "sender": event.sender,
+                                                "recipient": event.recipient, "group": None, "text": "[deleted]"}}
     if name in NOT_FOR_BROWSERS:
         return None
     out = {"type": EVENT_TYPES.get(name) or _snake(name)}

@@ -257,13 +257,16 @@ const EVENTS = {
     renderLists();
     if (state.current && state.current.key === key) renderHeader();
   },
+  // A group message deleted (`group`), or a private one (`message`: shown [deleted], no status line).
   message_deleted(event) {
-    const history = state.histories.get(groupKey(event.group));
+    const key = event.message ? messageKey(event.message) : groupKey(event.group);
+    const kind = event.message ? "private" : "group";
+    const history = state.histories.get(key);
     if (history) {
-      for (const m of history.messages) if (m.seq === event.seq && m.kind === "group") m.text = "[deleted]";
-      if (state.current && state.current.key === groupKey(event.group)) renderMessages(false);
+      for (const m of history.messages) if (m.seq === event.seq && m.kind === kind) m.text = "[deleted]";
+      if (state.current && state.current.key === key) renderMessages(false);
     }
-    status(`${event.by} deleted message ${event.seq} in ${event.group}.`);
+    if (!event.message) status(`${event.by} deleted message ${event.seq} in ${event.group}.`);
   },
   notice(event) {
     status(event.text);
