@@ -476,6 +476,31 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.web.chat.active_users(), [])
 
 
+class ServerStopTests(SynchronousTestCase):
+    def test_server_stop_tells_every_tab_and_waits_for_it(self):
+        """As with line and IRC clients: every tab is told and closed, and the server's stop waits
+        for its WebSocket to be gone (at most the grace period, then it is cut)."""
+        from chatproto.frontends.web.options import web_front_ends
+        from chatproto.server.app import SHUTDOWN_GRACE_SECONDS, ChatService
+
+        web = WebFixture(self)
+        service = ChatService("credentials.txt", "data", 3, clock=web.clock)
+        service.chat = web.chat  # the server app's own web front end over the fixture's realm
+        web.site = web_front_ends("tcp:0", 1 << 20)[0].make_factory(service)
+        yoda = web.browser("Yoda", "wise@!man")
+        hans = web.browser("Hans", "falcon*solo")
+        stopped = service.stopService()
+        self.assertEqual(yoda.next("ended")["text"], "Server shutting down")
+        self.assertEqual(hans.next("ended")["text"], "Server shutting down")
+        self.assertEqual(yoda.closed, 1000)
+        self.assertNoResult(stopped)  # both tabs still open
+        yoda.drop()
+        self.assertNoResult(stopped)  # Hans's tab still open
+        web.clock.advance(SHUTDOWN_GRACE_SECONDS)
+        self.successResultOf(stopped)
+        self.assertTrue(hans.transport.disconnecting)
+
+
 class TabTests(SynchronousTestCase):
     """Each tab (each WebSocket) of a browser is a core session of its own."""
 

@@ -222,7 +222,7 @@ class ChatService(service.Service):
             self.storage.flush()
         for factory in self.factories:
             factory.output.flush()  # every connection's notice
-        d = defer.DeferredList(waiting)
+        d = defer.DeferredList(waiting, consumeErrors=True)  # (cut at the grace period: not an error)
         timeout = self.clock.callLater(SHUTDOWN_GRACE_SECONDS, d.cancel) if waiting else None
 
         def close(_):

@@ -53,7 +53,8 @@ class WebFrontEnd:
         # An idle HTTP connection (not a WebSocket: the upgrade ends the channel's timer) is closed
         # after HTTP_IDLE_SECONDS.
         self.site = WebSite(build_root(self.store, self.sockets, self.origins), reactor=clock,
-                            timeout=HTTP_IDLE_SECONDS, caps=self.sockets.caps, chat=chat)
+                            timeout=HTTP_IDLE_SECONDS, caps=self.sockets.caps, chat=chat,
+                            sockets=self.sockets)
         return self.site
 
     def ready_line(self, address) -> str:

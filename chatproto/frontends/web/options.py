@@ -59,8 +59,7 @@ def web_front_ends(listen: str | None, max_output: int, limits: dict | None = No
         web.clock = chat_service.clock
         site = web.factory(chat_service.chat)
         # At shutdown the service flushes each factory's output after the core has told every
-        # session (the pages' "ended"); its own connection bookkeeping is the line protocol's.
-        site.connections = ()
+        # session (the pages' "ended"), then waits for the site's connections (its WebSockets).
         site.output = web.sockets.output
         # For the metrics: its connections are the pages' WebSockets (an HTTP request is brief).
         site.frontend = "web"

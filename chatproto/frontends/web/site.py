@@ -161,10 +161,17 @@ class WebSite(server.Site):
     displayTracebacks = False
     noisy = False
 
-    def __init__(self, resource, *args, caps=None, chat=None, **kwargs):
+    def __init__(self, resource, *args, caps=None, chat=None, sockets=None, **kwargs):
         super().__init__(resource, *args, **kwargs)
         self.caps = caps
         self.chat = chat
+        self.sockets = sockets  # the ChatSocketFactory of its pages' WebSockets
+
+    @property
+    def connections(self):
+        """The connections the server's shutdown tells, flushes and waits for: the pages'
+        WebSockets (a plain HTTP request is brief and is not waited for)."""
+        return self.sockets.connections if self.sockets is not None else ()
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", None)

@@ -224,6 +224,13 @@ class WebSocketConnection(Connection):
     def log_out(self) -> None:
         self.socket.closed = True  # (its session logs out when its last tab is gone)
 
+    def disconnect(self, notice: str) -> None:
+        """Server stop: a tab the core has not told (not admitted yet) is told C{notice} and closed."""
+        socket = self.socket
+        if not socket.closed:
+            socket.send({"type": "ended", "text": notice})
+            socket.close()
+
     def lost(self, reason) -> None:
         channel, self.channel = self.channel, None
         if channel is not None:
@@ -753,6 +760,12 @@ class ChatSocketFactory(ConnectionFactory):
         self.store = store
         self.sockets: set = set()
         self._pinger = None
+
+    @property
+    def connections(self) -> list:
+        """The open pages' WebSockets, as the connection layer under each (what the server's shutdown
+        waits for); the caps count the site's TCP connections instead."""
+        return [socket.connection for socket in self.sockets if socket.connection is not None]
 
     def opened(self, socket) -> None:
         self.sockets.add(socket)
