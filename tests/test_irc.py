@@ -425,6 +425,36 @@ class PrivateMessageTests(IRCTestCase):
         self.assertEqual(one(lk.send("AWAY"), "305").params[1], "You are no longer marked as being away")
         self.assertEqual(find(c.send("PRIVMSG luke :hi"), "301"), [])
 
+    def test_away_reply_says_the_away_known_when_the_message_is_stored(self):
+        """On a cluster node the news of an away set on another node may arrive while a PRIVMSG is
+        being stored: its 301 says what the node knows once the message is durable."""
+        c = self.env.register("Yoda", "wise@!man")
+        self.env.register("luke", "jedi*knight")
+        database = self.fixture.database
+        real_commit, held = database.commit, []
+
+        def hold(ops):
+            held.append((ops, defer.Deferred()))
+            return held[-1][1]
+
+        def release():
+            database.commit = real_commit
+            for ops, d in held:
+                database.commit_now(ops)
+                d.callback(None)
+            del held[:]
+
+        database.commit = hold
+        self.assertEqual(c.send("PRIVMSG luke :hi"), [])  # not stored yet: nothing to say
+        self.chat.away_elsewhere("luke", "training")  # what the bus tells of the other node's AWAY
+        release()
+        self.assertEqual(one(c.lines(), "301").params, ["Yoda", "luke", "training"])
+        database.commit = hold
+        c.send("PRIVMSG luke :back yet?")
+        self.chat.away_elsewhere("luke", None)  # back before that message was stored
+        release()
+        self.assertEqual(find(c.lines(), "301"), [])
+
     def test_pipelined_commands_in_order(self):
         luke = self.other("luke", "jedi*knight")
         c = self.env.connect()

@@ -71,9 +71,6 @@ def privmsg(irc, target: str, text: str):
         return d
     # No Deferred per message: the core answers the reply object (issue 25).
     irc.chat.send_private(irc.user, target, text, PrivateReply(irc, target))
-    away = irc.chat.away_of(target)
-    if away:
-        irc.numeric(T.RPL_AWAY, target, away)
     return None
 
 
@@ -90,7 +87,8 @@ def sent(message, irc):
 class PrivateReply:
     """
     What becomes of one PRIVMSG to a user (L{ChatRealm.send_private}'s reply):
-    the echo (echo-message) once it is stored, or the error numeric.
+    once it is stored, C{301} when the user is away and the echo (echo-message);
+    or the error numeric.
     """
 
     __slots__ = ("protocol", "name")
@@ -100,8 +98,15 @@ class PrivateReply:
         self.name = name
 
     def answered(self, message) -> None:
-        if self.protocol._echo:
-            sent(message, self.protocol)
+        # Away is looked up now that the message is durable, not when the PRIVMSG arrived (as the
+        # line protocol and the page do): on a cluster node, an away set on another node just
+        # before has been read from Redis by then (docs/CLUSTER.md, "Away").
+        protocol = self.protocol
+        away = protocol.chat.away_of(self.name)
+        if away:
+            protocol.numeric(T.RPL_AWAY, self.name, away)
+        if protocol._echo:
+            sent(message, protocol)
 
     def refused(self, error) -> None:
         core_error(Failure(error), self.protocol, PRIVATE_SEND_ERRORS, (self.name,), name=self.name)
