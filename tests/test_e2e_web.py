@@ -243,7 +243,12 @@ def test_history_after_a_restart(browser, cleanup):
         page.press("#composer-input", "Enter")
         hans.expect(re.compile(f"Yoda: before the restart {n}$"))
     hans.cleanup()
-    assert server.stop() == 0
+    # Every text the login form shows from now on (the page moves on to "not reachable" by itself).
+    page.evaluate("""() => { const error = document.getElementById('login-error'); window.seen = [];
+        new MutationObserver(() => window.seen.push(error.textContent))
+            .observe(error, {childList: true, characterData: true, subtree: true}); }""")
+    assert server.stop() == 0  # SIGTERM: the tab is told, its output flushed, closed and waited for
+    page.wait_for_function("() => window.seen.includes('Server shutting down')")
     page.wait_for_selector("#connection:text-is('Reconnecting…'), #login-view:not([hidden])")
 
     again = start(cleanup, data_dir=server.data_dir, credentials=server.credentials)
