@@ -5,42 +5,14 @@ with the same permissions as on one server.
 """
 
 import re
-import shutil
-import socket
-import tempfile
 
-from twisted.trial.unittest import SynchronousTestCase
-
-from .harness import DEMO_CREDENTIALS, ServerProcess
-from .services import NeedsPostgres, NeedsRedis
-
-TS = r"\d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d"
-JOINED = re.compile(r"Cluster: node \w+ joined")
+from .test_e2e_cluster import TS, ClusterCase
 
 
-class ClusterSearchTests(NeedsPostgres, NeedsRedis, SynchronousTestCase):
+class ClusterSearchTests(ClusterCase):
     def setUp(self):
-        shared = tempfile.mkdtemp(prefix="chatproto-cluster-search-")
-        self.addCleanup(shutil.rmtree, shared, True)
-        credentials = shutil.copy(DEMO_CREDENTIALS, shared)
-        with socket.create_connection(("127.0.0.1", self.redis.port)) as s:
-            s.sendall(b"FLUSHALL\r\n")  # the run's Redis: no other test's cluster
-            assert s.recv(100).startswith(b"+OK")
-        database = self.postgres.fresh_database()
-        self.a, self.b = (self.node(credentials, database) for _ in "ab")
-
-    def node(self, credentials, database):
-        server = ServerProcess(credentials=credentials, extra_args=(
-            "--database", database, "--cluster", self.redis.url))
-        self.addCleanup(server.cleanup)
-        self.assertTrue(any(JOINED.search(line) for line in server.stdout.lines), server.stdout.lines)
-        return server
-
-    def login(self, server, username, password):
-        client = server.client()
-        self.addCleanup(client.cleanup)
-        client.login(username, password)
-        return client
+        super().setUp()
+        self.a, self.b = self.node(), self.node()
 
     def test_written_on_one_node_found_on_the_other_with_the_same_permissions(self):
         yoda = self.login(self.a, "Yoda", "wise@!man")
