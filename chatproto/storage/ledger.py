@@ -183,6 +183,22 @@ class Ledger:
         self._turn.schedule()
         return None
 
+    def append_privates(self, sender, timestamp, time, messages, waiter) -> None:
+        """
+        Store a run of private messages of one sender and one timestamp
+        (C{messages}: C{(recipient, text)} pairs, in order) under one C{waiter}:
+        C{waiter.callback(seq)} with the first's SEQ (the others follow it, one
+        by one) once every one of them is in the text log and committed, or
+        C{waiter.errback(error)} for all of them: one record string, one
+        waiter and one callback for the run instead of one each (issue 25).
+        """
+        text_log = self.logs.messagelog
+        first = text_log.append_run(timestamp, sender, [text for _recipient, text in messages])
+        self._ops.extend([(text_log, ("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text))
+                          for seq, (recipient, text) in enumerate(messages, first)])
+        self._waiting.append((waiter, text_log, first))
+        self._turn.schedule()
+
     def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
         text_log = self.logs.group_log(log_name)
         seq = text_log.append(timestamp, sender, text)
