@@ -143,7 +143,7 @@ class WSClient(protocol.Protocol):
     def send_private(self, to: str, n: int):
         now = time.monotonic_ns()
         self.transport.write(webclient.text_frame(
-            f'{{"id":1,"type":"send","to":"{to}","text":"t{now} k0 hello from the benchmark"}}', self.key) * n)
+            f'{{"text":"t{now} k0 hello from the benchmark","to":"{to}","id":1,"type":"send"}}', self.key) * n)
 
 
 class LineClient(protocol.Protocol):
