@@ -293,6 +293,24 @@ class ChatTests(SynchronousTestCase):
             expected = bytes(b ^ b"\x01\x80\xff\x10"[i % 4] for i, b in enumerate(payload))
             self.assertEqual(websocket.unmask(payload, b"\x01\x80\xff\x10"), expected)
 
+    def test_frame_ends_at_every_cut(self):
+        """Frames of each length form (7-bit, 16-bit, 64-bit), masked or not, back to back: the
+        end of the first is known once it is whole, never before."""
+        for size in (0, 1, 125, 126, 65535, 65536):
+            for mask in (b"", b"\x01\x02\x03\x04"):
+                bit = 0x80 if mask else 0
+                if size < 126:
+                    head = bytes((0x81, bit | size))
+                elif size < 65536:
+                    head = bytes((0x81, bit | 126)) + size.to_bytes(2, "big")
+                else:
+                    head = bytes((0x81, bit | 127)) + size.to_bytes(8, "big")
+                frame = head + mask + b"x" * size
+                stream = b"ab" + frame + b"\x81\x00"
+                for cut in sorted({2, 3, 3 + len(head), 2 + len(frame) - 1, 2 + len(frame), len(stream)}):
+                    want = 2 + len(frame) if cut >= 2 + len(frame) else 0
+                    self.assertEqual(websocket.frame_end(stream[:cut], 2), want, (size, mask, cut))
+
     def test_lone_surrogates_become_question_marks(self):
         self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')
         (reply,) = [m for m in self.yoda.messages if m.get("id") == 900]

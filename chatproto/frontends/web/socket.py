@@ -118,12 +118,15 @@ def loads(text: str):
     return value if end == len(text) else json.loads(text)
 
 
+_SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]
+
+
 def text_frame(text: str) -> bytes:
     """One unfragmented, unmasked text frame (RFC 6455 section 5.2), as a server sends it."""
     data = text.encode("utf-8", "replace")  # a lone surrogate cannot be sent as UTF-8
     n = len(data)
     if n < 126:
-        return bytes((0x81, n)) + data
+        return _SHORT_HEADS[n] + data
     if n < 65536:
         return b"\x81\x7e" + n.to_bytes(2, "big") + data
     return b"\x81\x7f" + n.to_bytes(8, "big") + data
@@ -138,30 +141,22 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
 
 
-def frame_head(buf: bytes, pos: int) -> int:
-    """The size of the head of the frame at C{pos} (RFC 6455 section 5.2), mask included; 0 if incomplete."""
-    if len(buf) - pos < 2:
+def frame_end(buf: bytes, pos: int) -> int:
+    """Where the WebSocket frame starting at C{pos} ends; 0 while it is incomplete."""
+    size = len(buf)
+    if size - pos < 2:
         return 0
     b1 = buf[pos + 1]
     n = b1 & 0x7F
-    head = 2 if n < 126 else 4 if n == 126 else 10
-    if b1 & 0x80:
-        head += 4
-    return head if len(buf) - pos >= head else 0
-
-
-def frame_end(buf: bytes, pos: int) -> int:
-    """Where the WebSocket frame starting at C{pos} ends; 0 while it is incomplete."""
-    head = frame_head(buf, pos)
-    if not head:
-        return 0
-    n = buf[pos + 1] & 0x7F
-    if n == 126:
-        n = int.from_bytes(buf[pos + 2:pos + 4], "big")
-    elif n == 127:
-        n = int.from_bytes(buf[pos + 2:pos + 10], "big")
-    end = pos + head + n
-    return end if end <= len(buf) else 0
+    mask = 4 if b1 & 0x80 else 0
+    if n < 126:  # (the common frame, computed inline: one per request)
+        end = pos + 2 + mask + n
+    else:
+        head = 4 if n == 126 else 10
+        if size - pos < head:
+            return 0
+        end = pos + head + mask + int.from_bytes(buf[pos + 2:pos + head], "big")
+    return end if end <= size else 0
 
 
 class WebSocketConnection(Connection):
@@ -207,8 +202,10 @@ class WebSocketConnection(Connection):
     def frame_received(self, frame: bytes) -> None:
         b0 = frame[0]
         text = None
-        if b0 == 0x81 and frame[1] & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
-            head = frame_head(frame, 0)
+        b1 = frame[1]
+        if b0 == 0x81 and b1 & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
+            n = b1 & 0x7F  # (the frame is whole: its head is 2 bytes, the length's, the mask's 4)
+            head = 6 if n < 126 else 8 if n == 126 else 14
             try:
                 text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
             except UnicodeDecodeError:
@@ -406,7 +403,8 @@ def _string(request: dict, name: str, required=True) -> str | None:
 def _clean_text(text) -> str:
     if not isinstance(text, str):
         raise bad("text must be a string")
-    text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
+    if not (text.isascii() and text.isprintable()):  # (printable ASCII: nothing to replace)
+        text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
     if text.isascii():
         size = len(text)
     else:
@@ -510,8 +508,8 @@ class ChatSocket:
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
             return
         rid = request.get("id")
-        if not (isinstance(rid, int | str) and not isinstance(rid, bool)) or (
-                isinstance(rid, str) and len(rid) > 64):
+        if type(rid) is not int and (not (isinstance(rid, (int, str)) and not isinstance(rid, bool)) or (
+                isinstance(rid, str) and len(rid) > 64)):
             rid = None
         kind = request.get("type")
         if not allowed:
@@ -524,12 +522,13 @@ class ChatSocket:
             if method is None:
                 self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
                 return
-        if self.session is None or self.session.ended or self.session.user is None:
+        session = self.session
+        if session is None or session.ended or session.user is None:
             self._refuse(rid, "logged-out", "Please log in first")
             return
         if kind == "send":  # the hot path: answered by the core itself, no Deferred (issue 25)
             try:
-                self.do_send(request, rid)
+                self.do_send(request, rid, session.user)
             except Exception:  # noqa: BLE001 - a bad request, or logged as the others are
                 self._failed(Failure(), rid, kind)
             return
@@ -698,18 +697,19 @@ class ChatSocket:
 
         return d.addCallback(state)
 
-    def do_send(self, request, rid=None):
+    def do_send(self, request, rid=None, user=None):
         """A private message gets a L{_SentReply} that the core fills once it is durable (no
         Deferred per message, as the line protocol's /msgto); a group message a Deferred."""
+        user = user or self.user
         text = _clean_text(request.get("text"))
         to = _string(request, "to", required=False)
         group = _string(request, "group", required=False)
         if (to is None) == (group is None):
             raise bad("give either to or group")
         if to is not None:
-            self.chat.send_private(self.user, to, text, _SentReply(self, rid))
+            self.chat.send_private(user, to, text, _SentReply(self, rid))
             return
-        d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
+        d = defer.maybeDeferred(self.chat.send_group, user, group, text)
         d.addCallbacks(self._answer_sent, self._failed, callbackArgs=(rid,), errbackArgs=(rid, "send"))
 
     def do_away(self, request):
