@@ -52,7 +52,7 @@ class _SentReply:
         self.rid = rid
 
     def answered(self, message) -> None:
-        self.socket._answer(self.socket._sent(message), self.rid)
+        self.socket._answer_sent(message, self.rid)
 
     def refused(self, error) -> None:
         if not isinstance(error, BaseException):  # the core failed without a ChatError
@@ -98,6 +98,24 @@ class _BatchedTransport:
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A JSON string as _dumps writes it (ensure_ascii=False): the C function json itself calls.
+_json_string = json.encoder.encode_basestring
+_scan = json.JSONDecoder().scan_once
+
+
+def loads(text: str):
+    """
+    C{json.loads(text)}. A page's request starts with its value and ends
+    with it: json's C scanner reads it at once, without C{json.loads}'s
+    Python layers (white space skipped twice, the error's words); anything
+    else goes to C{json.loads} itself, so the result and the errors are
+    always its.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else json.loads(text)
 
 
 def text_frame(text: str) -> bytes:
@@ -257,6 +275,64 @@ def group_json(info) -> dict:
     }
 
 
+_MESSAGE = '{"kind":%s,"seq":%d,"timestamp":%s,"time":%r,"sender":%s,"recipient":%s,"group":%s,"text":%s}'
+_REPLY = '{"type":"reply","id":%s,"ok":true,"message":%s}'
+_EVENT = '{"type":"message","message":%s,"unread":%d}'
+_SENT_EVENT = '{"type":"message","message":%s}'
+_last_message = (None, None, "")  # (message, its text, its JSON): its reply and its event share it
+
+
+def _optional_string(value) -> str:
+    return "null" if value is None else _json_string(value)
+
+
+def message_text(message) -> str:
+    """
+    C{_dumps(message_json(message))}, written directly: a private message is
+    written twice (its sender's reply, its receiver's event), and json's
+    general encoder costs more than the rest of its way through this module.
+    The last message's JSON is kept for the next use of the same message
+    (with the same text: a deleted one's reads C{[deleted]}). Anything not
+    of the usual types goes to json itself.
+    """
+    global _last_message
+    last = _last_message
+    if last[0] is message and last[1] is message.text:
+        return last[2]
+    seq, when = message.seq, message.time
+    if type(seq) is int and type(when) is float and when - when == 0:  # (json writes NaN, inf its own way)
+        try:
+            text = _MESSAGE % (_json_string(message.kind), seq, _json_string(message.timestamp), when,
+                               _json_string(message.sender),
+                               _optional_string(getattr(message, "recipient", None)),
+                               _optional_string(getattr(message, "group", None)), _json_string(message.text))
+        except TypeError:  # a field of another type
+            text = _dumps(message_json(message))
+    else:
+        text = _dumps(message_json(message))
+    _last_message = (message, message.text, text)
+    return text
+
+
+def _id_text(rid) -> str:
+    """A request's id (an int, a string or None) as JSON."""
+    return "%d" % rid if type(rid) is int else _dumps(rid)
+
+
+def event_text(event, unread=None) -> str | None:
+    """C{_dumps(event_json(event, unread))} (None: not for browsers); a message written directly."""
+    kind = type(event).__name__
+    if kind == "Message":
+        if unread is None:
+            return _SENT_EVENT % message_text(event)
+        if type(unread) is int:
+            return _EVENT % (message_text(event), unread)
+    elif kind == "Sent":
+        return _SENT_EVENT % message_text(event.message)
+    out = event_json(event, unread)
+    return None if out is None else _dumps(out)
+
+
 def message_json(message) -> dict:
     return {
         "kind": message.kind,
@@ -331,11 +407,14 @@ def _clean_text(text) -> str:
     if not isinstance(text, str):
         raise bad("text must be a string")
     text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
-    if not text.isascii():
+    if text.isascii():
+        size = len(text)
+    else:
         text = text.encode("utf-8", "replace").decode("utf-8")  # JSON may carry lone surrogates
-    if not text.strip():
+        size = len(text.encode("utf-8"))
+    if not text or text.isspace():
         raise BadRequest("empty-message", protocol_text("empty-message"))
-    if len(text.encode("utf-8")) > MAX_TEXT:
+    if size > MAX_TEXT:
         raise BadRequest("text-too-long", protocol_text("text-too-long"))
     return text
 
@@ -424,7 +503,7 @@ class ChatSocket:
             self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
             return
         try:
-            request = json.loads(text)
+            request = loads(text)
         except ValueError:
             request = None
         if not isinstance(request, dict):
@@ -438,10 +517,13 @@ class ChatSocket:
         if not allowed:
             self._refuse(rid, "rate-limited", protocol_text("rate-limited"))
             return
-        method = getattr(self, f"do_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
-        if method is None:
-            self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
-            return
+        if kind == "send":
+            method = None  # (the hot path below)
+        else:
+            method = getattr(self, f"do_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
+            if method is None:
+                self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
+                return
         if self.session is None or self.session.ended or self.session.user is None:
             self._refuse(rid, "logged-out", "Please log in first")
             return
@@ -488,9 +570,13 @@ class ChatSocket:
     # Output
 
     def send(self, obj: dict) -> None:
+        self.send_text(_dumps(obj))
+
+    def send_text(self, text: str) -> None:
+        """One JSON object, already written (L{message_text}, L{event_text})."""
         if not self.open or self.closed or self.connection is None:
             return
-        self.connection.write(text_frame(_dumps(obj)))
+        self.connection.write(text_frame(text))
 
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
@@ -506,9 +592,9 @@ class ChatSocket:
                 return
             self._early.append((event, unread))
             return
-        out = event_json(event, unread)
-        if out is not None:
-            self.send(out)
+        text = event_text(event, unread)
+        if text is not None:
+            self.send_text(text)
 
     def close(self, code: int = 1000) -> None:
         if self.closed:
@@ -624,8 +710,7 @@ class ChatSocket:
             self.chat.send_private(self.user, to, text, _SentReply(self, rid))
             return
         d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
-        d.addCallback(self._sent)
-        d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, "send"))
+        d.addCallbacks(self._answer_sent, self._failed, callbackArgs=(rid,), errbackArgs=(rid, "send"))
 
     def do_away(self, request):
         text = request.get("text")
@@ -638,13 +723,15 @@ class ChatSocket:
 
         return d.addCallback(kept)
 
-    def _sent(self, message):
+    def _answer_sent(self, message, rid) -> None:
+        """The reply to a send: its message, and whether its recipient is away."""
         # (The core shows it in the sender's other sessions, this browser's other tabs too: Sent.)
-        reply = {"message": message_json(message)}
         away = self.chat.away_of(message.recipient) if message.recipient is not None else None
         if away:  # delivered all the same; the page says why there may be no answer soon
-            reply["away"] = IS_AWAY.format(name=message.recipient, text=away)
-        return reply
+            self._answer({"message": message_json(message),
+                          "away": IS_AWAY.format(name=message.recipient, text=away)}, rid)
+        else:
+            self.send_text(_REPLY % (_id_text(rid), message_text(message)))
 
     def do_history(self, request):
         limit = request.get("limit", HISTORY_DEFAULT)
