@@ -14,7 +14,8 @@ line-protocol clients on the same server, measured by one generator.
    Once over WebSocket (JSON `send` requests, `message` events), once over
    the line protocol (`/msgto`, `MSG`), same generator design.
 
-One process drives every client (Twisted, wsproto), so compare the two
+The clients' bytes are bench/webclient.py's (shared with bench/run_all.py's
+`ours-web` kind). One process drives every client, so compare the two
 protocols with each other rather than with bench/run_all.py's figures.
 Everything listens on 127.0.0.1, port 0, in a temporary directory.
 """
@@ -35,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from twisted.internet import defer, protocol, task
 
 import loadgen
+import webclient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STAMP = re.compile(rb"t(\d+) k0")
@@ -76,23 +78,20 @@ class HTTPLogin(protocol.Protocol):
     """POST /login; fires with the session cookie's value."""
 
     def __init__(self, port, user, password):
-        self.request = json.dumps({"username": user, "password": password}).encode()
-        self.port = port
+        self.request = webclient.login_request("127.0.0.1", port, user, password, keep_alive=False)
         self.data = b""
         self.done = defer.Deferred()
 
     def connectionMade(self):
-        self.transport.write(
-            b"POST /login HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (self.port, len(self.request), self.request))
+        self.transport.write(self.request)
 
     def dataReceived(self, data):
         self.data += data
 
     def connectionLost(self, reason):
-        m = re.search(rb"chatproto_session=([A-Za-z0-9_-]+)", self.data)
-        if m:
-            self.done.callback(m.group(1).decode())
+        token = webclient.session_cookie(self.data)
+        if token:
+            self.done.callback(token)
         else:
             self.done.errback(RuntimeError(self.data[:200].decode("latin-1")))
 
@@ -101,52 +100,50 @@ class WSClient(protocol.Protocol):
     """A browser-protocol client: the WebSocket with the cookie; counts stamped `message` events."""
 
     def __init__(self, port, token):
-        from wsproto import ConnectionType, WSConnection
-
-        self.ws = WSConnection(ConnectionType.CLIENT)
         self.port = port
         self.token = token
+        self.key = webclient.new_mask()
         self.ready = defer.Deferred()
         self.pair = None
-        self.text = ""
+        self.buf = b""
+        self.upgraded = False
         self.hello = False
 
     def connectionMade(self):
-        from wsproto.events import Request
-
         self.transport.setTcpNoDelay(True)
-        self.transport.write(self.ws.send(Request(
-            host=f"127.0.0.1:{self.port}", target="/ws",
-            extra_headers=[(b"Cookie", f"chatproto_session={self.token}".encode())])))
+        self.transport.write(webclient.upgrade_request("127.0.0.1", self.port, self.token))
 
     def dataReceived(self, data):
-        from wsproto.events import Ping, TextMessage
-
-        self.ws.receive_data(data)
-        stamps = []
-        for event in self.ws.events():
-            if isinstance(event, TextMessage):
-                self.text += event.data
-                if not event.message_finished:
-                    continue
-                text, self.text = self.text, ""
-                if not self.hello:
-                    self.hello = True
-                    self.ready.callback(self)
-                elif self.pair is not None and text.startswith('{"type":"message"'):
-                    stamps.extend(STAMP.findall(text.encode()))
-            elif isinstance(event, Ping):
-                self.transport.write(self.ws.send(event.response()))
+        buf = self.buf + data
+        if not self.upgraded:
+            response = webclient.read_response(buf)
+            if response is None:
+                self.buf = buf
+                return
+            status, _, body, buf = response
+            if status != 101:
+                self.ready.errback(RuntimeError(f"upgrade refused: {status} {body[:200]!r}"))
+                return
+            self.upgraded = True
+        frames, self.buf = webclient.split_frames(buf)
+        stamps = 0
+        for opcode, payload in frames:
+            if opcode == webclient.PING:
+                self.transport.write(webclient.client_frame(payload, self.key, webclient.PONG))
+            elif opcode != 1:
+                continue
+            elif not self.hello:
+                self.hello = True
+                self.ready.callback(self)
+            elif self.pair is not None and payload.startswith(b'{"type":"message"'):
+                stamps += len(STAMP.findall(payload))
         if stamps:
-            self.pair.delivered(len(stamps))
+            self.pair.delivered(stamps)
 
     def send_private(self, to: str, n: int):
-        from wsproto.events import TextMessage
-
         now = time.monotonic_ns()
-        self.transport.write(b"".join(
-            self.ws.send(TextMessage(f'{{"id":1,"type":"send","to":"{to}","text":"t{now} k0 hello from the benchmark"}}'))
-            for _ in range(n)))
+        self.transport.write(webclient.text_frame(
+            f'{{"text":"t{now} k0 hello from the benchmark","to":"{to}","id":1,"type":"send"}}', self.key) * n)
 
 
 class LineClient(protocol.Protocol):

@@ -1,10 +1,12 @@
 """
 The load generator of the chatproto benchmarks (issue 8).
 
-It speaks two dialects over TCP: C{chat} (docs/PROTOCOL.md: chatproto's own
-server and the seed baseline) and C{irc} (the twistd words and InspIRCd
+It speaks three dialects over TCP: C{chat} (docs/PROTOCOL.md: chatproto's own
+server and the seed baseline), C{irc} (the twistd words and InspIRCd
 baselines: PASS / NICK / USER, JOIN #chan, PRIVMSG nick / #chan; InspIRCd,
-whose connect class has no password, ignores PASS). Clients live in a few worker
+whose connect class has no password, ignores PASS) and C{web} (chatproto's
+browser protocol, docs/WEB.md: POST /login, the WebSocket with the session
+cookie, JSON C{send} requests and C{message} events; bench/webclient.py). Clients live in a few worker
 processes (C{python bench/loadgen.py worker}, driven over stdin/stdout with
 one JSON object a line) so that the generator is not the bottleneck; the
 coordinator (L{run_private}, L{run_fanout}, L{run_idle}, L{run_logins}, used
@@ -29,6 +31,8 @@ import time
 from collections import deque
 
 from twisted.internet import defer, protocol
+
+import webclient  # (bench/ is on sys.path: this script's directory, or put there by its importers)
 
 # --------------------------------------------------------------------------
 # Shared helpers
@@ -155,6 +159,7 @@ class Chat:
 
     name = "chat"
     ERR = b"ERR "
+    TS = TS  # the send time stamped in a private message, as its receiver sees it
 
     @staticmethod
     def login(user: str, password: str, udp: int = 9) -> bytes:
@@ -201,6 +206,7 @@ class Irc:
 
     name = "irc"
     ERR = b" 401 "
+    TS = TS
 
     @staticmethod
     def login(user: str, password: str, udp: int = 9) -> bytes:
@@ -281,7 +287,35 @@ class ChatIrc(Irc):
         return None
 
 
-DIALECTS = {"chat": Chat, "irc": Irc, "chatirc": ChatIrc}
+class Web:
+    """
+    chatproto's browser protocol (L{WebClient}): each "line" is one JSON
+    object, a text frame's payload. Group fan-out is not driven over it (a
+    page is sent every member list on each join: quadratic set-up).
+    """
+
+    name = "web"
+    ERR = b'"ok":false'
+    TS = re.compile(rb'"t(\d+) k0 ')
+
+    @staticmethod
+    def login_result(line: bytes):
+        head = line[:24]
+        if b'"type":"hello"' in head:
+            return True
+        if line.startswith(b"HTTP ") or b'"type":"refused"' in head or b'"type":"ended"' in head:
+            return False
+        return None
+
+    @staticmethod
+    def private_line(to: str) -> bytes:
+        """The C{send} request's payload, a C{%}-template of the send time (framed by L{WebClient})."""
+        # As the page writes it (connection.js: its fields, then id and type).
+        return (b'{"text":"t%d k0 hello from the benchmark","to":"' + to.encode()
+                + b'","id":1,"type":"send"}')
+
+
+DIALECTS = {"chat": Chat, "irc": Irc, "chatirc": ChatIrc, "web": Web}
 
 
 # --------------------------------------------------------------------------
@@ -310,6 +344,16 @@ class Client(protocol.Protocol):
     def connectionMade(self):
         # An interactive client: no Nagle delay on what it sends.
         self.transport.setTcpNoDelay(True)
+
+    def login_request(self, user: str, password: str) -> bytes:
+        return self.dialect.login(user, password)
+
+    def private_writer(self, to: str):
+        """C{f(ns) -> bytes}: one private message to C{to} stamped with send time C{ns}."""
+        return self.dialect.private_line(to).__mod__
+
+    def send_logout(self) -> None:
+        self.transport.write(self.dialect.logout())
 
     def dataReceived(self, data):
         buf = self.buf + data if self.buf else data
@@ -358,7 +402,7 @@ class Client(protocol.Protocol):
 
     def _private(self, chunk):
         now = time.monotonic_ns()
-        stamps = TS.findall(chunk)
+        stamps = self.dialect.TS.findall(chunk)
         if stamps:
             self.pair.delivered_chunk(now, stamps)
 
@@ -366,6 +410,82 @@ class Client(protocol.Protocol):
         now = time.monotonic_ns()
         for _t, k in GROUP_TS.findall(chunk):
             self.worker.group_delivered(int(k), now)
+
+
+class WebClient(Client):
+    """
+    A browser tab (L{Web}): C{POST /login}, then on the same connection the
+    WebSocket's upgrade with the session cookie; from then on each text
+    frame's payload is handed on as a line of L{Client}'s.
+    """
+
+    def __init__(self, dialect):
+        super().__init__(dialect)
+        self.http = None  # "login", "upgrade": waiting for that HTTP response; None: frames
+        self.token = None
+        self.key = webclient.new_mask()
+
+    def _peer(self):
+        peer = self.transport.getPeer()
+        return peer.host, peer.port
+
+    def login_request(self, user: str, password: str) -> bytes:
+        self.http = "login"
+        return webclient.login_request(*self._peer(), user, password)
+
+    def private_writer(self, to: str):
+        template, key, frame = self.dialect.private_line(to), self.key, webclient.client_frame
+        return lambda ns: frame(template % ns, key)
+
+    def send_logout(self) -> None:
+        """What the page's Log out does: C{POST /logout}; the server then closes this WebSocket."""
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+
+        host, port = self._peer()
+        request = webclient.logout_request(host, port, self.token or "")
+        one = protocol.Protocol()
+        one.connectionMade = lambda: one.transport.write(request)
+        connectProtocol(TCP4ClientEndpoint(reactor, host, port, timeout=30), one).addErrback(
+            lambda f: self.transport.loseConnection())
+
+    def dataReceived(self, data):
+        if self.http is not None:
+            self._http(data)
+            return
+        buf = self.buf + data if self.buf else data
+        frames, self.buf = webclient.split_frames(buf)
+        texts = []
+        for opcode, payload in frames:
+            if opcode == 1:
+                texts.append(payload)
+            elif opcode == webclient.PING:
+                self.transport.write(webclient.client_frame(payload, self.key, webclient.PONG))
+        if texts:
+            texts.append(b"")
+            self.chunk(b"\n".join(texts))
+
+    def _http(self, data):
+        buf = self.buf + data
+        response = webclient.read_response(buf)
+        if response is None:
+            self.buf = buf
+            return
+        status, head, body, rest = response
+        self.buf = b""
+        if self.http == "login" and status == 200 and webclient.session_cookie(head):
+            self.token = webclient.session_cookie(head)
+            self.http = "upgrade"
+            self.transport.write(webclient.upgrade_request(*self._peer(), self.token))
+            if rest:
+                self._http(rest)
+        elif self.http == "upgrade" and status == 101:
+            self.http = None
+            if rest:
+                self.dataReceived(rest)
+        else:  # the login (or the upgrade) refused: a line L{Web.login_result} reads as failed
+            self.http = None
+            self.chunk(b"HTTP %d %s\n" % (status, body.replace(b"\n", b" ")))
 
 
 class ReplyError(Exception):
@@ -376,12 +496,11 @@ async def connect(reactor, host: str, port: int, dialect) -> Client:
     from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
     endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=30)
-    return await connectProtocol(endpoint, Client(dialect))
+    return await connectProtocol(endpoint, (WebClient if dialect is Web else Client)(dialect))
 
 
 async def login(client: Client, name: str, password: str) -> Client:
-    d = client.dialect
-    await client.expect(d.login_result, d.login(name, password))
+    await client.expect(client.dialect.login_result, client.login_request(name, password))
     return client
 
 
@@ -406,7 +525,7 @@ class Pair:
         self.worker = worker
         self.sender = sender
         self.receiver = receiver
-        self.template = sender.dialect.private_line(receiver.name)
+        self.template = sender.private_writer(receiver.name)
         self.window = window
         self.low = window // 2
         self.sent = 0
@@ -416,7 +535,7 @@ class Pair:
     def refill(self):
         n = self.window - (self.sent - self.delivered)
         if n > 0:
-            self.sender.transport.write((self.template % time.monotonic_ns()) * n)
+            self.sender.transport.write(self.template(time.monotonic_ns()) * n)
             self.sent += n
 
     def delivered_chunk(self, now, stamps):
@@ -445,7 +564,7 @@ class PipePair:
         self.worker = worker
         self.sender = sender
         self.receiver = receiver
-        self.template = sender.dialect.private_line(receiver.name)
+        self.template = sender.private_writer(receiver.name)
         self.left = messages
         self.batch = batch
         self.delivered = 0
@@ -458,7 +577,7 @@ class PipePair:
             self.sender.transport.unregisterProducer()
             return
         self.left -= n
-        self.sender.transport.write((self.template % time.monotonic_ns()) * n)
+        self.sender.transport.write(self.template(time.monotonic_ns()) * n)
 
     def stopProducing(self):
         self.left = 0
@@ -532,7 +651,7 @@ class Worker:
         t_first = time.monotonic_ns()
         for client, (name, password) in zip(clients, users):
             client.name = name
-            d = client.expect(client.dialect.login_result, client.dialect.login(name, password))
+            d = client.expect(client.dialect.login_result, client.login_request(name, password))
             ds.append(d.addCallback(done, client, name))
         results = await defer.DeferredList(ds, consumeErrors=True)
         failures = [r for ok, r in results if not ok]
@@ -545,7 +664,7 @@ class Worker:
         self.clients.clear()
         t_first = time.monotonic_ns()
         for client in clients:
-            client.transport.write(client.dialect.logout())
+            client.send_logout()
         times = await defer.gatherResults([c.lost for c in clients])
         return {"n": len(clients), "t_first": t_first, "t_last": max(times, default=t_first)}
 

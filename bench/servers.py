@@ -10,6 +10,9 @@ a port it picks itself (port 0) and its files in a directory of its own.
 - C{words}: C{twistd -n -y bench/baselines/words.tac} (twisted.words IRC)
 - C{ours-irc}: C{ours} with C{--irc-port 0}, driven over IRC (ready line
   C{IRC listening on ADDR:PORT})
+- C{ours-web}: C{ours} with C{--web-port 0}, driven over the browser protocol
+  (POST /login, the WebSocket; ready line C{Web client on http://ADDR:PORT/});
+  C{before-web}: the same at the C{BENCH_BEFORE_TREE} commit
 - C{inspircd}: C{bench/baselines/inspircd.py --dir D} (Debian's InspIRCd 3.15,
   installed with apt-get when missing; benchmark only, never in the tests). Its
   ready line names the pid to measure: C{Server listening on ADDR:PORT
@@ -32,6 +35,7 @@ BENCH = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH)
 READY = re.compile(rb"Server listening on ([0-9.]+):(\d+)")
 IRC_READY = re.compile(rb"IRC listening on ([0-9.]+):(\d+)")
+WEB_READY = re.compile(rb"Web client on http://([0-9.]+):(\d+)/")
 INSPIRCD_READY = re.compile(rb"Server listening on ([0-9.]+):(\d+) \(inspircd pid (\d+)\)\n")
 ERGO_READY = re.compile(rb"Server listening on ([0-9.]+):(\d+) \(ergo pid (\d+)\)\n")
 
@@ -46,6 +50,8 @@ SERVERS = {
     "ergo": ("ergo", "irc"),
     # chatproto's IRC front end (the same server, its --irc-port listener).
     "ours-irc": ("ours-irc", "chatirc"),
+    # Its web front end: the browser's protocol (bench/webclient.py), each client a tab.
+    "ours-web": ("ours-web", "web"),
     # Ours without the search index (bench/experiments/noindex_server.py): what the index costs.
     "ours-noindex": ("ours-no-search-index", "chat"),
     # Ours at another commit, side by side in the same run: a checkout named by
@@ -53,7 +59,11 @@ SERVERS = {
     "before": ("ours-before", "chat"),
     # The same over IRC: the other commit's --irc-port listener.
     "before-irc": ("ours-irc-before", "chatirc"),
+    "before-web": ("ours-web-before", "web"),
 }
+
+
+BEFORE = ("before", "before-irc", "before-web")  # ours at the commit BENCH_BEFORE_TREE
 
 
 def command(kind: str, data_dir: str, credentials: str):
@@ -64,16 +74,16 @@ def command(kind: str, data_dir: str, credentials: str):
     # The load generator opens thousands of connections from one address: no caps; and its
     # clients send as fast as they can: no command rate (on by default since issue 28).
     uncapped = ["--max-connections", "0", "--max-connections-per-ip", "0", "--rate-limit", "0"]
-    if kind in ("ours", "ours-irc"):
+    # The second listener, for the kinds driven over IRC or the web socket.
+    extra = {"irc": ["--irc-port", "0"], "web": ["--web-port", "0"]}.get(kind.rpartition("-")[2], [])
+    if kind in ("ours", "ours-irc", "ours-web"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-        extra = ["--irc-port", "0"] if kind == "ours-irc" else []
         return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
-    if kind in ("before", "before-irc"):
+    if kind in BEFORE:
         tree = os.environ.get("BENCH_BEFORE_TREE")
         if not tree:
             raise ValueError(f"server {kind!r} needs BENCH_BEFORE_TREE (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
-        extra = ["--irc-port", "0"] if kind == "before-irc" else []
         return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
     if kind == "ours-noindex":
         script = os.path.join(BENCH, "experiments", "noindex_server.py")
@@ -97,8 +107,8 @@ def command(kind: str, data_dir: str, credentials: str):
 
 def ready_line(kind: str):
     """The regex of C{kind}'s ready line: groups host, port and (maybe) the measured pid."""
-    return {"ours-irc": IRC_READY, "before-irc": IRC_READY, "inspircd": INSPIRCD_READY,
-            "ergo": ERGO_READY}.get(kind, READY)
+    return {"ours-irc": IRC_READY, "before-irc": IRC_READY, "ours-web": WEB_READY,
+            "before-web": WEB_READY, "inspircd": INSPIRCD_READY, "ergo": ERGO_READY}.get(kind, READY)
 
 
 def available(kind: str) -> str:
@@ -185,7 +195,7 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     proc = ServerProcess(log_path, ready_line(kind))
     # `python -m` puts its working directory first on sys.path: the other commit's tree for
     # "before", else that server runs this tree's code.
-    cwd = os.environ["BENCH_BEFORE_TREE"] if kind in ("before", "before-irc") else REPO
+    cwd = os.environ["BENCH_BEFORE_TREE"] if kind in BEFORE else REPO
     err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=cwd,

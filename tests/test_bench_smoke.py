@@ -51,3 +51,27 @@ class BenchSmokeTests(SynchronousTestCase):
             for cell in cells[:2]:
                 float(cell.replace(",", ""))  # a number, not "error" or "-"
         self.assertNotIn("ERROR", out)
+
+    def test_smoke_web_socket(self):
+        """
+        The web socket kind drives the browser protocol (POST /login, the
+        WebSocket with the cookie, JSON sends): every message of the private
+        and pipeline scenarios is delivered, none lost, no error.
+        """
+        result = subprocess.run(
+            [sys.executable, RUN_ALL, "--smoke", "--servers", "ours-web",
+             "--scenarios", "private,pipeline,logins"],
+            cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+        )
+        out = result.stdout
+        self.assertEqual(result.returncode, 0, out + result.stderr)
+        header = next((line for line in out.splitlines() if line.startswith("metric")), "")
+        self.assertIn("ours-web", header)
+        for row in ["private msgs/s", "private server CPU us/msg", "pipeline msgs/s",
+                    "pipeline server CPU us/msg", "logins/s", "logouts/s"]:
+            line = next((line for line in out.splitlines() if line.startswith(row)), None)
+            self.assertIsNotNone(line, f"row {row!r} missing in:\n{out}")
+            self.assertGreater(float(line[len(row):].split()[0].replace(",", "")), 0, line)
+        lost = next(line for line in out.splitlines() if line.startswith("pipeline lost"))
+        self.assertEqual(lost.split()[-1], "0", lost)
+        self.assertNotIn("ERROR", out)

@@ -168,6 +168,76 @@ class SearchContract:
         for text in ("привет", "МИР", "unicode", "東京"):
             self.assertEqual(len(self.found(query(text, "Hans"))), 1, text)
 
+    # SQLite indexes a conversation's run of messages as one document (docs/DESIGN.md,
+    # "Search"): a result is still one message, in its place among all the others.
+
+    def results(self, q):
+        d = self.ledger.search(q)
+        self.clock.advance(0)
+        return self.successResultOf(d)
+
+    def delete(self, log, seq, author):
+        d = self.ledger.delete_message(log, seq, author)
+        self.clock.advance(0)
+        self.assertTrue(self.successResultOf(d))
+
+    def test_the_one_message_of_a_long_conversation_that_has_the_words(self):
+        sent = {}
+        for i in range(1, 81):  # both ways, more than one document's worth
+            sender, recipient = ("Hans", "Yoda") if i % 3 == 0 else ("Yoda", "Hans")
+            text = "the needle is here" if i == 48 else f"chatter number{i} hay"
+            sent[i] = (self.private(sender, recipient, text), self.time, sender)
+        [message] = self.results(query("needle", "Yoda"))
+        self.assertEqual((message.seq, message.time, message.sender, message.recipient, message.text),
+                         (*sent[48][:3], "Yoda", "the needle is here"))
+        self.assertEqual([m.seq for m in self.results(query("needle here", "Hans", peer="Yoda"))], [sent[48][0]])
+        self.assertEqual(self.results(query("needle hay", "Yoda")), [])  # each word in some message, never both
+        self.assertEqual(self.results(query("needle", "leia")), [])
+        self.assertEqual([m.seq for m in self.results(query("hay number4", "Hans"))],
+                         [sent[i][0] for i in (49, 47, 46, 45, 44, 43, 42, 41, 40, 4)])
+        self.assertEqual([m.seq for m in self.results(query("hay", "Yoda", sender="Hans", limit=50))],
+                         [sent[i][0] for i in range(78, 0, -3) if i != 48])
+
+    def test_newest_first_and_the_limit_across_interleaved_conversations(self):
+        everything = []
+        for i in range(150):
+            if i % 3 == 0:
+                everything.append(("", self.private("Yoda", "Hans", f"beacon {i}"), "Yoda", f"beacon {i}"))
+            elif i % 3 == 1:
+                everything.append(("Jedi", self.group("Jedi", "Luke", f"beacon {i}"), "Luke", f"beacon {i}"))
+            else:
+                everything.append(("", self.private("leia", "Yoda", f"beacon {i}"), "leia", f"beacon {i}"))
+        everything.reverse()
+        for limit in (1, 2, 7, 31, 50):
+            self.assertEqual(self.found(query("beacon", "Yoda", groups={"Jedi": 1}, limit=limit)),
+                             everything[:limit], limit)
+        self.assertEqual(self.found(query("beacon", "Hans", limit=20)),
+                         [r for r in everything if r[2] == "Yoda"][:20])
+        self.assertEqual(self.found(query("beacon", "Yoda", private=False, groups={"Jedi": 1}, limit=40)),
+                         [r for r in everything if r[0] == "Jedi"][:40])
+        self.assertEqual(self.found(query("beacon", "Yoda", after=1100.5, before=1105.5)), [
+            r for r in everything if r[0] == "" and r[3] in ("beacon 102", "beacon 101", "beacon 104")])
+
+    def test_one_deleted_message_of_a_long_conversation_is_never_found_and_its_neighbours_are(self):
+        seqs = [self.private("Yoda", "Hans", f"orbit {i} moon{i}") for i in range(40)]
+        self.assertEqual(len(self.found(query("orbit", "Hans"))), 40)  # (SQLite: indexed now)
+        self.delete(None, seqs[20], "Yoda")
+        self.delete(None, seqs[39], "Yoda")  # the newest of its document
+        for _ in range(2):
+            self.assertEqual(self.found(query("moon20", "Yoda")), [])
+            self.assertEqual(self.found(query("moon39", "Hans")), [])
+            self.assertEqual(self.found(query("moon19", "Hans")), [("", seqs[19], "Yoda", "orbit 19 moon19")])
+            self.assertEqual(self.found(query("moon21", "Yoda")), [("", seqs[21], "Yoda", "orbit 21 moon21")])
+            self.assertEqual([r[1] for r in self.found(query("orbit", "Yoda"))],
+                             [seq for seq in reversed(seqs) if seq not in (seqs[20], seqs[39])])
+            self.reopen()
+        for seq in seqs[:39]:
+            if seq != seqs[20]:
+                self.delete(None, seq, "Yoda")
+        self.assertEqual(self.found(query("orbit", "Yoda")), [])
+        self.private("Hans", "Yoda", "orbit again")
+        self.assertEqual([r[3] for r in self.found(query("orbit", "Yoda"))], ["orbit again"])
+
     def test_the_index_survives_a_restart_and_stays_current(self):
         self.private("Yoda", "Hans", "before restart")
         self.reopen()
@@ -277,6 +347,49 @@ class SQLiteIndexLaterTests(SynchronousTestCase):
         self.assertEqual(self.found(database, "crash"), [5, 3, 1])
 
 
+    def test_after_a_crash_long_conversations_are_indexed_in_runs_and_a_deletion_takes_words_out(self):
+        database = SQLiteDatabase(self.path).open()
+        database.commit_now([("msg", "", 1, T, 100.0, "Yoda", "Hans", "before the crash")])
+        self.assertEqual(self.found(database, "before"), [1])
+        # Two conversations and a group, interleaved, stored but not indexed when the server dies.
+        ops = []
+        for seq in range(2, 122):
+            if seq % 2:
+                ops.append(("msg", "", seq, T, 100.0 + seq, "Yoda", "Hans", f"crash talk{seq}"))
+            else:
+                ops.append(("msg", "", seq, T, 100.0 + seq, "leia", "Hans", f"crash talk{seq}"))
+            ops.append(("msg", "Jedi", seq, T, 100.0 + seq, "Luke", None, f"crash group{seq}"))
+        database.commit_now(ops)
+        crashed = os.path.join(self.dir, "crashed.db")
+        for suffix in ("", "-wal"):
+            shutil.copyfile(self.path + suffix, crashed + suffix)
+        database._close()
+        database = SQLiteDatabase(crashed).open()
+        self.assertEqual(self.found(database, "crash"), list(range(121, 71, -1)))
+        self.assertEqual(self.found(database, "talk77", "Yoda"), [77])
+        self.assertEqual(self.found(database, "talk77", "leia"), [])
+        group = self.successResultOf(database.search(query("group50", "Hans", groups={"Jedi": 1})))
+        self.assertEqual([(m.group, m.seq, m.sender, m.time) for m in group], [("Jedi", 50, "Luke", 150.0)])
+        database.commit_now([("del", "", 77), ("del", "Jedi", 50)])
+        self.assertEqual(self.found(database, "talk77", "Yoda"), [])
+        self.assertEqual(self.found(database, "talk75", "Yoda"), [75])
+        self.assertEqual(self.found(database, "talk79", "Yoda"), [79])
+        database._close()
+        # Deletion takes the words out of the index itself, not only out of the results.
+        self.assertEqual(_index_words(crashed, "talk77", "talk75", "group50", "group51"), {"talk75", "group51"})
+
+
+def _index_words(path, *words) -> set:
+    """Which of C{words} the search index of the database at C{path} holds (FTS5's own vocabulary)."""
+    db = sqlite3.connect(path)
+    try:
+        db.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab(main, search_index, 'row')")
+        return {row[0] for row in db.execute(
+            f"SELECT term FROM vocabulary WHERE term IN ({','.join('?' * len(words))})", words)}
+    finally:
+        db.close()
+
+
 @pytest_twisted.inlineCallbacks
 def test_many_messages_are_indexed_in_the_background_and_found(tmp_path, monkeypatch):
     """Past INDEX_BATCH waiting messages, the worker indexes them after the batch, on its own."""
@@ -348,6 +461,35 @@ def _old_sqlite(path, n):
     db.close()
 
 
+def _per_message_index(path, n):
+    """A database as the server before runs (schema version 9) left it: C{n} private and C{n}
+    group messages, each with its own document in the search index (one deleted)."""
+    from chatproto.storage.search import scope_tokens
+    from chatproto.storage.sqlite import MIGRATIONS
+
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("BEGIN")
+    for migration in MIGRATIONS[:9]:
+        for statement in migration.split(";"):
+            if statement.strip():
+                db.execute(statement)
+    db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '9')")
+    for i in range(1, n + 1):
+        for log, sender, recipient, peers in (("", "Yoda", "Hans", "Hans\nYoda"), ("Jedi", "Luke", None, None)):
+            time = 100.0 + i + (0.5 if log else 0)
+            search_id = int(time * 1e6)
+            text = "[deleted]" if i == 3 else f"old word{i}"
+            db.execute("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text, search_id) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (log, i, T, time, sender, recipient, peers, text, None if i == 3 else search_id))
+            if i != 3:
+                db.execute("INSERT INTO search_rows (id, log, seq) VALUES (?, ?, ?)", (search_id, log, i))
+                db.execute("INSERT INTO search_index (rowid, text, scope) VALUES (?, ?, ?)",
+                           (search_id, text, scope_tokens(log, sender, recipient)))
+    db.execute("COMMIT")
+    db.close()
+
+
 class SQLiteBacklogTests(SynchronousTestCase):
     def setUp(self):
         self.dir = tempfile.mkdtemp(prefix="chatproto-search-")
@@ -371,6 +513,33 @@ class SQLiteBacklogTests(SynchronousTestCase):
         found = self.successResultOf(database.search(query("word", "Hans")))
         self.assertEqual([m.seq for m in found], [10, 8, 7, 6, 5, 4, 2, 1])
         database._close()
+
+    def test_a_database_with_the_index_of_one_document_a_message_is_indexed_again_in_runs(self):
+        from chatproto.storage import sqlite
+
+        _per_message_index(self.path, 300)
+        database = SQLiteDatabase(self.path).open()
+        self.addCleanup(database._close)
+        self.assertEqual(self.successResultOf(database.search(query("word", "Hans"))), [])  # until rebuilt
+        self.successResultOf(database.start_indexing())
+        self.assertEqual(self.found_seqs(database, "old"), list(range(300, 250, -1)))
+        self.assertEqual(self.found_seqs(database, "word123"), [123])
+        self.assertEqual(self.found_seqs(database, "word3"), [300, *range(39, 29, -1)])  # 3: deleted before
+        found = self.successResultOf(database.search(query("old", "Hans", groups={"Jedi": 1}, limit=4)))
+        self.assertEqual([(m.group, m.seq, m.sender) for m in found],
+                         [("Jedi", 300, "Luke"), (None, 300, "Yoda"), ("Jedi", 299, "Luke"), (None, 299, "Yoda")])
+        # Runs now: far fewer documents than messages, and a deletion still takes words out.
+        documents = database._db.execute("SELECT COUNT(*) FROM search_rows").fetchone()[0]
+        self.assertLess(documents, 600 // sqlite.RUN_MESSAGES + 10)
+        database.commit_now([("del", "", 150), ("del", "Jedi", 150),
+                             ("msg", "", 301, T, 900.0, "Hans", "Yoda", "old and new")])
+        self.assertEqual(self.found_seqs(database, "word150"), [])
+        self.assertEqual(self.found_seqs(database, "old")[:3], [301, 300, 299])
+        database._close()
+        self.assertEqual(_index_words(self.path, "word150", "word149", "word3", "new"), {"word149", "new"})
+
+    def found_seqs(self, database, text):
+        return [m.seq for m in self.successResultOf(database.search(query(text, "Hans")))]
 
     def test_the_ledger_indexes_the_backlog_at_start(self):
         _old_sqlite(self.path, 1200)

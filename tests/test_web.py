@@ -293,6 +293,24 @@ class ChatTests(SynchronousTestCase):
             expected = bytes(b ^ b"\x01\x80\xff\x10"[i % 4] for i, b in enumerate(payload))
             self.assertEqual(websocket.unmask(payload, b"\x01\x80\xff\x10"), expected)
 
+    def test_frame_ends_at_every_cut(self):
+        """Frames of each length form (7-bit, 16-bit, 64-bit), masked or not, back to back: the
+        end of the first is known once it is whole, never before."""
+        for size in (0, 1, 125, 126, 65535, 65536):
+            for mask in (b"", b"\x01\x02\x03\x04"):
+                bit = 0x80 if mask else 0
+                if size < 126:
+                    head = bytes((0x81, bit | size))
+                elif size < 65536:
+                    head = bytes((0x81, bit | 126)) + size.to_bytes(2, "big")
+                else:
+                    head = bytes((0x81, bit | 127)) + size.to_bytes(8, "big")
+                frame = head + mask + b"x" * size
+                stream = b"ab" + frame + b"\x81\x00"
+                for cut in sorted({2, 3, 3 + len(head), 2 + len(frame) - 1, 2 + len(frame), len(stream)}):
+                    want = 2 + len(frame) if cut >= 2 + len(frame) else 0
+                    self.assertEqual(websocket.frame_end(stream[:cut], 2), want, (size, mask, cut))
+
     def test_lone_surrogates_become_question_marks(self):
         self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')
         (reply,) = [m for m in self.yoda.messages if m.get("id") == 900]
@@ -801,6 +819,54 @@ class LimitTests(SynchronousTestCase):
         self.assertEqual(replies[-1]["error"], "Too many commands; slow down")
         web.clock.advance(1)
         self.assertTrue(yoda.request("ping")["ok"])
+
+
+class WrittenJSONTests(SynchronousTestCase):
+    """
+    The hot path writes a message's reply and event without json's general
+    encoder, and reads a request with json's scanner alone: the page gets the
+    very bytes json would write, and every request reads as json.loads reads it.
+    """
+
+    def messages(self):
+        from chatproto.core.events import Message
+
+        yield Message("private", 7, "2026-12-07 20:00:00", 1765137600.25, "Yoda", "Hans", None, "hi")
+        yield Message("private", 8, "2026-12-07 20:00:00", 1765137600.0, "Yoda", "Hans", None,
+                      'quote " backslash \\ tab\t nul\x00 é 日本 🙂 \u2028 lone \ud800 </script>')
+        yield Message("group", 9, "2026-12-07 20:00:01", 1e-7, "Yoda", None, "Jedi", "to the group")
+        yield Message("private", 10, "2026-12-07 20:00:02", 5, "Yoda", "Hans", None, "an int time")
+        yield Message("private", 11, "2026-12-07 20:00:03", float("inf"), "Yoda", "Hans", None, "inf")
+
+    def test_messages_events_and_replies_are_json_s_bytes(self):
+        from chatproto.core.events import Sent, UserOnline
+
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        for message in self.messages():
+            self.assertEqual(websocket.message_text(message), dumps(websocket.message_json(message)))
+            for unread in (None, 0, 3):
+                self.assertEqual(websocket.event_text(message, unread),
+                                 dumps(websocket.event_json(message, unread)))
+            self.assertEqual(websocket.event_text(Sent(message)), dumps(websocket.event_json(Sent(message))))
+        online = UserOnline("Hans", "2026-12-07 20:00:00", 1765137600.0)
+        self.assertEqual(websocket.event_text(online), dumps(websocket.event_json(online)))
+
+    def test_a_message_deleted_since_it_was_written_is_written_again(self):
+        message = next(self.messages())
+        self.assertIn('"text":"hi"', websocket.message_text(message))
+        message.text = "[deleted]"
+        self.assertIn('"text":"[deleted]"', websocket.message_text(message))
+
+    def test_requests_read_as_json_loads_reads_them(self):
+        for text in ['{"text":"hi","to":"Hans","id":5,"type":"send"}', ' {"id": 1} ', '{"id":1}\n',
+                     "[1, 2]", "NaN", '"a\\ud800b"', "5"]:
+            self.assertEqual(repr(websocket.loads(text)), repr(json.loads(text)), text)
+        for text in ['{"id":1} x', '{"id":1}{"id":2}', "\ufeff{}", "", "{", '{"a":"\x01"}', "nope"]:
+            with self.assertRaises(ValueError) as ours:
+                websocket.loads(text)
+            with self.assertRaises(ValueError) as theirs:
+                json.loads(text)
+            self.assertEqual(str(ours.exception), str(theirs.exception), text)
 
 
 class OptionTests(SynchronousTestCase):

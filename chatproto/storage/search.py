@@ -37,6 +37,17 @@ def scope_tokens(log: str, sender: str, recipient: str | None) -> str | None:
     return f"g{_hex(log)} s{_hex(sender)}"
 
 
+def run_scope(log: str, pairs) -> str:
+    """The scope tokens of a document of several messages of one conversation (their
+    (sender, recipient) pairs, in order): each message's, once, in order of appearance.
+    Permissions stay exact: every message of a document is in the same conversation, so
+    whoever may read one may read all (only the C{from} filter is checked per message)."""
+    first = pairs[0]
+    if all(pair == first for pair in pairs):
+        return scope_tokens(log, *first)
+    return " ".join(dict.fromkeys(token for pair in dict.fromkeys(pairs) for token in scope_tokens(log, *pair).split()))
+
+
 def searchable(log: str, recipient: str | None, text: str) -> bool:
     return text != DELETED and (log != PRIVATE_LOG or recipient is not None)
 
@@ -76,6 +87,11 @@ def fts5_match(query: SearchQuery, words: bool = True) -> str:
     C{words} False: its scopes alone."""
     return _expression(query, lambda w: _quoted(w) + "*", _quoted, " AND ", " OR ", "text : ", "scope : ",
                        words)
+
+
+def fts5_scope_match(log: str, sender: str, recipient: str | None) -> str:
+    """SQLite: the FTS5 MATCH expression of the documents that may hold a message (its scope tokens)."""
+    return "scope : (" + " AND ".join(_quoted(token) for token in scope_tokens(log, sender, recipient).split()) + ")"
 
 
 def tsquery_text(query: SearchQuery) -> str:

@@ -8,6 +8,7 @@ and the reactor never waits for the disk.
 """
 
 import dataclasses
+import heapq
 import json
 import os
 import sqlite3
@@ -21,7 +22,7 @@ from .model import COLUMNS, PRIVATE_LOG, DatabaseError, GroupRecord, message_fro
 from .model import group_where, private_where, read_conversations, read_message, read_range
 from .groupcommit import GroupCommit
 from ..core.search import fold
-from .search import DELETED, fts5_match, scope_tokens, searchable, sql_filters, word_test
+from .search import DELETED, fts5_match, fts5_scope_match, run_scope, searchable, sql_filters, word_test
 from .worker import OneWorker, in_chunks
 
 log = Logger()
@@ -137,9 +138,27 @@ MIGRATIONS = [
     """
     DROP INDEX messages_by_peers;
     """,
+    # Issue 26: one FTS5 document per conversation run, not per message. FTS5 costs about
+    # 2.3 us of CPU a one-message document and 0.7 a message in documents of 32, so the
+    # messages a bulk indexes (L{SQLiteDatabase._index_waiting}) are grouped by conversation
+    # (a group's log; a private pair, both ways), up to RUN_MESSAGES a document. A document's
+    # rowid is the highest search_id of its messages (their time in microseconds, made
+    # unique), so newest first is still rowid order; search_rows keeps its log and the SEQs of
+    # its messages (a JSON list, in order). Built again from the messages, in the
+    # background, as the first index was (see RUNS_VERSION).
+    """
+    DROP TABLE search_index;
+    CREATE VIRTUAL TABLE search_index USING fts5 (
+        text, scope, content = '', columnsize = 0, tokenize = 'unicode61 remove_diacritics 2');
+    DROP TABLE search_rows;
+    CREATE TABLE search_rows (id INTEGER PRIMARY KEY, log TEXT NOT NULL, seqs TEXT NOT NULL);
+    UPDATE messages SET search_id = NULL WHERE search_id IS NOT NULL;
+    """,
 ]
 SEARCH_VERSION = 3  # the migration that adds the search index
 REINDEX_VERSION = 6  # the migration that makes it again (its backlog planned the same way)
+RUNS_VERSION = 10  # the migration that makes it again, one document per conversation run
+RUN_MESSAGES = 32  # messages of one conversation in one FTS5 document at most (0.72 us a message; 64: 0.68)
 ONE_CONVERSATION_INDEX_VERSION = 9  # private times made monotonic, (peers, seq) dropped
 INDEX_CHUNK = 500  # messages indexed per transaction while the backlog is built
 INDEX_BATCH = 5000  # messages stored but not yet in the search index: at this many, indexed in one go
@@ -165,10 +184,9 @@ class SQLiteDatabase:
         self._worker = OneWorker(None, "")  # until open()
         self._group = None  # GroupCommit once the worker thread runs
         self._partners: set = set()  # (sender, recipient) pairs known to be in the partners table
-        # Messages stored but not in the search index yet (worker thread only): their
-        # search_rows rows and FTS5 documents, indexed in bulk (see _index_waiting).
-        self._waiting_rows: list = []
-        self._waiting_documents: list = []
+        # Messages stored but not in the search index yet (worker thread only), indexed in
+        # bulk (see _index_waiting): (search_id, log, seq, peers, sender, recipient, text).
+        self._waiting: list = []
         self._index_queued = False  # whether _index_in_background is queued on the worker
 
     # Start-up
@@ -242,7 +260,7 @@ class SQLiteDatabase:
             for statement in MIGRATIONS[step].split(";"):
                 if statement.strip():
                     db.execute(statement)
-            if step + 1 in (SEARCH_VERSION, REINDEX_VERSION):
+            if step + 1 in (SEARCH_VERSION, REINDEX_VERSION, RUNS_VERSION):
                 self._plan_backlog(db)
             if step + 1 == ONE_CONVERSATION_INDEX_VERSION:
                 _mend_private_times(db)
@@ -311,10 +329,10 @@ class SQLiteDatabase:
     def _commit(self, ops) -> None:
         db = self._db
         messages = [op for op in ops if op[0] == "msg"]
-        if len(messages) != len(ops) and self._waiting_rows and any(op[0] == "del" for op in ops):
+        if len(messages) != len(ops) and self._waiting and any(op[0] == "del" for op in ops):
             # A deletion takes a message's words out of the index: what waits goes in first.
             self._index_waiting()
-        waiting = len(self._waiting_rows)
+        waiting = len(self._waiting)
         db.execute("BEGIN")
         try:
             if len(messages) == len(ops):  # the common batch: messages only
@@ -335,11 +353,11 @@ class SQLiteDatabase:
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
-            del self._waiting_rows[waiting:], self._waiting_documents[waiting:]  # never stored
+            del self._waiting[waiting:]  # never stored
             raise
         if new:
             self._partners |= new
-        if len(self._waiting_rows) >= INDEX_BATCH and not self._index_queued:
+        if len(self._waiting) >= INDEX_BATCH and not self._index_queued:
             # Next on this thread, after this batch's result is handed back: never part of its wait.
             self._index_queued = True
             if self.reactor is None:
@@ -359,7 +377,7 @@ class SQLiteDatabase:
             self._index_waiting()
         except sqlite3.Error as e:  # the messages are committed all the same; the next batch retries
             log.error("Search index: {count} messages not indexed yet: {error}",
-                      count=len(self._waiting_rows), error=str(e))
+                      count=len(self._waiting), error=str(e))
 
     def _insert_messages(self, db, ops) -> None:
         """
@@ -367,10 +385,11 @@ class SQLiteDatabase:
         in bulk (L{_index_waiting}): FTS5 costs about 4.5 us a document in
         transactions of 50, under 2 in transactions of 5,000, and a message's
         row is what the durability promise is about. The rowid it will have in
-        the index is its C{search_id}, given now, in time order.
+        the index is its C{search_id}, given now, in time order (its document's
+        rowid is the highest of its messages').
         """
         rows = []
-        waiting_rows, documents = self._waiting_rows, self._waiting_documents
+        waiting = self._waiting
         last = self._last_search_id
         private_time = self._private_time
         for op in ops:
@@ -390,8 +409,7 @@ class SQLiteDatabase:
                 if search_id <= last:
                     search_id = last + 1
                 last = search_id
-                waiting_rows.append((search_id, log_name, seq))
-                documents.append((search_id, text, scope_tokens(log_name, sender, recipient)))
+                waiting.append((search_id, log_name, seq, peers, sender, recipient, text))
             rows.append((log_name, seq, timestamp, time, sender, recipient, peers, text, search_id))
         db.executemany(_INSERT_MESSAGE, rows)
         self._last_search_id = last
@@ -400,56 +418,82 @@ class SQLiteDatabase:
     def _index_waiting(self) -> None:
         """Put the messages stored but not indexed yet into the search index, in one
         transaction (on the worker thread: before a search, a deletion, at
-        L{INDEX_BATCH} messages waiting, and when the database closes)."""
-        rows, documents = self._waiting_rows, self._waiting_documents
-        if not rows:
+        L{INDEX_BATCH} messages waiting, and when the database closes), one
+        document per run of a conversation (L{_documents})."""
+        waiting = self._waiting
+        if not waiting:
             return
+        rows, documents = _documents(waiting)
         db = self._db
         db.execute("BEGIN")
         try:
-            db.executemany("INSERT INTO search_rows (id, log, seq) VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT INTO search_rows (id, log, seqs) VALUES (?, ?, ?)", rows)
             db.executemany("INSERT INTO search_index (rowid, text, scope) VALUES (?, ?, ?)", documents)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        self._waiting_rows, self._waiting_documents = [], []
+        self._waiting = []
 
     def _catch_up(self, indexed: int) -> int:
         """
         At start-up after a server stopped without indexing the messages that
         waited (a crash): index every message whose C{search_id} is above the
-        index's highest rowid (one scan of the messages); return the new highest.
+        index's highest rowid (one scan of the messages), in the documents the
+        server would have made; return the new highest.
         """
         rows = self._db.execute(
-            "SELECT search_id, log, seq, sender, recipient, text FROM messages "
+            "SELECT search_id, log, seq, peers, sender, recipient, text FROM messages "
             "WHERE search_id > ? ORDER BY search_id", (indexed,)).fetchall()
         if not rows:
             return indexed
-        self._waiting_rows = [(row[0], row[1], row[2]) for row in rows]
-        self._waiting_documents = [(row[0], row[5], scope_tokens(row[1], row[3], row[4])) for row in rows]
+        self._waiting = rows
         self._index_waiting()
         log.info("Search index: {count} messages indexed that the last server left out (it did not stop "
                  "cleanly)", count=len(rows))
         return rows[-1][0]
 
     def _delete(self, db, log_name, seq) -> None:
-        """Mark a message deleted, and take its words out of the index (a contentless
-        FTS5 table forgets a row when told the values it was given)."""
+        """Mark a message deleted, and take its words out of the index: its document
+        is made again without it (a contentless FTS5 table forgets a row only when
+        told the values it was given, so the old one is read before the mark)."""
         row = db.execute("SELECT sender, recipient, text, search_id FROM messages WHERE log = ? AND seq = ?",
                          (log_name, seq)).fetchone()
-        waiting = self._waiting_rows
+        waiting = self._waiting
         if row is not None and row[3] is not None and waiting and row[3] >= waiting[0][0]:
             # Stored by this batch (what waited before it was indexed first): not indexed yet.
-            at = [r[0] for r in waiting].index(row[3])
-            del waiting[at], self._waiting_documents[at]
+            del waiting[[r[0] for r in waiting].index(row[3])]
         elif row is not None and row[3] is not None and row[2] != DELETED:
-            sender, recipient, text, search_id = row
-            db.execute("INSERT INTO search_index (search_index, rowid, text, scope) VALUES ('delete', ?, ?, ?)",
-                       (search_id, text, scope_tokens(log_name, sender, recipient)))
-            db.execute("DELETE FROM search_rows WHERE id = ?", (search_id,))
+            self._take_out(db, log_name, seq, row[0], row[1], row[3])
         db.execute("UPDATE messages SET text = '[deleted]', search_id = NULL WHERE log = ? AND seq = ?",
                    (log_name, seq))
+
+    def _take_out(self, db, log_name, seq, sender, recipient, search_id) -> None:
+        """
+        The document of an indexed message, made again without it (or dropped).
+        Its document is the first of its conversation at or after its
+        C{search_id}: a conversation's documents hold runs of its messages
+        that never overlap in time, and each has the rowid of its newest.
+        """
+        for document, seqs in db.execute(
+                "SELECT r.id, r.seqs FROM search_index JOIN search_rows AS r ON r.id = search_index.rowid "
+                "WHERE search_index MATCH ? AND search_index.rowid >= ? ORDER BY search_index.rowid",
+                (fts5_scope_match(log_name, sender, recipient), search_id)):
+            seqs = json.loads(seqs)
+            if seq in seqs:
+                break
+        else:
+            return  # not in the index (never expected: a message with a search_id is indexed or waits)
+        old = _run_messages(db, log_name, seqs)
+        db.execute("INSERT INTO search_index (search_index, rowid, text, scope) VALUES ('delete', ?, ?, ?)",
+                   (document, *_run_document(log_name, old)))
+        kept = [message for message in old if message[0] != seq]
+        if not kept:
+            db.execute("DELETE FROM search_rows WHERE id = ?", (document,))
+            return
+        db.execute("UPDATE search_rows SET seqs = ? WHERE id = ?", (_seqs_json(kept), document))
+        db.execute("INSERT INTO search_index (rowid, text, scope) VALUES (?, ?, ?)",
+                   (document, *_run_document(log_name, kept)))
 
     # Search
 
@@ -470,13 +514,21 @@ class SQLiteDatabase:
         the words are rare here, FTS5 answers instead, asked only for the words
         that were rare in what was checked (the others are checked here on
         each of its results).
+
+        Either way the index gives documents (runs of a conversation, see
+        RUNS_VERSION), newest first by their newest message: each of their
+        messages is checked here, and the results are complete once the next
+        document is older than the C{limit}-th newest found.
         """
         self._index_waiting()  # a message is found as soon as it is stored
         sql, args = self._search_sql(query)
         tests = [word_test(word) for word in query.words]
         hits = [0] * len(tests)
-        found, checked = [], 0
+        newest = _Newest(query.limit)
+        checked = 0
         for row in self._db.execute(sql, [fts5_match(query, words=False), *args]):
+            if newest.complete(row[8]):
+                return newest.messages()
             checked += 1
             text, matched = fold(row[6]), True
             for i, test in enumerate(tests):
@@ -485,39 +537,42 @@ class SQLiteDatabase:
                 else:
                     matched = False
             if matched:
-                found.append(row)
-                if len(found) == query.limit:
-                    break
-            if (checked == SCAN_PROBE and len(found) < SCAN_PROBE_HITS) or checked == SCAN_MOST:
+                newest.add(row)
+            if newest.short() and (
+                    (checked == SCAN_PROBE and len(newest.found) < SCAN_PROBE_HITS) or checked == SCAN_MOST):
                 break
         else:
-            return [message_from_row(row) for row in found]  # everything the searcher may read: checked
-        if len(found) == query.limit:
-            return [message_from_row(row) for row in found]
+            return newest.messages()  # everything the searcher may read: checked
         rare = tuple(word for word, n in zip(query.words, hits) if n < checked * SCAN_FREQUENT)
         narrower = dataclasses.replace(query, words=rare or (min(zip(hits, query.words))[1],))
-        found = []
+        newest = _Newest(query.limit)
         for row in self._db.execute(sql, [fts5_match(narrower), *args]):
+            if newest.complete(row[8]):
+                break
             text = fold(row[6])
             if all(test(text) for test in tests):
-                found.append(row)
-                if len(found) == query.limit:
-                    break
-        return [message_from_row(row) for row in found]
+                newest.add(row)
+        return newest.messages()
 
     def _search_sql(self, query) -> tuple[str, list]:
-        """The query of the messages the MATCH expression (the first argument) gives, newest
-        first, within the query's time and groups; and its arguments after the first."""
-        sql = ("SELECT m.log, m.seq, m.timestamp, m.time, m.sender, m.recipient, m.text "
+        """The query of the messages of the documents the MATCH expression (the first
+        argument) gives, newest document first, within the query's time, groups and
+        sender; and its arguments after the first. Each row: the message's columns,
+        its search_id and its document's rowid."""
+        sql = ("SELECT m.log, m.seq, m.timestamp, m.time, m.sender, m.recipient, m.text, m.search_id, r.id "
                "FROM search_index JOIN search_rows AS r ON r.id = search_index.rowid "
-               "JOIN messages AS m ON m.log = r.log AND m.seq = r.seq "
+               "CROSS JOIN json_each(r.seqs) AS j "  # (CROSS: in this order, a message by its key)
+               "CROSS JOIN messages AS m ON m.log = r.log AND m.seq = j.value "
                "WHERE search_index MATCH ? AND m.text <> '[deleted]'")
         args: list = []
         if query.after is not None:
-            # A rowid is never below its message's time in microseconds, except for the
+            # A rowid is never below its messages' time in microseconds, except for the
             # backlog's (below search_floor): a bound for the index; the time is checked below.
             sql += " AND (search_index.rowid > ? OR search_index.rowid < ?)"
             args += [int(query.after * 1e6), int(self._meta("search_floor") or 0)]
+        if query.sender is not None:  # a document may hold both sides of a conversation
+            sql += " AND m.sender = ?"
+            args.append(query.sender)
         filters, filter_args = sql_filters(query, "?", "m.")
         sql += filters + " ORDER BY search_index.rowid DESC"
         args += filter_args
@@ -548,23 +603,31 @@ class SQLiteDatabase:
             return 0
         after_log, after_seq = json.loads(cursor)
         rows = db.execute(
-            "SELECT log, seq, time, sender, recipient, text, search_id FROM messages "
+            "SELECT log, seq, time, peers, sender, recipient, text, search_id FROM messages "
             "WHERE (log, seq) > (?, ?) ORDER BY log, seq LIMIT ?", (after_log, after_seq, limit)).fetchall()
         floor = int(self._meta("search_floor") or 0)
         done = int(self._meta("search_backlog_done") or 0) + len(rows)
         total = int(self._meta("search_backlog_total") or 0)
+        # The same documents as the server makes (_documents): a search_id from the time
+        # (below the floor), the runs of a conversation in this chunk; a document whose
+        # rowid is taken moves down, and its messages with it (never above its rowid).
+        waiting = [(min(int(time * 1e6), floor - 1), log_name, seq, peers, sender, recipient, text)
+                   for log_name, seq, time, peers, sender, recipient, text, search_id in rows
+                   if search_id is None and searchable(log_name, recipient, text)]
+        waiting.sort(key=lambda message: message[0])
         db.execute("BEGIN")
         try:
-            for log_name, seq, time, sender, recipient, text, search_id in rows:
-                if search_id is not None or not searchable(log_name, recipient, text):
-                    continue  # indexed when it was stored, or never to be found
-                search_id = min(int(time * 1e6), floor - 1)
-                while db.execute("SELECT 1 FROM search_rows WHERE id = ?", (search_id,)).fetchone():
-                    search_id -= 1
-                db.execute("INSERT INTO search_rows (id, log, seq) VALUES (?, ?, ?)", (search_id, log_name, seq))
+            for log_name, run in _runs(waiting):
+                document = run[-1][0]
+                while db.execute("SELECT 1 FROM search_rows WHERE id = ?", (document,)).fetchone():
+                    document -= 1
+                messages = [m[2:] for m in run]
+                db.execute("INSERT INTO search_rows (id, log, seqs) VALUES (?, ?, ?)",
+                           (document, log_name, _seqs_json(messages)))
                 db.execute("INSERT INTO search_index (rowid, text, scope) VALUES (?, ?, ?)",
-                           (search_id, text, scope_tokens(log_name, sender, recipient)))
-                db.execute("UPDATE messages SET search_id = ? WHERE log = ? AND seq = ?", (search_id, log_name, seq))
+                           (document, *_run_document(log_name, messages)))
+                db.executemany("UPDATE messages SET search_id = ? WHERE log = ? AND seq = ?",
+                               [(min(m[0], document), log_name, m[2]) for m in run])
             if rows:
                 db.executemany("UPDATE meta SET value = ? WHERE key = ?", [
                     (json.dumps(list(rows[-1][:2])), "search_backlog"), (str(done), "search_backlog_done")])
@@ -673,9 +736,37 @@ class SQLiteDatabase:
                 self._db.execute("DELETE FROM meta WHERE key = 'search_waiting'")
             except sqlite3.Error as e:  # the next start indexes them (see _catch_up)
                 log.error("Search index: {count} messages left for the next start: {error}",
-                          count=len(self._waiting_rows), error=str(e))
+                          count=len(self._waiting), error=str(e))
             db, self._db = self._db, None
             db.close()
+
+
+class _Newest:
+    """The C{limit} newest messages found (by search_id) of documents read newest first."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.found: list = []
+        self._heap: list = []  # the limit highest search_ids found, lowest first
+
+    def add(self, row) -> None:
+        self.found.append(row)
+        if len(self._heap) < self.limit:
+            heapq.heappush(self._heap, row[7])
+        elif row[7] > self._heap[0]:
+            heapq.heapreplace(self._heap, row[7])
+
+    def short(self) -> bool:
+        return len(self._heap) < self.limit
+
+    def complete(self, document: int) -> bool:
+        """Whether a document with this rowid (none of its messages newer) and every later
+        one can only hold messages older than the C{limit} found."""
+        return len(self._heap) == self.limit and document < self._heap[0]
+
+    def messages(self) -> list:
+        self.found.sort(key=lambda row: row[7], reverse=True)
+        return [message_from_row(row[:7]) for row in self.found[:self.limit]]
 
 
 MAX_SEQ_BOUND = 1 << 63  # above every SEQ SQLite can hold
@@ -702,6 +793,54 @@ def _mend_private_times(db) -> None:
             highest = time
     if mended:
         db.executemany("UPDATE messages SET time = ? WHERE log = '' AND seq = ?", mended)
+
+
+def _documents(waiting) -> tuple[list, list]:
+    """
+    The search_rows rows and FTS5 documents of messages to index, given as
+    C{(search_id, log, seq, peers, sender, recipient, text)} in search_id
+    order: one document per run of up to L{RUN_MESSAGES} messages of one
+    conversation (a group's log, or a private pair both ways), its rowid the
+    search_id of its newest message.
+    """
+    rows, documents = [], []
+    for log_name, run in _runs(waiting):
+        document = run[-1][0]
+        messages = [m[2:] for m in run]  # (seq, peers, sender, recipient, text)
+        rows.append((document, log_name, _seqs_json(messages)))
+        documents.append((document, *_run_document(log_name, messages)))
+    return rows, documents
+
+
+def _runs(waiting):
+    """The runs of L{_documents}: C{(log, messages)}, each a list of up to RUN_MESSAGES of
+    C{waiting}'s entries of one conversation, in order."""
+    conversations: dict = {}
+    for message in waiting:
+        conversations.setdefault((message[1], message[3]), []).append(message)
+    for (log_name, _), messages in conversations.items():
+        for start in range(0, len(messages), RUN_MESSAGES):
+            yield log_name, messages[start:start + RUN_MESSAGES]
+
+
+def _run_document(log_name, run) -> tuple[str, str]:
+    """The text and scope columns of a run's document, from its messages
+    C{(seq, peers, sender, recipient, text)} in order: the texts a line each, and
+    the scope tokens of its messages (the same values again take it out of the
+    contentless index)."""
+    return "\n".join(m[4] for m in run), run_scope(log_name, [(m[2], m[3]) for m in run])
+
+
+def _seqs_json(run) -> str:
+    return "[" + ",".join(str(m[0]) for m in run) + "]"
+
+
+def _run_messages(db, log_name, seqs) -> list:
+    """A document's messages C{(seq, peers, sender, recipient, text)}, in its order."""
+    rows = {row[0]: row for row in db.execute(
+        f"SELECT seq, peers, sender, recipient, text FROM messages WHERE log = ? AND seq IN "
+        f"({','.join('?' * len(seqs))})", (log_name, *seqs))}
+    return [rows[seq] for seq in seqs]
 
 
 _INSERT_PARTNERS = "INSERT OR IGNORE INTO partners (username, peer) VALUES (?, ?)"

@@ -52,7 +52,7 @@ class _SentReply:
         self.rid = rid
 
     def answered(self, message) -> None:
-        self.socket._answer(self.socket._sent(message), self.rid)
+        self.socket._answer_sent(message, self.rid)
 
     def refused(self, error) -> None:
         if not isinstance(error, BaseException):  # the core failed without a ChatError
@@ -98,6 +98,27 @@ class _BatchedTransport:
 
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# A JSON string as _dumps writes it (ensure_ascii=False): the C function json itself calls.
+_json_string = json.encoder.encode_basestring
+_scan = json.JSONDecoder().scan_once
+
+
+def loads(text: str):
+    """
+    C{json.loads(text)}. A page's request starts with its value and ends
+    with it: json's C scanner reads it at once, without C{json.loads}'s
+    Python layers (white space skipped twice, the error's words); anything
+    else goes to C{json.loads} itself, so the result and the errors are
+    always its.
+    """
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    return value if end == len(text) else json.loads(text)
+
+
+_SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]
 
 
 def text_frame(text: str) -> bytes:
@@ -105,7 +126,7 @@ def text_frame(text: str) -> bytes:
     data = text.encode("utf-8", "replace")  # a lone surrogate cannot be sent as UTF-8
     n = len(data)
     if n < 126:
-        return bytes((0x81, n)) + data
+        return _SHORT_HEADS[n] + data
     if n < 65536:
         return b"\x81\x7e" + n.to_bytes(2, "big") + data
     return b"\x81\x7f" + n.to_bytes(8, "big") + data
@@ -120,30 +141,22 @@ def unmask(payload: bytes, mask: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
 
 
-def frame_head(buf: bytes, pos: int) -> int:
-    """The size of the head of the frame at C{pos} (RFC 6455 section 5.2), mask included; 0 if incomplete."""
-    if len(buf) - pos < 2:
+def frame_end(buf: bytes, pos: int) -> int:
+    """Where the WebSocket frame starting at C{pos} ends; 0 while it is incomplete."""
+    size = len(buf)
+    if size - pos < 2:
         return 0
     b1 = buf[pos + 1]
     n = b1 & 0x7F
-    head = 2 if n < 126 else 4 if n == 126 else 10
-    if b1 & 0x80:
-        head += 4
-    return head if len(buf) - pos >= head else 0
-
-
-def frame_end(buf: bytes, pos: int) -> int:
-    """Where the WebSocket frame starting at C{pos} ends; 0 while it is incomplete."""
-    head = frame_head(buf, pos)
-    if not head:
-        return 0
-    n = buf[pos + 1] & 0x7F
-    if n == 126:
-        n = int.from_bytes(buf[pos + 2:pos + 4], "big")
-    elif n == 127:
-        n = int.from_bytes(buf[pos + 2:pos + 10], "big")
-    end = pos + head + n
-    return end if end <= len(buf) else 0
+    mask = 4 if b1 & 0x80 else 0
+    if n < 126:  # (the common frame, computed inline: one per request)
+        end = pos + 2 + mask + n
+    else:
+        head = 4 if n == 126 else 10
+        if size - pos < head:
+            return 0
+        end = pos + head + mask + int.from_bytes(buf[pos + 2:pos + head], "big")
+    return end if end <= size else 0
 
 
 class WebSocketConnection(Connection):
@@ -189,8 +202,10 @@ class WebSocketConnection(Connection):
     def frame_received(self, frame: bytes) -> None:
         b0 = frame[0]
         text = None
-        if b0 == 0x81 and frame[1] & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
-            head = frame_head(frame, 0)
+        b1 = frame[1]
+        if b0 == 0x81 and b1 & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
+            n = b1 & 0x7F  # (the frame is whole: its head is 2 bytes, the length's, the mask's 4)
+            head = 6 if n < 126 else 8 if n == 126 else 14
             try:
                 text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
             except UnicodeDecodeError:
@@ -255,6 +270,64 @@ def group_json(info) -> dict:
         "broadcast": bool(info.broadcast),
         "members": [{"name": name, "joined": bool(joined)} for name, joined in info.members],
     }
+
+
+_MESSAGE = '{"kind":%s,"seq":%d,"timestamp":%s,"time":%r,"sender":%s,"recipient":%s,"group":%s,"text":%s}'
+_REPLY = '{"type":"reply","id":%s,"ok":true,"message":%s}'
+_EVENT = '{"type":"message","message":%s,"unread":%d}'
+_SENT_EVENT = '{"type":"message","message":%s}'
+_last_message = (None, None, "")  # (message, its text, its JSON): its reply and its event share it
+
+
+def _optional_string(value) -> str:
+    return "null" if value is None else _json_string(value)
+
+
+def message_text(message) -> str:
+    """
+    C{_dumps(message_json(message))}, written directly: a private message is
+    written twice (its sender's reply, its receiver's event), and json's
+    general encoder costs more than the rest of its way through this module.
+    The last message's JSON is kept for the next use of the same message
+    (with the same text: a deleted one's reads C{[deleted]}). Anything not
+    of the usual types goes to json itself.
+    """
+    global _last_message
+    last = _last_message
+    if last[0] is message and last[1] is message.text:
+        return last[2]
+    seq, when = message.seq, message.time
+    if type(seq) is int and type(when) is float and when - when == 0:  # (json writes NaN, inf its own way)
+        try:
+            text = _MESSAGE % (_json_string(message.kind), seq, _json_string(message.timestamp), when,
+                               _json_string(message.sender),
+                               _optional_string(getattr(message, "recipient", None)),
+                               _optional_string(getattr(message, "group", None)), _json_string(message.text))
+        except TypeError:  # a field of another type
+            text = _dumps(message_json(message))
+    else:
+        text = _dumps(message_json(message))
+    _last_message = (message, message.text, text)
+    return text
+
+
+def _id_text(rid) -> str:
+    """A request's id (an int, a string or None) as JSON."""
+    return "%d" % rid if type(rid) is int else _dumps(rid)
+
+
+def event_text(event, unread=None) -> str | None:
+    """C{_dumps(event_json(event, unread))} (None: not for browsers); a message written directly."""
+    kind = type(event).__name__
+    if kind == "Message":
+        if unread is None:
+            return _SENT_EVENT % message_text(event)
+        if type(unread) is int:
+            return _EVENT % (message_text(event), unread)
+    elif kind == "Sent":
+        return _SENT_EVENT % message_text(event.message)
+    out = event_json(event, unread)
+    return None if out is None else _dumps(out)
 
 
 def message_json(message) -> dict:
@@ -330,12 +403,16 @@ def _string(request: dict, name: str, required=True) -> str | None:
 def _clean_text(text) -> str:
     if not isinstance(text, str):
         raise bad("text must be a string")
-    text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
-    if not text.isascii():
+    if not (text.isascii() and text.isprintable()):  # (printable ASCII: nothing to replace)
+        text = _CONTROL.sub(" ", text)  # a message is one line on every other front end
+    if text.isascii():
+        size = len(text)
+    else:
         text = text.encode("utf-8", "replace").decode("utf-8")  # JSON may carry lone surrogates
-    if not text.strip():
+        size = len(text.encode("utf-8"))
+    if not text or text.isspace():
         raise BadRequest("empty-message", protocol_text("empty-message"))
-    if len(text.encode("utf-8")) > MAX_TEXT:
+    if size > MAX_TEXT:
         raise BadRequest("text-too-long", protocol_text("text-too-long"))
     return text
 
@@ -424,30 +501,34 @@ class ChatSocket:
             self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
             return
         try:
-            request = json.loads(text)
+            request = loads(text)
         except ValueError:
             request = None
         if not isinstance(request, dict):
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
             return
         rid = request.get("id")
-        if not (isinstance(rid, int | str) and not isinstance(rid, bool)) or (
-                isinstance(rid, str) and len(rid) > 64):
+        if type(rid) is not int and (not (isinstance(rid, (int, str)) and not isinstance(rid, bool)) or (
+                isinstance(rid, str) and len(rid) > 64)):
             rid = None
         kind = request.get("type")
         if not allowed:
             self._refuse(rid, "rate-limited", protocol_text("rate-limited"))
             return
-        method = getattr(self, f"do_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
-        if method is None:
-            self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
-            return
-        if self.session is None or self.session.ended or self.session.user is None:
+        if kind == "send":
+            method = None  # (the hot path below)
+        else:
+            method = getattr(self, f"do_{kind}", None) if isinstance(kind, str) and kind.isidentifier() else None
+            if method is None:
+                self._refuse(rid, "unknown-type", protocol_text("unknown-type", type=str(kind)[:64]))
+                return
+        session = self.session
+        if session is None or session.ended or session.user is None:
             self._refuse(rid, "logged-out", "Please log in first")
             return
         if kind == "send":  # the hot path: answered by the core itself, no Deferred (issue 25)
             try:
-                self.do_send(request, rid)
+                self.do_send(request, rid, session.user)
             except Exception:  # noqa: BLE001 - a bad request, or logged as the others are
                 self._failed(Failure(), rid, kind)
             return
@@ -488,9 +569,13 @@ class ChatSocket:
     # Output
 
     def send(self, obj: dict) -> None:
+        self.send_text(_dumps(obj))
+
+    def send_text(self, text: str) -> None:
+        """One JSON object, already written (L{message_text}, L{event_text})."""
         if not self.open or self.closed or self.connection is None:
             return
-        self.connection.write(text_frame(_dumps(obj)))
+        self.connection.write(text_frame(text))
 
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
@@ -506,9 +591,9 @@ class ChatSocket:
                 return
             self._early.append((event, unread))
             return
-        out = event_json(event, unread)
-        if out is not None:
-            self.send(out)
+        text = event_text(event, unread)
+        if text is not None:
+            self.send_text(text)
 
     def close(self, code: int = 1000) -> None:
         if self.closed:
@@ -612,20 +697,20 @@ class ChatSocket:
 
         return d.addCallback(state)
 
-    def do_send(self, request, rid=None):
+    def do_send(self, request, rid=None, user=None):
         """A private message gets a L{_SentReply} that the core fills once it is durable (no
         Deferred per message, as the line protocol's /msgto); a group message a Deferred."""
+        user = user or self.user
         text = _clean_text(request.get("text"))
         to = _string(request, "to", required=False)
         group = _string(request, "group", required=False)
         if (to is None) == (group is None):
             raise bad("give either to or group")
         if to is not None:
-            self.chat.send_private(self.user, to, text, _SentReply(self, rid))
+            self.chat.send_private(user, to, text, _SentReply(self, rid))
             return
-        d = defer.maybeDeferred(self.chat.send_group, self.user, group, text)
-        d.addCallback(self._sent)
-        d.addCallbacks(self._answer, self._failed, callbackArgs=(rid,), errbackArgs=(rid, "send"))
+        d = defer.maybeDeferred(self.chat.send_group, user, group, text)
+        d.addCallbacks(self._answer_sent, self._failed, callbackArgs=(rid,), errbackArgs=(rid, "send"))
 
     def do_away(self, request):
         text = request.get("text")
@@ -638,13 +723,15 @@ class ChatSocket:
 
         return d.addCallback(kept)
 
-    def _sent(self, message):
+    def _answer_sent(self, message, rid) -> None:
+        """The reply to a send: its message, and whether its recipient is away."""
         # (The core shows it in the sender's other sessions, this browser's other tabs too: Sent.)
-        reply = {"message": message_json(message)}
         away = self.chat.away_of(message.recipient) if message.recipient is not None else None
         if away:  # delivered all the same; the page says why there may be no answer soon
-            reply["away"] = IS_AWAY.format(name=message.recipient, text=away)
-        return reply
+            self._answer({"message": message_json(message),
+                          "away": IS_AWAY.format(name=message.recipient, text=away)}, rid)
+        else:
+            self.send_text(_REPLY % (_id_text(rid), message_text(message)))
 
     def do_history(self, request):
         limit = request.get("limit", HISTORY_DEFAULT)
