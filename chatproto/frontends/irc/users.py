@@ -98,18 +98,50 @@ class PrivateReply:
         self.name = name
 
     def answered(self, message) -> None:
-        # Away is looked up now that the message is durable, not when the PRIVMSG arrived (as the
-        # line protocol and the page do): on a cluster node, an away set on another node just
-        # before has been read from Redis by then (docs/CLUSTER.md, "Away").
-        protocol = self.protocol
-        away = protocol.chat.away_of(self.name)
-        if away:
-            protocol.numeric(T.RPL_AWAY, self.name, away)
-        if protocol._echo:
-            sent(message, protocol)
+        private_sent(self.protocol, self.name, message)
 
     def refused(self, error) -> None:
-        core_error(Failure(error), self.protocol, PRIVATE_SEND_ERRORS, (self.name,), name=self.name)
+        private_refused(self.protocol, self.name, error)
+
+
+class PrivateRun:
+    """
+    The plain PRIVMSGs to users of one read (up to another line, a pause or
+    the end of the connection's share of the turn), handed to the core in one
+    call (L{ChatRealm.send_privates}): one call, one waiter and one callback
+    for the run (issue 25). What becomes of each is what L{PrivateReply} does.
+    """
+
+    __slots__ = ("protocol", "messages")
+
+    def __init__(self, protocol):
+        self.protocol = protocol
+        self.messages = []  # (nick, text), in the order of the lines
+
+    def answered(self, i, message) -> None:
+        private_sent(self.protocol, self.messages[i][0], message)
+
+    def refused(self, i, error) -> None:
+        private_refused(self.protocol, self.messages[i][0], error)
+
+    def done(self) -> None:
+        pass  # every answer was written as it came
+
+
+def private_sent(protocol, name: str, message) -> None:
+    """A PRIVMSG to C{name} is stored: 301 when they are away, and the echo (echo-message)."""
+    # Away is looked up now that the message is durable, not when the PRIVMSG arrived (as the
+    # line protocol and the page do): on a cluster node, an away set on another node just
+    # before has been read from Redis by then (docs/CLUSTER.md, "Away").
+    away = protocol.chat.away_of(name)
+    if away:
+        protocol.numeric(T.RPL_AWAY, name, away)
+    if protocol._echo:
+        sent(message, protocol)
+
+
+def private_refused(protocol, name: str, error) -> None:
+    core_error(Failure(error), protocol, PRIVATE_SEND_ERRORS, (name,), name=name)
 
 
 def irc_NOTICE(irc, params, tags):
