@@ -703,6 +703,10 @@ class ChatSocket:
         Deferred per message, as the line protocol's /msgto); a group message a Deferred."""
         user = user or self.user
         text = _clean_text(request.get("text"))
+        to = request.get("to")
+        if type(to) is str and 0 < len(to) <= 256 and request.get("group") is None:  # (what _string checks)
+            self.chat.send_private(user, to, text, _SentReply(self, rid))
+            return
         to = _string(request, "to", required=False)
         group = _string(request, "group", required=False)
         if (to is None) == (group is None):
