@@ -250,6 +250,10 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(error(to="Hans", text="   "), "A message cannot be empty.")
         self.assertEqual(error(group="Nope", text="x"), "The group chat does not exist.")
         self.assertEqual(error(text="x"), "Invalid request: give either to or group")
+        self.assertEqual(error(to="Hans", group="Jedi", text="x"), "Invalid request: give either to or group")
+        for to in ("", "H" * 257, 5, ["Hans"]):
+            self.assertEqual(error(to=to, text="x"), "Invalid request: to must be a non-empty string")
+        self.assertEqual(error(to="Hans", text=5), "Invalid request: text must be a string")
         reply = self.yoda.request("join", group="Nope")
         self.assertEqual(reply["error"], "Groupchat (Name: Nope) does not exist.")
         reply = self.yoda.request("frobnicate")
