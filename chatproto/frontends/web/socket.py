@@ -273,15 +273,7 @@ def group_json(info) -> dict:
     }
 
 
-_MESSAGE = '{"kind":%s,"seq":%d,"timestamp":%s,"time":%r,"sender":%s,"recipient":%s,"group":%s,"text":%s}'
-_REPLY = '{"type":"reply","id":%s,"ok":true,"message":%s}'
-_EVENT = '{"type":"message","message":%s,"unread":%d}'
-_SENT_EVENT = '{"type":"message","message":%s}'
 _last_message = (None, None, "")  # (message, its text, its JSON): its reply and its event share it
-
-
-def _optional_string(value) -> str:
-    return "null" if value is None else _json_string(value)
 
 
 def message_text(message) -> str:
@@ -299,11 +291,14 @@ def message_text(message) -> str:
         return last[2]
     seq, when = message.seq, message.time
     if type(seq) is int and type(when) is float and when - when == 0:  # (json writes NaN, inf its own way)
-        try:
-            text = _MESSAGE % (_json_string(message.kind), seq, _json_string(message.timestamp), when,
-                               _json_string(message.sender),
-                               _optional_string(getattr(message, "recipient", None)),
-                               _optional_string(getattr(message, "group", None)), _json_string(message.text))
+        string = _json_string
+        recipient = getattr(message, "recipient", None)
+        group = getattr(message, "group", None)
+        try:  # (an f-string: compiled, a third cheaper than % with its format read each time)
+            text = (f'{{"kind":{string(message.kind)},"seq":{seq},"timestamp":{string(message.timestamp)},'
+                    f'"time":{when!r},"sender":{string(message.sender)},'
+                    f'"recipient":{"null" if recipient is None else string(recipient)},'
+                    f'"group":{"null" if group is None else string(group)},"text":{string(message.text)}}}')
         except TypeError:  # a field of another type
             text = _dumps(message_json(message))
     else:
@@ -314,7 +309,7 @@ def message_text(message) -> str:
 
 def _id_text(rid) -> str:
     """A request's id (an int, a string or None) as JSON."""
-    return "%d" % rid if type(rid) is int else _dumps(rid)
+    return f"{rid}" if type(rid) is int else _dumps(rid)
 
 
 def event_text(event, unread=None) -> str | None:
@@ -322,11 +317,11 @@ def event_text(event, unread=None) -> str | None:
     kind = type(event).__name__
     if kind == "Message":
         if unread is None:
-            return _SENT_EVENT % message_text(event)
+            return f'{{"type":"message","message":{message_text(event)}}}'
         if type(unread) is int:
-            return _EVENT % (message_text(event), unread)
+            return f'{{"type":"message","message":{message_text(event)},"unread":{unread}}}'
     elif kind == "Sent":
-        return _SENT_EVENT % message_text(event.message)
+        return f'{{"type":"message","message":{message_text(event.message)}}}'
     out = event_json(event, unread)
     return None if out is None else _dumps(out)
 
@@ -736,7 +731,7 @@ class ChatSocket:
             self._answer({"message": message_json(message),
                           "away": IS_AWAY.format(name=message.recipient, text=away)}, rid)
         else:
-            self.send_text(_REPLY % (_id_text(rid), message_text(message)))
+            self.send_text(f'{{"type":"reply","id":{_id_text(rid)},"ok":true,"message":{message_text(message)}}}')
 
     def do_history(self, request):
         limit = request.get("limit", HISTORY_DEFAULT)
