@@ -860,8 +860,10 @@ class ChatRealm:
         front end sends what it has then.
         """
         storage = self.storage
-        if not (self._waiters and hasattr(storage, "append_privates")):
-            for i, (username, text) in enumerate(messages):  # one at a time (a cluster's storage)
+        if len(messages) == 1 or not (self._waiters and hasattr(storage, "append_privates")):
+            # One at a time: a run of one (a client that waits for each answer: the run's
+            # machinery costs it more than it saves), or a storage without runs (a cluster's).
+            for i, (username, text) in enumerate(messages):
                 self.send_private(sender, username, text, _OneOfRun(reply, i))
             return
         name = sender.name
