@@ -191,3 +191,22 @@ class IRCRunTests(SynchronousTestCase):
         self.assertEqual(len(find(lines, "FAIL") + find(lines, "NOTICE")), 2, [line.format() for line in lines])
         self.assertEqual(self.hans.output() + self.leia.output(), [])
         self.flushLoggedErrors(OSError)
+
+    def test_several_targets_and_a_channel_keep_their_order(self):
+        """A PRIVMSG to a user and a channel at once (the long path) joins the run in its place:
+        the user's 401 comes before the channel's 403, every message is delivered once, in order."""
+        c = self.env.register("Yoda", "wise@!man")
+        lines = c.send("PRIVMSG Hans :a", "PRIVMSG nobody,#nowhere :x", "PRIVMSG leia,Hans :b",
+                       "@+draft/reply=1 PRIVMSG Hans :c")
+        self.assertEqual(commands(lines), ["401", "403"])
+        self.assertEqual(texts(self.hans.output()), ["a", "b", "c"])
+        self.assertEqual(texts(self.leia.output()), ["b"])
+        self.assertEqual([(r[0], r[3]) for r in records(self.f)], [("1", "a"), ("2", "b"), ("3", "b"), ("4", "c")])
+
+    def test_away_reply_per_message(self):
+        """Only the messages to a user who is away get 301, each after its message is stored."""
+        self.assertEqual(self.hans.send("/away gone fishing"), ["OK You are marked as away."])
+        c = self.env.register("Yoda", "wise@!man", caps=["echo-message"])
+        lines = c.send("PRIVMSG Hans :h", "PRIVMSG leia :l", "PRIVMSG Hans :i")
+        self.assertEqual([(line.command, line.params[1]) for line in lines],
+                         [("301", "Hans"), ("PRIVMSG", "h"), ("PRIVMSG", "l"), ("301", "Hans"), ("PRIVMSG", "i")])

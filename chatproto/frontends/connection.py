@@ -562,8 +562,11 @@ class Connection:
         replies = self._replies
         if replies is None:
             return  # gone
-        while replies and replies[0].data is not None:
-            self.write(replies.popleft().data)
+        if replies and replies[0].data is not None:
+            ready = [replies.popleft().data]  # (one write for all that are ready: a run's replies)
+            while replies and replies[0].data is not None:
+                ready.append(replies.popleft().data)
+            self.write(ready[0] if len(ready) == 1 else b"".join(ready))
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()

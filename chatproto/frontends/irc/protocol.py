@@ -168,14 +168,8 @@ class IRCProtocol(Connection):
                 if colon and text and target and " " not in target and "," not in target \
                         and not text.startswith("\x01"):
                     if target[0] != "#":
-                        # Gathered with the others of this read, one call for the run (frames_handled).
-                        run = self._run
-                        if run is None:
-                            run = self._run = users.PrivateRun(self)
-                        run.messages.append((target, text))
+                        self.queue_private(target, text)
                         return
-                    if self._run is not None:
-                        self.frames_handled()
                     users.privmsg(self, target, text)
                     return
         elif self._count_before_registration():
@@ -205,6 +199,14 @@ class IRCProtocol(Connection):
         except BadLine:
             return  # blank lines, a lone prefix: nothing to answer
         self.dispatch(line)
+
+    def queue_private(self, target: str, text: str) -> None:
+        """A PRIVMSG to user C{target}: gathered with the others of this read, handed to the
+        core in one call for the run (L{frames_handled})."""
+        run = self._run
+        if run is None:
+            run = self._run = users.PrivateRun(self)
+        run.messages.append((target, text))
 
     def frames_handled(self) -> None:
         run = self._run

@@ -63,14 +63,16 @@ def irc_PRIVMSG(irc, params, tags):
 def privmsg(irc, target: str, text: str):
     """One message from C{irc}'s user to C{target} (a nick or #group)."""
     if target[0] == "#":
+        irc.frames_handled()  # the private messages before it first (PRIVMSG nick,#group :text too)
         d = irc.chat.send_group(irc.user, target[1:], text)
         if irc._echo:
             d.addCallbacks(sent, group_failed, callbackArgs=(irc,), errbackArgs=(irc, target))
         else:
             d.addErrback(group_failed, irc, target)  # no bound method per message
         return d
-    # No Deferred per message: the core answers the reply object (issue 25).
-    irc.chat.send_private(irc.user, target, text, PrivateReply(irc, target))
+    # No Deferred per message: gathered with the others of this read and handed to the core
+    # in one call (IRCProtocol.frames_handled), which answers the run's reply object (issue 25).
+    irc.queue_private(target, text)
     return None
 
 
@@ -84,32 +86,13 @@ def sent(message, irc):
         irc.write(irc.factory.render_message(message, irc.tag_flags))
 
 
-class PrivateReply:
-    """
-    What becomes of one PRIVMSG to a user (L{ChatRealm.send_private}'s reply):
-    once it is stored, C{301} when the user is away and the echo (echo-message);
-    or the error numeric.
-    """
-
-    __slots__ = ("protocol", "name")
-
-    def __init__(self, protocol, name):
-        self.protocol = protocol
-        self.name = name
-
-    def answered(self, message) -> None:
-        private_sent(self.protocol, self.name, message)
-
-    def refused(self, error) -> None:
-        private_refused(self.protocol, self.name, error)
-
-
 class PrivateRun:
     """
-    The plain PRIVMSGs to users of one read (up to another line, a pause or
-    the end of the connection's share of the turn), handed to the core in one
-    call (L{ChatRealm.send_privates}): one call, one waiter and one callback
-    for the run (issue 25). What becomes of each is what L{PrivateReply} does.
+    The PRIVMSGs to users of one read (up to a line that is not one, a pause
+    or the end of the connection's share of the turn), handed to the core in
+    one call (L{ChatRealm.send_privates}): one call, one waiter and one
+    callback for the run (issue 25). Once each is stored: C{301} when the
+    user is away and the echo (echo-message); or the error numeric.
     """
 
     __slots__ = ("protocol", "messages")
