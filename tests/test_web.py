@@ -315,6 +315,35 @@ class ChatTests(SynchronousTestCase):
                     want = 2 + len(frame) if cut >= 2 + len(frame) else 0
                     self.assertEqual(websocket.frame_end(stream[:cut], 2), want, (size, mask, cut))
 
+    def test_a_request_after_sends_in_one_read_comes_after_them(self):
+        """The private sends of one read go to the core together, but never after a request that
+        followed them: Hans gets a private message, a group message and a private message sent
+        in one read in that order."""
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.assertTrue(self.hans.request("join", group="Jedi")["ok"])
+        self.hans.events()
+        ws = self.yoda.ws
+        frames = [{"id": 1, "type": "send", "to": "Hans", "text": "first"},
+                  {"id": 2, "type": "send", "group": "Jedi", "text": "second"},
+                  {"id": 3, "type": "delete", "seq": 1},
+                  {"id": 4, "type": "send", "to": "Hans", "text": "fourth"}]
+        self.yoda.write(b"".join(ws.send(TextMessage(json.dumps(f))) for f in frames))
+        replies = {m["id"]: m for m in self.yoda.events() if m["type"] == "reply"}
+        self.assertEqual(sorted(replies), [1, 2, 3, 4])
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"],
+                         ["first", "second", "fourth"])
+        self.assertEqual((replies[1]["message"]["seq"], replies[3]["ok"]), (1, True))  # (deleted: it came first)
+
+    def test_server_frames_of_every_length_form(self):
+        """The server's text frames: 7-bit, 16-bit and 64-bit lengths, as a browser reads them."""
+        from wsproto.frame_protocol import FrameProtocol
+
+        for size in (0, 125, 126, 65535, 65536):
+            reader = FrameProtocol(client=True, extensions=[])
+            reader.receive_bytes(websocket.text_frame("é" * (size // 2) + "x" * (size % 2)))
+            (frame,) = list(reader.received_frames())
+            self.assertEqual((frame.payload, frame.frame_finished), ("é" * (size // 2) + "x" * (size % 2), True))
+
     def test_lone_surrogates_become_question_marks(self):
         self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')
         (reply,) = [m for m in self.yoda.messages if m.get("id") == 900]
