@@ -437,17 +437,32 @@ class WebClient(Client):
         template, key, frame = self.dialect.private_line(to), self.key, webclient.client_frame
         return lambda ns: frame(template % ns, key)
 
+    # Logouts open a connection each: at most this many at once, or a burst of thousands overflows
+    # the server's listen queue (Twisted's backlog is 50) and SYN-cookie connections hang.
+    LOGOUTS = defer.DeferredSemaphore(32)
+
     def send_logout(self) -> None:
         """What the page's Log out does: C{POST /logout}; the server then closes this WebSocket."""
+        self.LOGOUTS.run(self._logout)
+
+    def _logout(self) -> defer.Deferred:
+        """C{POST /logout} on a connection of its own; fires once that connection is closed."""
         from twisted.internet import reactor
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
         host, port = self._peer()
         request = webclient.logout_request(host, port, self.token or "")
+        done = defer.Deferred()
         one = protocol.Protocol()
         one.connectionMade = lambda: one.transport.write(request)
-        connectProtocol(TCP4ClientEndpoint(reactor, host, port, timeout=30), one).addErrback(
-            lambda f: self.transport.loseConnection())
+        one.connectionLost = lambda reason: done.callback(None)
+
+        def failed(f):
+            self.transport.loseConnection()
+            done.callback(None)
+
+        connectProtocol(TCP4ClientEndpoint(reactor, host, port, timeout=30), one).addErrback(failed)
+        return done
 
     def dataReceived(self, data):
         if self.http is not None:

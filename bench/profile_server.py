@@ -6,6 +6,12 @@ goes (self and inclusive share per function).
     python bench/profile_server.py                       # ours, private messages
     python bench/profile_server.py --scenario fanout
     python bench/profile_server.py --scenario logins --server ours-irc --delay 8 --duration 10
+    python bench/profile_server.py --server ours-web --scenario pipeline --cprofile
+
+With C{--cprofile} the server runs under cProfile for the whole load
+instead (deterministic, with call counts, slower): py-spy's nonblocking
+samples of a busy reactor can come out truncated (seen with the web socket's
+pipeline).
 
 The raw collapsed stacks are kept (C{--out}, default bench/results/) for
 flame graphs. py-spy's sampling costs the server some CPU, so the rates
@@ -66,9 +72,11 @@ async def run(reactor, args):
     credentials = os.path.join(top, "credentials.txt")
     load = dict(LOADS[args.scenario])
     loadgen.write_credentials(credentials, max(3000, load.get("n", 0) + 10))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    if args.cprofile:
+        return await run_cprofile(reactor, args, load, top, credentials)
     server = await servers.start(reactor, args.server, os.path.join(top, "data"), credentials)
     pool = loadgen.WorkerPool(reactor, args.workers)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     try:
         target = loadgen.Target(args.server, server.dialect, server.host, server.port,
                                 server.pid)
@@ -93,6 +101,32 @@ async def run(reactor, args):
     return 0
 
 
+async def run_cprofile(reactor, args, load, top, credentials) -> int:
+    """The whole load with the server under cProfile; its stats once it has stopped."""
+    import pstats
+
+    out = os.path.splitext(args.out)[0] + ".pstats"
+    if "messages" in load:  # the whole load is profiled, not a window of it: run's size will do
+        load["messages"] = 4000
+    server = await servers.start(reactor, args.server, os.path.join(top, "data"), credentials,
+                                 profile_to=out)
+    pool = loadgen.WorkerPool(reactor, args.workers)
+    try:
+        target = loadgen.Target(args.server, server.dialect, server.host, server.port,
+                                server.pid)
+        result = await loadgen.SCENARIOS[args.scenario](reactor, target, pool, **load)
+    finally:
+        await pool.stop()
+        await server.stop(reactor)  # (SIGTERM: the server stops cleanly, cProfile writes)
+        shutil.rmtree(top, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+    stats = pstats.Stats(out)
+    stats.sort_stats("tottime").print_stats(args.top)
+    stats.sort_stats("cumulative").print_stats(args.top)
+    print(f"cProfile stats: {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="py-spy profile of a server under load")
     parser.add_argument("--server", default="ours", choices=sorted(servers.SERVERS))
@@ -103,6 +137,9 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=int, default=8, help="seconds of sampling")
     parser.add_argument("--threads", action="store_true",
                         help="stacks per thread (the SQLite worker apart from the reactor)")
+    parser.add_argument("--cprofile", action="store_true",
+                        help="run the server under cProfile for the whole load instead of py-spy")
+    parser.add_argument("--top", type=int, default=40, help="functions listed (--cprofile)")
     parser.add_argument("--out", default=os.path.join(servers.BENCH, "results",
                                                       "profile-stacks.txt"))
     args = parser.parse_args(argv)

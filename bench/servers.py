@@ -66,9 +66,12 @@ SERVERS = {
 BEFORE = ("before", "before-irc", "before-web")  # ours at the commit BENCH_BEFORE_TREE
 
 
-def command(kind: str, data_dir: str, credentials: str):
-    """(argv, env) to start server C{kind}."""
+def command(kind: str, data_dir: str, credentials: str, profile_to: str = None):
+    """(argv, env) to start server C{kind}; chatproto's under cProfile, written to C{profile_to}, if given."""
     env = dict(os.environ)
+    python = [sys.executable, *(["-m", "cProfile", "-o", profile_to] if profile_to else [])]
+    if profile_to and kind not in ("ours", "ours-irc", "ours-web", *BEFORE):
+        raise ValueError(f"server {kind!r} is not chatproto's: it cannot run under cProfile")
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
     # The load generator opens thousands of connections from one address: no caps; and its
@@ -78,13 +81,13 @@ def command(kind: str, data_dir: str, credentials: str):
     extra = {"irc": ["--irc-port", "0"], "web": ["--web-port", "0"]}.get(kind.rpartition("-")[2], [])
     if kind in ("ours", "ours-irc", "ours-web"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
+        return [*python, "-m", "chatproto.server", *common, *uncapped, *extra], env
     if kind in BEFORE:
         tree = os.environ.get("BENCH_BEFORE_TREE")
         if not tree:
             raise ValueError(f"server {kind!r} needs BENCH_BEFORE_TREE (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
-        return [sys.executable, "-m", "chatproto.server", *common, *uncapped, *extra], env
+        return [*python, "-m", "chatproto.server", *common, *uncapped, *extra], env
     if kind == "ours-noindex":
         script = os.path.join(BENCH, "experiments", "noindex_server.py")
         return [sys.executable, script, *common, *uncapped], env
@@ -188,9 +191,9 @@ def tail(path: str, size: int = 2000) -> str:
 
 
 async def start(reactor, kind: str, data_dir: str, credentials: str,
-                timeout: float = 30.0) -> RunningServer:
+                timeout: float = 30.0, profile_to: str = None) -> RunningServer:
     os.makedirs(data_dir, exist_ok=True)
-    argv, env = command(kind, data_dir, credentials)
+    argv, env = command(kind, data_dir, credentials, profile_to)
     log_path = os.path.join(data_dir, "server-output.log")
     proc = ServerProcess(log_path, ready_line(kind))
     # `python -m` puts its working directory first on sys.path: the other commit's tree for

@@ -168,14 +168,14 @@ class HandlerExceptionTests(SynchronousTestCase):
         def broken(*args):
             raise Boom("a bug")
 
-        fixture.chat.send_private = broken
+        fixture.chat.send_privates = broken  # (the line front end hands its /msgto lines over in runs)
         self.assertEqual(yoda.send("/msgto Hans hello"), ["ERR Server error"])
         self.assertEqual(len(failures), 1)
         self.assertIsInstance(failures[0]["log_failure"].value, Boom)
         self.assertEqual(len(self.flushLoggedErrors(Boom)), 1)
         self.assertFalse(yoda.transport.disconnecting)
         # The connection and the session go on.
-        del fixture.chat.send_private
+        del fixture.chat.send_privates
         self.assertRegex(yoda.send("/msgto Hans hello")[0], "^OK message sent at")
         self.assertEqual(yoda.send("/activeuser")[-1], "OK")
 

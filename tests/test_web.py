@@ -250,6 +250,10 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(error(to="Hans", text="   "), "A message cannot be empty.")
         self.assertEqual(error(group="Nope", text="x"), "The group chat does not exist.")
         self.assertEqual(error(text="x"), "Invalid request: give either to or group")
+        self.assertEqual(error(to="Hans", group="Jedi", text="x"), "Invalid request: give either to or group")
+        for to in ("", "H" * 257, 5, ["Hans"]):
+            self.assertEqual(error(to=to, text="x"), "Invalid request: to must be a non-empty string")
+        self.assertEqual(error(to="Hans", text=5), "Invalid request: text must be a string")
         reply = self.yoda.request("join", group="Nope")
         self.assertEqual(reply["error"], "Groupchat (Name: Nope) does not exist.")
         reply = self.yoda.request("frobnicate")
@@ -292,6 +296,43 @@ class ChatTests(SynchronousTestCase):
             payload = payload[:n]
             expected = bytes(b ^ b"\x01\x80\xff\x10"[i % 4] for i, b in enumerate(payload))
             self.assertEqual(websocket.unmask(payload, b"\x01\x80\xff\x10"), expected)
+
+    def test_frame_ends_at_every_cut(self):
+        """Frames of each length form (7-bit, 16-bit, 64-bit), masked or not, back to back: the
+        end of the first is known once it is whole, never before."""
+        for size in (0, 1, 125, 126, 65535, 65536):
+            for mask in (b"", b"\x01\x02\x03\x04"):
+                bit = 0x80 if mask else 0
+                if size < 126:
+                    head = bytes((0x81, bit | size))
+                elif size < 65536:
+                    head = bytes((0x81, bit | 126)) + size.to_bytes(2, "big")
+                else:
+                    head = bytes((0x81, bit | 127)) + size.to_bytes(8, "big")
+                frame = head + mask + b"x" * size
+                stream = b"ab" + frame + b"\x81\x00"
+                for cut in sorted({2, 3, 3 + len(head), 2 + len(frame) - 1, 2 + len(frame), len(stream)}):
+                    want = 2 + len(frame) if cut >= 2 + len(frame) else 0
+                    self.assertEqual(websocket.frame_end(stream[:cut], 2), want, (size, mask, cut))
+
+    def test_a_request_after_sends_in_one_read_comes_after_them(self):
+        """The private sends of one read go to the core together, but never after a request that
+        followed them: Hans gets a private message, a group message and a private message sent
+        in one read in that order."""
+        self.yoda.request("create_group", name="Jedi", members=["Hans"])
+        self.assertTrue(self.hans.request("join", group="Jedi")["ok"])
+        self.hans.events()
+        ws = self.yoda.ws
+        frames = [{"id": 1, "type": "send", "to": "Hans", "text": "first"},
+                  {"id": 2, "type": "send", "group": "Jedi", "text": "second"},
+                  {"id": 3, "type": "delete", "seq": 1},
+                  {"id": 4, "type": "send", "to": "Hans", "text": "fourth"}]
+        self.yoda.write(b"".join(ws.send(TextMessage(json.dumps(f))) for f in frames))
+        replies = {m["id"]: m for m in self.yoda.events() if m["type"] == "reply"}
+        self.assertEqual(sorted(replies), [1, 2, 3, 4])
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"],
+                         ["first", "second", "fourth"])
+        self.assertEqual((replies[1]["message"]["seq"], replies[3]["ok"]), (1, True))  # (deleted: it came first)
 
     def test_lone_surrogates_become_question_marks(self):
         self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')

@@ -119,6 +119,12 @@ class IChatStorage(IBanStore):
         with C{callback(seq)} and C{errback(error)}, called as the Deferred
         would fire) and returns None."""
 
+    def append_privates(sender, timestamp, time, messages, waiter):
+        """Optional (with C{accepts_waiters}): store a run of private messages
+        (C{messages}: C{(recipient, text)} pairs) under one C{waiter}, called
+        with the first's SEQ (the others follow it) once all are durable, or
+        with one error for all. Returns None."""
+
     def append_group(log_name, sender, timestamp, time, text):
         """Store one group message; a Deferred firing with its SEQ."""
 

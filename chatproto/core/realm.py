@@ -200,6 +200,69 @@ class _PrivateSend:
                         username=self.sender.name)
 
 
+class _PrivateRun:
+    """
+    A run of private messages from one session (L{ChatRealm.send_privates})
+    waiting for its batch to be durable: the storage's one waiter for the
+    whole run, called with the first message's SEQ (the others follow it).
+    """
+
+    __slots__ = ("realm", "sender", "sends", "timestamp", "now", "reply")
+
+    def __init__(self, realm, sender, sends, timestamp, now, reply):
+        self.realm = realm
+        self.sender = sender
+        self.sends = sends  # [(index in the run, recipient User or None, username, text)]
+        self.timestamp = timestamp
+        self.now = now
+        self.reply = reply
+
+    def callback(self, seq) -> None:
+        stored = self.realm._private_stored
+        sender, timestamp, now, reply = self.sender, self.timestamp, self.now, self.reply
+        for i, recipient, username, text in self.sends:
+            try:
+                reply.answered(i, stored(seq, sender, recipient, username, timestamp, now, text))
+            except Exception:  # noqa: BLE001 - the run's other messages are delivered all the same
+                log.failure("after storing a message from {username}", username=sender.name)
+            seq += 1
+        self._done()
+
+    def errback(self, error) -> None:
+        error = error.value if isinstance(error, Failure) else error
+        for i, _recipient, _username, _text in self.sends:
+            try:
+                self.reply.refused(i, error)
+            except Exception:  # noqa: BLE001 - as above
+                log.failure("after failing to store a message from {username}",
+                            username=self.sender.name)
+        self._done()
+
+    def _done(self) -> None:
+        try:
+            self.reply.done()
+        except Exception:  # noqa: BLE001 - never into the storage's batch
+            log.failure("answering the messages of {username}", username=self.sender.name)
+
+
+class _OneOfRun:
+    """One message of a run sent alone (L{ChatRealm.send_private}'s reply): told to the run's reply by its index."""
+
+    __slots__ = ("reply", "index")
+
+    def __init__(self, reply, index):
+        self.reply = reply
+        self.index = index
+
+    def answered(self, message) -> None:
+        self.reply.answered(self.index, message)
+        self.reply.done()
+
+    def refused(self, error) -> None:
+        self.reply.refused(self.index, error)
+        self.reply.done()
+
+
 def _refused_with_error(failure, reply) -> None:
     """A Deferred's failure to a C{reply} object: a ChatError, or the failure logged."""
     if not failure.check(ChatError):
@@ -780,6 +843,53 @@ class ChatRealm:
             d.addCallbacks(reply.answered, _refused_with_error, errbackArgs=(reply,))
             return None
         return d
+
+    def send_privates(self, sender: User, messages, reply) -> None:
+        """
+        Store a run of private messages from one session (C{messages}:
+        C{(username, text)} pairs, in the order sent), then deliver each in
+        that order: what L{send_private} does for each, with one call, one
+        clock reading, one record string, one waiter and one callback for the
+        run (issue 25). Errors are per message, as L{send_private}'s.
+
+        C{reply} is told of each message by its index in C{messages}:
+        C{answered(i, message)} once it is durable and delivered,
+        C{refused(i, error)} otherwise (at once when the recipient is wrong);
+        then C{done()}, once after each group of answers (the refusals made
+        during the call, the run's commit, a look-up on a cluster node): a
+        front end sends what it has then.
+        """
+        storage = self.storage
+        if not (self._waiters and hasattr(storage, "append_privates")):
+            for i, (username, text) in enumerate(messages):  # one at a time (a cluster's storage)
+                self.send_private(sender, username, text, _OneOfRun(reply, i))
+            return
+        name = sender.name
+        everyone = self._everyone
+        sends = []
+        refused = False
+        for i, (username, text) in enumerate(messages):
+            recipient = everyone.get(username)
+            if recipient is None or username == name:
+                try:
+                    recipient = self._recipient(sender, username, errors.TO_SELF)
+                except ChatError as e:
+                    if e.code == errors.NOT_ACTIVE and everyone is not self._active:
+                        # (a cluster node: maybe logged in elsewhere a moment ago)
+                        self._send_after_look_up(e, sender, username, text, _OneOfRun(reply, i))
+                        continue
+                    if not (e.code == errors.NOT_ACTIVE and self.offline_messages):
+                        reply.refused(i, e)
+                        refused = True
+                        continue
+                    recipient = None  # kept for them: unread at their next login
+            sends.append((i, recipient, username, single_line(text)))
+        if sends:
+            timestamp, now = self._now()
+            storage.append_privates(name, timestamp, now, [(send[2], send[3]) for send in sends],
+                                    _PrivateRun(self, sender, sends, timestamp, now, reply))
+        if refused:
+            reply.done()
 
     def _private_stored(self, seq, sender, recipient, username, timestamp, now, text) -> Message:
         """A private message is durable: deliver it (and show it on the sender's other sessions); return it."""

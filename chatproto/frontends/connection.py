@@ -143,6 +143,13 @@ class Connection:
     def frame_too_long(self) -> None:
         """A frame longer than C{max_frame}: by default skipped (up to its end) and nothing said."""
 
+    def frames_handled(self) -> None:
+        """
+        The frames of this read (or of this share of the turn) are handled, up
+        to a pause or a hold: a front end that gathered a run of them (the
+        private messages of a pipelining client) hands it to the core now.
+        """
+
     def notice_line(self, text: str) -> bytes:
         """C{text} as this front end tells it before closing (the login deadline, a slow reader's drop)."""
         return b""
@@ -262,6 +269,7 @@ class Connection:
         max_lines = self.lines_per_turn
         rate = self.rate
         frame_end = self.frame_end
+        lifted = False
         try:
             while not self._pauses:
                 buffer, offset = self._buffer, self._offset
@@ -300,6 +308,9 @@ class Connection:
                     self.frame_received(buffer[offset:stop])
                 else:
                     self.frame_received(buffer[offset:end])
+            paused = bool(self._pauses)
+            self.frames_handled()
+            lifted = paused and not self._pauses  # (its answers let the replies' pause go)
             if self._offset and self._offset >= len(self._buffer):
                 self._buffer, self._offset = b"", 0
             if self._transport_paused and self.connected:
@@ -309,6 +320,8 @@ class Connection:
         finally:
             self._lines_this_turn, self._bytes_this_turn = lines, nbytes
             self._receiving = False
+        if lifted and self.connected:
+            self.dataReceived(b"")
 
     def unread_input(self) -> bytes:
         """What was read and is not handled yet."""
@@ -549,8 +562,11 @@ class Connection:
         replies = self._replies
         if replies is None:
             return  # gone
-        while replies and replies[0].data is not None:
-            self.write(replies.popleft().data)
+        if replies and replies[0].data is not None:
+            ready = [replies.popleft().data]  # (one write for all that are ready: a run's replies)
+            while replies and replies[0].data is not None:
+                ready.append(replies.popleft().data)
+            self.write(ready[0] if len(ready) == 1 else b"".join(ready))
         if not replies and self._replies is replies:
             self._replies = None
         self._close_if_done()

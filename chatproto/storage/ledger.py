@@ -53,7 +53,7 @@ class Ledger:
         self.clock = clock
         self._turn = EndOfTurn(clock, self.flush)
         self.logs = TextLogs(data_dir, clock, durable, self._turn.schedule)
-        self._ops: list = []  # (text log or None, database operation) of this turn
+        self._ops: list = []  # (text log or None, database operation, or a run's list of them) of this turn
         self._waiting: list = []  # (Deferred, text log or None, result) of this turn
         self._reads: list = []  # reads waiting for this turn's batch
         self._deletions: dict = {}  # text log -> [(seq, author, log key, Deferred)] of this turn
@@ -122,9 +122,15 @@ class Ledger:
                     d.errback(ChatError(errors.NOT_SAVED))
             waiting = [entry for entry in waiting if entry[1] not in failed]
         if ops:
-            committed = self.database.commit([op for _log, op in ops])
+            rows = []
+            for _log, op in ops:
+                if type(op) is list:  # a run of private messages (append_privates)
+                    rows += op
+                else:
+                    rows.append(op)
+            committed = self.database.commit(rows)
             if observers:
-                committed.addBoth(self._timed, len(ops), perf_counter())
+                committed.addBoth(self._timed, len(rows), perf_counter())
             committed.addCallbacks(self._committed, self._not_committed,
                                    callbackArgs=(waiting,), errbackArgs=(waiting,))
         else:
@@ -182,6 +188,22 @@ class Ledger:
         self._waiting.append((waiter, text_log, seq))
         self._turn.schedule()
         return None
+
+    def append_privates(self, sender, timestamp, time, messages, waiter) -> None:
+        """
+        Store a run of private messages of one sender and one timestamp
+        (C{messages}: C{(recipient, text)} pairs, in order) under one C{waiter}:
+        C{waiter.callback(seq)} with the first's SEQ (the others follow it, one
+        by one) once every one of them is in the text log and committed, or
+        C{waiter.errback(error)} for all of them: one record string, one
+        waiter and one callback for the run instead of one each (issue 25).
+        """
+        text_log = self.logs.messagelog
+        first = text_log.append_run(timestamp, sender, [text for _recipient, text in messages])
+        self._ops.append((text_log, [("msg", PRIVATE_LOG, seq, timestamp, time, sender, recipient, text)
+                                     for seq, (recipient, text) in enumerate(messages, first)]))
+        self._waiting.append((waiter, text_log, first))
+        self._turn.schedule()
 
     def append_group(self, log_name, sender, timestamp, time, text) -> defer.Deferred:
         text_log = self.logs.group_log(log_name)

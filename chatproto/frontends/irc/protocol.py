@@ -67,7 +67,7 @@ class IRCProtocol(Connection):
     __slots__ = (
         "nick", "user_seen", "password", "caps", "tag_flags", "_echo", "_fast", "cap_version",
         "cap_negotiating", "sasl", "user", "registered", "ready", "channels",
-        "_pending_events", "_lines_before_registration", "_closed", "_batches",
+        "_pending_events", "_lines_before_registration", "_closed", "_batches", "_run",
     )
 
     frontend = "irc"
@@ -98,6 +98,7 @@ class IRCProtocol(Connection):
         self._lines_before_registration = 0
         self._closed = False  # closed, dropped or gone: nothing more is handled or sent
         self._batches = 0
+        self._run = None  # the PRIVMSGs to users of this read not yet handed to the core (PrivateRun)
 
     # What the connection layer asks of a front end
 
@@ -166,10 +167,15 @@ class IRCProtocol(Connection):
                     target = colon = ""
                 if colon and text and target and " " not in target and "," not in target \
                         and not text.startswith("\x01"):
+                    if target[0] != "#":
+                        self.queue_private(target, text)
+                        return
                     users.privmsg(self, target, text)
                     return
         elif self._count_before_registration():
             return
+        if self._run is not None:
+            self.frames_handled()  # the messages before this line first: its effects and words come after
         if raw.startswith(b"@"):
             tags, _, rest = raw.partition(b" ")
             too_long = len(tags) + 1 > MAX_TAGS or len(rest) > MAX_REST
@@ -193,6 +199,27 @@ class IRCProtocol(Connection):
         except BadLine:
             return  # blank lines, a lone prefix: nothing to answer
         self.dispatch(line)
+
+    def queue_private(self, target: str, text: str) -> None:
+        """A PRIVMSG to user C{target}: gathered with the others of this read, handed to the
+        core in one call for the run (L{frames_handled})."""
+        run = self._run
+        if run is None:
+            run = self._run = users.PrivateRun(self)
+        run.messages.append((target, text))
+
+    def frames_handled(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        self._run = None
+        if self.user is None:
+            return  # (the core ended the session meanwhile: nothing it sent is acted on)
+        try:
+            self.chat.send_privates(self.user, run.messages, run)
+        except Exception:  # noqa: BLE001 - logged and answered; the connection goes on
+            log.failure("IRC PRIVMSG from {user}", user=self.nick)
+            self.notice(T.SERVER_ERROR)
 
     def dispatch(self, line) -> None:
         command = line.command

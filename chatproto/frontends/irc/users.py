@@ -63,14 +63,16 @@ def irc_PRIVMSG(irc, params, tags):
 def privmsg(irc, target: str, text: str):
     """One message from C{irc}'s user to C{target} (a nick or #group)."""
     if target[0] == "#":
+        irc.frames_handled()  # the private messages before it first (PRIVMSG nick,#group :text too)
         d = irc.chat.send_group(irc.user, target[1:], text)
         if irc._echo:
             d.addCallbacks(sent, group_failed, callbackArgs=(irc,), errbackArgs=(irc, target))
         else:
             d.addErrback(group_failed, irc, target)  # no bound method per message
         return d
-    # No Deferred per message: the core answers the reply object (issue 25).
-    irc.chat.send_private(irc.user, target, text, PrivateReply(irc, target))
+    # No Deferred per message: gathered with the others of this read and handed to the core
+    # in one call (IRCProtocol.frames_handled), which answers the run's reply object (issue 25).
+    irc.queue_private(target, text)
     return None
 
 
@@ -84,32 +86,45 @@ def sent(message, irc):
         irc.write(irc.factory.render_message(message, irc.tag_flags))
 
 
-class PrivateReply:
+class PrivateRun:
     """
-    What becomes of one PRIVMSG to a user (L{ChatRealm.send_private}'s reply):
-    once it is stored, C{301} when the user is away and the echo (echo-message);
-    or the error numeric.
+    The PRIVMSGs to users of one read (up to a line that is not one, a pause
+    or the end of the connection's share of the turn), handed to the core in
+    one call (L{ChatRealm.send_privates}): one call, one waiter and one
+    callback for the run (issue 25). Once each is stored: C{301} when the
+    user is away and the echo (echo-message); or the error numeric.
     """
 
-    __slots__ = ("protocol", "name")
+    __slots__ = ("protocol", "messages")
 
-    def __init__(self, protocol, name):
+    def __init__(self, protocol):
         self.protocol = protocol
-        self.name = name
+        self.messages = []  # (nick, text), in the order of the lines
 
-    def answered(self, message) -> None:
-        # Away is looked up now that the message is durable, not when the PRIVMSG arrived (as the
-        # line protocol and the page do): on a cluster node, an away set on another node just
-        # before has been read from Redis by then (docs/CLUSTER.md, "Away").
-        protocol = self.protocol
-        away = protocol.chat.away_of(self.name)
-        if away:
-            protocol.numeric(T.RPL_AWAY, self.name, away)
-        if protocol._echo:
-            sent(message, protocol)
+    def answered(self, i, message) -> None:
+        private_sent(self.protocol, self.messages[i][0], message)
 
-    def refused(self, error) -> None:
-        core_error(Failure(error), self.protocol, PRIVATE_SEND_ERRORS, (self.name,), name=self.name)
+    def refused(self, i, error) -> None:
+        private_refused(self.protocol, self.messages[i][0], error)
+
+    def done(self) -> None:
+        pass  # every answer was written as it came
+
+
+def private_sent(protocol, name: str, message) -> None:
+    """A PRIVMSG to C{name} is stored: 301 when they are away, and the echo (echo-message)."""
+    # Away is looked up now that the message is durable, not when the PRIVMSG arrived (as the
+    # line protocol and the page do): on a cluster node, an away set on another node just
+    # before has been read from Redis by then (docs/CLUSTER.md, "Away").
+    away = protocol.chat.away_of(name)
+    if away:
+        protocol.numeric(T.RPL_AWAY, name, away)
+    if protocol._echo:
+        sent(message, protocol)
+
+
+def private_refused(protocol, name: str, error) -> None:
+    core_error(Failure(error), protocol, PRIVATE_SEND_ERRORS, (name,), name=name)
 
 
 def irc_NOTICE(irc, params, tags):

@@ -149,34 +149,39 @@ def error_line(error: ChatError, command: str) -> bytes:
     return line("ERR", text)
 
 
-class _SentReply(ReplySlot):
+class _SentRun:
     """
-    The place of a /msgto's reply, filled by the core when the message is
-    durable (L{ChatRealm.send_private}'s C{reply}): no Deferred, callbacks or
-    closure per message.
+    The /msgto lines of one read (up to another command, a pause or the end
+    of the connection's share of the turn), gathered with their reply places
+    queued in command order, and handed to the core in one call
+    (L{ChatRealm.send_privates}): one call, one waiter and one release of
+    the replies for the run instead of one each (issue 25). The core fills
+    each place when its message is durable (or refused), then says C{done}.
     """
 
-    __slots__ = ("protocol",)
+    __slots__ = ("protocol", "messages", "slots")
 
     def __init__(self, protocol):
-        self.data = None
         self.protocol = protocol
+        self.messages = []  # (username, text), in command order
+        self.slots = []  # their ReplySlots, in the same order
 
-    def answered(self, message) -> None:
+    def answered(self, i, message) -> None:
         # Away is looked up now that the message is durable, not when it was sent (as the page
         # does): on a cluster node, an away set on another node just before the sender's line was
         # sent has been read from Redis by then (docs/CLUSTER.md, the sessions of one account).
         away = self.protocol.chat.away_of(message.recipient)
         if away is None:
-            self.data = sent_at_line(message.timestamp)
+            self.slots[i].data = sent_at_line(message.timestamp)
         else:  # delivered all the same; the sender is told why there may be no answer soon
-            self.data = (line("NOTICE", texts.IS_AWAY.format(name=message.recipient, text=away))
-                         + sent_at_line(message.timestamp))
-        self.protocol.release()
+            self.slots[i].data = (line("NOTICE", texts.IS_AWAY.format(name=message.recipient, text=away))
+                                  + sent_at_line(message.timestamp))
 
-    def refused(self, error) -> None:
-        self.data = (error_line(error, "msgto") if isinstance(error, ChatError)
-                     else line("ERR", "Server error"))
+    def refused(self, i, error) -> None:
+        self.slots[i].data = (error_line(error, "msgto") if isinstance(error, ChatError)
+                              else line("ERR", "Server error"))
+
+    def done(self) -> None:
         self.protocol.release()
 
 
@@ -188,7 +193,7 @@ class ChatLineProtocol(Connection):
     protocol's commands and texts.
     """
 
-    __slots__ = ("user", "udp_port", "_lines_before_login")
+    __slots__ = ("user", "udp_port", "_lines_before_login", "_run")
 
     MAX_LENGTH = MAX_LINE + 1  # room for the "\r" of a "\r\n" delimiter
     frontend = "line"
@@ -201,6 +206,7 @@ class ChatLineProtocol(Connection):
         self.udp_port = 0
         self.user = None
         self._lines_before_login = 0
+        self._run = None  # the /msgto lines of this read not yet handed to the core (_SentRun)
 
     # The longest line read, with its newline: small until the user has logged in.
     MAX_FRAME = MAX_LINE_BEFORE_LOGIN + 2
@@ -293,6 +299,8 @@ class ChatLineProtocol(Connection):
             method = self.COMMANDS.get(command)
             if method is None:
                 raise ChatError("invalid-command")
+            if self._run is not None and method is not ChatLineProtocol.cmd_msgto:
+                self.frames_handled()  # the messages before it first: what it does comes after them
             if self.user.peers is not None:
                 self.user.touch()  # this session is the user's latest-used one (/p2pvideo)
         method(self, args)
@@ -330,14 +338,29 @@ class ChatLineProtocol(Connection):
 
     def cmd_msgto(self, args: str) -> None:
         username, message = split_message(args, "msgto")
-        # No Deferred per message: the core fills the reply's place (issue 25).
-        reply = _SentReply(self)
-        self.queue_slot(reply)
+        # Its reply's place now, in command order; the message goes to the core with the
+        # others of this read (frames_handled), one call for the run (issue 25).
+        slot = ReplySlot()
+        self.queue_slot(slot)
+        run = self._run
+        if run is None:
+            run = self._run = _SentRun(self)
+        run.messages.append((username, message))
+        run.slots.append(slot)
+
+    def frames_handled(self) -> None:
+        run = self._run
+        if run is None:
+            return
+        self._run = None
         try:
-            self.chat.send_private(self.user, username, message, reply)
-        except Exception:  # noqa: BLE001 - the place is filled all the same: replies stay in order
+            self.chat.send_privates(self.user, run.messages, run)
+        except Exception:  # noqa: BLE001 - every place is filled all the same: replies stay in order
             log.failure("handling /msgto from {user}", user=self.user_name)
-            reply.refused(None)
+            for slot in run.slots:
+                if slot.data is None:
+                    slot.data = line("ERR", "Server error")
+            self.release()
 
     def cmd_activeuser(self, args: str) -> None:
         split_args(args, "activeuser", 0)

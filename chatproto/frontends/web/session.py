@@ -46,8 +46,8 @@ def message_key(message, me: str) -> str:
     """The conversation a message belongs to, seen by user C{me}."""
     if message.kind == "group":
         return conversation_key("group", message.group)
-    other = message.recipient if message.sender == me else message.sender
-    return conversation_key("user", other)
+    # conversation_key("user", ...), inline: one call less for every message a tab gets
+    return "user:" + (message.recipient if message.sender == me else message.sender)
 
 
 def shown_key(name: str) -> str:
