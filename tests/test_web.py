@@ -334,6 +334,16 @@ class ChatTests(SynchronousTestCase):
                          ["first", "second", "fourth"])
         self.assertEqual((replies[1]["message"]["seq"], replies[3]["ok"]), (1, True))  # (deleted: it came first)
 
+    def test_server_frames_of_every_length_form(self):
+        """The server's text frames: 7-bit, 16-bit and 64-bit lengths, as a browser reads them."""
+        from wsproto.frame_protocol import FrameProtocol
+
+        for size in (0, 125, 126, 65535, 65536):
+            reader = FrameProtocol(client=True, extensions=[])
+            reader.receive_bytes(websocket.text_frame("é" * (size // 2) + "x" * (size % 2)))
+            (frame,) = list(reader.received_frames())
+            self.assertEqual((frame.payload, frame.frame_finished), ("é" * (size // 2) + "x" * (size % 2), True))
+
     def test_lone_surrogates_become_question_marks(self):
         self.yoda.send_raw('{"id": 900, "type": "send", "to": "Hans", "text": "a\\ud800b"}')
         (reply,) = [m for m in self.yoda.messages if m.get("id") == 900]

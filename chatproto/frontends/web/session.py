@@ -120,8 +120,12 @@ class TabSession:
                 key = conversation_key("user", event.sender)
                 if event.sender != self.login.username and event.seq <= self.newest.get(key, 0):
                     self._recount()
-            if self.socket is not None:
-                self.socket.event(event, unread)
+            socket = self.socket
+            if socket is not None:
+                if unread is None:
+                    socket.event(event, None)
+                else:  # (a message)
+                    socket.message_event(event, unread)
         except Exception:  # noqa: BLE001 - never raise into the core
             log.failure("delivering an event to the web session of {user}", user=self.username)
 

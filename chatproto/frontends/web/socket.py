@@ -11,6 +11,7 @@ presence) arrive at any time as objects of their own C{type}.
 import dataclasses
 import json
 import re
+import struct
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -132,6 +133,8 @@ def loads(text: str):
 
 
 _SHORT_HEADS = [bytes((0x81, n)) for n in range(126)]
+_HEAD16 = struct.Struct("!BBH").pack  # (one C call: half the time of to_bytes and two joins)
+_HEAD64 = struct.Struct("!BBQ").pack
 
 
 def text_frame(text: str) -> bytes:
@@ -141,8 +144,8 @@ def text_frame(text: str) -> bytes:
     if n < 126:
         return _SHORT_HEADS[n] + data
     if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + data
-    return b"\x81\x7f" + n.to_bytes(8, "big") + data
+        return _HEAD16(0x81, 126, n) + data
+    return _HEAD64(0x81, 127, n) + data
 
 
 def unmask(payload: bytes, mask: bytes, _from_bytes=int.from_bytes) -> bytes:
@@ -609,6 +612,13 @@ class ChatSocket:
         text = event_text(event, unread)
         if text is not None:
             self.send_text(text)
+
+    def message_event(self, message, unread) -> None:
+        """L{event} for a message with its unread count (the hot path: no look at its type)."""
+        if self._ready and type(unread) is int:
+            self.send_text(f'{{"type":"message","message":{message_text(message)},"unread":{unread}}}')
+        else:
+            self.event(message, unread)
 
     def close(self, code: int = 1000) -> None:
         if self.closed:
