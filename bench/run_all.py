@@ -52,9 +52,9 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "ours-irc", "ours-web", "ours-noindex", "before", "before-irc", "before-web", "seed",
+ORDER = ["ours", "ours-irc", "ours-web", "ours-noindex", "before", "before-irc", "before-web", "old", "seed",
          "words", "inspircd", "ergo"]
-BASELINES = ("before", "seed", "words", "inspircd", "ergo", "ours-noindex")  # compared with "ours"; "before-irc" with "ours-irc"
+BASELINES = ("before", "old", "seed", "words", "inspircd", "ergo", "ours-noindex")  # compared with "ours"; "before-irc" with "ours-irc"
 # CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
 DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 # Scenarios a kind does not run (its cells read "-"): a page is sent every member list on each
@@ -447,7 +447,8 @@ def main(argv=None) -> int:
     size.add_argument("--quick", action="store_true", help="about a minute")
     parser.add_argument("--servers", default=DEFAULT_SERVERS,
                         help="comma-separated subset of ours,ours-irc,ours-web,seed,words,inspircd "
-                        "(before, before-irc, before-web: ours at the checkout BENCH_BEFORE_TREE) "
+                        "(before, before-irc, before-web: ours at the checkout BENCH_BEFORE_TREE; "
+                        "old: ours at a second checkout, BENCH_OLD_TREE) "
                         "(inspircd: Debian's InspIRCd, apt-get installed when missing; "
                         "ergo: built from ERGO_SRC with go, skipped without them)")
     parser.add_argument("--scenarios", default="private,pipeline,fanout,idle,logins")

@@ -60,6 +60,9 @@ SERVERS = {
     # The same over IRC: the other commit's --irc-port listener.
     "before-irc": ("ours-irc-before", "chatirc"),
     "before-web": ("ours-web-before", "web"),
+    # Ours at a second other commit in the same run (BENCH_OLD_TREE): issue 25 compares with the
+    # last release before the database (3f303dc) as well as with the commit before a change.
+    "old": ("ours-old", "chat"),
 }
 
 
@@ -70,7 +73,7 @@ def command(kind: str, data_dir: str, credentials: str, profile_to: str = None):
     """(argv, env) to start server C{kind}; chatproto's under cProfile, written to C{profile_to}, if given."""
     env = dict(os.environ)
     python = [sys.executable, *(["-m", "cProfile", "-o", profile_to] if profile_to else [])]
-    if profile_to and kind not in ("ours", "ours-irc", "ours-web", *BEFORE):
+    if profile_to and kind not in ("ours", "ours-irc", "ours-web", "old", *BEFORE):
         raise ValueError(f"server {kind!r} is not chatproto's: it cannot run under cProfile")
     common = ["0", "5", "--interface", "127.0.0.1", "--data-dir", data_dir,
               "--credentials", credentials]
@@ -82,10 +85,11 @@ def command(kind: str, data_dir: str, credentials: str, profile_to: str = None):
     if kind in ("ours", "ours-irc", "ours-web"):
         env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
         return [*python, "-m", "chatproto.server", *common, *uncapped, *extra], env
-    if kind in BEFORE:
-        tree = os.environ.get("BENCH_BEFORE_TREE")
+    if kind in BEFORE or kind == "old":
+        variable = "BENCH_OLD_TREE" if kind == "old" else "BENCH_BEFORE_TREE"
+        tree = os.environ.get(variable)
         if not tree:
-            raise ValueError(f"server {kind!r} needs BENCH_BEFORE_TREE (a checkout of the other commit)")
+            raise ValueError(f"server {kind!r} needs {variable} (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
         return [*python, "-m", "chatproto.server", *common, *uncapped, *extra], env
     if kind == "ours-noindex":
@@ -197,8 +201,9 @@ async def start(reactor, kind: str, data_dir: str, credentials: str,
     log_path = os.path.join(data_dir, "server-output.log")
     proc = ServerProcess(log_path, ready_line(kind))
     # `python -m` puts its working directory first on sys.path: the other commit's tree for
-    # "before", else that server runs this tree's code.
-    cwd = os.environ["BENCH_BEFORE_TREE"] if kind in BEFORE else REPO
+    # "before" ("old"), else that server runs this tree's code.
+    cwd = (os.environ["BENCH_BEFORE_TREE"] if kind in BEFORE
+           else os.environ["BENCH_OLD_TREE"] if kind == "old" else REPO)
     err = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         transport = reactor.spawnProcess(proc, argv[0], argv, env=env, path=cwd,

@@ -42,10 +42,10 @@ def run_scope(log: str, pairs) -> str:
     (sender, recipient) pairs, in order): each message's, once, in order of appearance.
     Permissions stay exact: every message of a document is in the same conversation, so
     whoever may read one may read all (only the C{from} filter is checked per message)."""
-    first = pairs[0]
-    if all(pair == first for pair in pairs):
-        return scope_tokens(log, *first)
-    return " ".join(dict.fromkeys(token for pair in dict.fromkeys(pairs) for token in scope_tokens(log, *pair).split()))
+    if pairs.count(pairs[0]) == len(pairs):
+        return scope_tokens(log, *pairs[0])
+    return " ".join(dict.fromkeys(  # in order (a set's would change from one process to the next)
+        token for pair in dict.fromkeys(pairs) for token in scope_tokens(log, *pair).split()))
 
 
 def searchable(log: str, recipient: str | None, text: str) -> bool:
