@@ -378,6 +378,32 @@ class SQLiteIndexLaterTests(SynchronousTestCase):
         # Deletion takes the words out of the index itself, not only out of the results.
         self.assertEqual(_index_words(crashed, "talk77", "talk75", "group50", "group51"), {"talk75", "group51"})
 
+    def test_a_bulk_of_messages_each_in_a_conversation_of_its_own(self):
+        database = SQLiteDatabase(self.path).open()
+        # Each private message between another pair, and one group message: a document each.
+        database.commit_now([("msg", "", seq, T, 100.0 + seq, f"u{seq}", f"v{seq}", f"alone{seq} solo")
+                             for seq in range(1, 81)] + [("msg", "Jedi", 1, T, 181.0, "Luke", None, "alone81 solo")])
+        for seq in (1, 17, 80):
+            self.assertEqual(self.found(database, f"alone{seq}", f"u{seq}"), [seq])
+            self.assertEqual(self.found(database, "solo", f"v{seq}"), [seq])
+            self.assertEqual(self.found(database, f"alone{seq}", f"v{seq + 1}"), [])
+        self.assertEqual([m.seq for m in self.successResultOf(database.search(query("solo", "u3", sender="u3")))],
+                         [3])
+        self.assertEqual(self.successResultOf(database.search(query("solo", "u3", sender="v3"))), [])
+        jedi = self.successResultOf(database.search(query("solo", "Hans", groups={"Jedi": 1})))
+        self.assertEqual([(m.group, m.seq, m.text) for m in jedi], [("Jedi", 1, "alone81 solo")])
+        # Two groups' messages among them (no peers): told apart by their conversations.
+        database.commit_now([("msg", "Sith", 1, T, 182.0, "Vader", None, "alone82 solo"),
+                             ("msg", "", 81, T, 183.0, "u81", "v81", "alone83 solo"),
+                             ("msg", "Rebels", 1, T, 184.0, "Leia", None, "alone84 solo")])
+        both = self.successResultOf(database.search(query("solo", "v81", groups={"Sith": 1, "Rebels": 1})))
+        self.assertEqual([(m.group, m.seq) for m in both], [("Rebels", 1), (None, 81), ("Sith", 1)])
+        database.commit_now([("del", "", 17)])
+        self.assertEqual(self.found(database, "solo", "u17"), [])
+        self.assertEqual(self.found(database, "solo", "u16"), [16])
+        database._close()
+        self.assertEqual(_index_words(self.path, "alone17", "alone16", "alone84"), {"alone16", "alone84"})
+
 
 def _index_words(path, *words) -> set:
     """Which of C{words} the search index of the database at C{path} holds (FTS5's own vocabulary)."""

@@ -30,11 +30,14 @@ def _hex(name: str) -> str:
 def scope_tokens(log: str, sender: str, recipient: str | None) -> str | None:
     """The scope tokens of a message (space-separated), or None: nobody can search it (a
     private record without its recipient, as an older server's text log gives it)."""
+    # (_hex written out, the sender's once: a conversation's first message, or every
+    # message when each is in a conversation of its own, pays this: 0.55 -> 0.39 us)
+    sender_hex = sender.encode("utf-8", "surrogateescape").hex()
     if log == PRIVATE_LOG:
         if recipient is None:
             return None
-        return f"ps{_hex(sender)} pr{_hex(recipient)} s{_hex(sender)}"
-    return f"g{_hex(log)} s{_hex(sender)}"
+        return f"ps{sender_hex} pr{recipient.encode('utf-8', 'surrogateescape').hex()} s{sender_hex}"
+    return f"g{log.encode('utf-8', 'surrogateescape').hex()} s{sender_hex}"
 
 
 def run_scope(log: str, pairs) -> str:
