@@ -520,7 +520,7 @@ class ChatSocket:
             return
         try:
             request = loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested past the decoder's depth)
             request = None
         if not isinstance(request, dict):
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
