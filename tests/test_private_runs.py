@@ -230,6 +230,22 @@ class IRCRunOrderTests(SynchronousTestCase):
         self.assertEqual(texts(self.hans.output()), ["ok"])
 
 
+class IRCTurnShareTests(SynchronousTestCase):
+    def test_a_line_to_many_users_takes_that_many_lines_of_the_turn(self):
+        """PRIVMSG to 80 targets is 80 messages: it takes more than the connection's share of a
+        turn (64 lines), so the line after it waits for the next turn (other clients' lines
+        first), and a read of such lines never makes one run of thousands of messages."""
+        f = ChatFixture(self)
+        env = IRCEnvironment(f.chat, f.clock)
+        hans = f.login("Hans", "falcon*solo")
+        c = env.register("Yoda", "wise@!man")
+        c.protocol.dataReceived(("PRIVMSG " + ",".join(["Hans"] * 80) + " :x\r\n").encode()
+                                + b"PRIVMSG Hans :after\r\n")
+        self.assertEqual(c.protocol.unread_input(), b"PRIVMSG Hans :after\r\n")
+        c.lines()
+        self.assertEqual(texts(hans.output()), ["x"] * 80 + ["after"])
+
+
 class WebRunOrderTests(SynchronousTestCase):
     """A page's sends of one read: what the page is told keeps the order of its requests, as when
     each send went to the core alone (the replies a page matches by id, the errors without one)."""
