@@ -238,6 +238,16 @@ class SearchContract:
         self.private("Hans", "Yoda", "orbit again")
         self.assertEqual([r[3] for r in self.found(query("orbit", "Yoda"))], ["orbit again"])
 
+    def test_a_conversation_with_oneself_holds_none_of_anothers(self):
+        """Searching one's conversation with oneself finds nothing of the conversation with
+        someone else, even when both ways of it are in one document (SQLite: a run's scope
+        tokens then hold both ps and pr of each side). Found in review (the runs helper fixes)."""
+        self.private("Yoda", "Hans", "hello there")
+        self.private("Hans", "Yoda", "hello back")
+        self.assertEqual(len(self.found(query("hello", "Yoda", peer="Hans"))), 2)
+        self.assertEqual(self.found(query("hello", "Yoda", peer="Yoda")), [])
+        self.assertEqual(self.found(query("hello", "Hans", peer="Hans")), [])
+
     def test_the_index_survives_a_restart_and_stays_current(self):
         self.private("Yoda", "Hans", "before restart")
         self.reopen()
@@ -255,6 +265,13 @@ class MemorySearchTests(SearchContract, SynchronousTestCase):
 class SQLiteSearchTests(SearchContract, SynchronousTestCase):
     def make_database(self, directory):
         return SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
+
+    # review2: a run document of both ways of A-B has psA and prA, so "(psA AND prA)" (A's
+    # conversation with A) matches it; the per-message checks in storage/sqlite.py do not look
+    # at the peer. For the runs helper (sqlite.py); remove the mark with the fix.
+    @pytest.mark.xfail(reason="SQLite run documents: peer == user matches a conversation's both ways")
+    def test_a_conversation_with_oneself_holds_none_of_anothers(self):
+        SearchContract.test_a_conversation_with_oneself_holds_none_of_anothers(self)
 
 
 class SQLiteIndexOnlySearchTests(SQLiteSearchTests):
