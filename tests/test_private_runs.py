@@ -210,3 +210,79 @@ class IRCRunTests(SynchronousTestCase):
         lines = c.send("PRIVMSG Hans :h", "PRIVMSG leia :l", "PRIVMSG Hans :i")
         self.assertEqual([(line.command, line.params[1]) for line in lines],
                          [("301", "Hans"), ("PRIVMSG", "h"), ("PRIVMSG", "l"), ("301", "Hans"), ("PRIVMSG", "i")])
+
+
+class IRCRunOrderTests(SynchronousTestCase):
+    """Lines the connection layer answers without the front end's command loop come after the run too."""
+
+    def setUp(self):
+        self.f = ChatFixture(self)
+        self.env = IRCEnvironment(self.f.chat, self.f.clock)
+        self.hans = self.f.login("Hans", "falcon*solo")
+        self.hans.output()
+
+    def test_a_line_too_long_is_answered_after_the_run_before_it(self):
+        """A PRIVMSG to nobody, then a line longer than any the server reads: 401 first, then 417
+        (as when each PRIVMSG went to the core alone)."""
+        c = self.env.register("Yoda", "wise@!man")
+        lines = c.send_raw(b"PRIVMSG nobody :x\r\nPRIVMSG Hans :" + b"y" * 9000 + b"\r\nPRIVMSG Hans :ok\r\n")
+        self.assertEqual(commands(lines), ["401", "417"])
+        self.assertEqual(texts(self.hans.output()), ["ok"])
+
+
+class IRCTurnShareTests(SynchronousTestCase):
+    def test_a_line_to_many_users_takes_that_many_lines_of_the_turn(self):
+        """PRIVMSG to 80 targets is 80 messages: it takes more than the connection's share of a
+        turn (64 lines), so the line after it waits for the next turn (other clients' lines
+        first), and a read of such lines never makes one run of thousands of messages."""
+        f = ChatFixture(self)
+        env = IRCEnvironment(f.chat, f.clock)
+        hans = f.login("Hans", "falcon*solo")
+        c = env.register("Yoda", "wise@!man")
+        c.protocol.dataReceived(("PRIVMSG " + ",".join(["Hans"] * 80) + " :x\r\n").encode()
+                                + b"PRIVMSG Hans :after\r\n")
+        self.assertEqual(c.protocol.unread_input(), b"PRIVMSG Hans :after\r\n")
+        c.lines()
+        self.assertEqual(texts(hans.output()), ["x"] * 80 + ["after"])
+
+
+class WebRunOrderTests(SynchronousTestCase):
+    """A page's sends of one read: what the page is told keeps the order of its requests, as when
+    each send went to the core alone (the replies a page matches by id, the errors without one)."""
+
+    def setUp(self):
+        from tests.web_support import WebFixture
+
+        self.web = WebFixture(self)
+        self.yoda = self.web.browser("Yoda", "wise@!man")
+        self.hans = self.web.browser("Hans", "falcon*solo")
+        self.yoda.events()
+
+    def write(self, *texts):
+        from wsproto.events import TextMessage
+
+        self.yoda.write(b"".join(self.yoda.ws.send(TextMessage(text)) for text in texts))
+        return [m for m in self.yoda.events() if m["type"] in ("reply", "error")]
+
+    def test_refusals_and_errors_in_request_order(self):
+        out = self.write('{"id": 1, "type": "send", "to": "Nobody", "text": "x"}',
+                         'not json',
+                         '{"id": 3, "type": "send", "to": "Hans", "text": "   "}',
+                         '{"id": 4, "type": "send", "to": "Nobody", "text": "y"}',
+                         '{"id": 5, "type": "frobnicate"}',
+                         '{"id": 6, "type": "send", "to": "Hans", "text": "ok"}')
+        self.assertEqual([(m.get("id"), m.get("code")) for m in out],
+                         [(1, "no-such-user"), (None, "bad-json"), (3, "empty-message"),
+                          (4, "no-such-user"), (5, "unknown-type"), (6, None)])
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"], ["ok"])
+
+    def test_a_refusal_before_a_close_frame_is_sent(self):
+        """A send to nobody, then the page's close frame in the same read: the refusal still
+        comes before the close (nothing the page asked before closing goes unanswered)."""
+        from wsproto.events import CloseConnection, TextMessage
+
+        ws = self.yoda.ws
+        self.yoda.write(ws.send(TextMessage('{"id": 7, "type": "send", "to": "Nobody", "text": "x"}'))
+                        + ws.send(CloseConnection(code=1000)))
+        self.assertEqual([(m.get("id"), m.get("code")) for m in self.yoda.messages if m["type"] == "reply"],
+                         [(7, "no-such-user")])

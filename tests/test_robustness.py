@@ -619,3 +619,30 @@ class LimitOptionsTests(SynchronousTestCase):
                               ["--data-dir", directory, *bad, "0", "3"])
             self.assertRaises(usage.UsageError, Options().parseOptions,
                               ["--credentials", credentials, "--data-dir", directory, *bad])
+
+
+class ListenBacklogTests(SynchronousTestCase):
+    """
+    A burst of connections (many users reconnecting after a restart) waits in the
+    kernel's queue rather than overflowing Twisted's default of 50, which makes
+    the kernel answer with SYN cookies and those clients hang.
+    """
+
+    def listened(self, description: str):
+        from twisted.internet.protocol import Factory
+        from twisted.internet.testing import MemoryReactor
+
+        from chatproto.server.app import server_endpoint
+
+        reactor = MemoryReactor()
+        self.successResultOf(server_endpoint(reactor, description).listen(Factory()))
+        return reactor
+
+    def test_every_listener_queues_a_burst(self):
+        for description in ("tcp:9000", "tcp:6667:interface=127.0.0.1"):
+            port, _factory, backlog, interface = self.listened(description).tcpServers[0]
+            self.assertEqual(backlog, 1024, description)
+        self.assertEqual(self.listened("unix:/tmp/chat.sock").unixServers[0][2], 1024)
+
+    def test_a_backlog_the_operator_gives_is_kept(self):
+        self.assertEqual(self.listened("tcp:9000:backlog=64").tcpServers[0][2], 64)

@@ -238,6 +238,16 @@ class SearchContract:
         self.private("Hans", "Yoda", "orbit again")
         self.assertEqual([r[3] for r in self.found(query("orbit", "Yoda"))], ["orbit again"])
 
+    def test_a_conversation_with_oneself_holds_none_of_anothers(self):
+        """Searching one's conversation with oneself finds nothing of the conversation with
+        someone else, even when both ways of it are in one document (SQLite: a run's scope
+        tokens then hold both ps and pr of each side). Found in review (the runs helper fixes)."""
+        self.private("Yoda", "Hans", "hello there")
+        self.private("Hans", "Yoda", "hello back")
+        self.assertEqual(len(self.found(query("hello", "Yoda", peer="Hans"))), 2)
+        self.assertEqual(self.found(query("hello", "Yoda", peer="Yoda")), [])
+        self.assertEqual(self.found(query("hello", "Hans", peer="Hans")), [])
+
     def test_the_index_survives_a_restart_and_stays_current(self):
         self.private("Yoda", "Hans", "before restart")
         self.reopen()
@@ -255,6 +265,13 @@ class MemorySearchTests(SearchContract, SynchronousTestCase):
 class SQLiteSearchTests(SearchContract, SynchronousTestCase):
     def make_database(self, directory):
         return SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
+
+    # review2: a run document of both ways of A-B has psA and prA, so "(psA AND prA)" (A's
+    # conversation with A) matches it; the per-message checks in storage/sqlite.py do not look
+    # at the peer. For the runs helper (sqlite.py); remove the mark with the fix.
+    @pytest.mark.xfail(reason="SQLite run documents: peer == user matches a conversation's both ways")
+    def test_a_conversation_with_oneself_holds_none_of_anothers(self):
+        SearchContract.test_a_conversation_with_oneself_holds_none_of_anothers(self)
 
 
 class SQLiteIndexOnlySearchTests(SQLiteSearchTests):
@@ -566,6 +583,29 @@ class SQLiteBacklogTests(SynchronousTestCase):
 
     def found_seqs(self, database, text):
         return [m.seq for m in self.successResultOf(database.search(query(text, "Hans")))]
+
+    @pytest.mark.xfail(reason="review2: ties of search_id (the backlog) are listed oldest first; "
+                              "_Newest.messages in storage/sqlite.py sorts by search_id alone")
+    def test_messages_of_one_time_in_the_backlog_come_newest_first(self):
+        """A pipelined run's messages share one time (one clock reading for the run): indexed
+        from the backlog they share a search_id, and a search still lists them newest (highest
+        SEQ) first, the limit keeping the newest. Found in review; the fix is sqlite.py's."""
+        db = sqlite3.connect(self.path)
+        from chatproto.storage.sqlite import MIGRATIONS
+
+        db.executescript(MIGRATIONS[0])
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+        db.executemany("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                       "VALUES ('', ?, ?, 100.0, 'Yoda', 'Hans', 'Hans\nYoda', ?)",
+                       [(i, T, f"run word{i}") for i in range(1, 6)])
+        db.commit()
+        db.close()
+        database = SQLiteDatabase(self.path).open()
+        self.addCleanup(database._close)
+        self.successResultOf(database.start_indexing())
+        self.assertEqual(self.found_seqs(database, "run"), [5, 4, 3, 2, 1])
+        found = self.successResultOf(database.search(query("run", "Hans", limit=2)))
+        self.assertEqual([m.seq for m in found], [5, 4])
 
     def test_the_ledger_indexes_the_backlog_at_start(self):
         _old_sqlite(self.path, 1200)

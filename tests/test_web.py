@@ -140,6 +140,8 @@ class LoginTests(SynchronousTestCase):
         self.assertEqual(big.status, 413)
         junk = self.web.http("POST", "/login", raw_body=b"[1, 2]", headers={"Content-Type": "application/json"})
         self.assertEqual(junk.status, 400)
+        deep = self.web.http("POST", "/login", raw_body=b"[" * 5000, headers={"Content-Type": "application/json"})
+        self.assertEqual((deep.status, deep.json()["code"]), (400, "bad-request"))  # (nested past json's depth)
         self.assertEqual(self.web.http("GET", "/login").status, 405)
         self.assertEqual(self.web.http("GET", "/session").json(), {"ok": False})
 
@@ -266,6 +268,15 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("error")["code"], "bad-json")
         self.yoda.write(self.yoda.ws.send(__import__("wsproto").events.BytesMessage(b"\x00\x01")))
         self.assertEqual(self.yoda.next("error")["code"], "bad-json")
+        self.assertFalse(self.yoda.transport.disconnecting)
+
+    def test_json_nested_too_deep_is_bad_json(self):
+        """Arrays nested deeper than Python's decoder goes: the same bad-json error as any other
+        unreadable request, and the tab goes on (no exception out of the socket)."""
+        self.yoda.events()
+        self.yoda.send_raw("[" * 50000)
+        self.assertEqual(self.yoda.next("error")["error"], "Invalid message: not a JSON object")
+        self.assertTrue(self.yoda.request("send", to="Hans", text="still here")["ok"])
         self.assertFalse(self.yoda.transport.disconnecting)
 
     def test_frames_in_pieces_pipelined_and_fragmented(self):

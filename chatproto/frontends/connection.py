@@ -260,12 +260,14 @@ class Connection:
         # bytes a reactor turn (a long frame goes alone), then its input is held until the
         # next turn, after everyone's output of this one; with a command rate, a token per
         # frame, else its input is held until the next token (nothing handled, nothing read).
-        # Counted in locals here (the turn does not end inside this loop).
+        # Bytes are counted in a local here (the turn does not end inside this loop); frames in
+        # the attribute, which a front end may raise for a frame that is several (IRC's PRIVMSG
+        # to several targets: each a message).
         turn = self.factory.output.turns
         if turn != self._turn_seen:
             self._turn_seen = turn
             self._lines_this_turn = self._bytes_this_turn = 0
-        lines, nbytes = self._lines_this_turn, self._bytes_this_turn
+        nbytes = self._bytes_this_turn
         max_lines = self.lines_per_turn
         rate = self.rate
         frame_end = self.frame_end
@@ -280,7 +282,8 @@ class Connection:
                     size = len(buffer) - offset
                     if size <= self.max_frame:
                         break  # its rest is to come
-                lines += 1
+                lines = self._lines_this_turn + 1
+                self._lines_this_turn = lines
                 nbytes += size
                 held = False
                 if lines > max_lines or (lines > 1 and nbytes > BYTES_PER_TURN):
@@ -318,7 +321,7 @@ class Connection:
                 # left is part of a frame: its rest is in the socket.
                 self._read_again(not self._pauses)
         finally:
-            self._lines_this_turn, self._bytes_this_turn = lines, nbytes
+            self._bytes_this_turn = nbytes
             self._receiving = False
         if lifted and self.connected:
             self.dataReceived(b"")

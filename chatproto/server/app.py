@@ -309,10 +309,25 @@ def build_service(listen: str, credentials: str, data_dir: str, attempts: int,
     return top, chat_service
 
 
+# Connections the kernel queues for a listener before the server accepts them. Twisted's default,
+# 50, overflows under a burst of logins (a page reloaded by many users after a restart): the
+# kernel then answers with SYN cookies and those clients hang. The kernel caps it (somaxconn).
+LISTEN_BACKLOG = 1024
+_BACKLOG_KINDS = ("tcp", "tcp6", "ssl", "unix")
+
+
+def server_endpoint(reactor, description: str):
+    """The server endpoint of C{description}, queueing L{LISTEN_BACKLOG} connections
+    unless the description names its own C{backlog=}."""
+    if description.partition(":")[0] in _BACKLOG_KINDS and "backlog=" not in description:
+        description = f"{description}:backlog={LISTEN_BACKLOG}"
+    return endpoints.serverFromString(reactor, description)
+
+
 def listen_on(top, front_end: FrontEnd, chat_service, on_listening, on_error, reactor) -> None:
     """Put C{front_end} on the air under C{top}, once the service starts."""
     ListeningService(
-        endpoints.serverFromString(reactor, front_end.listen),
+        server_endpoint(reactor, front_end.listen),
         lambda: front_end.make_factory(chat_service),
         lambda address: on_listening(front_end, address),
         lambda failure: on_error(front_end, failure),

@@ -155,6 +155,8 @@ class IRCProtocol(Connection):
 
     def frame_too_long(self) -> None:
         if not self._count_before_registration():
+            if self._run is not None:
+                self.frames_handled()  # the messages before this line first: its 417 comes after them
             self.numeric(T.ERR_INPUTTOOLONG, "Input line was too long")
 
     def frame_received(self, raw: bytes) -> None:

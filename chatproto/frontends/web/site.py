@@ -339,7 +339,7 @@ class JSONPost(Plain):
                                                 "error": "Expected application/json"})
         try:
             body = json.loads(request.content.read().decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # (RecursionError: nested too deep)
             body = None
         if not isinstance(body, dict):
             return json_response(request, 400, {"ok": False, "code": "bad-request",

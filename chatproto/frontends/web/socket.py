@@ -239,6 +239,8 @@ class WebSocketConnection(Connection):
                 self.in_fragment = False
             elif opcode == 8:
                 closing = True
+            # (Answered by wsproto at once, a close frame too: the sends before it go to the core first.)
+            socket.send_run()
             self.upgraded(frame)
             if closing:
                 self.forget_input()
@@ -518,7 +520,7 @@ class ChatSocket:
             return
         try:
             request = loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # (RecursionError: nested past the decoder's depth)
             request = None
         if not isinstance(request, dict):
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
@@ -591,6 +593,10 @@ class ChatSocket:
 
     def send_text(self, text: str) -> None:
         """One JSON object, already written (L{message_text}, L{event_text})."""
+        if self._run is not None:
+            # Anything written while this read's sends wait (an error, a refused or quick request)
+            # comes after their answers, as when each send went to the core alone.
+            self.send_run()
         if not self.open or self.closed or self.connection is None:
             return
         self.connection.write(text_frame(text))
@@ -623,6 +629,7 @@ class ChatSocket:
     def close(self, code: int = 1000) -> None:
         if self.closed:
             return
+        self.send_run()  # the sends before it are answered first
         self.closed = True
         if self.transport is not None:
             self.transport.loseConnection(code)
