@@ -266,13 +266,6 @@ class SQLiteSearchTests(SearchContract, SynchronousTestCase):
     def make_database(self, directory):
         return SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
 
-    # review2: a run document of both ways of A-B has psA and prA, so "(psA AND prA)" (A's
-    # conversation with A) matches it; the per-message checks in storage/sqlite.py do not look
-    # at the peer. For the runs helper (sqlite.py); remove the mark with the fix.
-    @pytest.mark.xfail(reason="SQLite run documents: peer == user matches a conversation's both ways")
-    def test_a_conversation_with_oneself_holds_none_of_anothers(self):
-        SearchContract.test_a_conversation_with_oneself_holds_none_of_anothers(self)
-
 
 class SQLiteIndexOnlySearchTests(SQLiteSearchTests):
     """The same contract with FTS5's own query always answering (no scan of the newest messages)."""
@@ -584,8 +577,6 @@ class SQLiteBacklogTests(SynchronousTestCase):
     def found_seqs(self, database, text):
         return [m.seq for m in self.successResultOf(database.search(query(text, "Hans")))]
 
-    @pytest.mark.xfail(reason="review2: ties of search_id (the backlog) are listed oldest first; "
-                              "_Newest.messages in storage/sqlite.py sorts by search_id alone")
     def test_messages_of_one_time_in_the_backlog_come_newest_first(self):
         """A pipelined run's messages share one time (one clock reading for the run): indexed
         from the backlog they share a search_id, and a search still lists them newest (highest

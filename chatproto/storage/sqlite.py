@@ -577,6 +577,12 @@ class SQLiteDatabase:
         if query.sender is not None:  # a document may hold both sides of a conversation
             sql += " AND m.sender = ?"
             args.append(query.sender)
+        if query.peer is not None:
+            # A document of both ways of a conversation holds ps and pr of each side, so
+            # "(psU AND prU)" (one's conversation with oneself) matches U's with anyone: the
+            # messages themselves say whose conversation they are.
+            sql += " AND (m.log <> '' OR m.peers = ?)"
+            args.append(peers_key(query.user, query.peer))
         filters, filter_args = sql_filters(query, "?", "m.")
         sql += filters + " ORDER BY search_index.rowid DESC"
         args += filter_args
@@ -768,7 +774,9 @@ class _Newest:
         return len(self._heap) == self.limit and document < self._heap[0]
 
     def messages(self) -> list:
-        self.found.sort(key=lambda row: row[7], reverse=True)
+        # (messages indexed from the backlog may share a search_id: then the later time, the
+        # higher SEQ first)
+        self.found.sort(key=lambda row: (row[7], row[3], row[1]), reverse=True)
         return [message_from_row(row[:7]) for row in self.found[:self.limit]]
 
 
