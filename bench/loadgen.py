@@ -68,9 +68,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
-def cpu_times(pid: int) -> tuple:
+def cpu_times(pid: int, path: str = "/proc/{pid}/stat") -> tuple:
     """(utime, stime) in seconds, summed over every thread of C{pid}, from C{/proc/PID/stat}."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
+    with open(path.format(pid=pid), "rb") as f:
         fields = f.read().rpartition(b")")[2].split()
     return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
 
@@ -94,7 +94,11 @@ class CpuMeter:
                 gen += cpu_seconds(pid)
             except OSError:
                 pass
-        return cpu_times(self.server_pid), gen, time.monotonic()
+        try:  # the main thread alone: chatproto's reactor (the rest: its database and other threads)
+            main = sum(cpu_times(self.server_pid, "/proc/{pid}/task/{pid}/stat"))
+        except OSError:
+            main = 0.0
+        return cpu_times(self.server_pid), gen, time.monotonic(), main
 
     def start(self):
         self._t0 = self._read()
@@ -106,14 +110,15 @@ class CpuMeter:
 
     def report(self, count: int, unit: str) -> dict:
         """Server CPU us per unit, plus user/sys split and CPU percentages."""
-        (u0, s0), g0, w0 = self._t0
-        (u1, s1), g1, w1 = self._t1
+        (u0, s0), g0, w0, m0 = self._t0
+        (u1, s1), g1, w1, m1 = self._t1
         cpu = (u1 - u0) + (s1 - s0)
         wall = w1 - w0
         return {
             f"cpu_us_per_{unit}": cpu * 1e6 / count if count else None,
             "server_cpu_pct": 100 * cpu / wall if wall else None,
             "server_sys_share_pct": 100 * (s1 - s0) / cpu if cpu else None,
+            "server_main_thread_share_pct": 100 * (m1 - m0) / cpu if cpu else None,
             "generator_cpu_pct": 100 * (g1 - g0) / wall if wall else None,
             "cpu_ticks": round(cpu * CLOCK_TICKS),
         }

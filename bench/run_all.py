@@ -73,6 +73,13 @@ PRIMARY = {
 }
 
 
+def _main_thread(r: dict):
+    """CPU per message in the server's main thread (chatproto's reactor; the rest is its
+    database thread), from results that have it (older ones do not)."""
+    share = r.get("server_main_thread_share_pct")
+    return None if share is None or r.get("cpu_us_per_msg") is None else r["cpu_us_per_msg"] * share / 100
+
+
 def rows_for(profile: dict):
     """(label, scenario, getter, unit format, better) for each row of the table."""
     members = profile["fanout"]["members"]
@@ -82,10 +89,12 @@ def rows_for(profile: dict):
         ("private p99 latency ms", "private", lambda r: r["p99_ms"], "{:.2f}", "lower"),
         ("private server CPU us/msg", "private", lambda r: r["cpu_us_per_msg"], "{:.2f}",
          "lower"),
+        ("  of it in the main thread us/msg", "private", _main_thread, "{:.2f}", "lower"),
         ("private server CPU %", "private", lambda r: r["server_cpu_pct"], "{:.0f}", None),
         ("pipeline msgs/s", "pipeline", lambda r: r["msgs_per_s"], "{:,.0f}", "higher"),
         ("pipeline server CPU us/msg", "pipeline", lambda r: r["cpu_us_per_msg"], "{:.2f}",
          "lower"),
+        ("  of it in the main thread us/msg", "pipeline", _main_thread, "{:.2f}", "lower"),
         ("pipeline p99 latency ms", "pipeline", lambda r: r["p99_ms"], "{:.1f}", "lower"),
         ("pipeline lost", "pipeline", lambda r: r["lost"], "{:,}", None),
         (f"fan-out {members}: p50 ms", "fanout", lambda r: r["p50_ms"], "{:.2f}", "lower"),

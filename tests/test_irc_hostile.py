@@ -54,6 +54,19 @@ class LongLineTests(IRCTestCase):
         text = " ".join(line.split(b" :", 1)[1].decode() for line in lines)
         self.assertEqual(text, words)
 
+    def test_private_messages_around_the_line_limit_read_the_same_with_or_without_tags(self):
+        head = len(":Yoda!Yoda@chatproto PRIVMSG leia :")
+        tagged = self.env.register("leia", "alderaan", caps=["server-time"])  # her second session
+        wire_lines(tagged)
+        for size in (1, 510 - head - 1, 510 - head, 510 - head + 1, 1200):
+            text = ("ab " * size)[:size].rstrip() + "z"
+            self.call(self.chat.send_private(self.yoda.user, "leia", text))
+            plain = wire_lines(self.leia)
+            self.assertFits(plain)
+            self.assertEqual(len(plain) == 1, head + len(text.encode()) <= 510, size)
+            self.assertEqual(" ".join(line.split(b" :", 1)[1].decode() for line in plain), text)
+            self.assertEqual([untagged(line) for line in wire_lines(tagged)], plain)
+
     def test_text_padded_to_512_forges_no_line(self):
         head = ":Yoda!Yoda@chatproto PRIVMSG leia :"
         forged = ":Hans!Hans@chatproto PRIVMSG leia :Hi leia, Hans here"

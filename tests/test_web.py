@@ -895,11 +895,69 @@ class WrittenJSONTests(SynchronousTestCase):
         online = UserOnline("Hans", "2026-12-07 20:00:00", 1765137600.0)
         self.assertEqual(websocket.event_text(online), dumps(websocket.event_json(online)))
 
+    def test_message_bytes_are_json_s_bytes_whatever_the_message_before(self):
+        """A message's JSON as a frame carries it: json's, encoded as UTF-8 (a lone surrogate
+        replaced), whether it shares the fields around its SEQ with the message before or not."""
+        from chatproto.core.events import Message
+
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        base = ("private", 7, "2026-12-07 20:00:00", 1765137600.25, "Yoda", "Hans", None, "hi")
+        variants = [base, base[:1] + (8,) + base[2:], base[:2] + ("2026-12-07 20:00:01",) + base[3:],
+                    base[:3] + (1765137600.5,) + base[4:], base[:4] + ("leia",) + base[5:],
+                    base[:5] + ("leia",) + base[6:], base[:5] + ("Hans é",) + base[6:],
+                    ("group", 9) + base[2:5] + (None, "Jedi", "to the group"),
+                    ("group", 10) + base[2:5] + (None, "Sith", "to the group"), base[:7] + ("é 🙂 \ud800 \"",),
+                    base[:3] + (float("nan"),) + base[4:], base[:3] + (5,) + base[4:], base]
+        for fields in variants + variants[::-1]:
+            for message in (Message(*fields), Message(*fields)):
+                self.assertEqual(websocket.message_bytes(message),
+                                 dumps(websocket.message_json(message)).encode("utf-8", "replace"), fields)
+
     def test_a_message_deleted_since_it_was_written_is_written_again(self):
         message = next(self.messages())
         self.assertIn('"text":"hi"', websocket.message_text(message))
         message.text = "[deleted]"
         self.assertIn('"text":"[deleted]"', websocket.message_text(message))
+
+    def test_send_replies_and_events_are_json_s_bytes(self):
+        """What a page is told of its sends, and what their recipients are told, on the wire:
+        json's bytes for what it says, whatever the request's id, the recipient, the text."""
+        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+        web = WebFixture(self)
+        yoda = web.browser("Yoda", "wise@!man")
+        hans = web.browser("Hans", "falcon*solo")
+        leia = web.browser("leia", "alderaan")
+        sends = [(7, "Hans", "hi"), ("an id é", "leia", "é 🙂"), (None, "Hans", 'a "quote"'),
+                 (True, "leia", "a\ud800b"), (2 ** 70, "Hans", "big id"), (-3, "Hans", "x" * 300)]
+        requests = []
+        for rid, to, text in sends:
+            request = {"to": to, "text": text, "type": "send"}
+            if rid is not None:
+                request["id"] = rid
+            requests.append(json.dumps(request).replace("\\\\ud800", "\\ud800"))
+
+        def texts(client):
+            client.ws.receive_data(client.transport.value())
+            client.transport.clear()
+            return [event.data for event in client.ws.events() if isinstance(event, TextMessage)]
+
+        yoda.transport.protocol.dataReceived(b"".join(yoda.ws.send(TextMessage(r)) for r in requests))
+        web.clock.advance(0)
+        replies, to_hans, to_leia = texts(yoda), texts(hans), texts(leia)
+        for text in replies + to_hans + to_leia:
+            self.assertEqual(text, dumps(json.loads(text)))  # json's own bytes, in its order
+        replies = [r for r in map(json.loads, replies) if r["type"] == "reply"]
+        to_hans = [e for e in map(json.loads, to_hans) if e["type"] == "message"]
+        to_leia = [e for e in map(json.loads, to_leia) if e["type"] == "message"]
+        self.assertEqual([(r["type"], r["id"], r["ok"], r["message"]["text"]) for r in replies],
+                         [("reply", 7, True, "hi"), ("reply", "an id é", True, "é 🙂"),
+                          ("reply", None, True, 'a "quote"'), ("reply", None, True, "a?b"),
+                          ("reply", 2 ** 70, True, "big id"), ("reply", -3, True, "x" * 300)])
+        self.assertEqual([(e["type"], e["message"]["text"], e["unread"]) for e in to_hans],
+                         [("message", "hi", 1), ("message", 'a "quote"', 2), ("message", "big id", 3),
+                          ("message", "x" * 300, 4)])
+        self.assertEqual([(e["message"]["recipient"], e["message"]["text"]) for e in to_leia],
+                         [("leia", "é 🙂"), ("leia", "a?b")])
 
     def test_requests_read_as_json_loads_reads_them(self):
         for text in ['{"text":"hi","to":"Hans","id":5,"type":"send"}', ' {"id": 1} ', '{"id":1}\n',

@@ -9,6 +9,7 @@ measures the code's own cost per message (system calls excluded).
 
     python bench/experiments/pipeline_inprocess.py [sqlite|memory] [MESSAGES_PER_SENDER]
     ... --profile          # cProfile instead of the timing
+    ... --irc              # over the IRC front end (PASS/NICK/USER, PRIVMSG)
 
 Run it from the root of the tree to measure (this tree's chatproto is
 imported), e.g. a checkout of the commit before for a side by side comparison.
@@ -36,7 +37,7 @@ from chatproto.storage.memory import MemoryDatabase
 from chatproto.storage.sqlite import SQLiteDatabase
 
 PAIRS = 50
-CHUNK = 100
+CHUNK = int(os.environ.get("CHUNK", "100"))  # lines per read (CHUNK=1: a client that waits for each answer)
 
 
 class Sink(StringTransport):
@@ -54,7 +55,7 @@ class Sink(StringTransport):
             self.write(data)
 
 
-def setup(kind: str, directory: str):
+def setup(kind: str, directory: str, irc: bool = False):
     path = os.path.join(directory, "credentials.txt")
     with open(path, "w") as f:
         f.writelines(f"user{i:05d} pw{i:05d}\n" for i in range(1, 2 * PAIRS + 1))
@@ -64,7 +65,12 @@ def setup(kind: str, directory: str):
                 else SQLiteDatabase(os.path.join(directory, "chat.db")).open())
     chat = ChatRealm(CredentialsFile(path).load(), Ledger(database, directory, clock), clock, 3)
     chat.start()
-    factory = ChatServerFactory(chat, 1 << 30)
+    if irc:
+        from chatproto.frontends.irc import IRCFactory
+
+        factory = IRCFactory(chat, clock=clock, max_output=1 << 30)
+    else:
+        factory = ChatServerFactory(chat, 1 << 30)
     return clock, chat, factory
 
 
@@ -82,19 +88,26 @@ def main(argv):
     messages = int(numbers[0]) if numbers else 2000
     directory = tempfile.mkdtemp(prefix="chatpipe-")
     try:
-        clock, chat, factory = setup(kind, directory)
+        irc = "--irc" in argv
+        clock, chat, factory = setup(kind, directory, irc)
         connections = []
         for i in range(1, 2 * PAIRS + 1):
             protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 20000 + i))
             transport = Sink(peerAddress=IPv4Address("TCP", "127.0.0.1", 20000 + i))
             protocol.makeConnection(transport)
-            protocol.dataReceived(f"LOGIN user{i:05d} pw{i:05d} 9\n".encode())
+            if irc:
+                protocol.dataReceived(f"PASS pw{i:05d}\r\nNICK user{i:05d}\r\nUSER u 0 * :u\r\n".encode())
+            else:
+                protocol.dataReceived(f"LOGIN user{i:05d} pw{i:05d} 9\n".encode())
             turn(clock)
             connections.append((protocol, transport))
         senders = connections[0::2]
         receivers = connections[1::2]
-        chunks = [(f"/msgto user{2 * k + 2:05d} hello from the benchmark t1 k0\n" * CHUNK).encode()
-                  for k in range(PAIRS)]
+        line = ("PRIVMSG user{:05d} :hello from the benchmark t1 k0\r\n" if irc
+                else "/msgto user{:05d} hello from the benchmark t1 k0\n")
+        chunks = [(line.format(2 * k + 2) * CHUNK).encode() for k in range(PAIRS)]
+        for _p, transport in connections:
+            transport.written = 0  # (the welcome)
         tune_for_serving()
         gc.collect()
 
@@ -124,9 +137,9 @@ def main(argv):
             run()
         cpu = time.process_time() - started
         delivered = sum(t.written for _p, t in receivers)
-        acked = sum(t.written for _p, t in senders) - PAIRS  # less the welcome
+        acked = sum(t.written for _p, t in senders)  # (IRC: none; the line protocol: one a message)
         total = messages * PAIRS
-        print(f"{kind}: {total} messages, delivered {delivered}, acknowledged {acked}: "
+        print(f"{kind}{' IRC' if irc else ''}: {total} messages, delivered {delivered}, acknowledged {acked}: "
               f"{cpu * 1e6 / total:.2f} us CPU per message")
         chat.close()
     finally:

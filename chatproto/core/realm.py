@@ -218,13 +218,27 @@ class _PrivateRun:
         self.reply = reply
 
     def callback(self, seq) -> None:
-        stored = self.realm._private_stored
+        realm = self.realm
+        stored = realm._private_stored
         sender, timestamp, now, reply = self.sender, self.timestamp, self.now, self.reply
+        name = sender.name
+        observers = realm.observers
         for i, recipient, username, text in self.sends:
             try:
-                reply.answered(i, stored(seq, sender, recipient, username, timestamp, now, text))
+                if (recipient is None or recipient.peers is not None or recipient.gone or sender.peers is not None
+                        or sender.gone or realm._elsewhere):
+                    message = stored(seq, sender, recipient, username, timestamp, now, text)
+                else:  # one session each side, one node: what _private_stored does then, inline (issue 25)
+                    message = Message(PRIVATE, seq, timestamp, now, name, username, None, text)
+                    try:
+                        recipient.session.receive(message)
+                    except Exception:  # noqa: BLE001 - as _deliver
+                        log.failure("delivering to {username}", username=username)
+                    for observer in observers:
+                        observer("message", PRIVATE, True)
+                reply.answered(i, message)
             except Exception:  # noqa: BLE001 - the run's other messages are delivered all the same
-                log.failure("after storing a message from {username}", username=sender.name)
+                log.failure("after storing a message from {username}", username=name)
             seq += 1
         self._done()
 

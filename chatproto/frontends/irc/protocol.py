@@ -27,7 +27,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ...core.events import Message
+from ...core.events import PRIVATE, Message
 from ...core.interfaces import ISession
 from ..connection import Connection, ConnectionFactory
 from ..output import DEFAULT_MAX_OUTPUT
@@ -38,9 +38,9 @@ from .channels import NO_CHANNELS
 from .commands import find as find_command
 from .events import HANDLERS as EVENT_HANDLERS
 from .history import MAX_HISTORY
-from .rendering import SERVER_NAME, VERSION, render_message, tag_flags
+from .rendering import HOST, SERVER_NAME, VERSION, render_message, tag_flags
 from .users import AWAYLEN
-from .wire import MAX_LINE, MAX_REST, MAX_TAGS, BadLine, encode, format_line, parse_line
+from .wire import MAX_BODY, MAX_LINE, MAX_REST, MAX_TAGS, BadLine, encode, format_line, parse_line
 
 log = Logger()
 
@@ -253,9 +253,21 @@ class IRCProtocol(Connection):
 
     def receive(self, event) -> None:
         if type(event) is Message and self.ready and not self._closed:
-            # The hot path of a fan-out: one line rendered once for every receiver.
             factory = self.factory
-            line = factory._rendered.get(self.tag_flags) if event is factory._rendered_message else None
+            line = None
+            if event.kind == PRIVATE and not self.tag_flags:
+                # A private message without tags: one reader, nothing to share; render_message's
+                # plain case inline (issue 25), when the text is one wire line.
+                text = event.text
+                if "\n" not in text and "\r" not in text:
+                    sender = event.sender
+                    body = f":{sender}!{sender}@{HOST} PRIVMSG {event.recipient} :{text}".encode(
+                        "utf-8", "surrogateescape")
+                    if len(body) <= MAX_BODY:
+                        line = body + b"\r\n"
+            elif event is factory._rendered_message:
+                # The hot path of a fan-out: one line rendered once for every receiver.
+                line = factory._rendered.get(self.tag_flags)
             if line is None:
                 line = factory.render_message(event, self.tag_flags)
             out = self._out

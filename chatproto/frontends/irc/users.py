@@ -102,7 +102,10 @@ class PrivateRun:
         self.messages = []  # (nick, text), in the order of the lines
 
     def answered(self, i, message) -> None:
-        private_sent(self.protocol, self.messages[i][0], message)
+        protocol = self.protocol
+        name = self.messages[i][0]
+        if protocol._echo or protocol.chat.away_of(name):  # else nothing to say (the common case, inline)
+            private_sent(protocol, name, message)
 
     def refused(self, i, error) -> None:
         private_refused(self.protocol, self.messages[i][0], error)

@@ -13,6 +13,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from ...core.errors import ChatError, LoginFailed
+from ...core.events import PRIVATE, Message
 from ...core.interfaces import ISession
 from ..connection import LINES_PER_TURN, LOGIN_DEADLINE, Connection, ConnectionFactory, ReplySlot  # noqa: F401 - tests
 from . import texts
@@ -235,9 +236,13 @@ class ChatLineProtocol(Connection):
 
     def receive(self, event) -> None:
         if not self._dropped:
-            data = rendered(event)
-            if data:
-                self.write(data)
+            if type(event) is Message and event.kind == PRIVATE:  # one reader: nothing to share
+                data = f"MSG {event.timestamp}, {event.sender}: {event.text}\n".encode("utf-8", "surrogateescape")
+            else:
+                data = rendered(event)
+                if not data:
+                    return
+            self.write(data)
 
     def disconnect(self, notice: str) -> None:
         self.user = None  # the core logs the user out
@@ -276,6 +281,14 @@ class ChatLineProtocol(Connection):
             self.err("Invalid UTF-8")
             return
         command, _, args = text.lstrip().partition(" ")
+        if command == "/msgto" and self.user is not None:
+            # The hot path, inline (issue 25): what dispatch and cmd_msgto do for it.
+            parts = args.split(None, 1)
+            if len(parts) == 2:  # (split leaves no blank rest)
+                if self.user.peers is not None:
+                    self.user.touch()
+                self._queue_private(parts[0], parts[1])
+                return
         try:
             self.dispatch(command, args)
         except UsageError as e:
@@ -337,7 +350,9 @@ class ChatLineProtocol(Connection):
     # After login: one method per command
 
     def cmd_msgto(self, args: str) -> None:
-        username, message = split_message(args, "msgto")
+        self._queue_private(*split_message(args, "msgto"))
+
+    def _queue_private(self, username: str, message: str) -> None:
         # Its reply's place now, in command order; the message goes to the core with the
         # others of this read (frames_handled), one call for the run (issue 25).
         slot = ReplySlot()

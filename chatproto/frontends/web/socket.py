@@ -59,7 +59,15 @@ class _SentRun:
 
     def answered(self, i, message) -> None:
         rid, self.ids[i] = self.ids[i], _ANSWERED
-        self.socket._answer_sent(message, rid)
+        socket = self.socket
+        if message.recipient is not None and socket.chat.away_of(message.recipient):
+            socket._answer_sent(message, rid)
+            return
+        # (_answer_sent's reply, written here: once a private message)
+        last = _last_bytes  # (its event, written first, left the message's JSON here)
+        data = last[2] if last[0] is message and last[1] is message.text else message_bytes(message)
+        socket.send_data(b"".join((_REPLY_SENT, b"%d" % rid if type(rid) is int else _id_bytes(rid),
+                                   _REPLY_MESSAGE, data, b"}")))
 
     def refused(self, i, error) -> None:
         rid, self.ids[i] = self.ids[i], _ANSWERED
@@ -328,9 +336,69 @@ def message_text(message) -> str:
     return text
 
 
-def _id_text(rid) -> str:
-    """A request's id (an int, a string or None) as JSON."""
-    return f"{rid}" if type(rid) is int else _dumps(rid)
+# A private message's JSON as UTF-8, for its reply and its event (issue 25, third round): the messages
+# of one run (ChatRealm.send_privates) share their kind, time, timestamp, sender and recipient, so
+# what comes before and after the SEQ is written once for the run (the last such context kept), and
+# each message adds only its SEQ and its text; the whole is encoded once, not once per frame.
+_context = (None, None, None, None, None, None, b"", b"")  # (time, timestamp, sender, recipient,
+# group, kind, the bytes before the SEQ, the bytes between the SEQ and the text)
+_last_bytes = (None, None, b"")  # (message, its text, its JSON as UTF-8)
+_REPLY_SENT = b'{"type":"reply","id":'
+_REPLY_MESSAGE = b',"ok":true,"message":'
+_EVENT_MESSAGE = b'{"type":"message","message":'
+_EVENT_UNREAD = b',"unread":'
+
+
+def message_bytes(message) -> bytes:
+    """
+    C{message_text(message)} as a frame carries it (UTF-8, a lone surrogate
+    replaced). Anything not of the usual types goes to L{message_text}.
+    """
+    global _last_bytes, _context
+    text = message.text
+    last = _last_bytes
+    if last[0] is message and last[1] is text:
+        return last[2]
+    seq, when = message.seq, message.time
+    if type(seq) is int and type(when) is float and type(text) is str:
+        recipient = getattr(message, "recipient", None)
+        group = getattr(message, "group", None)
+        c = _context
+        if not (when == c[0] and message.timestamp == c[1] and message.sender == c[2] and recipient == c[3]
+                and group == c[4] and message.kind == c[5]):
+            c = _message_context(message, when, recipient, group)
+        if c is not None:
+            data = b"".join((c[6], b"%d" % seq, c[7], _json_string(text).encode("utf-8", "replace"), b"}"))
+            _last_bytes = (message, text, data)
+            return data
+    data = message_text(message).encode("utf-8", "replace")
+    _last_bytes = (message, text, data)
+    return data
+
+
+def _message_context(message, when, recipient, group):
+    """The bytes of C{message}'s JSON around its SEQ, kept for the next messages of its run (None:
+    a field of another type, or a time that json writes its own way)."""
+    global _context
+    if when - when != 0:  # (NaN, inf)
+        return None
+    kind, timestamp, sender = message.kind, message.timestamp, message.sender
+    string = _json_string
+    try:
+        before = f'{{"kind":{string(kind)},"seq":'
+        between = (f',"timestamp":{string(timestamp)},"time":{when!r},"sender":{string(sender)},'
+                   f'"recipient":{"null" if recipient is None else string(recipient)},'
+                   f'"group":{"null" if group is None else string(group)},"text":')
+    except TypeError:  # a field of another type
+        return None
+    c = _context = (when, timestamp, sender, recipient, group, kind, before.encode("utf-8", "replace"),
+                    between.encode("utf-8", "replace"))
+    return c
+
+
+def _id_bytes(rid) -> bytes:
+    """A request's id (an int, a string or None) as JSON, UTF-8."""
+    return b"%d" % rid if type(rid) is int else _dumps(rid).encode("utf-8", "replace")
 
 
 def event_text(event, unread=None) -> str | None:
@@ -593,13 +661,19 @@ class ChatSocket:
 
     def send_text(self, text: str) -> None:
         """One JSON object, already written (L{message_text}, L{event_text})."""
+        self.send_data(text.encode("utf-8", "replace"))  # (a lone surrogate cannot be sent as UTF-8)
+
+    def send_data(self, data: bytes) -> None:
+        """One JSON object, already written and encoded: sent as one text frame."""
         if self._run is not None:
             # Anything written while this read's sends wait (an error, a refused or quick request)
             # comes after their answers, as when each send went to the core alone.
             self.send_run()
         if not self.open or self.closed or self.connection is None:
             return
-        self.connection.write(text_frame(text))
+        n = len(data)  # (text_frame's head, inline: twice a private message)
+        self.connection.write((_SHORT_HEADS[n] if n < 126 else _HEAD16(0x81, 126, n) if n < 65536
+                               else _HEAD64(0x81, 127, n)) + data)
 
     def event(self, event, unread=None) -> None:
         """An event of the core for this tab's session."""
@@ -622,7 +696,8 @@ class ChatSocket:
     def message_event(self, message, unread) -> None:
         """L{event} for a message with its unread count (the hot path: no look at its type)."""
         if self._ready and type(unread) is int:
-            self.send_text(f'{{"type":"message","message":{message_text(message)},"unread":{unread}}}')
+            self.send_data(b"".join((_EVENT_MESSAGE, message_bytes(message), _EVENT_UNREAD, b"%d" % unread,
+                                     b"}")))
         else:
             self.event(message, unread)
 
@@ -786,7 +861,8 @@ class ChatSocket:
             self._answer({"message": message_json(message),
                           "away": IS_AWAY.format(name=message.recipient, text=away)}, rid)
         else:
-            self.send_text(f'{{"type":"reply","id":{_id_text(rid)},"ok":true,"message":{message_text(message)}}}')
+            self.send_data(b"".join((_REPLY_SENT, _id_bytes(rid), _REPLY_MESSAGE, message_bytes(message),
+                                     b"}")))
 
     def do_history(self, request):
         limit = request.get("limit", HISTORY_DEFAULT)
