@@ -456,14 +456,17 @@ class SQLiteDatabase:
                 if recipient is not None:
                     conversation = conversations.get((sender, recipient)) or self._conversation(
                         sender, recipient, True)
-            search_id = None
-            if searchable(log_name, recipient, text):
+            if searchable(log_name, recipient, text):  # (bench/experiments/noindex_server.py replaces it)
                 search_id = int(time * 1e6)
                 if search_id <= last:
                     search_id = last + 1
                 last = search_id
-                waiting.append((search_id, log_name, seq, conversation, sender, recipient, text))
-            rows.append((log_name, seq, timestamp, time, sender, recipient, conversation, text, search_id))
+                # (the row is what waits for the index too: its first items are what _documents reads)
+                row = (search_id, log_name, seq, conversation, sender, recipient, text, timestamp, time)
+                waiting.append(row)
+            else:
+                row = (None, log_name, seq, conversation, sender, recipient, text, timestamp, time)
+            rows.append(row)
         db.executemany(_INSERT_MESSAGE, rows)
         self._last_search_id = last
         self._private_time = private_time
@@ -947,7 +950,7 @@ def _run_messages(db, log_name, seqs) -> list:
 
 
 _INSERT_PARTNERS = "INSERT OR IGNORE INTO partners (username, peer) VALUES (?, ?)"
-_INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, conversation, text, search_id) "
+_INSERT_MESSAGE = ("INSERT INTO messages (search_id, log, seq, conversation, sender, recipient, text, timestamp, time) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
