@@ -906,7 +906,7 @@ def _runs(waiting) -> list | None:
         return None
     conversations: dict = {}
     for message in waiting:
-        key = message[1], message[3]
+        key = message[3] or message[1]  # a private pair's number, a group's log name (never '')
         run = conversations.get(key)
         if run is None:
             conversations[key] = [message]
@@ -915,7 +915,8 @@ def _runs(waiting) -> list | None:
     if len(conversations) == len(waiting):
         return None
     runs = []
-    for (log_name, _), messages in conversations.items():
+    for messages in conversations.values():
+        log_name = messages[0][1]
         if len(messages) <= RUN_MESSAGES:
             runs.append((messages[-1][0], log_name, messages))  # (sorted by the unique search_id first)
         else:
