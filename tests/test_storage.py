@@ -489,6 +489,24 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         found = self.successResultOf(database.search(SearchQuery(search_words("new"), "Yoda", peer="Hans")))
         self.assertEqual([m.seq for m in found], [4])
 
+    def test_a_batch_of_messages_and_other_operations_keeps_their_order(self):
+        """The messages between a batch's other operations go in together, in their place: a
+        deletion after a message of the same batch finds it, a marker counts what came before."""
+        self.ledger.close()
+        database = SQLiteDatabase(os.path.join(self.dir, "mixed.db")).open()
+        self.addCleanup(database.close)
+        database.commit([("msg", "", 1, T, 1.0, "Hans", "Yoda", "one"),
+                         ("msg", "", 2, T, 2.0, "Hans", "Yoda", "two"),
+                         ("mark", "Yoda", "Hans", 2),
+                         ("msg", "", 3, T, 3.0, "Hans", "Yoda", "three"),
+                         ("del", "", 3),
+                         ("msg", "", 4, T, 4.0, "Hans", "Yoda", "four"),
+                         ("away", "Yoda", "gone")])
+        history = self.successResultOf(database.private_history("Yoda", "Hans", 9))
+        self.assertEqual([m.text for m in history], ["one", "two", "[deleted]", "four"])
+        self.assertEqual(self.successResultOf(database.unread_counts("Yoda", [])), [("Hans", 1, 4.0, 4)])
+        self.assertEqual(self.successResultOf(database.away_messages()), {"Yoda": "gone"})
+
     def test_a_failed_batch_numbers_no_conversation(self):
         """A batch rolled back takes its new conversations with it: the next one numbers them again."""
         self.ledger.close()

@@ -7,6 +7,7 @@ waiting messages and at the close), CPU time per message.
     python bench/experiments/index_cost.py                      # the benchmark's text
     python bench/experiments/index_cost.py --text zipf          # 4-14 words of a 20,000-word vocabulary
     python bench/experiments/index_cost.py --noindex            # no message searchable
+    python bench/experiments/index_cost.py --marks 100          # a read marker after every 100 messages
     python bench/experiments/index_cost.py --tree /tmp/before   # another checkout's chatproto
     python bench/experiments/index_cost.py --batch 2000 --batch 600 --tree . --tree /tmp/before --rounds 3
         # before and after in one run: each tree and batch in a fresh process, in turn, each round
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=50, help="conversations (each message's pair: its number modulo)")
     parser.add_argument("--text", choices=("bench", "zipf"), default="bench")
     parser.add_argument("--noindex", action="store_true", help="no message searchable (as ours-noindex)")
+    parser.add_argument("--marks", type=int, default=0,
+                        help="a read marker after every N messages (the same turn's other changes share its batch)")
     parser.add_argument("--tree", action="append", help="the checkout whose chatproto runs (again: each in turn)")
     parser.add_argument("--rounds", type=int, default=1, help="with several trees or batches: runs of each")
     args = parser.parse_args()
@@ -67,6 +70,10 @@ def main() -> None:
         sqlite.searchable = lambda log, recipient, text: False
     ops = [("msg", "", i + 1, TIMESTAMP, 1e9 + i * 1e-3, f"sender{i % args.pairs}", f"receiver{i % args.pairs}", text)
            for i, text in enumerate(texts(args.text, args.messages))]
+    messages = len(ops)
+    if args.marks:
+        ops = [op for i, message in enumerate(ops) for op in (
+            (message, ("mark", message[6], message[5], message[2])) if i % args.marks == args.marks - 1 else (message,))]
     directory = tempfile.mkdtemp(prefix="chatproto-index-cost-")
     try:
         db = sqlite.SQLiteDatabase(os.path.join(directory, "chatproto.db")).open()
@@ -74,8 +81,8 @@ def main() -> None:
         for at in range(0, len(ops), args.batch):
             db.commit_now(ops[at:at + args.batch])
         db._close()
-        print(f"{(time.process_time() - started) / len(ops) * 1e6:.2f} us a message (CPU), "
-              f"{os.path.getsize(os.path.join(directory, 'chatproto.db')) / len(ops):.0f} bytes a message on disk")
+        print(f"{(time.process_time() - started) / messages * 1e6:.2f} us a message (CPU), "
+              f"{os.path.getsize(os.path.join(directory, 'chatproto.db')) / messages:.0f} bytes a message on disk")
     finally:
         shutil.rmtree(directory, True)
 

@@ -365,14 +365,21 @@ class SQLiteDatabase:
         try:
             if len(messages) == len(ops):  # the common batch: messages only
                 self._insert_messages(db, messages)
-            else:
+            else:  # in order, each run of messages between the other operations in one go
+                run: list = []
                 for op in ops:
                     if op[0] == "msg":
-                        self._insert_messages(db, [op])
-                    elif op[0] == "del":
+                        run.append(op)
+                        continue
+                    if run:
+                        self._insert_messages(db, run)
+                        run = []
+                    if op[0] == "del":
                         self._delete(db, op[1], op[2])
                     else:
                         _APPLY[op[0]](db, op)
+                if run:
+                    self._insert_messages(db, run)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
