@@ -123,6 +123,7 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # A JSON string as _dumps writes it (ensure_ascii=False): the C function json itself calls.
 _json_string = json.encoder.encode_basestring
 _scan = json.JSONDecoder().scan_once
+_from_bytes = int.from_bytes
 
 
 def loads(text: str):
@@ -164,6 +165,13 @@ def unmask(payload: bytes, mask: bytes, _from_bytes=int.from_bytes) -> bytes:
         return b""
     return (_from_bytes(payload, "little") ^ _from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(
         n, "little")
+
+
+# For a payload of n < 126 bytes (a request's usual size): the 4-byte masking key, read as an int,
+# times _REPEAT[n] is the key repeated over n bytes and a little more, _LOW[n] cuts it to n bytes
+# (one multiplication instead of repeating, cutting and reading the key as bytes).
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) // 4)) for n in range(126)]
+_LOW = [(1 << (8 * n)) - 1 for n in range(126)]
 
 
 def frame_end(buf: bytes, pos: int) -> int:
@@ -230,9 +238,13 @@ class WebSocketConnection(Connection):
         b1 = frame[1]
         if b0 == 0x81 and b1 & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
             n = b1 & 0x7F  # (the frame is whole: its head is 2 bytes, the length's, the mask's 4)
-            head = 6 if n < 126 else 8 if n == 126 else 14
             try:
-                text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
+                if n < 126:  # (unmask, inline: the key read once, repeated by a multiplication)
+                    text = (_from_bytes(frame[6:], "little") ^ _from_bytes(frame[2:6], "little") * _REPEAT[n]
+                            & _LOW[n]).to_bytes(n, "little").decode("utf-8") if n else ""
+                else:
+                    head = 8 if n == 126 else 14
+                    text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
             except UnicodeDecodeError:
                 text = None  # wsproto refuses it properly
         socket = self.socket
@@ -578,7 +590,7 @@ class ChatSocket:
         self.close()
 
     def textMessageReceived(self, text: str) -> None:
-        self.connection.request_complete()
+        self.connection.received = 0  # (request_complete, inline: once a request)
         self.awaiting_pong = False
         if self.closed:
             return
@@ -586,11 +598,16 @@ class ChatSocket:
         if len(text) > MAX_FRAME:
             self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
             return
-        try:
-            request = loads(text)
+        try:  # (loads, inline: json's C scanner alone for a request that is one value, else json.loads)
+            try:
+                request, end = _scan(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                request = json.loads(text)
         except (ValueError, RecursionError):  # (RecursionError: nested past the decoder's depth)
             request = None
-        if not isinstance(request, dict):
+        if type(request) is not dict and not isinstance(request, dict):
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
             return
         rid = request.get("id")
@@ -809,7 +826,11 @@ class ChatSocket:
         durable, no Deferred per message, as the line protocol's /msgto); a group message goes
         to the core at once (after the run before it), answered through a Deferred."""
         user = user or self.user
-        text = _clean_text(request.get("text"))
+        text = request.get("text")
+        # (_clean_text's checks for the common text, printable ASCII, inline: it is left as it is)
+        if not (type(text) is str and text.isascii() and text.isprintable() and 0 < len(text) <= MAX_TEXT) or (
+                text.isspace()):
+            text = _clean_text(text)
         to = request.get("to")
         if not (type(to) is str and 0 < len(to) <= 256 and request.get("group") is None):  # (_string's checks)
             to = _string(request, "to", required=False)
