@@ -21,7 +21,7 @@ from ...core import errors
 from ...core.errors import ChatError
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
-from ..connection import Connection, ConnectionFactory
+from ..connection import MAX_REPLIES_WAITING, Connection, ConnectionFactory
 from ..limits import CommandRate
 from .session import conversation_key, message_key
 from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
@@ -60,6 +60,7 @@ class _SentRun:
     def answered(self, i, message) -> None:
         rid, self.ids[i] = self.ids[i], _ANSWERED
         socket = self.socket
+        socket.waiting -= 1
         if message.recipient is not None and socket.chat.away_of(message.recipient):
             socket._answer_sent(message, rid)
             return
@@ -71,12 +72,15 @@ class _SentRun:
 
     def refused(self, i, error) -> None:
         rid, self.ids[i] = self.ids[i], _ANSWERED
+        self.socket.waiting -= 1
         if not isinstance(error, BaseException):  # the core failed without a ChatError
             error = RuntimeError("a private message failed")
         self.socket._failed(Failure(error), rid, "send")
 
     def done(self) -> None:
-        """(Each reply was written as it came: nothing waits for the run.)"""
+        """(Each reply was written as it came.) The page's input goes on once half of the sends
+        waiting are answered (L{ChatSocket.do_send})."""
+        self.socket.answers_done()
 
 
 _ANSWERED = object()
@@ -518,7 +522,7 @@ class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
 
     __slots__ = ("_early", "_ready", "_run", "awaiting_pong", "chat", "closed", "connection", "factory", "host",
-                 "login", "open", "rate", "request", "session", "tcp", "transport")
+                 "login", "open", "rate", "request", "session", "tcp", "transport", "waiting")
 
     def __init__(self, factory: "ChatSocketFactory", request, login):
         self.factory = factory
@@ -535,6 +539,7 @@ class ChatSocket:
         self._early: list = []
         self._run = None  # the private sends of this read not yet handed to the core (a _SentRun)
         self.awaiting_pong = False
+        self.waiting = 0  # private sends given to the core (or about to be) and not answered yet
         self.connection = None  # the connection layer under it, once upgraded
         self.rate = None
         if factory.rate_limit > 0:
@@ -848,6 +853,13 @@ class ChatSocket:
             run = self._run = _SentRun(self, user)
         run.messages.append((to, text))
         run.ids.append(rid)
+        # A page that never waits for its answers (sends pipelined ahead of their commits) is read
+        # no further past MAX_REPLIES_WAITING unanswered sends, as the line protocol's /msgto: its
+        # backlog waits in its socket, not in the server's memory (issue 25: the web pipeline grew
+        # the server by tens of MB a second, its page faults a good part of a message's CPU).
+        self.waiting += 1
+        if self.waiting >= MAX_REPLIES_WAITING and self.connection is not None:
+            self.connection.pause("replies")  # (the run so far goes to the core: frames_handled)
 
     def send_run(self) -> None:
         """This read's private sends to the core, in one call (the connection layer's frames_handled)."""
@@ -861,7 +873,15 @@ class ChatSocket:
             failure = Failure()
             for rid in run.ids:
                 if rid is not _ANSWERED:
+                    self.waiting -= 1
                     self._failed(failure, rid, "send")
+            self.answers_done()
+
+    def answers_done(self) -> None:
+        """Answers to private sends were written: the input waiting for them goes on at half the bound."""
+        connection = self.connection
+        if self.waiting <= MAX_REPLIES_WAITING // 2 and connection is not None:
+            connection.resume("replies")  # (nothing when not paused for them)
 
     def do_away(self, request):
         text = request.get("text")
