@@ -61,9 +61,9 @@ def main():
         print(f"filled {args.messages:,} messages in {time.monotonic() - started:.1f} s; "
               f"database {os.path.getsize(os.path.join(directory, 'chatproto.db')) / 2**20:.0f} MiB")
         for label, read in (
-            ("/history user002 500 (as user001)", lambda: database._history("peers", "user001\nuser002", 500, None)),
-            ("the 500 before #400000 (scrolling up)", lambda: database._history(
-                "peers", "user001\nuser002", 500, 400_000)),
+            ("/history user002 500 (as user001)", lambda: database._private_history("user001", "user002", 500, None)),
+            ("the 500 before #400000 (scrolling up)", lambda: database._private_history(
+                "user001", "user002", 500, 400_000)),
             ("/grouphistory Group3 500", lambda: database._history("log", "Group3", 500, None)),
         ):
             times, rows = [], 0

@@ -363,15 +363,21 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         plans = []
 
         def explain(query, args):
-            plans.append(" ".join(row[3] for row in self.database._db.execute("EXPLAIN QUERY PLAN " + query, args)))
+            if "FROM messages" in query:
+                plans.append(" ".join(row[3] for row in self.database._db.execute("EXPLAIN QUERY PLAN " + query,
+                                                                                    args)))
             return self.database._db.execute(query, args).fetchall()
 
-        for where in (model.private_where("Yoda", "Hans", "?"), model.group_where("Jedi", 2, "?")):
+        self.durable(self.ledger.append_private("Yoda", "Hans", T, 5.0, "hi"))
+        number = self.database._conversation  # (SQLite names a conversation by a number)
+        for where in (model.private_where("Yoda", "Hans", "?", "conversation", number),
+                      model.group_where("Jedi", 2, "?", "conversation")):
             for after, before in ((None, None), (Bound(time=1.0), None), (None, Bound(time=9.0))):
                 model.read_range(explain, "?", where, after, before, 5, True)
-        model.read_conversations(explain, "?", "Yoda", [("Jedi", 1)], 0.0, 9.0, 5, False)
+        model.read_conversations(explain, "?", "Yoda", [("Jedi", 1)], 0.0, 9.0, 5, False, True, "conversation",
+                                 number)
         for plan in plans:
-            self.assertIn("USING INDEX", plan)
+            self.assertRegex(plan, "USING (COVERING )?INDEX")
             self.assertNotIn("FOR ORDER BY", plan)
 
     def test_history_and_unread_read_the_one_conversation_index(self):
@@ -416,16 +422,22 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
         self.durable(self.ledger.set_read_marker("Yoda", "Hans", 3))
         self.assertEqual(self.successResultOf(self.ledger.unread_counts("Yoda", [])), [("Hans", 3, 30.0, 6)])
 
-    def test_an_older_database_has_its_private_times_mended_once(self):
-        """Version 8 kept a set-back clock's times and a (peers, seq) index; version 9 mends and drops."""
+    def older_database(self, version):
+        """The path of a database as a server of schema C{version} left it, and a connection
+        to it (for its rows; commit and close it before opening)."""
         from chatproto.storage.sqlite import MIGRATIONS
 
         self.ledger.close()
-        path = os.path.join(self.dir, "old.db")
+        path = os.path.join(self.dir, f"version{version}.db")
         db = sqlite3.connect(path)
-        for migration in MIGRATIONS[:8]:
+        for migration in MIGRATIONS[:version]:
             db.executescript(migration)
-        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '8')")
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(version),))
+        return path, db
+
+    def test_an_older_database_has_its_private_times_mended_once(self):
+        """Version 8 kept a set-back clock's times and a (peers, seq) index; version 9 mends and drops."""
+        path, db = self.older_database(8)
         db.executemany("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
                        "VALUES ('', ?, ?, ?, 'Hans', 'Yoda', 'Hans\nYoda', ?)",
                        [(i + 1, T, time, f"m{i}") for i, time in enumerate([10.0, 20.0, 5.0, 30.0])])
@@ -437,7 +449,78 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
                          [10.0, 20.0, 20.0, 30.0])
         indexes = {row[0] for row in database._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         self.assertNotIn("messages_by_peers", indexes)
-        self.assertIn("messages_by_peers_time", indexes)
+        self.assertIn("messages_by_conversation", indexes)
+
+    def test_a_database_before_conversation_numbers_is_migrated(self):
+        """Version 10 named a private conversation by both names; version 11 numbers it: the
+        older messages keep their conversations (history, unread counts, TARGETS, a search with
+        a peer), and new messages join them."""
+        from chatproto.core.search import SearchQuery, search_words
+
+        path, db = self.older_database(10)
+        db.executemany("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
+                           ("", 1, T, 10.0, "Hans", "Yoda", "Hans\nYoda", "old one"),
+                           ("", 2, T, 11.0, "Yoda", "Luke", "Luke\nYoda", "old two"),
+                           ("", 3, T, 12.0, "Yoda", "Hans", "Hans\nYoda", "old three"),
+                           ("Jedi", 1, T, 13.0, "Luke", None, None, "group one")])
+        db.executemany("INSERT INTO partners (username, peer) VALUES (?, ?)",
+                       [("Hans", "Yoda"), ("Yoda", "Hans"), ("Yoda", "Luke"), ("Luke", "Yoda")])
+        db.commit()
+        db.close()
+        database = SQLiteDatabase(path).open()
+        self.addCleanup(database.close)
+        columns = {row[1] for row in database._db.execute("PRAGMA table_info(messages)")}
+        self.assertNotIn("peers", columns)
+        database.commit([("msg", "", 4, T, 14.0, "Hans", "Yoda", "new four"),
+                         ("msg", "", 5, T, 15.0, "Leia", "Yoda", "new five")])
+        history = self.successResultOf(database.private_history("Yoda", "Hans", 9))
+        self.assertEqual([(m.seq, m.text) for m in history], [(1, "old one"), (3, "old three"), (4, "new four")])
+        self.assertEqual([m.seq for m in self.successResultOf(database.private_history("Luke", "Yoda", 9))], [2])
+        self.assertEqual([m.seq for m in self.successResultOf(
+            database.private_range("Hans", "Yoda", Bound(seq=1), None, 9, False))], [3, 4])
+        self.assertEqual(self.successResultOf(database.private_history("Luke", "Hans", 9)), [])
+        self.assertEqual(self.successResultOf(database.unread_counts("Yoda", [])),
+                         [("Leia", 1, 15.0, 5), ("Hans", 2, 14.0, 4)])
+        found = self.successResultOf(database.conversations("Yoda", [("Jedi", 1)], 0.0, 100.0, 10))
+        self.assertEqual([(c.name, c.time) for c in found],
+                         [("Luke", 11.0), ("Jedi", 13.0), ("Hans", 14.0), ("Leia", 15.0)])
+        self.assertEqual([m.text for m in self.successResultOf(database.group_history("Jedi", 9))], ["group one"])
+        found = self.successResultOf(database.search(SearchQuery(search_words("new"), "Yoda", peer="Hans")))
+        self.assertEqual([m.seq for m in found], [4])
+
+    def test_a_batch_of_messages_and_other_operations_keeps_their_order(self):
+        """The messages between a batch's other operations go in together, in their place: a
+        deletion after a message of the same batch finds it, a marker counts what came before."""
+        self.ledger.close()
+        database = SQLiteDatabase(os.path.join(self.dir, "mixed.db")).open()
+        self.addCleanup(database.close)
+        database.commit([("msg", "", 1, T, 1.0, "Hans", "Yoda", "one"),
+                         ("msg", "", 2, T, 2.0, "Hans", "Yoda", "two"),
+                         ("mark", "Yoda", "Hans", 2),
+                         ("msg", "", 3, T, 3.0, "Hans", "Yoda", "three"),
+                         ("del", "", 3),
+                         ("msg", "", 4, T, 4.0, "Hans", "Yoda", "four"),
+                         ("away", "Yoda", "gone")])
+        history = self.successResultOf(database.private_history("Yoda", "Hans", 9))
+        self.assertEqual([m.text for m in history], ["one", "two", "[deleted]", "four"])
+        self.assertEqual(self.successResultOf(database.unread_counts("Yoda", [])), [("Hans", 1, 4.0, 4)])
+        self.assertEqual(self.successResultOf(database.away_messages()), {"Yoda": "gone"})
+
+    def test_a_failed_batch_numbers_no_conversation(self):
+        """A batch rolled back takes its new conversations with it: the next one numbers them again."""
+        self.ledger.close()
+        database = SQLiteDatabase(os.path.join(self.dir, "failed.db")).open()
+        self.addCleanup(database.close)
+        database.commit([("msg", "", 1, T, 1.0, "Hans", "Yoda", "one")])
+        with self.assertRaises(sqlite3.IntegrityError):  # SEQ 1 again: the batch fails whole
+            database.commit_now([("msg", "", 2, T, 2.0, "Leia", "Yoda", "two"),
+                                 ("msg", "", 1, T, 2.0, "Leia", "Yoda", "again")])
+        database.commit([("msg", "", 2, T, 3.0, "Leia", "Yoda", "three")])
+        self.assertEqual([m.text for m in self.successResultOf(database.private_history("Yoda", "Leia", 9))],
+                         ["three"])
+        self.assertEqual(self.successResultOf(database.unread_counts("Yoda", [])),
+                         [("Leia", 1, 3.0, 2), ("Hans", 1, 1.0, 1)])
 
     def test_unopenable_database(self):
         with self.assertRaises(DatabaseError) as raised:

@@ -35,7 +35,8 @@ class DatabaseError(Exception):
 #   ("away", username, text)     text None: no longer away
 
 
-def unread_counts(execute, mark: str, username: str, groups, partners_query: str, seq_time=None) -> list:
+def unread_counts(execute, mark: str, username: str, groups, partners_query: str, seq_time=None,
+                  column: str = "peers", key=peers_key) -> list:
     """
     L{IChatStorage.unread_counts} over SQL: C{execute(query, args)} returns
     rows, C{mark} is the driver's placeholder (C{?} or C{%s}),
@@ -50,6 +51,10 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
     seq), private times never going back in SEQ order (SQLite), gives the
     time of the private record at or before a SEQ (None: none), and the count
     starts from that (time, SEQ) on it.
+
+    C{column}, C{key}: the column that names a private message's
+    conversation and the function that gives its value for two users (SQLite:
+    a number, None if they never wrote; see its MIGRATIONS).
     """
     q = mark
     markers = dict(execute(f"SELECT conversation, seq FROM read_markers WHERE username = {q}", (username,)))
@@ -59,13 +64,13 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
         after = markers.get(partner, 0)
         if seq_time is None:
             rows = execute("SELECT COUNT(*), MAX(time), MAX(seq) FROM messages "
-                           f"WHERE peers = {q} AND seq > {q} AND sender = {q} AND text <> {q}",
-                           (peers_key(username, partner), after, partner, DELETED))
+                           f"WHERE {column} = {q} AND seq > {q} AND sender = {q} AND text <> {q}",
+                           (key(username, partner), after, partner, DELETED))
         else:
             time = seq_time(after) if after else None
             rows = execute("SELECT COUNT(*), MAX(time), MAX(seq) FROM messages "
-                           f"WHERE peers = {q} AND (time, seq) > ({q}, {q}) AND sender = {q} AND text <> {q}",
-                           (peers_key(username, partner), float("-inf") if time is None else time, after,
+                           f"WHERE {column} = {q} AND (time, seq) > ({q}, {q}) AND sender = {q} AND text <> {q}",
+                           (key(username, partner), float("-inf") if time is None else time, after,
                             partner, DELETED))
         for count, newest, seq in rows:
             if count:
@@ -119,13 +124,13 @@ def range_key(bound, side: str, found_time: float | None = None) -> tuple[float,
     return (bound.time, exclusive if not bound.inclusive else _ABOVE_ANY_SEQ - exclusive)
 
 
-def private_where(a: str, b: str, mark: str) -> tuple[str, list]:
-    return f"log = '' AND peers = {mark}", [peers_key(a, b)]
+def private_where(a: str, b: str, mark: str, column: str = "peers", key=peers_key) -> tuple[str, list]:
+    return f"log = '' AND {column} = {mark}", [key(a, b)]
 
 
-def group_where(log_name: str, since: int, mark: str) -> tuple[str, list]:
+def group_where(log_name: str, since: int, mark: str, column: str = "peers") -> tuple[str, list]:
     # "+seq": the order (time, seq) comes from the index on it, not from the primary key.
-    return f"log = {mark} AND peers IS NULL AND +seq >= {mark}", [log_name, since]
+    return f"log = {mark} AND {column} IS NULL AND +seq >= {mark}", [log_name, since]
 
 
 def read_range(execute, mark: str, where: tuple[str, list], after, before, limit: int,
@@ -165,17 +170,19 @@ def read_message(execute, mark: str, log: str, seq: int) -> Message | None:
 
 
 def read_conversations(execute, mark: str, username: str, groups, after: float, before: float,
-                       limit: int, latest: bool, partners: bool = False) -> list[Conversation]:
+                       limit: int, latest: bool, partners: bool = False, column: str = "peers",
+                       key=peers_key) -> list[Conversation]:
     """
     L{IChatStorage.conversations} for a database. C{partners}: the database
     lists who wrote to whom in a table C{partners} (SQLite): each of the
-    user's conversations is then read through its own index.
+    user's conversations is then read through its own index. C{column},
+    C{key}: as for L{unread_counts}.
     """
     found = []
     if partners:
         for (peer,) in execute(f"SELECT peer FROM partners WHERE username = {mark}", [username]):
-            rows = execute(f"SELECT MAX(time) FROM messages WHERE peers = {mark} AND time > {mark} "
-                           f"AND time < {mark}", [peers_key(username, peer), after, before])
+            rows = execute(f"SELECT MAX(time) FROM messages WHERE {column} = {mark} AND time > {mark} "
+                           f"AND time < {mark}", [key(username, peer), after, before])
             if rows and rows[0][0] is not None:
                 found.append((peer, rows[0][0]))
     for column, other in (("sender", "recipient"), ("recipient", "sender")) if not partners else ():
@@ -189,7 +196,7 @@ def read_conversations(execute, mark: str, username: str, groups, after: float, 
     conversations = [Conversation(PRIVATE, name, time) for name, time in last.items()]
     for log_name, since in groups:
         rows = execute(
-            f"SELECT time FROM messages WHERE log = {mark} AND peers IS NULL AND seq >= {mark} "
+            f"SELECT time FROM messages WHERE log = {mark} AND {column} IS NULL AND seq >= {mark} "
             f"AND time > {mark} AND time < {mark} ORDER BY time DESC LIMIT 1",
             [log_name, since, after, before])
         if rows:

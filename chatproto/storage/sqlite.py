@@ -158,6 +158,25 @@ MIGRATIONS = [
     CREATE TABLE search_rows (id INTEGER PRIMARY KEY, log TEXT NOT NULL, seqs TEXT NOT NULL);
     UPDATE messages SET search_id = NULL WHERE search_id IS NOT NULL;
     """,
+    # Issue 25, third round: a private message's conversation is a number, not the text of
+    # both names: the row binds and the conversation index (conversation, time, seq) holds an
+    # integer; conversations gives each pair of users (both names, sorted, as peers was) its
+    # number, and the server keeps the pairs it has seen in memory
+    # (L{SQLiteDatabase._conversation}). A pair's partners rows are written with its number,
+    # once, instead of a set of the pairs of each batch. The text column goes (the table is
+    # written again once, here).
+    """
+    CREATE TABLE conversations (id INTEGER PRIMARY KEY, peers TEXT NOT NULL UNIQUE);
+    INSERT INTO conversations (peers) SELECT DISTINCT peers FROM messages WHERE peers IS NOT NULL ORDER BY peers;
+    ALTER TABLE messages ADD COLUMN conversation INTEGER;
+    UPDATE messages SET conversation = (SELECT id FROM conversations AS c WHERE c.peers = messages.peers)
+        WHERE peers IS NOT NULL;
+    DROP INDEX messages_by_peers_time;
+    DROP INDEX messages_by_log_time;
+    ALTER TABLE messages DROP COLUMN peers;
+    CREATE INDEX messages_by_conversation ON messages (conversation, time, seq) WHERE conversation IS NOT NULL;
+    CREATE INDEX messages_by_log_time ON messages (log, time, seq) WHERE conversation IS NULL;
+    """,
 ]
 SEARCH_VERSION = 3  # the migration that adds the search index
 REINDEX_VERSION = 6  # the migration that makes it again (its backlog planned the same way)
@@ -170,6 +189,7 @@ SCAN_PROBE, SCAN_PROBE_HITS = 128, 4  # a search's first messages checked: fewer
 SCAN_MOST = 1500  # messages a search checks itself at most before the index answers
 SCAN_FREQUENT = 0.1  # a word in this share of the messages checked is left to the check, not the index
 SCHEMA_VERSION = len(MIGRATIONS)
+CONVERSATIONS_KEPT = 100000  # pairs of users whose conversation number is kept in memory at most
 
 
 class SQLiteDatabase:
@@ -187,9 +207,12 @@ class SQLiteDatabase:
         self._db = None
         self._worker = OneWorker(None, "")  # until open()
         self._group = None  # GroupCommit once the worker thread runs
-        self._partners: set = set()  # (sender, recipient) pairs known to be in the partners table
+        # (sender, recipient) -> its conversation's number, both ways, for the pairs seen
+        # (worker thread only; see _conversation); the pairs a batch in progress numbered.
+        self._conversations: dict = {}
+        self._numbered: list = []
         # Messages stored but not in the search index yet (worker thread only), indexed in
-        # bulk (see _index_waiting): (search_id, log, seq, peers, sender, recipient, text).
+        # bulk (see _index_waiting): (search_id, log, seq, conversation, sender, recipient, text).
         self._waiting: list = []
         self._index_queued = False  # whether _index_in_background is queued on the worker
 
@@ -337,30 +360,33 @@ class SQLiteDatabase:
             # A deletion takes a message's words out of the index: what waits goes in first.
             self._index_waiting()
         waiting = len(self._waiting)
+        self._numbered = []
         db.execute("BEGIN")
         try:
             if len(messages) == len(ops):  # the common batch: messages only
                 self._insert_messages(db, messages)
-            else:
+            else:  # in order, each run of messages between the other operations in one go
+                run: list = []
                 for op in ops:
                     if op[0] == "msg":
-                        self._insert_messages(db, [op])
-                    elif op[0] == "del":
+                        run.append(op)
+                        continue
+                    if run:
+                        self._insert_messages(db, run)
+                        run = []
+                    if op[0] == "del":
                         self._delete(db, op[1], op[2])
                     else:
                         _APPLY[op[0]](db, op)
-            # Who wrote to whom: one row per pair, not per message (TARGETS, see MIGRATIONS).
-            pairs = {(op[5], op[6]) for op in messages if op[6] is not None and op[1] == PRIVATE_LOG}
-            new = pairs - self._partners
-            if new:
-                db.executemany(_INSERT_PARTNERS, [row for a, b in new for row in ((a, b), (b, a))])
+                if run:
+                    self._insert_messages(db, run)
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             del self._waiting[waiting:]  # never stored
+            for pair in self._numbered:  # nor these numbers
+                self._conversations.pop(pair, None)
             raise
-        if new:
-            self._partners |= new
         if len(self._waiting) >= INDEX_BATCH and not self._index_queued:
             # Next on this thread, after this batch's result is handed back: never part of its wait.
             self._index_queued = True
@@ -383,6 +409,34 @@ class SQLiteDatabase:
             log.error("Search index: {count} messages not indexed yet: {error}",
                       count=len(self._waiting), error=str(e))
 
+    def _conversation(self, a: str, b: str, create: bool = False):
+        """
+        The number of the conversation between two users (either order), from
+        memory or the conversations table; None if they never wrote to each
+        other, unless C{create}: then it is numbered now (in the transaction in
+        progress), and both users' partners rows are written (TARGETS, see
+        MIGRATIONS: one row per pair and way, not per message).
+        """
+        known = self._conversations
+        number = known.get((a, b))
+        if number is not None:
+            return number
+        db = self._db
+        peers = peers_key(a, b)
+        row = db.execute("SELECT id FROM conversations WHERE peers = ?", (peers,)).fetchone()
+        if row is not None:
+            number = row[0]
+        elif not create:
+            return None
+        else:
+            number = db.execute("INSERT INTO conversations (peers) VALUES (?)", (peers,)).lastrowid
+            db.executemany(_INSERT_PARTNERS, ((a, b), (b, a)))
+            self._numbered += ((a, b), (b, a))
+        if len(known) >= CONVERSATIONS_KEPT:  # (many users: memory stays bounded, the table answers)
+            known.clear()
+        known[a, b] = known[b, a] = number
+        return number
+
     def _insert_messages(self, db, ops) -> None:
         """
         The messages and their index rows. The search index is written later,
@@ -396,25 +450,30 @@ class SQLiteDatabase:
         waiting = self._waiting
         last = self._last_search_id
         private_time = self._private_time
+        conversations = self._conversations
         for op in ops:
             _, log_name, seq, timestamp, time, sender, recipient, text = op
-            peers = None
+            conversation = None
             if log_name == PRIVATE_LOG:
                 # Never back in SEQ order (a clock set back): the conversation index's
                 # order (time, seq) stays the order of SEQ (ONE_CONVERSATION_INDEX_VERSION).
                 if time < private_time:
                     time = private_time
                 private_time = time
-                if recipient is not None:  # peers_key, written out: a call less per message
-                    peers = f"{sender}\n{recipient}" if sender < recipient else f"{recipient}\n{sender}"
-            search_id = None
-            if searchable(log_name, recipient, text):
+                if recipient is not None:
+                    conversation = conversations.get((sender, recipient)) or self._conversation(
+                        sender, recipient, True)
+            if searchable(log_name, recipient, text):  # (bench/experiments/noindex_server.py replaces it)
                 search_id = int(time * 1e6)
                 if search_id <= last:
                     search_id = last + 1
                 last = search_id
-                waiting.append((search_id, log_name, seq, peers, sender, recipient, text))
-            rows.append((log_name, seq, timestamp, time, sender, recipient, peers, text, search_id))
+                # (the row is what waits for the index too: its first items are what _documents reads)
+                row = (search_id, log_name, seq, conversation, sender, recipient, text, timestamp, time)
+                waiting.append(row)
+            else:
+                row = (None, log_name, seq, conversation, sender, recipient, text, timestamp, time)
+            rows.append(row)
         db.executemany(_INSERT_MESSAGE, rows)
         self._last_search_id = last
         self._private_time = private_time
@@ -447,7 +506,7 @@ class SQLiteDatabase:
         server would have made; return the new highest.
         """
         rows = self._db.execute(
-            "SELECT search_id, log, seq, peers, sender, recipient, text FROM messages "
+            "SELECT search_id, log, seq, conversation, sender, recipient, text FROM messages "
             "WHERE search_id > ? ORDER BY search_id", (indexed,)).fetchall()
         if not rows:
             return indexed
@@ -581,8 +640,8 @@ class SQLiteDatabase:
             # A document of both ways of a conversation holds ps and pr of each side, so
             # "(psU AND prU)" (one's conversation with oneself) matches U's with anyone: the
             # messages themselves say whose conversation they are.
-            sql += " AND (m.log <> '' OR m.peers = ?)"
-            args.append(peers_key(query.user, query.peer))
+            sql += " AND (m.log <> '' OR m.conversation = ?)"  # (None: they never wrote, no row)
+            args.append(self._conversation(query.user, query.peer))
         filters, filter_args = sql_filters(query, "?", "m.")
         sql += filters + " ORDER BY search_index.rowid DESC"
         args += filter_args
@@ -613,7 +672,7 @@ class SQLiteDatabase:
             return 0
         after_log, after_seq = json.loads(cursor)
         rows = db.execute(
-            "SELECT log, seq, time, peers, sender, recipient, text, search_id FROM messages "
+            "SELECT log, seq, time, conversation, sender, recipient, text, search_id FROM messages "
             "WHERE (log, seq) > (?, ?) ORDER BY log, seq LIMIT ?", (after_log, after_seq, limit)).fetchall()
         floor = int(self._meta("search_floor") or 0)
         done = int(self._meta("search_backlog_done") or 0) + len(rows)
@@ -621,8 +680,8 @@ class SQLiteDatabase:
         # The same documents as the server makes (_documents): a search_id from the time
         # (below the floor), the runs of a conversation in this chunk; a document whose
         # rowid is taken moves down, and its messages with it (never above its rowid).
-        waiting = [(min(int(time * 1e6), floor - 1), log_name, seq, peers, sender, recipient, text)
-                   for log_name, seq, time, peers, sender, recipient, text, search_id in rows
+        waiting = [(min(int(time * 1e6), floor - 1), log_name, seq, conversation, sender, recipient, text)
+                   for log_name, seq, time, conversation, sender, recipient, text, search_id in rows
                    if search_id is None and searchable(log_name, recipient, text)]
         waiting.sort(key=lambda message: message[0])
         db.execute("BEGIN")
@@ -653,13 +712,16 @@ class SQLiteDatabase:
         return len(rows)
 
     def private_history(self, a, b, limit, before=None) -> defer.Deferred:
-        return self._run(self._private_history, peers_key(a, b), limit, before)
+        return self._run(self._private_history, a, b, limit, before)
 
-    def _private_history(self, peers, limit, before):
+    def _private_history(self, a, b, limit, before):
         """The conversation's last C{limit} messages before SEQ C{before}, through its one
-        index (peers, time, seq): from the time of the private record before C{before}."""
-        query = f"SELECT {COLUMNS} FROM messages WHERE log = '' AND peers = ?"
-        args: list = [peers]
+        index (conversation, time, seq): from the time of the private record before C{before}."""
+        conversation = self._conversation(a, b)
+        if conversation is None:
+            return []  # they never wrote to each other
+        query = f"SELECT {COLUMNS} FROM messages WHERE log = '' AND conversation = ?"
+        args: list = [conversation]
         if before is not None:
             time = _private_time_before(self._db, before)
             if time is None:
@@ -701,21 +763,24 @@ class SQLiteDatabase:
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(unread_counts, self._rows, "?", username, list(groups),
                          "SELECT peer FROM partners WHERE username = ?",
-                         lambda seq: _private_time_before(self._db, seq + 1))
+                         lambda seq: _private_time_before(self._db, seq + 1), "conversation", self._conversation)
 
     def message(self, log, seq) -> defer.Deferred:
         return self._run(read_message, self._rows, "?", log, seq)
 
     def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
-        return self._run(read_range, self._rows, "?", private_where(a, b, "?"), after, before, limit, latest)
+        # (the pair's number on the worker thread, after every batch before this read)
+        return self._run(lambda: read_range(self._rows, "?", private_where(a, b, "?", "conversation", self._conversation),
+                                            after, before, limit, latest))
 
     def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
-        return self._run(read_range, self._rows, "?", group_where(log, since, "?"), after, before, limit,
+        return self._run(read_range, self._rows, "?", group_where(log, since, "?", "conversation"), after, before,
+                         limit,
                          latest)
 
     def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
         return self._run(read_conversations, self._rows, "?", username, list(groups), after, before, limit,
-                         latest, True)
+                         latest, True, "conversation", self._conversation)
 
     def _rows(self, query, args) -> list:
         return self._db.execute(query, args).fetchall()
@@ -809,7 +874,7 @@ def _mend_private_times(db) -> None:
 def _documents(waiting) -> tuple[list, list]:
     """
     The search_rows rows and FTS5 documents of messages to index, given as
-    C{(search_id, log, seq, peers, sender, recipient, text)} in search_id
+    C{(search_id, log, seq, conversation, sender, recipient, text)} in search_id
     order: one document per run of up to L{RUN_MESSAGES} messages of one
     conversation (a group's log, or a private pair both ways), its rowid the
     search_id of its newest message.
@@ -841,14 +906,14 @@ def _runs(waiting) -> list | None:
     they are in order already (issue 26: the steps below cost 0.5 us a message then)."""
     sample = waiting[::len(waiting) // 64 or 1]
     if len(set(map(_PEERS, sample))) == len(sample) and len(set(map(_PEERS, waiting))) == len(waiting):
-        # Private messages each between another pair (a group's messages have no peers: two
+        # Private messages each between another pair (a group's messages have no conversation: two
         # of them fail this), seen at the cost of a set of strings; first of 64 spread over
         # the bulk, which fails at once unless the bulk has thousands of conversations.
         # A bulk of one message each with groups among them is told apart below.
         return None
     conversations: dict = {}
     for message in waiting:
-        key = message[1], message[3]
+        key = message[3] or message[1]  # a private pair's number, a group's log name (never '')
         run = conversations.get(key)
         if run is None:
             conversations[key] = [message]
@@ -857,7 +922,8 @@ def _runs(waiting) -> list | None:
     if len(conversations) == len(waiting):
         return None
     runs = []
-    for (log_name, _), messages in conversations.items():
+    for messages in conversations.values():
+        log_name = messages[0][1]
         if len(messages) <= RUN_MESSAGES:
             runs.append((messages[-1][0], log_name, messages))  # (sorted by the unique search_id first)
         else:
@@ -886,13 +952,13 @@ def _seqs_json(run) -> str:
 def _run_messages(db, log_name, seqs) -> list:
     """A document's messages, as L{_documents} takes them, in its order."""
     rows = {row[2]: row for row in db.execute(
-        f"SELECT search_id, log, seq, peers, sender, recipient, text FROM messages WHERE log = ? AND seq IN "
+        f"SELECT search_id, log, seq, conversation, sender, recipient, text FROM messages WHERE log = ? AND seq IN "
         f"({','.join('?' * len(seqs))})", (log_name, *seqs))}
     return [rows[seq] for seq in seqs]
 
 
 _INSERT_PARTNERS = "INSERT OR IGNORE INTO partners (username, peer) VALUES (?, ?)"
-_INSERT_MESSAGE = ("INSERT INTO messages (log, seq, timestamp, time, sender, recipient, peers, text, search_id) "
+_INSERT_MESSAGE = ("INSERT INTO messages (search_id, log, seq, conversation, sender, recipient, text, timestamp, time) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
