@@ -372,6 +372,33 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("error")["error"], "Message too long")
         self.assertTrue(self.yoda.request("ping")["ok"])
 
+    def test_requests_are_read_as_sent_without_the_c_unmasking(self):
+        """Without websockets' C function (a build without it), the pure-Python unmasking reads
+        every request alike: short and long payloads."""
+        self.patch(websocket, "_apply_mask", None)
+        self.test_requests_of_every_short_length_are_read_as_sent()
+        self.hans.events()
+        for size in (126, 200, 70000 // 3):
+            self.assertEqual(self.yoda.request("send", to="Hans", text="é" * size)["message"]["text"], "é" * size)
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"],
+                         ["é" * size for size in (126, 200, 70000 // 3)])
+
+    def test_unmask_with_and_without_the_c_function(self):
+        """RFC 6455 section 5.3, both ways: each byte XOR the key's byte at its place modulo 4."""
+        import os
+
+        c_function = websocket._apply_mask
+        self.assertIsNotNone(c_function)  # (installed with the server: the pure-Python path is the fallback)
+        for n in (0, 1, 3, 4, 5, 125, 126, 1000, 65536):
+            payload, key = os.urandom(n), os.urandom(4)
+            expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            for function in (c_function, None):
+                websocket._apply_mask = function
+                try:
+                    self.assertEqual(websocket.unmask(payload, key), expected, (n, function))
+                finally:
+                    websocket._apply_mask = c_function
+
     def test_printable_ascii_text_limits(self):
         """Plain ASCII text (read without the cleaning pass) has the same limits as any text."""
         reply = self.yoda.request("send", to="Hans", text="x" * websocket.MAX_TEXT)

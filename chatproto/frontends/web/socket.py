@@ -128,6 +128,10 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _json_string = json.encoder.encode_basestring
 _scan = json.JSONDecoder().scan_once
 _from_bytes = int.from_bytes
+try:  # websockets' C unmasking (issue 25): under half the time of the pure-Python one, the fallback
+    from websockets.speedups import apply_mask as _apply_mask
+except ImportError:  # (a build without it: the pure-Python unmasking; the tests run both)
+    _apply_mask = None
 
 
 def loads(text: str):
@@ -164,6 +168,8 @@ def text_frame(text: str) -> bytes:
 def unmask(payload: bytes, mask: bytes, _from_bytes=int.from_bytes) -> bytes:
     """RFC 6455 section 5.3: the payload XOR the 4-byte masking key, repeated (one expression, the
     method bound once: a fifth less time a request than with a name for the key)."""
+    if _apply_mask is not None:
+        return _apply_mask(payload, mask)
     n = len(payload)
     if not n:
         return b""
@@ -243,9 +249,13 @@ class WebSocketConnection(Connection):
         if b0 == 0x81 and b1 & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
             n = b1 & 0x7F  # (the frame is whole: its head is 2 bytes, the length's, the mask's 4)
             try:
-                if n < 126:  # (unmask, inline: the key read once, repeated by a multiplication)
-                    text = (_from_bytes(frame[6:], "little") ^ _from_bytes(frame[2:6], "little") * _REPEAT[n]
-                            & _LOW[n]).to_bytes(n, "little").decode("utf-8") if n else ""
+                if n < 126:
+                    if _apply_mask is not None:
+                        text = _apply_mask(frame[6:], frame[2:6]).decode("utf-8")
+                    else:  # (unmask, inline: the key read once, repeated by a multiplication)
+                        text = (_from_bytes(frame[6:], "little")
+                                ^ _from_bytes(frame[2:6], "little") * _REPEAT[n]
+                                & _LOW[n]).to_bytes(n, "little").decode("utf-8") if n else ""
                 else:
                     head = 8 if n == 126 else 14
                     text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
