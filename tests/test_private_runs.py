@@ -7,6 +7,8 @@ and in order, effects of a command after the messages before it, nothing
 acknowledged or delivered when the run's batch is not saved.
 """
 
+import json
+
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -286,3 +288,57 @@ class WebRunOrderTests(SynchronousTestCase):
                         + ws.send(CloseConnection(code=1000)))
         self.assertEqual([(m.get("id"), m.get("code")) for m in self.yoda.messages if m["type"] == "reply"],
                          [(7, "no-such-user")])
+
+    def test_a_page_that_never_waits_has_at_most_256_sends_in_flight(self):
+        """While the database has not committed, a page pipelining sends is read no further
+        past 256 unanswered ones (its backlog waits in its socket, not in the server's memory);
+        it goes on once half of them are answered; nothing is lost, each answered in order."""
+        from wsproto.events import TextMessage
+
+        from chatproto.frontends.connection import MAX_REPLIES_WAITING
+        from chatproto.frontends.web.socket import WebSocketConnection
+
+        self.patch(WebSocketConnection, "lines_per_turn", 10000)  # (the bound, not the turn's share)
+        core = self.web.core
+        held = []
+
+        def slow_commit(ops):
+            core.database.commit_now(ops)
+            d = defer.Deferred()
+            held.append(d)
+            return d
+
+        self.patch(core.database, "commit", slow_commit)
+        ws = self.yoda.ws
+        self.yoda.transport.protocol.dataReceived(b"".join(
+            ws.send(TextMessage(json.dumps({"id": i, "type": "send", "to": "Hans", "text": f"q{i}"})))
+            for i in range(1000)))
+        for _ in range(40):
+            self.web.clock.advance(0)
+        self.assertEqual(len(core.read("messagelog.txt").splitlines()), MAX_REPLIES_WAITING)
+        self.assertEqual([m for m in self.yoda.events() if m["type"] == "reply"], [])  # none before its commit
+        replies = []
+        while held:  # (each commit let through: the next batch comes once it is answered)
+            while held:
+                held.pop(0).callback(None)
+            for _ in range(5):
+                self.web.clock.advance(0)
+            replies += [m for m in self.yoda.events() if m["type"] == "reply"]
+        self.assertEqual([(m["id"], m["ok"], m["message"]["text"]) for m in replies],
+                         [(i, True, f"q{i}") for i in range(1000)])
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"],
+                         [f"q{i}" for i in range(1000)])
+
+    def test_refusals_past_the_bound_let_the_input_go_on(self):
+        """More sends to nobody in one read than the bound: their refusals, answered at once,
+        let the pause go, and the rest of the read is handled (nothing waits forever)."""
+        from chatproto.frontends.connection import MAX_REPLIES_WAITING
+        from chatproto.frontends.web.socket import WebSocketConnection
+
+        self.patch(WebSocketConnection, "lines_per_turn", 10000)
+        n = MAX_REPLIES_WAITING + 44
+        out = self.write(*[json.dumps({"id": i, "type": "send", "to": "Nobody", "text": "x"}) for i in range(n)],
+                         '{"id": "last", "type": "send", "to": "Hans", "text": "ok"}')
+        self.assertEqual([(m["id"], m.get("code")) for m in out],
+                         [(i, "no-such-user") for i in range(n)] + [("last", None)])
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"], ["ok"])

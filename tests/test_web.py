@@ -372,6 +372,66 @@ class ChatTests(SynchronousTestCase):
         self.assertEqual(self.yoda.next("error")["error"], "Message too long")
         self.assertTrue(self.yoda.request("ping")["ok"])
 
+    def test_requests_are_read_as_sent_without_the_c_unmasking(self):
+        """Without websockets' C function (a build without it), the pure-Python unmasking reads
+        every request alike: short and long payloads."""
+        self.patch(websocket, "_apply_mask", None)
+        self.test_requests_of_every_short_length_are_read_as_sent()
+        self.hans.events()
+        for size in (126, 200, 70000 // 3):
+            self.assertEqual(self.yoda.request("send", to="Hans", text="é" * size)["message"]["text"], "é" * size)
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"],
+                         ["é" * size for size in (126, 200, 70000 // 3)])
+
+    def test_unmask_with_and_without_the_c_function(self):
+        """RFC 6455 section 5.3, both ways: each byte XOR the key's byte at its place modulo 4."""
+        import os
+
+        c_function = websocket._apply_mask
+        self.assertIsNotNone(c_function)  # (installed with the server: the pure-Python path is the fallback)
+        for n in (0, 1, 3, 4, 5, 125, 126, 1000, 65536):
+            payload, key = os.urandom(n), os.urandom(4)
+            expected = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+            for function in (c_function, None):
+                websocket._apply_mask = function
+                try:
+                    self.assertEqual(websocket.unmask(payload, key), expected, (n, function))
+                finally:
+                    websocket._apply_mask = c_function
+
+    def test_printable_ascii_text_limits(self):
+        """Plain ASCII text (read without the cleaning pass) has the same limits as any text."""
+        reply = self.yoda.request("send", to="Hans", text="x" * websocket.MAX_TEXT)
+        self.assertEqual(len(reply["message"]["text"]), websocket.MAX_TEXT)
+        self.assertEqual(self.yoda.request("send", to="Hans", text="x" * (websocket.MAX_TEXT + 1))["error"],
+                         "Message too long")
+        for text in ("", " ", "   ", "\t", " \x7f "):
+            self.assertEqual(self.yoda.request("send", to="Hans", text=text)["code"], "empty-message", repr(text))
+        self.assertEqual(self.yoda.request("send", to="Hans", text="a\x7fb")["message"]["text"], "a b")
+        self.assertEqual(self.yoda.request("send", to="Hans", text=5)["code"], "bad-request")
+
+    def test_requests_of_every_short_length_are_read_as_sent(self):
+        """A browser's frame of each payload length under 126 bytes (one length byte), with
+        a random masking key (wsproto's) and with one that keeps ASCII ASCII, non-ASCII text
+        too: read as sent."""
+        self.hans.events()
+        sent = []
+        for n in range(126):
+            pad = n - len(f'{{"id":{n},"type":"send","to":"Hans","text":""}}')
+            if pad < 1:
+                self.yoda.send_raw(" " * n)  # blank: not JSON
+                self.assertEqual(self.yoda.next("error")["code"], "bad-json")
+                continue
+            for text in ("é" * (pad // 2) + "x" * (pad % 2), "x" * pad):
+                raw = json.dumps({"id": n, "type": "send", "to": "Hans", "text": text},
+                                 ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+                self.assertEqual(len(raw), n)
+                self.yoda.send_raw(raw.decode("utf-8"))
+                key = b"\x01\x02\x03\x04"
+                self.yoda.write(bytes((0x81, 0x80 | n)) + key + bytes(b ^ key[i % 4] for i, b in enumerate(raw)))
+                sent += [text, text]
+        self.assertEqual([m["message"]["text"] for m in self.hans.events() if m["type"] == "message"], sent)
+
     def endless_fragment(self, between=None):
         """Fragments of one text message that never ends, each followed by C{between} (a frame)."""
         from wsproto.events import TextMessage

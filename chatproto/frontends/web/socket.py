@@ -21,7 +21,7 @@ from ...core import errors
 from ...core.errors import ChatError
 from ...core.search import MAX_RESULTS, search_words
 from ...twisted_internals import replace_protocol
-from ..connection import Connection, ConnectionFactory
+from ..connection import MAX_REPLIES_WAITING, Connection, ConnectionFactory
 from ..limits import CommandRate
 from .session import conversation_key, message_key
 from .texts import AWAY_CLEARED, AWAY_SET, IS_AWAY, error_text, protocol_text
@@ -60,6 +60,7 @@ class _SentRun:
     def answered(self, i, message) -> None:
         rid, self.ids[i] = self.ids[i], _ANSWERED
         socket = self.socket
+        socket.waiting -= 1
         if message.recipient is not None and socket.chat.away_of(message.recipient):
             socket._answer_sent(message, rid)
             return
@@ -71,12 +72,15 @@ class _SentRun:
 
     def refused(self, i, error) -> None:
         rid, self.ids[i] = self.ids[i], _ANSWERED
+        self.socket.waiting -= 1
         if not isinstance(error, BaseException):  # the core failed without a ChatError
             error = RuntimeError("a private message failed")
         self.socket._failed(Failure(error), rid, "send")
 
     def done(self) -> None:
-        """(Each reply was written as it came: nothing waits for the run.)"""
+        """(Each reply was written as it came.) The page's input goes on once half of the sends
+        waiting are answered (L{ChatSocket.do_send})."""
+        self.socket.answers_done()
 
 
 _ANSWERED = object()
@@ -123,6 +127,11 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # A JSON string as _dumps writes it (ensure_ascii=False): the C function json itself calls.
 _json_string = json.encoder.encode_basestring
 _scan = json.JSONDecoder().scan_once
+_from_bytes = int.from_bytes
+try:  # websockets' C unmasking (issue 25): under half the time of the pure-Python one, the fallback
+    from websockets.speedups import apply_mask as _apply_mask
+except ImportError:  # (a build without it: the pure-Python unmasking; the tests run both)
+    _apply_mask = None
 
 
 def loads(text: str):
@@ -159,11 +168,20 @@ def text_frame(text: str) -> bytes:
 def unmask(payload: bytes, mask: bytes, _from_bytes=int.from_bytes) -> bytes:
     """RFC 6455 section 5.3: the payload XOR the 4-byte masking key, repeated (one expression, the
     method bound once: a fifth less time a request than with a name for the key)."""
+    if _apply_mask is not None:
+        return _apply_mask(payload, mask)
     n = len(payload)
     if not n:
         return b""
     return (_from_bytes(payload, "little") ^ _from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(
         n, "little")
+
+
+# For a payload of n < 126 bytes (a request's usual size): the 4-byte masking key, read as an int,
+# times _REPEAT[n] is the key repeated over n bytes and a little more, _LOW[n] cuts it to n bytes
+# (one multiplication instead of repeating, cutting and reading the key as bytes).
+_REPEAT = [sum(1 << (32 * i) for i in range((n + 3) // 4)) for n in range(126)]
+_LOW = [(1 << (8 * n)) - 1 for n in range(126)]
 
 
 def frame_end(buf: bytes, pos: int) -> int:
@@ -230,9 +248,17 @@ class WebSocketConnection(Connection):
         b1 = frame[1]
         if b0 == 0x81 and b1 & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
             n = b1 & 0x7F  # (the frame is whole: its head is 2 bytes, the length's, the mask's 4)
-            head = 6 if n < 126 else 8 if n == 126 else 14
             try:
-                text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
+                if n < 126:
+                    if _apply_mask is not None:
+                        text = _apply_mask(frame[6:], frame[2:6]).decode("utf-8")
+                    else:  # (unmask, inline: the key read once, repeated by a multiplication)
+                        text = (_from_bytes(frame[6:], "little")
+                                ^ _from_bytes(frame[2:6], "little") * _REPEAT[n]
+                                & _LOW[n]).to_bytes(n, "little").decode("utf-8") if n else ""
+                else:
+                    head = 8 if n == 126 else 14
+                    text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
             except UnicodeDecodeError:
                 text = None  # wsproto refuses it properly
         socket = self.socket
@@ -506,7 +532,7 @@ class ChatSocket:
     """One browser tab's WebSocket (twisted.web.websocket's C{WebSocketProtocol})."""
 
     __slots__ = ("_early", "_ready", "_run", "awaiting_pong", "chat", "closed", "connection", "factory", "host",
-                 "login", "open", "rate", "request", "session", "tcp", "transport")
+                 "login", "open", "rate", "request", "session", "tcp", "transport", "waiting")
 
     def __init__(self, factory: "ChatSocketFactory", request, login):
         self.factory = factory
@@ -523,6 +549,7 @@ class ChatSocket:
         self._early: list = []
         self._run = None  # the private sends of this read not yet handed to the core (a _SentRun)
         self.awaiting_pong = False
+        self.waiting = 0  # private sends given to the core (or about to be) and not answered yet
         self.connection = None  # the connection layer under it, once upgraded
         self.rate = None
         if factory.rate_limit > 0:
@@ -578,7 +605,7 @@ class ChatSocket:
         self.close()
 
     def textMessageReceived(self, text: str) -> None:
-        self.connection.request_complete()
+        self.connection.received = 0  # (request_complete, inline: once a request)
         self.awaiting_pong = False
         if self.closed:
             return
@@ -586,11 +613,16 @@ class ChatSocket:
         if len(text) > MAX_FRAME:
             self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
             return
-        try:
-            request = loads(text)
+        try:  # (loads, inline: json's C scanner alone for a request that is one value, else json.loads)
+            try:
+                request, end = _scan(text, 0)
+            except StopIteration:
+                end = -1
+            if end != len(text):
+                request = json.loads(text)
         except (ValueError, RecursionError):  # (RecursionError: nested past the decoder's depth)
             request = None
-        if not isinstance(request, dict):
+        if type(request) is not dict and not isinstance(request, dict):
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
             return
         rid = request.get("id")
@@ -809,7 +841,11 @@ class ChatSocket:
         durable, no Deferred per message, as the line protocol's /msgto); a group message goes
         to the core at once (after the run before it), answered through a Deferred."""
         user = user or self.user
-        text = _clean_text(request.get("text"))
+        text = request.get("text")
+        # (_clean_text's checks for the common text, printable ASCII, inline: it is left as it is)
+        if not (type(text) is str and text.isascii() and text.isprintable() and 0 < len(text) <= MAX_TEXT) or (
+                text.isspace()):
+            text = _clean_text(text)
         to = request.get("to")
         if not (type(to) is str and 0 < len(to) <= 256 and request.get("group") is None):  # (_string's checks)
             to = _string(request, "to", required=False)
@@ -827,6 +863,13 @@ class ChatSocket:
             run = self._run = _SentRun(self, user)
         run.messages.append((to, text))
         run.ids.append(rid)
+        # A page that never waits for its answers (sends pipelined ahead of their commits) is read
+        # no further past MAX_REPLIES_WAITING unanswered sends, as the line protocol's /msgto: its
+        # backlog waits in its socket, not in the server's memory (issue 25: the web pipeline grew
+        # the server by tens of MB a second, its page faults a good part of a message's CPU).
+        self.waiting += 1
+        if self.waiting >= MAX_REPLIES_WAITING and self.connection is not None:
+            self.connection.pause("replies")  # (the run so far goes to the core: frames_handled)
 
     def send_run(self) -> None:
         """This read's private sends to the core, in one call (the connection layer's frames_handled)."""
@@ -840,7 +883,15 @@ class ChatSocket:
             failure = Failure()
             for rid in run.ids:
                 if rid is not _ANSWERED:
+                    self.waiting -= 1
                     self._failed(failure, rid, "send")
+            self.answers_done()
+
+    def answers_done(self) -> None:
+        """Answers to private sends were written: the input waiting for them goes on at half the bound."""
+        connection = self.connection
+        if self.waiting <= MAX_REPLIES_WAITING // 2 and connection is not None:
+            connection.resume("replies")  # (nothing when not paused for them)
 
     def do_away(self, request):
         text = request.get("text")
