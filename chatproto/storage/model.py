@@ -69,7 +69,8 @@ def unread_counts(execute, mark: str, username: str, groups, partners_query: str
         else:
             time = seq_time(after) if after else None
             rows = execute("SELECT COUNT(*), MAX(time), MAX(seq) FROM messages "
-                           f"WHERE {column} = {q} AND (time, seq) > ({q}, {q}) AND sender = {q} AND text <> {q}",
+                           f"WHERE {column} = {q} AND (time, seq) > ({q}, {q}) AND sender = {q} "
+                           f"AND text <> {q}",
                            (key(username, partner), float("-inf") if time is None else time, after,
                             partner, DELETED))
         for count, newest, seq in rows:

@@ -763,20 +763,21 @@ class SQLiteDatabase:
     def unread_counts(self, username, groups) -> defer.Deferred:
         return self._run(unread_counts, self._rows, "?", username, list(groups),
                          "SELECT peer FROM partners WHERE username = ?",
-                         lambda seq: _private_time_before(self._db, seq + 1), "conversation", self._conversation)
+                         lambda seq: _private_time_before(self._db, seq + 1), "conversation",
+                         self._conversation)
 
     def message(self, log, seq) -> defer.Deferred:
         return self._run(read_message, self._rows, "?", log, seq)
 
     def private_range(self, a, b, after, before, limit, latest=True) -> defer.Deferred:
         # (the pair's number on the worker thread, after every batch before this read)
-        return self._run(lambda: read_range(self._rows, "?", private_where(a, b, "?", "conversation", self._conversation),
-                                            after, before, limit, latest))
+        return self._run(lambda: read_range(
+            self._rows, "?", private_where(a, b, "?", "conversation", self._conversation), after, before,
+            limit, latest))
 
     def group_range(self, log, after, before, limit, latest=True, since=1) -> defer.Deferred:
-        return self._run(read_range, self._rows, "?", group_where(log, since, "?", "conversation"), after, before,
-                         limit,
-                         latest)
+        return self._run(read_range, self._rows, "?", group_where(log, since, "?", "conversation"), after,
+                         before, limit, latest)
 
     def conversations(self, username, groups, after, before, limit, latest=False) -> defer.Deferred:
         return self._run(read_conversations, self._rows, "?", username, list(groups), after, before, limit,
@@ -952,13 +953,15 @@ def _seqs_json(run) -> str:
 def _run_messages(db, log_name, seqs) -> list:
     """A document's messages, as L{_documents} takes them, in its order."""
     rows = {row[2]: row for row in db.execute(
-        f"SELECT search_id, log, seq, conversation, sender, recipient, text FROM messages WHERE log = ? AND seq IN "
+        f"SELECT search_id, log, seq, conversation, sender, recipient, text FROM messages "
+        f"WHERE log = ? AND seq IN "
         f"({','.join('?' * len(seqs))})", (log_name, *seqs))}
     return [rows[seq] for seq in seqs]
 
 
 _INSERT_PARTNERS = "INSERT OR IGNORE INTO partners (username, peer) VALUES (?, ?)"
-_INSERT_MESSAGE = ("INSERT INTO messages (search_id, log, seq, conversation, sender, recipient, text, timestamp, time) "
+_INSERT_MESSAGE = ("INSERT INTO messages (search_id, log, seq, conversation, sender, recipient, text, "
+                   "timestamp, time) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
