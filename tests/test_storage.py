@@ -564,6 +564,28 @@ class PostgresStorageTests(NeedsPostgres, StorageContract, SynchronousTestCase):
             PostgresDatabase(self._url).open()
         self.assertIn("newer than this server's", str(raised.exception))
 
+    def test_conversations_read_a_group_through_its_time_index(self):
+        """TARGETS on PostgreSQL finds a group's newest message in the span through the index
+        (log, time, seq) of group messages, not by sorting every message of the group."""
+        import psycopg
+
+        from chatproto.storage import model
+
+        plans = []
+        with psycopg.connect(self._url, autocommit=True) as db:
+            db.execute("SET enable_seqscan = off")  # (a few rows: which indexes can serve, not the cheapest)
+
+            def explain(query, args):
+                if "log = %s" in query:
+                    plans.append(" ".join(row[0] for row in db.execute("EXPLAIN " + query, args)))
+                return db.execute(query, args).fetchall()
+
+            # (what PostgresDatabase.conversations reads)
+            model.read_conversations(explain, "%s", "Yoda", [("Jedi", 1)], 0.0, 9.0, 5, False)
+        self.assertEqual(len(plans), 1)
+        self.assertIn("messages_by_log_time", plans[0])
+        self.assertNotIn("Sort", plans[0])
+
     def test_unreachable_database(self):
         url = self._url.rsplit(":", 1)[0] + ":1/nothing"
         with self.assertRaises(DatabaseError) as raised:

@@ -186,9 +186,9 @@ def read_conversations(execute, mark: str, username: str, groups, after: float, 
                            f"AND time < {mark}", [key(username, peer), after, before])
             if rows and rows[0][0] is not None:
                 found.append((peer, rows[0][0]))
-    for column, other in (("sender", "recipient"), ("recipient", "sender")) if not partners else ():
+    for side, other in (("sender", "recipient"), ("recipient", "sender")) if not partners else ():
         found += execute(
-            f"SELECT {other}, MAX(time) FROM messages WHERE peers IS NOT NULL AND {column} = {mark} "
+            f"SELECT {other}, MAX(time) FROM messages WHERE peers IS NOT NULL AND {side} = {mark} "
             f"AND time > {mark} AND time < {mark} GROUP BY {other}", [username, after, before])
     last: dict[str, float] = {}
     for name, time in found:
