@@ -52,9 +52,10 @@ PROFILES = {
     },
 }
 
-ORDER = ["ours", "ours-irc", "ours-web", "ours-noindex", "before", "before-irc", "before-web", "old", "seed",
-         "words", "inspircd", "ergo"]
-BASELINES = ("before", "old", "seed", "words", "inspircd", "ergo", "ours-noindex")  # compared with "ours"; "before-irc" with "ours-irc"
+ORDER = ["ours", "ours-irc", "ours-web", "ours-noindex", "ours-runrows", "before", "before-irc", "before-web", "old",
+         "seed", "words", "inspircd", "ergo"]
+# compared with "ours"; "before-irc" with "ours-irc"
+BASELINES = ("before", "old", "seed", "words", "inspircd", "ergo", "ours-noindex", "ours-runrows")
 # CI runs these (tests/test_bench_smoke.py): no InspIRCd, which needs apt-get.
 DEFAULT_SERVERS = "ours,ours-irc,seed,words"
 # Scenarios a kind does not run (its cells read "-"): a page is sent every member list on each

@@ -54,6 +54,8 @@ SERVERS = {
     "ours-web": ("ours-web", "web"),
     # Ours without the search index (bench/experiments/noindex_server.py): what the index costs.
     "ours-noindex": ("ours-no-search-index", "chat"),
+    # EXPERIMENT: ours storing a conversation's run as one row (bench/experiments/runrows_server.py).
+    "ours-runrows": ("ours-run-rows", "chat"),
     # Ours at another commit, side by side in the same run: a checkout named by
     # BENCH_BEFORE_TREE (e.g. `git worktree add /tmp/before 3f303dc`).
     "before": ("ours-before", "chat"),
@@ -92,8 +94,9 @@ def command(kind: str, data_dir: str, credentials: str, profile_to: str = None):
             raise ValueError(f"server {kind!r} needs {variable} (a checkout of the other commit)")
         env["PYTHONPATH"] = tree + os.pathsep + env.get("PYTHONPATH", "")
         return [*python, "-m", "chatproto.server", *common, *uncapped, *extra], env
-    if kind == "ours-noindex":
-        script = os.path.join(BENCH, "experiments", "noindex_server.py")
+    if kind in ("ours-noindex", "ours-runrows"):
+        script = os.path.join(BENCH, "experiments",
+                              "noindex_server.py" if kind == "ours-noindex" else "runrows_server.py")
         return [sys.executable, script, *common, *uncapped], env
     if kind == "seed":
         return [sys.executable, os.path.join(BENCH, "baselines", "seed_server.py"), *common], env
