@@ -71,7 +71,11 @@ class BenchSmokeTests(SynchronousTestCase):
                     "pipeline server CPU us/msg", "logins/s", "logouts/s"]:
             line = next((line for line in out.splitlines() if line.startswith(row)), None)
             self.assertIsNotNone(line, f"row {row!r} missing in:\n{out}")
-            self.assertGreater(float(line[len(row):].split()[0].replace(",", "")), 0, line)
+            figure = float(line[len(row):].split()[0].replace(",", ""))
+            if "CPU" in row:  # (a figure: the smoke pipeline's 800 messages may take less than the
+                self.assertGreaterEqual(figure, 0, line)  # one clock tick /proc counts CPU in)
+            else:
+                self.assertGreater(figure, 0, line)
         lost = next(line for line in out.splitlines() if line.startswith("pipeline lost"))
         self.assertEqual(lost.split()[-1], "0", lost)
         self.assertNotIn("ERROR", out)
