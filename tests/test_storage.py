@@ -527,6 +527,16 @@ class SQLiteStorageTests(StorageContract, SynchronousTestCase):
             SQLiteDatabase(os.path.join(self.dir, "no", "such", "dir.db")).open()
         self.assertIn("cannot open the database", str(raised.exception))
 
+    def test_an_sqlite_too_old_for_the_migrations_is_named_and_nothing_is_touched(self):
+        path = os.path.join(self.dir, "fresh.db")
+        self.patch(sqlite3, "sqlite_version_info", (3, 34, 1))
+        self.patch(sqlite3, "sqlite_version", "3.34.1")
+        with self.assertRaises(DatabaseError) as raised:
+            SQLiteDatabase(path).open()
+        self.assertEqual(str(raised.exception), "SQLite 3.34.1 is too old for the database: chatproto needs "
+                                                "3.35.0 or later (Python's sqlite3 module is built with it)")
+        self.assertFalse(os.path.exists(path))
+
 
 @pytest_twisted.inlineCallbacks
 def test_sqlite_worker_thread_commits_in_order_on_the_real_reactor(tmp_path):

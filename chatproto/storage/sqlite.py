@@ -189,6 +189,7 @@ SCAN_PROBE, SCAN_PROBE_HITS = 128, 4  # a search's first messages checked: fewer
 SCAN_MOST = 1500  # messages a search checks itself at most before the index answers
 SCAN_FREQUENT = 0.1  # a word in this share of the messages checked is left to the check, not the index
 SCHEMA_VERSION = len(MIGRATIONS)
+MIN_SQLITE = (3, 35, 0)  # the SQLite the migrations need (DROP COLUMN); FTS5 is older
 CONVERSATIONS_KEPT = 100000  # pairs of users whose conversation number is kept in memory at most
 
 
@@ -219,6 +220,10 @@ class SQLiteDatabase:
     # Start-up
 
     def open(self) -> "SQLiteDatabase":
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            # (schema 11 drops a column: ALTER TABLE ... DROP COLUMN came with SQLite 3.35)
+            raise DatabaseError(f"SQLite {sqlite3.sqlite_version} is too old for the database: chatproto needs "
+                                f"{'.'.join(map(str, MIN_SQLITE))} or later (Python's sqlite3 module is built with it)")
         if not os.path.exists(self.path):
             # Private messages: only the server's user reads them (SQLite gives its -wal and
             # -shm files the database's mode).
