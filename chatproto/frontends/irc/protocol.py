@@ -38,7 +38,7 @@ from .channels import NO_CHANNELS
 from .commands import find as find_command
 from .events import HANDLERS as EVENT_HANDLERS
 from .history import MAX_HISTORY
-from .rendering import HOST, SERVER_NAME, VERSION, render_message, tag_flags
+from .rendering import SERVER_NAME, VERSION, privmsg_body, render_message, tag_flags
 from .users import AWAYLEN
 from .wire import MAX_BODY, MAX_LINE, MAX_REST, MAX_TAGS, BadLine, encode, format_line, parse_line
 
@@ -260,9 +260,7 @@ class IRCProtocol(Connection):
                 # plain case inline (issue 25), when the text is one wire line.
                 text = event.text
                 if "\n" not in text and "\r" not in text:
-                    sender = event.sender
-                    body = f":{sender}!{sender}@{HOST} PRIVMSG {event.recipient} :{text}".encode(
-                        "utf-8", "surrogateescape")
+                    body = privmsg_body(event.sender, event.recipient, text)
                     if len(body) <= MAX_BODY:
                         line = body + b"\r\n"
             elif event is factory._rendered_message:

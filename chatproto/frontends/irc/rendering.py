@@ -56,6 +56,11 @@ def tag_flags(caps) -> int:
     return flags
 
 
+def privmsg_body(sender: str, target: str, text: str) -> bytes:
+    """C{:SENDER!SENDER@chatproto PRIVMSG TARGET :TEXT}, without tags or CR LF (one line of C{text})."""
+    return f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}".encode("utf-8", "surrogateescape")
+
+
 def render_message(message, flags: int, batch: str | None = None, prefix_text: bool = False) -> bytes:
     """
     A core Message as a PRIVMSG line, with the tags C{flags} asks for; a
@@ -75,8 +80,7 @@ def render_message(message, flags: int, batch: str | None = None, prefix_text: b
         text = text.replace("\r", " ").replace("\n", " ")
     if prefix_text:
         text = f"[{message.timestamp}] {text}"
-    sender = message.sender
-    body = f":{sender}!{sender}@{HOST} PRIVMSG {target} :{text}".encode("utf-8", "surrogateescape")
+    body = privmsg_body(message.sender, target, text)
     if flags & TAG_MSGID:
         first = "@" + format_tags(tags + [("msgid", msgid_of(message))]) + " "
     else:

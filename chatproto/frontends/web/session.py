@@ -103,20 +103,10 @@ class TabSession:
             unread = None
             kind = type(event).__name__
             if kind == "Message":
-                seq = event.seq
-                if event.kind == "group":
-                    key = message_key(event, self.login.username)
-                else:  # (message_key's, inline: a private message is the hot path)
-                    key = "user:" + (event.recipient if event.sender == self.login.username else event.sender)
+                key = message_key(event, self.login.username)
                 if self._held is not None:  # (a count on its way: rare; the hot path skips it)
-                    self._hold("message", key, seq)
-                # (_arrived, inline)
-                counts = self.unread
-                if seq > self.newest.get(key, 0):
-                    self.newest[key] = seq
-                    counts[key] = unread = counts.get(key, 0) + 1
-                else:
-                    unread = counts.get(key, 0)
+                    self._hold("message", key, event.seq)
+                unread = self._arrived(key, event.seq)
             elif kind == "ReadMarker":  # read on another tab or device of this user: read here too
                 key = shown_key(event.conversation)
                 self._hold("read", key, event.seq)

@@ -127,7 +127,6 @@ _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # A JSON string as _dumps writes it (ensure_ascii=False): the C function json itself calls.
 _json_string = json.encoder.encode_basestring
 _scan = json.JSONDecoder().scan_once
-_from_bytes = int.from_bytes
 try:  # websockets' C unmasking (issue 25): under half the time of the pure-Python one, the fallback
     from websockets.speedups import apply_mask as _apply_mask
 except ImportError:  # (a build without it: the pure-Python unmasking; the tests run both)
@@ -173,6 +172,9 @@ def unmask(payload: bytes, mask: bytes, _from_bytes=int.from_bytes) -> bytes:
     n = len(payload)
     if not n:
         return b""
+    if n < 126:  # a request's usual size: the key read once, repeated by a multiplication
+        return (_from_bytes(payload, "little") ^ _from_bytes(mask, "little") * _REPEAT[n] & _LOW[n]).to_bytes(
+            n, "little")
     return (_from_bytes(payload, "little") ^ _from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(
         n, "little")
 
@@ -249,16 +251,8 @@ class WebSocketConnection(Connection):
         if b0 == 0x81 and b1 & 0x80 and not self.in_fragment:  # FIN, no RSV bits, a masked text frame
             n = b1 & 0x7F  # (the frame is whole: its head is 2 bytes, the length's, the mask's 4)
             try:
-                if n < 126:
-                    if _apply_mask is not None:
-                        text = _apply_mask(frame[6:], frame[2:6]).decode("utf-8")
-                    else:  # (unmask, inline: the key read once, repeated by a multiplication)
-                        text = (_from_bytes(frame[6:], "little")
-                                ^ _from_bytes(frame[2:6], "little") * _REPEAT[n]
-                                & _LOW[n]).to_bytes(n, "little").decode("utf-8") if n else ""
-                else:
-                    head = 8 if n == 126 else 14
-                    text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
+                head = 6 if n < 126 else 8 if n == 126 else 14
+                text = unmask(frame[head:], frame[head - 4:head]).decode("utf-8")
             except UnicodeDecodeError:
                 text = None  # wsproto refuses it properly
         socket = self.socket
@@ -380,7 +374,7 @@ def message_bytes(message) -> bytes:
     C{message_text(message)} as a frame carries it (UTF-8, a lone surrogate
     replaced). Anything not of the usual types goes to L{message_text}.
     """
-    global _last_bytes, _context
+    global _last_bytes
     text = message.text
     last = _last_bytes
     if last[0] is message and last[1] is text:
@@ -605,7 +599,7 @@ class ChatSocket:
         self.close()
 
     def textMessageReceived(self, text: str) -> None:
-        self.connection.received = 0  # (request_complete, inline: once a request)
+        self.connection.request_complete()
         self.awaiting_pong = False
         if self.closed:
             return
@@ -613,16 +607,11 @@ class ChatSocket:
         if len(text) > MAX_FRAME:
             self.send({"type": "error", "code": "too-long", "error": protocol_text("too-long")})
             return
-        try:  # (loads, inline: json's C scanner alone for a request that is one value, else json.loads)
-            try:
-                request, end = _scan(text, 0)
-            except StopIteration:
-                end = -1
-            if end != len(text):
-                request = json.loads(text)
+        try:
+            request = loads(text)
         except (ValueError, RecursionError):  # (RecursionError: nested past the decoder's depth)
             request = None
-        if type(request) is not dict and not isinstance(request, dict):
+        if not isinstance(request, dict):
             self.send({"type": "error", "code": "bad-json", "error": protocol_text("bad-json")})
             return
         rid = request.get("id")
